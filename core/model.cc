@@ -1,0 +1,118 @@
+#include "core/model.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <utility>
+
+namespace wsstep::core {
+namespace {
+
+template <typename E, size_t N>
+std::string_view NameOf(const std::array<std::pair<E, std::string_view>, N>& table, E v) {
+  for (const auto& [e, n] : table) {
+    if (e == v) return n;
+  }
+  return "UNKNOWN";
+}
+
+template <typename E, size_t N>
+std::optional<E> FromName(const std::array<std::pair<E, std::string_view>, N>& table,
+                          std::string_view name) {
+  for (const auto& [e, n] : table) {
+    if (n == name) return e;
+  }
+  return std::nullopt;
+}
+
+constexpr std::array<std::pair<EntryType, std::string_view>, 5> kEntryTypes = {{
+    {EntryType::kKeyPair, "KEY_PAIR"},
+    {EntryType::kPkcs12, "PKCS12"},
+    {EntryType::kTrustStore, "TRUST_STORE"},
+    {EntryType::kJavaKeystore, "JAVA_KEYSTORE"},
+    {EntryType::kMobileProvisioning, "MOBILE_PROVISIONING"},
+}};
+
+constexpr std::array<std::pair<SourceFormat, std::string_view>, 7> kFormats = {{
+    {SourceFormat::kAuto, "AUTO"},
+    {SourceFormat::kPem, "PEM"},
+    {SourceFormat::kDer, "DER"},
+    {SourceFormat::kPkcs12, "PKCS12"},
+    {SourceFormat::kJks, "JKS"},
+    {SourceFormat::kJceks, "JCEKS"},
+    {SourceFormat::kMobileProvision, "MOBILEPROVISION"},
+}};
+
+constexpr std::array<std::pair<CertStatus, std::string_view>, 7> kStatuses = {{
+    {CertStatus::kValid, "VALID"},
+    {CertStatus::kExpiringSoon, "EXPIRING_SOON"},
+    {CertStatus::kExpired, "EXPIRED"},
+    {CertStatus::kNotYetValid, "NOT_YET_VALID"},
+    {CertStatus::kRevoked, "REVOKED"},
+    {CertStatus::kDisabled, "DISABLED"},
+    {CertStatus::kPendingCertificate, "PENDING_CERTIFICATE"},
+}};
+
+}  // namespace
+
+Clock SystemClock() {
+  return [] {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+}
+
+std::string_view EntryTypeName(EntryType t) { return NameOf(kEntryTypes, t); }
+std::optional<EntryType> EntryTypeFromName(std::string_view n) { return FromName(kEntryTypes, n); }
+std::string_view SourceFormatName(SourceFormat f) { return NameOf(kFormats, f); }
+std::optional<SourceFormat> SourceFormatFromName(std::string_view n) {
+  return FromName(kFormats, n);
+}
+std::string_view CertStatusName(CertStatus s) { return NameOf(kStatuses, s); }
+std::optional<CertStatus> CertStatusFromName(std::string_view n) { return FromName(kStatuses, n); }
+
+std::string_view NotificationFrequencyName(NotificationFrequency f) {
+  return f == NotificationFrequency::kWeekly ? "WEEKLY" : "DAILY";
+}
+
+const CertificateInfo* GoverningCertificate(const EntryMetadata& e) {
+  if (e.certificate) return &*e.certificate;
+  const CertificateInfo* earliest = nullptr;
+  for (const auto& c : e.trusted) {
+    if (earliest == nullptr || c.not_after < earliest->not_after) earliest = &c;
+  }
+  return earliest;
+}
+
+CertStatus StatusAt(const EntryMetadata& e, UnixSeconds now) {
+  if (e.disabled) return CertStatus::kDisabled;
+  if (e.revoked) return CertStatus::kRevoked;
+  if (e.pending_certificate) return CertStatus::kPendingCertificate;
+  const CertificateInfo* c = GoverningCertificate(e);
+  if (c == nullptr) return CertStatus::kValid;
+  if (now < c->not_before) return CertStatus::kNotYetValid;
+  if (now > c->not_after) return CertStatus::kExpired;
+  if (c->not_after - now <= static_cast<UnixSeconds>(e.notifications.warning_days) * 86400) {
+    return CertStatus::kExpiringSoon;
+  }
+  return CertStatus::kValid;
+}
+
+int64_t DaysRemaining(const EntryMetadata& e, UnixSeconds now) {
+  const CertificateInfo* c = GoverningCertificate(e);
+  if (c == nullptr) return 0;
+  UnixSeconds left = c->not_after - now;
+  // Floor division, so one second past expiry is already day -1.
+  return left >= 0 ? left / 86400 : -((-left + 86399) / 86400);
+}
+
+std::string NormalizeHost(std::string_view host) {
+  std::string out(host);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  while (!out.empty() && out.back() == '.') out.pop_back();
+  return out;
+}
+
+}  // namespace wsstep::core
