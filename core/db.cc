@@ -1,0 +1,350 @@
+#include "core/db.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace wsstep::core {
+namespace {
+
+std::string HintFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+      return "the disk holding the data directory is full; free space and retry";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return "the data directory or database file is read-only; make it writable by the "
+             "plugin's user, or use the store read-only";
+    case SQLITE_CANTOPEN:
+      return "check that the data directory exists and is accessible to the plugin's user";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return "the database file is damaged or not a wsstep store; restore it from a backup";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return "another process holds the store open for writing; run one plugin per data "
+             "directory";
+    case SQLITE_IOERR:
+      return "the operating system reported an I/O error on the data directory";
+    default:
+      return "";
+  }
+}
+
+// SQLite URI filenames treat '?', '#' and '%' specially.
+std::string UriPath(const std::string& path) {
+  std::string out = "file:";
+  for (char c : path) {
+    if (c == '?' || c == '#' || c == '%') {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      out += '%';
+      out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xf];
+      out += kHex[static_cast<unsigned char>(c) & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+Error OpenError(const std::string& path, std::string_view what, int rc, std::string msg) {
+  return Error(Code::kStorageError, path + ": " + std::string(what) + ": " + msg, HintFor(rc),
+               Side::kStore);
+}
+
+}  // namespace
+
+// ---- Statement ----
+
+void Statement::NoteBind(int rc, int index) {
+  if (rc != SQLITE_OK && !bind_error_) {
+    bind_error_ = db_->StorageError("binding parameter " + std::to_string(index), rc);
+  }
+}
+
+Statement& Statement::Bind(int index, int64_t value) {
+  NoteBind(sqlite3_bind_int64(stmt_.get(), index, value), index);
+  return *this;
+}
+
+Statement& Statement::Bind(int index, std::string_view text) {
+  NoteBind(sqlite3_bind_text64(stmt_.get(), index, text.data(), text.size(), SQLITE_TRANSIENT,
+                               SQLITE_UTF8),
+           index);
+  return *this;
+}
+
+Statement& Statement::BindBlob(int index, std::span<const uint8_t> bytes) {
+  // A zero-length blob with a null pointer would bind NULL; keep it a blob.
+  static const uint8_t kEmpty = 0;
+  const void* data = bytes.empty() ? &kEmpty : bytes.data();
+  NoteBind(sqlite3_bind_blob64(stmt_.get(), index, data, bytes.size(), SQLITE_TRANSIENT), index);
+  return *this;
+}
+
+Statement& Statement::BindBlob(int index, std::string_view bytes) {
+  return BindBlob(index, std::span<const uint8_t>(
+                             reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+Statement& Statement::BindNull(int index) {
+  NoteBind(sqlite3_bind_null(stmt_.get(), index), index);
+  return *this;
+}
+
+Result<bool> Statement::Step() {
+  if (bind_error_) return *bind_error_;
+  int rc = sqlite3_step(stmt_.get());
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  Error e = db_->StorageError("running \"" + std::string(sqlite3_sql(stmt_.get())).substr(0, 60) +
+                                  "\"",
+                              rc);
+  sqlite3_reset(stmt_.get());
+  return e;
+}
+
+Status Statement::Run() {
+  for (;;) {
+    WSSTEP_ASSIGN_OR_RETURN(bool row, Step());
+    if (!row) break;
+  }
+  Reset();
+  return {};
+}
+
+void Statement::Reset() { sqlite3_reset(stmt_.get()); }
+
+void Statement::ClearBindings() {
+  sqlite3_clear_bindings(stmt_.get());
+  bind_error_.reset();
+}
+
+int64_t Statement::ColumnInt64(int column) const {
+  return sqlite3_column_int64(stmt_.get(), column);
+}
+
+std::string Statement::ColumnText(int column) const {
+  const unsigned char* p = sqlite3_column_text(stmt_.get(), column);
+  if (p == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(p),
+                     static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), column)));
+}
+
+std::string Statement::ColumnBlob(int column) const { return std::string(ColumnBlobView(column)); }
+
+std::string_view Statement::ColumnBlobView(int column) const {
+  const void* p = sqlite3_column_blob(stmt_.get(), column);
+  if (p == nullptr) return {};
+  return {static_cast<const char*>(p),
+          static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), column))};
+}
+
+bool Statement::ColumnIsNull(int column) const {
+  return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
+}
+
+// ---- Database ----
+
+Result<std::unique_ptr<Database>> Database::Open(const std::string& path,
+                                                 const Options& options) {
+  int flags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+  std::string uri = UriPath(path);
+  if (options.read_only) {
+    flags |= SQLITE_OPEN_READONLY;
+    if (!FileExists(path)) {
+      return Error(Code::kStorageError, path + ": the database file does not exist",
+                   "the store is read-only, so it cannot be created", Side::kStore);
+    }
+    // Without a -wal file there is nothing uncheckpointed, and SQLite could not create
+    // the -shm index in a read-only directory: open the file as immutable.
+    uri += FileExists(path + "-wal") ? "?mode=ro" : "?immutable=1";
+  } else {
+    flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (!FileExists(path)) {
+      // Create it 0600 ourselves: SQLite would use the umask, and gives -wal/-shm the
+      // mode of the main file.
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd < 0 && errno != EEXIST) {
+        int err = errno;
+        return Error(Code::kStorageError,
+                     path + ": cannot create the database file: " + std::strerror(err),
+                     err == ENOSPC ? HintFor(SQLITE_FULL)
+                                   : (err == EROFS || err == EACCES ? HintFor(SQLITE_READONLY)
+                                                                    : HintFor(SQLITE_CANTOPEN)),
+                     Side::kStore);
+      }
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(uri.c_str(), &raw, flags, nullptr);
+  std::unique_ptr<sqlite3, SqliteCloser> owned(raw);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    return OpenError(path, "cannot open the database", rc, msg);
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+  std::unique_ptr<Database> db(new Database(path, owned.release(), options.read_only));
+
+  // Fail early on a file that is not a database: the first read of the schema does it.
+  WSSTEP_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"));
+  if (!options.read_only) {
+    WSSTEP_ASSIGN_OR_RETURN(auto mode, db->Prepare("PRAGMA journal_mode=WAL"));
+    WSSTEP_ASSIGN_OR_RETURN(bool row, mode.Step());
+    if (!row || mode.ColumnText(0) != "wal") {
+      return db->StorageError("cannot switch the database to WAL journal mode");
+    }
+  }
+  WSSTEP_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous=FULL;"));
+  return db;
+}
+
+Database::~Database() = default;
+
+Error Database::StorageError(std::string_view what) const {
+  return StorageError(what, sqlite3_extended_errcode(db_.get()));
+}
+
+Error Database::StorageError(std::string_view what, int rc) const {
+  std::string msg = sqlite3_errmsg(db_.get());
+  // sqlite3_errmsg describes the most recent API call; a bind or a reset may have
+  // replaced a more specific message, so fall back to the code's text.
+  if (msg.empty() || msg == "not an error") msg = sqlite3_errstr(rc);
+  Error e = OpenError(path_, what, rc, msg);
+  e.With("path", path_).With("sqlite_code", std::to_string(rc));
+  return e;
+}
+
+Status Database::Exec(std::string_view sql) {
+  std::string text(sql);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_.get(), text.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    Error e = OpenError(path_, "running \"" + text.substr(0, 60) + "\"", rc, msg);
+    e.With("path", path_).With("sqlite_code", std::to_string(rc));
+    return e;
+  }
+  return {};
+}
+
+Result<Statement> Database::Prepare(std::string_view sql) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &st, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return StorageError("preparing \"" + std::string(sql.substr(0, 60)) + "\"", rc);
+  }
+  return Statement(this, st);
+}
+
+Result<int> Database::SchemaVersion() {
+  WSSTEP_ASSIGN_OR_RETURN(
+      auto exists,
+      Prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"));
+  WSSTEP_ASSIGN_OR_RETURN(bool has_table, exists.Step());
+  if (!has_table) return 0;
+  WSSTEP_ASSIGN_OR_RETURN(auto st, Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version"));
+  WSSTEP_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? static_cast<int>(st.ColumnInt64(0)) : 0;
+}
+
+Status Database::Migrate(std::span<const Migration> migrations) {
+  WSSTEP_ASSIGN_OR_RETURN(int current, SchemaVersion());
+  int newest = migrations.empty() ? 0 : migrations.back().version;
+  if (current > newest) {
+    return Error(Code::kStorageError,
+                 path_ + ": the store was written by a newer wsstep (schema version " +
+                     std::to_string(current) + "; this build knows up to " +
+                     std::to_string(newest) + ")",
+                 "run the newer wsstep, or restore a backup made by this version", Side::kStore);
+  }
+  for (const Migration& m : migrations) {
+    if (m.version <= current) continue;
+    WSSTEP_ASSIGN_OR_RETURN(auto tx, Transaction::Begin(*this));
+    WSSTEP_RETURN_IF_ERROR(
+        Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+             "applied_at INTEGER NOT NULL)"));
+    WSSTEP_RETURN_IF_ERROR(Exec(m.sql));
+    WSSTEP_ASSIGN_OR_RETURN(
+        auto rec, Prepare("INSERT INTO schema_version(version, applied_at) "
+                          "VALUES (?, CAST(strftime('%s','now') AS INTEGER))"));
+    rec.Bind(1, int64_t{m.version});
+    WSSTEP_RETURN_IF_ERROR(rec.Run());
+    WSSTEP_RETURN_IF_ERROR(tx.Commit());
+    current = m.version;
+  }
+  return {};
+}
+
+int64_t Database::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_.get()); }
+int Database::Changes() const { return sqlite3_changes(db_.get()); }
+
+// ---- Transaction ----
+
+Result<Transaction> Transaction::Begin(Database& db, Mode mode) {
+  WSSTEP_RETURN_IF_ERROR(db.Exec(mode == Mode::kImmediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED"));
+  return Transaction(&db);
+}
+
+Transaction::~Transaction() {
+  if (db_ != nullptr && !sqlite3_get_autocommit(db_->handle())) {
+    // Best effort: a failed COMMIT may already have rolled back.
+    sqlite3_exec(db_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+}
+
+Status Transaction::Commit() {
+  if (db_ == nullptr) {
+    return Error(Code::kInternal, "transaction already finished");
+  }
+  Status st = db_->Exec("COMMIT");
+  if (!st.ok()) return st;  // the destructor rolls back what is left
+  db_ = nullptr;
+  return {};
+}
+
+// ---- Directories ----
+
+Status EnsurePrivateDirectory(const std::string& path) {
+  if (path.empty()) {
+    return Error(Code::kInvalidArgument, "the data directory is empty",
+                 "set the data directory (flag, environment or configuration file)",
+                 Side::kConfiguration);
+  }
+  std::string prefix;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    size_t next = path.find('/', pos + 1);
+    prefix = path.substr(0, next);
+    pos = next;
+    if (prefix.empty() || prefix == "/") continue;
+    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
+      int err = errno;
+      return Error(Code::kStorageError,
+                   prefix + ": cannot create the data directory: " + std::strerror(err),
+                   "create it, or choose a directory the plugin's user may write", Side::kStore);
+    }
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Error(Code::kStorageError, path + ": not a directory",
+                 "choose a directory for the data directory", Side::kStore);
+  }
+  return {};
+}
+
+}  // namespace wsstep::core
