@@ -84,6 +84,49 @@ Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& reque
 // (both normalized). A wildcard matches exactly one label.
 bool HostMatches(std::string_view pattern, std::string_view host);
 
+// --- Additions (implementation detail made public for the store and the API) ---------
+//
+// Resolution rules in full, as implemented by Resolve():
+// - host: ASCII case-insensitive, trailing dots ignored. A binding "*.example.com"
+//   matches exactly one non-empty label before "example.com"; never "example.com" itself,
+//   never "a.b.example.com", never an IP address literal, never a host containing '*'.
+// - port 0 means 443; an empty environment means "default". Environments compare exactly
+//   (case-sensitive): "production" and "Production" are different environments.
+// - Step names a certificate (request.certificate_name): looked up by name
+//   (case-insensitive), then by id. Checked in this order: it exists, it is key-bearing,
+//   it is bound to (host, port, environment) or has no bindings at all, it is not
+//   disabled or revoked (CERTIFICATE_NOT_FOUND for all of these), it is within its
+//   validity dates (CERTIFICATE_EXPIRED / CERTIFICATE_NOT_YET_VALID).
+// - Otherwise the candidates are the key-bearing entries bound there. Exact beats
+//   wildcard only when an exactly-bound candidate is usable: if every exactly-bound
+//   candidate is expired, not yet valid, disabled or revoked, usable wildcard candidates
+//   are used instead (an unusable exact binding must not cut a host off from a working
+//   wildcard certificate). Among usable candidates the latest wins: greatest certificate
+//   not_before, then greatest updated_at, then later in the snapshot's entry order.
+// - No usable candidate: none bound -> CERTIFICATE_NOT_FOUND ("SSL Certificate Not
+//   Found: ..."); some not yet valid -> CERTIFICATE_NOT_YET_VALID naming the one that
+//   becomes valid first (a renewal uploaded early: waiting fixes it, unlike an expired
+//   one); otherwise some expired -> CERTIFICATE_EXPIRED naming the newest (greatest
+//   not_after) and its expiry; only disabled/revoked ones -> CERTIFICATE_NOT_FOUND.
+//   Details: "host", "port", "environment", "explanation", plus "certificate" and
+//   "expired_on" / "valid_from" (ISO 8601 UTC) where a certificate is named.
+// - Trust: trust entries bound there, exact and wildcard alike, in snapshot order,
+//   minus disabled/revoked ones and those with no certificate currently within its
+//   validity dates (listed in Resolution::rejected with a reason starting "trust store").
+//   private_trust_only is true if any kept trust entry says so.
+// - Pending (CSR) entries and mobile provisioning profiles bound there are listed in
+//   Resolution::rejected for the explanation but never count as candidates.
+
+// Has a private key that may be presented in a TLS handshake: has_private_key, a
+// certificate, not a mobile provisioning profile, not waiting for its certificate.
+bool IsKeyBearing(const EntryMetadata& e);
+// Carries trusted certificates for server verification: TRUST_STORE or JAVA_KEYSTORE
+// with a non-empty `trusted` list.
+bool IsTrustEntry(const EntryMetadata& e);
+
+// "2026-01-02T03:04:05Z". Thread-safe and lock-free (no gmtime/tz database).
+std::string Iso8601Utc(UnixSeconds t);
+
 }  // namespace wsstep::core
 
 #endif  // WSSTEP_CORE_RESOLVER_H_

@@ -1,0 +1,46 @@
+#include "core/notifications.h"
+
+#include <algorithm>
+#include <tuple>
+
+namespace wsstep::core {
+namespace {
+
+constexpr int64_t kSecondsPerDay = 86400;
+
+int64_t FrequencyDays(NotificationFrequency f) {
+  return f == NotificationFrequency::kWeekly ? 7 : 1;
+}
+
+}  // namespace
+
+int64_t UtcDay(UnixSeconds t) {
+  return t >= 0 ? t / kSecondsPerDay : -((-t + kSecondsPerDay - 1) / kSecondsPerDay);
+}
+
+bool NotificationDue(const EntryMetadata& e, UnixSeconds now) {
+  if (!e.notifications.enabled || e.disabled || e.revoked || e.pending_certificate) return false;
+  const CertificateInfo* cert = GoverningCertificate(e);
+  if (cert == nullptr) return false;
+  const int64_t warning_days = std::max(0, e.notifications.warning_days);
+  if (cert->not_after - now > warning_days * kSecondsPerDay) return false;
+  if (e.last_notified_at == 0) return true;
+  return UtcDay(now) - UtcDay(e.last_notified_at) >= FrequencyDays(e.notifications.frequency);
+}
+
+std::vector<DueNotification> DueNotifications(const std::vector<EntryMetadata>& entries,
+                                              UnixSeconds now) {
+  std::vector<DueNotification> due;
+  for (const EntryMetadata& e : entries) {
+    if (!NotificationDue(e, now)) continue;
+    due.push_back(DueNotification{e.id, e.name, e.notifications.alert_ref,
+                                  GoverningCertificate(e)->not_after, DaysRemaining(e, now),
+                                  StatusAt(e, now)});
+  }
+  std::sort(due.begin(), due.end(), [](const DueNotification& a, const DueNotification& b) {
+    return std::tie(a.not_after, a.name, a.entry_id) < std::tie(b.not_after, b.name, b.entry_id);
+  });
+  return due;
+}
+
+}  // namespace wsstep::core

@@ -1,0 +1,719 @@
+#include "core/resolver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iterator>
+#include <span>
+#include <utility>
+
+namespace wsstep::core {
+namespace {
+
+constexpr size_t kMaxBindingsShown = 5;
+
+char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string_view StripTrailingDots(std::string_view h) {
+  while (!h.empty() && h.back() == '.') h.remove_suffix(1);
+  return h;
+}
+
+// Host equality under NormalizeHost without building normalized copies.
+bool SameHost(std::string_view a, std::string_view b) {
+  a = StripTrailingDots(a);
+  b = StripTrailingDots(b);
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  }
+  return true;
+}
+
+uint16_t EffectivePort(uint16_t port) { return port == 0 ? kDefaultPort : port; }
+std::string_view EffectiveEnvironment(std::string_view env) {
+  return env.empty() ? kDefaultEnvironment : env;
+}
+
+// "example.com" for the pattern "*.example.com"; nullopt if the pattern is no wildcard.
+std::optional<std::string_view> WildcardSuffix(std::string_view pattern) {
+  if (pattern.size() < 3 || pattern[0] != '*' || pattern[1] != '.') return std::nullopt;
+  std::string_view suffix = StripTrailingDots(pattern.substr(2));
+  if (suffix.empty()) return std::nullopt;
+  return suffix;
+}
+
+bool IsIpLiteral(std::string_view host) {
+  if (host.find(':') != std::string_view::npos) return true;  // IPv6
+  return std::all_of(host.begin(), host.end(),
+                     [](char c) { return c == '.' || (c >= '0' && c <= '9'); });
+}
+
+// The part of `host` a one-label wildcard has to name: "example.com" for
+// "a.example.com". nullopt when no wildcard may match the host at all.
+std::optional<std::string_view> WildcardParent(std::string_view host) {
+  host = StripTrailingDots(host);
+  if (host.find('*') != std::string_view::npos || IsIpLiteral(host)) return std::nullopt;
+  size_t dot = host.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot + 1 >= host.size()) return std::nullopt;
+  return host.substr(dot + 1);
+}
+
+// FNV-1a with a final avalanche, fed the bytes the index compares (hosts lowered and
+// without trailing dots), so a lookup hashes its query in place, allocation-free.
+class KeyHasher {
+ public:
+  KeyHasher& Host(std::string_view h) {
+    for (char c : StripTrailingDots(h)) Byte(static_cast<unsigned char>(AsciiLower(c)));
+    return Separator();
+  }
+  KeyHasher& Lowered(std::string_view s) {
+    for (char c : s) Byte(static_cast<unsigned char>(AsciiLower(c)));
+    return Separator();
+  }
+  KeyHasher& Exact(std::string_view s) {
+    for (char c : s) Byte(static_cast<unsigned char>(c));
+    return Separator();
+  }
+  KeyHasher& Port(uint16_t p) {
+    Byte(p & 0xff);
+    Byte(p >> 8);
+    return *this;
+  }
+  uint64_t Finish() const {
+    uint64_t x = h_;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+  }
+
+ private:
+  void Byte(unsigned char b) {
+    h_ ^= b;
+    h_ *= 0x100000001b3ULL;
+  }
+  // 0xff never occurs in UTF-8, so "ab"+"c" and "a"+"bc" hash apart.
+  KeyHasher& Separator() {
+    Byte(0xff);
+    return *this;
+  }
+  uint64_t h_ = 0xcbf29ce484222325ULL;
+};
+
+uint64_t BindingKey(std::string_view host, uint16_t port, std::string_view env) {
+  return KeyHasher().Host(host).Port(EffectivePort(port)).Exact(EffectiveEnvironment(env)).Finish();
+}
+
+// A multimap from 64-bit key hashes to (entry, binding) positions, compact because the
+// snapshot of up to 100,000 entries is rebuilt on every store change: the items sorted by
+// key, so the items of one key form a run in entry order, and an open-addressing table of
+// 4-byte run starts (load <= 2/3, linear probing) that finds a run in O(1). Positions
+// rather than pointers keep a copied Snapshot valid. Hashes may collide, so callers
+// verify what they find against the entry itself.
+class HashIndex {
+ public:
+  struct Item {
+    uint64_t key;
+    uint32_t entry;
+    uint32_t binding;
+  };
+
+  void Reserve(size_t n) { items_.reserve(n); }
+  void Add(uint64_t key, size_t entry, size_t binding = 0) {
+    items_.push_back({key, static_cast<uint32_t>(entry), static_cast<uint32_t>(binding)});
+  }
+
+  // Groups the added items by key. Call once, after the last Add().
+  void Seal() {
+    std::sort(items_.begin(), items_.end(), [](const Item& a, const Item& b) {
+      if (a.key != b.key) return a.key < b.key;
+      return a.entry != b.entry ? a.entry < b.entry : a.binding < b.binding;
+    });
+    size_t capacity = 16;
+    while (capacity * 2 < items_.size() * 3) capacity *= 2;
+    mask_ = capacity - 1;
+    slots_.assign(capacity, kEmpty);
+    for (size_t i = 0; i < items_.size(); ++i) {
+      if (i > 0 && items_[i].key == items_[i - 1].key) continue;
+      size_t s = items_[i].key & mask_;
+      while (slots_[s] != kEmpty) s = (s + 1) & mask_;
+      slots_[s] = static_cast<uint32_t>(i);
+    }
+  }
+
+  std::span<const Item> Find(uint64_t key) const {
+    if (slots_.empty()) return {};
+    // Keys are already well mixed, so their low bits are a fine position.
+    for (size_t s = key & mask_; slots_[s] != kEmpty; s = (s + 1) & mask_) {
+      const size_t begin = slots_[s];
+      if (items_[begin].key != key) continue;
+      size_t end = begin + 1;
+      while (end < items_.size() && items_[end].key == key) ++end;
+      return std::span<const Item>(items_).subspan(begin, end - begin);
+    }
+    return {};
+  }
+
+ private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;
+  std::vector<Item> items_;      // sorted by (key, entry, binding)
+  std::vector<uint32_t> slots_;  // index in items_ of the first item of a key, or kEmpty
+  size_t mask_ = 0;
+};
+
+}  // namespace
+
+struct Snapshot::Index {
+  HashIndex ids;       // exact id
+  HashIndex names;     // name, ASCII case-insensitive
+  HashIndex exact;     // (host, port, environment) of non-wildcard bindings
+  HashIndex wildcard;  // (suffix after "*.", port, environment) of wildcard bindings
+};
+
+Snapshot::Snapshot(std::vector<EntryMetadata> entries) : entries_(std::move(entries)) {
+  auto index = std::make_shared<Index>();
+  index->ids.Reserve(entries_.size());
+  index->names.Reserve(entries_.size());
+  index->exact.Reserve(entries_.size());
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const EntryMetadata& e = entries_[i];
+    index->ids.Add(KeyHasher().Exact(e.id).Finish(), i);
+    index->names.Add(KeyHasher().Lowered(e.name).Finish(), i);
+    for (size_t b = 0; b < e.bindings.size(); ++b) {
+      const Binding& binding = e.bindings[b];
+      if (auto suffix = WildcardSuffix(binding.host)) {
+        index->wildcard.Add(BindingKey(*suffix, binding.port, binding.environment), i, b);
+      } else {
+        index->exact.Add(BindingKey(binding.host, binding.port, binding.environment), i, b);
+      }
+    }
+  }
+  index->ids.Seal();
+  index->names.Seal();
+  index->exact.Seal();
+  index->wildcard.Seal();
+  index_ = std::move(index);
+}
+
+const EntryMetadata* Snapshot::FindById(std::string_view id) const {
+  for (const auto& item : index_->ids.Find(KeyHasher().Exact(id).Finish())) {
+    if (entries_[item.entry].id == id) return &entries_[item.entry];
+  }
+  return nullptr;
+}
+
+const EntryMetadata* Snapshot::FindByName(std::string_view name) const {
+  for (const auto& item : index_->names.Find(KeyHasher().Lowered(name).Finish())) {
+    const std::string& candidate = entries_[item.entry].name;
+    if (candidate.size() == name.size() &&
+        std::equal(candidate.begin(), candidate.end(), name.begin(),
+                   [](char a, char b) { return AsciiLower(a) == AsciiLower(b); })) {
+      return &entries_[item.entry];
+    }
+  }
+  return nullptr;
+}
+
+namespace {
+
+bool SamePortAndEnvironment(const Binding& b, uint16_t port, std::string_view env) {
+  return EffectivePort(b.port) == port && EffectiveEnvironment(b.environment) == env;
+}
+
+}  // namespace
+
+Snapshot::Matches Snapshot::FindBound(std::string_view host, uint16_t port,
+                                      std::string_view environment) const {
+  Matches m;
+  port = EffectivePort(port);
+  environment = EffectiveEnvironment(environment);
+  // Items of one key come in entry order, so duplicates (two bindings of one entry) are
+  // adjacent and the lists come out in snapshot order.
+  for (const auto& item : index_->exact.Find(BindingKey(host, port, environment))) {
+    const EntryMetadata* e = &entries_[item.entry];
+    const Binding& b = e->bindings[item.binding];
+    if (!SamePortAndEnvironment(b, port, environment) || !SameHost(b.host, host)) continue;
+    if (m.exact.empty() || m.exact.back() != e) m.exact.push_back(e);
+  }
+  auto parent = WildcardParent(host);
+  if (!parent) return m;
+  for (const auto& item : index_->wildcard.Find(BindingKey(*parent, port, environment))) {
+    const EntryMetadata* e = &entries_[item.entry];
+    const Binding& b = e->bindings[item.binding];
+    auto suffix = WildcardSuffix(b.host);
+    if (!suffix || !SamePortAndEnvironment(b, port, environment) || !SameHost(*suffix, *parent)) {
+      continue;
+    }
+    if (!m.wildcard.empty() && m.wildcard.back() == e) continue;
+    // An entry bound both exactly and by wildcard counts as exact.
+    if (std::binary_search(m.exact.begin(), m.exact.end(), e)) continue;
+    m.wildcard.push_back(e);
+  }
+  return m;
+}
+
+bool HostMatches(std::string_view pattern, std::string_view host) {
+  if (auto suffix = WildcardSuffix(pattern)) {
+    auto parent = WildcardParent(host);
+    return parent && SameHost(*suffix, *parent);
+  }
+  return SameHost(pattern, host);
+}
+
+bool IsKeyBearing(const EntryMetadata& e) {
+  return e.has_private_key && e.certificate.has_value() &&
+         e.type != EntryType::kMobileProvisioning && !e.pending_certificate;
+}
+
+bool IsTrustEntry(const EntryMetadata& e) {
+  return !e.trusted.empty() &&
+         (e.type == EntryType::kTrustStore || e.type == EntryType::kJavaKeystore);
+}
+
+std::string Iso8601Utc(UnixSeconds t) {
+  using namespace std::chrono;
+  const sys_seconds tp{seconds{t}};
+  const sys_days day = floor<days>(tp);
+  const year_month_day ymd{day};
+  const hh_mm_ss<seconds> hms{tp - day};
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+                static_cast<int>(hms.seconds().count()));
+  return buf;
+}
+
+namespace {
+
+// Normalized call coordinates, and their forms for messages.
+struct Target {
+  std::string host;
+  uint16_t port;
+  std::string_view environment;
+  UnixSeconds now;
+
+  // "api.example.com:443 (production)"
+  std::string Where() const {
+    return host + ":" + std::to_string(port) + " (" + std::string(environment) + ")";
+  }
+};
+
+std::string BindingText(const Binding& b) {
+  return NormalizeHost(b.host) + ":" + std::to_string(EffectivePort(b.port)) + " (" +
+         std::string(EffectiveEnvironment(b.environment)) + ")";
+}
+
+std::string BindingsText(const EntryMetadata& e) {
+  std::string out;
+  for (size_t i = 0; i < e.bindings.size() && i < kMaxBindingsShown; ++i) {
+    if (i > 0) out += ", ";
+    out += BindingText(e.bindings[i]);
+  }
+  if (e.bindings.size() > kMaxBindingsShown) {
+    out += " and " + std::to_string(e.bindings.size() - kMaxBindingsShown) + " more";
+  }
+  return out;
+}
+
+bool BoundTo(const EntryMetadata& e, const Target& t) {
+  return std::any_of(e.bindings.begin(), e.bindings.end(), [&](const Binding& b) {
+    return SamePortAndEnvironment(b, t.port, t.environment) && HostMatches(b.host, t.host);
+  });
+}
+
+// A key-bearing entry may be presented when StatusAt() says VALID or EXPIRING_SOON.
+bool Usable(CertStatus status) {
+  return status == CertStatus::kValid || status == CertStatus::kExpiringSoon;
+}
+
+std::string UnusableReason(const EntryMetadata& e, CertStatus status) {
+  switch (status) {
+    case CertStatus::kDisabled:
+      return "disabled";
+    case CertStatus::kRevoked:
+      return "revoked";
+    case CertStatus::kPendingCertificate:
+      return "waiting for its issued certificate (key and CSR only)";
+    case CertStatus::kNotYetValid:
+      return "not valid before " + Iso8601Utc(e.certificate->not_before);
+    case CertStatus::kExpired:
+      return "expired on " + Iso8601Utc(e.certificate->not_after);
+    default:
+      return "usable";
+  }
+}
+
+struct Candidate {
+  const EntryMetadata* entry;
+  size_t order;  // position in the snapshot: the last tie-break
+  bool wildcard;
+  CertStatus status;  // StatusAt(now)
+};
+
+// The latest-wins order: greatest not_before, then most recently saved.
+bool Newer(const Candidate& a, const Candidate& b) {
+  const auto& ca = *a.entry->certificate;
+  const auto& cb = *b.entry->certificate;
+  if (ca.not_before != cb.not_before) return ca.not_before > cb.not_before;
+  if (a.entry->updated_at != b.entry->updated_at) return a.entry->updated_at > b.entry->updated_at;
+  return a.order > b.order;
+}
+
+std::string OlderReason(const EntryMetadata& loser, const EntryMetadata& winner) {
+  const std::string head = "older than '" + winner.name + "' ";
+  const UnixSeconds lnb = loser.certificate->not_before;
+  const UnixSeconds wnb = winner.certificate->not_before;
+  if (lnb != wnb) {
+    return head + "(not before " + Iso8601Utc(lnb) + "; '" + winner.name + "' not before " +
+           Iso8601Utc(wnb) + ")";
+  }
+  if (loser.updated_at != winner.updated_at) {
+    return head + "(same not before " + Iso8601Utc(lnb) + ", saved earlier)";
+  }
+  return head + "(same not before " + Iso8601Utc(lnb) + " and save time, earlier in the store)";
+}
+
+Rejection Reject(const EntryMetadata& e, std::string reason, CertStatus status) {
+  return Rejection{e.id, e.name, std::move(reason), status};
+}
+
+void AppendEntryLine(std::string& out, std::string_view label, const EntryMetadata& e,
+                     std::string_view how) {
+  out += "  ";
+  out += label;
+  out += " '";
+  out += e.name;
+  out += "' (id ";
+  out += e.id;
+  out += ")";
+  if (e.certificate) {
+    out += ", not before ";
+    out += Iso8601Utc(e.certificate->not_before);
+    out += ", not after ";
+    out += Iso8601Utc(e.certificate->not_after);
+  }
+  if (!how.empty()) {
+    out += ", ";
+    out += how;
+  }
+  out += "\n";
+}
+
+void AppendRejections(std::string& out, const std::vector<Rejection>& rejected) {
+  for (const auto& r : rejected) {
+    out += "  rejected '";
+    out += r.name;
+    out += "' (id ";
+    out += r.entry_id;
+    out += "): ";
+    out += r.reason;
+    out += "\n";
+  }
+}
+
+// Gathers the trust entries bound at the target, rejecting unusable ones.
+void GatherTrust(const Snapshot::Matches& m, const Target& t, Resolution& out) {
+  std::vector<const EntryMetadata*> bound;
+  bound.reserve(m.exact.size() + m.wildcard.size());
+  std::merge(m.exact.begin(), m.exact.end(), m.wildcard.begin(), m.wildcard.end(),
+             std::back_inserter(bound));  // pointers into one vector: snapshot order
+  for (const EntryMetadata* e : bound) {
+    if (!IsTrustEntry(*e)) continue;
+    if (e->disabled || e->revoked) {
+      out.rejected.push_back(Reject(*e,
+                                    e->disabled ? "trust store disabled" : "trust store revoked",
+                                    e->disabled ? CertStatus::kDisabled : CertStatus::kRevoked));
+      continue;
+    }
+    bool any_current = false;
+    bool any_future = false;
+    UnixSeconds last_expiry = 0;
+    UnixSeconds first_start = 0;
+    for (const CertificateInfo& c : e->trusted) {
+      if (t.now < c.not_before) {
+        first_start = any_future ? std::min(first_start, c.not_before) : c.not_before;
+        any_future = true;
+      } else if (t.now > c.not_after) {
+        last_expiry = std::max(last_expiry, c.not_after);
+      } else {
+        any_current = true;
+      }
+    }
+    if (any_current) {
+      out.trust.push_back(e);
+      out.private_trust_only = out.private_trust_only || e->private_trust_only;
+    } else if (any_future) {
+      out.rejected.push_back(
+          Reject(*e,
+                 "trust store skipped: none of its certificates is valid yet (the first from " +
+                     Iso8601Utc(first_start) + ")",
+                 CertStatus::kNotYetValid));
+    } else {
+      out.rejected.push_back(
+          Reject(*e,
+                 "trust store skipped: all " + std::to_string(e->trusted.size()) +
+                     " of its certificates expired (the last on " + Iso8601Utc(last_expiry) + ")",
+                 CertStatus::kExpired));
+    }
+  }
+}
+
+void AppendTrust(std::string& out, const Resolution& r, const Target& t) {
+  out += "trust for " + t.Where() + ": ";
+  if (r.trust.empty()) {
+    out += "no trust store bound; the system CAs\n";
+    return;
+  }
+  for (size_t i = 0; i < r.trust.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += "'" + r.trust[i]->name + "' (id " + r.trust[i]->id + ")";
+  }
+  out += r.private_trust_only ? "; private trust only (the system CAs do not count)\n"
+                              : "; plus the system CAs\n";
+}
+
+Error ResolutionError(Code code, std::string message, std::string hint, Side side, const Target& t,
+                      std::string explanation) {
+  Error e(code, std::move(message), std::move(hint), side);
+  e.With("host", t.host)
+      .With("port", std::to_string(t.port))
+      .With("environment", std::string(t.environment))
+      .With("explanation", std::move(explanation));
+  return e;
+}
+
+Result<Resolution> ResolveNamed(const Snapshot& snapshot, const Target& t, std::string_view name,
+                                const Snapshot::Matches& m, Resolution r) {
+  const EntryMetadata* e = snapshot.FindByName(name);
+  if (e == nullptr) e = snapshot.FindById(name);
+  std::string explanation =
+      "client certificate for " + t.Where() + ": the step names '" + std::string(name) + "'\n";
+  auto fail = [&](Code code, std::string message, std::string hint, Side side) {
+    explanation += "  refused: " + message + "\n";
+    return ResolutionError(code, std::move(message), std::move(hint), side, t,
+                           std::move(explanation));
+  };
+  if (e == nullptr) {
+    return fail(Code::kCertificateNotFound, "no certificate named '" + std::string(name) + "'",
+                "Check the certificate name in the step, or upload the certificate.",
+                Side::kConfiguration);
+  }
+  if (!IsKeyBearing(*e)) {
+    std::string why = e->type == EntryType::kMobileProvisioning
+                          ? "is a mobile provisioning profile, which is never used for TLS"
+                      : e->pending_certificate
+                          ? "is waiting for its issued certificate (only its key and CSR exist)"
+                          : "has no private key, so it cannot be presented as a client certificate";
+    return fail(Code::kCertificateNotFound, "certificate '" + e->name + "' " + why,
+                "Name a certificate that has a private key, or attach the issued certificate.",
+                Side::kConfiguration)
+        .With("certificate", e->name);
+  }
+  if (!e->bindings.empty() && !BoundTo(*e, t)) {
+    // Never send a certificate to a host it is not bound to, even when named.
+    return fail(Code::kCertificateNotFound,
+                "certificate '" + e->name + "' is bound to " + BindingsText(*e) + ", not to " +
+                    t.Where(),
+                "Bind the certificate to " + t.host + ":" + std::to_string(t.port) +
+                    " in environment " + std::string(t.environment) +
+                    ", or name a certificate bound there.",
+                Side::kConfiguration)
+        .With("certificate", e->name);
+  }
+  const CertStatus status = StatusAt(*e, t.now);
+  switch (status) {
+    case CertStatus::kDisabled:
+    case CertStatus::kRevoked:
+      return fail(Code::kCertificateNotFound,
+                  "certificate '" + e->name + "' is " + UnusableReason(*e, status),
+                  "Enable the certificate or name another one.", Side::kStore)
+          .With("certificate", e->name);
+    case CertStatus::kExpired:
+      return fail(Code::kCertificateExpired,
+                  "certificate '" + e->name + "' " + UnusableReason(*e, status),
+                  "Upload a renewed certificate.", Side::kStore)
+          .With("certificate", e->name)
+          .With("expired_on", Iso8601Utc(e->certificate->not_after));
+    case CertStatus::kNotYetValid:
+      return fail(Code::kCertificateNotYetValid,
+                  "certificate '" + e->name + "' is " + UnusableReason(*e, status),
+                  "Wait until it becomes valid, or check the clock of this machine.", Side::kStore)
+          .With("certificate", e->name)
+          .With("valid_from", Iso8601Utc(e->certificate->not_before));
+    default:
+      break;
+  }
+  r.identity = e;
+  for (const auto* list : {&m.exact, &m.wildcard}) {
+    for (const EntryMetadata* other : *list) {
+      if (other == e || !IsKeyBearing(*other)) continue;
+      r.rejected.push_back(
+          Reject(*other, "the step names '" + e->name + "'", StatusAt(*other, t.now)));
+    }
+  }
+  AppendEntryLine(explanation, "chosen", *e,
+                  e->bindings.empty() ? "named by the step (unbound)" : "named by the step");
+  AppendRejections(explanation, r.rejected);
+  AppendTrust(explanation, r, t);
+  r.explanation = std::move(explanation);
+  return r;
+}
+
+}  // namespace
+
+Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& request,
+                           bool require_identity) {
+  const Target t{NormalizeHost(request.host), EffectivePort(request.port),
+                 EffectiveEnvironment(request.environment), request.now};
+  const Snapshot::Matches m = snapshot.FindBound(t.host, t.port, t.environment);
+  const EntryMetadata* base = snapshot.entries().data();
+
+  Resolution r;
+  GatherTrust(m, t, r);
+  if (!request.certificate_name.empty()) {
+    return ResolveNamed(snapshot, t, request.certificate_name, m, std::move(r));
+  }
+
+  // Candidates, and bound entries that are not candidates (for the explanation only).
+  std::vector<Candidate> exact;
+  std::vector<Candidate> wildcard;
+  for (const auto* list : {&m.exact, &m.wildcard}) {
+    const bool is_wildcard = list == &m.wildcard;
+    for (const EntryMetadata* e : *list) {
+      if (IsKeyBearing(*e)) {
+        (is_wildcard ? wildcard : exact)
+            .push_back({e, static_cast<size_t>(e - base), is_wildcard, StatusAt(*e, t.now)});
+      } else if (e->pending_certificate) {
+        r.rejected.push_back(Reject(*e, UnusableReason(*e, CertStatus::kPendingCertificate),
+                                    CertStatus::kPendingCertificate));
+      } else if (e->type == EntryType::kMobileProvisioning) {
+        r.rejected.push_back(
+            Reject(*e, "mobile provisioning profile: never used for TLS", StatusAt(*e, t.now)));
+      }
+    }
+  }
+
+  // The latest usable one in `list`, or null.
+  auto latest = [](const std::vector<Candidate>& list) -> const Candidate* {
+    const Candidate* best = nullptr;
+    for (const Candidate& c : list) {
+      if (Usable(c.status) && (best == nullptr || Newer(c, *best))) best = &c;
+    }
+    return best;
+  };
+  const Candidate* chosen = latest(exact);
+  const bool fell_back_to_wildcard = chosen == nullptr;
+  if (chosen == nullptr) chosen = latest(wildcard);
+
+  for (const auto* list : {&exact, &wildcard}) {
+    for (const Candidate& c : *list) {
+      if (&c == chosen) continue;
+      const EntryMetadata& e = *c.entry;
+      if (!Usable(c.status)) {
+        r.rejected.push_back(Reject(e, UnusableReason(e, c.status), c.status));
+      } else if (c.wildcard && !chosen->wildcard) {
+        r.rejected.push_back(
+            Reject(e, "wildcard binding; an exact binding exists ('" + chosen->entry->name + "')",
+                   c.status));
+      } else {
+        r.rejected.push_back(Reject(e, OlderReason(e, *chosen->entry), c.status));
+      }
+    }
+  }
+
+  std::string explanation = "client certificate for " + t.Where() + ":\n";
+  if (chosen != nullptr) {
+    r.identity = chosen->entry;
+    std::string how;
+    if (chosen->wildcard) {
+      how = fell_back_to_wildcard && !exact.empty()
+                ? "wildcard binding (no exactly-bound certificate is usable)"
+                : "wildcard binding";
+    } else {
+      how = "exact binding";
+    }
+    AppendEntryLine(explanation, "chosen", *chosen->entry, how);
+    AppendRejections(explanation, r.rejected);
+    AppendTrust(explanation, r, t);
+    r.explanation = std::move(explanation);
+    return r;
+  }
+
+  // Nothing usable: say why, naming the most useful certificate.
+  const Candidate* first_future = nullptr;  // becomes valid first
+  const Candidate* newest_expired = nullptr;
+  size_t candidates = 0;
+  for (const auto* list : {&exact, &wildcard}) {
+    for (const Candidate& c : *list) {
+      ++candidates;
+      const CertificateInfo& cert = *c.entry->certificate;
+      if (c.status == CertStatus::kNotYetValid &&
+          (first_future == nullptr ||
+           cert.not_before < first_future->entry->certificate->not_before)) {
+        first_future = &c;
+      }
+      if (c.status == CertStatus::kExpired &&
+          (newest_expired == nullptr ||
+           cert.not_after > newest_expired->entry->certificate->not_after ||
+           (cert.not_after == newest_expired->entry->certificate->not_after &&
+            Newer(c, *newest_expired)))) {
+        newest_expired = &c;
+      }
+    }
+  }
+  const std::string coords =
+      t.host + ":" + std::to_string(t.port) + " in environment " + std::string(t.environment);
+  auto fail = [&](Code code, std::string message, std::string hint, Side side) {
+    explanation += "  none chosen: " + message + "\n";
+    AppendRejections(explanation, r.rejected);
+    AppendTrust(explanation, r, t);
+    return ResolutionError(code, std::move(message), std::move(hint), side, t,
+                           std::move(explanation));
+  };
+  if (candidates == 0) {
+    if (!require_identity) {
+      explanation += "  none bound: no client certificate is presented\n";
+      AppendRejections(explanation, r.rejected);
+      AppendTrust(explanation, r, t);
+      r.explanation = std::move(explanation);
+      return r;
+    }
+    return fail(Code::kCertificateNotFound,
+                "SSL Certificate Not Found: no client certificate is bound to " + coords,
+                "Bind a client certificate to " + t.host + ":" + std::to_string(t.port) +
+                    " in environment " + std::string(t.environment) +
+                    ", or switch off \"Enable SSL certificate verification\" if the server does "
+                    "not ask for one.",
+                Side::kConfiguration);
+  }
+  if (first_future != nullptr) {
+    const EntryMetadata& e = *first_future->entry;
+    return fail(Code::kCertificateNotYetValid,
+                "client certificate '" + e.name + "' bound to " + coords + " is not valid before " +
+                    Iso8601Utc(e.certificate->not_before),
+                "Wait until it becomes valid, check the clock of this machine, or bind a "
+                "currently valid certificate.",
+                Side::kStore)
+        .With("certificate", e.name)
+        .With("valid_from", Iso8601Utc(e.certificate->not_before));
+  }
+  if (newest_expired != nullptr) {
+    const EntryMetadata& e = *newest_expired->entry;
+    return fail(Code::kCertificateExpired,
+                "client certificate '" + e.name + "' bound to " + coords + " expired on " +
+                    Iso8601Utc(e.certificate->not_after),
+                "Upload a renewed certificate and bind it to " + t.host + ":" +
+                    std::to_string(t.port) + ".",
+                Side::kStore)
+        .With("certificate", e.name)
+        .With("expired_on", Iso8601Utc(e.certificate->not_after));
+  }
+  return fail(Code::kCertificateNotFound,
+              "SSL Certificate Not Found: every client certificate bound to " + coords +
+                  " is disabled or revoked",
+              "Enable a certificate bound there, or bind a new one.", Side::kStore);
+}
+
+}  // namespace wsstep::core
