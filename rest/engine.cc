@@ -1,0 +1,569 @@
+#include "rest/engine.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "core/ossl.h"
+#include "rest/http_text.h"
+#include "rest/oauth2.h"
+#include "rest/partition.h"
+#include "rest/tls_util.h"
+#include "rest/transfer.h"
+
+namespace wsstep::rest {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+void GlobalInit() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    // OpenSSL writes to sockets with write(2): a peer that went away would raise SIGPIPE
+    // and kill the process. libcurl only guards against that when it may touch signal
+    // handlers (not with CURLOPT_NOSIGNAL, which threads need), so ignore it here unless
+    // the host application installed its own handler.
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      signal(SIGPIPE, SIG_IGN);
+    }
+  });
+}
+
+Error InvalidStep(std::string field, std::string message, std::string hint) {
+  return Error(Code::kInvalidStepConfig, field + ": " + message, std::move(hint),
+               Side::kConfiguration)
+      .With("field", std::move(field));
+}
+
+SecretBytes Concat(std::string_view prefix, std::string_view secret) {
+  SecretBytes out(prefix);
+  out.Append(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(secret.data()),
+                                      secret.size()));
+  return out;
+}
+
+SecretBytes Base64Secret(const SecretBytes& raw) {
+  SecretBytes out(4 * ((raw.size() + 2) / 3) + 1);
+  int n = EVP_EncodeBlock(out.data(), raw.data(), static_cast<int>(raw.size()));
+  out.Resize(static_cast<size_t>(n));
+  return out;
+}
+
+bool IsRedirect(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// Request headers that carry credentials: never sent to another origin.
+bool IsCredentialHeader(std::string_view name, const Auth& auth) {
+  if (EqualsIgnoreCase(name, "Authorization") || EqualsIgnoreCase(name, "Proxy-Authorization") ||
+      EqualsIgnoreCase(name, "Cookie")) {
+    return true;
+  }
+  if (const auto* key = std::get_if<ApiKeyAuth>(&auth)) {
+    return key->location == ApiKeyLocation::kHeader && EqualsIgnoreCase(name, key->name);
+  }
+  return false;
+}
+
+struct Job {
+  RestStep step;
+  core::CallCredentials credentials;
+  Deadline deadline;
+  CancelToken cancel;
+  StepCallback done;
+};
+
+}  // namespace
+
+std::optional<std::string> RestResult::FindHeader(std::string_view name) const {
+  for (const auto& h : headers) {
+    if (EqualsIgnoreCase(h.name, name)) return h.value;
+  }
+  return std::nullopt;
+}
+
+struct RestEngine::Impl {
+  explicit Impl(EngineOptions o)
+      : options(std::move(o)),
+        trust(options.system_trust),
+        partitions(&trust, options.max_partitions) {}
+
+  // Everything one step needs while it runs.
+  struct StepRun {
+    RestStep* step;
+    UrlParts origin;              // the step URL's origin: auth belongs to it
+    core::CallCredentials credentials;  // for `origin`
+    Deadline deadline;
+    bool deadline_is_caller;
+    const CancelToken* cancel;
+    TransferDriver* driver;
+  };
+
+  Status Validate(const RestStep& step) const;
+  Result<RestResult> Run(TransferDriver& driver, RestStep& step, core::CallCredentials creds,
+                         Deadline deadline, const CancelToken& cancel);
+  Result<HttpResponse> Send(StepRun& run, HttpRequest& request, const UrlParts& target,
+                            const core::CallCredentials& creds, bool same_origin);
+  Result<core::CallCredentials> CredentialsFor(StepRun& run, const UrlParts& target,
+                                               CredentialPurpose purpose);
+  Result<SecretBytes> OAuth2Token(StepRun& run, const OAuth2ClientCredentials& oauth,
+                                  bool refresh, std::string* cache_key);
+  void WorkerLoop();
+
+  EngineOptions options;
+  TrustStoreCache trust;
+  PartitionTable partitions;
+  TokenCache tokens;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job> queue;
+  bool stopping = false;
+  std::vector<std::thread> workers;
+};
+
+Status RestEngine::Impl::Validate(const RestStep& step) const {
+  if (!IsToken(step.method)) {
+    return InvalidStep("method", "\"" + step.method + "\" is not a valid HTTP method",
+                       "Use GET, POST, PUT, PATCH, DELETE, HEAD or another token.");
+  }
+  WSSTEP_ASSIGN_OR_RETURN(UrlParts url, ParseHttpUrl(step.url, "url"));
+  if (step.tls.ssl_verification && url.scheme != "https") {
+    return InvalidStep("tls.ssl_verification",
+                       "SSL certificate verification is on but the URL " + step.url +
+                           " is plain http: a client certificate is only ever sent over TLS",
+                       "Use an https:// URL, or switch SSL certificate verification off.");
+  }
+  for (size_t i = 0; i < step.headers.size(); ++i) {
+    WSSTEP_RETURN_IF_ERROR(ValidateHeader(step.headers[i].name, step.headers[i].value,
+                                          "headers[" + std::to_string(i) + "]"));
+  }
+  if (!IsSafeHeaderValue(step.content_type)) {
+    return InvalidStep("content_type", "contains CR, LF or NUL",
+                       "Give a media type such as application/json.");
+  }
+  for (size_t i = 0; i < step.query.size(); ++i) {
+    if (step.query[i].name.empty()) {
+      return InvalidStep("query[" + std::to_string(i) + "]", "empty parameter name",
+                         "Give every query parameter a name.");
+    }
+  }
+  if (const auto* basic = std::get_if<BasicAuth>(&step.auth)) {
+    if (basic->username.find(':') != std::string::npos || !IsSafeHeaderValue(basic->username)) {
+      return InvalidStep("auth.basic.username", "must not contain ':', CR, LF or NUL",
+                         "Basic authentication cannot carry a colon in the user name.");
+    }
+  } else if (const auto* bearer = std::get_if<BearerAuth>(&step.auth)) {
+    if (bearer->token.empty() || !IsSafeHeaderValue(bearer->token.view())) {
+      return InvalidStep("auth.bearer.token", "is empty or contains CR, LF or NUL",
+                         "Paste the token without line breaks.");
+    }
+  } else if (const auto* key = std::get_if<ApiKeyAuth>(&step.auth)) {
+    if (key->location == ApiKeyLocation::kHeader) {
+      if (!IsToken(key->name)) {
+        return InvalidStep("auth.api_key.name", "\"" + key->name + "\" is not a valid header name",
+                           "Use the header name the API documents, e.g. X-API-Key.");
+      }
+      if (!IsSafeHeaderValue(key->value.view())) {
+        return InvalidStep("auth.api_key.value", "contains CR, LF or NUL",
+                           "Paste the key without line breaks.");
+      }
+    } else if (key->name.empty()) {
+      return InvalidStep("auth.api_key.name", "empty query parameter name",
+                         "Use the parameter name the API documents, e.g. api_key.");
+    }
+  } else if (const auto* oauth = std::get_if<OAuth2ClientCredentials>(&step.auth)) {
+    WSSTEP_ASSIGN_OR_RETURN(UrlParts token_url,
+                            ParseHttpUrl(oauth->token_url, "auth.oauth2.token_url"));
+    if (token_url.scheme != "https" && step.tls.ssl_verification) {
+      return InvalidStep("auth.oauth2.token_url", "must be https when SSL verification is on",
+                         "Use the token endpoint's https:// URL.");
+    }
+    if (oauth->client_id.empty()) {
+      return InvalidStep("auth.oauth2.client_id", "is empty", "Give the OAuth2 client id.");
+    }
+  }
+  const TlsOptions& tls = step.tls;
+  if (!tls.min_tls_version.empty() && tls.min_tls_version != "1.2" &&
+      tls.min_tls_version != "1.3") {
+    return InvalidStep("tls.min_tls_version",
+                       "\"" + tls.min_tls_version + "\" is not supported (use 1.2 or 1.3)",
+                       "TLS versions below 1.2 are never used.");
+  }
+  if (!tls.pinned_public_key.empty()) {
+    WSSTEP_RETURN_IF_ERROR(NormalizePin(tls.pinned_public_key).status());
+  }
+  if (!tls.tls_server_name.empty()) {
+    bool ok = tls.tls_server_name.size() < 254;
+    for (char c : tls.tls_server_name) {
+      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.');
+    }
+    if (!ok) {
+      return InvalidStep("tls.tls_server_name",
+                         "\"" + tls.tls_server_name + "\" is not a DNS name",
+                         "Give the name in the server's certificate, e.g. api.example.com.");
+    }
+  }
+  if ((!tls.verify_peer || !tls.verify_host) &&
+      options.protected_environments.count(tls.environment) > 0) {
+    std::string field = !tls.verify_peer ? "tls.verify_peer" : "tls.verify_host";
+    return InvalidStep(field,
+                       "certificate verification cannot be turned off in the protected "
+                       "environment \"" + tls.environment + "\"",
+                       "Keep verify_peer and verify_host on; to trust a private CA, upload it "
+                       "as a trust store bound to this host.");
+  }
+  if (step.follow_redirects && (step.max_redirects < 0 || step.max_redirects > 50)) {
+    return InvalidStep("max_redirects", "must be between 0 and 50",
+                       "Use a small bound such as 5.");
+  }
+  if (step.timeouts.connect.count() < 0 || step.timeouts.total.count() < 0) {
+    return InvalidStep("timeouts", "must not be negative", "Use 0 for no limit of its own.");
+  }
+  if (step.max_response_bytes == 0) {
+    return InvalidStep("max_response_bytes", "must be positive", "The default is 10 MiB.");
+  }
+  return {};
+}
+
+Result<core::CallCredentials> RestEngine::Impl::CredentialsFor(StepRun& run,
+                                                                const UrlParts& target,
+                                                                CredentialPurpose purpose) {
+  if (target.Origin() == run.origin.Origin()) return run.credentials;
+  if (target.scheme != "https") return core::CallCredentials{};
+  const RestStep& step = *run.step;
+  if (!step.tls.ssl_verification || !options.credentials) return core::CallCredentials{};
+  CredentialContext context{purpose, step.step_id, step.workflow_id};
+  WSSTEP_ASSIGN_OR_RETURN(ResolvedCredentials resolved,
+                          options.credentials->Resolve(target.host, target.port,
+                                                       step.tls.environment,
+                                                       step.tls.certificate_name, context));
+  return std::move(resolved.credentials);
+}
+
+Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
+                                            const UrlParts& target,
+                                            const core::CallCredentials& creds,
+                                            bool same_origin) {
+  const RestStep& step = *run.step;
+  TlsOptions tls = step.tls;
+  std::string pin;
+  if (same_origin) {
+    if (!tls.pinned_public_key.empty()) {
+      WSSTEP_ASSIGN_OR_RETURN(pin, NormalizePin(tls.pinned_public_key));
+    }
+  } else {
+    // The pin and the server name describe the step's own host, not another one.
+    tls.pinned_public_key.clear();
+    tls.tls_server_name.clear();
+  }
+  // A client certificate is only ever attached to a TLS connection.
+  core::CallCredentials hop_creds = target.scheme == "https" ? creds : core::CallCredentials{};
+  WSSTEP_ASSIGN_OR_RETURN(std::shared_ptr<Partition> partition,
+                          partitions.Get(hop_creds, tls, pin));
+  TransferLimits limits;
+  limits.deadline = run.deadline;
+  limits.deadline_is_caller = run.deadline_is_caller;
+  limits.connect_timeout = step.timeouts.connect;
+  limits.max_response_bytes = step.max_response_bytes;
+  limits.cancel = run.cancel;
+  limits.reuse_connections = step.reuse_connections;
+  limits.user_agent = options.user_agent;
+  limits.max_idle_handles = options.max_idle_handles_per_partition;
+  return run.driver->Perform(*partition, request, limits);
+}
+
+Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
+                                                  const OAuth2ClientCredentials& oauth,
+                                                  bool refresh, std::string* cache_key) {
+  WSSTEP_ASSIGN_OR_RETURN(UrlParts target, ParseHttpUrl(oauth.token_url, "auth.oauth2.token_url"));
+  auto creds = CredentialsFor(run, target, CredentialPurpose::kOAuth2Token);
+  if (!creds.ok()) {
+    Error e = creds.error();
+    e.message = "OAuth2 token endpoint " + oauth.token_url + ": " + e.message;
+    return e.With("token_endpoint", oauth.token_url);
+  }
+  *cache_key = TokenCacheKey(oauth, *creds);
+  auto now = steady_clock::now();
+  if (!refresh) {
+    if (auto cached = tokens.Find(*cache_key, now)) return std::move(*cached);
+  }
+  SecretBytes form = TokenRequestBody(oauth);
+  HttpRequest request;
+  request.method = "POST";
+  request.url = oauth.token_url;
+  request.body = form.view();
+  request.content_type = "application/x-www-form-urlencoded";
+  request.headers.push_back({"Accept", "application/json"});
+  auto response = Send(run, request, target, *creds, target.Origin() == run.origin.Origin());
+  if (!response.ok()) {
+    Error e = response.error();
+    e.message = "OAuth2 token endpoint " + oauth.token_url + ": " + e.message;
+    return e.With("token_endpoint", oauth.token_url);
+  }
+  WSSTEP_ASSIGN_OR_RETURN(AccessToken token,
+                          ParseTokenResponse(response->status, response->body, oauth.token_url));
+  OPENSSL_cleanse(response->body.data(), response->body.size());
+  auto lifetime = token.expires_in.count() > 0 ? token.expires_in : std::chrono::seconds(60);
+  auto expires_at = now + lifetime - options.oauth2_expiry_margin;
+  if (expires_at > now) tokens.Store(*cache_key, token.value, expires_at);
+  return std::move(token.value);
+}
+
+Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
+                                         core::CallCredentials creds, Deadline deadline,
+                                         const CancelToken& cancel) {
+  auto start = steady_clock::now();
+  WSSTEP_RETURN_IF_ERROR(Validate(step));
+  StepRun run;
+  run.step = &step;
+  run.credentials = std::move(creds);
+  run.deadline = deadline;
+  run.deadline_is_caller = true;
+  if (step.timeouts.total.count() > 0 && start + step.timeouts.total < deadline) {
+    run.deadline = start + step.timeouts.total;
+    run.deadline_is_caller = false;
+  }
+  run.cancel = &cancel;
+  run.driver = &driver;
+
+  std::vector<QueryParam> query = step.query;
+  if (const auto* key = std::get_if<ApiKeyAuth>(&step.auth);
+      key != nullptr && key->location == ApiKeyLocation::kQuery) {
+    query.push_back({key->name, std::string(key->value.view())});
+  }
+  auto url = AppendQuery(step.url, query);
+  for (auto& q : query) OPENSSL_cleanse(q.value.data(), q.value.size());
+  if (!url.ok()) return url.error();
+  WSSTEP_ASSIGN_OR_RETURN(run.origin, ParseHttpUrl(*url));
+
+  RestResult result;
+  if (!step.tls.verify_peer) {
+    result.warnings.push_back("verify_peer is off: the server's certificate is not checked, "
+                              "anyone on the path can impersonate it");
+  }
+  if (!step.tls.verify_host) {
+    result.warnings.push_back("verify_host is off: a certificate for any host name is accepted");
+  }
+
+  const auto* oauth = std::get_if<OAuth2ClientCredentials>(&step.auth);
+  bool token_refreshed = false;
+  std::string token_key;
+  std::optional<SecretBytes> token;
+
+  std::string current_url = *url;
+  UrlParts current = run.origin;
+  std::string method = step.method;
+  bool keep_body = true;
+  int hops = 0;
+  for (;;) {
+    bool same_origin = current.Origin() == run.origin.Origin();
+    HttpRequest request;
+    request.method = method;
+    request.url = current_url;
+    for (const auto& h : step.headers) {
+      if (!same_origin && IsCredentialHeader(h.name, step.auth)) continue;
+      request.headers.push_back(h);
+    }
+    if (keep_body) {
+      request.body = step.body;
+      request.content_type = step.content_type;
+    }
+    if (same_origin) {
+      if (const auto* basic = std::get_if<BasicAuth>(&step.auth)) {
+        SecretBytes raw = Concat(basic->username + ":", basic->password.view());
+        request.secret_headers.push_back(
+            {"Authorization", Concat("Basic ", Base64Secret(raw).view())});
+      } else if (const auto* bearer = std::get_if<BearerAuth>(&step.auth)) {
+        request.secret_headers.push_back({"Authorization", Concat("Bearer ", bearer->token.view())});
+      } else if (const auto* key = std::get_if<ApiKeyAuth>(&step.auth);
+                 key != nullptr && key->location == ApiKeyLocation::kHeader) {
+        request.secret_headers.push_back({key->name, key->value.Clone()});
+      } else if (oauth != nullptr) {
+        if (!token) {
+          WSSTEP_ASSIGN_OR_RETURN(token, OAuth2Token(run, *oauth, token_refreshed, &token_key));
+        }
+        request.secret_headers.push_back({"Authorization", Concat("Bearer ", token->view())});
+      }
+    }
+    WSSTEP_ASSIGN_OR_RETURN(core::CallCredentials hop_creds,
+                            CredentialsFor(run, current, CredentialPurpose::kRedirect));
+    auto response = Send(run, request, current, hop_creds, same_origin);
+    if (!response.ok()) {
+      Error e = response.error();
+      if (hops > 0) e.With("redirects_followed", std::to_string(hops));
+      return e;
+    }
+    // A cached token the API no longer accepts (revoked, rotated): fetch a new one once.
+    if (oauth != nullptr && same_origin && response->status == 401 && !token_refreshed) {
+      token_refreshed = true;
+      token.reset();
+      continue;
+    }
+    if (step.follow_redirects && IsRedirect(response->status) && !response->redirect_url.empty()) {
+      if (hops >= step.max_redirects) {
+        return Error(Code::kTransferFailed,
+                     step.url + ": more than " + std::to_string(step.max_redirects) +
+                         " redirects (last to " + response->redirect_url + ")",
+                     "Point the step at the final URL, or raise max_redirects.", Side::kServer)
+            .With("redirects_followed", std::to_string(hops))
+            .With("url", step.url);
+      }
+      auto next = ParseHttpUrl(response->redirect_url, "Location");
+      if (!next.ok()) {
+        return Error(Code::kInvalidResponse,
+                     current_url + ": redirect to an unusable location \"" +
+                         response->redirect_url + "\"",
+                     "Only http(s) redirects are followed.", Side::kServer)
+            .With("location", response->redirect_url);
+      }
+      if (current.scheme == "https" && next->scheme == "http" && step.tls.ssl_verification) {
+        return Error(Code::kInvalidResponse,
+                     current_url + ": refused a redirect from https to plain http (" +
+                         response->redirect_url + ")",
+                     "The server downgrades to plain http; fix the server or the step's URL.",
+                     Side::kServer)
+            .With("location", response->redirect_url);
+      }
+      ++hops;
+      int s = response->status;
+      if (s == 303 || ((s == 301 || s == 302) && method == "POST")) {
+        if (method != "HEAD") method = "GET";
+        keep_body = false;
+      }
+      current_url = response->redirect_url;
+      current = std::move(next).value();
+      continue;
+    }
+
+    HttpResponse& r = *response;
+    result.status = r.status;
+    result.headers = std::move(r.headers);
+    result.body = std::move(r.body);
+    result.content_type = std::move(r.content_type);
+    result.effective_url = current_url;
+    result.redirects_followed = hops;
+    result.timings = r.timings;
+    result.tls = std::move(r.tls);
+    result.timings.total_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - start)
+            .count();
+    if (result.status == 401 || result.status == 403) {
+      result.application_refused = true;
+      result.application_refused_message =
+          "TLS succeeded, the application refused: HTTP " + std::to_string(result.status) +
+          " from " + current_url + " (check the step's credentials or the identity's "
+          "permissions, not the certificate setup)";
+    }
+    return result;
+  }
+}
+
+void RestEngine::Impl::WorkerLoop() {
+  TransferDriver driver;
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return stopping || !queue.empty(); });
+      if (queue.empty()) return;  // stopping and drained
+      job = std::move(queue.front());
+      queue.pop_front();
+    }
+    Result<RestResult> result =
+        Run(driver, job.step, std::move(job.credentials), job.deadline, job.cancel);
+    job.done(std::move(result));
+  }
+}
+
+RestEngine::RestEngine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  GlobalInit();
+  int n = std::max(1, impl_->options.workers);
+  for (int i = 0; i < n; ++i) impl_->workers.emplace_back([this] { impl_->WorkerLoop(); });
+}
+
+RestEngine::~RestEngine() { Shutdown(); }
+
+void RestEngine::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping && impl_->workers.empty()) return;
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  for (auto& t : impl_->workers) {
+    if (t.joinable()) t.join();
+  }
+  impl_->workers.clear();
+}
+
+void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
+                        CancelToken cancel, StepCallback done) {
+  if (Status valid = impl_->Validate(step); !valid.ok()) {
+    done(valid.error());
+    return;
+  }
+  std::optional<Error> refused;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) {
+      refused = Error(Code::kFailedPrecondition, "the REST engine is shutting down",
+                      "Retry on another plugin instance.", Side::kNone)
+                    .With("reason", "shutting_down");
+    } else if (impl_->queue.size() >= impl_->options.max_queue) {
+      refused = Error(Code::kFailedPrecondition,
+                      "engine busy: " + std::to_string(impl_->queue.size()) +
+                          " steps are already waiting",
+                      "Retry later or raise the engine's queue limit.", Side::kNone)
+                    .With("reason", "engine_busy");
+    } else {
+      impl_->queue.push_back(Job{std::move(step), std::move(credentials), deadline,
+                                 std::move(cancel), std::move(done)});
+    }
+  }
+  if (refused) {
+    done(std::move(*refused));  // outside the lock: `done` may submit again
+    return;
+  }
+  impl_->cv.notify_one();
+}
+
+Result<RestResult> RestEngine::Execute(RestStep step, core::CallCredentials credentials,
+                                       Deadline deadline, CancelToken cancel) {
+  std::promise<Result<RestResult>> promise;
+  auto future = promise.get_future();
+  Submit(std::move(step), std::move(credentials), deadline, std::move(cancel),
+         [&promise](Result<RestResult> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+Status RestEngine::Validate(const RestStep& step) const { return impl_->Validate(step); }
+
+std::vector<PartitionStats> RestEngine::Stats() const { return impl_->partitions.Stats(); }
+
+PartitionStats RestEngine::StatsForIdentity(const std::string& fingerprint) const {
+  PartitionStats sum;
+  sum.identity_fingerprint = fingerprint;
+  for (const auto& s : impl_->partitions.Stats()) {
+    if (s.identity_fingerprint != fingerprint) continue;
+    sum.key += (sum.key.empty() ? "" : " | ") + s.key;
+    sum.identity_entry_id = s.identity_entry_id;
+    sum.requests += s.requests;
+    sum.new_connections += s.new_connections;
+    sum.reused_connections += s.reused_connections;
+    sum.resumed_sessions += s.resumed_sessions;
+    sum.full_handshakes += s.full_handshakes;
+  }
+  return sum;
+}
+
+}  // namespace wsstep::rest

@@ -1,0 +1,137 @@
+// RestEngine: executes REST steps (and SOAP's envelope POSTs, and OAuth2 token calls)
+// over libcurl + OpenSSL with mutual TLS, from credentials already resolved by the store.
+//
+//   EngineOptions options;
+//   options.credentials = my_source;             // for redirects / token endpoints
+//   RestEngine engine(std::move(options));
+//   RestStep step;
+//   step.url = "https://api.bank.example/accounts";
+//   step.tls.ssl_verification = true;
+//   Result<RestResult> r = engine.Execute(std::move(step), credentials,
+//                                        std::chrono::steady_clock::now() + 30s);
+//   if (!r.ok()) route_on(r.error().code);       // the §2 catalog, with hint and detail
+//   else if (r->status >= 400) ...               // non-2xx is a result, not an error
+//
+// Identity safety: connections and TLS sessions are pooled per *partition*: one per
+// (client certificate + version, trust set, verify_peer, verify_host, tls_server_name,
+// min_tls_version, pin, private trust). Each partition owns its own curl handles and
+// share (connection cache, TLS session cache, DNS cache), so a connection or session made
+// with one identity is never used for another, whatever libcurl would have matched.
+//
+// Concurrency: a fixed pool of worker threads takes steps from a bounded queue; each
+// worker drives one transfer at a time through its own curl multi handle (so a cancel or
+// the deadline is noticed within ~50 ms). When the queue is full, Submit completes at once
+// with FAILED_PRECONDITION, detail reason=engine_busy.
+#ifndef WSSTEP_REST_ENGINE_H_
+#define WSSTEP_REST_ENGINE_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/identity.h"
+#include "rest/credential_source.h"
+#include "rest/step.h"
+
+namespace wsstep::rest {
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Shared cancellation flag: copy it into the call, Cancel() from anywhere (a gRPC
+// cancellation callback); the transfer aborts with Code::kCancelled.
+class CancelToken {
+ public:
+  CancelToken() : flag_(std::make_shared<std::atomic<bool>>(false)) {}
+  void Cancel() const { flag_->store(true); }
+  bool cancelled() const { return flag_->load(); }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> flag_;
+};
+
+// Where the "system CAs" come from when trust is not private. Empty fields: OpenSSL's
+// defaults (X509_STORE_set_default_paths, i.e. /etc/ssl/certs on Debian).
+struct SystemTrust {
+  std::string ca_file;
+  std::string ca_path;
+};
+
+struct EngineOptions {
+  int workers = 8;           // steps executed at once
+  size_t max_queue = 1024;   // steps waiting beyond those; more: engine busy
+  size_t max_partitions = 256;  // idle partitions beyond this are dropped, oldest first
+  size_t max_idle_handles_per_partition = 64;
+  // Environments where verify_peer / verify_host may not be turned off.
+  std::set<std::string> protected_environments = {"production"};
+  // Credentials for other hosts (redirect hops, OAuth2 token endpoints). Null: such
+  // hosts get no client certificate and system trust.
+  std::shared_ptr<CredentialSource> credentials;
+  SystemTrust system_trust;
+  // A cached OAuth2 token is renewed this long before it expires.
+  std::chrono::seconds oauth2_expiry_margin{30};
+  std::string user_agent = "wsstep/0.1";
+};
+
+using StepCallback = std::function<void(Result<RestResult>)>;
+
+// Counters of one identity partition, for tests and benchmarks.
+struct PartitionStats {
+  std::string key;                   // the partition key (no secrets: fingerprints and ids)
+  std::string identity_fingerprint;  // "" when no client certificate
+  std::string identity_entry_id;
+  uint64_t requests = 0;             // HTTP requests sent (each hop, token calls included)
+  uint64_t new_connections = 0;
+  uint64_t reused_connections = 0;   // requests that went over a kept-alive connection
+  uint64_t resumed_sessions = 0;     // new connections whose TLS session was resumed
+  uint64_t full_handshakes = 0;      // new TLS connections without resumption
+};
+
+class RestEngine {
+ public:
+  explicit RestEngine(EngineOptions options = {});
+  // Shutdown(), then releases every connection.
+  ~RestEngine();
+  RestEngine(const RestEngine&) = delete;
+  RestEngine& operator=(const RestEngine&) = delete;
+
+  // Queues a step. `credentials` are for the step's URL host (what the store resolved;
+  // empty when ssl_verification is off). `done` runs exactly once, on a worker thread —
+  // or on the calling thread when the step is refused at once (invalid, engine busy,
+  // shut down). The step never runs past `deadline`.
+  void Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
+              CancelToken cancel, StepCallback done);
+
+  // Submit and wait.
+  Result<RestResult> Execute(RestStep step, core::CallCredentials credentials,
+                             Deadline deadline, CancelToken cancel = {});
+
+  // Design-time and pre-send checks: URL scheme and syntax, header names and values,
+  // query parameters, TLS option values, verification off in a protected environment,
+  // ssl_verification over http. INVALID_STEP_CONFIG naming the field, or OK.
+  Status Validate(const RestStep& step) const;
+
+  // Stops accepting steps, lets queued and running ones finish, joins the workers.
+  // Idempotent; later Submit calls complete with FAILED_PRECONDITION.
+  void Shutdown();
+
+  // A snapshot of every live partition's counters.
+  std::vector<PartitionStats> Stats() const;
+  // Counters of all partitions whose client certificate has this fingerprint, summed
+  // ("" = partitions without a client certificate).
+  PartitionStats StatsForIdentity(const std::string& fingerprint) const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wsstep::rest
+
+#endif  // WSSTEP_REST_ENGINE_H_

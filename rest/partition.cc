@@ -1,0 +1,195 @@
+#include "rest/partition.h"
+
+#include <algorithm>
+
+namespace wsstep::rest {
+
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Partition::Partition(std::string key, TlsProfile profile)
+    : key_(std::move(key)), profile_(std::move(profile)) {
+  share_ = curl_share_init();
+  curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &Partition::Lock);
+  curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &Partition::Unlock);
+  curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
+  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  last_used_ns = NowNs();
+}
+
+Partition::~Partition() {
+  // Easy handles first: the share refuses to go while handles still use it.
+  for (CURL* easy : idle_) curl_easy_cleanup(easy);
+  idle_.clear();
+  curl_share_cleanup(share_);
+}
+
+void Partition::Lock(CURL*, curl_lock_data data, curl_lock_access, void* self) {
+  static_cast<Partition*>(self)->locks_[data].lock();
+}
+
+void Partition::Unlock(CURL*, curl_lock_data data, void* self) {
+  static_cast<Partition*>(self)->locks_[data].unlock();
+}
+
+CURL* Partition::Borrow() {
+  last_used_ns = NowNs();
+  {
+    std::lock_guard<std::mutex> lock(idle_mu_);
+    if (!idle_.empty()) {
+      CURL* easy = idle_.back();
+      idle_.pop_back();
+      return easy;
+    }
+  }
+  CURL* easy = curl_easy_init();
+  if (easy != nullptr) curl_easy_setopt(easy, CURLOPT_SHARE, share_);
+  return easy;
+}
+
+void Partition::Return(CURL* easy, size_t max_idle) {
+  last_used_ns = NowNs();
+  {
+    std::lock_guard<std::mutex> lock(idle_mu_);
+    if (idle_.size() < max_idle) {
+      idle_.push_back(easy);
+      return;
+    }
+  }
+  curl_easy_cleanup(easy);
+}
+
+PartitionStats Partition::Stats() const {
+  PartitionStats s;
+  s.key = key_;
+  if (profile_.identity) {
+    s.identity_fingerprint = profile_.identity->fingerprint;
+    s.identity_entry_id = profile_.identity->entry_id;
+  }
+  s.requests = requests;
+  s.new_connections = new_connections;
+  s.reused_connections = reused_connections;
+  s.resumed_sessions = resumed_sessions;
+  s.full_handshakes = full_handshakes;
+  return s;
+}
+
+std::string TrustStoreCache::Key(const core::TrustAnchors* trust, bool private_only) {
+  std::string ids;
+  if (trust != nullptr) {
+    std::vector<std::string> parts = trust->entry_ids;
+    if (parts.empty()) {
+      // Anchors built without store ids (tests, ad-hoc calls): key by content.
+      for (const auto& cert : trust->certs) parts.push_back(ossl::Sha256Fingerprint(cert.get()));
+    }
+    std::sort(parts.begin(), parts.end());
+    for (const auto& p : parts) ids += (ids.empty() ? "" : ",") + p;
+  }
+  if (private_only) return "private:" + ids;
+  return ids.empty() ? "system" : "system+" + ids;
+}
+
+Result<ossl::X509StorePtr> TrustStoreCache::Get(const core::TrustAnchors* trust,
+                                                bool private_only) {
+  std::string key = Key(trust, private_only);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = stores_.find(key); it != stores_.end()) {
+    X509_STORE_up_ref(it->second.get());
+    return ossl::X509StorePtr(it->second.get());
+  }
+  ossl::X509StorePtr store(X509_STORE_new());
+  if (!store) return Error(Code::kInternal, "X509_STORE_new failed: " + ossl::DrainErrors());
+  if (!private_only) {
+    int ok = 1;
+    if (system_.ca_file.empty() && system_.ca_path.empty()) {
+      ok = X509_STORE_set_default_paths(store.get());
+    } else {
+      ok = X509_STORE_load_locations(store.get(),
+                                     system_.ca_file.empty() ? nullptr : system_.ca_file.c_str(),
+                                     system_.ca_path.empty() ? nullptr : system_.ca_path.c_str());
+    }
+    if (ok != 1) {
+      return Error(Code::kInternal, "cannot load the system CA certificates: " +
+                                        ossl::DrainErrors(),
+                   "Check the system CA configuration of the plugin host.", Side::kConfiguration);
+    }
+  }
+  if (trust != nullptr) {
+    for (const auto& cert : trust->certs) {
+      if (X509_STORE_add_cert(store.get(), cert.get()) != 1) ossl::ClearErrors();  // duplicate
+    }
+    // An uploaded intermediate or server certificate is an anchor in its own right.
+    if (!trust->certs.empty()) X509_STORE_set_flags(store.get(), X509_V_FLAG_PARTIAL_CHAIN);
+  }
+  ossl::ClearErrors();
+  X509_STORE_up_ref(store.get());
+  ossl::X509StorePtr shared(store.get());
+  stores_.emplace(key, std::move(store));
+  return shared;
+}
+
+Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentials& credentials,
+                                                       const TlsOptions& tls,
+                                                       const std::string& pin) {
+  bool private_only = credentials.private_trust_only || tls.private_trust_only;
+  const core::Identity* id = credentials.identity.get();
+  std::string key;
+  key.reserve(256);
+  key += "id=";
+  if (id != nullptr) key += id->fingerprint + "|" + id->entry_id + "@" + std::to_string(id->version);
+  key += ";trust=" + TrustStoreCache::Key(credentials.trust.get(), private_only);
+  key += ";peer=" + std::string(tls.verify_peer ? "1" : "0");
+  key += ";host=" + std::string(tls.verify_host ? "1" : "0");
+  key += ";sni=" + tls.tls_server_name;
+  key += ";min=" + tls.min_tls_version;
+  key += ";pin=" + pin;
+
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = partitions_.find(key); it != partitions_.end()) return it->second;
+  TlsProfile profile;
+  profile.identity = credentials.identity;
+  WSSTEP_ASSIGN_OR_RETURN(profile.trust_store, trust_->Get(credentials.trust.get(), private_only));
+  profile.verify_peer = tls.verify_peer;
+  profile.verify_host = tls.verify_host;
+  profile.tls_server_name = tls.tls_server_name;
+  profile.min_tls_version = tls.min_tls_version;
+  profile.pin = pin;
+  profile.private_trust_only = private_only;
+  auto partition = std::make_shared<Partition>(key, std::move(profile));
+  partitions_.emplace(key, partition);
+  EvictLocked();
+  return partition;
+}
+
+void PartitionTable::EvictLocked() {
+  while (partitions_.size() > max_partitions_) {
+    auto oldest = partitions_.end();
+    for (auto it = partitions_.begin(); it != partitions_.end(); ++it) {
+      if (it->second->active > 0) continue;
+      if (oldest == partitions_.end() || it->second->last_used_ns < oldest->second->last_used_ns) {
+        oldest = it;
+      }
+    }
+    if (oldest == partitions_.end()) return;  // all busy: let it grow for now
+    // Dropped from the table; destroyed when the last transfer holding it finishes.
+    partitions_.erase(oldest);
+  }
+}
+
+std::vector<PartitionStats> PartitionTable::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PartitionStats> out;
+  for (const auto& [key, p] : partitions_) out.push_back(p->Stats());
+  return out;
+}
+
+}  // namespace wsstep::rest

@@ -1,0 +1,120 @@
+// Identity partitions: the unit of connection and TLS-session reuse.
+//
+// libcurl 7.88.1 does not compare the private key, key password or SSL_CTX callback
+// when it reuses a connection or resumes a TLS session (CVE-2026-8932), so the engine
+// never lets it choose between identities: every (client certificate, trust set,
+// verification options, server name, minimum version, pin) gets its own Partition with
+// its own curl share (connection cache, TLS session cache, DNS cache) and its own easy
+// handles. Within a partition, keep-alive and resumption work as usual.
+#ifndef WSSTEP_REST_PARTITION_H_
+#define WSSTEP_REST_PARTITION_H_
+
+#include <curl/curl.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/identity.h"
+#include "core/ossl.h"
+#include "rest/engine.h"
+#include "rest/step.h"
+
+namespace wsstep::rest {
+
+// Everything that decides how a TLS connection is made, fixed for a partition.
+struct TlsProfile {
+  std::shared_ptr<const core::Identity> identity;  // null: no client certificate
+  ossl::X509StorePtr trust_store;                  // shared, built once per trust set
+  bool verify_peer = true;
+  bool verify_host = true;
+  std::string tls_server_name;
+  std::string min_tls_version;  // "", "1.2", "1.3"
+  std::string pin;              // normalized "sha256//..." or ""
+  bool private_trust_only = false;
+};
+
+class Partition {
+ public:
+  Partition(std::string key, TlsProfile profile);
+  ~Partition();
+  Partition(const Partition&) = delete;
+  Partition& operator=(const Partition&) = delete;
+
+  const std::string& key() const { return key_; }
+  const TlsProfile& profile() const { return profile_; }
+
+  // An easy handle attached to this partition's share: an idle one, or a new one.
+  // Null only when libcurl cannot allocate.
+  CURL* Borrow();
+  // Gives a handle back (kept for reuse up to `max_idle`, cleaned up beyond).
+  void Return(CURL* easy, size_t max_idle);
+
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> new_connections{0};
+  std::atomic<uint64_t> reused_connections{0};
+  std::atomic<uint64_t> resumed_sessions{0};
+  std::atomic<uint64_t> full_handshakes{0};
+  std::atomic<int> active{0};  // transfers running on it now
+  std::atomic<int64_t> last_used_ns{0};
+
+  PartitionStats Stats() const;
+
+ private:
+  static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* self);
+  static void Unlock(CURL*, curl_lock_data data, void* self);
+
+  const std::string key_;
+  const TlsProfile profile_;
+  CURLSH* share_ = nullptr;
+  std::mutex locks_[CURL_LOCK_DATA_LAST];
+  std::mutex idle_mu_;
+  std::vector<CURL*> idle_;
+};
+
+// X509_STOREs, one per distinct trust set, built once and shared by every SSL_CTX that
+// uses that set. "System" CAs come from SystemTrust (default: OpenSSL's default paths),
+// and are left out when trust is private.
+class TrustStoreCache {
+ public:
+  explicit TrustStoreCache(SystemTrust system) : system_(std::move(system)) {}
+  // The cache key of a trust set ("system", "private:<ids>", "system+<ids>").
+  static std::string Key(const core::TrustAnchors* trust, bool private_only);
+  Result<ossl::X509StorePtr> Get(const core::TrustAnchors* trust, bool private_only);
+
+ private:
+  SystemTrust system_;
+  std::mutex mu_;
+  std::map<std::string, ossl::X509StorePtr> stores_;
+};
+
+// Partitions by key. Thread-safe.
+class PartitionTable {
+ public:
+  PartitionTable(TrustStoreCache* trust, size_t max_partitions)
+      : trust_(trust), max_partitions_(max_partitions) {}
+
+  // The partition for these credentials and options (created on first use). pin must be
+  // already normalized. Errors: the trust store could not be built.
+  Result<std::shared_ptr<Partition>> Get(const core::CallCredentials& credentials,
+                                         const TlsOptions& tls, const std::string& pin);
+
+  std::vector<PartitionStats> Stats() const;
+
+ private:
+  void EvictLocked();
+
+  TrustStoreCache* trust_;
+  size_t max_partitions_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Partition>> partitions_;
+};
+
+}  // namespace wsstep::rest
+
+#endif  // WSSTEP_REST_PARTITION_H_

@@ -1,0 +1,177 @@
+// What a REST step asks for and what it gets back (PRODUCT.md §2). Plain values: the
+// plugin fills a RestStep from the proto, SOAP fills one for its envelope POST, and the
+// engine (rest/engine.h) turns it into one or more HTTP transfers.
+//
+// Secrets (passwords, tokens, API keys, client secrets) are SecretBytes, so a RestStep
+// is move-only; nothing here is ever logged or copied into an error message.
+#ifndef WSSTEP_REST_STEP_H_
+#define WSSTEP_REST_STEP_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/model.h"
+#include "core/secret.h"
+
+namespace wsstep::rest {
+
+struct Header {
+  std::string name;
+  std::string value;
+  bool operator==(const Header&) const = default;
+};
+
+struct QueryParam {
+  std::string name;   // raw text; the engine percent-encodes it
+  std::string value;  // raw text; the engine percent-encodes it
+};
+
+// ---------------------------------------------------------------- authentication
+struct NoAuth {};
+
+// Authorization: Basic base64(username ":" password).
+struct BasicAuth {
+  std::string username;
+  SecretBytes password;
+};
+
+// Authorization: Bearer <token>.
+struct BearerAuth {
+  SecretBytes token;
+};
+
+enum class ApiKeyLocation { kHeader, kQuery };
+
+// An API key sent as a header (name: value) or as a query parameter (name=value).
+struct ApiKeyAuth {
+  std::string name;
+  SecretBytes value;
+  ApiKeyLocation location = ApiKeyLocation::kHeader;
+};
+
+// OAuth 2.0 client credentials grant (RFC 6749 §4.4). The token request is a form POST
+// to token_url through the same transfer path as the step, presenting the client
+// certificate bound to the token host (RFC 8705 mutual-TLS client authentication).
+// client_id is always sent in the form; client_secret only when non-empty
+// (client_secret_post). The token is cached per (token_url, client_id, scope, audience,
+// client certificate) until expires_in minus a margin, and sent as a Bearer token.
+struct OAuth2ClientCredentials {
+  std::string token_url;
+  std::string client_id;
+  SecretBytes client_secret;
+  std::string scope;     // optional, space-separated
+  std::string audience;  // optional, sent as "audience" when non-empty
+};
+
+using Auth = std::variant<NoAuth, BasicAuth, BearerAuth, ApiKeyAuth, OAuth2ClientCredentials>;
+
+// ---------------------------------------------------------------- TLS options
+struct TlsOptions {
+  // The designer's toggle: use the certificate store (client certificate and bound
+  // trust) for this host. The caller resolves the first hop's credentials; the engine
+  // asks its CredentialSource for other hosts (redirects, token endpoint) only when this
+  // is on. With an http:// URL it is INVALID_STEP_CONFIG.
+  bool ssl_verification = false;
+  std::string certificate_name;  // explicit certificate (name or id); empty: by binding
+  std::string environment = std::string(core::kDefaultEnvironment);
+  // Turning either off adds a warning to the result, and is INVALID_STEP_CONFIG in a
+  // protected environment (EngineOptions::protected_environments).
+  bool verify_peer = true;
+  bool verify_host = true;
+  // SNI and certificate-verification name, for calls to an address. The engine connects
+  // to the URL's host but speaks to this name (Host header included).
+  std::string tls_server_name;
+  std::string min_tls_version;    // "", "1.2" or "1.3"
+  // SPKI SHA-256 pin: "sha256//<base64>" (several joined by ';') or 64 hex digits
+  // (colons allowed).
+  std::string pinned_public_key;
+  // True: only the trust anchors handed in count; the system CAs do not. Also true when
+  // the credentials say so (CallCredentials::private_trust_only).
+  bool private_trust_only = false;
+};
+
+struct Timeouts {
+  std::chrono::milliseconds connect{10'000};  // 0: no limit of its own
+  std::chrono::milliseconds total{60'000};    // whole step, every hop; 0: caller's deadline only
+};
+
+inline constexpr size_t kDefaultMaxResponseBytes = 10 * 1024 * 1024;
+inline constexpr int kDefaultMaxRedirects = 5;
+
+struct RestStep {
+  std::string method = "GET";  // any token; HEAD sends no body and reads none
+  std::string url;             // absolute http:// or https:// URL; may carry a query
+  std::vector<QueryParam> query;  // appended in order after the URL's own query
+  std::vector<Header> headers;    // sent in order; CR, LF or NUL anywhere is refused
+  std::string body;               // bytes; sent when non-empty (or method needs it)
+  std::string content_type;       // Content-Type of the body, unless a header sets it
+  Auth auth = NoAuth{};
+  TlsOptions tls;
+  Timeouts timeouts;
+  bool follow_redirects = false;
+  int max_redirects = kDefaultMaxRedirects;  // used when follow_redirects
+  size_t max_response_bytes = kDefaultMaxResponseBytes;
+  bool reuse_connections = true;  // false: a fresh connection and a full handshake
+  std::string step_id;            // for logs and the audit trail
+  std::string workflow_id;
+};
+
+// ---------------------------------------------------------------- result
+// Phase durations in microseconds, from libcurl's *_TIME_T counters for the last hop.
+// dns, connect and tls are the durations of those phases (0 on a reused connection);
+// first_byte is from the start of the last hop to its first response byte; total is the
+// whole step (token call and every redirect hop included).
+struct Timings {
+  int64_t dns_us = 0;
+  int64_t connect_us = 0;
+  int64_t tls_us = 0;
+  int64_t first_byte_us = 0;
+  int64_t total_us = 0;
+};
+
+struct PresentedCertificate {
+  std::string entry_id;
+  std::string name;
+  std::string fingerprint;  // SHA-256 "ab:cd:..."
+};
+
+struct TlsFacts {
+  bool used_tls = false;
+  std::string protocol;  // "TLSv1.3"
+  std::string cipher;    // "TLS_AES_256_GCM_SHA384"
+  std::string server_subject;
+  std::string server_issuer;
+  core::UnixSeconds server_not_after = 0;
+  // The client certificate the server asked for and got; nullopt when none was sent.
+  std::optional<PresentedCertificate> client_certificate;
+  bool connection_reused = false;  // the request went over a kept-alive connection
+  bool session_resumed = false;    // the connection's handshake resumed a TLS session
+};
+
+struct RestResult {
+  int status = 0;
+  std::vector<Header> headers;  // in arrival order, repeats kept
+  std::string body;
+  std::string content_type;
+  std::string effective_url;  // the URL of the last hop
+  int redirects_followed = 0;
+  Timings timings;
+  TlsFacts tls;
+  std::vector<std::string> warnings;  // e.g. "verify_peer is off: ..."
+  // 401 and 403: the TLS handshake (and client certificate) was accepted, the
+  // application refused the request. The message says so.
+  bool application_refused = false;
+  std::string application_refused_message;
+
+  // First header with this name (case-insensitive); nullopt if absent.
+  std::optional<std::string> FindHeader(std::string_view name) const;
+};
+
+}  // namespace wsstep::rest
+
+#endif  // WSSTEP_REST_STEP_H_

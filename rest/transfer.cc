@@ -1,0 +1,403 @@
+#include "rest/transfer.h"
+
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "core/ossl.h"
+#include "core/x509_info.h"
+#include "rest/http_text.h"
+#include "rest/tls_diagnosis.h"
+#include "rest/tls_util.h"
+
+namespace wsstep::rest {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+// How often a waiting transfer looks at its cancel token and deadline.
+constexpr milliseconds kPollInterval{50};
+
+// Header lists may carry Authorization values: wipe them before freeing.
+struct SlistDeleter {
+  void operator()(curl_slist* list) const {
+    for (curl_slist* n = list; n != nullptr; n = n->next) OPENSSL_cleanse(n->data, std::strlen(n->data));
+    curl_slist_free_all(list);
+  }
+};
+using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+
+bool Append(SlistPtr& list, const std::string& line) {
+  curl_slist* next = curl_slist_append(list.get(), line.c_str());
+  if (next == nullptr) return false;
+  list.release();
+  list.reset(next);
+  return true;
+}
+
+struct TransferState {
+  Partition* partition = nullptr;
+  const TransferLimits* limits = nullptr;
+  CURL* easy = nullptr;
+  std::string verify_name;
+  bool verify_name_is_ip = false;
+  // The observation of a connection this transfer created (set in the SSL_CTX callback),
+  // and the one of the connection the response actually came over.
+  std::shared_ptr<TlsObservation> created;
+  std::shared_ptr<TlsObservation> used;
+  bool facts_captured = false;
+  bool too_large = false;
+  HttpResponse response;
+  char error[CURL_ERROR_SIZE] = {0};
+};
+
+// Installs the partition's TLS material on the SSL_CTX libcurl just made for a new
+// connection: certificate, key and chain from memory (never a file), the cached trust
+// store, the host name to verify, and the observation callbacks.
+CURLcode SslCtxCallback(CURL*, void* ssl_ctx, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+  const TlsProfile& p = st->partition->profile();
+  SSL_CTX_set1_cert_store(ctx, p.trust_store.get());
+  if (p.identity && p.identity->leaf && p.identity->key) {
+    if (SSL_CTX_use_certificate(ctx, p.identity->leaf.get()) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, p.identity->key.get()) != 1) {
+      ossl::ClearErrors();
+      return CURLE_SSL_CERTPROBLEM;
+    }
+    for (const auto& cert : p.identity->chain) {
+      if (SSL_CTX_add1_chain_cert(ctx, cert.get()) != 1) {
+        ossl::ClearErrors();
+        return CURLE_SSL_CERTPROBLEM;
+      }
+    }
+  }
+  if (p.verify_host) {
+    // OpenSSL checks the name during chain verification, so a mismatch is reported as
+    // X509_V_ERR_HOSTNAME_MISMATCH with the certificate at hand (libcurl checks again).
+    X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (st->verify_name_is_ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, st->verify_name.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_host(param, st->verify_name.c_str(), st->verify_name.size());
+    }
+  }
+  st->created = ObserveConnection(ctx);
+  return CURLE_OK;
+}
+
+// Reads the connection's TLS facts while libcurl still has it attached (after the
+// transfer the handle no longer points at its connection).
+void CaptureTlsFacts(TransferState& st) {
+  st.facts_captured = true;
+  const curl_tlssessioninfo* info = nullptr;
+  if (curl_easy_getinfo(st.easy, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK || info == nullptr ||
+      info->backend != CURLSSLBACKEND_OPENSSL || info->internals == nullptr) {
+    return;
+  }
+  auto* ssl = static_cast<SSL*>(info->internals);
+  TlsFacts& f = st.response.tls;
+  f.used_tls = true;
+  f.protocol = SSL_get_version(ssl);
+  const char* cipher = SSL_get_cipher_name(ssl);
+  f.cipher = cipher != nullptr ? cipher : "";
+  f.session_resumed = SSL_session_reused(ssl) == 1;
+  if (X509* peer = SSL_get0_peer_certificate(ssl)) {
+    f.server_subject = core::NameOneLine(X509_get_subject_name(peer));
+    f.server_issuer = core::NameOneLine(X509_get_issuer_name(peer));
+    f.server_not_after = core::AsnTimeToUnix(X509_get0_notAfter(peer)).value_or(0);
+  }
+  st.used = ObservationOf(ssl);
+}
+
+size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  size_t len = size * count;
+  if (!st->facts_captured) CaptureTlsFacts(*st);
+  std::string_view line(data, len);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (line.rfind("HTTP/", 0) == 0) {
+    st->response.headers.clear();  // a new response (after 100 Continue)
+    return len;
+  }
+  size_t colon = line.find(':');
+  if (line.empty() || colon == std::string_view::npos) return len;
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  st->response.headers.push_back({std::string(line.substr(0, colon)), std::string(value)});
+  return len;
+}
+
+size_t WriteCallback(char* data, size_t size, size_t count, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  size_t len = size * count;
+  if (!st->facts_captured) CaptureTlsFacts(*st);
+  if (st->response.body.size() + len > st->limits->max_response_bytes) {
+    st->too_large = true;
+    return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
+  }
+  st->response.body.append(data, len);
+  return len;
+}
+
+int64_t InfoMicros(CURL* easy, CURLINFO what) {
+  curl_off_t v = 0;
+  curl_easy_getinfo(easy, what, &v);
+  return static_cast<int64_t>(v);
+}
+
+std::string InfoString(CURL* easy, CURLINFO what) {
+  char* v = nullptr;
+  curl_easy_getinfo(easy, what, &v);
+  return v != nullptr ? std::string(v) : std::string();
+}
+
+long TlsVersionOption(const std::string& min) {
+  if (min == "1.3") return CURL_SSLVERSION_TLSv1_3;
+  return CURL_SSLVERSION_TLSv1_2;  // never below 1.2
+}
+
+}  // namespace
+
+TransferDriver::TransferDriver() : multi_(curl_multi_init()) {}
+
+TransferDriver::~TransferDriver() { curl_multi_cleanup(multi_); }
+
+Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpRequest& request,
+                                             const TransferLimits& limits) {
+  WSSTEP_ASSIGN_OR_RETURN(UrlParts url, ParseHttpUrl(request.url));
+  const TlsProfile& profile = partition.profile();
+  bool https = url.scheme == "https";
+  auto start = steady_clock::now();
+  auto remaining = std::chrono::duration_cast<milliseconds>(limits.deadline - start);
+
+  FailureContext failure;
+  failure.url = request.url;
+  failure.host = url.host;
+  failure.port = url.port;
+  failure.https = https;
+  failure.verify_peer = profile.verify_peer;
+  failure.verify_host = profile.verify_host;
+  failure.min_tls_version = profile.min_tls_version;
+  failure.pinned_public_key = profile.pin;
+  failure.had_client_certificate = https && profile.identity != nullptr;
+  if (failure.had_client_certificate) failure.client_certificate_name = profile.identity->name;
+  failure.max_response_bytes = limits.max_response_bytes;
+  failure.caller_deadline = limits.deadline_is_caller;
+  failure.time_limit = std::max(remaining, milliseconds(0));
+  if (remaining.count() <= 0) {
+    failure.deadline_exceeded = true;
+    return Classify(failure);
+  }
+
+  TransferState st;
+  st.partition = &partition;
+  st.limits = &limits;
+  st.verify_name = url.host;
+  st.verify_name_is_ip = url.host_is_ip;
+
+  std::string target = request.url;
+  SlistPtr connect_to;
+  if (https && !profile.tls_server_name.empty()) {
+    // Speak to the server name (SNI, Host, verification) but connect to the URL's host.
+    WSSTEP_ASSIGN_OR_RETURN(target, ReplaceHost(request.url, profile.tls_server_name));
+    std::string to_host = url.host_is_ipv6 ? "[" + url.host + "]" : url.host;
+    std::string port = std::to_string(url.port);
+    if (!Append(connect_to, profile.tls_server_name + ":" + port + ":" + to_host + ":" + port)) {
+      return Error(Code::kInternal, "out of memory building CONNECT_TO");
+    }
+    st.verify_name = profile.tls_server_name;
+    st.verify_name_is_ip = false;
+  }
+  failure.verify_name = st.verify_name;
+
+  SlistPtr headers;
+  bool has_content_type = false, has_user_agent = false;
+  for (const auto& h : request.headers) {
+    has_content_type = has_content_type || EqualsIgnoreCase(h.name, "Content-Type");
+    has_user_agent = has_user_agent || EqualsIgnoreCase(h.name, "User-Agent");
+    // "Name;" is libcurl's way to send a header with an empty value.
+    if (!Append(headers, h.value.empty() ? h.name + ";" : h.name + ": " + h.value)) {
+      return Error(Code::kInternal, "out of memory building headers");
+    }
+  }
+  for (const auto& h : request.secret_headers) {
+    std::string line = h.name + ": ";
+    line.append(h.value.view());
+    bool ok = Append(headers, line);
+    OPENSSL_cleanse(line.data(), line.size());
+    if (!ok) return Error(Code::kInternal, "out of memory building headers");
+  }
+  bool send_body = !request.body.empty() || request.method == "POST" ||
+                   request.method == "PUT" || request.method == "PATCH";
+  if (!has_content_type) {
+    // Without this libcurl would label every body application/x-www-form-urlencoded.
+    Append(headers, request.content_type.empty() ? "Content-Type:"
+                                                 : "Content-Type: " + request.content_type);
+  }
+  Append(headers, "Expect:");  // no 100-continue round trip
+
+  CURL* easy = partition.Borrow();
+  if (easy == nullptr) return Error(Code::kInternal, "curl_easy_init failed");
+  st.easy = easy;
+  partition.active++;
+  curl_easy_reset(easy);
+
+  curl_easy_setopt(easy, CURLOPT_URL, target.c_str());
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);  // hops are the engine's business
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st.error);
+  if (connect_to) curl_easy_setopt(easy, CURLOPT_CONNECT_TO, connect_to.get());
+
+  // Trust comes only from the partition's X509_STORE. Debian's libcurl has a built-in
+  // CAPATH (/etc/ssl/certs) and CAINFO: clear both, or the system CAs would still count
+  // for private-only trust (and libcurl would re-read the bundle for every connection).
+  curl_easy_setopt(easy, CURLOPT_CAINFO, nullptr);
+  curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, profile.verify_peer ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, profile.verify_host ? 2L : 0L);
+  curl_easy_setopt(easy, CURLOPT_SSLVERSION, TlsVersionOption(profile.min_tls_version));
+  if (!profile.pin.empty()) curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, profile.pin.c_str());
+  curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &SslCtxCallback);
+  curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, &st);
+  if (!limits.reuse_connections) {
+    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+  }
+
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(remaining.count()));
+  milliseconds connect_limit = remaining;
+  if (limits.connect_timeout.count() > 0 && limits.connect_timeout < remaining) {
+    connect_limit = limits.connect_timeout;
+  }
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_limit.count()));
+  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                   static_cast<curl_off_t>(limits.max_response_bytes));
+
+  if (request.method == "HEAD") {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else if (request.method == "GET" && !send_body) {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else {
+    if (send_body) {
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(request.body.size()));
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.empty() ? "" : request.body.data());
+    }
+    if (request.method != "POST" || !send_body) {
+      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    }
+  }
+  if (!has_user_agent && !limits.user_agent.empty()) {
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, limits.user_agent.c_str());
+  }
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &HeaderCallback);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &st);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &WriteCallback);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &st);
+
+  // Drive the transfer, looking at the cancel token and deadline between socket events.
+  CURLcode result = CURLE_OK;
+  bool finished = false;
+  curl_multi_add_handle(multi_, easy);
+  for (;;) {
+    int running = 0;
+    curl_multi_perform(multi_, &running);
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+      if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
+        result = msg->data.result;
+        finished = true;
+      }
+    }
+    if (finished) break;
+    if (limits.cancel != nullptr && limits.cancel->cancelled()) {
+      failure.cancelled = true;
+      break;
+    }
+    auto now = steady_clock::now();
+    if (now >= limits.deadline) {
+      failure.deadline_exceeded = true;
+      break;
+    }
+    auto wait = std::min(kPollInterval,
+                         std::chrono::duration_cast<milliseconds>(limits.deadline - now) +
+                             milliseconds(1));
+    curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait.count()), nullptr);
+  }
+  curl_multi_remove_handle(multi_, easy);
+
+  long connects = 0;
+  curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
+  int64_t t_dns = InfoMicros(easy, CURLINFO_NAMELOOKUP_TIME_T);
+  int64_t t_connect = InfoMicros(easy, CURLINFO_CONNECT_TIME_T);
+  int64_t t_tls = InfoMicros(easy, CURLINFO_APPCONNECT_TIME_T);
+  int64_t t_first = InfoMicros(easy, CURLINFO_STARTTRANSFER_TIME_T);
+  int64_t t_total = InfoMicros(easy, CURLINFO_TOTAL_TIME_T);
+  long status = 0;
+  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+  HttpResponse& resp = st.response;
+  resp.status = static_cast<int>(status);
+  resp.content_type = InfoString(easy, CURLINFO_CONTENT_TYPE);
+  resp.redirect_url = InfoString(easy, CURLINFO_REDIRECT_URL);
+  resp.effective_url = request.url;
+
+  partition.requests++;
+  bool reused = connects == 0 && (finished && result == CURLE_OK);
+  if (reused) partition.reused_connections++;
+  partition.new_connections += static_cast<uint64_t>(connects);
+  if (connects > 0 && https && resp.tls.used_tls) {
+    if (resp.tls.session_resumed) {
+      partition.resumed_sessions++;
+    } else {
+      partition.full_handshakes++;
+    }
+  }
+  partition.active--;
+  partition.Return(easy, limits.max_idle_handles);
+
+  if (!finished || result != CURLE_OK) {
+    failure.curl_code = finished ? static_cast<int>(result) : 0;
+    failure.curl_message = st.error[0] != 0 ? st.error
+                                           : finished ? curl_easy_strerror(result) : "aborted";
+    failure.response_too_large = st.too_large;
+    failure.connected = t_connect > 0 || resp.status > 0;
+    failure.tls_connected = t_tls > 0 || resp.status > 0;
+    failure.response_started = st.facts_captured;
+    if (!failure.connected && connect_limit < remaining) {
+      failure.time_limit = connect_limit;
+      failure.caller_deadline = false;
+    }
+    std::shared_ptr<TlsObservation> obs = st.created ? st.created : st.used;
+    failure.tls = https ? obs.get() : nullptr;
+    return Classify(failure);
+  }
+
+  resp.timings.dns_us = t_dns;
+  resp.timings.connect_us = t_connect > t_dns ? t_connect - t_dns : 0;
+  resp.timings.tls_us = t_tls > t_connect ? t_tls - t_connect : 0;
+  resp.timings.first_byte_us = t_first;
+  resp.timings.total_us = t_total;
+  resp.tls.connection_reused = connects == 0;
+  const TlsObservation* obs = st.used ? st.used.get() : st.created.get();
+  if (https && profile.identity && obs != nullptr && obs->certificate_sent) {
+    resp.tls.client_certificate =
+        PresentedCertificate{profile.identity->entry_id, profile.identity->name,
+                             profile.identity->fingerprint};
+  }
+  return std::move(st.response);
+}
+
+}  // namespace wsstep::rest

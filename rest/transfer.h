@@ -1,0 +1,78 @@
+// The one HTTP transfer path: REST steps, SOAP envelopes and OAuth2 token calls all end
+// here. One request over one partition's connections, driven by the calling worker's
+// curl multi handle, with TLS material installed from memory in CURLOPT_SSL_CTX_FUNCTION
+// and every failure classified by rest/tls_diagnosis.
+#ifndef WSSTEP_REST_TRANSFER_H_
+#define WSSTEP_REST_TRANSFER_H_
+
+#include <curl/curl.h>
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+#include "core/secret.h"
+#include "rest/engine.h"
+#include "rest/partition.h"
+#include "rest/step.h"
+
+namespace wsstep::rest {
+
+struct SecretHeader {
+  std::string name;
+  SecretBytes value;
+};
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;  // absolute, query included; validated by the caller
+  std::vector<Header> headers;             // validated by the caller
+  std::vector<SecretHeader> secret_headers;  // Authorization and the like
+  std::string_view body;                   // not owned; must outlive the transfer
+  std::string content_type;                // added unless a header sets Content-Type
+};
+
+struct TransferLimits {
+  Deadline deadline;             // absolute end of this transfer
+  bool deadline_is_caller = true;  // the deadline is the caller's (else the step timeout)
+  std::chrono::milliseconds connect_timeout{0};  // 0: none of its own
+  size_t max_response_bytes = kDefaultMaxResponseBytes;
+  const CancelToken* cancel = nullptr;
+  bool reuse_connections = true;
+  std::string user_agent;
+  size_t max_idle_handles = 64;  // per partition, kept for reuse
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::vector<Header> headers;
+  std::string body;
+  std::string content_type;
+  std::string redirect_url;  // absolute Location target for 3xx, "" otherwise
+  std::string effective_url;
+  Timings timings;
+  TlsFacts tls;
+};
+
+// A curl multi handle owned by one worker thread; transfers borrow it one at a time.
+class TransferDriver {
+ public:
+  TransferDriver();
+  ~TransferDriver();
+  TransferDriver(const TransferDriver&) = delete;
+  TransferDriver& operator=(const TransferDriver&) = delete;
+
+  // Sends `request` over `partition`. Non-2xx statuses are responses; failures are
+  // catalog errors (tls_diagnosis::Classify).
+  Result<HttpResponse> Perform(Partition& partition, const HttpRequest& request,
+                               const TransferLimits& limits);
+
+ private:
+  CURLM* multi_;
+};
+
+}  // namespace wsstep::rest
+
+#endif  // WSSTEP_REST_TRANSFER_H_
