@@ -39,7 +39,8 @@ is_current && exit 0  # another caller generated it while we waited
 source "$HERE/passwords.sh"
 # keytool decodes its command line by the locale: non-ASCII passwords need UTF-8.
 export LANG=C.UTF-8 LC_ALL=C.UTF-8
-KEYTOOL=(keytool -J-Dfile.encoding=UTF-8 -J-XX:TieredStopAtLevel=1 -J-XX:+UseSerialGC)
+KEYTOOL=(keytool -J-Dfile.encoding=UTF-8 -J-XX:TieredStopAtLevel=1 -J-XX:+UseSerialGC
+  -J-XX:-UsePerfData)
 
 WORK=$(mktemp -d "$(dirname "$OUT")/.$(basename "$OUT").tmp.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -48,7 +49,16 @@ LOG=$WORK/log
 mkdir -p "$G"/{ca,trust,server,client,p12,jks,mobile,garbage}
 exec 3>&2 >"$LOG" 2>&1
 set -E
-trap 'echo "make_pki.sh: line $LINENO: \"$BASH_COMMAND\" failed; log:" >&3; cat "$LOG" "$WORK"/*.log >&3 2>/dev/null || true' ERR
+on_error() {
+  echo "make_pki.sh: line $1: \"$2\" failed" >&3
+  if [[ $BASHPID == "$$" ]]; then  # once, from the main shell: the end of every log
+    local f
+    for f in "$LOG" "$WORK"/*.log; do
+      [[ -s $f ]] && { echo "--- ${f##*/} (last lines)"; tail -n 15 "$f"; } >&3
+    done
+  fi
+}
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 
 NOW=$(date -u +%s)
 # Certificate time (YYYYMMDDHHMMSSZ) $1 days from now.
@@ -178,15 +188,33 @@ issue() {
 
 to_der() { openssl x509 -in "$1" -outform DER -out "$2"; }
 
+# ---------------------------------------------------------------- keys
+# Key generation is most of the CPU time: all keys are made up front, in parallel, which
+# also keeps the script quick when the machine is busy compiling.
+C=$G/client
+KEYS=(
+  "$G/ca/root.key.pem rsa2048" "$G/ca/intermediate.key.pem rsa2048"
+  "$G/ca/other-root.key.pem rsa2048" "$G/server/localhost.key.pem rsa2048"
+  "$C/rsa.key.pem rsa2048" "$C/second.key.pem rsa2048" "$C/expired.key.pem rsa2048"
+  "$C/notyet.key.pem rsa2048" "$C/self-signed.key.pem rsa2048" "$C/rsa1024.key.pem rsa1024"
+  "$C/ec256.key.pem ec:P-256" "$C/ec384.key.pem ec:P-384" "$C/ec521.key.pem ec:P-521"
+  "$C/ed25519.key.pem ed25519" "$C/secp256k1.key.pem ec:secp256k1"
+)
+KEY_PIDS=()
+for k in "${KEYS[@]}"; do
+  # shellcheck disable=SC2086  # "path spec" splits into the two arguments
+  newkey $k &
+  KEY_PIDS+=($!)
+  if ((${#KEY_PIDS[@]} % 4 == 0)); then wait "${KEY_PIDS[@]: -4}"; fi
+done
+for pid in "${KEY_PIDS[@]}"; do wait "$pid"; done
+
 # ---------------------------------------------------------------- certificate authorities
 O="/O=wsstep tests"
-newkey "$G/ca/root.key.pem" rsa2048
 issue "$G/ca/root.pem" "$G/ca/root.key.pem" "$O/CN=wsstep Test Root CA" root_ext -2 3650 self
 to_der "$G/ca/root.pem" "$G/ca/root.der"
-newkey "$G/ca/intermediate.key.pem" rsa2048
 issue "$G/ca/intermediate.pem" "$G/ca/intermediate.key.pem" "$O/CN=wsstep Test Intermediate CA" \
   intermediate_ext -2 1825 ca/root
-newkey "$G/ca/other-root.key.pem" rsa2048
 issue "$G/ca/other-root.pem" "$G/ca/other-root.key.pem" "$O/CN=wsstep Other Root CA" \
   root_ext -2 3650 self
 note ca/root.pem "root CA, CN=wsstep Test Root CA,O=wsstep tests (RSA 2048, self-signed, 10 years)"
@@ -270,7 +298,6 @@ JAVA_JKS_PID=$!
 # ---------------------------------------------------------------- servers
 # One key for every server certificate: which key a server uses never matters to a test.
 SKEY=$G/server/localhost.key.pem
-newkey "$SKEY" rsa2048
 issue "$G/server/localhost.pem" "$SKEY" "$O/CN=localhost" server_ext -1 365 ca/intermediate
 cat "$G/server/localhost.pem" "$G/ca/intermediate.pem" >"$G/server/localhost.chain.pem"
 issue "$G/server/expired.pem" "$SKEY" "$O/CN=localhost" server_ext -400 -30 ca/intermediate
@@ -294,25 +321,23 @@ note server/other-ca.pem "server leaf for localhost signed by ca/other-root"
 note server/other-ca.key.pem "key of server/other-ca.pem"
 
 # ---------------------------------------------------------------- clients
-C=$G/client
-# client NAME KEYSPEC [FROM TO [ISSUER [EXT [CN]]]]: client/NAME.pem + client/NAME.key.pem.
+# client NAME [FROM TO [ISSUER [EXT [CN]]]]: client/NAME.pem for client/NAME.key.pem.
 client() {
-  local name=$1 spec=$2 from=${3:--1} to=${4:-365} issuer=${5:-ca/intermediate}
-  local ext=${6:-client_ext} cn=${7:-$1}
-  newkey "$C/$name.key.pem" "$spec"
+  local name=$1 from=${2:--1} to=${3:-365} issuer=${4:-ca/intermediate}
+  local ext=${5:-client_ext} cn=${6:-$1}
   issue "$C/$name.pem" "$C/$name.key.pem" "$O/CN=$cn" "$ext" "$from" "$to" "$issuer"
 }
-client rsa rsa2048
-client ec256 ec:P-256
-client ec384 ec:P-384
-client ec521 ec:P-521
-client ed25519 ed25519
-client second rsa2048 -1 365 ca/intermediate client_ext "wsstep client B"
-client expired rsa2048 -400 -30
-client notyet rsa2048 30 395
-client rsa1024 rsa1024
-client secp256k1 ec:secp256k1
-client self-signed rsa2048 -1 365 self self_client_ext
+client rsa
+client ec256
+client ec384
+client ec521
+client ed25519
+client second -1 365 ca/intermediate client_ext "wsstep client B"
+client expired -400 -30
+client notyet 30 395
+client rsa1024
+client secp256k1
+client self-signed -1 365 self self_client_ext
 
 K=$C/rsa.key.pem
 cat "$C/rsa.pem" "$G/ca/intermediate.pem" >"$C/rsa.chain.pem"

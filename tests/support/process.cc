@@ -19,19 +19,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// environ with `extra` overriding, in the form posix_spawn wants.
-class Environment {
+// A NULL-terminated char* array over owned strings, as exec wants argv and envp.
+class CStringArray {
  public:
-  explicit Environment(const EnvList& extra) {
-    std::map<std::string, std::string> vars;
-    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-      std::string_view kv(*e);
-      size_t eq = kv.find('=');
-      if (eq == std::string_view::npos) continue;
-      vars[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
-    }
-    for (const auto& [k, v] : extra) vars[k] = v;
-    for (const auto& [k, v] : vars) strings_.push_back(k + "=" + v);
+  explicit CStringArray(std::vector<std::string> strings) : strings_(std::move(strings)) {
     for (auto& s : strings_) pointers_.push_back(s.data());
     pointers_.push_back(nullptr);
   }
@@ -42,18 +33,20 @@ class Environment {
   std::vector<char*> pointers_;
 };
 
-class Argv {
- public:
-  explicit Argv(const std::vector<std::string>& args) : strings_(args) {
-    for (auto& s : strings_) pointers_.push_back(s.data());
-    pointers_.push_back(nullptr);
+// environ with `extra` overriding, as "NAME=value" strings.
+std::vector<std::string> MergedEnvironment(const EnvList& extra) {
+  std::map<std::string, std::string> vars;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    vars[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
   }
-  char** get() { return pointers_.data(); }
-
- private:
-  std::vector<std::string> strings_;
-  std::vector<char*> pointers_;
-};
+  for (const auto& [k, v] : extra) vars[k] = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : vars) out.push_back(k + "=" + v);
+  return out;
+}
 
 // posix_spawn attributes and file actions, destroyed on every path.
 class SpawnSetup {
@@ -83,8 +76,8 @@ class SpawnSetup {
   posix_spawn_file_actions_t* actions() { return &actions_; }
   // Returns 0 or an errno value.
   int Spawn(pid_t* pid, const std::vector<std::string>& argv, const EnvList& env) {
-    Argv args(argv);
-    Environment environment(env);
+    CStringArray args(argv);
+    CStringArray environment(MergedEnvironment(env));
     return posix_spawnp(pid, args.get()[0], &actions_, &attr_, args.get(), environment.get());
   }
 
