@@ -34,10 +34,11 @@ inline std::vector<ossl::X509Ptr> ReadCerts(const std::string& rel) {
 }
 
 // Identity from client/<name>.pem + .key.pem; with_chain adds the intermediate CA.
+// The entry id names the material: one entry version always has the same chain and key.
 inline std::shared_ptr<const core::Identity> LoadIdentity(const std::string& name,
                                                           bool with_chain = true) {
   auto id = std::make_shared<core::Identity>();
-  id->entry_id = "entry-" + name;
+  id->entry_id = "entry-" + name + (with_chain ? "" : "-leaf-only");
   id->name = name;
   id->version = 1;
   id->leaf = std::move(ReadCerts("client/" + name + ".pem").front());

@@ -392,7 +392,10 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   resp.timings.total_us = t_total;
   resp.tls.connection_reused = connects == 0;
   const TlsObservation* obs = st.used ? st.used.get() : st.created.get();
-  if (https && profile.identity && obs != nullptr && obs->certificate_sent) {
+  // A resumed session carries the identity of the handshake that created it, and
+  // sessions only resume within this partition (this identity).
+  bool presented = obs != nullptr && (obs->certificate_sent || resp.tls.session_resumed);
+  if (https && profile.identity && presented) {
     resp.tls.client_certificate =
         PresentedCertificate{profile.identity->entry_id, profile.identity->name,
                              profile.identity->fingerprint};

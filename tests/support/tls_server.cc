@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <poll.h>
@@ -292,6 +293,8 @@ void TlsServer::AcceptLoop() {
     if (fds[1].revents != 0 || stopping_) return;
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     auto conn = std::make_shared<Connection>();
     conn->fd = fd;
     std::lock_guard<std::mutex> lock(mu_);
@@ -443,7 +446,11 @@ bool TlsServer::ServeOne(Connection& conn, int index) {
   }
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
+  bool small_body = resp.mode == ServerResponse::Mode::kNormal && resp.huge_body_bytes == 0 &&
+                    req.method != "HEAD";
+  if (small_body) out += resp.body;  // one write, one TLS record
   if (!conn.Write(out)) return false;
+  if (small_body) return !close;
 
   if (resp.mode == ServerResponse::Mode::kStall) {
     // Holds the connection open without sending the promised body, until the client
