@@ -1,0 +1,952 @@
+#include "core/material.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/x509_info.h"
+
+namespace wsstep::core {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Passwords of the generated PKI (tests/pki/passwords.sh), as UTF-8 bytes.
+constexpr std::string_view kP12Password = "p12 p\xC3\xA4ssw\xC3\xB6rd";  // p12 pässwörd
+constexpr std::string_view kKeyPassword = "key pass \xC3\xBC";           // key pass ü
+constexpr std::string_view kStorePassword = "store pass \xE2\x98\x83";   // store pass ☃
+constexpr std::string_view kJksKeyPassword = "jks key pass";
+constexpr std::string_view kJavaP12Password = "java p12 pass";
+
+// --- reading the generated test PKI (core tests do not link the test-support library) ---
+
+std::string PkiPath(std::string_view rel) {
+  const char* dir = std::getenv("WSSTEP_TEST_PKI");
+  if (dir == nullptr) throw std::runtime_error("WSSTEP_TEST_PKI is not set (run through ctest)");
+  return std::string(dir) + "/" + std::string(rel);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Pki(std::string_view rel) { return ReadFile(PkiPath(rel)); }
+
+// Runs a command and returns its standard output without the trailing newline.
+std::string Shell(const std::string& cmd) {
+  FILE* f = popen((cmd + " 2>/dev/null").c_str(), "r");
+  if (f == nullptr) throw std::runtime_error("cannot run " + cmd);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  if (pclose(f) != 0) throw std::runtime_error("failed: " + cmd);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+// One field printed by `openssl x509`, the text after "name=".
+std::string OpensslX509(std::string_view rel, const std::string& args) {
+  std::string inform = rel.ends_with(".der") ? " -inform DER" : "";
+  std::string out = Shell("openssl x509 -in '" + PkiPath(rel) + "'" + inform + " -noout " + args);
+  return out.substr(out.find('=') + 1);
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// "2026-11-22 13:50:36Z" (openssl -dateopt iso_8601) -> seconds.
+UnixSeconds OpensslDate(std::string_view rel, const std::string& which) {
+  std::string text = OpensslX509(rel, which + " -dateopt iso_8601");
+  struct tm tm = {};
+  if (strptime(text.c_str(), "%Y-%m-%d %H:%M:%SZ", &tm) == nullptr) {
+    throw std::runtime_error("unexpected date " + text);
+  }
+  return timegm(&tm);
+}
+
+ossl::X509Ptr PemCert(std::string_view rel) {
+  std::string pem = Pki(rel);
+  ossl::BioPtr bio = ossl::MemoryBio(pem);
+  ossl::X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) throw std::runtime_error("not a PEM certificate: " + std::string(rel));
+  return cert;
+}
+
+ossl::EvpPkeyPtr PemKey(std::string_view rel) {
+  std::string pem = Pki(rel);
+  ossl::BioPtr bio = ossl::MemoryBio(pem);
+  ossl::EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) throw std::runtime_error("not a PEM key: " + std::string(rel));
+  return key;
+}
+
+// --- one import, described declaratively ---
+
+struct Upload {
+  EntryType type = EntryType::kKeyPair;
+  std::string content;  // PKI-relative path
+  std::string key;      // PKI-relative path of a separate key file; empty: none
+  std::optional<std::string_view> password;
+  std::optional<std::string_view> key_password;
+  SourceFormat declared = SourceFormat::kAuto;
+  std::string alias;
+  std::vector<X509*> bound_trust;
+  UnixSeconds now = 0;
+};
+
+std::string BaseName(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+Result<ParsedMaterial> ImportBytes(const Upload& u, const SecretBytes& content,
+                                   const SecretBytes* key) {
+  ImportInput in;
+  in.type = u.type;
+  in.declared_format = u.declared;
+  in.content_name = BaseName(u.content);
+  if (!u.key.empty()) in.key_name = BaseName(u.key);
+  in.content = &content;
+  in.key = key;
+  if (u.password) in.password = SecretBytes(*u.password);
+  if (u.key_password) in.key_password = SecretBytes(*u.key_password);
+  in.alias = u.alias;
+  in.bound_trust = u.bound_trust;
+  in.now = u.now;
+  Result<ParsedMaterial> r = ParseMaterial(in);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "ParseMaterial left an OpenSSL error queued";
+  return r;
+}
+
+Result<ParsedMaterial> Import(const Upload& u) {
+  SecretBytes content(Pki(u.content));
+  std::optional<SecretBytes> key;
+  if (!u.key.empty()) key = SecretBytes(Pki(u.key));
+  return ImportBytes(u, content, key ? &*key : nullptr);
+}
+
+std::string Describe(const Result<ParsedMaterial>& r) {
+  return r.ok() ? "OK" : r.error().ToString();
+}
+
+Upload KeyPair(std::string cert, std::string key = {},
+               std::optional<std::string_view> password = std::nullopt) {
+  Upload u;
+  u.content = std::move(cert);
+  u.key = std::move(key);
+  u.password = password;
+  return u;
+}
+
+Upload OfType(EntryType type, std::string content,
+              std::optional<std::string_view> password = std::nullopt) {
+  Upload u;
+  u.type = type;
+  u.content = std::move(content);
+  u.password = password;
+  return u;
+}
+
+// ======================================================================================
+// Metadata
+
+TEST(DescribeTest, KeyPairMetadataMatchesOpenssl) {
+  auto r = Import(KeyPair("client/rsa.chain.pem", "client/rsa.key.pem"));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EntryMetadata m;
+  DescribeMaterial(*r, m);
+  ASSERT_TRUE(m.certificate.has_value());
+  const CertificateInfo& c = *m.certificate;
+  EXPECT_EQ(c.subject, OpensslX509("client/rsa.pem", "-subject -nameopt RFC2253"));
+  EXPECT_EQ(c.subject, "CN=rsa,O=wsstep tests");
+  EXPECT_EQ(c.issuer, OpensslX509("client/rsa.pem", "-issuer -nameopt RFC2253"));
+  EXPECT_EQ(c.serial, Lower(OpensslX509("client/rsa.pem", "-serial")));
+  EXPECT_EQ(c.not_before, OpensslDate("client/rsa.pem", "-startdate"));
+  EXPECT_EQ(c.not_after, OpensslDate("client/rsa.pem", "-enddate"));
+  EXPECT_EQ(c.sha256_fingerprint, Lower(OpensslX509("client/rsa.pem", "-fingerprint -sha256")));
+  EXPECT_TRUE(c.sans.empty());
+  EXPECT_EQ(c.key_algorithm, "RSA");
+  EXPECT_EQ(c.key_bits, 2048);
+  EXPECT_EQ(c.curve, "");
+  EXPECT_FALSE(c.is_ca);
+  EXPECT_THAT(m.chain_subjects,
+              ElementsAre("CN=rsa,O=wsstep tests",
+                          OpensslX509("ca/intermediate.pem", "-subject -nameopt RFC2253")));
+  EXPECT_TRUE(m.trusted.empty());
+  EXPECT_TRUE(m.has_private_key);
+  EXPECT_FALSE(m.has_password);
+  EXPECT_EQ(m.source_format, SourceFormat::kPem);
+  EXPECT_EQ(m.key_alias, "");
+  EXPECT_TRUE(r->warnings.empty());
+}
+
+TEST(DescribeTest, CaAndSansAndUtf8Names) {
+  // A certificate with every common SAN type and a non-ASCII subject, made here so the
+  // expected values are the ones we asked for.
+  std::string dir = Shell("mktemp -d");
+  std::string cert = dir + "/san.pem";
+  Shell("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout " + dir +
+        "/k.pem -out " + cert +
+        " -days 2 -utf8 -subj '/C=DE/O=M\xC3\xBCller, Inc/CN=s\xC3\xA4n\\+test'" +
+        " -addext 'subjectAltName=DNS:a.example,DNS:*.b.example,IP:127.0.0.1,IP:2001:db8::1,"
+        "email:ops@example.com,URI:spiffe://example/client'" +
+        " -addext 'basicConstraints=critical,CA:TRUE'");
+  std::string pem = ReadFile(cert);
+  ossl::BioPtr bio = ossl::MemoryBio(pem);
+  ossl::X509Ptr x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(x);
+  CertificateInfo info = DescribeCertificate(x.get());
+  EXPECT_THAT(info.sans,
+              ElementsAre("DNS:a.example", "DNS:*.b.example", "IP:127.0.0.1", "IP:2001:db8::1",
+                          "email:ops@example.com", "URI:spiffe://example/client"));
+  // RFC 2253 order and escaping (the comma, the plus), UTF-8 kept readable.
+  EXPECT_EQ(info.subject, "CN=s\xC3\xA4n\\+test,O=M\xC3\xBCller\\, Inc,C=DE");
+  EXPECT_EQ(info.issuer, info.subject);
+  EXPECT_TRUE(info.is_ca);
+  EXPECT_EQ(info.key_algorithm, "EC");
+  EXPECT_EQ(info.key_bits, 384);
+  EXPECT_EQ(info.curve, "P-384");
+}
+
+TEST(DescribeTest, ServerSansAndCaFlag) {
+  ossl::X509Ptr server = PemCert("server/localhost.pem");
+  EXPECT_THAT(DescribeCertificate(server.get()).sans, ElementsAre("DNS:localhost", "IP:127.0.0.1"));
+  ossl::X509Ptr root = PemCert("ca/root.pem");
+  EXPECT_TRUE(DescribeCertificate(root.get()).is_ca);
+}
+
+TEST(DescribeTest, KeyAlgorithms) {
+  struct Case {
+    const char* name;
+    const char* algorithm;
+    int bits;
+    const char* curve;
+  };
+  for (const Case& c : {Case{"ec256", "EC", 256, "P-256"}, Case{"ec384", "EC", 384, "P-384"},
+                        Case{"ec521", "EC", 521, "P-521"}, Case{"ed25519", "Ed25519", 256, ""}}) {
+    std::string base = std::string("client/") + c.name;
+    auto r = Import(KeyPair(base + ".pem", base + ".key.pem"));
+    ASSERT_TRUE(r.ok()) << c.name << ": " << Describe(r);
+    CertificateInfo info = DescribeCertificate(r->leaf.get());
+    EXPECT_EQ(info.key_algorithm, c.algorithm) << c.name;
+    EXPECT_EQ(info.key_bits, c.bits) << c.name;
+    EXPECT_EQ(info.curve, c.curve) << c.name;
+    EXPECT_EQ(info.sha256_fingerprint, Lower(OpensslX509(base + ".pem", "-fingerprint -sha256")))
+        << c.name;
+  }
+}
+
+// The same identity in every container and encoding: identical certificate facts, the
+// same key, the same normalized PKCS#8 bytes.
+TEST(DescribeTest, SameIdentityIdenticalWhateverTheContainer) {
+  struct Case {
+    Upload upload;
+    SourceFormat format;
+    bool has_password;
+    size_t chain;
+    const char* alias;
+  };
+  auto p12 = [](const char* file, std::optional<std::string_view> pw) {
+    return OfType(EntryType::kPkcs12, file, pw);
+  };
+  std::vector<Case> cases = {
+      {KeyPair("client/rsa.pem", "client/rsa.key.pem"), SourceFormat::kPem, false, 0, ""},
+      {KeyPair("client/rsa.cert.der", "client/rsa.key.der"), SourceFormat::kDer, false, 0, ""},
+      {KeyPair("client/rsa.pem", "client/rsa.key.trad.pem"), SourceFormat::kPem, false, 0, ""},
+      {KeyPair("client/rsa.pem", "client/rsa.key.pkcs8-aes.pem", kKeyPassword), SourceFormat::kPem,
+       true, 0, ""},
+      {KeyPair("client/rsa.pem", "client/rsa.key.pkcs8-3des.pem", kKeyPassword), SourceFormat::kPem,
+       true, 0, ""},
+      {KeyPair("client/rsa.pem", "client/rsa.key.pkcs8-pbes1.pem", kKeyPassword),
+       SourceFormat::kPem, true, 0, ""},
+      {KeyPair("client/rsa.cert.der", "client/rsa.key.pkcs8-aes.der", kKeyPassword),
+       SourceFormat::kDer, true, 0, ""},
+      {KeyPair("client/rsa.pem", "client/rsa.key.trad-enc.pem", kKeyPassword), SourceFormat::kPem,
+       true, 0, ""},
+      {KeyPair("client/rsa.combined.pem"), SourceFormat::kPem, false, 1, ""},
+      {KeyPair("client/rsa.combined-enc.pem", "", kKeyPassword), SourceFormat::kPem, true, 1, ""},
+      {p12("p12/rsa-modern.p12", kP12Password), SourceFormat::kPkcs12, true, 1, "rsa-client"},
+      {p12("p12/rsa-legacy.p12", kP12Password), SourceFormat::kPkcs12, true, 1, "rsa-client"},
+      {p12("p12/rsa-empty-password.p12", ""), SourceFormat::kPkcs12, false, 1, "rsa-client"},
+  };
+  ossl::X509Ptr expected_cert = PemCert("client/rsa.pem");
+  ossl::EvpPkeyPtr expected_key = PemKey("client/rsa.key.pem");
+  CertificateInfo expected = DescribeCertificate(expected_cert.get());
+  // The generator's unencrypted PKCS#8 DER of the same key.
+  SecretBytes expected_der(Pki("client/rsa.key.der"));
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.upload.content + " + " + c.upload.key);
+    auto r = Import(c.upload);
+    ASSERT_TRUE(r.ok()) << Describe(r);
+    EntryMetadata m;
+    DescribeMaterial(*r, m);
+    ASSERT_TRUE(m.certificate);
+    EXPECT_EQ(*m.certificate, expected);
+    EXPECT_EQ(m.source_format, c.format);
+    EXPECT_EQ(m.has_password, c.has_password);
+    EXPECT_TRUE(m.has_private_key);
+    EXPECT_EQ(m.key_alias, c.alias);
+    EXPECT_EQ(r->chain.size(), c.chain);
+    EXPECT_EQ(EVP_PKEY_eq(r->key.get(), expected_key.get()), 1);
+    EXPECT_TRUE(ConstantTimeEquals(r->key_pkcs8_der.span(), expected_der.span()));
+    if (c.chain == 1) {
+      EXPECT_EQ(DescribeCertificate(r->chain[0].get()),
+                DescribeCertificate(PemCert("ca/intermediate.pem").get()));
+      EXPECT_TRUE(r->warnings.empty());
+    } else {
+      ASSERT_EQ(r->warnings.size(), 1u);  // leaf only: its issuer was not uploaded
+      EXPECT_EQ(r->warnings[0].code, Code::kChainIncomplete);
+    }
+  }
+}
+
+// ======================================================================================
+// Passwords
+
+struct EncryptedCase {
+  Upload upload;  // with the right password
+  const char* name;
+};
+
+std::vector<EncryptedCase> EncryptedCases() {
+  return {
+      {KeyPair("client/rsa.pem", "client/rsa.key.pkcs8-aes.pem", kKeyPassword), "pkcs8-aes"},
+      {KeyPair("client/rsa.pem", "client/rsa.key.pkcs8-3des.pem", kKeyPassword), "pkcs8-3des"},
+      {KeyPair("client/rsa.pem", "client/rsa.key.pkcs8-pbes1.pem", kKeyPassword), "pkcs8-pbes1"},
+      {KeyPair("client/rsa.cert.der", "client/rsa.key.pkcs8-aes.der", kKeyPassword), "pkcs8-der"},
+      {KeyPair("client/rsa.pem", "client/rsa.key.trad-enc.pem", kKeyPassword), "traditional"},
+      {KeyPair("client/rsa.combined-enc.pem", "", kKeyPassword), "combined-enc"},
+      {OfType(EntryType::kPkcs12, "p12/rsa-modern.p12", kP12Password), "p12-modern"},
+      {OfType(EntryType::kPkcs12, "p12/rsa-legacy.p12", kP12Password), "p12-legacy"},
+      {OfType(EntryType::kPkcs12, "p12/ec256.p12", kP12Password), "p12-ec256"},
+      {OfType(EntryType::kPkcs12, "p12/java-modern.p12", kJavaP12Password), "p12-java"},
+      {OfType(EntryType::kTrustStore, "p12/java-truststore.p12", kJavaP12Password),
+       "p12-java-trust"},
+      {OfType(EntryType::kJavaKeystore, "jks/client.jks", kStorePassword), "jks"},
+      {OfType(EntryType::kJavaKeystore, "jks/client.jceks", kStorePassword), "jceks"},
+      {OfType(EntryType::kTrustStore, "jks/truststore.jks", kStorePassword), "jks-trust"},
+  };
+}
+
+class PasswordTest : public ::testing::TestWithParam<EncryptedCase> {
+ protected:
+  Upload WithJksKeyPassword(Upload u) {
+    if (u.content.ends_with("client.jks") || u.content.ends_with("client.jceks")) {
+      u.key_password = kJksKeyPassword;
+    }
+    return u;
+  }
+};
+
+TEST_P(PasswordTest, RightPasswordOpens) {
+  auto r = Import(WithJksKeyPassword(GetParam().upload));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EntryMetadata m;
+  DescribeMaterial(*r, m);
+  EXPECT_TRUE(m.has_password);
+}
+
+TEST_P(PasswordTest, WrongPasswordIsWrongPassword) {
+  Upload u = WithJksKeyPassword(GetParam().upload);
+  const std::string wrong = "wr\xC3\xB6ng password";  // spaces and UTF-8, like the real ones
+  u.password = wrong;
+  auto r = Import(u);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.code(), Code::kWrongPassword) << Describe(r);
+  std::string name =
+      BaseName(u.key.empty() || u.content.ends_with(".combined-enc.pem") ? u.content : u.key);
+  EXPECT_THAT(r.error().message, HasSubstr(name));
+  EXPECT_THAT(r.error().message, Not(HasSubstr(wrong)));
+  EXPECT_THAT(r.error().hint, Not(HasSubstr(wrong)));
+}
+
+TEST_P(PasswordTest, NoPasswordIsPasswordRequired) {
+  Upload u = GetParam().upload;
+  u.password.reset();
+  u.key_password.reset();
+  auto r = Import(u);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.code(), Code::kPasswordRequired) << Describe(r);
+}
+
+TEST_P(PasswordTest, TheRightPasswordWithOneByteLessIsWrong) {
+  Upload u = WithJksKeyPassword(GetParam().upload);
+  u.password = u.password->substr(0, u.password->size() - 1);
+  auto r = Import(u);
+  EXPECT_EQ(r.code(), Code::kWrongPassword) << Describe(r);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryEncryptedFormat, PasswordTest, ::testing::ValuesIn(EncryptedCases()),
+                         [](const auto& info) {
+                           std::string n = info.param.name;
+                           for (char& c : n)
+                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return n;
+                         });
+
+TEST(PasswordTest, EmptyPasswordPkcs12) {
+  // Given as the empty password, or not given at all: both open a file protected by "".
+  for (std::optional<std::string_view> pw :
+       {std::optional<std::string_view>(""), std::optional<std::string_view>()}) {
+    auto r = Import(OfType(EntryType::kPkcs12, "p12/rsa-empty-password.p12", pw));
+    ASSERT_TRUE(r.ok()) << Describe(r);
+    EXPECT_FALSE(r->had_password);
+    EXPECT_EQ(r->key_alias, "rsa-client");
+  }
+  auto r = Import(OfType(EntryType::kPkcs12, "p12/rsa-empty-password.p12", " "));
+  EXPECT_EQ(r.code(), Code::kWrongPassword) << Describe(r);
+  // And the empty password is not "any password" for a protected file.
+  r = Import(OfType(EntryType::kPkcs12, "p12/rsa-modern.p12", ""));
+  EXPECT_EQ(r.code(), Code::kWrongPassword) << Describe(r);
+}
+
+TEST(PasswordTest, JavaKeyPasswordDiffersFromStorePassword) {
+  Upload u = OfType(EntryType::kJavaKeystore, "jks/client.jks", kStorePassword);
+  auto r = Import(u);  // no key password: the store password is tried, and is wrong
+  ASSERT_EQ(r.code(), Code::kWrongPassword) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("client"));
+  u.key_password = "not it";
+  EXPECT_EQ(Import(u).code(), Code::kWrongPassword);
+}
+
+TEST(PasswordTest, UnencryptedKeyIgnoresAGivenPassword) {
+  auto r = Import(KeyPair("client/rsa.pem", "client/rsa.key.pem", "unused"));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_FALSE(r->had_password);
+}
+
+// ======================================================================================
+// Validation
+
+TEST(ValidationTest, KeyFromAnotherCertificateIsMismatch) {
+  auto r = Import(KeyPair("client/rsa.pem", "client/ec256.key.pem"));
+  ASSERT_EQ(r.code(), Code::kKeyCertMismatch) << Describe(r);
+  EXPECT_EQ(r.error().message,
+            "rsa.pem: the private key does not belong to the certificate CN=rsa,O=wsstep tests");
+  r = Import(KeyPair("client/rsa.pem", "client/second.key.pem"));  // same algorithm and size
+  EXPECT_EQ(r.code(), Code::kKeyCertMismatch) << Describe(r);
+}
+
+TEST(ValidationTest, ExpiredIsRejectedNamingTheDate) {
+  auto r = Import(KeyPair("client/expired.pem", "client/expired.key.pem"));
+  ASSERT_EQ(r.code(), Code::kCertificateExpired) << Describe(r);
+  std::string date = FormatUtc(OpensslDate("client/expired.pem", "-enddate"));
+  EXPECT_THAT(r.error().message, HasSubstr("expired.pem: "));
+  EXPECT_THAT(r.error().message, HasSubstr("expired on " + date));
+  EXPECT_EQ(r.error().detail.at("not_after"), date);
+}
+
+TEST(ValidationTest, ExpiryIsJudgedAtTheGivenTime) {
+  UnixSeconds not_after = OpensslDate("client/rsa.pem", "-enddate");
+  Upload u = KeyPair("client/rsa.pem", "client/rsa.key.pem");
+  u.now = not_after + 1;
+  EXPECT_EQ(Import(u).code(), Code::kCertificateExpired);
+  u.now = not_after;
+  EXPECT_TRUE(Import(u).ok());
+}
+
+TEST(ValidationTest, NotYetValidIsAccepted) {
+  auto r = Import(KeyPair("client/notyet.pem", "client/notyet.key.pem"));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_GT(DescribeCertificate(r->leaf.get()).not_before, std::time(nullptr));
+}
+
+TEST(ValidationTest, UnsupportedAlgorithmsNameAlgorithmAndSize) {
+  auto r = Import(KeyPair("client/rsa1024.pem", "client/rsa1024.key.pem"));
+  ASSERT_EQ(r.code(), Code::kUnsupportedAlgorithm) << Describe(r);
+  EXPECT_EQ(r.error().message, "rsa1024.pem: the key is RSA 1024 bits, which is not supported");
+  EXPECT_EQ(r.error().detail.at("algorithm"), "RSA 1024 bits");
+  r = Import(KeyPair("client/secp256k1.pem", "client/secp256k1.key.pem"));
+  ASSERT_EQ(r.code(), Code::kUnsupportedAlgorithm) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("EC secp256k1 (256 bits)"));
+}
+
+TEST(ValidationTest, NoKeyAnywhereIsPrivateKeyMissing) {
+  auto r = Import(KeyPair("client/rsa.chain.pem"));
+  ASSERT_EQ(r.code(), Code::kPrivateKeyMissing) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("rsa.chain.pem"));
+  r = Import(KeyPair("client/rsa.cert.der"));
+  EXPECT_EQ(r.code(), Code::kPrivateKeyMissing) << Describe(r);
+  r = Import(OfType(EntryType::kPkcs12, "p12/cert-only.p12", kP12Password));
+  ASSERT_EQ(r.code(), Code::kPrivateKeyMissing) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("cert-only.p12"));
+}
+
+TEST(ValidationTest, ChainIncompleteIsAWarningOnly) {
+  Upload u = KeyPair("client/rsa.leaf-only.pem", "client/rsa.key.pem");
+  auto r = Import(u);
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_EQ(r->warnings[0].code, Code::kChainIncomplete);
+  EXPECT_EQ(r->warnings[0].message,
+            "rsa.leaf-only.pem: the issuer of CN=rsa,O=wsstep tests (CN=wsstep Test Intermediate "
+            "CA,O=wsstep tests) is neither included nor in a bound trust store");
+
+  // The issuer in a bound trust store is enough; a trust store with only the root is not
+  // (the server needs the intermediate), nor an unrelated CA with the issuer's name...
+  ossl::X509Ptr intermediate = PemCert("ca/intermediate.pem");
+  ossl::X509Ptr root = PemCert("ca/root.pem");
+  u.bound_trust = {intermediate.get()};
+  r = Import(u);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->warnings.empty());
+  u.bound_trust = {root.get()};
+  r = Import(u);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->warnings.size(), 1u);
+
+  // Uploaded chain: no warning. Self-signed: nothing to complete.
+  r = Import(KeyPair("client/rsa.chain.pem", "client/rsa.key.pem"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->warnings.empty());
+  r = Import(KeyPair("client/self-signed.pem", "client/self-signed.key.pem"));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_TRUE(r->warnings.empty());
+}
+
+TEST(ValidationTest, LeafIsTheCertificateMatchingTheKeyWhateverItsPosition) {
+  std::string reversed = Pki("ca/intermediate.pem") + Pki("client/rsa.pem");
+  SecretBytes content(reversed);
+  SecretBytes key(Pki("client/rsa.key.pem"));
+  Upload u = KeyPair("reversed.pem", "rsa.key.pem");
+  auto r = ImportBytes(u, content, &key);
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_EQ(DescribeCertificate(r->leaf.get()).subject, "CN=rsa,O=wsstep tests");
+  ASSERT_EQ(r->chain.size(), 1u);
+  EXPECT_TRUE(r->warnings.empty());
+}
+
+TEST(ValidationTest, TwoDifferentKeysAreRefused) {
+  auto r = Import(KeyPair("client/rsa.combined.pem", "client/second.key.pem"));
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("second.key.pem"));
+  // The same key twice is fine.
+  r = Import(KeyPair("client/rsa.combined.pem", "client/rsa.key.der"));
+  EXPECT_TRUE(r.ok()) << Describe(r);
+}
+
+// ======================================================================================
+// Formats and entry types
+
+TEST(FormatTest, DeclaredFormatContradictedByContent) {
+  Upload u = OfType(EntryType::kPkcs12, "p12/rsa-modern.p12", kP12Password);
+  u.declared = SourceFormat::kPem;
+  auto r = Import(u);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_EQ(r.error().message, "rsa-modern.p12: this is a PKCS#12 file, PEM was selected");
+  EXPECT_EQ(r.error().detail.at("found"), "PKCS12");
+  EXPECT_EQ(r.error().detail.at("selected"), "PEM");
+
+  u = KeyPair("client/rsa.combined.pem");
+  u.declared = SourceFormat::kDer;
+  r = Import(u);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat);
+  EXPECT_EQ(r.error().message,
+            "rsa.combined.pem: this is a PEM file with 2 certificates and a private key, DER "
+            "was selected");
+
+  u = KeyPair("client/rsa.cert.der", "client/rsa.key.der");
+  u.declared = SourceFormat::kPem;
+  EXPECT_EQ(Import(u).error().message, "rsa.cert.der: this is a DER certificate, PEM was selected");
+
+  // Agreement passes; JKS and JCEKS stand in for each other as keytool allows.
+  u.declared = SourceFormat::kDer;
+  EXPECT_TRUE(Import(u).ok());
+  u = OfType(EntryType::kJavaKeystore, "jks/client.jceks", kStorePassword);
+  u.key_password = kJksKeyPassword;
+  u.declared = SourceFormat::kJks;
+  EXPECT_TRUE(Import(u).ok());
+}
+
+TEST(FormatTest, GarbageNamesTheInput) {
+  for (EntryType type : {EntryType::kKeyPair, EntryType::kPkcs12, EntryType::kTrustStore}) {
+    auto r = Import(OfType(type, "garbage/random.bin", kP12Password));
+    ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+    EXPECT_THAT(r.error().message, HasSubstr("random.bin: "));
+    EXPECT_EQ(r.error().detail.at("input"), "random.bin");
+  }
+  auto r = Import(OfType(EntryType::kPkcs12, "garbage/truncated.p12", kP12Password));
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_EQ(r.error().message,
+            "truncated.p12: this is a DER structure that is cut short or damaged");
+  r = Import(KeyPair("garbage/not-a-cert.pem", "client/rsa.key.pem"));
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_EQ(r.error().message,
+            "not-a-cert.pem: PEM certificate 1 is not a valid X.509 certificate");
+  r = Import(KeyPair("client/rsa.pem", "garbage/random.bin"));
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("random.bin: "));
+  r = Import(KeyPair("client/rsa.pem", "client/rsa.chain.pem"));  // certificates as the key
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_EQ(r.error().message,
+            "rsa.chain.pem: this is a PEM file with 2 certificates, not a private key");
+
+  r = Import(KeyPair("client/rsa.key.pem", "client/rsa.pem"));  // the two files swapped
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_EQ(r.error().message,
+            "rsa.key.pem: contains no certificate (this is a PEM file with a private key)");
+
+  SecretBytes empty;
+  Upload u = KeyPair("empty.pem");
+  EXPECT_EQ(ImportBytes(u, empty, nullptr).error().message, "empty.pem: the file is empty");
+  // An empty key field counts as no key file.
+  SecretBytes cert(Pki("client/rsa.pem"));
+  EXPECT_EQ(ImportBytes(KeyPair("rsa.pem", "rsa.key.pem"), cert, &empty).code(),
+            Code::kPrivateKeyMissing);
+  // A key file with an entry type that has no use for one.
+  SecretBytes key(Pki("client/rsa.key.pem"));
+  Upload trust = OfType(EntryType::kTrustStore, "bundle.pem");
+  trust.key = "rsa.key.pem";
+  r = ImportBytes(trust, cert, &key);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat);
+  EXPECT_EQ(r.error().message,
+            "rsa.key.pem: a separate private key file only goes with a KEY_PAIR entry");
+  std::string pem = Pki("client/rsa.combined.pem");
+  SecretBytes cut(pem.substr(0, pem.size() - 40));
+  EXPECT_THAT(ImportBytes(KeyPair("cut.pem"), cut, nullptr).error().message,
+              HasSubstr("cut.pem: this is a PEM file that is cut short"));
+}
+
+TEST(FormatTest, EntryTypeMustFitTheContent) {
+  struct Case {
+    EntryType type;
+    const char* file;
+    const char* message;
+  };
+  for (const Case& c : {
+           Case{EntryType::kKeyPair, "jks/client.jks",
+                "client.jks: this is a JKS key store, which a KEY_PAIR entry cannot hold"},
+           Case{EntryType::kKeyPair, "p12/rsa-modern.p12",
+                "rsa-modern.p12: this is a PKCS#12 file, which a KEY_PAIR entry cannot hold"},
+           Case{EntryType::kPkcs12, "client/rsa.combined.pem",
+                "rsa.combined.pem: this is a PEM file with 2 certificates and a private key, "
+                "which a PKCS12 entry cannot hold"},
+           Case{EntryType::kJavaKeystore, "p12/java-modern.p12",
+                "java-modern.p12: this is a PKCS#12 file, which a JAVA_KEYSTORE entry cannot "
+                "hold"},
+           Case{EntryType::kMobileProvisioning, "client/rsa.pem",
+                "rsa.pem: this is a PEM file with a certificate, which a MOBILE_PROVISIONING "
+                "entry cannot hold"},
+           Case{EntryType::kTrustStore, "mobile/profile.mobileprovision",
+                "profile.mobileprovision: this is a mobile provisioning profile, which a "
+                "TRUST_STORE entry cannot hold"},
+           Case{EntryType::kKeyPair, "client/rsa.key.der",
+                "rsa.key.der: this is a DER private key, not a certificate"},
+       }) {
+    auto r = Import(OfType(c.type, c.file, kStorePassword));
+    ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << c.file << ": " << Describe(r);
+    EXPECT_EQ(r.error().message, c.message);
+  }
+  auto r = Import(OfType(EntryType::kKeyPair, "jks/client.jks"));
+  EXPECT_EQ(r.error().hint, "Choose the JAVA_KEYSTORE type for this file.");
+}
+
+TEST(FormatTest, TrustStoreRefusesPrivateKeys) {
+  auto r = Import(OfType(EntryType::kTrustStore, "client/rsa.combined.pem"));
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("must not contain a private key"));
+  r = Import(OfType(EntryType::kTrustStore, "p12/rsa-modern.p12", kP12Password));
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("contains a private key"));
+  Upload u = OfType(EntryType::kTrustStore, "jks/client.jks", kStorePassword);
+  u.key_password = kJksKeyPassword;
+  r = Import(u);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("private key entry 'client'"));
+}
+
+TEST(FormatTest, TrustStoresInEveryFormat) {
+  CertificateInfo root = DescribeCertificate(PemCert("ca/root.pem").get());
+  CertificateInfo intermediate = DescribeCertificate(PemCert("ca/intermediate.pem").get());
+  struct Case {
+    const char* file;
+    std::optional<std::string_view> password;
+    SourceFormat format;
+    std::vector<CertificateInfo> expected;
+  };
+  for (const Case& c : {
+           Case{"trust/bundle.pem", std::nullopt, SourceFormat::kPem, {root, intermediate}},
+           Case{"trust/root.der", std::nullopt, SourceFormat::kDer, {root}},
+           Case{"jks/truststore.jks", kStorePassword, SourceFormat::kJks, {root, intermediate}},
+           Case{"p12/java-truststore.p12",
+                kJavaP12Password,
+                SourceFormat::kPkcs12,
+                {root, intermediate}},
+       }) {
+    auto r = Import(OfType(EntryType::kTrustStore, c.file, c.password));
+    ASSERT_TRUE(r.ok()) << c.file << ": " << Describe(r);
+    EntryMetadata m;
+    DescribeMaterial(*r, m);
+    EXPECT_FALSE(m.certificate.has_value()) << c.file;
+    EXPECT_FALSE(m.has_private_key) << c.file;
+    EXPECT_EQ(m.source_format, c.format) << c.file;
+    // Order is the file's for PEM and the store's for JKS/PKCS#12: compare as sets.
+    EXPECT_THAT(m.trusted, ::testing::UnorderedElementsAreArray(c.expected)) << c.file;
+  }
+  // A certificate-only PKCS#12 is a trust store too.
+  auto r = Import(OfType(EntryType::kTrustStore, "p12/cert-only.p12", kP12Password));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  ASSERT_EQ(r->trusted.size(), 2u);
+}
+
+// ======================================================================================
+// Java key stores and Java PKCS#12
+
+TEST(JavaTest, KeyEntryWithTrustedEntry) {
+  ossl::X509Ptr expected_leaf = PemCert("jks/client.chain.pem");
+  for (const char* file : {"jks/client.jks", "jks/client.jceks"}) {
+    Upload u = OfType(EntryType::kJavaKeystore, file, kStorePassword);
+    u.key_password = kJksKeyPassword;
+    auto r = Import(u);
+    ASSERT_TRUE(r.ok()) << file << ": " << Describe(r);
+    EntryMetadata m;
+    DescribeMaterial(*r, m);
+    ASSERT_TRUE(m.certificate);
+    EXPECT_EQ(*m.certificate, DescribeCertificate(expected_leaf.get()));
+    EXPECT_EQ(m.certificate->sha256_fingerprint,
+              Lower(OpensslX509("jks/client.chain.pem", "-fingerprint -sha256")));
+    EXPECT_EQ(m.key_alias, "client");
+    EXPECT_EQ(m.source_format, std::string_view(file).ends_with("jceks") ? SourceFormat::kJceks
+                                                                         : SourceFormat::kJks);
+    EXPECT_TRUE(m.has_private_key);
+    EXPECT_TRUE(m.has_password);
+    ASSERT_EQ(r->chain.size(), 1u);
+    EXPECT_EQ(m.chain_subjects.back(),
+              OpensslX509("ca/intermediate.pem", "-subject -nameopt RFC2253"));
+    ASSERT_EQ(m.trusted.size(), 1u);
+    EXPECT_EQ(m.trusted[0], DescribeCertificate(PemCert("ca/root.pem").get()));
+    EXPECT_TRUE(r->warnings.empty());
+
+    u.alias = "CLIENT";  // aliases compare case-insensitively, as Java's do
+    EXPECT_TRUE(Import(u).ok());
+    u.alias = "root";
+    auto wrong = Import(u);
+    ASSERT_EQ(wrong.code(), Code::kInvalidCertificateFormat);
+    EXPECT_THAT(wrong.error().message, HasSubstr("no private key entry named 'root'"));
+  }
+}
+
+TEST(JavaTest, TrustedOnlyStoreAsJavaKeystore) {
+  auto r = Import(OfType(EntryType::kJavaKeystore, "jks/truststore.jks", kStorePassword));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_FALSE(r->leaf);
+  EXPECT_EQ(r->trusted.size(), 2u);
+}
+
+TEST(JavaTest, JavaPkcs12KeyStore) {
+  auto r = Import(OfType(EntryType::kPkcs12, "p12/java-modern.p12", kJavaP12Password));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_EQ(r->key_alias, "client");
+  EXPECT_EQ(DescribeCertificate(r->leaf.get()).subject, "CN=java-modern,O=wsstep tests");
+  EntryMetadata m;
+  DescribeMaterial(*r, m);
+  // Sending order: leaf, intermediate, root.
+  EXPECT_THAT(m.chain_subjects,
+              ElementsAre("CN=java-modern,O=wsstep tests",
+                          OpensslX509("ca/intermediate.pem", "-subject -nameopt RFC2253"),
+                          OpensslX509("ca/root.pem", "-subject -nameopt RFC2253")));
+}
+
+// A PKCS#12 with two identities, built here because no tool writes one in one command.
+std::string TwoIdentityPkcs12(std::string_view password) {
+  STACK_OF(PKCS12_SAFEBAG)* bags = nullptr;
+  std::string pw(password);
+  struct Id {
+    const char* cert;
+    const char* key;
+    const char* alias;
+  };
+  std::vector<ossl::X509Ptr> certs;
+  std::vector<ossl::EvpPkeyPtr> keys;
+  for (const Id& id : {Id{"client/rsa.pem", "client/rsa.key.pem", "first"},
+                       Id{"client/ec256.pem", "client/ec256.key.pem", "second"}}) {
+    certs.push_back(PemCert(id.cert));
+    keys.push_back(PemKey(id.key));
+    unsigned char kid[1] = {static_cast<unsigned char>(certs.size())};
+    PKCS12_SAFEBAG* cb = PKCS12_add_cert(&bags, certs.back().get());
+    PKCS12_add_friendlyname_asc(cb, id.alias, -1);
+    PKCS12_add_localkeyid(cb, kid, 1);
+    PKCS12_SAFEBAG* kb =
+        PKCS12_add_key(&bags, keys.back().get(), 0, 2048, NID_aes_256_cbc, pw.c_str());
+    PKCS12_add_friendlyname_asc(kb, id.alias, -1);
+    PKCS12_add_localkeyid(kb, kid, 1);
+  }
+  PKCS12_add_cert(&bags, PemCert("ca/intermediate.pem").release());
+  STACK_OF(PKCS7)* safes = nullptr;
+  PKCS12_add_safe(&safes, bags, -1, 0, nullptr);
+  sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+  ossl::Pkcs12Ptr p12(PKCS12_add_safes(safes, 0));
+  sk_PKCS7_pop_free(safes, PKCS7_free);
+  PKCS12_set_mac(p12.get(), pw.c_str(), -1, nullptr, 0, 2048, EVP_sha256());
+  unsigned char* der = nullptr;
+  int len = i2d_PKCS12(p12.get(), &der);
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
+
+TEST(JavaTest, SeveralKeysNeedAnAlias) {
+  SecretBytes p12(TwoIdentityPkcs12(kP12Password));
+  Upload u = OfType(EntryType::kPkcs12, "two.p12", kP12Password);
+  auto r = ImportBytes(u, p12, nullptr);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_EQ(r.error().message,
+            "two.p12: holds 2 private keys ('first', 'second'); say which one to import");
+  u.alias = "Second";
+  r = ImportBytes(u, p12, nullptr);
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_EQ(r->key_alias, "second");
+  EXPECT_EQ(DescribeCertificate(r->leaf.get()).subject, "CN=ec256,O=wsstep tests");
+  // The other identity's certificate is not part of this one's chain.
+  ASSERT_EQ(r->chain.size(), 1u);
+  EXPECT_EQ(DescribeCertificate(r->chain[0].get()),
+            DescribeCertificate(PemCert("ca/intermediate.pem").get()));
+  u.alias = "third";
+  r = ImportBytes(u, p12, nullptr);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat);
+  EXPECT_EQ(r.error().detail.at("aliases"), "'first', 'second'");
+}
+
+// ======================================================================================
+// Mobile provisioning
+
+std::map<std::string, std::string> ExpectedProfile() {
+  std::map<std::string, std::string> out;
+  std::istringstream in(Pki("mobile/profile.expected"));
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+TEST(MobileProvisionTest, ProfileFactsAndCertificates) {
+  auto expected = ExpectedProfile();
+  auto r = Import(OfType(EntryType::kMobileProvisioning, "mobile/profile.mobileprovision"));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EntryMetadata m;
+  DescribeMaterial(*r, m);
+  EXPECT_EQ(m.source_format, SourceFormat::kMobileProvision);
+  EXPECT_FALSE(m.has_private_key);
+  EXPECT_FALSE(r->key);
+  EXPECT_TRUE(r->key_pkcs8_der.empty());
+  EXPECT_EQ(m.attributes.at("name"), expected.at("Name"));
+  EXPECT_EQ(m.attributes.at("app_id_name"), expected.at("AppIDName"));
+  EXPECT_EQ(m.attributes.at("team"), expected.at("TeamIdentifier"));
+  EXPECT_EQ(m.attributes.at("uuid"), expected.at("UUID"));
+  EXPECT_EQ(m.attributes.at("profile_expires"), expected.at("ExpirationDate"));
+  EXPECT_EQ(m.attributes.at("profile_created"), expected.at("CreationDate"));
+  ASSERT_TRUE(m.certificate);
+  EXPECT_EQ(m.certificate->sha256_fingerprint, expected.at("DeveloperCertificateSha256"));
+  EXPECT_EQ(std::to_string(1 + r->chain.size()), expected.at("DeveloperCertificateCount"));
+}
+
+// A SignedData over `plist`, signed by client/rsa like the generator's profile.
+std::string SignedProfile(const std::string& plist) {
+  std::string dir = Shell("mktemp -d");
+  std::ofstream(dir + "/p.plist", std::ios::binary) << plist;
+  Shell("openssl cms -sign -nodetach -binary -outform DER -in " + dir + "/p.plist -signer '" +
+        PkiPath("client/rsa.pem") + "' -inkey '" + PkiPath("client/rsa.key.pem") + "' -out " + dir +
+        "/p.mobileprovision");
+  std::string out = ReadFile(dir + "/p.mobileprovision");
+  std::filesystem::remove_all(dir);
+  return out;
+}
+
+TEST(MobileProvisionTest, HostileOrIncompletePlistsAreRefused) {
+  std::string cert_b64 =
+      Shell("openssl x509 -in '" + PkiPath("client/rsa.pem") + "' -outform DER | base64 -w 64");
+  std::string body =
+      "<plist version=\"1.0\"><dict><key>Name</key><string>&xxe;</string>"
+      "<key>ExpirationDate</key><date>2030-01-01T00:00:00Z</date>"
+      "<key>DeveloperCertificates</key><array><data>" +
+      cert_b64 + "</data></array></dict></plist>";
+  struct Case {
+    std::string plist;
+    const char* message;
+  };
+  for (const Case& c : {
+           Case{"<?xml version=\"1.0\"?><!DOCTYPE plist [<!ENTITY xxe SYSTEM "
+                "\"file:///etc/passwd\">]>" +
+                    body,
+                "p.mobileprovision: the property list declares entities or an internal DTD, "
+                "which is refused"},
+           Case{"<plist><dict><key>Name</key><string>x</string></dict></plist>",
+                "p.mobileprovision: the profile has no ExpirationDate"},
+           Case{"<plist><dict><key>ExpirationDate</key><date>soon</date></dict></plist>",
+                "p.mobileprovision: the profile's ExpirationDate is not a valid date"},
+           Case{"<plist><dict><key>ExpirationDate</key><date>2030-01-01T00:00:00Z</date>"
+                "<key>DeveloperCertificates</key><array><data>AAAA</data></array></dict></plist>",
+                "p.mobileprovision: developer certificate 1 in the profile is not a valid "
+                "certificate"},
+           Case{"<plist><dict>",
+                "p.mobileprovision: the property list is not valid XML "
+                "(Start-end tags mismatch)"},
+       }) {
+    SecretBytes profile(SignedProfile(c.plist));
+    auto r =
+        ImportBytes(OfType(EntryType::kMobileProvisioning, "p.mobileprovision"), profile, nullptr);
+    ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+    EXPECT_EQ(r.error().message, c.message);
+  }
+  // Apple's own DOCTYPE (no internal subset) is fine.
+  std::string apple =
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC "
+      "\"-//Apple//DTD PLIST 1.0//EN\" "
+      "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n" +
+      body;
+  apple.replace(apple.find("&xxe;"), 5, "ok");
+  SecretBytes profile(SignedProfile(apple));
+  auto r =
+      ImportBytes(OfType(EntryType::kMobileProvisioning, "p.mobileprovision"), profile, nullptr);
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EXPECT_EQ(r->attributes.at("name"), "ok");
+  EXPECT_EQ(r->attributes.at("profile_expires"), "2030-01-01T00:00:00Z");
+}
+
+// ======================================================================================
+// Stored encodings
+
+TEST(StoredEncodingTest, CertificateAndKeyRoundTrip) {
+  auto r = Import(KeyPair("client/ed25519.pem", "client/ed25519.key.pem"));
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  auto cert = CertificateFromDer(ossl::CertificateDer(r->leaf.get()));
+  ASSERT_TRUE(cert.ok());
+  EXPECT_EQ(X509_cmp(cert->get(), r->leaf.get()), 0);
+  auto key = KeyFromPkcs8Der(r->key_pkcs8_der);
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(EVP_PKEY_eq(key->get(), r->key.get()), 1);
+
+  EXPECT_EQ(CertificateFromDer("not der").code(), Code::kInvalidCertificateFormat);
+  EXPECT_EQ(KeyFromPkcs8Der(SecretBytes(std::string_view("not der"))).code(),
+            Code::kInvalidCertificateFormat);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(StoredEncodingTest, ProvidersLoadOnceAndLegacyWorksAfter) {
+  EnsureProvidersLoaded();
+  EnsureProvidersLoaded();
+  auto r = Import(OfType(EntryType::kPkcs12, "p12/rsa-legacy.p12", kP12Password));
+  EXPECT_TRUE(r.ok()) << Describe(r);
+}
+
+}  // namespace
+}  // namespace wsstep::core
