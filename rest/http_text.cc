@@ -119,15 +119,18 @@ std::string PercentEncode(std::string_view text) {
 
 Result<std::string> AppendQuery(std::string_view url, const std::vector<QueryParam>& params) {
   if (params.empty()) return std::string(url);
-  WSSTEP_ASSIGN_OR_RETURN(UrlPtr u, Parse(url, "url"));
+  WSSTEP_RETURN_IF_ERROR(Parse(url, "url").status());
+  // Appended as text, so the encoding reaches the wire exactly as PercentEncode made it.
+  size_t hash = url.find('#');
+  std::string out(url.substr(0, hash));
+  char sep = out.find('?') == std::string::npos ? '?' : '&';
+  if (!out.empty() && (out.back() == '?' || out.back() == '&')) sep = '\0';
   for (const auto& p : params) {
-    std::string pair = PercentEncode(p.name) + "=" + PercentEncode(p.value);
-    if (curl_url_set(u.get(), CURLUPART_QUERY, pair.c_str(), CURLU_APPENDQUERY) != CURLUE_OK) {
-      return Invalid("query", "cannot append query parameter \"" + p.name + "\"",
-                     "Check the URL.");
-    }
+    if (sep != '\0') out += sep;
+    out += PercentEncode(p.name) + "=" + PercentEncode(p.value);
+    sep = '&';
   }
-  return Part(u.get(), CURLUPART_URL);
+  return out;
 }
 
 Result<std::string> ReplaceHost(std::string_view url, std::string_view host) {

@@ -1,0 +1,512 @@
+// Request building, results, auth, redirects, OAuth2 and back-pressure, against the
+// in-process TLS server.
+#include "rest/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+
+#include "rest/rest_test_util.h"
+
+namespace wsstep::rest {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ClientAuth;
+using testing::ServerRequest;
+using testing::ServerResponse;
+using testing::TlsServer;
+using namespace testutil;
+
+std::unique_ptr<TlsServer> Serve(testing::TlsServerConfig config) {
+  auto server = std::make_unique<TlsServer>(std::move(config));
+  EXPECT_TRUE(server->Start()) << server->start_error();
+  return server;
+}
+
+TEST(EngineTest, SendsMethodQueryHeadersAndBodyAndReportsTheResult) {
+  auto config = ServerConfig("localhost", ClientAuth::kRequired);
+  config.handler = [](const ServerRequest&) {
+    ServerResponse r;
+    r.status = 201;
+    r.headers = {{"Content-Type", "application/json"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}};
+    r.body = R"({"id":7})";
+    return r;
+  };
+  auto server = Serve(std::move(config));
+  RestEngine engine;
+  RestStep step = Get(server->BaseUrl() + "/items?fixed=1");
+  step.method = "POST";
+  step.query = {{"q", "a b&c=d/é"}, {"empty", ""}, {"q", "2"}};
+  step.headers = {{"X-Trace", "abc"}, {"X-Empty", ""}};
+  step.body = std::string("{\"name\":\"x\"}\0tail", 17);
+  step.content_type = "application/json";
+  core::CallCredentials creds = Creds("rsa");
+  auto r = engine.Execute(std::move(step), creds, Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+
+  EXPECT_EQ(r->status, 201);
+  EXPECT_EQ(r->body, R"({"id":7})");
+  EXPECT_EQ(r->content_type, "application/json");
+  EXPECT_EQ(r->FindHeader("content-type"), "application/json");
+  int cookies = 0;
+  for (const auto& h : r->headers) cookies += h.name == "Set-Cookie" ? 1 : 0;
+  EXPECT_EQ(cookies, 2);
+  EXPECT_FALSE(r->application_refused);
+  EXPECT_TRUE(r->warnings.empty());
+  EXPECT_GT(r->timings.total_us, 0);
+  EXPECT_GT(r->timings.tls_us, 0);
+  EXPECT_GE(r->timings.first_byte_us, r->timings.tls_us);
+
+  EXPECT_TRUE(r->tls.used_tls);
+  EXPECT_EQ(r->tls.protocol, "TLSv1.3");
+  EXPECT_FALSE(r->tls.cipher.empty());
+  EXPECT_EQ(r->tls.server_subject, "CN=localhost,O=wsstep tests");
+  EXPECT_EQ(r->tls.server_issuer, "CN=wsstep Test Intermediate CA,O=wsstep tests");
+  EXPECT_GT(r->tls.server_not_after, 0);
+  ASSERT_TRUE(r->tls.client_certificate.has_value());
+  EXPECT_EQ(r->tls.client_certificate->entry_id, "entry-rsa");
+  EXPECT_EQ(r->tls.client_certificate->name, "rsa");
+  EXPECT_EQ(r->tls.client_certificate->fingerprint, creds.identity->fingerprint);
+  EXPECT_FALSE(r->tls.connection_reused);
+
+  auto recs = server->requests();
+  ASSERT_EQ(recs.size(), 1u);
+  const auto& req = recs[0].request;
+  EXPECT_EQ(recs[0].request_line,
+            "POST /items?fixed=1&q=a%20b%26c%3Dd%2F%C3%A9&empty=&q=2 HTTP/1.1");
+  EXPECT_EQ(req.Header("X-Trace"), "abc");
+  EXPECT_TRUE(req.HasHeader("X-Empty"));
+  EXPECT_EQ(req.Header("Content-Type"), "application/json");
+  EXPECT_FALSE(req.HasHeader("Expect"));
+  EXPECT_EQ(req.body, std::string("{\"name\":\"x\"}\0tail", 17));
+  EXPECT_EQ(recs[0].client_cert_fingerprint, creds.identity->fingerprint);
+
+  // The same step again rides the kept-alive connection.
+  auto again = engine.Execute(Get(server->BaseUrl() + "/"), creds, Soon());
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->tls.connection_reused);
+  EXPECT_EQ(again->tls.client_certificate->fingerprint, creds.identity->fingerprint);
+}
+
+TEST(EngineTest, MethodsWithoutBodyAndHead) {
+  auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
+  RestEngine engine;
+  for (std::string method : {"DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"}) {
+    RestStep step = Get(server->BaseUrl() + "/m");
+    step.method = method;
+    auto r = engine.Execute(std::move(step), Creds(""), Soon());
+    ASSERT_TRUE(r.ok()) << method << ": " << r.error().ToString();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, method == "HEAD" ? "" : "ok");
+  }
+  auto recs = server->requests();
+  ASSERT_EQ(recs.size(), 5u);
+  EXPECT_EQ(recs[0].request.method, "DELETE");
+  EXPECT_EQ(recs[1].request.method, "PUT");
+  EXPECT_EQ(recs[1].request.Header("Content-Length"), "0");
+  EXPECT_EQ(recs[4].request.method, "HEAD");
+}
+
+TEST(EngineTest, NonSuccessIsAResultAnd401IsFlagged) {
+  auto config = ServerConfig("localhost", ClientAuth::kRequired);
+  config.handler = [](const ServerRequest& req) {
+    ServerResponse r;
+    r.status = req.target == "/denied" ? 403 : req.target == "/login" ? 401 : 500;
+    r.body = "nope";
+    return r;
+  };
+  auto server = Serve(std::move(config));
+  RestEngine engine;
+  for (auto [path, status, refused] : {std::tuple{"/denied", 403, true},
+                                       std::tuple{"/login", 401, true},
+                                       std::tuple{"/boom", 500, false}}) {
+    auto r = engine.Execute(Get(server->BaseUrl() + path), Creds("rsa"), Soon());
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r->status, status);
+    EXPECT_EQ(r->body, "nope");
+    EXPECT_EQ(r->application_refused, refused);
+    if (refused) {
+      EXPECT_NE(r->application_refused_message.find("TLS succeeded, the application refused"),
+                std::string::npos);
+    }
+  }
+}
+
+TEST(EngineTest, VerificationOffWarnsAndIsRefusedInProduction) {
+  auto server = Serve(ServerConfig("self-signed", ClientAuth::kNone));
+  RestEngine engine;
+  RestStep step = Get(server->BaseUrl() + "/");
+  step.tls.verify_peer = false;
+  step.tls.verify_host = false;
+  auto r = engine.Execute(std::move(step), Creds(""), Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_EQ(r->warnings.size(), 2u);
+  EXPECT_NE(r->warnings[0].find("verify_peer is off"), std::string::npos);
+  EXPECT_NE(r->warnings[1].find("verify_host is off"), std::string::npos);
+
+  RestStep prod = Get(server->BaseUrl() + "/");
+  prod.tls.verify_peer = false;
+  prod.tls.environment = "production";
+  auto refused = engine.Execute(std::move(prod), Creds(""), Soon());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(server->request_count(), 1u);  // only the first step reached the server
+
+  EngineOptions options;
+  options.protected_environments = {"bank"};
+  RestEngine custom(options);
+  RestStep bank = Get(server->BaseUrl() + "/");
+  bank.tls.verify_host = false;
+  bank.tls.verify_peer = false;
+  bank.tls.environment = "bank";
+  EXPECT_EQ(custom.Validate(bank).code(), Code::kInvalidStepConfig);
+  bank.tls.environment = "production";
+  EXPECT_TRUE(custom.Validate(bank).ok());
+}
+
+TEST(EngineTest, AuthSchemes) {
+  auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
+  RestEngine engine;
+
+  RestStep basic = Get(server->BaseUrl() + "/basic");
+  basic.auth = BasicAuth{"user", SecretBytes(std::string_view("p\xC3\xA4ss word:x"))};
+  ASSERT_TRUE(engine.Execute(std::move(basic), Creds(""), Soon()).ok());
+
+  RestStep bearer = Get(server->BaseUrl() + "/bearer");
+  bearer.auth = BearerAuth{SecretBytes(std::string_view("tok-123"))};
+  ASSERT_TRUE(engine.Execute(std::move(bearer), Creds(""), Soon()).ok());
+
+  RestStep header_key = Get(server->BaseUrl() + "/key");
+  header_key.auth = ApiKeyAuth{"X-API-Key", SecretBytes(std::string_view("k1")), ApiKeyLocation::kHeader};
+  ASSERT_TRUE(engine.Execute(std::move(header_key), Creds(""), Soon()).ok());
+
+  RestStep query_key = Get(server->BaseUrl() + "/qkey?x=1");
+  query_key.auth = ApiKeyAuth{"api_key", SecretBytes(std::string_view("k 2")), ApiKeyLocation::kQuery};
+  ASSERT_TRUE(engine.Execute(std::move(query_key), Creds(""), Soon()).ok());
+
+  auto recs = server->requests();
+  ASSERT_EQ(recs.size(), 4u);
+  // base64("user:päss word:x")
+  EXPECT_EQ(recs[0].request.Header("Authorization"), "Basic dXNlcjpww6RzcyB3b3JkOng=");
+  EXPECT_EQ(recs[1].request.Header("Authorization"), "Bearer tok-123");
+  EXPECT_EQ(recs[2].request.Header("X-API-Key"), "k1");
+  EXPECT_EQ(recs[3].request.target, "/qkey?x=1&api_key=k%202");
+}
+
+TEST(EngineTest, TlsServerNameForACallToAnAddress) {
+  // The certificate names only wrong.example; the URL uses the address.
+  auto server = Serve(ServerConfig("wrong-name", ClientAuth::kNone));
+  RestEngine engine;
+  std::string url = "https://127.0.0.1:" + std::to_string(server->port()) + "/sni";
+  auto mismatch = engine.Execute(Get(url), Creds(""), Soon());
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_EQ(mismatch.error().code, Code::kHostnameMismatch);
+  EXPECT_EQ(mismatch.error().detail.at("expected_name"), "127.0.0.1");
+
+  RestStep step = Get(url);
+  step.tls.tls_server_name = "wrong.example";
+  auto r = engine.Execute(std::move(step), Creds(""), Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  auto recs = server->requests();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].request.Header("Host"), "wrong.example:" + std::to_string(server->port()));
+}
+
+TEST(EngineTest, RedirectsAreOffByDefault) {
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.handler = [](const ServerRequest&) { return ServerResponse::Redirect(302, "/elsewhere"); };
+  auto server = Serve(std::move(config));
+  RestEngine engine;
+  auto r = engine.Execute(Get(server->BaseUrl() + "/start"), Creds(""), Soon());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 302);
+  EXPECT_EQ(r->FindHeader("Location"), "/elsewhere");
+  EXPECT_EQ(server->request_count(), 1u);
+}
+
+TEST(EngineTest, SameOriginRedirectKeepsAuthAndCertificate) {
+  auto config = ServerConfig("localhost", ClientAuth::kRequired);
+  config.handler = [](const ServerRequest& req) {
+    if (req.target == "/start") return ServerResponse::Redirect(307, "/next");
+    return ServerResponse{};
+  };
+  auto server = Serve(std::move(config));
+  RestEngine engine;
+  RestStep step = Get(server->BaseUrl() + "/start");
+  step.method = "POST";
+  step.body = "payload";
+  step.follow_redirects = true;
+  step.auth = BearerAuth{SecretBytes(std::string_view("secret-token"))};
+  core::CallCredentials creds = Creds("rsa");
+  auto r = engine.Execute(std::move(step), creds, Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->redirects_followed, 1);
+  auto recs = server->requests();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[1].request.method, "POST");  // 307 keeps method and body
+  EXPECT_EQ(recs[1].request.body, "payload");
+  EXPECT_EQ(recs[1].request.Header("Authorization"), "Bearer secret-token");
+  EXPECT_EQ(recs[1].client_cert_fingerprint, creds.identity->fingerprint);
+}
+
+TEST(EngineTest, CrossOriginRedirectCarriesNoCertificateNorAuthorization) {
+  // Second server: 127.0.0.1 on another port, asks for (but does not require) a cert.
+  auto second_config = ServerConfig("localhost", ClientAuth::kOptional);
+  auto second = Serve(std::move(second_config));
+  std::string target = "https://127.0.0.1:" + std::to_string(second->port()) + "/landing";
+  auto first_config = ServerConfig("localhost", ClientAuth::kRequired);
+  first_config.handler = [target](const ServerRequest&) {
+    return ServerResponse::Redirect(302, target);
+  };
+  auto first = Serve(std::move(first_config));
+
+  auto source = std::make_shared<MapCredentialSource>();
+  EngineOptions options;
+  options.credentials = source;
+  RestEngine engine(options);
+  core::CallCredentials creds = Creds("rsa");
+  // The other host is bound to no certificate: trust only.
+  core::CallCredentials other = Creds("");
+  source->Set("127.0.0.1:" + std::to_string(second->port()), other);
+
+  RestStep step = Get(first->BaseUrl() + "/start");
+  step.follow_redirects = true;
+  step.method = "POST";
+  step.body = "form";
+  step.headers = {{"Authorization", "Basic c2VjcmV0"}, {"Cookie", "s=1"}, {"X-Keep", "yes"}};
+  auto r = engine.Execute(std::move(step), creds, Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->effective_url, target);
+  EXPECT_FALSE(r->tls.client_certificate.has_value());
+  EXPECT_EQ(source->calls, 1);
+
+  auto first_recs = first->requests();
+  ASSERT_EQ(first_recs.size(), 1u);
+  EXPECT_EQ(first_recs[0].client_cert_fingerprint, creds.identity->fingerprint);
+  EXPECT_EQ(first_recs[0].request.Header("Authorization"), "Basic c2VjcmV0");
+  auto second_recs = second->requests();
+  ASSERT_EQ(second_recs.size(), 1u);
+  EXPECT_EQ(second_recs[0].client_cert_fingerprint, "");
+  EXPECT_FALSE(second_recs[0].request.HasHeader("Authorization"));
+  EXPECT_FALSE(second_recs[0].request.HasHeader("Cookie"));
+  EXPECT_EQ(second_recs[0].request.Header("X-Keep"), "yes");
+  EXPECT_EQ(second_recs[0].request.method, "GET");  // 302 after POST becomes GET
+  EXPECT_EQ(second_recs[0].request.body, "");
+}
+
+TEST(EngineTest, CrossOriginRedirectUsesTheOtherHostsOwnCertificate) {
+  auto second = Serve(ServerConfig("localhost", ClientAuth::kRequired));
+  std::string target = "https://127.0.0.1:" + std::to_string(second->port()) + "/landing";
+  auto first_config = ServerConfig("localhost", ClientAuth::kRequired);
+  first_config.handler = [target](const ServerRequest&) {
+    return ServerResponse::Redirect(301, target);
+  };
+  auto first = Serve(std::move(first_config));
+  auto source = std::make_shared<MapCredentialSource>();
+  core::CallCredentials other = Creds("second");
+  source->Set("127.0.0.1:" + std::to_string(second->port()), other);
+  EngineOptions options;
+  options.credentials = source;
+  RestEngine engine(options);
+
+  RestStep step = Get(first->BaseUrl() + "/start");
+  step.follow_redirects = true;
+  auto r = engine.Execute(std::move(step), Creds("rsa"), Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_TRUE(r->tls.client_certificate.has_value());
+  EXPECT_EQ(r->tls.client_certificate->fingerprint, other.identity->fingerprint);
+  EXPECT_EQ(second->requests().at(0).client_cert_fingerprint, other.identity->fingerprint);
+
+  // A hop to a host the store cannot resolve fails with the store's error.
+  auto unresolved_config = ServerConfig("localhost", ClientAuth::kRequired);
+  std::string nowhere = "https://127.0.0.1:" + std::to_string(first->port() ^ 1) + "/";
+  unresolved_config.handler = [nowhere](const ServerRequest&) {
+    return ServerResponse::Redirect(302, nowhere);
+  };
+  auto third = Serve(std::move(unresolved_config));
+  RestStep lost = Get(third->BaseUrl() + "/");
+  lost.follow_redirects = true;
+  auto failed = engine.Execute(std::move(lost), Creds("rsa"), Soon());
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, Code::kCertificateNotFound);
+}
+
+TEST(EngineTest, RedirectLoopIsBounded) {
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.handler = [](const ServerRequest& req) {
+    return ServerResponse::Redirect(302, req.target + "x");
+  };
+  auto server = Serve(std::move(config));
+  RestEngine engine;
+  RestStep step = Get(server->BaseUrl() + "/a");
+  step.follow_redirects = true;
+  step.max_redirects = 3;
+  auto r = engine.Execute(std::move(step), Creds(""), Soon());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Code::kTransferFailed);
+  EXPECT_EQ(r.error().detail.at("redirects_followed"), "3");
+  EXPECT_EQ(server->request_count(), 4u);
+}
+
+TEST(EngineTest, OAuth2ClientCredentialsTokenFetchedOnceWithTheCertificate) {
+  std::atomic<int> token_calls{0};
+  auto token_config = ServerConfig("localhost", ClientAuth::kRequired);
+  token_config.handler = [&](const ServerRequest& req) {
+    ServerResponse r;
+    if (req.method != "POST" || req.target != "/token") {
+      r.status = 404;
+      return r;
+    }
+    ++token_calls;
+    r.headers = {{"Content-Type", "application/json"}};
+    r.body = R"({"access_token":"at-)" + std::to_string(token_calls.load()) +
+             R"(","token_type":"Bearer","expires_in":3600})";
+    return r;
+  };
+  auto token_server = Serve(std::move(token_config));
+  auto api = Serve(ServerConfig("localhost", ClientAuth::kRequired));
+
+  auto source = std::make_shared<MapCredentialSource>();
+  core::CallCredentials token_creds = Creds("second");
+  source->Set("127.0.0.1:" + std::to_string(token_server->port()), token_creds);
+  EngineOptions options;
+  options.credentials = source;
+  RestEngine engine(options);
+
+  auto make_step = [&] {
+    RestStep step = Get(api->BaseUrl() + "/data");
+    step.auth = OAuth2ClientCredentials{
+        "https://127.0.0.1:" + std::to_string(token_server->port()) + "/token", "client-1",
+        SecretBytes(std::string_view("s3cr&t")), "read write", "api://x"};
+    return step;
+  };
+  core::CallCredentials api_creds = Creds("rsa");
+  for (int i = 0; i < 3; ++i) {
+    auto r = engine.Execute(make_step(), api_creds, Soon());
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(token_calls.load(), 1);
+  auto token_recs = token_server->requests();
+  ASSERT_EQ(token_recs.size(), 1u);
+  EXPECT_EQ(token_recs[0].client_cert_fingerprint, token_creds.identity->fingerprint);
+  EXPECT_EQ(token_recs[0].request.Header("Content-Type"), "application/x-www-form-urlencoded");
+  EXPECT_EQ(token_recs[0].request.body,
+            "grant_type=client_credentials&client_id=client-1&scope=read%20write"
+            "&audience=api%3A%2F%2Fx&client_secret=s3cr%26t");
+  auto api_recs = api->requests();
+  ASSERT_EQ(api_recs.size(), 3u);
+  for (const auto& rec : api_recs) {
+    EXPECT_EQ(rec.request.Header("Authorization"), "Bearer at-1");
+    EXPECT_EQ(rec.client_cert_fingerprint, api_creds.identity->fingerprint);
+  }
+}
+
+TEST(EngineTest, OAuth2TokenRefusedNamesTheEndpoint) {
+  auto token_config = ServerConfig("localhost", ClientAuth::kNone);
+  token_config.handler = [](const ServerRequest&) {
+    ServerResponse r;
+    r.status = 401;
+    r.body = R"({"error":"invalid_client","error_description":"unknown client"})";
+    return r;
+  };
+  auto token_server = Serve(std::move(token_config));
+  RestEngine engine;
+  std::string token_url = token_server->BaseUrl() + "/token";
+  RestStep step = Get(token_server->BaseUrl() + "/api");
+  step.auth = OAuth2ClientCredentials{token_url, "c", SecretBytes(std::string_view("zzz-secret")), "", ""};
+  auto r = engine.Execute(std::move(step), Creds(""), Soon());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Code::kTransferFailed);
+  EXPECT_EQ(r.error().detail.at("token_endpoint"), token_url);
+  EXPECT_EQ(r.error().detail.at("oauth_error"), "invalid_client");
+  EXPECT_NE(r.error().message.find(token_url), std::string::npos);
+  EXPECT_EQ(r.error().ToString().find("zzz-secret"), std::string::npos);
+  EXPECT_EQ(token_server->request_count(), 1u);  // the API was never called
+}
+
+TEST(EngineTest, OAuth2TokenRefreshedOnceWhenTheApiRejectsIt) {
+  std::atomic<int> token_calls{0};
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.handler = [&](const ServerRequest& req) {
+    ServerResponse r;
+    if (req.target == "/token") {
+      int n = ++token_calls;
+      r.body = R"({"access_token":"t)" + std::to_string(n) + R"(","expires_in":3600})";
+    } else if (req.Header("Authorization") != "Bearer t2") {
+      r.status = 401;  // only the second token is good
+    }
+    return r;
+  };
+  auto server = Serve(std::move(config));
+  RestEngine engine;
+  RestStep step = Get(server->BaseUrl() + "/api");
+  step.auth = OAuth2ClientCredentials{server->BaseUrl() + "/token", "c", SecretBytes(), "", ""};
+  auto r = engine.Execute(std::move(step), Creds(""), Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(token_calls.load(), 2);
+}
+
+TEST(EngineTest, FullQueueIsEngineBusy) {
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.handler = [](const ServerRequest&) {
+    ServerResponse r;
+    r.mode = ServerResponse::Mode::kStall;
+    return r;
+  };
+  auto server = Serve(std::move(config));
+  EngineOptions options;
+  options.workers = 1;
+  options.max_queue = 1;
+  RestEngine engine(options);
+  std::vector<std::promise<Result<RestResult>>> promises(3);
+  for (int i = 0; i < 3; ++i) {
+    RestStep step = Get(server->BaseUrl() + "/");
+    step.timeouts.total = 1500ms;
+    engine.Submit(std::move(step), Creds(""), Soon(), {},
+                  [&promises, i](Result<RestResult> r) { promises[i].set_value(std::move(r)); });
+    if (i == 0) {
+      for (int k = 0; k < 200 && server->request_count() == 0; ++k) std::this_thread::sleep_for(5ms);
+    }
+  }
+  auto third = promises[2].get_future().get();  // refused at once
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().code, Code::kFailedPrecondition);
+  EXPECT_EQ(third.error().detail.at("reason"), "engine_busy");
+  EXPECT_EQ(promises[0].get_future().get().code(), Code::kTimeout);
+  EXPECT_EQ(promises[1].get_future().get().code(), Code::kTimeout);
+}
+
+TEST(EngineTest, ShutdownDrainsAndThenRefuses) {
+  auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
+  RestEngine engine;
+  std::promise<Result<RestResult>> p;
+  engine.Submit(Get(server->BaseUrl() + "/"), Creds(""), Soon(), {},
+                [&p](Result<RestResult> r) { p.set_value(std::move(r)); });
+  engine.Shutdown();
+  EXPECT_TRUE(p.get_future().get().ok());
+  auto refused = engine.Execute(Get(server->BaseUrl() + "/"), Creds(""), Soon());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().detail.at("reason"), "shutting_down");
+}
+
+TEST(EngineTest, PlainHttpNeverCarriesACertificate) {
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.plain_http = true;
+  auto server = Serve(std::move(config));
+  RestEngine engine;
+  RestStep step = Get(server->BaseUrl() + "/plain");
+  ASSERT_FALSE(step.tls.ssl_verification);
+  auto r = engine.Execute(std::move(step), Creds("rsa"), Soon());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_FALSE(r->tls.used_tls);
+  EXPECT_FALSE(r->tls.client_certificate.has_value());
+}
+
+}  // namespace
+}  // namespace wsstep::rest
