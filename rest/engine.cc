@@ -457,6 +457,12 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
     result.timings.total_us =
         std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - start)
             .count();
+    if (result.tls.client_certificate_requested && !result.tls.client_certificate) {
+      result.warnings.push_back(
+          "the server asked for a client certificate and none was presented: bind one to " +
+          current.host + ":" + std::to_string(current.port) +
+          (step.tls.ssl_verification ? "" : " and switch on SSL certificate verification"));
+    }
     if (result.status == 401 || result.status == 403) {
       result.application_refused = true;
       result.application_refused_message =

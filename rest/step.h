@@ -149,6 +149,10 @@ struct TlsFacts {
   core::UnixSeconds server_not_after = 0;
   // The client certificate the server asked for and got; nullopt when none was sent.
   std::optional<PresentedCertificate> client_certificate;
+  // The server sent a CertificateRequest on this connection's handshake. True with no
+  // client_certificate means it asked and none was configured (servers such as nginx
+  // then answer HTTP 400 instead of failing the handshake); a warning says so.
+  bool client_certificate_requested = false;
   bool connection_reused = false;  // the request went over a kept-alive connection
   bool session_resumed = false;    // the connection's handshake resumed a TLS session
 };

@@ -395,6 +395,7 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   // A resumed session carries the identity of the handshake that created it, and
   // sessions only resume within this partition (this identity).
   bool presented = obs != nullptr && (obs->certificate_sent || resp.tls.session_resumed);
+  resp.tls.client_certificate_requested = obs != nullptr && obs->certificate_requested;
   if (https && profile.identity && presented) {
     resp.tls.client_certificate =
         PresentedCertificate{profile.identity->entry_id, profile.identity->name,
