@@ -35,10 +35,14 @@ function(wsstep_test name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main Threads::Threads)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   wsstep_warnings(${name})
+  # gtest_discover_tests (CMake 3.25) passes only the first of several ENVIRONMENT
+  # entries, so the environment comes from an `env` launcher, which discovery uses both
+  # to list and to run the tests.
+  set_target_properties(${name} PROPERTIES CROSSCOMPILING_EMULATOR
+    "env;WSSTEP_TEST_PKI=${WSSTEP_TEST_PKI_DIR};WSSTEP_SOURCE_DIR=${PROJECT_SOURCE_DIR};WSSTEP_BINARY_DIR=${PROJECT_BINARY_DIR}")
   gtest_discover_tests(${name}
     DISCOVERY_TIMEOUT 60
     PROPERTIES
       FIXTURES_REQUIRED test_pki
-      ENVIRONMENT "WSSTEP_TEST_PKI=${WSSTEP_TEST_PKI_DIR};WSSTEP_SOURCE_DIR=${PROJECT_SOURCE_DIR};WSSTEP_BINARY_DIR=${PROJECT_BINARY_DIR}"
       TIMEOUT 600)
 endfunction()
