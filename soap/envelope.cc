@@ -18,29 +18,24 @@ constexpr std::string_view kEnvPrefix = "soap";
 constexpr int64_t kMaxTtlSeconds = 7 * 24 * 3600;
 constexpr size_t kNonceBytes = 16;
 
-Error ConfigError(std::string field, std::string problem, std::string hint = {}) {
-  Error e(Code::kInvalidStepConfig, field + ": " + problem, std::move(hint), Side::kConfiguration);
-  e.With("field", std::move(field));
-  return e;
-}
-
 // A name quoted for a message: short, control characters escaped.
 std::string Quoted(std::string_view name) { return "\"" + xml::Excerpt(name, 60) + "\""; }
 
 Status CheckText(std::string_view text, const std::string& field, std::string_view what) {
   if (auto problem = xml::TextProblem(text)) {
-    return ConfigError(field, std::string(what) + " " + *problem,
-                       "Remove the character: XML 1.0 cannot transport control characters or "
-                       "invalid UTF-8 (send binary data Base64-encoded).");
+    return xml::ConfigError(field, std::string(what) + " " + *problem,
+                            "Remove the character: XML 1.0 cannot transport control characters or "
+                            "invalid UTF-8 (send binary data Base64-encoded).");
   }
   return Status();
 }
 
 Status CheckNcName(std::string_view name, const std::string& field, std::string_view what) {
   if (!xml::IsNcName(name)) {
-    return ConfigError(field, std::string(what) + " " + Quoted(name) + " is not a valid XML name",
-                       "XML names start with a letter or '_', continue with letters, digits, "
-                       "'-', '_' or '.', and have no ':' (set the prefix separately).");
+    return xml::ConfigError(field,
+                            std::string(what) + " " + Quoted(name) + " is not a valid XML name",
+                            "XML names start with a letter or '_', continue with letters, digits, "
+                            "'-', '_' or '.', and have no ':' (set the prefix separately).");
   }
   return Status();
 }
@@ -51,11 +46,12 @@ Status CheckAction(std::string_view action) {
   for (size_t i = 0; i < action.size(); ++i) {
     const auto c = static_cast<unsigned char>(action[i]);
     if (c <= 0x20 || c >= 0x7F || c == '"' || c == '\\') {
-      return ConfigError("action",
-                         "character at byte " + std::to_string(i) +
-                             " is not allowed in a SOAP action (only visible ASCII without '\"' "
-                             "and '\\')",
-                         "The action is a URI: percent-encode spaces and non-ASCII characters.");
+      return xml::ConfigError(
+          "action",
+          "character at byte " + std::to_string(i) +
+              " is not allowed in a SOAP action (only visible ASCII without '\"' "
+              "and '\\')",
+          "The action is a URI: percent-encode spaces and non-ASCII characters.");
     }
   }
   return Status();
@@ -159,10 +155,10 @@ class Builder {
     for (const auto& [p, u] : fixed) {
       if (p == prefix) {
         if (u == uri) return Status();
-        return ConfigError(field,
-                           "prefix " + Quoted(prefix) + " is bound to two namespaces (" +
-                               Quoted(u) + " and " + Quoted(uri) + ") on one element",
-                           "Use a different prefix for one of them, or leave it empty.");
+        return xml::ConfigError(field,
+                                "prefix " + Quoted(prefix) + " is bound to two namespaces (" +
+                                    Quoted(u) + " and " + Quoted(uri) + ") on one element",
+                                "Use a different prefix for one of them, or leave it empty.");
       }
     }
     fixed.emplace_back(prefix, uri);
@@ -176,7 +172,7 @@ class Builder {
   Status CheckNamespace(std::string_view ns, const std::string& field) {
     WSSTEP_RETURN_IF_ERROR(CheckText(ns, field, "namespace"));
     if (ns == xml::kXmlNamespace || ns == xml::kXmlnsNamespace) {
-      return ConfigError(field, "namespace " + Quoted(ns) + " is reserved by XML");
+      return xml::ConfigError(field, "namespace " + Quoted(ns) + " is reserved by XML");
     }
     return Status();
   }
@@ -190,11 +186,11 @@ class Builder {
     if (!prefix.empty()) {
       WSSTEP_RETURN_IF_ERROR(CheckNcName(prefix, f.prefix, "prefix"));
       if (prefix == "xml" || prefix == "xmlns") {
-        return ConfigError(f.prefix, "prefix " + Quoted(prefix) + " is reserved by XML");
+        return xml::ConfigError(f.prefix, "prefix " + Quoted(prefix) + " is reserved by XML");
       }
       if (ns.empty()) {
-        return ConfigError(f.prefix, "prefix " + Quoted(prefix) + " needs a namespace",
-                           "Set the namespace, or leave the prefix empty.");
+        return xml::ConfigError(f.prefix, "prefix " + Quoted(prefix) + " needs a namespace",
+                                "Set the namespace, or leave the prefix empty.");
       }
       WSSTEP_RETURN_IF_ERROR(Use(prefix, std::string(ns), fixed, decls, f.prefix));
       return Q(prefix, name);
@@ -228,8 +224,8 @@ class Builder {
       WSSTEP_RETURN_IF_ERROR(CheckNcName(a.name, field, "attribute name"));
       if ((a.name == "xmlns" && a.prefix.empty()) || a.prefix == "xmlns" ||
           a.ns == xml::kXmlnsNamespace) {
-        return ConfigError(field, "namespace declarations are written by the builder",
-                           "Set the namespace field of the element or attribute instead.");
+        return xml::ConfigError(field, "namespace declarations are written by the builder",
+                                "Set the namespace field of the element or attribute instead.");
       }
       WSSTEP_RETURN_IF_ERROR(CheckText(a.ns, field + ".namespace", "namespace"));
       WSSTEP_RETURN_IF_ERROR(CheckText(a.value, field, "value"));
@@ -237,15 +233,16 @@ class Builder {
       std::string uri = a.ns;
       if (a.prefix == "xml" || a.ns == xml::kXmlNamespace) {
         if (!a.ns.empty() && a.ns != xml::kXmlNamespace) {
-          return ConfigError(field + ".prefix",
-                             "prefix \"xml\" is reserved for " + std::string(xml::kXmlNamespace));
+          return xml::ConfigError(field + ".prefix", "prefix \"xml\" is reserved for " +
+                                                         std::string(xml::kXmlNamespace));
         }
         uri = std::string(xml::kXmlNamespace);
         qname = Q("xml", a.name);
       } else if (a.ns.empty()) {
         if (!a.prefix.empty()) {
-          return ConfigError(field + ".prefix", "prefix " + Quoted(a.prefix) + " needs a namespace",
-                             "Set the namespace, or leave the prefix empty.");
+          return xml::ConfigError(field + ".prefix",
+                                  "prefix " + Quoted(a.prefix) + " needs a namespace",
+                                  "Set the namespace, or leave the prefix empty.");
         }
         qname = a.name;
       } else {
@@ -267,7 +264,7 @@ class Builder {
         qname = Q(prefix, a.name);
       }
       if (!expanded.emplace(uri, a.name).second) {
-        return ConfigError(field, "attribute " + Quoted(a.name) + " is given twice");
+        return xml::ConfigError(field, "attribute " + Quoted(a.name) + " is given twice");
       }
       written.emplace_back(std::move(qname), &a.value);
     }
@@ -318,8 +315,8 @@ class Builder {
   Status AppendNode(pugi::xml_node parent, const XmlNode& n, const std::string& parent_ns,
                     const std::string& path, int depth) {
     if (depth > xml::kMaxDepth) {
-      return ConfigError(path, "parameters are nested deeper than " +
-                                   std::to_string(xml::kMaxDepth) + " elements");
+      return xml::ConfigError(path, "parameters are nested deeper than " +
+                                        std::to_string(xml::kMaxDepth) + " elements");
     }
     const size_t mark = scope_.Mark();
     Fixed fixed;
@@ -343,18 +340,18 @@ class Builder {
     const size_t mark = scope_.Mark();
     const std::string_view qname = element.name();
     if (!xml::IsQName(qname)) {
-      return ConfigError(field, "element name " + Quoted(qname) + " is not a valid XML name");
+      return xml::ConfigError(field, "element name " + Quoted(qname) + " is not a valid XML name");
     }
     std::set<std::string_view> names;
     for (pugi::xml_attribute a : element.attributes()) {
       const std::string_view an = a.name();
       if (!xml::IsQName(an)) {
-        return ConfigError(field, "attribute name " + Quoted(an) + " on <" +
-                                      xml::Excerpt(qname, 60) + "> is not a valid XML name");
+        return xml::ConfigError(field, "attribute name " + Quoted(an) + " on <" +
+                                           xml::Excerpt(qname, 60) + "> is not a valid XML name");
       }
       if (!names.insert(an).second) {
-        return ConfigError(field, "attribute " + Quoted(an) + " appears twice on <" +
-                                      xml::Excerpt(qname, 60) + ">");
+        return xml::ConfigError(field, "attribute " + Quoted(an) + " appears twice on <" +
+                                           xml::Excerpt(qname, 60) + ">");
       }
       WSSTEP_RETURN_IF_ERROR(CheckText(a.value(), field, "attribute " + Quoted(an) + " value"));
     }
@@ -363,7 +360,7 @@ class Builder {
       const std::string_view prefix = xml::SplitQName(name).first;
       if (prefix.empty() || prefix == "xmlns" || name == "xmlns") return Status();
       if (!scope_.Lookup(prefix)) {
-        return ConfigError(
+        return xml::ConfigError(
             field,
             "prefix " + Quoted(prefix) + " of <" + xml::Excerpt(qname, 60) + "> is not declared",
             "Declare it in the fragment, e.g. xmlns:" + xml::Excerpt(prefix, 60) +
@@ -386,9 +383,9 @@ class Builder {
           WSSTEP_RETURN_IF_ERROR(CheckText(c.value(), field, "text"));
           break;
         default:
-          return ConfigError(field,
-                             "processing instructions and DOCTYPE are not allowed in "
-                             "a SOAP message");
+          return xml::ConfigError(field,
+                                  "processing instructions and DOCTYPE are not allowed in "
+                                  "a SOAP message");
       }
     }
     scope_.Release(mark);
@@ -404,15 +401,16 @@ class Builder {
     const pugi::xml_parse_result parsed =
         frag.load_buffer(fragment.data(), fragment.size(), flags, pugi::encoding_utf8);
     if (!parsed) {
-      return ConfigError(field,
-                         "not well-formed XML at offset " + std::to_string(parsed.offset) + ": " +
-                             parsed.description(),
-                         "Fix the XML: every element closed, attributes quoted, '<' and '&' in "
-                         "text written as &lt; and &amp;.")
+      return xml::ConfigError(
+                 field,
+                 "not well-formed XML at offset " + std::to_string(parsed.offset) + ": " +
+                     parsed.description(),
+                 "Fix the XML: every element closed, attributes quoted, '<' and '&' in "
+                 "text written as &lt; and &amp;.")
           .With("offset", std::to_string(parsed.offset));
     }
     if (xml::ElementDepth(frag, xml::kMaxDepth) > xml::kMaxDepth) {
-      return ConfigError(
+      return xml::ConfigError(
           field, "XML is nested deeper than " + std::to_string(xml::kMaxDepth) + " elements");
     }
     int elements = 0;
@@ -427,16 +425,16 @@ class Builder {
           break;
         case pugi::node_pcdata:
         case pugi::node_cdata:
-          return ConfigError(field, "text outside an element is not allowed here",
-                             "Put the text inside an element.");
+          return xml::ConfigError(field, "text outside an element is not allowed here",
+                                  "Put the text inside an element.");
         default:
-          return ConfigError(field,
-                             "XML declarations, processing instructions and DOCTYPE "
-                             "are not allowed inside a SOAP message");
+          return xml::ConfigError(field,
+                                  "XML declarations, processing instructions and DOCTYPE "
+                                  "are not allowed inside a SOAP message");
       }
     }
     if (elements == 0 && !allow_empty) {
-      return ConfigError(field, "contains no element");
+      return xml::ConfigError(field, "contains no element");
     }
     for (pugi::xml_node c : frag.children()) parent.append_copy(c);
     return Status();
@@ -454,9 +452,9 @@ class Builder {
     if (sec.timestamp.enabled) {
       const int64_t ttl = sec.timestamp.ttl_seconds;
       if (ttl < 1 || ttl > kMaxTtlSeconds) {
-        return ConfigError("security.timestamp.ttl_seconds",
-                           std::to_string(ttl) + " is out of range (1.." +
-                               std::to_string(kMaxTtlSeconds) + " seconds)");
+        return xml::ConfigError("security.timestamp.ttl_seconds",
+                                std::to_string(ttl) + " is out of range (1.." +
+                                    std::to_string(kMaxTtlSeconds) + " seconds)");
       }
       pugi::xml_node ts = security.append_child("wsu:Timestamp");
       ts.append_child("wsu:Created").text().set(stamp.created.c_str());
@@ -465,7 +463,7 @@ class Builder {
     if (!sec.username_token) return Status();
     const UsernameToken& token = *sec.username_token;
     const std::string username_field = "security.username_token.username";
-    if (token.username.empty()) return ConfigError(username_field, "is empty");
+    if (token.username.empty()) return xml::ConfigError(username_field, "is empty");
     WSSTEP_RETURN_IF_ERROR(CheckText(token.username, username_field, "text"));
     pugi::xml_node ut = security.append_child("wsse:UsernameToken");
     ut.append_child("wsse:Username").text().set(token.username.c_str());

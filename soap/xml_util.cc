@@ -256,6 +256,12 @@ std::string Excerpt(std::string_view text, size_t max_chars) {
   return out;
 }
 
+Error ConfigError(std::string field, std::string problem, std::string hint) {
+  Error e(Code::kInvalidStepConfig, field + ": " + problem, std::move(hint), Side::kConfiguration);
+  e.With("field", std::move(field));
+  return e;
+}
+
 size_t FindNoCase(std::string_view haystack, std::string_view needle, size_t from) {
   auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
   if (needle.size() > haystack.size()) return std::string_view::npos;

@@ -73,6 +73,10 @@ std::string SerializeDocument(const pugi::xml_document& doc);
 // characters escaped (\n, \t, \xNN), invalid UTF-8 shown as \xNN, "..." when cut.
 std::string Excerpt(std::string_view text, size_t max_chars = 200);
 
+// INVALID_STEP_CONFIG "<field>: <problem>" with detail "field", side configuration: the
+// shape of every step-configuration error soap/ reports.
+Error ConfigError(std::string field, std::string problem, std::string hint = {});
+
 // ASCII case-insensitive search; npos if absent.
 size_t FindNoCase(std::string_view haystack, std::string_view needle, size_t from = 0);
 

@@ -1,0 +1,187 @@
+#include "soap/client.h"
+
+#include <utility>
+
+#include "soap/xml_util.h"
+
+namespace wsstep::soap {
+namespace {
+
+bool EqualsNoCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && xml::FindNoCase(a, b) == 0;
+}
+
+// What the transport may not decide for a SOAP call.
+Status CheckTransport(const SoapStep& step, const rest::RestStep& t) {
+  if (step.endpoint.empty()) {
+    return xml::ConfigError("endpoint", "is empty", "Set the SOAP service's URL.");
+  }
+  if (!t.url.empty() && t.url != step.endpoint) {
+    return xml::ConfigError("transport.url", "differs from the SOAP endpoint",
+                            "Leave it empty: a SOAP call goes to its endpoint.");
+  }
+  if (t.method != "GET" && t.method != "POST") {  // "GET" is RestStep's default
+    return xml::ConfigError("transport.method", "SOAP calls are POST requests",
+                            "Leave the method unset.");
+  }
+  if (!t.body.empty()) {
+    return xml::ConfigError("transport.body", "is set by the SOAP envelope",
+                            "Put the payload in the SOAP body instead.");
+  }
+  if (!t.content_type.empty()) {
+    return xml::ConfigError("transport.content_type", "is set by the SOAP version",
+                            "Leave it empty.");
+  }
+  for (size_t i = 0; i < t.headers.size(); ++i) {
+    const std::string& name = t.headers[i].name;
+    if (EqualsNoCase(name, "Content-Type") || EqualsNoCase(name, "SOAPAction")) {
+      return xml::ConfigError("transport.headers[" + std::to_string(i) + "]",
+                              name + " is set from the SOAP version and action",
+                              "Set the step's SOAP action instead.");
+    }
+  }
+  return Status();
+}
+
+// The REST engine names the URL "url"; in a SOAP step it is the endpoint.
+Error RenameUrlField(Error e) {
+  auto it = e.detail.find("field");
+  if (e.code == Code::kInvalidStepConfig && it != e.detail.end() && it->second == "url") {
+    it->second = "endpoint";
+    if (e.message.starts_with("url: ")) e.message = "endpoint: " + e.message.substr(5);
+  }
+  return e;
+}
+
+// nginx with ssl_verify_client (and servers built the same way) completes the TLS
+// handshake whatever certificate it gets and refuses afterwards with an HTTP 400 page,
+// so no TLS alert reaches the transfer classifier. These are nginx's fixed texts for its
+// internal statuses 495 (certificate failed verification) and 496 (none was sent).
+std::optional<Error> CertificateRefusal(const rest::RestResult& http, std::string_view url) {
+  if (!http.tls.used_tls || http.status != 400) return std::nullopt;
+  const bool rejected = http.body.find("The SSL certificate error") != std::string::npos;
+  const bool missing = http.body.find("No required SSL certificate was sent") != std::string::npos;
+  if (!rejected && !missing) return std::nullopt;
+  const auto& presented = http.tls.client_certificate;
+  Error e;
+  if (rejected) {
+    e = Error(Code::kClientCertRejected,
+              std::string(url) + ": the server rejected the client certificate" +
+                  (presented ? " \"" + presented->name + "\"" : std::string()) +
+                  " after the handshake (HTTP 400 \"The SSL certificate error\" from its TLS "
+                  "front end)",
+              "The server does not accept this certificate: check that it was issued by a CA "
+              "the server trusts, is within its validity dates, and is the one meant for this "
+              "host.",
+              Side::kClient);
+    if (presented) {
+      e.With("certificate", presented->name).With("fingerprint", presented->fingerprint);
+    }
+  } else {
+    e = Error(Code::kClientCertRequired,
+              std::string(url) +
+                  ": the server requires a client certificate and none was "
+                  "sent (HTTP 400 \"No required SSL certificate was sent\")",
+              "Upload the client certificate for this host, bind it to the endpoint's host "
+              "and port, and switch on SSL certificate verification for the step.",
+              Side::kConfiguration);
+  }
+  e.With("alert", "none").With("alert_direction", "none");
+  e.With("http_status", "400").With("url", std::string(url));
+  return e;
+}
+
+}  // namespace
+
+Result<SoapResult> InterpretHttpResult(rest::RestResult http, SoapVersion version,
+                                       std::string_view url, size_t max_response_bytes) {
+  if (auto refusal = CertificateRefusal(http, url)) return *std::move(refusal);
+  Result<SoapResponse> parsed =
+      ParseResponse(http.status, http.content_type, http.body, version, max_response_bytes);
+  if (!parsed.ok()) {
+    Error e = parsed.error();
+    e.message = std::string(url) + ": " + e.message;
+    if (http.application_refused) {
+      e.message = http.application_refused_message + "; " + e.message;
+      e.hint =
+          "Check the step's credentials (auth) or the identity's permissions at the "
+          "service; the TLS setup worked.";
+      e.With("application_refused", "true");
+    }
+    e.With("url", std::string(url));
+    return e;
+  }
+  SoapResult result;
+  result.http = std::move(http);
+  result.response = std::move(parsed).value();
+  return result;
+}
+
+SoapClient::SoapClient(rest::RestEngine& engine, core::Clock clock, RandomSource& random)
+    : engine_(engine), clock_(std::move(clock)), random_(random) {}
+
+Result<rest::RestStep> SoapClient::PrepareRequest(const SoapStep& step,
+                                                  rest::RestStep transport) const {
+  WSSTEP_RETURN_IF_ERROR(CheckTransport(step, transport));
+  WSSTEP_ASSIGN_OR_RETURN(BuiltEnvelope built, BuildEnvelope(step, clock_, random_));
+  transport.method = "POST";
+  transport.url = step.endpoint;
+  transport.body = std::move(built.body);
+  transport.content_type = built.content_type;
+  for (auto& [name, value] : built.headers) {
+    transport.headers.push_back(rest::Header{name, value});
+  }
+  return transport;
+}
+
+Status SoapClient::Validate(const SoapStep& step, const rest::RestStep& transport) const {
+  WSSTEP_RETURN_IF_ERROR(CheckTransport(step, transport));
+  WSSTEP_RETURN_IF_ERROR(ValidateSoapStep(step));
+  // The engine checks URL, headers and TLS options; a copy without secrets suffices.
+  rest::RestStep probe;
+  probe.method = "POST";
+  probe.url = step.endpoint;
+  probe.query = transport.query;
+  probe.headers = transport.headers;
+  probe.tls = transport.tls;
+  probe.timeouts = transport.timeouts;
+  probe.follow_redirects = transport.follow_redirects;
+  probe.max_redirects = transport.max_redirects;
+  probe.max_response_bytes = transport.max_response_bytes;
+  Status st = engine_.Validate(probe);
+  if (!st.ok()) return RenameUrlField(st.error());
+  return Status();
+}
+
+Result<SoapResult> SoapClient::Execute(const SoapStep& step, rest::RestStep transport,
+                                       core::CallCredentials credentials, rest::Deadline deadline,
+                                       rest::CancelToken cancel) {
+  WSSTEP_ASSIGN_OR_RETURN(rest::RestStep request, PrepareRequest(step, std::move(transport)));
+  const size_t max_bytes = request.max_response_bytes;
+  Result<rest::RestResult> http =
+      engine_.Execute(std::move(request), std::move(credentials), deadline, std::move(cancel));
+  if (!http.ok()) return RenameUrlField(http.error());
+  return InterpretHttpResult(std::move(http).value(), step.version, step.endpoint, max_bytes);
+}
+
+void SoapClient::Submit(const SoapStep& step, rest::RestStep transport,
+                        core::CallCredentials credentials, rest::Deadline deadline,
+                        rest::CancelToken cancel, SoapCallback done) {
+  Result<rest::RestStep> request = PrepareRequest(step, std::move(transport));
+  if (!request.ok()) {
+    done(request.error());
+    return;
+  }
+  const size_t max_bytes = request->max_response_bytes;
+  engine_.Submit(std::move(request).value(), std::move(credentials), deadline, std::move(cancel),
+                 [done = std::move(done), version = step.version, url = step.endpoint,
+                  max_bytes](Result<rest::RestResult> http) {
+                   if (!http.ok()) {
+                     done(RenameUrlField(http.error()));
+                     return;
+                   }
+                   done(InterpretHttpResult(std::move(http).value(), version, url, max_bytes));
+                 });
+}
+
+}  // namespace wsstep::soap

@@ -1,0 +1,89 @@
+// SoapClient: one SOAP call = one envelope POST through the REST engine's single transfer
+// path (rest/engine.h), so SOAP steps get exactly the REST steps' mTLS, trust, identity
+// partitioning, timeouts, redirects, auth and error classification.
+//
+//   rest::RestEngine engine(options);
+//   soap::SoapClient client(engine);
+//   rest::RestStep transport;                  // TLS, auth, timeouts, limits, extra headers
+//   transport.tls.ssl_verification = true;
+//   Result<soap::SoapResult> r =
+//       client.Execute(step, std::move(transport), credentials, deadline);
+//   if (!r.ok()) route_on(r.error().code);     // transport catalog, INVALID_RESPONSE, ...
+//   else if (r->response.fault) route_on(soap::FaultError(*r->response.fault));  // SOAP_FAULT
+//   else use(r->response);
+//
+// The transport is a rest::RestStep used for everything except what SOAP decides: the
+// client sets method POST, url = SoapStep::endpoint, body, Content-Type and (1.1)
+// SOAPAction. A transport that sets a body, a content type, another URL, or a
+// Content-Type / SOAPAction header is INVALID_STEP_CONFIG (field "transport.*").
+#ifndef WSSTEP_SOAP_CLIENT_H_
+#define WSSTEP_SOAP_CLIENT_H_
+
+#include <functional>
+
+#include "core/error.h"
+#include "core/identity.h"
+#include "core/model.h"
+#include "rest/engine.h"
+#include "rest/step.h"
+#include "soap/envelope.h"
+#include "soap/response.h"
+#include "soap/wssecurity.h"
+
+namespace wsstep::soap {
+
+struct SoapResult {
+  // The HTTP exchange as the REST engine reports it: status, headers, the raw body,
+  // timings, TLS facts (protocol, cipher, server certificate, the client certificate
+  // presented, reuse), warnings.
+  rest::RestResult http;
+  // The parsed envelope; response.fault is set for a SOAP Fault (any HTTP status).
+  SoapResponse response;
+};
+
+using SoapCallback = std::function<void(Result<SoapResult>)>;
+
+class SoapClient {
+ public:
+  // `engine` and `random` must outlive the client. Thread-safe if they are.
+  explicit SoapClient(rest::RestEngine& engine, core::Clock clock = core::SystemClock(),
+                      RandomSource& random = SystemRandom());
+
+  // Builds the HTTP request for a SOAP step: the envelope, POST to the endpoint, the
+  // SOAP headers, merged into `transport`. INVALID_STEP_CONFIG naming the field.
+  // Note: with a PasswordText token the returned body holds the password in clear.
+  Result<rest::RestStep> PrepareRequest(const SoapStep& step, rest::RestStep transport) const;
+
+  // Design-time check of a step and its transport, without sending anything.
+  Status Validate(const SoapStep& step, const rest::RestStep& transport) const;
+
+  // Sends the step and parses the answer. Errors: INVALID_STEP_CONFIG, the REST engine's
+  // catalog (TLS, connection, timeout, RESPONSE_TOO_LARGE, ...), CLIENT_CERT_REJECTED /
+  // CLIENT_CERT_REQUIRED also when a TLS front end such as nginx (ssl_verify_client)
+  // refuses the certificate with an HTTP 400 page instead of a TLS alert, and
+  // INVALID_RESPONSE / RESPONSE_TOO_LARGE from ParseResponse. A SOAP Fault is a result.
+  Result<SoapResult> Execute(const SoapStep& step, rest::RestStep transport,
+                             core::CallCredentials credentials, rest::Deadline deadline,
+                             rest::CancelToken cancel = {});
+
+  // Asynchronous Execute: `done` runs exactly once, on an engine worker thread, or on the
+  // calling thread when the request is refused before it is queued.
+  void Submit(const SoapStep& step, rest::RestStep transport, core::CallCredentials credentials,
+              rest::Deadline deadline, rest::CancelToken cancel, SoapCallback done);
+
+ private:
+  rest::RestEngine& engine_;
+  core::Clock clock_;
+  RandomSource& random_;
+};
+
+// Maps a finished HTTP exchange to a SOAP result: a TLS front end's certificate refusal
+// page becomes CLIENT_CERT_REJECTED / CLIENT_CERT_REQUIRED; otherwise the body is parsed
+// with ParseResponse (the INVALID_RESPONSE of a 401/403 says the application refused).
+// `url` names the call in messages. Exposed for tests.
+Result<SoapResult> InterpretHttpResult(rest::RestResult http, SoapVersion version,
+                                       std::string_view url, size_t max_response_bytes);
+
+}  // namespace wsstep::soap
+
+#endif  // WSSTEP_SOAP_CLIENT_H_
