@@ -337,14 +337,18 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   run.driver = &driver;
 
   std::vector<QueryParam> query = step.query;
+  std::string display_url;  // the URL without the API key, for errors and results
   if (const auto* key = std::get_if<ApiKeyAuth>(&step.auth);
       key != nullptr && key->location == ApiKeyLocation::kQuery) {
-    query.push_back({key->name, std::string(key->value.view())});
+    query.push_back({key->name, "REDACTED"});
+    WSSTEP_ASSIGN_OR_RETURN(display_url, AppendQuery(step.url, query));
+    query.back().value.assign(key->value.view());
   }
   auto url = AppendQuery(step.url, query);
   for (auto& q : query) OPENSSL_cleanse(q.value.data(), q.value.size());
   if (!url.ok()) return url.error();
   WSSTEP_ASSIGN_OR_RETURN(run.origin, ParseHttpUrl(*url));
+  if (display_url.empty()) display_url = *url;
 
   RestResult result;
   if (!step.tls.verify_peer) {
@@ -370,6 +374,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
     HttpRequest request;
     request.method = method;
     request.url = current_url;
+    request.display_url = display_url;
     for (const auto& h : step.headers) {
       if (!same_origin && IsCredentialHeader(h.name, step.auth)) continue;
       request.headers.push_back(h);
@@ -421,14 +426,14 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
       auto next = ParseHttpUrl(response->redirect_url, "Location");
       if (!next.ok()) {
         return Error(Code::kInvalidResponse,
-                     current_url + ": redirect to an unusable location \"" +
+                     display_url + ": redirect to an unusable location \"" +
                          response->redirect_url + "\"",
                      "Only http(s) redirects are followed.", Side::kServer)
             .With("location", response->redirect_url);
       }
       if (current.scheme == "https" && next->scheme == "http" && step.tls.ssl_verification) {
         return Error(Code::kInvalidResponse,
-                     current_url + ": refused a redirect from https to plain http (" +
+                     display_url + ": refused a redirect from https to plain http (" +
                          response->redirect_url + ")",
                      "The server downgrades to plain http; fix the server or the step's URL.",
                      Side::kServer)
@@ -441,6 +446,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
         keep_body = false;
       }
       current_url = response->redirect_url;
+      display_url = current_url;
       current = std::move(next).value();
       continue;
     }
@@ -450,7 +456,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
     result.headers = std::move(r.headers);
     result.body = std::move(r.body);
     result.content_type = std::move(r.content_type);
-    result.effective_url = current_url;
+    result.effective_url = display_url;
     result.redirects_followed = hops;
     result.timings = r.timings;
     result.tls = std::move(r.tls);
@@ -467,7 +473,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
       result.application_refused = true;
       result.application_refused_message =
           "TLS succeeded, the application refused: HTTP " + std::to_string(result.status) +
-          " from " + current_url + " (check the step's credentials or the identity's "
+          " from " + display_url + " (check the step's credentials or the identity's "
           "permissions, not the certificate setup)";
     }
     return result;

@@ -186,6 +186,15 @@ TEST(EngineTest, AuthSchemes) {
   query_key.auth = ApiKeyAuth{"api_key", SecretBytes(std::string_view("k 2")), ApiKeyLocation::kQuery};
   ASSERT_TRUE(engine.Execute(std::move(query_key), Creds(""), Soon()).ok());
 
+  // An API key in the query never shows in an error or the result's URL.
+  RestStep leaky = Get("https://127.0.0.1:1/none");
+  leaky.auth = ApiKeyAuth{"api_key", SecretBytes(std::string_view("top-secret-key")),
+                          ApiKeyLocation::kQuery};
+  auto refused = engine.Execute(std::move(leaky), Creds(""), Soon());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().ToString().find("top-secret-key"), std::string::npos);
+  EXPECT_EQ(refused.error().detail.at("url"), "https://127.0.0.1:1/none?api_key=REDACTED");
+
   auto recs = server->requests();
   ASSERT_EQ(recs.size(), 4u);
   // base64("user:päss word:x")

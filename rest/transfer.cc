@@ -180,7 +180,8 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   auto remaining = std::chrono::duration_cast<milliseconds>(limits.deadline - start);
 
   FailureContext failure;
-  failure.url = request.url;
+  const std::string& shown_url = request.display_url.empty() ? request.url : request.display_url;
+  failure.url = shown_url;
   failure.host = url.host;
   failure.port = url.port;
   failure.https = https;
@@ -352,7 +353,7 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   resp.status = static_cast<int>(status);
   resp.content_type = InfoString(easy, CURLINFO_CONTENT_TYPE);
   resp.redirect_url = InfoString(easy, CURLINFO_REDIRECT_URL);
-  resp.effective_url = request.url;
+  resp.effective_url = shown_url;
 
   partition.requests++;
   bool reused = connects == 0 && (finished && result == CURLE_OK);

@@ -28,6 +28,9 @@ struct SecretHeader {
 struct HttpRequest {
   std::string method = "GET";
   std::string url;  // absolute, query included; validated by the caller
+  // The URL as errors and results show it, when `url` carries a secret (an API key in
+  // the query). Empty: `url`.
+  std::string display_url;
   std::vector<Header> headers;             // validated by the caller
   std::vector<SecretHeader> secret_headers;  // Authorization and the like
   std::string_view body;                   // not owned; must outlive the transfer
