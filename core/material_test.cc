@@ -11,6 +11,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -788,7 +790,8 @@ std::string TwoIdentityPkcs12(std::string_view password) {
     PKCS12_add_friendlyname_asc(kb, id.alias, -1);
     PKCS12_add_localkeyid(kb, kid, 1);
   }
-  PKCS12_add_cert(&bags, PemCert("ca/intermediate.pem").release());
+  ossl::X509Ptr intermediate = PemCert("ca/intermediate.pem");
+  PKCS12_add_cert(&bags, intermediate.get());
   STACK_OF(PKCS7)* safes = nullptr;
   PKCS12_add_safe(&safes, bags, -1, 0, nullptr);
   sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
@@ -920,6 +923,85 @@ TEST(MobileProvisionTest, HostileOrIncompletePlistsAreRefused) {
   ASSERT_TRUE(r.ok()) << Describe(r);
   EXPECT_EQ(r->attributes.at("name"), "ok");
   EXPECT_EQ(r->attributes.at("profile_expires"), "2030-01-01T00:00:00Z");
+}
+
+// ======================================================================================
+// Hostile input
+
+// rsa.key.pkcs8-aes.der with its PBKDF2 iteration count replaced.
+std::string Pkcs8WithIterations(long iterations) {
+  std::string der = Pki("client/rsa.key.pkcs8-aes.der");
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  ossl::X509SigPtr sig(d2i_X509_SIG(nullptr, &p, static_cast<long>(der.size())));
+  X509_ALGOR* alg = nullptr;
+  X509_SIG_getm(sig.get(), &alg, nullptr);
+  PBE2PARAM* pbe2 =
+      static_cast<PBE2PARAM*>(ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM), alg->parameter));
+  PBKDF2PARAM* kdf = static_cast<PBKDF2PARAM*>(
+      ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM), pbe2->keyfunc->parameter));
+  ASN1_INTEGER_set(kdf->iter, iterations);
+  ASN1_TYPE_pack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM), kdf, &pbe2->keyfunc->parameter);
+  ASN1_TYPE_pack_sequence(ASN1_ITEM_rptr(PBE2PARAM), pbe2, &alg->parameter);
+  PBKDF2PARAM_free(kdf);
+  PBE2PARAM_free(pbe2);
+  unsigned char* out = nullptr;
+  int len = i2d_X509_SIG(sig.get(), &out);
+  std::string result(reinterpret_cast<char*>(out), static_cast<size_t>(len));
+  OPENSSL_free(out);
+  return result;
+}
+
+TEST(HostileInputTest, AbsurdKdfIterationCountsAreRefusedBeforeDeriving) {
+  SecretBytes cert(Pki("client/rsa.pem"));
+  SecretBytes key(Pkcs8WithIterations(2'000'000'000));
+  Upload u = KeyPair("rsa.pem", "slow.der", kKeyPassword);
+  auto r = ImportBytes(u, cert, &key);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat) << Describe(r);
+  EXPECT_EQ(r.error().message,
+            "slow.der: the file asks for 2000000000 key-derivation iterations; wsstep accepts 1 "
+            "to 5000000");
+  // The edit itself is sound: with the original count the key still opens.
+  SecretBytes same(Pkcs8WithIterations(2048));
+  EXPECT_TRUE(ImportBytes(u, cert, &same).ok());
+}
+
+// Every byte position of a few small uploads flipped or cut: never a crash, never an
+// unexpected code, never a leftover OpenSSL error. (The fuzz targets go further.)
+TEST(HostileInputTest, DamagedUploadsFailCleanly) {
+  struct Case {
+    Upload upload;
+    const char* file;
+  };
+  std::vector<Case> cases = {
+      {OfType(EntryType::kKeyPair, "x", kKeyPassword), "client/rsa.combined-enc.pem"},
+      {OfType(EntryType::kPkcs12, "x", kP12Password), "p12/ec256.p12"},
+      {OfType(EntryType::kTrustStore, "x"), "trust/root.der"},
+      {OfType(EntryType::kMobileProvisioning, "x"), "mobile/profile.mobileprovision"},
+  };
+  const std::set<Code> allowed = {Code::kOk,
+                                  Code::kInvalidCertificateFormat,
+                                  Code::kWrongPassword,
+                                  Code::kPasswordRequired,
+                                  Code::kPrivateKeyMissing,
+                                  Code::kKeyCertMismatch,
+                                  Code::kUnsupportedAlgorithm,
+                                  Code::kCertificateExpired};
+  std::mt19937 rng(20240601);
+  for (const Case& c : cases) {
+    std::string original = Pki(c.file);
+    for (int i = 0; i < 150; ++i) {
+      std::string damaged = original;
+      size_t pos = rng() % damaged.size();
+      if (i % 3 == 0) {
+        damaged.resize(pos);
+      } else {
+        damaged[pos] = static_cast<char>(damaged[pos] ^ (1 + rng() % 255));
+      }
+      SecretBytes bytes(damaged);
+      auto r = ImportBytes(c.upload, bytes, nullptr);
+      EXPECT_TRUE(allowed.count(r.code())) << c.file << " at " << pos << ": " << Describe(r);
+    }
+  }
 }
 
 // ======================================================================================

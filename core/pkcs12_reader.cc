@@ -39,7 +39,7 @@ struct BagsDeleter {
 using BagsPtr = std::unique_ptr<STACK_OF(PKCS12_SAFEBAG), BagsDeleter>;
 
 // Why reading the bags stopped.
-enum class BagFailure { kNone, kDecrypt, kUnsupported, kDamaged };
+enum class BagFailure { kNone, kDecrypt, kUnsupported, kDamaged, kTooCostly };
 
 struct BagReader {
   Pass pass;
@@ -63,6 +63,11 @@ struct BagReader {
   }
 
   bool Fail(BagFailure f) {
+    if (f == BagFailure::kTooCostly) {
+      ossl::ClearErrors();
+      failure = f;
+      return false;
+    }
     failure = DrainErrorsSayUnsupported() ? BagFailure::kUnsupported : f;
     return false;
   }
@@ -83,6 +88,11 @@ struct BagReader {
           if (!AddKey(bag, PKCS12_SAFEBAG_get0_p8inf(bag))) return false;
           break;
         case NID_pkcs8ShroudedKeyBag: {
+          const X509_SIG* shrouded = PKCS12_SAFEBAG_get0_pkcs8(bag);
+          if (shrouded == nullptr) return Fail(BagFailure::kDamaged);
+          const X509_ALGOR* alg = nullptr;
+          X509_SIG_get0(shrouded, &alg, nullptr);
+          if (!CheckKdfCost(alg, "").ok()) return Fail(BagFailure::kTooCostly);
           ossl::Pkcs8InfoPtr p8(PKCS12_decrypt_skey(bag, pass.p, pass.len));
           if (!p8) return Fail(BagFailure::kDecrypt);
           if (!AddKey(bag, p8.get())) return false;
@@ -117,6 +127,12 @@ struct BagReader {
           if (!bags) return Fail(BagFailure::kDamaged);
           break;
         case NID_pkcs7_encrypted:
+          if (p7->d.encrypted == nullptr || p7->d.encrypted->enc_data == nullptr) {
+            return Fail(BagFailure::kDamaged);
+          }
+          if (!CheckKdfCost(p7->d.encrypted->enc_data->algorithm, "").ok()) {
+            return Fail(BagFailure::kTooCostly);
+          }
           bags.reset(PKCS12_unpack_p7encdata(p7, pass.p, pass.len));
           if (!bags) return Fail(BagFailure::kDecrypt);
           break;
@@ -160,6 +176,9 @@ Result<Pkcs12Contents> ReadPkcs12(std::string_view der, std::string_view input_n
 
   std::vector<Pass> candidates = Candidates(password);
   if (PKCS12_mac_present(p12.get())) {
+    const ASN1_INTEGER* iterations = nullptr;
+    PKCS12_get0_mac(nullptr, nullptr, nullptr, &iterations, p12.get());
+    WSSTEP_RETURN_IF_ERROR(CheckKdfIterations(iterations, input_name));
     // The MAC settles which password is right before anything is decrypted.
     std::optional<Pass> verified;
     bool unsupported = false;
@@ -188,6 +207,11 @@ Result<Pkcs12Contents> ReadPkcs12(std::string_view der, std::string_view input_n
   }
   ossl::DrainErrors();
   switch (last) {
+    case BagFailure::kTooCostly:
+      return ImportError(Code::kInvalidCertificateFormat, input_name,
+                         "the PKCS#12 file asks for more than " +
+                             std::to_string(kMaxKdfIterations) + " key-derivation iterations",
+                         "Re-export it with a standard iteration count (for example 10000).");
     case BagFailure::kUnsupported:
       return Unsupported(input_name);
     case BagFailure::kDecrypt:

@@ -5,6 +5,7 @@
 #include <openssl/pkcs12.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "core/import_error.h"
@@ -91,7 +92,49 @@ int TraditionalType(std::string_view label) {
   return EVP_PKEY_DSA;
 }
 
+template <typename T>
+using AsnPtr = std::unique_ptr<T, void (*)(T*)>;
+
 }  // namespace
+
+Status CheckKdfIterations(const ASN1_INTEGER* iterations, std::string_view input_name) {
+  if (iterations == nullptr) return {};
+  long n = ASN1_INTEGER_get(iterations);
+  if (n >= 1 && n <= kMaxKdfIterations) return {};
+  ossl::ClearErrors();
+  return ImportError(Code::kInvalidCertificateFormat, input_name,
+                     "the file asks for " + std::to_string(n) +
+                         " key-derivation iterations; wsstep accepts 1 to " +
+                         std::to_string(kMaxKdfIterations),
+                     "Re-export it with a standard iteration count (for example 10000).");
+}
+
+Status CheckKdfCost(const X509_ALGOR* alg, std::string_view input_name) {
+  if (alg == nullptr) return {};
+  const ASN1_OBJECT* oid = nullptr;
+  int ptype = 0;
+  const void* pval = nullptr;
+  X509_ALGOR_get0(&oid, &ptype, &pval, alg);
+  if (ptype != V_ASN1_SEQUENCE) return {};  // not a PBE parameter block
+  const ASN1_TYPE* params = alg->parameter;
+  if (OBJ_obj2nid(oid) == NID_pbes2) {
+    AsnPtr<PBE2PARAM> pbe2(
+        static_cast<PBE2PARAM*>(ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM), params)),
+        PBE2PARAM_free);
+    if (!pbe2 || pbe2->keyfunc == nullptr) return {};  // OpenSSL reports it as damaged
+    if (OBJ_obj2nid(pbe2->keyfunc->algorithm) != NID_id_pbkdf2) return {};  // scrypt: memory-capped
+    AsnPtr<PBKDF2PARAM> kdf(static_cast<PBKDF2PARAM*>(ASN1_TYPE_unpack_sequence(
+                                ASN1_ITEM_rptr(PBKDF2PARAM), pbe2->keyfunc->parameter)),
+                            PBKDF2PARAM_free);
+    ossl::ClearErrors();
+    return kdf ? CheckKdfIterations(kdf->iter, input_name) : Status();
+  }
+  AsnPtr<PBEPARAM> pbe(
+      static_cast<PBEPARAM*>(ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBEPARAM), params)),
+      PBEPARAM_free);
+  ossl::ClearErrors();
+  return pbe ? CheckKdfIterations(pbe->iter, input_name) : Status();
+}
 
 bool DrainErrorsSayUnsupported() {
   bool unsupported = false;
@@ -109,6 +152,9 @@ bool DrainErrorsSayUnsupported() {
 
 Result<ossl::EvpPkeyPtr> DecryptPkcs8(const X509_SIG* sig, const SecretBytes& password,
                                       std::string_view input_name) {
+  const X509_ALGOR* alg = nullptr;
+  X509_SIG_get0(sig, &alg, nullptr);
+  WSSTEP_RETURN_IF_ERROR(CheckKdfCost(alg, input_name));
   // PKCS#12-style PBES1 derives its key from the password as a BMPString, where the empty
   // password ("" -> two zero bytes) differs from no password at all (NULL); tools write
   // either. PBES2 uses the raw bytes, for which both are the same.

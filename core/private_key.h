@@ -40,6 +40,18 @@ Result<ossl::EvpPkeyPtr> DecryptPkcs8(const X509_SIG* sig, const SecretBytes& pa
 // The unencrypted PKCS#8 DER of `key`, built directly in wiping memory.
 Result<SecretBytes> KeyToPkcs8Der(const EVP_PKEY* key, std::string_view input_name);
 
+// Password-based encryption makes us run as many KDF rounds as the file asks for; a
+// hostile upload could ask for billions. Files written by real tools use at most a few
+// hundred thousand.
+inline constexpr long kMaxKdfIterations = 5'000'000;
+
+// INVALID_CERTIFICATE_FORMAT naming `input_name` when the PBES1/PBES2 algorithm `alg`
+// asks for more than kMaxKdfIterations (or for an unreadable count); OK otherwise,
+// including for algorithms that are not password-based.
+Status CheckKdfCost(const X509_ALGOR* alg, std::string_view input_name);
+// The same for a PKCS#12 MAC iteration count (null: the default of 1).
+Status CheckKdfIterations(const ASN1_INTEGER* iterations, std::string_view input_name);
+
 // True when OpenSSL's queued errors say an algorithm is unavailable (as opposed to a
 // decryption that failed because of the password). Drains the queue.
 bool DrainErrorsSayUnsupported();
