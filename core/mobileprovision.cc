@@ -6,6 +6,7 @@
 #include <memory>
 #include <pugixml.hpp>
 
+#include "core/detect.h"
 #include "core/import_error.h"
 #include "core/x509_info.h"
 
@@ -60,6 +61,12 @@ std::string Text(const pugi::xml_node& node) { return node.child_value(); }
 
 Result<ProvisioningProfile> ParseMobileProvision(std::string_view der,
                                                  std::string_view input_name) {
+  // The same judgement as the importer's detection (one whole CMS object whose content is
+  // a property list), so what this accepts always imports.
+  DetectedContent found = DetectContent(der);
+  if (found.kind != ContentKind::kMobileProvision) {
+    return Invalid(input_name, "not a provisioning profile (this is " + found.Description() + ")");
+  }
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   CmsPtr cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(der.size())));
   if (!cms) return Invalid(input_name, "not a provisioning profile (no CMS structure)");
