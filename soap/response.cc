@@ -45,8 +45,9 @@ class ResponseErrors {
   std::string_view body_;
 };
 
-bool LooksLikeHtml(std::string_view content_type, std::string_view body) {
-  if (xml::FindNoCase(content_type, "text/html") != std::string_view::npos) return true;
+// Judged from the content: some SOAP stacks label real envelopes (faults especially)
+// text/html, so the Content-Type alone only counts once the body failed as SOAP.
+bool LooksLikeHtml(std::string_view body) {
   if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);
   body = Trim(body);
   const std::string_view head = body.substr(0, 64);
@@ -259,12 +260,14 @@ Result<SoapResponse> ParseResponse(int http_status, std::string_view content_typ
     return errors.Invalid("the server returned an empty body, not a SOAP envelope",
                           "Check the endpoint URL and the SOAP action.");
   }
-  if (LooksLikeHtml(content_type, body)) {
+  const bool labelled_html = xml::FindNoCase(content_type, "text/html") != std::string_view::npos;
+  const auto html_error = [&] {
     return errors.Invalid(
         "the server returned an HTML page, not a SOAP envelope: " + HtmlTitle(body),
         "Check the endpoint URL; a proxy, gateway or error page answered instead of the "
         "SOAP service.");
-  }
+  };
+  if (LooksLikeHtml(body)) return html_error();
 
   pugi::xml_document doc;
   // parse_doctype keeps a DOCTYPE as a node so it can be refused; pugixml never expands
@@ -280,6 +283,7 @@ Result<SoapResponse> ParseResponse(int http_status, std::string_view content_typ
     return errors.Invalid("DOCTYPE is not allowed in a SOAP response", doctype_hint);
   }
   if (!parsed) {
+    if (labelled_html) return html_error();
     return errors
         .Invalid("the response is not XML: " + std::string(parsed.description()) + " at offset " +
                      std::to_string(parsed.offset),
@@ -302,12 +306,9 @@ Result<SoapResponse> ParseResponse(int http_status, std::string_view content_typ
   const xml::NamespaceScope env_scope = ScopeAt(envelope);
   const std::string root_ns = NamespaceOf(env_scope, envelope.name());
   const std::string root = xml::Excerpt(envelope.name(), 60);
-  if (xml::FindNoCase(LocalName(envelope), "html") == 0 && LocalName(envelope).size() == 4) {
-    return errors.Invalid(
-        "the server returned an HTML page, not a SOAP envelope: " + HtmlTitle(body),
-        "Check the endpoint URL; a proxy, gateway or error page answered instead of the "
-        "SOAP service.");
-  }
+  const bool html_root =
+      LocalName(envelope).size() == 4 && xml::FindNoCase(LocalName(envelope), "html") == 0;
+  if (LocalName(envelope) != "Envelope" && (html_root || labelled_html)) return html_error();
   if (LocalName(envelope) != "Envelope") {
     return errors.Invalid(
         "the response is XML but not a SOAP envelope: the root element is <" + root + ">",

@@ -261,6 +261,22 @@ TEST(SoapResponse, HtmlErrorPageNamesItsTitle) {
       R"(<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><body/></html>)",
       SoapVersion::k11, kLimit);
   ExpectInvalid(r3, "HTML page, not a SOAP envelope: (no title)");
+  // Labelled text/html but not HTML: still reported as HTML when it is not SOAP ...
+  ExpectInvalid(ParseResponse(500, "text/html", "<p>Internal error", SoapVersion::k11, kLimit),
+                "HTML page, not a SOAP envelope: (no title)");
+}
+
+TEST(SoapResponse, EnvelopeLabelledTextHtmlIsStillParsed) {
+  // ... while a real envelope mislabelled text/html (some stacks do) is read as SOAP.
+  auto r =
+      ParseResponse(500, "text/html; charset=utf-8",
+                    R"(<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>)"
+                    R"(<s:Fault><faultcode>s:Server</faultcode><faultstring>x</faultstring>)"
+                    R"(</s:Fault></s:Body></s:Envelope>)",
+                    SoapVersion::k11, kLimit);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_TRUE(r->fault);
+  EXPECT_EQ(r->fault->code, "s:Server");
 }
 
 TEST(SoapResponse, DoctypeIsRefusedAndEntitiesNeverExpand) {
