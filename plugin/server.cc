@@ -1,0 +1,138 @@
+#include "plugin/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <sys/stat.h>
+
+#include <mutex>
+#include <thread>
+
+#include "goplugin/grpc_controller.grpc.pb.h"
+#include "plugin/certificate_service.h"
+#include "plugin/handshake.h"
+#include "plugin/log.h"
+#include "plugin/worker_pool.h"
+
+namespace wsstep::plugin {
+namespace {
+
+// go-plugin's controller: a host built on hashicorp/go-plugin stops plugins with it.
+class ControllerService final : public ::plugin::GRPCController::CallbackService {
+ public:
+  explicit ControllerService(std::function<void(std::string)> on_shutdown)
+      : on_shutdown_(std::move(on_shutdown)) {}
+
+  grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* context,
+                                     const ::plugin::Empty* /*request*/,
+                                     ::plugin::Empty* /*response*/) override {
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    // After Finish: the reply is on its way; the drain that follows lets it complete.
+    if (on_shutdown_) on_shutdown_("GRPCController.Shutdown");
+    return reactor;
+  }
+
+ private:
+  std::function<void(std::string)> on_shutdown_;
+};
+
+void InitProcessWideGrpcOptions() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  });
+}
+
+}  // namespace
+
+struct PluginServer::Services {
+  std::unique_ptr<WorkerPool> pool;
+  std::unique_ptr<CertificateServiceImpl> certificates;
+  std::unique_ptr<ControllerService> controller;
+};
+
+Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options) {
+  InitProcessWideGrpcOptions();
+  std::unique_ptr<PluginServer> self(new PluginServer());
+  self->address_ = options.listen;
+  self->services_ = std::make_unique<Services>();
+  auto& s = *self->services_;
+  s.pool = std::make_unique<WorkerPool>(options.blocking_threads);
+  s.certificates =
+      std::make_unique<CertificateServiceImpl>(options.backends.certificates, s.pool.get());
+  s.controller = std::make_unique<ControllerService>(std::move(options.on_shutdown_rpc));
+  self->step_service_ =
+      std::make_unique<StepPluginServiceImpl>(options.backends, options.facts);
+
+  grpc::ServerBuilder builder;
+  auto creds = options.credentials ? options.credentials : grpc::InsecureServerCredentials();
+  int selected_port = 0;
+  builder.AddListeningPort(options.listen.GrpcUri(), creds,
+                           options.listen.kind == ListenAddress::Kind::kTcp ? &selected_port
+                                                                            : nullptr);
+  const int max_message = static_cast<int>(options.facts.limits.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(max_message);
+  builder.SetMaxSendMessageSize(max_message);
+  // The reflection service is synchronous; its threads poll with this timeout, and a
+  // shutdown waits for them. The default (seconds) would make every stop that slow.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 100);
+  builder.RegisterService(self->step_service_.get());
+  builder.RegisterService(s.certificates.get());
+  builder.RegisterService(s.controller.get());
+  self->server_ = builder.BuildAndStart();
+  if (!self->server_ ||
+      (options.listen.kind == ListenAddress::Kind::kTcp && selected_port == 0)) {
+    self->server_.reset();
+    return Error(Code::kInvalidArgument,
+                 "cannot listen on " + options.listen.Display() +
+                     " (gRPC's reason is in the log above)",
+                 "check that the address is free and the directory writable",
+                 Side::kConfiguration);
+  }
+  if (options.listen.kind == ListenAddress::Kind::kTcp) self->address_.port = selected_port;
+  if (options.listen.kind == ListenAddress::Kind::kUnix) {
+    // The process umask (077) already made it private; this makes it explicit.
+    ::chmod(options.listen.path.c_str(), 0600);
+  }
+
+  auto* health = self->server_->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus("", true);
+    health->SetServingStatus(std::string(kGoPluginHealthService), true);
+    health->SetServingStatus(v1::StepPluginService::service_full_name(), true);
+    health->SetServingStatus(v1::CertificateService::service_full_name(), true);
+  }
+  return self;
+}
+
+PluginServer::~PluginServer() { Shutdown(std::chrono::milliseconds(0)); }
+
+void PluginServer::Shutdown(std::chrono::milliseconds grace) {
+  if (shut_down_ || !server_) return;
+  shut_down_ = true;
+  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  step_service_->StopAccepting();
+  services_->certificates->StopAccepting();
+  Log().Info("draining in-flight calls",
+             {{"in_flight_steps", step_service_->in_flight()},
+              {"in_flight_store_calls", services_->certificates->active_calls()},
+              {"grace_ms", grace.count()}});
+  // Wait for our own calls rather than letting gRPC wait: gRPC's shutdown also waits for
+  // idle client connections to go away, which a host that keeps its channel open never
+  // does before the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while ((step_service_->in_flight() > 0 || services_->certificates->active_calls() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Whatever is left (event streams, calls past the grace period) is cancelled now.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  server_->Wait();
+  services_->pool->Shutdown();
+}
+
+}  // namespace wsstep::plugin
