@@ -13,6 +13,7 @@
 #include "rest/http_text.h"
 #include "rest/oauth2.h"
 #include "rest/partition.h"
+#include "rest/tls_diagnosis.h"
 #include "rest/tls_util.h"
 #include "rest/transfer.h"
 
@@ -452,6 +453,18 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
     }
 
     HttpResponse& r = *response;
+    HttpRefusalFacts refusal;
+    refusal.url = display_url;
+    refusal.status = r.status;
+    refusal.body = r.body;
+    refusal.used_tls = r.tls.used_tls;
+    refusal.certificate_requested = r.tls.client_certificate_requested;
+    refusal.certificate_presented = r.tls.client_certificate.has_value();
+    if (r.tls.client_certificate) {
+      refusal.certificate_name = r.tls.client_certificate->name;
+      refusal.certificate_fingerprint = r.tls.client_certificate->fingerprint;
+    }
+    if (auto refused = ClassifyHttpRefusal(refusal)) return *std::move(refused);
     result.status = r.status;
     result.headers = std::move(r.headers);
     result.body = std::move(r.body);

@@ -66,9 +66,38 @@ TEST(NginxTest, AlternatingIdentitiesAreSeenByNginxOnEveryRequest) {
   }
 }
 
-TEST(NginxTest, MissingCertificateIsAnHttp400WithAWarning) {
+TEST(NginxTest, MissingOrRefusedCertificateBehindHttp400IsClassified) {
   NginxConfig config;
   config.verify_client = NginxVerifyClient::kOn;
+  config.client_ca_file = PkiPath("ca/root.pem");
+  testing::NginxFixedResponse hello;
+  hello.path = "/hello";
+  hello.body = "hi";
+  config.responses.push_back(hello);
+  NginxServer nginx(config);
+  ASSERT_TRUE(nginx.Start()) << nginx.start_error();
+  RestEngine engine;
+
+  // nginx completes the handshake without a certificate and answers 400.
+  auto missing = engine.Execute(Get(nginx.base_url() + "/hello"), Creds(""), Soon());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, Code::kClientCertRequired) << missing.error().ToString();
+  EXPECT_EQ(missing.error().detail.at("http_status"), "400");
+  EXPECT_EQ(missing.error().detail.at("certificate_requested"), "true");
+
+  // A self-signed client certificate: nginx's verification fails, again as HTTP 400.
+  core::CallCredentials self = Creds("");
+  self.identity = LoadIdentity("self-signed", /*with_chain=*/false);
+  auto rejected = engine.Execute(Get(nginx.base_url() + "/hello"), self, Soon());
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_EQ(rejected.error().code, Code::kClientCertRejected) << rejected.error().ToString();
+  EXPECT_EQ(rejected.error().detail.at("certificate"), "self-signed");
+  EXPECT_EQ(rejected.error().detail.at("fingerprint"), self.identity->fingerprint);
+}
+
+TEST(NginxTest, OptionalCertificateNotConfiguredIsAResultWithAWarning) {
+  NginxConfig config;
+  config.verify_client = NginxVerifyClient::kOptional;
   testing::NginxFixedResponse hello;
   hello.path = "/hello";
   hello.body = "hi";
@@ -78,7 +107,7 @@ TEST(NginxTest, MissingCertificateIsAnHttp400WithAWarning) {
   RestEngine engine;
   auto r = engine.Execute(Get(nginx.base_url() + "/hello"), Creds(""), Soon());
   ASSERT_TRUE(r.ok()) << r.error().ToString();
-  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->status, 200);
   EXPECT_TRUE(r->tls.client_certificate_requested);
   EXPECT_FALSE(r->tls.client_certificate.has_value());
   ASSERT_FALSE(r->warnings.empty());

@@ -130,6 +130,26 @@ TEST(ClassifyTest, PlainCodes) {
   EXPECT_EQ(Classify(f).code, Code::kPinMismatch);
 }
 
+TEST(ClassifyTest, HttpRefusalOnlyForTlsFrontEndPages) {
+  HttpRefusalFacts h;
+  h.url = "https://api.example/x";
+  h.used_tls = true;
+  h.status = 400;
+  h.body = "{\"error\":\"bad input\"}";
+  EXPECT_FALSE(ClassifyHttpRefusal(h).has_value());  // an ordinary 400 stays a result
+  h.body = "<center>No required SSL certificate was sent</center>";
+  EXPECT_EQ(ClassifyHttpRefusal(h)->code, Code::kClientCertRequired);
+  h.body = "<center>The SSL certificate error</center>";
+  h.certificate_presented = true;
+  h.certificate_name = "billing";
+  auto rejected = ClassifyHttpRefusal(h);
+  ASSERT_TRUE(rejected.has_value());
+  EXPECT_EQ(rejected->code, Code::kClientCertRejected);
+  EXPECT_EQ(rejected->detail.at("certificate"), "billing");
+  h.used_tls = false;
+  EXPECT_FALSE(ClassifyHttpRefusal(h).has_value());
+}
+
 TEST(ClassifyTest, AlertNames) {
   EXPECT_EQ(AlertName(48), "unknown_ca");
   EXPECT_EQ(AlertName(116), "certificate_required");

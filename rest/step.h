@@ -157,6 +157,9 @@ struct TlsFacts {
   bool session_resumed = false;    // the connection's handshake resumed a TLS session
 };
 
+// A non-2xx status is a result, not an error — except the HTTP 400/495/496 pages of TLS
+// front ends (nginx) that stand for a missing or refused client certificate: those are
+// CLIENT_CERT_REQUIRED / CLIENT_CERT_REJECTED errors (tls_diagnosis.h ClassifyHttpRefusal).
 struct RestResult {
   int status = 0;
   std::vector<Header> headers;  // in arrival order, repeats kept

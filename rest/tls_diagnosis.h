@@ -15,6 +15,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -101,6 +103,23 @@ struct FailureContext {
 // detail ("alert", "alert_direction", "sans", "not_after", "chain", "verify_error",
 // "curl_code", "host", "port", "url", ...).
 Error Classify(const FailureContext& failure);
+
+// TLS front ends such as nginx do not fail the handshake over a missing or unacceptable
+// client certificate: they complete it and answer HTTP 400 ("No required SSL certificate
+// was sent", "The SSL certificate error"; 496/495 when mapped). Given such a response on
+// a TLS connection, the catalog error it stands for (CLIENT_CERT_REQUIRED or
+// CLIENT_CERT_REJECTED, alert "none"); nullopt for any other response.
+struct HttpRefusalFacts {
+  std::string url;
+  int status = 0;
+  std::string_view body;
+  bool used_tls = false;
+  bool certificate_requested = false;
+  bool certificate_presented = false;
+  std::string certificate_name;  // of the presented certificate
+  std::string certificate_fingerprint;
+};
+std::optional<Error> ClassifyHttpRefusal(const HttpRefusalFacts& facts);
 
 }  // namespace wsstep::rest
 
