@@ -15,6 +15,7 @@
 
 #include "core/ossl.h"
 #include "google/rpc/error_details.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "google/rpc/status.pb.h"
 #include "plugin/automtls.h"
 #include "plugin/call_context.h"
@@ -740,8 +741,22 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
   for (int i = 0; i < 200 && server_->step_service().in_flight() == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  grpc::Status during_drain;
+  grpc::health::v1::HealthCheckResponse health_during_drain;
   std::thread releaser([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // The server is draining: new steps are refused, health says NOT_SERVING.
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 2);
+    v1::ExecuteRestStepRequest other;
+    other.mutable_step()->set_url("https://api.example/");
+    v1::ExecuteRestStepResponse other_resp;
+    during_drain = steps_->ExecuteRestStep(&ctx, other, &other_resp);
+    grpc::ClientContext hctx;
+    Deadline(&hctx, 2);
+    grpc::health::v1::HealthCheckRequest hreq;
+    hreq.set_service("plugin");
+    grpc::health::v1::Health::NewStub(channel_)->Check(&hctx, hreq, &health_during_drain);
     std::lock_guard<std::mutex> lock(rest->mu);
     rest->release = true;
     rest->cv.notify_all();
@@ -752,6 +767,9 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
   ASSERT_TRUE(done);
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_FALSE(rest->saw_cancel);
+  EXPECT_EQ(during_drain.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(during_drain.error_message(), HasSubstr("shutting down"));
+  EXPECT_EQ(health_during_drain.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   server_.reset();
 }
 
