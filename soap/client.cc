@@ -53,49 +53,10 @@ Error RenameUrlField(Error e) {
   return e;
 }
 
-// nginx with ssl_verify_client (and servers built the same way) completes the TLS
-// handshake whatever certificate it gets and refuses afterwards with an HTTP 400 page,
-// so no TLS alert reaches the transfer classifier. These are nginx's fixed texts for its
-// internal statuses 495 (certificate failed verification) and 496 (none was sent).
-std::optional<Error> CertificateRefusal(const rest::RestResult& http, std::string_view url) {
-  if (!http.tls.used_tls || http.status != 400) return std::nullopt;
-  const bool rejected = http.body.find("The SSL certificate error") != std::string::npos;
-  const bool missing = http.body.find("No required SSL certificate was sent") != std::string::npos;
-  if (!rejected && !missing) return std::nullopt;
-  const auto& presented = http.tls.client_certificate;
-  Error e;
-  if (rejected) {
-    e = Error(Code::kClientCertRejected,
-              std::string(url) + ": the server rejected the client certificate" +
-                  (presented ? " \"" + presented->name + "\"" : std::string()) +
-                  " after the handshake (HTTP 400 \"The SSL certificate error\" from its TLS "
-                  "front end)",
-              "The server does not accept this certificate: check that it was issued by a CA "
-              "the server trusts, is within its validity dates, and is the one meant for this "
-              "host.",
-              Side::kClient);
-    if (presented) {
-      e.With("certificate", presented->name).With("fingerprint", presented->fingerprint);
-    }
-  } else {
-    e = Error(Code::kClientCertRequired,
-              std::string(url) +
-                  ": the server requires a client certificate and none was "
-                  "sent (HTTP 400 \"No required SSL certificate was sent\")",
-              "Upload the client certificate for this host, bind it to the endpoint's host "
-              "and port, and switch on SSL certificate verification for the step.",
-              Side::kConfiguration);
-  }
-  e.With("alert", "none").With("alert_direction", "none");
-  e.With("http_status", "400").With("url", std::string(url));
-  return e;
-}
-
 }  // namespace
 
 Result<SoapResult> InterpretHttpResult(rest::RestResult http, SoapVersion version,
                                        std::string_view url, size_t max_response_bytes) {
-  if (auto refusal = CertificateRefusal(http, url)) return *std::move(refusal);
   Result<SoapResponse> parsed =
       ParseResponse(http.status, http.content_type, http.body, version, max_response_bytes);
   if (!parsed.ok()) {

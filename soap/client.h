@@ -58,10 +58,10 @@ class SoapClient {
   Status Validate(const SoapStep& step, const rest::RestStep& transport) const;
 
   // Sends the step and parses the answer. Errors: INVALID_STEP_CONFIG, the REST engine's
-  // catalog (TLS, connection, timeout, RESPONSE_TOO_LARGE, ...), CLIENT_CERT_REJECTED /
-  // CLIENT_CERT_REQUIRED also when a TLS front end such as nginx (ssl_verify_client)
-  // refuses the certificate with an HTTP 400 page instead of a TLS alert, and
-  // INVALID_RESPONSE / RESPONSE_TOO_LARGE from ParseResponse. A SOAP Fault is a result.
+  // catalog as it classifies it (TLS, CLIENT_CERT_REJECTED / _REQUIRED — also for nginx's
+  // HTTP 400 certificate pages —, connection, timeout, RESPONSE_TOO_LARGE, ...), and
+  // INVALID_RESPONSE / RESPONSE_TOO_LARGE from ParseResponse, prefixed with the endpoint.
+  // A SOAP Fault is a result.
   Result<SoapResult> Execute(const SoapStep& step, rest::RestStep transport,
                              core::CallCredentials credentials, rest::Deadline deadline,
                              rest::CancelToken cancel = {});
@@ -77,10 +77,9 @@ class SoapClient {
   RandomSource& random_;
 };
 
-// Maps a finished HTTP exchange to a SOAP result: a TLS front end's certificate refusal
-// page becomes CLIENT_CERT_REJECTED / CLIENT_CERT_REQUIRED; otherwise the body is parsed
-// with ParseResponse (the INVALID_RESPONSE of a 401/403 says the application refused).
-// `url` names the call in messages. Exposed for tests.
+// Maps a finished HTTP exchange to a SOAP result by parsing its body with ParseResponse;
+// errors name `url`, and after a 401/403 say that the application refused. Exposed for
+// tests.
 Result<SoapResult> InterpretHttpResult(rest::RestResult http, SoapVersion version,
                                        std::string_view url, size_t max_response_bytes);
 

@@ -115,46 +115,6 @@ TEST_F(SoapClientTest, ValidateNamesTheEndpointForUrlProblems) {
   EXPECT_EQ(st.error().detail.at("field"), "action");
 }
 
-rest::RestResult NginxPage(const std::string& reason, bool tls = true) {
-  rest::RestResult http;
-  http.status = 400;
-  http.content_type = "text/html";
-  http.body = "<html>\r\n<head><title>400 " + reason +
-              "</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
-              "<center>" +
-              reason + "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
-  http.tls.used_tls = tls;
-  if (tls) http.tls.client_certificate = rest::PresentedCertificate{"id-1", "partner", "ab:cd"};
-  return http;
-}
-
-TEST(SoapInterpret, NginxCertificateRefusalPagesBecomeCatalogCodes) {
-  auto rejected =
-      InterpretHttpResult(NginxPage("The SSL certificate error"), SoapVersion::k11, kUrl, 1 << 20);
-  ASSERT_FALSE(rejected.ok());
-  EXPECT_EQ(rejected.error().code, Code::kClientCertRejected);
-  EXPECT_EQ(rejected.error().side, Side::kClient);
-  EXPECT_EQ(rejected.error().detail.at("certificate"), "partner");
-  EXPECT_THAT(
-      rejected.error().message,
-      StartsWith(std::string(kUrl) + ": the server rejected the client certificate \"partner\""));
-
-  rest::RestResult none = NginxPage("No required SSL certificate was sent");
-  none.tls.client_certificate.reset();
-  auto required = InterpretHttpResult(std::move(none), SoapVersion::k12, kUrl, 1 << 20);
-  ASSERT_FALSE(required.ok());
-  EXPECT_EQ(required.error().code, Code::kClientCertRequired);
-  EXPECT_EQ(required.error().side, Side::kConfiguration);
-
-  // Without TLS the same page is just an HTML page.
-  auto plain = InterpretHttpResult(NginxPage("The SSL certificate error", /*tls=*/false),
-                                   SoapVersion::k11, kUrl, 1 << 20);
-  ASSERT_FALSE(plain.ok());
-  EXPECT_EQ(plain.error().code, Code::kInvalidResponse);
-  EXPECT_THAT(plain.error().message,
-              HasSubstr("HTML page, not a SOAP envelope: 400 The SSL certificate error"));
-}
-
 TEST(SoapInterpret, ApplicationRefusalLeadsTheMessage) {
   rest::RestResult http;
   http.status = 401;
