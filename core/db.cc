@@ -92,8 +92,8 @@ Statement& Statement::BindBlob(int index, std::span<const uint8_t> bytes) {
 }
 
 Statement& Statement::BindBlob(int index, std::string_view bytes) {
-  return BindBlob(index, std::span<const uint8_t>(
-                             reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  return BindBlob(index, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                                  bytes.size()));
 }
 
 Statement& Statement::BindNull(int index) {
@@ -106,9 +106,8 @@ Result<bool> Statement::Step() {
   int rc = sqlite3_step(stmt_.get());
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  Error e = db_->StorageError("running \"" + std::string(sqlite3_sql(stmt_.get())).substr(0, 60) +
-                                  "\"",
-                              rc);
+  Error e = db_->StorageError(
+      "running \"" + std::string(sqlite3_sql(stmt_.get())).substr(0, 60) + "\"", rc);
   sqlite3_reset(stmt_.get());
   return e;
 }
@@ -155,8 +154,7 @@ bool Statement::ColumnIsNull(int column) const {
 
 // ---- Database ----
 
-Result<std::unique_ptr<Database>> Database::Open(const std::string& path,
-                                                 const Options& options) {
+Result<std::unique_ptr<Database>> Database::Open(const std::string& path, const Options& options) {
   int flags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
   std::string uri = UriPath(path);
   if (options.read_only) {
@@ -279,9 +277,8 @@ Status Database::Migrate(std::span<const Migration> migrations) {
         Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
              "applied_at INTEGER NOT NULL)"));
     WSSTEP_RETURN_IF_ERROR(Exec(m.sql));
-    WSSTEP_ASSIGN_OR_RETURN(
-        auto rec, Prepare("INSERT INTO schema_version(version, applied_at) "
-                          "VALUES (?, CAST(strftime('%s','now') AS INTEGER))"));
+    WSSTEP_ASSIGN_OR_RETURN(auto rec, Prepare("INSERT INTO schema_version(version, applied_at) "
+                                              "VALUES (?, CAST(strftime('%s','now') AS INTEGER))"));
     rec.Bind(1, int64_t{m.version});
     WSSTEP_RETURN_IF_ERROR(rec.Run());
     WSSTEP_RETURN_IF_ERROR(tx.Commit());

@@ -65,8 +65,8 @@ class Statement {
   void ClearBindings();
 
   int64_t ColumnInt64(int column) const;
-  std::string ColumnText(int column) const;  // NULL reads as ""
-  std::string ColumnBlob(int column) const;  // NULL reads as ""
+  std::string ColumnText(int column) const;           // NULL reads as ""
+  std::string ColumnBlob(int column) const;           // NULL reads as ""
   std::string_view ColumnBlobView(int column) const;  // valid until the next Step/Reset
   bool ColumnIsNull(int column) const;
 

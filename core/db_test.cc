@@ -183,8 +183,7 @@ TEST_F(DbTest, FullDiskFailsTheWriteAndReadsKeepWorking) {
   // max_page_count is SQLite's own "the disk is full" switch.
   auto pages = db->Prepare("PRAGMA page_count");
   ASSERT_TRUE(pages->Step().value());
-  ASSERT_TRUE(
-      db->Exec("PRAGMA max_page_count=" + std::to_string(pages->ColumnInt64(0))).ok());
+  ASSERT_TRUE(db->Exec("PRAGMA max_page_count=" + std::to_string(pages->ColumnInt64(0))).ok());
   auto ins = db->Prepare("INSERT INTO t(k, v) VALUES (?, ?)");
   Status st;
   for (int i = 0; i < 100 && st.ok(); ++i) {

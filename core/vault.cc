@@ -50,8 +50,8 @@ Error KeyError(std::string message, std::string hint) {
 }
 
 Error Damaged(std::string_view associated_data, std::string_view why) {
-  std::string what = associated_data.empty() ? "sealed value"
-                                             : "sealed value " + std::string(associated_data);
+  std::string what =
+      associated_data.empty() ? "sealed value" : "sealed value " + std::string(associated_data);
   return Error(Code::kStorageError, what + ": " + std::string(why),
                "the store file was damaged or edited; restore it from a backup", Side::kStore);
 }
@@ -119,18 +119,18 @@ Status FsyncDir(const std::string& dir) {
 Result<MasterKey> MasterKey::Generate() {
   SecretBytes key(kMasterKeySize);
   if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
-    return KeyError("cannot generate a master key: the random generator failed: " +
-                        ossl::DrainErrors(),
-                    "check the system's entropy source");
+    return KeyError(
+        "cannot generate a master key: the random generator failed: " + ossl::DrainErrors(),
+        "check the system's entropy source");
   }
   return FromBytes(std::move(key), "generated key");
 }
 
 Result<MasterKey> MasterKey::FromBytes(SecretBytes raw, std::string_view source) {
   if (raw.size() != kMasterKeySize) {
-    return KeyError(std::string(source) + ": a master key is 32 bytes, got " +
-                        std::to_string(raw.size()),
-                    "generate one with: openssl rand -base64 32");
+    return KeyError(
+        std::string(source) + ": a master key is 32 bytes, got " + std::to_string(raw.size()),
+        "generate one with: openssl rand -base64 32");
   }
   std::string id = RawToHex(RawKeyId(raw));
   return MasterKey(std::move(raw), std::move(id));
@@ -236,8 +236,8 @@ Result<std::string> Vault::Seal(const SecretBytes& plaintext,
                                 std::string_view associated_data) const {
   const MasterKey& key = keys_.front();
   if (plaintext.size() > static_cast<size_t>(INT_MAX) - kSealOverhead) {
-    return Error(Code::kInvalidArgument, "sealed value " + std::string(associated_data) +
-                                             ": too large to seal");
+    return Error(Code::kInvalidArgument,
+                 "sealed value " + std::string(associated_data) + ": too large to seal");
   }
   std::string blob(kHeaderSize + kNonceSize + plaintext.size() + kTagSize, '\0');
   auto* out = reinterpret_cast<uint8_t*>(blob.data());
@@ -246,8 +246,8 @@ Result<std::string> Vault::Seal(const SecretBytes& plaintext,
   std::memcpy(out + 1, raw_id.data(), kIdSize);
   uint8_t* nonce = out + kHeaderSize;
   if (RAND_bytes(nonce, kNonceSize) != 1) {
-    return Error(Code::kInternal, "cannot seal: the random generator failed: " +
-                                      ossl::DrainErrors());
+    return Error(Code::kInternal,
+                 "cannot seal: the random generator failed: " + ossl::DrainErrors());
   }
   std::string aad(blob.data(), kHeaderSize);
   aad.append(associated_data);
@@ -255,21 +255,20 @@ Result<std::string> Vault::Seal(const SecretBytes& plaintext,
   ossl::EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   uint8_t* ct = nonce + kNonceSize;
-  bool ok = ctx != nullptr &&
-            EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) == 1 &&
-            EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes().data(), nonce) == 1 &&
-            EVP_EncryptUpdate(ctx.get(), nullptr, &len,
-                              reinterpret_cast<const uint8_t*>(aad.data()),
-                              static_cast<int>(aad.size())) == 1 &&
-            EVP_EncryptUpdate(ctx.get(), ct, &len, plaintext.data(),
-                              static_cast<int>(plaintext.size())) == 1 &&
-            EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize,
-                                ct + plaintext.size()) == 1;
+  bool ok =
+      ctx != nullptr &&
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) == 1 &&
+      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes().data(), nonce) == 1 &&
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const uint8_t*>(aad.data()),
+                        static_cast<int>(aad.size())) == 1 &&
+      EVP_EncryptUpdate(ctx.get(), ct, &len, plaintext.data(),
+                        static_cast<int>(plaintext.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, ct + plaintext.size()) == 1;
   if (!ok) {
-    return Error(Code::kInternal, "cannot seal " + std::string(associated_data) + ": " +
-                                      ossl::DrainErrors());
+    return Error(Code::kInternal,
+                 "cannot seal " + std::string(associated_data) + ": " + ossl::DrainErrors());
   }
   return blob;
 }
@@ -296,20 +295,19 @@ Result<SecretBytes> Vault::Open(std::string_view blob, std::string_view associat
   ossl::EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   int final_len = 0;
-  bool ok = ctx != nullptr &&
-            EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) == 1 &&
-            EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key->bytes().data(), nonce) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), nullptr, &len,
-                              reinterpret_cast<const uint8_t*>(aad.data()),
-                              static_cast<int>(aad.size())) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), plain.data(), &len, ct, static_cast<int>(ct_len)) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag) == 1 &&
-            EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &final_len) == 1;
+  bool ok =
+      ctx != nullptr &&
+      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) == 1 &&
+      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key->bytes().data(), nonce) == 1 &&
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const uint8_t*>(aad.data()),
+                        static_cast<int>(aad.size())) == 1 &&
+      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, ct, static_cast<int>(ct_len)) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag) == 1 &&
+      EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &final_len) == 1;
   if (!ok) {
     ossl::ClearErrors();
-    return Damaged(associated_data,
-                   "failed authentication (damaged, or copied from another row)");
+    return Damaged(associated_data, "failed authentication (damaged, or copied from another row)");
   }
   return plain;
 }
