@@ -101,9 +101,12 @@ class RestEngine {
   RestEngine& operator=(const RestEngine&) = delete;
 
   // Queues a step. `credentials` are for the step's URL host (what the store resolved;
-  // empty when ssl_verification is off). `done` runs exactly once, on a worker thread —
-  // or on the calling thread when the step is refused at once (invalid, engine busy,
-  // shut down). The step never runs past `deadline`.
+  // empty when ssl_verification is off); other hosts (redirect hops, the OAuth2 token
+  // endpoint) get theirs from EngineOptions::credentials. `done` runs exactly once, on a
+  // worker thread — or on the calling thread when the step is refused at once (invalid,
+  // engine busy, shut down). `done` must not block on another step of this engine (a
+  // worker waiting for a worker can deadlock). The step never runs past `deadline`;
+  // cancelling `cancel` aborts it within ~50 ms with CANCELLED.
   void Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
               CancelToken cancel, StepCallback done);
 
@@ -116,8 +119,9 @@ class RestEngine {
   // ssl_verification over http. INVALID_STEP_CONFIG naming the field, or OK.
   Status Validate(const RestStep& step) const;
 
-  // Stops accepting steps, lets queued and running ones finish, joins the workers.
-  // Idempotent; later Submit calls complete with FAILED_PRECONDITION.
+  // Stops accepting steps, lets queued and running ones finish (each bounded by its own
+  // deadline; cancel their tokens to cut that short), joins the workers. Idempotent;
+  // later Submit calls complete with FAILED_PRECONDITION, detail reason=shutting_down.
   void Shutdown();
 
   // A snapshot of every live partition's counters.

@@ -461,6 +461,30 @@ TEST(EngineTest, OAuth2TokenRefreshedOnceWhenTheApiRejectsIt) {
   EXPECT_EQ(token_calls.load(), 2);
 }
 
+TEST(EngineTest, OAuth2TokenNotReusedPastItsExpiryMargin) {
+  std::atomic<int> token_calls{0};
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.handler = [&](const ServerRequest& req) {
+    ServerResponse r;
+    if (req.target == "/token") {
+      ++token_calls;
+      r.body = R"({"access_token":"short","token_type":"bearer","expires_in":20})";
+    }
+    return r;
+  };
+  auto server = Serve(std::move(config));
+  EngineOptions options;
+  options.oauth2_expiry_margin = std::chrono::seconds(30);  // longer than the token lives
+  RestEngine engine(options);
+  for (int i = 0; i < 2; ++i) {
+    RestStep step = Get(server->BaseUrl() + "/api");
+    step.auth = OAuth2ClientCredentials{server->BaseUrl() + "/token", "c", SecretBytes(), "", ""};
+    auto r = engine.Execute(std::move(step), Creds(""), Soon());
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+  }
+  EXPECT_EQ(token_calls.load(), 2);
+}
+
 TEST(EngineTest, FullQueueIsEngineBusy) {
   auto config = ServerConfig("localhost", ClientAuth::kNone);
   config.handler = [](const ServerRequest&) {
