@@ -275,6 +275,21 @@ TEST_F(ErrorCatalogTest, ResponseTooLargeWithAndWithoutContentLength) {
   }
 }
 
+TEST_F(ErrorCatalogTest, ConnectionResetIsATransferFailure) {
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.handler = [](const testing::ServerRequest&) {
+    ServerResponse r;
+    r.mode = ServerResponse::Mode::kReset;
+    return r;
+  };
+  auto server = Serve(std::move(config));
+  auto r = Call(server->BaseUrl() + "/", Creds(""));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Code::kTransferFailed) << r.error().ToString();
+  EXPECT_EQ(r.error().side, Side::kNetwork);
+  EXPECT_EQ(server->request_count(), 1u);
+}
+
 TEST_F(ErrorCatalogTest, InvalidHeaderIsRefusedBeforeAnythingIsSent) {
   auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
   struct Bad {
