@@ -14,6 +14,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugin/client.h"
 #include "plugin/config.h"
+#include "plugin/demo.h"
 #include "plugin/handshake.h"
 #include "plugin/host_launcher.h"
 #include "plugin/serve.h"
@@ -812,70 +813,6 @@ std::string SelfExecutable(const char* argv0) {
   return argv0;
 }
 
-// Plays the host: launches this binary through the go-plugin handshake with AutoMTLS,
-// checks health and describes the plugin. Steps follow once the store and engines are
-// wired (capabilities "certificate-store", "rest").
-int Demo(const std::string& self, bool json) {
-  LaunchOptions launch;
-  launch.binary = self;
-  launch.automtls = true;
-  std::cerr << "demo: launching " << self << " as a host would (go-plugin handshake, AutoMTLS)\n";
-  auto plugin = PluginProcess::Launch(launch);
-  if (!plugin.ok()) {
-    std::cerr << "demo: " << plugin.error().message << "\n";
-    return kExitUnreachable;
-  }
-  auto& p = **plugin;
-  std::cerr << "demo: handshake: network=" << p.handshake().network
-            << " address=" << p.handshake().address
-            << " automtls=" << (p.handshake().server_cert_der.empty() ? "no" : "yes") << "\n";
-
-  auto health = grpc::health::v1::Health::NewStub(p.channel());
-  for (const std::string service : {"", "plugin"}) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    grpc::health::v1::HealthCheckRequest req;
-    req.set_service(service);
-    grpc::health::v1::HealthCheckResponse resp;
-    const grpc::Status s = health->Check(&ctx, req, &resp);
-    std::cerr << "demo: health '" << service << "': "
-              << (s.ok() ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status())
-                         : s.error_message())
-              << "\n";
-  }
-  auto steps = v1::StepPluginService::NewStub(p.channel());
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  v1::GetPluginInfoResponse info;
-  const grpc::Status s = steps->GetPluginInfo(&ctx, v1::GetPluginInfoRequest(), &info);
-  int rc = kExitOk;
-  if (!s.ok()) {
-    std::cerr << "demo: GetPluginInfo: " << s.error_message() << "\n";
-    rc = kExitRefused;
-  } else if (json) {
-    std::cout << ToJson(info) << std::endl;
-  } else {
-    std::cout << info.name() << " " << info.version() << " (" << info.api_version() << ")\n";
-    for (const auto& k : info.step_kinds()) {
-      std::cout << "  step kind " << k.kind() << ": " << k.display_name() << " ("
-                << k.config_schema().size() << "-byte JSON Schema)\n";
-    }
-    std::cout << "  capabilities:";
-    for (const auto& c : info.capabilities()) std::cout << " " << c;
-    std::cout << "\n";
-  }
-  bool can_run = false;
-  for (const auto& c : info.capabilities()) can_run = can_run || c == "rest";
-  if (!can_run) {
-    std::cerr << "demo: this build cannot execute steps yet (no \"rest\" capability); "
-                 "skipping the mTLS call\n";
-  }
-  p.CloseStdin();
-  const auto code = p.Wait(std::chrono::seconds(15));
-  std::cerr << "demo: plugin exited with " << (code ? std::to_string(*code) : "timeout") << "\n";
-  return rc;
-}
-
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -1010,7 +947,7 @@ int RunCli(int argc, char** argv) {
   tc_tls.Add(test);
 
   // demo
-  auto* demo = app.add_subcommand("demo", "launch the plugin as a host would and show it working");
+  auto* demo = app.add_subcommand("demo", "make a throwaway PKI and nginx, launch the plugin as a host would, run an mTLS step that works and one that fails");
 
   try {
     app.parse(argc, argv);
@@ -1068,7 +1005,7 @@ int RunCli(int argc, char** argv) {
   if (call_rest->parsed()) return CallRest(client, rf);
   if (call_soap->parsed()) return CallSoap(client, sf);
   if (test->parsed()) return TestConnection(client, tc_target, tc_tls, tc_timeout);
-  if (demo->parsed()) return Demo(SelfExecutable(argv[0]), g.json);
+  if (demo->parsed()) return RunDemo(SelfExecutable(argv[0]), g.json);
   std::cerr << app.help();
   return kExitUsage;
 }
