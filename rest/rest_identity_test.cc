@@ -188,6 +188,9 @@ TEST(IdentityTest, PrivateTrustOnlyIgnoresTheSystemCas) {
   // The "system" CAs of this engine contain other-root; the server is signed by it.
   EngineOptions options;
   options.system_trust.ca_file = PkiPath("ca/other-root.pem");
+  // One worker: both calls go through the same curl multi handle, whose CA cache would
+  // otherwise hand the first call's trust store to the second (a regression test).
+  options.workers = 1;
   RestEngine engine(options);
   TlsServer server(ServerConfig("other-ca", ClientAuth::kNone));
   ASSERT_TRUE(server.Start()) << server.start_error();
@@ -198,7 +201,7 @@ TEST(IdentityTest, PrivateTrustOnlyIgnoresTheSystemCas) {
 
   core::CallCredentials private_creds = Creds("", /*private_trust=*/true);
   auto refused = engine.Execute(Get(server.BaseUrl() + "/"), private_creds, Soon());
-  ASSERT_FALSE(refused.ok());
+  ASSERT_FALSE(refused.ok()) << "the private-only call trusted a system CA";
   EXPECT_EQ(refused.error().code, Code::kServerCertUntrusted) << refused.error().ToString();
 
   RestStep step = Get(server.BaseUrl() + "/");

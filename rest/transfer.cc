@@ -265,6 +265,10 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   // for private-only trust (and libcurl would re-read the bundle for every connection).
   curl_easy_setopt(easy, CURLOPT_CAINFO, nullptr);
   curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+  // libcurl (7.87+) caches the X509_STORE of a connection in the *multi* handle and puts
+  // it on the next connection's SSL_CTX. The multi belongs to a worker, not a partition,
+  // so that cache would carry one partition's trust into another's connections.
+  curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, profile.verify_peer ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, profile.verify_host ? 2L : 0L);
   curl_easy_setopt(easy, CURLOPT_SSLVERSION, TlsVersionOption(profile.min_tls_version));
