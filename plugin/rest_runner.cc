@@ -311,7 +311,7 @@ Result<rest::RestStep> SoapTransport(const v1::SoapStep& step, const std::string
                                              step.redirects(), step.max_response_bytes(),
                                              environment, limits));
   s.url.clear();
-  s.method.clear();
+  s.method = "POST";  // what SoapClient sends; anything else is refused
   for (const auto& h : step.http_headers()) s.headers.push_back({h.name(), h.value()});
   return s;
 }
