@@ -216,7 +216,7 @@ TEST_F(ErrorCatalogTest, TimeoutHonoursTheStepTimeout) {
   EXPECT_EQ(r.error().detail.at("phase"), "response");
   EXPECT_EQ(r.error().detail.at("limit"), "step_timeout");
   EXPECT_GE(took, 750ms);
-  EXPECT_LT(took, 1500ms);
+  EXPECT_LT(took, 2500ms);  // generous: CI machines are loaded
 }
 
 TEST_F(ErrorCatalogTest, TimeoutHonoursTheCallersDeadline) {
@@ -229,7 +229,7 @@ TEST_F(ErrorCatalogTest, TimeoutHonoursTheCallersDeadline) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Code::kTimeout) << r.error().ToString();
   EXPECT_EQ(r.error().detail.at("limit"), "caller_deadline");
-  EXPECT_LT(took, 1200ms);
+  EXPECT_LT(took, 2500ms);
 }
 
 TEST_F(ErrorCatalogTest, CancelAbortsTheTransfer) {
@@ -247,7 +247,7 @@ TEST_F(ErrorCatalogTest, CancelAbortsTheTransfer) {
   canceller.join();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Code::kCancelled) << r.error().ToString();
-  EXPECT_LT(took, 1000ms);
+  EXPECT_LT(took, 2500ms);  // the stall would last until the 20 s deadline
 }
 
 TEST_F(ErrorCatalogTest, ResponseTooLargeWithAndWithoutContentLength) {

@@ -40,7 +40,11 @@ TEST_P(IdentitySeparationTest, AlternatingIdentitiesEachPresentTheirOwnCertifica
   TlsServer server(std::move(config));
   ASSERT_TRUE(server.Start()) << server.start_error();
 
-  RestEngine engine;
+  // One worker: every call goes through the same curl multi handle, so nothing kept per
+  // multi (rather than per partition) can carry one identity's state to the other.
+  EngineOptions options;
+  options.workers = 1;
+  RestEngine engine(options);
   core::CallCredentials a = Creds("rsa");
   core::CallCredentials b = Creds("second");
   const std::string fp_a = a.identity->fingerprint;
