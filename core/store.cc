@@ -859,7 +859,7 @@ struct CertificateStore::Impl {
   mutable std::condition_variable use_cv;
   mutable std::unordered_map<std::string, Usage> usage;  // entries used since Open
   mutable std::unordered_set<std::string> dirty_usage;
-  mutable std::vector<AuditEvent> pending_uses;
+  mutable std::deque<AuditEvent> pending_uses;  // a deque: growing never moves events
   mutable size_t dropped_uses = 0;
   bool stopping = false;  // guarded by use_mu
   std::thread flusher;
@@ -1231,7 +1231,7 @@ struct CertificateStore::Impl {
   // ---- Use records ----
 
   Status FlushUses() {
-    std::vector<AuditEvent> events;
+    std::deque<AuditEvent> events;
     std::vector<std::pair<std::string, Usage>> counts;
     size_t dropped = 0;
     {
@@ -1258,7 +1258,7 @@ struct CertificateStore::Impl {
     return st;
   }
 
-  Status WriteUses(const std::vector<AuditEvent>& events,
+  Status WriteUses(const std::deque<AuditEvent>& events,
                    const std::vector<std::pair<std::string, Usage>>& counts, size_t dropped) {
     std::lock_guard lk(write_mu);
     if (read_only) return ReadOnlyError();
