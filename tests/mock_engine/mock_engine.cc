@@ -1,5 +1,9 @@
 #include "tests/mock_engine/mock_engine.h"
 
+#include <openssl/pem.h>
+
+#include "core/ossl.h"
+
 #include <grpcpp/generic/generic_stub.h>
 #include <unistd.h>
 
@@ -282,10 +286,22 @@ Secret KeySecret(const std::string& pki_rel) {
   body.erase(std::remove(body.begin(), body.end(), '='), body.end());
   const auto der = plugin::Base64RawStdDecode(body);
   if (der) {
+    // The public half of a private key (an RSA modulus, an EC point) is also in the
+    // certificate, which is public and stored in clear: windows that lie inside the public
+    // key's encoding are not secrets and would match the stored certificate.
+    std::string public_der;
+    if (auto bio = ossl::MemoryBio(pem)) {
+      ossl::EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+      unsigned char* out = nullptr;
+      const int len = key ? i2d_PUBKEY(key.get(), &out) : 0;
+      if (len > 0) public_der.assign(reinterpret_cast<char*>(out), static_cast<size_t>(len));
+      OPENSSL_free(out);
+    }
     // The DER in windows: a key leaked in pieces, or inside a larger blob, still matches.
     constexpr size_t kWindow = 24;
     for (size_t off = 0; off + kWindow <= der->size(); off += kWindow) {
-      s.needles.push_back(der->substr(off, kWindow));
+      std::string window = der->substr(off, kWindow);
+      if (public_der.find(window) == std::string::npos) s.needles.push_back(std::move(window));
     }
   }
   return s;

@@ -403,7 +403,7 @@ TEST_F(MockEngineTest, FailingStepsCarryTheirCatalogCodes) {
   // Nothing bound for this environment.
   {
     const auto e = MustFail(GetStep(Url(*good, "localhost", "/echo")), "sandbox", "CERTIFICATE_NOT_FOUND");
-    EXPECT_EQ(e.side(), v1::ERROR_SIDE_STORE);
+    EXPECT_EQ(e.side(), v1::ERROR_SIDE_CONFIGURATION);
     EXPECT_EQ(e.detail().at("environment"), "sandbox");
     EXPECT_EQ(e.detail().at("port"), std::to_string(pg));
   }
@@ -549,7 +549,9 @@ TEST_F(MockEngineTest, CredentialsAndKeysNeverComeBackOut) {
   auto n1 = StartNginx();
   ASSERT_TRUE(n1->running());
   const uint32_t p1 = n1->port();
-  MustCreate(TrustStoreFromFile("pki-trust", "trust/bundle.pem", {{"localhost", p1, ""}, {"127.0.0.1", p1, ""}}));
+  // Trust is resolved per environment like certificates: the sandbox step needs it too.
+  MustCreate(TrustStoreFromFile("pki-trust", "trust/bundle.pem",
+                                {{"localhost", p1, ""}, {"localhost", p1, "sandbox"}, {"127.0.0.1", p1, ""}}));
   MustCreate(KeyPairFromFiles("identity-a", "client/rsa.pem", "client/rsa.key.pem", {{"localhost", p1, ""}}));
   MustCreate(KeyPairFromFiles("identity-b", "client/second.pem", "client/second.key.pem",
                               {{"localhost", p1, "sandbox"}}));
