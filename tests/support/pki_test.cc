@@ -164,7 +164,8 @@ TEST(PkiTest, ReadmeListsExactlyTheFilesOnDisk) {
   for (const auto& e : fs::recursive_directory_iterator(PkiDir())) {
     if (!e.is_regular_file()) continue;
     std::string rel = fs::relative(e.path(), PkiDir()).string();
-    if (rel[0] != '.') on_disk.insert(rel);
+    // Tests that sign with our CAs may leave OpenSSL's serial bookkeeping (*.srl) behind.
+    if (rel[0] != '.' && !rel.ends_with(".srl")) on_disk.insert(rel);
   }
   EXPECT_EQ(listed, on_disk);
   for (const char* rel : kPromisedFiles) EXPECT_TRUE(listed.count(rel)) << rel;
