@@ -1,0 +1,664 @@
+// wsstep_bench: the benchmark harness of PRODUCT.md §5 (run it through scripts/bench.sh).
+//
+// In one run, on loopback, against one nginx mTLS origin, it measures the baselines (wrk
+// through an nginx egress gateway, direct libcurl keep-alive and new-connection loops,
+// openssl s_time -new) and wsstep (the real plugin binary over gRPC, the REST engine
+// in-process, identities from PKCS#12/JKS against PEM, a store of 100,000 certificates),
+// then prints one table of figures and §5 ratios and writes it as Markdown.
+//
+// Exit code: 0 when every figure was measured (whether or not a target was met), 1 when
+// something could not be measured, 2 on a usage error.
+//
+//   wsstep_bench [--pki DIR] [--plugin PATH] [--out-dir DIR] [--duration S] [--smoke]
+//                [--only wrk,curl,stime,engine,plugin,formats,store] [--automtls]
+//   wsstep_bench store-generate|store-measure --data-dir DIR ...   (child processes)
+#include <curl/curl.h>
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "rest/engine.h"
+#include "tests/bench/baselines.h"
+#include "tests/bench/engine_bench.h"
+#include "tests/bench/plugin_bench.h"
+#include "tests/bench/report.h"
+#include "tests/bench/stats.h"
+#include "tests/bench/store_bench.h"
+#include "tests/support/nginx.h"
+#include "tests/support/pki.h"
+#include "tests/support/process.h"
+
+namespace wsstep::bench {
+namespace {
+
+using testing::NginxConfig;
+using testing::NginxServer;
+
+// The origin's fixed response: small, like a typical JSON API answer.
+constexpr std::string_view kPath = "/bench";
+constexpr std::string_view kBody = "{\"status\":\"ok\",\"service\":\"wsstep-bench\"}";
+
+const char* const kSectionWrk = "1 nginx egress gateway + wrk";
+const char* const kSectionCurl = "2 direct libcurl";
+const char* const kSectionSTime = "3 openssl s_time -new";
+const char* const kSectionPlugin = "4 wsstep plugin over gRPC";
+const char* const kSectionEngine = "4b wsstep REST engine in-process";
+const char* const kSectionFormats = "5 identity formats";
+
+struct Options {
+  std::string pki;
+  std::string plugin = WSSTEP_BENCH_PLUGIN_BINARY;
+  std::string out_dir = WSSTEP_BENCH_OUTPUT_DIR;
+  std::string markdown;  // default <out_dir>/latest.md (smoke: <out_dir>/smoke.md)
+  int duration_s = 8;
+  int stime_s = 5;
+  int in_flight = 16;
+  size_t store_entries = 100'000;
+  size_t lookups = 300'000;
+  bool smoke = false;
+  bool automtls = false;
+  bool keepalive_only = false;  // skip the new-connection rows (profiling the warm path)
+  std::string only;
+  std::string plugin_prefix;  // space-separated command the plugin runs under
+
+  uint64_t max_count = 0;  // per loop; smoke: 10
+  std::set<std::string> phases;
+  bool Runs(const std::string& phase) const { return phases.count(phase) != 0; }
+};
+
+std::string NowUtc() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buf;
+}
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      size_t colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  }
+  return "unknown";
+}
+
+std::string ToolVersions() {
+  std::string nginx = FirstLine(testing::RunCommand({"/usr/sbin/nginx", "-v"}).output);
+  std::string openssl = FirstLine(testing::RunCommand({"openssl", "version"}).output);
+  std::string wrk = FirstLine(testing::RunCommand({"wrk", "-v"}).output);
+  return nginx + "; " + openssl + "; " + wrk.substr(0, wrk.find(" [")) + "; libcurl " +
+         curl_version_info(CURLVERSION_NOW)->version + "; gRPC " + grpc::Version();
+}
+
+// This binary, read once at start-up: a rebuild during a long run replaces the file, and
+// /proc/self/exe would then name the deleted one.
+const std::string& SelfExe() {
+  static const std::string path = [] {
+    std::error_code ec;
+    auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string() : p.string();
+  }();
+  return path;
+}
+
+double Ratio(double a, double b) { return b > 0 ? a / b : 0; }
+
+void AddThroughput(Report& r, const std::string& section, const std::string& what,
+                   const Throughput& t, const std::string& rate_unit, const std::string& note = {}) {
+  r.AddFigure(section, what + ": throughput", t.per_second, rate_unit, 0,
+              std::to_string(t.count) + " in " + FormatNumber(t.seconds, 1) + " s" +
+                  (note.empty() ? "" : "; " + note));
+  r.AddFigure(section, what + ": latency p50", t.p50_us, "µs", 0);
+  if (t.p99_us > 0) r.AddFigure(section, what + ": latency p99", t.p99_us, "µs", 0);
+}
+
+std::optional<Throughput> FromLoop(Report& r, const std::string& section, const std::string& what,
+                                   const LoopOutcome& o, const std::string& rate_unit,
+                                   const std::string& note = {}) {
+  std::string problem;
+  if (o.hung) problem = "operations still outstanding after the grace period";
+  else if (o.failures > 0) problem = std::to_string(o.failures) + " failures, first: " + o.first_error;
+  else if (o.throughput.count == 0) problem = "nothing completed";
+  if (!problem.empty()) {
+    r.AddMissing(section, what, problem);
+    return std::nullopt;
+  }
+  AddThroughput(r, section, what, o.throughput, rate_unit, note);
+  return o.throughput;
+}
+
+// Runs a child process of this binary, stoppable by our stop flag, and returns its
+// key=value output (plus "exit" and, on trouble, "error").
+std::map<std::string, std::string> RunSelf(const std::vector<std::string>& args,
+                                           const std::string& log, std::chrono::minutes timeout) {
+  std::vector<std::string> argv = {SelfExe()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  testing::ChildProcess child;
+  std::filesystem::remove(log);
+  std::map<std::string, std::string> out;
+  if (!child.Start(argv, log)) {
+    out["error"] = "cannot start " + argv[0] + ": " + child.error();
+    return out;
+  }
+  const auto deadline = Now() + timeout;
+  while (child.Running() && !Stopping() && Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int code = child.Running() ? child.Stop(SIGTERM, std::chrono::seconds(10)) : child.exit_code().value_or(-1);
+  out = ParseKeyValues(testing::ReadFile(log));
+  out["exit"] = std::to_string(code);
+  if (code != 0 && out.count("error") == 0) {
+    out["error"] = Now() >= deadline ? "timed out" : "exited with " + std::to_string(code);
+  }
+  return out;
+}
+
+double Num(const std::map<std::string, std::string>& kv, const std::string& key) {
+  auto it = kv.find(key);
+  if (it == kv.end()) return -1;
+  try {
+    return std::stod(it->second);
+  } catch (...) {
+    return -1;
+  }
+}
+
+struct Figures {
+  std::optional<Throughput> wrk1, wrk16, curl_ka, curl_new, stime;
+  std::optional<Throughput> plugin1, plugin16, plugin_fresh;
+  std::optional<Throughput> engine1, engine16, engine_fresh1, engine_fresh16;
+  std::optional<double> p12_ratio, jks_ratio, p12_resolve_ratio, jks_resolve_ratio;
+  std::optional<double> store_startup_s, store_resolve_p99_us, store_hot_p99_us;
+};
+
+int RunAll(Options& o) {
+  Report report;
+  report.SetFact("date", NowUtc());
+  report.SetFact("cores (nproc)", std::to_string(CoreCount()));
+  report.SetFact("cpu", CpuModel());
+  report.SetFact("load average (1 min) at start", FormatNumber(LoadAverage1(), 2));
+  report.SetFact("tools", ToolVersions());
+  report.SetFact("settings",
+                 std::string(o.smoke ? "SMOKE RUN (10 requests each; figures meaningless); " : "") +
+                     std::to_string(o.duration_s) + " s per throughput figure, s_time " +
+                     std::to_string(o.stime_s) + " s, " + std::to_string(o.in_flight) +
+                     " in flight, plugin channel " + (o.automtls ? "AutoMTLS" : "plaintext unix socket") +
+                     ", nginx worker_processes auto, TLS 1.3, client cert RSA 2048");
+
+  const TlsFiles files{testing::PkiPath("client/rsa.pem"), testing::PkiPath("client/rsa.key.pem"),
+                       testing::PkiPath("trust/bundle.pem")};
+  for (const auto& f : {files.cert_file, files.key_file, files.ca_file}) {
+    if (!std::filesystem::exists(f)) {
+      std::cerr << "wsstep_bench: " << f << " is missing (generate the PKI with tests/pki/make_pki.sh)\n";
+      return 1;
+    }
+  }
+  testing::TempDir work("wsstep-bench-");
+  const Nanos duration = std::chrono::seconds(o.duration_s);
+  Figures fig;
+
+  // ---- the origin and the gateway
+  NginxConfig origin_config;
+  origin_config.verify_client = testing::NginxVerifyClient::kOn;
+  origin_config.responses.emplace_back(std::string(kPath), std::string(kBody), 200, "application/json");
+  origin_config.echo_path = "";
+  origin_config.worker_processes = 0;
+  origin_config.keepalive_requests = 1'000'000;
+  origin_config.extra_http_directives = "  access_log off;\n";
+  NginxServer origin(origin_config);
+  if (!origin.Start()) {
+    std::cerr << "wsstep_bench: the nginx origin did not start: " << origin.start_error() << "\n";
+    return 1;
+  }
+  const std::string origin_url = origin.base_url() + std::string(kPath);
+  report.SetFact("origin", origin_url + " (nginx, ssl_verify_client on, " + std::to_string(kBody.size()) +
+                               "-byte JSON response)");
+
+  std::cerr << "[bench] origin " << origin_url << "\n";
+  if (o.Runs("wrk")) {
+    NginxConfig gateway_config;
+    gateway_config.tls = false;
+    gateway_config.worker_processes = 0;
+    gateway_config.keepalive_requests = 1'000'000;
+    gateway_config.extra_http_directives = "  access_log off;\n";
+    testing::NginxEgressGateway egress;
+    egress.upstream_port = origin.port();
+    egress.client_cert_file = files.cert_file;
+    egress.client_key_file = files.key_file;
+    egress.trusted_ca_file = files.ca_file;
+    gateway_config.egress = egress;
+    NginxServer gateway(gateway_config);
+    if (!gateway.Start()) {
+      report.AddMissing(kSectionWrk, "gateway", "nginx gateway did not start: " + gateway.start_error());
+    } else {
+      const std::string url = gateway.gateway_url() + std::string(kPath);
+      const int seconds = o.smoke ? 1 : o.duration_s;
+      std::cerr << "[bench] wrk " << url << "\n";
+      for (auto [threads, conns, slot] : {std::tuple{1, 1, &fig.wrk1}, std::tuple{2, o.in_flight, &fig.wrk16}}) {
+        const std::string what = std::to_string(conns) + " connection" + (conns > 1 ? "s" : "") + " (-t" +
+                                 std::to_string(threads) + " -c" + std::to_string(conns) + ")";
+        auto t = RunWrk(url, threads, conns, seconds);
+        if (!t.ok()) {
+          report.AddMissing(kSectionWrk, what, t.error().message);
+          continue;
+        }
+        *slot = *t;
+        AddThroughput(report, kSectionWrk, what, *t, "req/s");
+      }
+    }
+  }
+
+  if (o.Runs("curl")) {
+    std::cerr << "[bench] libcurl loops\n";
+    auto ka = CurlKeepAliveLoop(origin_url, files, duration, o.max_count);
+    if (ka.ok()) {
+      fig.curl_ka = *ka;
+      AddThroughput(report, kSectionCurl, "keep-alive, one easy handle", *ka, "req/s");
+    } else {
+      report.AddMissing(kSectionCurl, "keep-alive, one easy handle", ka.error().message);
+    }
+    auto fresh = CurlNewConnectionLoop(origin_url, files, duration, o.max_count);
+    if (fresh.ok()) {
+      fig.curl_new = *fresh;
+      AddThroughput(report, kSectionCurl, "naive: new handle + connection, cert/key re-read each time", *fresh,
+                    "conn/s");
+    } else {
+      report.AddMissing(kSectionCurl, "naive new connections", fresh.error().message);
+    }
+  }
+
+  if (o.Runs("stime")) {
+    std::cerr << "[bench] openssl s_time\n";
+    std::string note;
+    auto t = RunSTime(origin.port(), files, o.smoke ? 1 : o.stime_s, &note);
+    if (t.ok()) {
+      fig.stime = *t;
+      report.AddFigure(kSectionSTime, "full handshakes, sequential", t->per_second, "conn/s", 0, note);
+    } else {
+      report.AddMissing(kSectionSTime, "full handshakes", t.error().message);
+    }
+  }
+
+  rest::EngineOptions engine_options;
+  engine_options.workers = std::max(16, o.in_flight);
+  rest::RestEngine engine(std::move(engine_options));
+  const std::string n = std::to_string(o.in_flight);
+
+  if (o.Runs("plugin")) {
+    std::cerr << "[bench] plugin " << o.plugin << "\n";
+    PluginBenchOptions p;
+    p.binary = o.plugin;
+    std::istringstream prefix(o.plugin_prefix);
+    for (std::string word; prefix >> word;) p.prefix.push_back(word);
+    p.automtls = o.automtls;
+    p.work_dir = work.Path("plugin");
+    std::filesystem::create_directories(p.work_dir);
+    p.origin_port = origin.port();
+    p.path = std::string(kPath);
+    p.files = files;
+    p.warmup = o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1));
+    p.duration = duration;
+    p.max_count = o.max_count;
+    p.in_flight = o.in_flight;
+    p.fresh = !o.keepalive_only;
+    PluginBenchResult r = RunPluginBench(p);
+    if (!r.error.empty() && !r.warm_single && !r.warm_many) {
+      report.AddMissing(kSectionPlugin, "ExecuteRestStep (all rows)", r.error);
+    } else {
+      auto cpu = [](double us) {
+        return us >= 0 ? "plugin CPU " + FormatNumber(us, 0) + " µs/step (all threads)" : std::string();
+      };
+      if (r.warm_single) {
+        fig.plugin1 = FromLoop(report, kSectionPlugin, "keep-alive, 1 in flight", *r.warm_single, "steps/s",
+                               cpu(r.cpu_us_per_step_single));
+      } else {
+        report.AddMissing(kSectionPlugin, "keep-alive, 1 in flight", r.error);
+      }
+      if (r.warm_many) {
+        fig.plugin16 = FromLoop(report, kSectionPlugin, "keep-alive, " + n + " in flight", *r.warm_many, "steps/s",
+                                cpu(r.cpu_us_per_step_many));
+      } else {
+        report.AddMissing(kSectionPlugin, "keep-alive, " + n + " in flight", r.error);
+      }
+      if (r.health_single) {
+        FromLoop(report, kSectionPlugin, "gRPC round trip alone (Health/Check), 1 in flight", *r.health_single,
+                 "calls/s", "transport floor, for comparison");
+      }
+      if (o.keepalive_only) {
+        // not measured on purpose
+      } else if (r.fresh_single) {
+        fig.plugin_fresh = FromLoop(report, kSectionPlugin, "Connection: close, 1 in flight", *r.fresh_single,
+                                    "steps/s", r.fresh_note);
+      } else {
+        report.AddMissing(kSectionPlugin, "Connection: close, 1 in flight", r.fresh_error);
+      }
+    }
+  }
+
+  if (o.Runs("engine")) {
+    std::cerr << "[bench] engine in-process\n";
+    auto creds = CredentialsFromFiles(files);
+    if (!creds.ok()) {
+      report.AddMissing(kSectionEngine, "all rows", creds.error().ToString());
+    } else {
+      // Warm-up: a connection per worker.
+      RunEngineLoop(engine, origin_url, *creds, o.in_flight, true,
+                    o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1)), 0);
+      // Each row also says what the identity's partition did meanwhile (engine counters).
+      const std::string fingerprint = (*creds).identity->fingerprint;
+      auto run = [&](const std::string& what, int in_flight, bool reuse) {
+        const rest::PartitionStats before = engine.StatsForIdentity(fingerprint);
+        LoopOutcome outcome = RunEngineLoop(engine, origin_url, *creds, in_flight, reuse, duration, o.max_count);
+        const rest::PartitionStats after = engine.StatsForIdentity(fingerprint);
+        const std::string counters =
+            std::to_string(after.reused_connections - before.reused_connections) + " reused, " +
+            std::to_string(after.new_connections - before.new_connections) + " new connections (" +
+            std::to_string(after.full_handshakes - before.full_handshakes) + " full handshakes, " +
+            std::to_string(after.resumed_sessions - before.resumed_sessions) + " resumed)";
+        return FromLoop(report, kSectionEngine, what, outcome, "steps/s", counters);
+      };
+      fig.engine1 = run("keep-alive, 1 in flight", 1, true);
+      fig.engine16 = run("keep-alive, " + n + " in flight", o.in_flight, true);
+      if (!o.keepalive_only) {
+        fig.engine_fresh1 = run("no reuse (full handshake), 1 in flight", 1, false);
+        fig.engine_fresh16 = run("no reuse (full handshake), " + n + " in flight", o.in_flight, false);
+      }
+    }
+  }
+
+  if (o.Runs("formats")) {
+    std::cerr << "[bench] identity formats\n";
+    FormatsOptions f;
+    f.work_dir = work.Path("formats");
+    std::filesystem::create_directories(f.work_dir);
+    f.origin_port = origin.port();
+    f.path = std::string(kPath);
+    f.pem = files;
+    f.pem_chain_file = testing::PkiPath("client/rsa.chain.pem");
+    f.p12_file = testing::PkiPath("p12/rsa-modern.p12");
+    f.p12_password = std::string(testing::pki::kP12Password);
+    if (o.smoke) {
+      f.rounds = 1;
+      f.calls_per_round = 10;
+      f.resolves = 100;
+      f.jks_file = testing::PkiPath("jks/client.jks");
+      f.jks_store_password = std::string(testing::pki::kStorePassword);
+      f.jks_key_password = std::string(testing::pki::kJksKeyPassword);
+    }
+    FormatsResult r = RunFormatsBench(engine, f);
+    for (const auto& c : r.formats) {
+      const std::string what = c.format + " (" + c.source + ")";
+      report.AddFigure(kSectionFormats, what + ": import (Create)", c.import_ms, "ms", 1);
+      report.AddFigure(kSectionFormats, what + ": first call (identity built)", c.first_call_us, "µs", 0);
+      if (c.call.count > 0) {
+        report.AddFigure(kSectionFormats, what + ": resolve + execute per call, p50", c.call.p50_us, "µs", 0,
+                         std::to_string(c.call.count) + " calls, mean " + FormatNumber(c.call.mean_us, 0) + " µs");
+        report.AddFigure(kSectionFormats, what + ": ResolveForCall alone, p50", c.resolve.p50_us, "µs", 2,
+                         "p99 " + FormatNumber(c.resolve.p99_us, 2) + " µs");
+      }
+    }
+    if (!r.error.empty()) {
+      report.AddMissing(kSectionFormats, "per-call cost", r.error);
+    }
+    auto find = [&](const std::string& name) -> const FormatCost* {
+      for (const auto& c : r.formats) {
+        if (c.format == name && c.call.count > 0) return &c;
+      }
+      return nullptr;
+    };
+    if (const FormatCost* pem = find("PEM")) {
+      if (const FormatCost* p12 = find("PKCS#12")) {
+        fig.p12_ratio = Ratio(p12->call.p50_us, pem->call.p50_us);
+        fig.p12_resolve_ratio = Ratio(p12->resolve.p50_us, pem->resolve.p50_us);
+      }
+      if (const FormatCost* jks = find("JKS")) {
+        fig.jks_ratio = Ratio(jks->call.p50_us, pem->call.p50_us);
+        fig.jks_resolve_ratio = Ratio(jks->resolve.p50_us, pem->resolve.p50_us);
+      }
+    }
+  }
+
+  if (o.Runs("store")) {
+    const std::string kSectionStore = "6 store of " + std::to_string(o.store_entries) + " certificates";
+    const std::string data_dir = o.out_dir + "/store-" + std::to_string(o.store_entries);
+    std::cerr << "[bench] store of " << o.store_entries << " certificates in " << data_dir << "\n";
+    std::filesystem::create_directories(o.out_dir);
+    const std::vector<std::string> common = {"--data-dir", data_dir, "--entries", std::to_string(o.store_entries),
+                                             "--cert", testing::PkiPath("client/ec256.pem"), "--key",
+                                             testing::PkiPath("client/ec256.key.pem"), "--lookups",
+                                             std::to_string(o.lookups)};
+    std::vector<std::string> gen_args = {"store-generate"};
+    gen_args.insert(gen_args.end(), common.begin(), common.end());
+    auto gen = RunSelf(gen_args, work.Path("store-generate.out"), std::chrono::minutes(60));
+    if (gen.count("error")) {
+      report.AddMissing(kSectionStore, "all rows", "generating: " + gen["error"]);
+    } else {
+      if (Num(gen, "generated") > 0) {
+        report.AddFigure(kSectionStore, "generation (CreateMany, batches of 1,000), this run", Num(gen, "generate_s"),
+                         "s", 1, "one-off; cached in " + data_dir);
+      } else {
+        report.AddFigure(kSectionStore, "generation", 0, "s", 0, "cached from an earlier run in " + data_dir);
+      }
+      std::vector<std::string> args = {"store-measure"};
+      args.insert(args.end(), common.begin(), common.end());
+      auto m = RunSelf(args, work.Path("store-measure.out"), std::chrono::minutes(20));
+      if (m.count("error")) {
+        report.AddMissing(kSectionStore, "measurement", m["error"]);
+      } else {
+        const double startup = Num(m, "first_open_s");
+        fig.store_startup_s = startup;
+        fig.store_resolve_p99_us = Num(m, "snapshot_resolve_p99_us");
+        fig.store_hot_p99_us = Num(m, "resolve_for_call_p99_us");
+        report.AddFigure(kSectionStore, "entries", Num(m, "entries"), "", 0);
+        report.AddFigure(kSectionStore, "startup: CertificateStore::Open, first in a fresh process", startup, "s", 3);
+        report.AddFigure(kSectionStore, "startup: Open again, median", Num(m, "reopen_median_s"), "s", 3,
+                         "each: " + m["reopen_s"] + " s");
+        report.AddFigure(kSectionStore, "resolve (snapshot, random hosts): p50", Num(m, "snapshot_resolve_p50_us"),
+                         "µs", 2, m["snapshot_resolve_count"] + " lookups");
+        report.AddFigure(kSectionStore, "resolve (snapshot, random hosts): p99", Num(m, "snapshot_resolve_p99_us"),
+                         "µs", 2);
+        const std::string hot = "ResolveForCall, cached identities (" +
+                                std::to_string(std::min<size_t>(1000, o.store_entries)) + " hosts): ";
+        report.AddFigure(kSectionStore, hot + "p50",
+                         Num(m, "resolve_for_call_p50_us"), "µs", 2, m["resolve_for_call_count"] + " lookups");
+        report.AddFigure(kSectionStore, hot + "p99",
+                         Num(m, "resolve_for_call_p99_us"), "µs", 2);
+        report.AddFigure(kSectionStore, "ResolveForCall, first use of an entry (decrypt + parse): p50",
+                         Num(m, "cold_resolve_for_call_p50_us"), "µs", 0);
+        const double before = Num(m, "rss_before_kib"), open = Num(m, "rss_open_kib"), after = Num(m, "rss_after_kib");
+        report.AddFigure(kSectionStore, "resident memory (VmRSS) before Open", before / 1024, "MiB", 1);
+        report.AddFigure(kSectionStore, "resident memory after Open", open / 1024, "MiB", 1,
+                         "+" + FormatNumber((open - before) / 1024, 1) + " MiB for the store");
+        report.AddFigure(kSectionStore, "resident memory after the lookups", after / 1024, "MiB", 1,
+                         "includes " + FormatNumber(static_cast<double>(o.lookups) * 64 / 1048576.0, 0) +
+                             " MiB of prepared lookup requests and the cached identities");
+        for (const char* k : {"snapshot_resolve_failures", "resolve_for_call_failures", "cold_resolve_for_call_failures"}) {
+          if (Num(m, k) > 0) report.AddMissing(kSectionStore, k, m[k] + " lookups failed");
+        }
+      }
+    }
+  }
+
+  // ---- ratios
+  const std::string engine_n = "engine in-process: ";
+  auto note_ratio = [](const std::string& label, std::optional<double> v) {
+    return v ? label + FormatNumber(*v, 2) + "×" : std::string();
+  };
+  // Warm throughput.
+  if (!o.Runs("plugin") || !o.Runs("wrk")) {
+    report.AddSkippedRatio("warm steps/s, " + n + " in flight: plugin / nginx gateway (wrk -c" + n + ")",
+                           RatioTarget::AtLeast(1.0));
+  } else {
+    std::optional<double> v, e;
+    if (fig.plugin16 && fig.wrk16) v = Ratio(fig.plugin16->per_second, fig.wrk16->per_second);
+    if (fig.engine16 && fig.wrk16) e = Ratio(fig.engine16->per_second, fig.wrk16->per_second);
+    report.AddRatio("warm steps/s, " + n + " in flight: plugin / nginx gateway (wrk -c" + n + ")", v,
+                    RatioTarget::AtLeast(1.0), "×", note_ratio(engine_n, e));
+  }
+  // Single-flow latency.
+  if (!o.Runs("plugin") || !o.Runs("curl")) {
+    report.AddSkippedRatio("single-flow p50: plugin / direct libcurl keep-alive", RatioTarget::AtMost(2.0));
+  } else {
+    std::optional<double> v, e;
+    if (fig.plugin1 && fig.curl_ka) v = Ratio(fig.plugin1->p50_us, fig.curl_ka->p50_us);
+    if (fig.engine1 && fig.curl_ka) e = Ratio(fig.engine1->p50_us, fig.curl_ka->p50_us);
+    report.AddRatio("single-flow p50: plugin / direct libcurl keep-alive", v, RatioTarget::AtMost(2.0), "×",
+                    note_ratio(engine_n, e));
+  }
+  // New connections. The proto cannot ask the plugin for a fresh connection and a full
+  // handshake, so the engine's reuse_connections=false figure stands for wsstep.
+  const std::string fresh_how = "wsstep = engine with reuse_connections=false (the proto has no such switch)";
+  struct NewConnectionBaseline {
+    const char* name;
+    const char* phase;
+    const std::optional<Throughput>* figure;
+    double target;
+  };
+  for (const NewConnectionBaseline& b : {NewConnectionBaseline{"naive libcurl", "curl", &fig.curl_new, 1.3},
+                                         NewConnectionBaseline{"openssl s_time -new", "stime", &fig.stime, 0.9}}) {
+    const std::string what = std::string("new connections/s: wsstep / ") + b.name;
+    if (!o.Runs("engine") || !o.Runs(b.phase) || o.keepalive_only) {
+      report.AddSkippedRatio(what, RatioTarget::AtLeast(b.target));
+      continue;
+    }
+    std::optional<double> v, p;
+    if (fig.engine_fresh1 && *b.figure) v = Ratio(fig.engine_fresh1->per_second, (*b.figure)->per_second);
+    if (fig.plugin_fresh && *b.figure) p = Ratio(fig.plugin_fresh->per_second, (*b.figure)->per_second);
+    report.AddRatio(what, v, RatioTarget::AtLeast(b.target), "×",
+                    fresh_how + (p ? "; plugin with Connection: close (resumed): " + FormatNumber(*p, 2) + "×" : ""));
+  }
+  // Formats.
+  if (!o.Runs("formats")) {
+    report.AddSkippedRatio("per call: PKCS#12 / PEM", RatioTarget::About(1.0, 0.1));
+    report.AddSkippedRatio("per call: JKS / PEM", RatioTarget::About(1.0, 0.1));
+  } else {
+    report.AddRatio("per call: PKCS#12 / PEM (resolve + execute, p50)", fig.p12_ratio, RatioTarget::About(1.0, 0.1),
+                    "×", note_ratio("ResolveForCall alone: ", fig.p12_resolve_ratio));
+    report.AddRatio("per call: JKS / PEM (resolve + execute, p50)", fig.jks_ratio, RatioTarget::About(1.0, 0.1), "×",
+                    note_ratio("ResolveForCall alone: ", fig.jks_resolve_ratio));
+  }
+  // Store.
+  const std::string entries = std::to_string(o.store_entries);
+  if (!o.Runs("store")) {
+    report.AddSkippedRatio(entries + " certificates: startup", RatioTarget::AtMost(1.0), "s");
+    report.AddSkippedRatio(entries + " certificates: resolve p99", RatioTarget::AtMost(5.0), "µs");
+  } else {
+    report.AddRatio(entries + " certificates: startup (Open)", fig.store_startup_s, RatioTarget::AtMost(1.0), "s");
+    report.AddRatio(entries + " certificates: resolve p99 (snapshot, random hosts)", fig.store_resolve_p99_us,
+                    RatioTarget::AtMost(5.0), "µs",
+                    fig.store_hot_p99_us ? "ResolveForCall (cached identity) p99: " +
+                                               FormatNumber(*fig.store_hot_p99_us, 2) + " µs"
+                                         : "");
+  }
+
+  report.SetFact("load average (1 min) at end", FormatNumber(LoadAverage1(), 2));
+  std::cout << report.Text() << std::flush;
+
+  if (Stopping()) {
+    // A partial table must not replace the last complete one (the README carries it).
+    std::cerr << "wsstep_bench: interrupted; the Markdown table was not written\n";
+    return 1;
+  }
+  const std::string md_path = !o.markdown.empty() ? o.markdown : o.out_dir + (o.smoke ? "/smoke.md" : "/latest.md");
+  std::filesystem::create_directories(std::filesystem::path(md_path).parent_path());
+  std::ofstream md(md_path);
+  md << report.Markdown();
+  md.close();
+  if (!md) {
+    std::cerr << "wsstep_bench: cannot write " << md_path << "\n";
+    return 1;
+  }
+  std::cerr << "[bench] table written to " << md_path << "\n";
+  if (!report.complete()) {
+    std::cerr << "wsstep_bench: " << report.missing() << " figure(s) could not be measured (see NOT MEASURED)\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace wsstep::bench
+
+int main(int argc, char** argv) {
+  using namespace wsstep::bench;
+  InstallStopHandlers();
+  SelfExe();
+  Options o;
+  StoreScaleOptions store;
+  CLI::App app{"wsstep benchmark harness (PRODUCT.md §5); see scripts/bench.sh"};
+  app.add_option("--pki", o.pki, "generated test PKI (tests/pki/make_pki.sh); default $WSSTEP_TEST_PKI");
+  app.add_option("--plugin", o.plugin, "the wsstep plugin binary")->capture_default_str();
+  app.add_option("--out-dir", o.out_dir, "store cache and the Markdown table")->capture_default_str();
+  app.add_option("--markdown", o.markdown, "Markdown output (default <out-dir>/latest.md)");
+  app.add_option("--duration", o.duration_s, "seconds per throughput figure")->capture_default_str();
+  app.add_option("--stime", o.stime_s, "seconds of openssl s_time")->capture_default_str();
+  app.add_option("--in-flight", o.in_flight, "the concurrent measurements' in-flight count")->capture_default_str();
+  app.add_option("--store-entries", o.store_entries, "entries of the large store")->capture_default_str();
+  app.add_option("--lookups", o.lookups, "timed resolutions in the large store")->capture_default_str();
+  app.add_flag("--smoke", o.smoke, "10 requests each, tiny store: checks the harness, measures nothing");
+  app.add_flag("--automtls", o.automtls, "secure the plugin channel with go-plugin AutoMTLS");
+  app.add_flag("--keepalive-only", o.keepalive_only,
+               "skip the new-connection rows (e.g. to profile only the warm per-step path)");
+  app.add_option("--plugin-prefix", o.plugin_prefix,
+                 "run the plugin under this command (absolute path first), e.g. \"/usr/bin/valgrind --tool=callgrind\"");
+  app.add_option("--only", o.only, "comma-separated phases: wrk,curl,stime,plugin,engine,formats,store");
+
+  for (const char* name : {"store-generate", "store-measure"}) {
+    CLI::App* sub = app.add_subcommand(name, "child process of the store phase");
+    sub->add_option("--data-dir", store.data_dir)->required();
+    sub->add_option("--entries", store.entries);
+    sub->add_option("--cert", store.cert_file);
+    sub->add_option("--key", store.key_file);
+    sub->add_option("--lookups", store.lookups);
+  }
+  CLI11_PARSE(app, argc, argv);
+
+  if (!o.pki.empty()) {
+    // Absolute: nginx resolves relative paths against its own prefix directory.
+    setenv("WSSTEP_TEST_PKI", std::filesystem::absolute(o.pki).c_str(), 1);
+  }
+  if (app.got_subcommand("store-generate")) return StoreGenerateMain(store);
+  if (app.got_subcommand("store-measure")) return StoreMeasureMain(store);
+
+  const std::set<std::string> all = {"wrk", "curl", "stime", "plugin", "engine", "formats", "store"};
+  if (o.only.empty()) {
+    o.phases = all;
+  } else {
+    std::stringstream list(o.only);
+    for (std::string p; std::getline(list, p, ',');) {
+      if (all.count(p) == 0) {
+        std::cerr << "wsstep_bench: --only: unknown phase '" << p << "'\n";
+        return 2;
+      }
+      o.phases.insert(p);
+    }
+  }
+  if (o.smoke) {
+    o.duration_s = 2;
+    o.max_count = 10;
+    o.store_entries = std::min<size_t>(o.store_entries, 200);
+    o.lookups = std::min<size_t>(o.lookups, 2000);
+  }
+  if (o.duration_s < 1 || o.stime_s < 1 || o.in_flight < 1 || o.store_entries < 1 || o.lookups < 1) {
+    std::cerr << "wsstep_bench: durations, --in-flight, --store-entries and --lookups must be positive\n";
+    return 2;
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  int code = RunAll(o);
+  curl_global_cleanup();
+  return code;
+}

@@ -1,0 +1,37 @@
+// wsstep's REST engine measured in-process (no gRPC): the same step the plugin runs, at
+// 1 and N in flight, with keep-alive or with a fresh connection per step. An extra row
+// beside the plugin's figures: the difference is what gRPC and the plugin add.
+#ifndef WSSTEP_TESTS_BENCH_ENGINE_BENCH_H_
+#define WSSTEP_TESTS_BENCH_ENGINE_BENCH_H_
+
+#include <string>
+
+#include "core/error.h"
+#include "core/identity.h"
+#include "rest/engine.h"
+#include "tests/bench/baselines.h"
+#include "tests/bench/closed_loop.h"
+
+namespace wsstep::bench {
+
+// Client identity + private trust built from PEM files through the real importer
+// (core::ParseMaterial), as the store builds them on first use.
+Result<core::CallCredentials> CredentialsFromFiles(const TlsFiles& files);
+
+// The benchmark's step: GET `url` with the certificate store's credentials
+// (ssl_verification on, verification of the server on).
+rest::RestStep BenchStep(const std::string& url, bool reuse_connections);
+
+// Checks a step's result the same way for every subject: HTTP 200 and our client
+// certificate presented. "" when it is fine, else what was wrong.
+std::string CheckStepResult(const Result<rest::RestResult>& result);
+
+// Closed loop of engine.Submit at `in_flight`. The engine needs at least `in_flight`
+// workers to really run that many at once.
+LoopOutcome RunEngineLoop(rest::RestEngine& engine, const std::string& url,
+                          const core::CallCredentials& credentials, int in_flight,
+                          bool reuse_connections, Nanos duration, uint64_t max_count);
+
+}  // namespace wsstep::bench
+
+#endif  // WSSTEP_TESTS_BENCH_ENGINE_BENCH_H_

@@ -1,0 +1,271 @@
+#include "tests/bench/plugin_bench.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "plugin/host_launcher.h"
+#include "tests/support/pki.h"
+#include "wsstep/v1/certificate_service.grpc.pb.h"
+#include "wsstep/v1/step_plugin_service.grpc.pb.h"
+
+namespace wsstep::bench {
+namespace {
+
+constexpr auto kCallTimeout = std::chrono::seconds(30);
+
+std::string GrpcError(std::string_view method, const grpc::Status& s) {
+  return std::string(method) + ": gRPC status " + std::to_string(static_cast<int>(s.error_code())) + " " +
+         s.error_message();
+}
+
+void SetDeadline(grpc::ClientContext* ctx) {
+  ctx->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+}
+
+// Imports the trust bundle first (so the key pair's chain check finds the issuer), then
+// the client certificate and key, both bound to localhost:<port>.
+std::string ImportCredentials(v1::CertificateService::Stub& certs, const PluginBenchOptions& o) {
+  v1::Binding binding;
+  binding.set_host("localhost");
+  binding.set_port(o.origin_port);
+
+  v1::CreateCertificateRequest trust;
+  trust.mutable_certificate()->set_name("bench-trust");
+  trust.mutable_certificate()->set_type(v1::CERTIFICATE_TYPE_TRUST_STORE);
+  trust.mutable_certificate()->set_private_trust_only(true);
+  *trust.mutable_certificate()->add_bindings() = binding;
+  trust.mutable_material()->set_content(testing::ReadFile(o.files.ca_file));
+  trust.mutable_material()->set_content_name("bundle.pem");
+
+  v1::CreateCertificateRequest client;
+  client.mutable_certificate()->set_name("bench-client");
+  client.mutable_certificate()->set_type(v1::CERTIFICATE_TYPE_KEY_PAIR);
+  *client.mutable_certificate()->add_bindings() = binding;
+  client.mutable_material()->set_content(testing::ReadFile(o.files.cert_file));
+  client.mutable_material()->set_content_name("client.pem");
+  client.mutable_material()->set_private_key(testing::ReadFile(o.files.key_file));
+  client.mutable_material()->set_private_key_name("client.key.pem");
+
+  for (const auto* request : {&trust, &client}) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::CreateCertificateResponse response;
+    grpc::Status s = certs.CreateCertificate(&ctx, *request, &response);
+    if (!s.ok()) return GrpcError("CreateCertificate " + request->certificate().name(), s);
+  }
+  return "";
+}
+
+v1::ExecuteRestStepRequest StepRequest(const PluginBenchOptions& o, bool connection_close) {
+  v1::ExecuteRestStepRequest request;
+  v1::RestStep* step = request.mutable_step();
+  step->set_method("GET");
+  step->set_url("https://localhost:" + std::to_string(o.origin_port) + o.path);
+  step->mutable_tls()->set_ssl_verification(true);
+  if (connection_close) {
+    v1::Header* h = step->add_headers();
+    h->set_name("Connection");
+    h->set_value("close");
+  }
+  return request;
+}
+
+// What makes a step count as a success for every subject: HTTP 200 with our client
+// certificate presented.
+std::string CheckOutcome(const grpc::Status& s, const v1::ExecuteRestStepResponse& r) {
+  if (!s.ok()) return GrpcError("ExecuteRestStep", s);
+  const v1::StepOutcome& o = r.outcome();
+  if (o.has_error()) return "step error " + o.error().code() + ": " + o.error().message();
+  if (!o.has_http()) return "ExecuteRestStep: the outcome has no HTTP result";
+  if (o.http().status() != 200) return "HTTP " + std::to_string(o.http().status());
+  if (!o.tls().has_client_certificate()) return "no client certificate was presented";
+  return "";
+}
+
+struct ConnectionCounts {
+  std::atomic<uint64_t> steps{0};
+  std::atomic<uint64_t> reused{0};
+  std::atomic<uint64_t> resumed{0};
+};
+
+// One ExecuteRestStep call on the callback API; `done` gets "" or the failure.
+void CallStep(v1::StepPluginService::Stub* stub,
+              const std::shared_ptr<const v1::ExecuteRestStepRequest>& request,
+              ConnectionCounts* counts, OpDone done) {
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ExecuteRestStepResponse response;
+    std::shared_ptr<const v1::ExecuteRestStepRequest> request;  // alive until done
+  };
+  auto* call = new Call();
+  call->request = request;
+  SetDeadline(&call->ctx);
+  stub->async()->ExecuteRestStep(
+      &call->ctx, call->request.get(), &call->response,
+      [call, counts, done = std::move(done)](grpc::Status s) {
+        std::string error = CheckOutcome(s, call->response);
+        if (error.empty() && counts != nullptr) {
+          counts->steps++;
+          const v1::TlsFacts& tls = call->response.outcome().tls();
+          if (tls.connection_reused()) {
+            counts->reused++;
+          } else if (tls.session_resumed()) {
+            counts->resumed++;
+          }
+        }
+        delete call;
+        done(std::move(error));
+      });
+}
+
+// The cheapest call the plugin answers, for the transport's own round trip.
+LoopOutcome DriveHealth(grpc::health::v1::Health::Stub* stub, Nanos duration, uint64_t max_count) {
+  return RunClosedLoop(1, duration, max_count, [stub](OpDone done) {
+    struct Call {
+      grpc::ClientContext ctx;
+      grpc::health::v1::HealthCheckRequest request;
+      grpc::health::v1::HealthCheckResponse response;
+    };
+    auto* call = new Call();
+    SetDeadline(&call->ctx);
+    stub->async()->Check(&call->ctx, &call->request, &call->response,
+                         [call, done = std::move(done)](grpc::Status s) {
+                           std::string error = s.ok() ? "" : GrpcError("Health/Check", s);
+                           delete call;
+                           done(std::move(error));
+                         });
+  });
+}
+
+LoopOutcome Drive(v1::StepPluginService::Stub* stub, const v1::ExecuteRestStepRequest& request,
+                  int in_flight, Nanos duration, uint64_t max_count, ConnectionCounts* counts) {
+  auto shared = std::make_shared<const v1::ExecuteRestStepRequest>(request);
+  return RunClosedLoop(in_flight, duration, max_count, [stub, shared, counts](OpDone done) {
+    CallStep(stub, shared, counts, std::move(done));
+  });
+}
+
+std::string LoopError(const LoopOutcome& o) {
+  if (o.hung) return "calls still outstanding after the grace period";
+  if (o.failures > 0) return std::to_string(o.failures) + " failed steps, first: " + o.first_error;
+  if (o.throughput.count == 0) return "no step completed";
+  return "";
+}
+
+}  // namespace
+
+// The end of the plugin's stderr, for an error message (its logs redact secrets).
+std::string LogTail(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  const size_t keep = 400;
+  return s.size() <= keep ? s : "..." + s.substr(s.size() - keep);
+}
+
+PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
+  PluginBenchResult result;
+  result.log_path = o.work_dir + "/plugin-stderr.log";
+
+  plugin::LaunchOptions launch;
+  launch.binary = o.binary;
+  if (!o.prefix.empty()) {
+    launch.binary = o.prefix.front();
+    launch.args.assign(o.prefix.begin() + 1, o.prefix.end());
+    launch.args.push_back(o.binary);
+  }
+  launch.automtls = o.automtls;
+  launch.stderr_path = result.log_path;
+  launch.env.push_back({"WSSTEP_DATA_DIR", o.work_dir + "/data"});
+  launch.start_timeout = std::chrono::seconds(60);
+  auto launched = plugin::PluginProcess::Launch(launch);
+  if (!launched.ok()) {
+    result.error = "launching " + o.binary + ": " + launched.error().ToString();
+    return result;
+  }
+  std::unique_ptr<plugin::PluginProcess> process = std::move(launched).value();
+  auto channel = process->channel();
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
+    result.error = "could not connect to the plugin at " + process->target();
+    return result;
+  }
+  auto certs = v1::CertificateService::NewStub(channel);
+  auto steps = v1::StepPluginService::NewStub(channel);
+
+  result.error = ImportCredentials(*certs, o);
+  if (!result.error.empty()) return result;
+
+  // One step first: a clear error if ExecuteRestStep is not wired or the step fails.
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::ExecuteRestStepResponse response;
+    grpc::Status s = steps->ExecuteRestStep(&ctx, StepRequest(o, false), &response);
+    result.error = CheckOutcome(s, response);
+    if (!result.error.empty()) return result;
+  }
+
+  const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
+  Drive(steps.get(), warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
+  auto measure = [&](int in_flight, double* cpu_us_per_step) {
+    const double cpu0 = ProcessCpuSeconds(process->pid());
+    LoopOutcome out = Drive(steps.get(), warm, in_flight, o.duration, o.max_count, nullptr);
+    const double cpu1 = ProcessCpuSeconds(process->pid());
+    if (cpu0 >= 0 && cpu1 >= 0 && out.throughput.count > 0) {
+      *cpu_us_per_step = (cpu1 - cpu0) * 1e6 / static_cast<double>(out.throughput.count);
+    }
+    return out;
+  };
+  result.warm_single = measure(1, &result.cpu_us_per_step_single);
+  result.warm_many = measure(o.in_flight, &result.cpu_us_per_step_many);
+  for (auto* run : {&result.warm_single, &result.warm_many}) {
+    if (std::string e = LoopError(**run); !e.empty()) {
+      result.error = e;
+      run->reset();
+    }
+  }
+
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  LoopOutcome h = DriveHealth(health.get(), o.duration / 2, o.max_count);
+  if (LoopError(h).empty()) result.health_single = h;
+
+  if (!o.fresh) {
+    process->CloseStdin();
+    if (!process->Wait(std::chrono::seconds(15))) process->Signal(SIGKILL);
+    return result;
+  }
+  ConnectionCounts counts;
+  auto fresh = Drive(steps.get(), StepRequest(o, true), 1, o.duration, o.max_count, &counts);
+  if (std::string e = LoopError(fresh); !e.empty()) {
+    result.fresh_error = e;
+  } else {
+    result.fresh_single = fresh;
+    result.fresh_note = std::to_string(counts.steps - counts.reused) + " of " + std::to_string(counts.steps.load()) +
+                        " steps on a new connection, " + std::to_string(counts.resumed.load()) +
+                        " of those resumed a TLS session";
+  }
+
+  process->CloseStdin();
+  if (!process->Wait(std::chrono::seconds(15))) process->Signal(SIGKILL);
+  return result;
+}
+
+}  // namespace
+
+PluginBenchResult RunPluginBench(const PluginBenchOptions& o) {
+  PluginBenchResult result = RunMeasurements(o);
+  if (!result.error.empty()) {
+    if (std::string tail = LogTail(result.log_path); !tail.empty()) result.error += "; plugin stderr: " + tail;
+  }
+  return result;
+}
+
+}  // namespace wsstep::bench

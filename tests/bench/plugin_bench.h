@@ -1,0 +1,60 @@
+// wsstep end to end, as a workflow host sees it: launches the real `wsstep` binary through
+// the go-plugin handshake (plugin/host_launcher.h), imports the client certificate and
+// the trust bundle over CertificateService, binds them to localhost:<origin port>, then
+// drives ExecuteRestStep (verification on) from a closed-loop gRPC client (callback API,
+// N calls in flight on one channel).
+#ifndef WSSTEP_TESTS_BENCH_PLUGIN_BENCH_H_
+#define WSSTEP_TESTS_BENCH_PLUGIN_BENCH_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/bench/baselines.h"
+#include "tests/bench/closed_loop.h"
+
+namespace wsstep::bench {
+
+struct PluginBenchOptions {
+  std::string binary;           // the `wsstep` executable
+  // A command the binary runs under, e.g. {"valgrind", "--tool=callgrind"} to profile
+  // the plugin's per-step path; empty: run it directly.
+  std::vector<std::string> prefix;
+  bool automtls = false;        // secure the gRPC channel as go-plugin AutoMTLS does
+  std::string work_dir;         // the plugin's data directory and stderr log go here
+  uint16_t origin_port = 0;     // nginx mTLS origin on 127.0.0.1
+  std::string path = "/bench";  // the origin's fixed response
+  TlsFiles files;               // client certificate, key and trust bundle to import
+  Nanos warmup = std::chrono::seconds(1);
+  Nanos duration = std::chrono::seconds(8);
+  uint64_t max_count = 0;       // per measurement; 0 = duration only
+  int in_flight = 16;           // the concurrent measurement (the single-flow one is 1)
+  bool fresh = true;            // also measure one new connection per step
+};
+
+struct PluginBenchResult {
+  // Why nothing could be measured (launch, import or the first step failed); "" if fine.
+  std::string error;
+  std::optional<LoopOutcome> warm_single;  // keep-alive, 1 in flight
+  std::optional<LoopOutcome> warm_many;    // keep-alive, in_flight
+  // grpc.health.v1.Health/Check, 1 in flight: the gRPC round trip alone, so the table
+  // can tell transport cost from step cost.
+  std::optional<LoopOutcome> health_single;
+  // One new connection per step: the proto has no "no reuse" switch yet, so the step
+  // sends "Connection: close" and the origin closes after answering; the engine may
+  // resume the TLS session on the next connection (`fresh_note` says how many did).
+  std::optional<LoopOutcome> fresh_single;
+  std::string fresh_error;
+  std::string fresh_note;
+  // CPU time the plugin process used per step (user + system, all its threads) during
+  // the two keep-alive measurements: tells work from waiting; negative if unknown.
+  double cpu_us_per_step_single = -1;
+  double cpu_us_per_step_many = -1;
+  std::string log_path;  // the plugin's stderr
+};
+
+PluginBenchResult RunPluginBench(const PluginBenchOptions& options);
+
+}  // namespace wsstep::bench
+
+#endif  // WSSTEP_TESTS_BENCH_PLUGIN_BENCH_H_

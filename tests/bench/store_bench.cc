@@ -1,0 +1,413 @@
+#include "tests/bench/store_bench.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "core/resolver.h"
+#include "core/store.h"
+#include "tests/bench/engine_bench.h"
+#include "tests/support/pki.h"
+#include "tests/support/process.h"
+
+namespace wsstep::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using core::CertificateStore;
+
+double Seconds(Nanos d) { return std::chrono::duration<double>(d).count(); }
+
+// ---------------------------------------------------------------- identity formats
+
+// The ASCII password of the JKS made for the run (keytool cannot take a non-ASCII
+// PKCS#12 password, which is why the PKI's own p12 cannot be converted directly).
+constexpr std::string_view kJksPassword = "bench jks pass";
+
+// Converts the PEM identity into a JKS with the same key and chain: openssl writes a
+// PKCS#12 with an ASCII password, keytool imports it into a JKS.
+Result<std::string> MakeJks(const FormatsOptions& o) {
+  const std::string p12 = o.work_dir + "/ascii.p12";
+  const std::string jks = o.work_dir + "/client.jks";
+  const std::string pass = std::string(kJksPassword);
+  testing::CommandResult r = testing::RunCommand(
+      {"openssl", "pkcs12", "-export", "-in", o.pem.cert_file, "-inkey", o.pem.key_file, "-certfile",
+       testing::PkiPath("ca/intermediate.pem"), "-name", "client", "-passout", "pass:" + pass, "-out", p12});
+  if (r.exit_code != 0) return Error(Code::kInternal, "openssl pkcs12 -export: " + r.output);
+  r = testing::RunCommand({"keytool", "-importkeystore", "-noprompt", "-srckeystore", p12, "-srcstoretype",
+                           "PKCS12", "-srcstorepass", pass, "-srcalias", "client", "-srckeypass", pass,
+                           "-destkeystore", jks, "-deststoretype", "JKS", "-deststorepass", pass,
+                           "-destalias", "client", "-destkeypass", pass},
+                          {}, std::chrono::seconds(120));
+  if (r.exit_code != 0) return Error(Code::kInternal, "keytool -importkeystore: " + r.output);
+  return jks;
+}
+
+struct FormatInput {
+  std::string format;
+  std::string environment;  // each format gets its own binding environment
+  std::string source;
+  core::CreateRequest request;
+};
+
+}  // namespace
+
+FormatsResult RunFormatsBench(rest::RestEngine& engine, const FormatsOptions& o) {
+  FormatsResult result;
+  std::vector<FormatInput> inputs;
+  {
+    FormatInput pem{"PEM", "fmt-pem", "client/rsa.chain.pem + client/rsa.key.pem", {}};
+    pem.request.type = core::EntryType::kKeyPair;
+    pem.request.material.content = testing::ReadSecretFile(o.pem_chain_file);
+    pem.request.material.key = testing::ReadSecretFile(o.pem.key_file);
+    inputs.push_back(std::move(pem));
+
+    FormatInput p12{"PKCS#12", "fmt-p12", "p12/rsa-modern.p12 (AES-256, PBKDF2, SHA-256 MAC)", {}};
+    p12.request.type = core::EntryType::kPkcs12;
+    p12.request.material.content = testing::ReadSecretFile(o.p12_file);
+    p12.request.material.password = SecretBytes(o.p12_password);
+    inputs.push_back(std::move(p12));
+
+    if (!o.jks_file.empty()) {
+      FormatInput j{"JKS", "fmt-jks", "jks/client.jks (another identity)", {}};
+      j.request.type = core::EntryType::kJavaKeystore;
+      j.request.material.content = testing::ReadSecretFile(o.jks_file);
+      j.request.material.password = SecretBytes(o.jks_store_password);
+      j.request.material.key_password = SecretBytes(o.jks_key_password);
+      inputs.push_back(std::move(j));
+    } else if (auto jks = MakeJks(o); !jks.ok()) {
+      result.error = "JKS: " + jks.error().message;
+    } else {
+      FormatInput j{"JKS", "fmt-jks", "client/rsa as JKS (openssl pkcs12 + keytool -importkeystore)", {}};
+      j.request.type = core::EntryType::kJavaKeystore;
+      j.request.material.content = testing::ReadSecretFile(*jks);
+      j.request.material.password = SecretBytes(kJksPassword);
+      inputs.push_back(std::move(j));
+    }
+  }
+
+  core::StoreOptions store_options;
+  store_options.data_dir = o.work_dir + "/formats-store";
+  auto opened = CertificateStore::Open(std::move(store_options));
+  if (!opened.ok()) {
+    result.error = "CertificateStore::Open: " + opened.error().ToString();
+    return result;
+  }
+  std::unique_ptr<CertificateStore> store = std::move(opened).value();
+
+  // The trust bundle, bound where every format's identity is bound.
+  core::CreateRequest trust;
+  trust.name = "bench-trust";
+  trust.type = core::EntryType::kTrustStore;
+  trust.private_trust_only = true;
+  trust.material.content = testing::ReadSecretFile(o.pem.ca_file);
+  for (const auto& in : inputs) trust.bindings.push_back({"localhost", o.origin_port, in.environment});
+  if (auto t = store->Create(std::move(trust), "bench", nullptr); !t.ok()) {
+    result.error = "importing the trust bundle: " + t.error().ToString();
+    return result;
+  }
+
+  const std::string url = "https://localhost:" + std::to_string(o.origin_port) + o.path;
+  std::vector<core::ResolveRequest> requests;
+  for (auto& in : inputs) {
+    FormatCost cost;
+    cost.format = in.format;
+    cost.source = in.source;
+    in.request.name = "bench-" + in.environment;
+    in.request.bindings = {{"localhost", o.origin_port, in.environment}};
+    const auto t0 = Now();
+    auto created = store->Create(std::move(in.request), "bench", nullptr);
+    cost.import_ms = Seconds(Now() - t0) * 1e3;
+    if (!created.ok()) {
+      result.error = in.format + " import: " + created.error().ToString();
+      return result;
+    }
+    core::ResolveRequest request;
+    request.host = "localhost";
+    request.port = o.origin_port;
+    request.environment = in.environment;
+    requests.push_back(request);
+    result.formats.push_back(std::move(cost));
+  }
+
+  // One call: resolve (through the store's snapshot and identity cache) + execute.
+  auto one_call = [&](const core::ResolveRequest& request) -> std::string {
+    auto call = store->ResolveForCall(request);
+    if (!call.ok()) return "ResolveForCall: " + call.error().ToString();
+    auto r = engine.Execute(BenchStep(url, true), call->credentials, Clock::now() + std::chrono::seconds(30));
+    return CheckStepResult(r);
+  };
+
+  // The first call of each format builds its Identity (decrypt + parse) and its
+  // connection: timed on its own, never mixed into the per-call figures.
+  for (size_t f = 0; f < requests.size(); ++f) {
+    const auto t0 = Now();
+    if (std::string e = one_call(requests[f]); !e.empty()) {
+      result.error = result.formats[f].format + ": " + e;
+      return result;
+    }
+    result.formats[f].first_call_us = Seconds(Now() - t0) * 1e6;
+  }
+
+  // Formats take turns, in a rotating order, so that load drifting over the run is
+  // spread over all of them; round 0 is a warm-up and is not counted. Each turn also
+  // times ResolveForCall alone (sub-microsecond, so it needs the same interleaving).
+  std::vector<LatencySamples> calls(requests.size());
+  std::vector<LatencySamples> resolves(requests.size());
+  std::vector<Nanos> call_time(requests.size(), Nanos(0));
+  std::vector<Nanos> resolve_time(requests.size(), Nanos(0));
+  const int resolves_per_turn = std::max(1, o.resolves / std::max(1, o.rounds));
+  for (int round = 0; round <= o.rounds && !Stopping(); ++round) {
+    const bool counted = round > 0;
+    for (size_t k = 0; k < requests.size(); ++k) {
+      const size_t f = (k + static_cast<size_t>(round)) % requests.size();
+      auto turn_start = Now();
+      for (int i = 0; i < o.calls_per_round && !Stopping(); ++i) {
+        const auto t0 = Now();
+        if (std::string e = one_call(requests[f]); !e.empty()) {
+          result.error = result.formats[f].format + ": " + e;
+          return result;
+        }
+        if (counted) calls[f].Add(Now() - t0);
+      }
+      if (counted) call_time[f] += Now() - turn_start;
+      turn_start = Now();
+      for (int i = 0; i < resolves_per_turn && !Stopping(); ++i) {
+        const auto t0 = Now();
+        auto call = store->ResolveForCall(requests[f]);
+        if (counted) resolves[f].Add(Now() - t0);
+        if (!call.ok()) {
+          result.error = result.formats[f].format + ": ResolveForCall: " + call.error().ToString();
+          return result;
+        }
+      }
+      if (counted) resolve_time[f] += Now() - turn_start;
+    }
+  }
+  for (size_t f = 0; f < requests.size(); ++f) {
+    result.formats[f].call = calls[f].Summarize(call_time[f]);
+    result.formats[f].resolve = resolves[f].Summarize(resolve_time[f]);
+  }
+  if (Stopping()) result.error = "interrupted";
+  return result;
+}
+
+// ---------------------------------------------------------------- 100,000 entries
+namespace {
+
+constexpr const char* kMarker = ".wsstep-bench-complete";
+
+std::string MarkerText(const StoreScaleOptions& o) {
+  return "entries=" + std::to_string(o.entries) + "\nlayout=1\n";
+}
+
+std::string HostName(size_t i) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "h%06zu.bench.example", i);
+  return buf;
+}
+
+bool MarkerMatches(const StoreScaleOptions& o) {
+  std::ifstream in(o.data_dir + "/" + kMarker);
+  if (!in) return false;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str() == MarkerText(o);
+}
+
+// Prints one "key=value" line and flushes, so a parent sees progress even if we die.
+template <typename T>
+void Emit(const std::string& key, const T& value) {
+  std::cout << key << "=" << value << std::endl;
+}
+
+}  // namespace
+
+int StoreGenerateMain(const StoreScaleOptions& o) {
+  if (MarkerMatches(o)) {
+    Emit("generated", 0);
+    return 0;
+  }
+  std::error_code ec;
+  fs::remove_all(o.data_dir, ec);
+  fs::create_directories(o.data_dir, ec);
+
+  core::StoreOptions options;
+  options.data_dir = o.data_dir;
+  auto opened = CertificateStore::Open(std::move(options));
+  if (!opened.ok()) {
+    Emit("error", "CertificateStore::Open: " + opened.error().ToString());
+    return 1;
+  }
+  std::unique_ptr<CertificateStore> store = std::move(opened).value();
+  SecretBytes cert = testing::ReadSecretFile(o.cert_file);
+  SecretBytes key = testing::ReadSecretFile(o.key_file);
+
+  // Every entry carries the same certificate and key under its own name and binding:
+  // what the store indexes and resolves is names and bindings, and generating 100,000
+  // distinct certificates would measure the generator, not the store.
+  const auto start = Now();
+  for (size_t first = 0; first < o.entries; first += o.batch) {
+    if (Stopping()) {
+      Emit("error", "interrupted");
+      return 1;
+    }
+    std::vector<core::CreateRequest> batch;
+    for (size_t i = first; i < std::min(o.entries, first + o.batch); ++i) {
+      core::CreateRequest r;
+      char name[32];
+      std::snprintf(name, sizeof name, "bench-%06zu", i);
+      r.name = name;
+      r.type = core::EntryType::kKeyPair;
+      r.material.content = cert.Clone();
+      r.material.key = key.Clone();
+      r.bindings = {{HostName(i), core::kDefaultPort, std::string(core::kDefaultEnvironment)}};
+      batch.push_back(std::move(r));
+    }
+    auto created = store->CreateMany(std::move(batch), "bench", nullptr);
+    if (!created.ok()) {
+      Emit("error", "CreateMany at entry " + std::to_string(first) + ": " + created.error().ToString());
+      return 1;
+    }
+  }
+  store.reset();
+  Emit("generated", o.entries);
+  Emit("generate_s", Seconds(Now() - start));
+  std::ofstream(o.data_dir + "/" + kMarker) << MarkerText(o);
+  return 0;
+}
+
+int StoreMeasureMain(const StoreScaleOptions& o) {
+  const uint64_t rss_before = ResidentKib();
+  auto open = [&]() -> Result<std::unique_ptr<CertificateStore>> {
+    core::StoreOptions options;
+    options.data_dir = o.data_dir;
+    return CertificateStore::Open(std::move(options));
+  };
+  auto t0 = Now();
+  auto opened = open();
+  const double first_open_s = Seconds(Now() - t0);
+  if (!opened.ok()) {
+    Emit("error", "CertificateStore::Open: " + opened.error().ToString());
+    return 1;
+  }
+  std::unique_ptr<CertificateStore> store = std::move(opened).value();
+  const uint64_t rss_open = ResidentKib();
+  Emit("entries", store->size());
+  Emit("first_open_s", first_open_s);
+  Emit("rss_before_kib", rss_before);
+  Emit("rss_open_kib", rss_open);
+  if (store->size() != o.entries) {
+    Emit("error", "the store holds " + std::to_string(store->size()) + " entries, expected " +
+                      std::to_string(o.entries));
+    return 1;
+  }
+
+  // Random hosts, chosen before timing so that string building is not measured.
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<size_t> pick(0, o.entries - 1);
+  // core::Resolve takes the time from the request (0 would be 1970: nothing valid yet).
+  const core::UnixSeconds now = store->Now();
+  std::vector<core::ResolveRequest> requests(o.lookups);
+  for (auto& r : requests) {
+    r.host = HostName(pick(rng));
+    r.now = now;
+  }
+
+  // The decision alone, on the published snapshot: what every call does first.
+  {
+    std::shared_ptr<const core::Snapshot> snapshot = store->snapshot();
+    LatencySamples samples;
+    samples.Reserve(requests.size());
+    size_t failures = 0;
+    const auto start = Now();
+    for (const auto& r : requests) {
+      const auto a = Now();
+      auto resolution = core::Resolve(*snapshot, r);
+      samples.Add(Now() - a);
+      failures += resolution.ok() ? 0 : 1;
+      if (Stopping()) break;
+    }
+    Throughput t = samples.Summarize(Now() - start);
+    Emit("snapshot_resolve_count", t.count);
+    Emit("snapshot_resolve_p50_us", t.p50_us);
+    Emit("snapshot_resolve_p99_us", t.p99_us);
+    Emit("snapshot_resolve_failures", failures);
+  }
+
+  // ResolveForCall: first use of an entry builds its Identity (decrypt + parse); after
+  // that it is served from the cache. Cold over a working set, then hot over it.
+  const size_t hot = std::min(o.hot_hosts, o.entries);
+  std::vector<core::ResolveRequest> hot_requests(hot);
+  for (size_t i = 0; i < hot; ++i) hot_requests[i].host = HostName((i * 7919) % o.entries);
+  {
+    LatencySamples cold;
+    size_t failures = 0;
+    for (const auto& r : hot_requests) {
+      const auto a = Now();
+      auto call = store->ResolveForCall(r);
+      cold.Add(Now() - a);
+      failures += call.ok() ? 0 : 1;
+    }
+    Emit("cold_resolve_for_call_p50_us", cold.PercentileUs(0.5));
+    Emit("cold_resolve_for_call_p99_us", cold.PercentileUs(0.99));
+    Emit("cold_resolve_for_call_failures", failures);
+
+    LatencySamples warm;
+    warm.Reserve(requests.size());
+    std::uniform_int_distribution<size_t> pick_hot(0, hot - 1);
+    std::vector<size_t> order(requests.size());
+    for (auto& i : order) i = pick_hot(rng);
+    failures = 0;
+    for (size_t i : order) {
+      const auto a = Now();
+      auto call = store->ResolveForCall(hot_requests[i]);
+      warm.Add(Now() - a);
+      failures += call.ok() ? 0 : 1;
+      if (Stopping()) break;
+    }
+    Emit("resolve_for_call_count", warm.count());
+    Emit("resolve_for_call_p50_us", warm.PercentileUs(0.5));
+    Emit("resolve_for_call_p99_us", warm.PercentileUs(0.99));
+    Emit("resolve_for_call_failures", failures);
+  }
+  Emit("rss_after_kib", ResidentKib());
+  store.reset();
+
+  // Startup again (the file is in the page cache now, as on a restart).
+  std::vector<double> opens;
+  for (int i = 0; i < o.reopens && !Stopping(); ++i) {
+    t0 = Now();
+    auto again = open();
+    opens.push_back(Seconds(Now() - t0));
+    if (!again.ok()) {
+      Emit("error", "CertificateStore::Open (again): " + again.error().ToString());
+      return 1;
+    }
+  }
+  std::string list;
+  for (double s : opens) list += (list.empty() ? "" : ",") + FormatNumber(s, 3);
+  Emit("reopen_s", list);
+  std::sort(opens.begin(), opens.end());
+  if (!opens.empty()) Emit("reopen_median_s", opens[opens.size() / 2]);
+  return Stopping() ? 1 : 0;
+}
+
+std::map<std::string, std::string> ParseKeyValues(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    const std::string key = line.substr(0, eq);
+    if (key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) continue;
+    out[key] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+}  // namespace wsstep::bench
