@@ -51,8 +51,8 @@ struct DetectedContent {
   // MOBILEPROVISION; kAuto when unknown.
   SourceFormat format = SourceFormat::kAuto;
   std::vector<PemBlock> pem_blocks;  // kPem only, in file order
-  // kUnknown only: the bytes start like a DER structure whose length runs past the end,
-  // i.e. the file was cut short.
+  // The file was cut short. kUnknown: the bytes start like a DER structure whose length
+  // runs past the end. kPem: a BEGIN line has no matching END line.
   bool truncated = false;
 
   size_t CountPem(PemBlockKind kind) const;

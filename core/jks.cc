@@ -916,7 +916,7 @@ class KeyRecovery {
 
 Result<JavaKeystore> Parse(std::string_view bytes, std::string_view input,
                            const std::optional<SecretBytes>& store_password,
-                           const std::optional<SecretBytes>& key_password) {
+                           const std::optional<SecretBytes>& key_password, JavaKeyEntries keys) {
   bool jceks = false;
   if (!LooksLikeJavaKeystore(bytes, &jceks)) {
     return Malformed(input, 0, "no JKS (FEEDFEED) or JCEKS (CECECECE) magic number");
@@ -958,7 +958,9 @@ Result<JavaKeystore> Parse(std::string_view bytes, std::string_view input,
     if (raw.tag == kTagPrivateKey) {
       entry.is_private_key = true;
       const size_t key_offset = static_cast<size_t>(raw.key_blob.data() - bytes.data());
-      WSSTEP_ASSIGN_OR_RETURN(entry.pkcs8_der, recovery.Recover(raw, key_offset));
+      if (keys == JavaKeyEntries::kDecrypt) {
+        WSSTEP_ASSIGN_OR_RETURN(entry.pkcs8_der, recovery.Recover(raw, key_offset));
+      }
       entry.cert_chain_der.assign(raw.certs.begin(), raw.certs.end());
     } else {
       entry.trusted_cert_der = std::string(raw.certs.front());
@@ -980,10 +982,11 @@ bool LooksLikeJavaKeystore(std::string_view bytes, bool* jceks) {
 
 Result<JavaKeystore> ParseJavaKeystore(std::string_view bytes, std::string_view input_name,
                                        const std::optional<SecretBytes>& store_password,
-                                       const std::optional<SecretBytes>& key_password) {
+                                       const std::optional<SecretBytes>& key_password,
+                                       JavaKeyEntries keys) {
   // Nothing here throws on purpose; only allocation can, and that must not escape.
   try {
-    return Parse(bytes, input_name, store_password, key_password);
+    return Parse(bytes, input_name, store_password, key_password, keys);
   } catch (const std::exception&) {
     return Error(Code::kInternal,
                  std::string(input_name) + ": out of memory while reading the key store");

@@ -26,6 +26,7 @@ struct JavaKeystoreEntry {
   int64_t created_ms = 0;  // creation date, milliseconds since the Unix epoch
   bool is_private_key = false;
   SecretBytes pkcs8_der;                    // key entries: the decrypted, unencrypted PKCS#8 DER
+                                            // (empty with JavaKeyEntries::kListOnly)
   std::vector<std::string> cert_chain_der;  // key entries: leaf first
   std::string trusted_cert_der;             // trusted-certificate entries
 };
@@ -39,6 +40,13 @@ struct JavaKeystore {
 // True when `bytes` starts with the JKS (0xFEEDFEED) or JCEKS (0xCECECECE) magic; then
 // *jceks (if not null) says which. Looks at the magic only.
 bool LooksLikeJavaKeystore(std::string_view bytes, bool* jceks);
+
+// What ParseJavaKeystore does with private-key entries.
+enum class JavaKeyEntries {
+  kDecrypt,  // decrypt each key into pkcs8_der (errors below)
+  kListOnly  // list them (alias, chain) without touching the key: for trust-store imports,
+             // which refuse key entries and must say so before any key password matters
+};
 
 // Parses a JKS or JCEKS key store. Passwords are the UTF-8 bytes the user typed (Java
 // compares UTF-16 code units; bytes that are not valid UTF-8 are taken as Latin-1).
@@ -61,7 +69,8 @@ bool LooksLikeJavaKeystore(std::string_view bytes, bool* jceks);
 // fail the parse. Returns no exceptions; safe on arbitrary (hostile) bytes.
 Result<JavaKeystore> ParseJavaKeystore(std::string_view bytes, std::string_view input_name,
                                        const std::optional<SecretBytes>& store_password,
-                                       const std::optional<SecretBytes>& key_password);
+                                       const std::optional<SecretBytes>& key_password,
+                                       JavaKeyEntries keys = JavaKeyEntries::kDecrypt);
 
 }  // namespace wsstep::core
 

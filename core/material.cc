@@ -405,7 +405,10 @@ Result<ossl::X509Ptr> JavaCertificate(std::string_view der, std::string_view inp
 Status ImportJavaKeystore(const ImportInput& in, ParsedMaterial& out) {
   std::string_view name = in.content_name;
   WSSTEP_ASSIGN_OR_RETURN(
-      JavaKeystore ks, ParseJavaKeystore(in.content->view(), name, in.password, in.key_password));
+      JavaKeystore ks,
+      ParseJavaKeystore(in.content->view(), name, in.password, in.key_password,
+                        in.type == EntryType::kTrustStore ? JavaKeyEntries::kListOnly
+                                                          : JavaKeyEntries::kDecrypt));
   out.detected_format = ks.jceks ? SourceFormat::kJceks : SourceFormat::kJks;
   out.had_password = in.password && !in.password->empty();
   std::vector<JavaKeystoreEntry*> key_entries;
