@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -494,7 +495,8 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
 }
 
 void RestEngine::Impl::WorkerLoop() {
-  TransferDriver driver;
+  TransferDriver driver(std::max<size_t>(options.max_idle_handles_per_partition,
+                                         static_cast<size_t>(std::max(1, options.workers))));
   for (;;) {
     Job job;
     {

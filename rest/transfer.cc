@@ -167,7 +167,14 @@ long TlsVersionOption(const std::string& min) {
 
 }  // namespace
 
-TransferDriver::TransferDriver() : multi_(curl_multi_init()) {}
+TransferDriver::TransferDriver(size_t max_cached_connections) : multi_(curl_multi_init()) {
+  // Connections live in the partition's share, but libcurl sizes that cache from the
+  // multi handle that finishes a transfer: by default 4 per easy handle added to it. A
+  // worker's multi holds one transfer at a time, so with more workers than 4 on one
+  // partition every finished transfer closed another worker's idle connection, and
+  // concurrent steps paid a new TLS connection almost every time.
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(max_cached_connections));
+}
 
 TransferDriver::~TransferDriver() { curl_multi_cleanup(multi_); }
 

@@ -62,7 +62,9 @@ struct HttpResponse {
 // A curl multi handle owned by one worker thread; transfers borrow it one at a time.
 class TransferDriver {
  public:
-  TransferDriver();
+  // `max_cached_connections` bounds the idle connections a partition keeps after a
+  // transfer (libcurl's CURLMOPT_MAXCONNECTS, applied to the partition's shared cache).
+  explicit TransferDriver(size_t max_cached_connections = 64);
   ~TransferDriver();
   TransferDriver(const TransferDriver&) = delete;
   TransferDriver& operator=(const TransferDriver&) = delete;

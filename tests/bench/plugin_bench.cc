@@ -158,8 +158,6 @@ std::string LoopError(const LoopOutcome& o) {
   return "";
 }
 
-}  // namespace
-
 // The end of the plugin's stderr, for an error message (its logs redact secrets).
 std::string LogTail(const std::string& path) {
   std::ifstream in(path);
