@@ -303,6 +303,7 @@ Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
   HttpRequest request;
   request.method = "POST";
   request.url = oauth.token_url;
+  request.url_parts = &target;
   request.body = form.view();
   request.content_type = "application/x-www-form-urlencoded";
   request.headers.push_back({"Accept", "application/json"});
@@ -325,7 +326,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
                                          core::CallCredentials creds, Deadline deadline,
                                          const CancelToken& cancel) {
   auto start = steady_clock::now();
-  WSSTEP_RETURN_IF_ERROR(Validate(step));
+  // Submit validated the step before queueing it.
   StepRun run;
   run.step = &step;
   run.credentials = std::move(creds);
@@ -376,6 +377,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
     HttpRequest request;
     request.method = method;
     request.url = current_url;
+    request.url_parts = &current;
     request.display_url = display_url;
     for (const auto& h : step.headers) {
       if (!same_origin && IsCredentialHeader(h.name, step.auth)) continue;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/x509_info.h"
+
 namespace wsstep::rest {
 
 namespace {
@@ -66,6 +68,24 @@ void Partition::Return(CURL* easy, size_t max_idle) {
     }
   }
   curl_easy_cleanup(easy);
+}
+
+std::shared_ptr<const Partition::PeerNames> Partition::PeerNamesOf(X509* peer) {
+  // A handful of server certificates per partition at most (one, or a few behind a load
+  // balancer); X509_cmp compares the digests OpenSSL cached when it decoded them.
+  constexpr size_t kMaxPeers = 8;
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  for (const auto& [cert, names] : peers_) {
+    if (cert.get() == peer || X509_cmp(cert.get(), peer) == 0) return names;
+  }
+  auto names = std::make_shared<PeerNames>();
+  names->subject = core::NameOneLine(X509_get_subject_name(peer));
+  names->issuer = core::NameOneLine(X509_get_issuer_name(peer));
+  names->not_after = core::AsnTimeToUnix(X509_get0_notAfter(peer)).value_or(0);
+  if (peers_.size() >= kMaxPeers) peers_.erase(peers_.begin());
+  X509_up_ref(peer);
+  peers_.emplace_back(ossl::X509Ptr(peer), names);
+  return names;
 }
 
 PartitionStats Partition::Stats() const {

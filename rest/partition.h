@@ -65,6 +65,16 @@ class Partition {
 
   PartitionStats Stats() const;
 
+  // The printable facts of a server certificate (subject, issuer, notAfter), formatted
+  // once per certificate: X509_NAME_print_ex per request cost more than the rest of a
+  // kept-alive transfer's own work.
+  struct PeerNames {
+    std::string subject;
+    std::string issuer;
+    int64_t not_after = 0;
+  };
+  std::shared_ptr<const PeerNames> PeerNamesOf(X509* peer);
+
  private:
   static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* self);
   static void Unlock(CURL*, curl_lock_data data, void* self);
@@ -75,6 +85,9 @@ class Partition {
   std::mutex locks_[CURL_LOCK_DATA_LAST];
   std::mutex idle_mu_;
   std::vector<CURL*> idle_;
+  std::mutex peers_mu_;
+  // Held references, so a cached pointer never names another certificate.
+  std::vector<std::pair<ossl::X509Ptr, std::shared_ptr<const PeerNames>>> peers_;
 };
 
 // X509_STOREs, one per distinct trust set, built once and shared by every SSL_CTX that

@@ -110,9 +110,10 @@ void CaptureTlsFacts(TransferState& st) {
   f.cipher = cipher != nullptr ? cipher : "";
   f.session_resumed = SSL_session_reused(ssl) == 1;
   if (X509* peer = SSL_get0_peer_certificate(ssl)) {
-    f.server_subject = core::NameOneLine(X509_get_subject_name(peer));
-    f.server_issuer = core::NameOneLine(X509_get_issuer_name(peer));
-    f.server_not_after = core::AsnTimeToUnix(X509_get0_notAfter(peer)).value_or(0);
+    auto names = st.partition->PeerNamesOf(peer);
+    f.server_subject = names->subject;
+    f.server_issuer = names->issuer;
+    f.server_not_after = names->not_after;
   }
   st.used = ObservationOf(ssl);
 }
@@ -180,7 +181,11 @@ TransferDriver::~TransferDriver() { curl_multi_cleanup(multi_); }
 
 Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpRequest& request,
                                              const TransferLimits& limits) {
-  WSSTEP_ASSIGN_OR_RETURN(UrlParts url, ParseHttpUrl(request.url));
+  UrlParts parsed;
+  if (request.url_parts == nullptr) {
+    WSSTEP_ASSIGN_OR_RETURN(parsed, ParseHttpUrl(request.url));
+  }
+  const UrlParts& url = request.url_parts != nullptr ? *request.url_parts : parsed;
   const TlsProfile& profile = partition.profile();
   bool https = url.scheme == "https";
   auto start = steady_clock::now();

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/secret.h"
 #include "rest/engine.h"
+#include "rest/http_text.h"
 #include "rest/partition.h"
 #include "rest/step.h"
 
@@ -28,6 +29,8 @@ struct SecretHeader {
 struct HttpRequest {
   std::string method = "GET";
   std::string url;  // absolute, query included; validated by the caller
+  // `url` already parsed by the caller (not owned); null: Perform parses it.
+  const UrlParts* url_parts = nullptr;
   // The URL as errors and results show it, when `url` carries a secret (an API key in
   // the query). Empty: `url`.
   std::string display_url;
