@@ -167,18 +167,30 @@ void Logger::SetSink(Sink sink) {
 
 void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields) {
   if (!Enabled(level)) return;
-  LogFields line = LogFields::object();
-  line["time"] = NowRfc3339Millis();
-  line["level"] = LogLevelName(level);
-  line["msg"] = msg;
+  // Serialized member by member rather than copied into a new JSON object first: a step
+  // writes a line on every call. Invalid UTF-8 in a value (a header from the wire) must
+  // not make the logger throw.
+  const auto dump = [](const LogFields& v, std::string& out) {
+    out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  std::string text;
+  text.reserve(256);
+  text += "{\"time\":\"";
+  text += NowRfc3339Millis();
+  text += "\",\"level\":\"";
+  text += LogLevelName(level);
+  text += "\",\"msg\":";
+  dump(LogFields(std::string(msg)), text);
   if (fields.is_object()) {
     for (const auto& [k, v] : fields.items()) {
       if (k == "time" || k == "level" || k == "msg") continue;  // never shadow the frame
-      line[k] = v;
+      text += ',';
+      dump(LogFields(k), text);
+      text += ':';
+      dump(v, text);
     }
   }
-  // Invalid UTF-8 in a value (a header from the wire) must not make the logger throw.
-  const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  text += '}';
   std::lock_guard<std::mutex> lock(mu_);
   if (sink_) {
     sink_(text);

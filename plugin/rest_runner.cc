@@ -1,10 +1,5 @@
 #include "plugin/rest_runner.h"
 
-#include <condition_variable>
-#include <map>
-#include <mutex>
-#include <thread>
-
 #include "plugin/proto_convert.h"
 #include "plugin/status_map.h"
 #include "plugin/step_convert.h"
@@ -12,55 +7,6 @@
 
 namespace wsstep::plugin {
 namespace {
-
-// gRPC tells the service about a cancelled call by setting CallContext::cancelled; the
-// engine watches its own CancelToken. One thread forwards the first to the second for
-// every running transfer.
-class CancelBridge {
- public:
-  CancelBridge() : thread_([this] { Run(); }) {}
-  ~CancelBridge() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  uint64_t Add(std::shared_ptr<std::atomic<bool>> flag, rest::CancelToken token) {
-    std::lock_guard<std::mutex> lock(mu_);
-    const uint64_t id = ++next_;
-    watched_.emplace(id, std::make_pair(std::move(flag), token));
-    cv_.notify_all();
-    return id;
-  }
-  void Remove(uint64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    watched_.erase(id);
-  }
-
- private:
-  void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stop_) {
-      if (watched_.empty()) {
-        cv_.wait(lock, [this] { return stop_ || !watched_.empty(); });
-        continue;
-      }
-      for (auto& [id, w] : watched_) {
-        if (w.first->load()) w.second.Cancel();
-      }
-      cv_.wait_for(lock, std::chrono::milliseconds(25), [this] { return stop_; });
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  uint64_t next_ = 0;
-  std::map<uint64_t, std::pair<std::shared_ptr<std::atomic<bool>>, rest::CancelToken>> watched_;
-  std::thread thread_;
-};
 
 bool IsResolutionOutcome(Code c) {
   return c == Code::kCertificateNotFound || c == Code::kCertificateExpired ||
@@ -138,7 +84,6 @@ class Transfers {
   const StepLimits& limits() const { return limits_; }
   rest::RestEngine& engine() { return *engine_; }
   soap::SoapClient& soap() { return *soap_; }
-  CancelBridge& bridge() { return bridge_; }
   core::CertificateStore& store() { return *store_; }
 
   // Credentials for a call to `url` with `tls`. With ssl_verification the store's
@@ -192,7 +137,6 @@ class Transfers {
   StepLimits limits_;
   std::unique_ptr<rest::RestEngine> engine_;
   std::unique_ptr<soap::SoapClient> soap_;
-  CancelBridge bridge_;
 };
 
 namespace {
@@ -276,15 +220,14 @@ class RestRunner final : public RestStepRunner {
       done(Status());
       return;
     }
-    rest::CancelToken token;
-    const uint64_t watch = t_->bridge().Add(call.cancelled, token);
+    // The engine watches the call's own cancelled flag (set by gRPC's OnCancel).
+    rest::CancelToken token(call.cancelled);
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     core::CallCredentials credentials = res->credentials;
     t_->engine().Submit(
         std::move(step).value(), std::move(credentials), call.SteadyDeadline(), token,
-        [t, res, call, outcome, watch, done](Result<rest::RestResult> r) {
-          t->bridge().Remove(watch);
+        [t, res, call, outcome, done](Result<rest::RestResult> r) {
           if (!r.ok()) {
             if (auto refusal = EngineRefusal(r.error())) {
               done(*refusal);
@@ -359,14 +302,13 @@ class SoapRunner final : public SoapStepRunner {
       done(Status());
       return;
     }
-    rest::CancelToken token;
-    const uint64_t watch = t_->bridge().Add(call.cancelled, token);
+    // The engine watches the call's own cancelled flag (set by gRPC's OnCancel).
+    rest::CancelToken token(call.cancelled);
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     t_->soap().Submit(
         *s, std::move(transport).value(), res->credentials, call.SteadyDeadline(), token,
-        [t, res, call, outcome, watch, done](Result<soap::SoapResult> r) {
-          t->bridge().Remove(watch);
+        [t, res, call, outcome, done](Result<soap::SoapResult> r) {
           if (!r.ok()) {
             if (auto refusal = EngineRefusal(r.error())) {
               done(*refusal);
@@ -449,13 +391,11 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
     done(Status());
     return;
   }
-  rest::CancelToken token;
-  const uint64_t watch = t->bridge().Add(call.cancelled, token);
+  rest::CancelToken token(call.cancelled);
   auto res = std::make_shared<Resolved>(std::move(resolved).value());
   t->engine().Submit(
       std::move(step).value(), res->credentials, call.SteadyDeadline(), token,
-      [t, res, call, response, watch, done](Result<rest::RestResult> r) {
-        t->bridge().Remove(watch);
+      [t, res, call, response, done](Result<rest::RestResult> r) {
         if (!r.ok()) {
           if (auto refusal = EngineRefusal(r.error())) {
             done(*refusal);

@@ -53,7 +53,7 @@ struct TransferOptions {
   size_t max_queue = 1024;
 };
 
-class Transfers;  // the engine, the SOAP client and the cancellation bridge
+class Transfers;  // the engine and the SOAP client
 
 std::shared_ptr<Transfers> MakeTransfers(std::shared_ptr<core::CertificateStore> store,
                                          const TransferOptions& options);

@@ -206,30 +206,31 @@ grpc::ServerUnaryReactor* StepPluginServiceImpl::Execute(
             " steps (max_in_flight_steps); the step was not started, retry later"));
     return reactor;
   }
-  Log().Debug("step started", call.Fields());
-  const LogFields fields = call.Fields();
-  const std::string step_id = call.step_id;
-  const auto started = call.started;
-  runner->Execute(call, *request, response,
-                  [this, reactor, response, fields, step_id, started](Status status) {
-                    in_flight_.fetch_sub(1);
-                    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::steady_clock::now() - started)
-                                        .count();
-                    if (status.ok()) {
-                      response->mutable_outcome()->set_step_id(step_id);
-                      LogFields f = Merge(fields, OutcomeFields(response->outcome()));
-                      f["duration_ms"] = ms;
-                      Log().Info("step finished", f);
-                    } else {
-                      LogFields f = fields;
-                      f["duration_ms"] = ms;
-                      f["code"] = CodeName(status.error().code);
-                      f["message"] = status.error().message;
-                      Log().Warn("step refused", f);
-                    }
-                    reactor->Finish(ToGrpcStatus(status));
-                  });
+  if (Log().Enabled(LogLevel::kDebug)) Log().Debug("step started", call.Fields());
+  runner->Execute(call, *request, response, [this, reactor, response, call](Status status) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - call.started)
+                        .count();
+    const bool ok = status.ok();
+    const LogLevel level = ok ? LogLevel::kInfo : LogLevel::kWarn;
+    const bool log = Log().Enabled(level);
+    LogFields fields;  // built only when the line is written
+    if (ok) response->mutable_outcome()->set_step_id(call.step_id);
+    if (log) {
+      fields = call.Fields();
+      // Read the outcome now: after Finish the response belongs to gRPC.
+      if (ok) fields = Merge(std::move(fields), OutcomeFields(response->outcome()));
+      fields["duration_ms"] = ms;
+      if (!ok) {
+        fields["code"] = CodeName(status.error().code);
+        fields["message"] = status.error().message;
+      }
+    }
+    in_flight_.fetch_sub(1);
+    reactor->Finish(ToGrpcStatus(status));
+    // Written after the reply is on its way: formatting and a slow stderr never delay it.
+    if (log) Log().Write(level, ok ? "step finished" : "step refused", fields);
+  });
   return reactor;
 }
 

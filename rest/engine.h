@@ -48,6 +48,10 @@ using Deadline = std::chrono::steady_clock::time_point;
 class CancelToken {
  public:
   CancelToken() : flag_(std::make_shared<std::atomic<bool>>(false)) {}
+  // Watches a flag the caller already owns (e.g. set by a gRPC cancellation callback),
+  // so no thread has to forward one flag into another. Null: a fresh flag.
+  explicit CancelToken(std::shared_ptr<std::atomic<bool>> flag)
+      : flag_(flag ? std::move(flag) : std::make_shared<std::atomic<bool>>(false)) {}
   void Cancel() const { flag_->store(true); }
   bool cancelled() const { return flag_->load(); }
 
