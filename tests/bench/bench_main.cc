@@ -120,7 +120,8 @@ double Ratio(double a, double b) { return b > 0 ? a / b : 0; }
 void AddThroughput(Report& r, const std::string& section, const std::string& what,
                    const Throughput& t, const std::string& rate_unit, const std::string& note = {}) {
   r.AddFigure(section, what + ": throughput", t.per_second, rate_unit, 0,
-              std::to_string(t.count) + " in " + FormatNumber(t.seconds, 1) + " s" +
+              // Short (smoke) loops need the decimals: "16 in 0.0 s" hid a 30 ms run.
+              std::to_string(t.count) + " in " + FormatNumber(t.seconds, t.seconds < 1 ? 3 : 1) + " s" +
                   (note.empty() ? "" : "; " + note));
   r.AddFigure(section, what + ": latency p50", t.p50_us, "µs", 0);
   if (t.p99_us > 0) r.AddFigure(section, what + ": latency p99", t.p99_us, "µs", 0);
@@ -319,18 +320,22 @@ int RunAll(Options& o) {
     if (!r.error.empty() && !r.warm_single && !r.warm_many) {
       report.AddMissing(kSectionPlugin, "ExecuteRestStep (all rows)", r.error);
     } else {
-      auto cpu = [](double us) {
-        return us >= 0 ? "plugin CPU " + FormatNumber(us, 0) + " µs/step (all threads)" : std::string();
+      auto cpu = [](double us, double client_us) {
+        std::string note = us >= 0 ? "plugin CPU " + FormatNumber(us, 0) + " µs/step (all threads)" : "";
+        if (client_us >= 0) {
+          note += (note.empty() ? "" : ", ") + std::string("client CPU ") + FormatNumber(client_us, 0) + " µs/step";
+        }
+        return note;
       };
       if (r.warm_single) {
         fig.plugin1 = FromLoop(report, kSectionPlugin, "keep-alive, 1 in flight", *r.warm_single, "steps/s",
-                               cpu(r.cpu_us_per_step_single));
+                               cpu(r.cpu_us_per_step_single, r.client_cpu_us_per_step_single));
       } else {
         report.AddMissing(kSectionPlugin, "keep-alive, 1 in flight", r.error);
       }
       if (r.warm_many) {
         fig.plugin16 = FromLoop(report, kSectionPlugin, "keep-alive, " + n + " in flight", *r.warm_many, "steps/s",
-                                cpu(r.cpu_us_per_step_many));
+                                cpu(r.cpu_us_per_step_many, r.client_cpu_us_per_step_many));
       } else {
         report.AddMissing(kSectionPlugin, "keep-alive, " + n + " in flight", r.error);
       }

@@ -1,6 +1,7 @@
 #include "tests/bench/plugin_bench.h"
 
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
@@ -213,17 +214,20 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
 
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
   Drive(steps.get(), warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
-  auto measure = [&](int in_flight, double* cpu_us_per_step) {
+  auto measure = [&](int in_flight, double* cpu_us_per_step, double* client_cpu_us_per_step) {
     const double cpu0 = ProcessCpuSeconds(process->pid());
+    const double self0 = ProcessCpuSeconds(getpid());
     LoopOutcome out = Drive(steps.get(), warm, in_flight, o.duration, o.max_count, nullptr);
     const double cpu1 = ProcessCpuSeconds(process->pid());
-    if (cpu0 >= 0 && cpu1 >= 0 && out.throughput.count > 0) {
-      *cpu_us_per_step = (cpu1 - cpu0) * 1e6 / static_cast<double>(out.throughput.count);
-    }
+    const double self1 = ProcessCpuSeconds(getpid());
+    const auto steps_done = static_cast<double>(out.throughput.count);
+    if (cpu0 >= 0 && cpu1 >= 0 && steps_done > 0) *cpu_us_per_step = (cpu1 - cpu0) * 1e6 / steps_done;
+    if (self0 >= 0 && self1 >= 0 && steps_done > 0) *client_cpu_us_per_step = (self1 - self0) * 1e6 / steps_done;
     return out;
   };
-  result.warm_single = measure(1, &result.cpu_us_per_step_single);
-  result.warm_many = measure(o.in_flight, &result.cpu_us_per_step_many);
+  result.warm_single = measure(1, &result.cpu_us_per_step_single, &result.client_cpu_us_per_step_single);
+  result.warm_many =
+      measure(o.in_flight, &result.cpu_us_per_step_many, &result.client_cpu_us_per_step_many);
   for (auto* run : {&result.warm_single, &result.warm_many}) {
     if (std::string e = LoopError(**run); !e.empty()) {
       result.error = e;

@@ -50,6 +50,10 @@ struct PluginBenchResult {
   // the two keep-alive measurements: tells work from waiting; negative if unknown.
   double cpu_us_per_step_single = -1;
   double cpu_us_per_step_many = -1;
+  // The same for this process, the load generator (gRPC client): it shares the machine
+  // with the plugin, so a costly client would lower the plugin's figures.
+  double client_cpu_us_per_step_single = -1;
+  double client_cpu_us_per_step_many = -1;
   std::string log_path;  // the plugin's stderr
 };
 

@@ -1,5 +1,6 @@
 #include "tests/bench/stats.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,6 +87,13 @@ uint64_t ResidentKib() {
 }
 
 double ProcessCpuSeconds(int pid) {
+  // The process's CPU-time clock has nanosecond resolution; /proc/<pid>/stat counts in
+  // clock ticks (10 ms), which rounds a short measurement to 0 µs per step.
+  clockid_t clock;
+  timespec ts{};
+  if (clock_getcpuclockid(static_cast<pid_t>(pid), &clock) == 0 && clock_gettime(clock, &ts) == 0) {
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  }
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text;
   std::getline(in, text);
