@@ -271,9 +271,12 @@ v1::RestStep GetStep(const std::string& url) {
 // --- Secret scanning ------------------------------------------------------------------
 
 Secret KeySecret(const std::string& pki_rel) {
+  return KeySecretFromPem("private key " + pki_rel, testing::ReadFile(testing::PkiPath(pki_rel)));
+}
+
+Secret KeySecretFromPem(const std::string& label, const std::string& pem) {
   Secret s;
-  s.label = "private key " + pki_rel;
-  const std::string pem = testing::ReadFile(testing::PkiPath(pki_rel));
+  s.label = label;
   std::istringstream lines(pem);
   std::string line, body;
   while (std::getline(lines, line)) {

@@ -153,6 +153,8 @@ struct Secret {
 };
 // A private key file (PEM): every base64 body line and 24-byte windows of its DER.
 Secret KeySecret(const std::string& pki_rel);
+// The same for a PEM private key given as text (a key extracted at test time).
+Secret KeySecretFromPem(const std::string& label, const std::string& pem);
 // A literal (password, token) and its base64 form.
 Secret TextSecret(const std::string& label, const std::string& value);
 // Labels of the secrets found in `haystack`, with `where` prefixed; empty when clean.

@@ -83,6 +83,8 @@ struct TlsServer::Connection {
   int id = 0;
   std::string buffer;
   RequestRecord facts;  // TLS facts copied into every request record
+  // Ends with a bare RST: no close_notify, no FIN (SO_LINGER 0 and close()).
+  bool abort = false;
 
   ~Connection() {
     if (ssl != nullptr) SSL_free(ssl);
@@ -272,6 +274,11 @@ size_t TlsServer::connection_count() const {
   return connections_.size();
 }
 
+size_t TlsServer::open_connection_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_.size();
+}
+
 void TlsServer::Clear() {
   std::lock_guard<std::mutex> lock(mu_);
   requests_.clear();
@@ -338,6 +345,10 @@ void TlsServer::Serve(std::shared_ptr<Connection> conn) {
     connections_.push_back(record);
   }
   for (int index = 1; !stopping_ && ServeOne(*conn, index); ++index) {
+  }
+  if (conn->abort) {
+    Forget(conn);  // the last owner's close() sends the RST
+    return;
   }
   if (conn->ssl != nullptr && !stopping_) {
     SSL_shutdown(conn->ssl);
@@ -421,7 +432,8 @@ bool TlsServer::ServeOne(Connection& conn, int index) {
     requests_.push_back(record);
   }
 
-  if (resp.mode == ServerResponse::Mode::kReset) {
+  const bool partial = resp.mode != ServerResponse::Mode::kNormal && resp.partial_body_bytes > 0;
+  if (resp.mode == ServerResponse::Mode::kReset && !partial) {
     linger lg{1, 0};
     ::setsockopt(conn.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     ::shutdown(conn.fd, SHUT_RDWR);
@@ -449,8 +461,17 @@ bool TlsServer::ServeOne(Connection& conn, int index) {
   bool small_body = resp.mode == ServerResponse::Mode::kNormal && resp.huge_body_bytes == 0 &&
                     req.method != "HEAD";
   if (small_body) out += resp.body;  // one write, one TLS record
+  if (partial) out += std::string(std::min(resp.partial_body_bytes, body_size), 'x');
   if (!conn.Write(out)) return false;
   if (small_body) return !close;
+
+  if (resp.mode == ServerResponse::Mode::kReset) {
+    // An abortive close (RST) after part of the body: SO_LINGER 0 discards what is unsent.
+    linger lg{1, 0};
+    ::setsockopt(conn.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    conn.abort = true;
+    return false;
+  }
 
   if (resp.mode == ServerResponse::Mode::kStall) {
     // Holds the connection open without sending the promised body, until the client

@@ -64,6 +64,9 @@ struct ServerResponse {
   // it up front and must count).
   bool chunked = false;
   bool close_connection = false;
+  // kStall / kReset: first send the status line, the headers (promising the whole body)
+  // and this many bytes of the body, then stall or reset: a failure mid-response.
+  size_t partial_body_bytes = 0;
 
   static ServerResponse Redirect(int status, std::string location);
 };
@@ -132,6 +135,8 @@ class TlsServer {
   std::vector<ConnectionRecord> connections() const;
   size_t request_count() const;
   size_t connection_count() const;
+  // Connections open right now (accepted and not yet closed by either side).
+  size_t open_connection_count() const;
   void Clear();  // forgets recorded requests and connections
 
   // Replaces the handler while running.
