@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "plugin/proto_convert.h"
+#include "rest/http_text.h"
 
 namespace wsstep::plugin {
 namespace {
@@ -11,6 +12,62 @@ namespace {
 Error Invalid(std::string field, std::string message) {
   return Error(Code::kInvalidStepConfig, field + ": " + message, {}, Side::kConfiguration)
       .With("field", field);
+}
+
+// Far beyond any real API and far below what makes a server refuse the request (nginx
+// answers 400 past 32 KiB of headers by default) or the plugin build megabytes of header
+// text per step: a request carrying more is a configuration error, not a transfer to try.
+constexpr int kMaxHeaders = 1000;
+constexpr size_t kMaxHeaderBytes = 256 * 1024;
+
+Status CheckHeaderVolume(const google::protobuf::RepeatedPtrField<v1::Header>& headers,
+                         const std::string& field) {
+  if (headers.size() > kMaxHeaders) {
+    return Error(Code::kInvalidStepConfig,
+                 field + ": " + std::to_string(headers.size()) + " headers, above the limit of " +
+                     std::to_string(kMaxHeaders),
+                 "Send fewer headers; nothing was sent.", Side::kConfiguration)
+        .With("field", field)
+        .With("limit", std::to_string(kMaxHeaders));
+  }
+  size_t bytes = 0;
+  for (const auto& h : headers) bytes += h.name().size() + h.value().size();
+  if (bytes > kMaxHeaderBytes) {
+    return Error(Code::kInvalidStepConfig,
+                 field + ": " + std::to_string(bytes) + " bytes of headers, above the limit of " +
+                     std::to_string(kMaxHeaderBytes),
+                 "Move large values into the body; nothing was sent.", Side::kConfiguration)
+        .With("field", field)
+        .With("limit", std::to_string(kMaxHeaderBytes));
+  }
+  return Status();
+}
+
+// Longer URLs are refused by servers (nginx: 8 KiB request lines) long before this; a
+// host name longer than DNS allows (RFC 1035: 253 characters) can never resolve, and must
+// not reach certificate resolution looking like a host that merely has no binding.
+constexpr size_t kMaxUrlBytes = 64 * 1024;
+constexpr size_t kMaxHostNameChars = 253;
+
+Status CheckUrl(const std::string& url, const std::string& field) {
+  if (url.size() > kMaxUrlBytes) {
+    return Error(Code::kInvalidStepConfig,
+                 field + ": " + std::to_string(url.size()) + " bytes, above the limit of " +
+                     std::to_string(kMaxUrlBytes),
+                 "Give the endpoint's URL; send data in the body or query parameters.",
+                 Side::kConfiguration)
+        .With("field", field);
+  }
+  auto parts = rest::ParseHttpUrl(url, field);
+  if (!parts.ok()) return parts.error();
+  if (!parts->host_is_ip && parts->host.size() > kMaxHostNameChars) {
+    return Error(Code::kInvalidStepConfig,
+                 field + ": the host name is " + std::to_string(parts->host.size()) +
+                     " characters; DNS names have at most " + std::to_string(kMaxHostNameChars),
+                 "Check the URL's host name.", Side::kConfiguration)
+        .With("field", field);
+  }
+  return Status();
 }
 
 std::string Replace(std::string_view field, std::string_view from, std::string_view to) {
@@ -198,6 +255,21 @@ Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::st
                                              environment, limits));
   s.method = step.method().empty() ? "GET" : step.method();
   s.url = step.url();
+  // limits.max_body_bytes bounds request bodies as well as responses (PluginLimits says
+  // so); a larger one is refused before anything is sent.
+  if (step.body().size() > limits.max_body_bytes) {
+    return Error(Code::kInvalidStepConfig,
+                 "body: " + std::to_string(step.body().size()) +
+                     " bytes, above the plugin's max_body_bytes of " +
+                     std::to_string(limits.max_body_bytes),
+                 "Send a smaller body, or raise limits.max_body_bytes in the plugin's "
+                 "configuration; nothing was sent.",
+                 Side::kConfiguration)
+        .With("field", "body")
+        .With("limit", std::to_string(limits.max_body_bytes));
+  }
+  WSSTEP_RETURN_IF_ERROR(CheckHeaderVolume(step.headers(), "headers"));
+  WSSTEP_RETURN_IF_ERROR(CheckUrl(s.url, "url"));
   for (const auto& q : step.query()) s.query.push_back({q.name(), q.value()});
   bool has_content_type = false;
   for (int i = 0; i < step.headers_size(); ++i) {
@@ -222,6 +294,8 @@ Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::st
 }
 
 Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step) {
+  WSSTEP_RETURN_IF_ERROR(CheckHeaderVolume(step.http_headers(), "http_headers"));
+  WSSTEP_RETURN_IF_ERROR(CheckUrl(step.endpoint(), "endpoint"));
   soap::SoapStep s;
   s.endpoint = step.endpoint();
   s.version = step.version() == v1::SOAP_VERSION_1_2 ? soap::SoapVersion::k12

@@ -299,7 +299,7 @@ TEST(SoapEnvelope, DeepParameterTreesAreRefused) {
   auto r = Build(step);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Code::kInvalidStepConfig);
-  EXPECT_THAT(r.error().message, HasSubstr("deeper than 256"));
+  EXPECT_THAT(r.error().message, HasSubstr("deeper than 64"));
 }
 
 TEST(SoapEnvelope, RawBodyIsInsertedAsGiven) {

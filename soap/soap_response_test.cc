@@ -340,7 +340,7 @@ TEST(SoapResponse, DeepNestingIsRefusedWithoutRecursion) {
   for (int i = 0; i < 200000; ++i) deep += "<a>";
   for (int i = 0; i < 200000; ++i) deep += "</a>";
   deep += "</s:Body></s:Envelope>";
-  ExpectInvalid(ParseResponse(200, "text/xml", deep, SoapVersion::k11, 8 << 20), "deeper than 256");
+  ExpectInvalid(ParseResponse(200, "text/xml", deep, SoapVersion::k11, 8 << 20), "deeper than 64");
 }
 
 TEST(SoapResponse, EmptyBodies) {

@@ -18,8 +18,11 @@ namespace wsstep::soap::xml {
 inline constexpr std::string_view kXmlNamespace = "http://www.w3.org/XML/1998/namespace";
 inline constexpr std::string_view kXmlnsNamespace = "http://www.w3.org/2000/xmlns/";
 // Elements nested deeper than this are refused, in requests and in responses, so no
-// recursive walk over a hostile tree can exhaust the stack.
-inline constexpr int kMaxDepth = 256;
+// recursive walk over a hostile tree can exhaust the stack, and so that every tree the
+// plugin returns fits a host's protobuf parser: C++, Java, Go and Python all refuse
+// messages nested deeper than 100, and a SOAP result's body tree sits 3 messages down
+// (a deeper one reaches the host as a response it cannot read, not as an outcome).
+inline constexpr int kMaxDepth = 64;
 
 // nullopt if `text` is valid UTF-8 made only of XML 1.0 characters (tab, CR, LF,
 // U+0020..U+D7FF, U+E000..U+FFFD, U+10000..U+10FFFF); otherwise what is wrong and where,
