@@ -1503,6 +1503,7 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
       m.type = r.type;
       m.bindings = std::move(r.bindings);
       m.private_trust_only = r.private_trust_only;
+      m.disabled = r.disabled;
       m.notifications = std::move(r.notifications);
       m.created_at = now;
       m.updated_at = now;

@@ -104,6 +104,9 @@ struct CreateRequest {
   std::vector<Binding> bindings;    // hosts are normalized; empty: usable only when named
   bool private_trust_only = false;  // trust stores: the system CAs do not count
   NotificationSettings notifications;
+  // Stored disabled, in the same transaction: the entry is never a candidate, not even
+  // for a moment after it is created.
+  bool disabled = false;
 };
 
 // Only the fields that are set change. Changing `material` bumps the entry's version (the

@@ -236,16 +236,13 @@ Status StoreBackend::Create(const CallContext& call, const v1::CreateCertificate
   req.material = MaterialFromProto(request.material());
   WSSTEP_ASSIGN_OR_RETURN(req.bindings, BindingsFromProto(c.bindings(), "certificate.bindings"));
   req.private_trust_only = c.private_trust_only();
+  // Disabled from the start, atomically: a create-then-disable left the entry usable by
+  // steps in between, and enabled for good when the second write failed.
+  req.disabled = c.disabled();
   if (c.has_notifications()) req.notifications = NotificationsFromProto(c.notifications());
   std::vector<Error> warnings;
   auto created = store_->Create(std::move(req), Audit(call), &warnings);
   if (!created.ok()) return WithImportField(created.error(), "material");
-  if (c.disabled()) {
-    core::UpdateRequest disable;
-    disable.disabled = true;
-    created = store_->Update(created->id, std::move(disable), Audit(call), nullptr);
-    if (!created.ok()) return created.error();
-  }
   CertificateToProto(*created, store_->Now(), response->mutable_certificate());
   WarningsToProto(warnings, response->mutable_warnings());
   return Status();

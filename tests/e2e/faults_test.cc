@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include <iostream>
+#include <map>
 #include <random>
 #include <set>
 
@@ -140,6 +141,56 @@ TEST(FaultsTest, SigkillWhileImportingLosesNothingAcknowledgedAndTheStoreReopens
   // And the store takes writes again.
   EXPECT_TRUE(second.Create(KeyPairFromFiles("after-restart", "client/ec256.pem", "client/ec256.key.pem", {})).ok());
   EXPECT_EQ(second.Stop(), 0);
+}
+
+// --- Imports that must never be usable --------------------------------------------------
+
+// An entry imported with `disabled` set is never a candidate, not even for the moment
+// between storing it and disabling it: hosts resolving in a tight loop while such imports
+// land (same certificate as the active entry, so a saved-later enabled one would win the
+// tie) always get the active entry.
+TEST(FaultsTest, AnEntryCreatedDisabledIsNeverResolvedEvenWhileItIsBeingStored) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start({{"WSSTEP_LOG_LEVEL", "info"}})) << engine.start_error();
+  constexpr uint32_t kPort = 8443;
+  ASSERT_TRUE(engine.Create(KeyPairFromFiles("active", "client/rsa.pem", "client/rsa.key.pem",
+                                             {{"localhost", kPort, ""}}))
+                  .ok());
+  std::atomic<bool> importing{true};
+  std::atomic<int> resolutions{0};
+  std::mutex mu;
+  std::map<std::string, int> chosen;
+  std::vector<std::thread> resolvers;
+  for (int t = 0; t < 2; ++t) {
+    resolvers.emplace_back([&] {
+      auto stub = v1::CertificateService::NewStub(engine.process().channel());
+      while (importing) {
+        v1::ResolveCertificateRequest req;
+        req.set_host("localhost");
+        req.set_port(kPort);
+        v1::ResolveCertificateResponse resp;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        const grpc::Status s = stub->ResolveCertificate(&ctx, req, &resp);
+        std::lock_guard<std::mutex> lock(mu);
+        ++chosen[s.ok() ? resp.chosen().name() : "error " + s.error_message()];
+        ++resolutions;
+      }
+    });
+  }
+  for (int i = 0; i < 30; ++i) {
+    auto request = KeyPairFromFiles("disabled-" + std::to_string(i), "client/rsa.pem", "client/rsa.key.pem",
+                                    {{"localhost", kPort, ""}});
+    request.mutable_certificate()->set_disabled(true);
+    auto r = engine.Create(request);
+    ASSERT_TRUE(r.ok()) << r.status.error_message();
+    EXPECT_TRUE(r.response.certificate().disabled());
+  }
+  importing = false;
+  for (auto& t : resolvers) t.join();
+  EXPECT_GT(resolutions.load(), 30);
+  EXPECT_EQ(chosen, (std::map<std::string, int>{{"active", resolutions.load()}}));
+  EXPECT_EQ(engine.Stop(), 0);
 }
 
 // --- (b), (c) Origins failing mid-response -------------------------------------------------
