@@ -10,6 +10,25 @@ namespace {
 
 constexpr std::string_view kProtoPrefix = "ERROR_CODE_";
 
+// A contract error travels in response metadata (grpc-message, percent-encoded, and
+// grpc-status-details-bin, base64), and gRPC clients refuse metadata over 8 KiB by
+// default: an error quoting a huge input (a 100 kB name) reached the host as
+// RESOURCE_EXHAUSTED "metadata size exceeds limit" instead of itself. Every quoted piece
+// is bounded so that the whole stays well under that limit.
+constexpr size_t kMaxMessageBytes = 600;
+constexpr size_t kMaxValueBytes = 160;
+constexpr size_t kMaxFieldBytes = 200;
+constexpr size_t kMaxMetadataEntries = 16;
+
+// `text` cut to at most `max` bytes on a UTF-8 character boundary, saying how much was cut.
+std::string Bounded(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(text.substr(0, cut)) + "... (" + std::to_string(text.size() - cut) +
+         " more bytes)";
+}
+
 }  // namespace
 
 v1::ErrorCode ToProtoErrorCode(Code code) {
@@ -127,39 +146,44 @@ grpc::Status ToGrpcStatus(const Error& error, const std::vector<FieldViolation>&
   const grpc::StatusCode code = GrpcCodeFor(error.code);
   if (code == grpc::StatusCode::OK) return grpc::Status::OK;
 
+  const std::string bounded_message = Bounded(error.message, kMaxMessageBytes);
   google::rpc::Status rich;
   rich.set_code(static_cast<int>(code));
-  rich.set_message(error.message);
+  rich.set_message(bounded_message);
 
   google::rpc::ErrorInfo info;
   info.set_reason(std::string(CodeName(error.code)));
   info.set_domain(std::string(kErrorDomain));
   auto& md = *info.mutable_metadata();
-  for (const auto& [k, v] : error.detail) md[k] = v;
-  if (!error.hint.empty()) md["hint"] = error.hint;
+  for (const auto& [k, v] : error.detail) {
+    if (md.size() >= kMaxMetadataEntries) break;
+    md[Bounded(k, kMaxFieldBytes)] = Bounded(v, k == "field" ? kMaxFieldBytes : kMaxValueBytes);
+  }
+  if (!error.hint.empty()) md["hint"] = Bounded(error.hint, kMaxMessageBytes);
   if (error.side != Side::kNone) md["side"] = std::string(SideName(error.side));
   rich.add_details()->PackFrom(info);
 
   google::rpc::BadRequest bad;
   for (const auto& v : violations) {
+    if (bad.field_violations_size() >= static_cast<int>(kMaxMetadataEntries)) break;
     auto* fv = bad.add_field_violations();
-    fv->set_field(v.field);
-    fv->set_description(v.description);
+    fv->set_field(Bounded(v.field, kMaxFieldBytes));
+    fv->set_description(Bounded(v.description, kMaxValueBytes));
   }
   if (auto it = error.detail.find("field"); it != error.detail.end()) {
     const bool listed = std::any_of(violations.begin(), violations.end(),
                                     [&](const FieldViolation& v) { return v.field == it->second; });
     if (!listed) {
       auto* fv = bad.add_field_violations();
-      fv->set_field(it->second);
-      fv->set_description(error.message);
+      fv->set_field(Bounded(it->second, kMaxFieldBytes));
+      fv->set_description(Bounded(error.message, kMaxValueBytes));
     }
   }
   if (bad.field_violations_size() > 0) rich.add_details()->PackFrom(bad);
 
   // The plain message keeps the hint too, for clients that ignore the details.
-  std::string message = error.message;
-  if (!error.hint.empty()) message += " (" + error.hint + ")";
+  std::string message = bounded_message;
+  if (!error.hint.empty()) message += " (" + Bounded(error.hint, kMaxValueBytes) + ")";
   return grpc::Status(code, message, rich.SerializeAsString());
 }
 

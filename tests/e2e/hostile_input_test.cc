@@ -243,6 +243,44 @@ TEST_F(HostileInputTest, SoapParameterTreesTenThousandDeepAreRefusedAndThePlugin
   ExpectStillServing("deep SOAP trees");
 }
 
+// Contract errors travel in trailers (grpc-message, grpc-status-details-bin), which hosts
+// accept only up to a few KiB (gRPC's default: 8 KiB of metadata): an error that quotes a
+// huge input must still reach the host as itself, with its code and field.
+TEST_F(HostileInputTest, AdminErrorsQuotingAHugeInputStillReachTheHostWithTheirCode) {
+  const std::string huge(100'000, 'n');
+  auto certs = v1::CertificateService::NewStub(engine_.process().channel());
+  {
+    v1::GetCertificateRequest req;
+    req.set_name(huge);
+    v1::GetCertificateResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    const grpc::Status s = certs->GetCertificate(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message().substr(0, 200);
+    EXPECT_LT(s.error_message().size(), 4096u);
+  }
+  {
+    auto create = mock_engine::KeyPairFromFiles(huge, "client/second.pem", "client/second.key.pem", {});
+    auto r = engine_.Create(create);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message().substr(0, 200);
+    ASSERT_FALSE(r.details.violations.empty());
+    EXPECT_EQ(r.details.violations[0].field, "certificate.name");
+  }
+  {
+    v1::ResolveCertificateRequest req;
+    req.set_host(huge);
+    req.set_port(443);
+    v1::ResolveCertificateResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    const grpc::Status s = certs->ResolveCertificate(&ctx, req, &resp);
+    // Resolution failures are part of the answer, like a step's.
+    ASSERT_TRUE(s.ok()) << s.error_code() << " " << s.error_message().substr(0, 200);
+    EXPECT_EQ(resp.error().code(), "CERTIFICATE_NOT_FOUND") << resp.error().message().substr(0, 200);
+  }
+  ExpectStillServing("huge admin inputs");
+}
+
 // The other direction: a SOAP response whose payload nests deeper than a host's protobuf
 // parser accepts (100 nested messages, in C++, Java, Go and Python alike) must not come
 // back as a tree no host can read: it is an INVALID_RESPONSE outcome. A merely deep one
