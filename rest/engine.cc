@@ -120,6 +120,10 @@ struct RestEngine::Impl {
   Result<SecretBytes> OAuth2Token(StepRun& run, const OAuth2ClientCredentials& oauth,
                                   bool refresh, std::string* cache_key);
   void WorkerLoop();
+  // Answers queued steps whose token was cancelled (CANCELLED, never started). Called by
+  // busy workers between socket waits: a queue only forms when every worker is busy.
+  void AnswerCancelledInQueue();
+  static Error CancelledBeforeStart(const Job& job);
 
   EngineOptions options;
   TrustStoreCache trust;
@@ -129,6 +133,7 @@ struct RestEngine::Impl {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Job> queue;
+  std::atomic<size_t> queued{0};  // queue.size(), readable without the lock
   bool stopping = false;
   std::vector<std::thread> workers;
 };
@@ -281,6 +286,7 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
   limits.reuse_connections = step.reuse_connections;
   limits.user_agent = options.user_agent;
   limits.max_idle_handles = options.max_idle_handles_per_partition;
+  limits.while_waiting = [this] { AnswerCancelledInQueue(); };
   return run.driver->Perform(*partition, request, limits);
 }
 
@@ -496,6 +502,31 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   }
 }
 
+Error RestEngine::Impl::CancelledBeforeStart(const Job& job) {
+  FailureContext failure;
+  failure.url = job.step.url;
+  failure.cancelled = true;
+  return Classify(failure).With("started", "false");
+}
+
+void RestEngine::Impl::AnswerCancelledInQueue() {
+  if (queued.load(std::memory_order_relaxed) == 0) return;
+  std::vector<Job> cancelled;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = queue.begin(); it != queue.end();) {
+      if (it->cancel.cancelled()) {
+        cancelled.push_back(std::move(*it));
+        it = queue.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    queued.store(queue.size(), std::memory_order_relaxed);
+  }
+  for (auto& job : cancelled) job.done(CancelledBeforeStart(job));  // outside the lock
+}
+
 void RestEngine::Impl::WorkerLoop() {
   TransferDriver driver(std::max<size_t>(options.max_idle_handles_per_partition,
                                          static_cast<size_t>(std::max(1, options.workers))));
@@ -507,6 +538,11 @@ void RestEngine::Impl::WorkerLoop() {
       if (queue.empty()) return;  // stopping and drained
       job = std::move(queue.front());
       queue.pop_front();
+      queued.store(queue.size(), std::memory_order_relaxed);
+    }
+    if (job.cancel.cancelled()) {  // the caller gave up while it waited: never start it
+      job.done(CancelledBeforeStart(job));
+      continue;
     }
     Result<RestResult> result =
         Run(driver, job.step, std::move(job.credentials), job.deadline, job.cancel);
@@ -557,6 +593,7 @@ void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadli
     } else {
       impl_->queue.push_back(Job{std::move(step), std::move(credentials), deadline,
                                  std::move(cancel), std::move(done)});
+      impl_->queued.store(impl_->queue.size(), std::memory_order_relaxed);
     }
   }
   if (refused) {

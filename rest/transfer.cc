@@ -353,6 +353,7 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
                          std::chrono::duration_cast<milliseconds>(limits.deadline - now) +
                              milliseconds(1));
     curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait.count()), nullptr);
+    if (limits.while_waiting) limits.while_waiting();
   }
   curl_multi_remove_handle(multi_, easy);
 

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,9 @@ struct TransferLimits {
   bool reuse_connections = true;
   std::string user_agent;
   size_t max_idle_handles = 64;  // per partition, kept for reuse
+  // Called between waits for the socket (at most ~50 ms apart) while the transfer runs;
+  // the engine uses it to answer queued steps that were cancelled meanwhile.
+  std::function<void()> while_waiting;
 };
 
 struct HttpResponse {
