@@ -264,13 +264,10 @@ TEST_F(EngineCancelTest, ThousandSubmissionsHalfCancelledEveryCallbackRunsExactl
   origin.Stop();
 }
 
-// What a host expects and the engine does not do yet (rest/engine.cc, reported): a step
-// whose CancelToken is cancelled before a worker takes it must end CANCELLED without
-// sending anything, and must not wait for a worker to do so. Today a queued cancelled step
-// waits behind the running transfers and is then started; on a fast origin it often runs
-// to completion (an API call the host gave up on is still made). Enable when the worker
-// loop checks the token (and the deadline) before starting a job.
-TEST_F(EngineCancelTest, DISABLED_AStepCancelledWhileQueuedNeverReachesTheOriginAndEndsAtOnce) {
+// What a host expects: a step whose CancelToken is cancelled before a worker takes it ends
+// CANCELLED without sending anything, and without waiting for a worker (an API call the
+// host gave up on must not be made).
+TEST_F(EngineCancelTest, AStepCancelledWhileQueuedNeverReachesTheOriginAndEndsAtOnce) {
   Gate gate;
   testing::TlsServer origin(rest::testutil::ServerConfig());
   origin.SetHandler(gate.Handler());
