@@ -198,6 +198,22 @@ Status RestEngine::Impl::Validate(const RestStep& step) const {
     if (oauth->client_id.empty()) {
       return InvalidStep("auth.oauth2.client_id", "is empty", "Give the OAuth2 client id.");
     }
+    OAuth2ClientAuth method = oauth->client_authentication;
+    if ((method == OAuth2ClientAuth::kClientSecretBasic ||
+         method == OAuth2ClientAuth::kClientSecretPost) &&
+        oauth->client_secret.empty()) {
+      return InvalidStep("auth.oauth2.client_secret",
+                         "is empty but client_authentication sends a client secret",
+                         "Give the client secret, or use TLS_CLIENT_AUTH to authenticate "
+                         "with the client certificate bound to the token host.");
+    }
+    if (method == OAuth2ClientAuth::kTlsClientAuth && !oauth->client_secret.empty()) {
+      // Dropping it silently would hide a designer's mistake about how the client logs in.
+      return InvalidStep("auth.oauth2.client_secret",
+                         "is set but client_authentication TLS_CLIENT_AUTH never sends it",
+                         "Remove the client secret, or choose CLIENT_SECRET_BASIC or "
+                         "CLIENT_SECRET_POST.");
+    }
   }
   const TlsOptions& tls = step.tls;
   if (!tls.min_tls_version.empty() && tls.min_tls_version != "1.2" &&
@@ -313,6 +329,10 @@ Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
   request.body = form.view();
   request.content_type = "application/x-www-form-urlencoded";
   request.headers.push_back({"Accept", "application/json"});
+  if (auto basic = TokenRequestBasicCredentials(oauth)) {
+    request.secret_headers.push_back(
+        {"Authorization", Concat("Basic ", Base64Secret(*basic).view())});
+  }
   auto response = Send(run, request, target, *creds, target.Origin() == run.origin.Origin());
   if (!response.ok()) {
     Error e = response.error();

@@ -9,12 +9,22 @@
 
 namespace wsstep::rest {
 
+OAuth2ClientAuth EffectiveClientAuth(const OAuth2ClientCredentials& oauth) {
+  if (oauth.client_authentication != OAuth2ClientAuth::kUnspecified) {
+    return oauth.client_authentication;
+  }
+  return oauth.client_secret.empty() ? OAuth2ClientAuth::kTlsClientAuth
+                                     : OAuth2ClientAuth::kClientSecretBasic;
+}
+
 std::string TokenCacheKey(const OAuth2ClientCredentials& oauth,
                           const core::CallCredentials& token_credentials) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(oauth.client_secret.data(), oauth.client_secret.size(), md);
   std::string key = oauth.token_url + '\n' + oauth.client_id + '\n' + oauth.scope + '\n' +
-                    oauth.audience + '\n' + ossl::HexColon(md, sizeof(md)) + '\n';
+                    oauth.audience + '\n' +
+                    std::to_string(static_cast<int>(EffectiveClientAuth(oauth))) + '\n' +
+                    ossl::HexColon(md, sizeof(md)) + '\n';
   if (token_credentials.identity) {
     key += token_credentials.identity->fingerprint + "@" +
            std::to_string(token_credentials.identity->version);
@@ -23,17 +33,35 @@ std::string TokenCacheKey(const OAuth2ClientCredentials& oauth,
 }
 
 SecretBytes TokenRequestBody(const OAuth2ClientCredentials& oauth) {
-  std::string form = "grant_type=client_credentials&client_id=" + PercentEncode(oauth.client_id);
+  OAuth2ClientAuth method = EffectiveClientAuth(oauth);
+  std::string form = "grant_type=client_credentials";
+  // With client_secret_basic the header carries client_id; RFC 6749 §2.3 allows one
+  // authentication method per request, and some servers refuse a duplicate client_id.
+  if (method != OAuth2ClientAuth::kClientSecretBasic) {
+    form += "&client_id=" + PercentEncode(oauth.client_id);
+  }
   if (!oauth.scope.empty()) form += "&scope=" + PercentEncode(oauth.scope);
   if (!oauth.audience.empty()) form += "&audience=" + PercentEncode(oauth.audience);
   SecretBytes body(form);
-  if (!oauth.client_secret.empty()) {
+  if (method == OAuth2ClientAuth::kClientSecretPost) {
     std::string secret = "&client_secret=" + PercentEncode(oauth.client_secret.view());
     body.Append(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(secret.data()),
                                          secret.size()));
     OPENSSL_cleanse(secret.data(), secret.size());
   }
   return body;
+}
+
+std::optional<SecretBytes> TokenRequestBasicCredentials(const OAuth2ClientCredentials& oauth) {
+  if (EffectiveClientAuth(oauth) != OAuth2ClientAuth::kClientSecretBasic) return std::nullopt;
+  // RFC 6749 §2.3.1: each part form-urlencoded before the Basic scheme joins them, so a
+  // ':' in the client id cannot shift the split.
+  std::string secret = PercentEncode(oauth.client_secret.view());
+  std::string joined = PercentEncode(oauth.client_id) + ":" + secret;
+  SecretBytes credentials(joined);
+  OPENSSL_cleanse(secret.data(), secret.size());
+  OPENSSL_cleanse(joined.data(), joined.size());
+  return credentials;
 }
 
 Result<AccessToken> ParseTokenResponse(int status, std::string_view body,

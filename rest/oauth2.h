@@ -17,13 +17,23 @@
 
 namespace wsstep::rest {
 
-// Cache key: token URL, client id, scope, audience, a digest of the client secret and the
+// The method actually used: kUnspecified resolves to kClientSecretBasic when a
+// client_secret is given, kTlsClientAuth otherwise (step.proto).
+OAuth2ClientAuth EffectiveClientAuth(const OAuth2ClientCredentials& oauth);
+
+// Cache key: token URL, client id, scope, audience, client authentication, a digest of the client secret and the
 // client certificate presented to the token endpoint (RFC 8705 binds tokens to it).
 std::string TokenCacheKey(const OAuth2ClientCredentials& oauth,
                           const core::CallCredentials& token_credentials);
 
-// application/x-www-form-urlencoded body of the token request. Holds the client secret.
+// application/x-www-form-urlencoded body of the token request: grant_type, client_id
+// (except with client_secret_basic), scope, audience, and client_secret with
+// client_secret_post only.
 SecretBytes TokenRequestBody(const OAuth2ClientCredentials& oauth);
+
+// For client_secret_basic: the Basic credentials "urlencode(client_id):urlencode(secret)"
+// (RFC 6749 §2.3.1), not yet base64-encoded; nullopt for the other methods. A secret.
+std::optional<SecretBytes> TokenRequestBasicCredentials(const OAuth2ClientCredentials& oauth);
 
 struct AccessToken {
   SecretBytes value;

@@ -404,15 +404,149 @@ TEST(EngineTest, OAuth2ClientCredentialsTokenFetchedOnceWithTheCertificate) {
   ASSERT_EQ(token_recs.size(), 1u);
   EXPECT_EQ(token_recs[0].client_cert_fingerprint, token_creds.identity->fingerprint);
   EXPECT_EQ(token_recs[0].request.Header("Content-Type"), "application/x-www-form-urlencoded");
+  // No client_authentication and a secret: client_secret_basic, base64("client-1:s3cr%26t").
+  EXPECT_EQ(token_recs[0].request.Header("Authorization"), "Basic Y2xpZW50LTE6czNjciUyNnQ=");
   EXPECT_EQ(token_recs[0].request.body,
-            "grant_type=client_credentials&client_id=client-1&scope=read%20write"
-            "&audience=api%3A%2F%2Fx&client_secret=s3cr%26t");
+            "grant_type=client_credentials&scope=read%20write&audience=api%3A%2F%2Fx");
   auto api_recs = api->requests();
   ASSERT_EQ(api_recs.size(), 3u);
   for (const auto& rec : api_recs) {
     EXPECT_EQ(rec.request.Header("Authorization"), "Bearer at-1");
     EXPECT_EQ(rec.client_cert_fingerprint, api_creds.identity->fingerprint);
   }
+}
+
+// What the token endpoint received for one client authentication method.
+struct TokenRequestSeen {
+  bool has_authorization = false;
+  std::string authorization;
+  std::string body;
+  std::string client_cert_fingerprint;
+};
+
+class OAuth2ClientAuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto config = ServerConfig("localhost", ClientAuth::kRequired);
+    config.handler = [this](const ServerRequest& req) {
+      ServerResponse r;
+      if (req.target == "/token") {
+        ++token_calls_;
+        r.headers = {{"Content-Type", "application/json"}};
+        r.body = R"({"access_token":"tok","token_type":"Bearer","expires_in":3600})";
+      }
+      return r;
+    };
+    server_ = Serve(std::move(config));
+    auto source = std::make_shared<MapCredentialSource>();
+    token_creds_ = Creds("second");
+    source->Set("127.0.0.1:" + std::to_string(server_->port()), token_creds_);
+    EngineOptions options;
+    options.credentials = source;
+    engine_ = std::make_unique<RestEngine>(options);
+  }
+
+  RestStep Step(std::string_view secret, OAuth2ClientAuth method) {
+    RestStep step = Get(server_->BaseUrl() + "/api");
+    // A ':' in the id and '&', ':' in the secret show each part is form-urlencoded.
+    step.auth = OAuth2ClientCredentials{
+        "https://127.0.0.1:" + std::to_string(server_->port()) + "/token", "client:1",
+        SecretBytes(secret), "read write", "", method};
+    return step;
+  }
+
+  // Runs one step and returns what the token endpoint saw.
+  TokenRequestSeen FetchToken(std::string_view secret, OAuth2ClientAuth method) {
+    size_t before = server_->requests().size();
+    auto r = engine_->Execute(Step(secret, method), Creds("rsa"), Soon());
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    auto recs = server_->requests();
+    EXPECT_EQ(recs.size(), before + 2);  // token, then the API
+    TokenRequestSeen seen;
+    if (recs.size() < before + 2) return seen;
+    const auto& token = recs[before];
+    EXPECT_EQ(token.request.target, "/token");
+    EXPECT_EQ(recs[before + 1].request.Header("Authorization"), "Bearer tok");
+    seen.has_authorization = token.request.HasHeader("Authorization");
+    seen.authorization = token.request.Header("Authorization");
+    seen.body = token.request.body;
+    seen.client_cert_fingerprint = token.client_cert_fingerprint;
+    return seen;
+  }
+
+  std::atomic<int> token_calls_{0};  // before server_: its handler counts here
+  std::unique_ptr<TlsServer> server_;
+  core::CallCredentials token_creds_;
+  std::unique_ptr<RestEngine> engine_;
+};
+
+constexpr std::string_view kSecret = "s3cr&t:x";
+// base64("client%3A1:s3cr%26t%3Ax"), RFC 6749 §2.3.1.
+constexpr std::string_view kBasic = "Basic Y2xpZW50JTNBMTpzM2NyJTI2dCUzQXg=";
+
+TEST_F(OAuth2ClientAuthTest, ClientSecretBasicSendsBothInTheAuthorizationHeaderOnly) {
+  TokenRequestSeen seen = FetchToken(kSecret, OAuth2ClientAuth::kClientSecretBasic);
+  EXPECT_EQ(seen.authorization, kBasic);
+  EXPECT_EQ(seen.body, "grant_type=client_credentials&scope=read%20write");
+  EXPECT_EQ(seen.client_cert_fingerprint, token_creds_.identity->fingerprint);
+}
+
+TEST_F(OAuth2ClientAuthTest, UnspecifiedWithASecretIsClientSecretBasic) {
+  TokenRequestSeen seen = FetchToken(kSecret, OAuth2ClientAuth::kUnspecified);
+  EXPECT_EQ(seen.authorization, kBasic);
+  EXPECT_EQ(seen.body, "grant_type=client_credentials&scope=read%20write");
+}
+
+TEST_F(OAuth2ClientAuthTest, ClientSecretPostSendsBothInTheFormAndNoAuthorization) {
+  TokenRequestSeen seen = FetchToken(kSecret, OAuth2ClientAuth::kClientSecretPost);
+  EXPECT_FALSE(seen.has_authorization);
+  EXPECT_EQ(seen.body,
+            "grant_type=client_credentials&client_id=client%3A1&scope=read%20write"
+            "&client_secret=s3cr%26t%3Ax");
+}
+
+TEST_F(OAuth2ClientAuthTest, TlsClientAuthSendsOnlyTheClientIdAndTheBoundCertificate) {
+  TokenRequestSeen seen = FetchToken("", OAuth2ClientAuth::kTlsClientAuth);
+  EXPECT_FALSE(seen.has_authorization);
+  EXPECT_EQ(seen.body, "grant_type=client_credentials&client_id=client%3A1&scope=read%20write");
+  EXPECT_EQ(seen.client_cert_fingerprint, token_creds_.identity->fingerprint);
+}
+
+TEST_F(OAuth2ClientAuthTest, UnspecifiedWithoutASecretIsTlsClientAuth) {
+  TokenRequestSeen seen = FetchToken("", OAuth2ClientAuth::kUnspecified);
+  EXPECT_FALSE(seen.has_authorization);
+  EXPECT_EQ(seen.body, "grant_type=client_credentials&client_id=client%3A1&scope=read%20write");
+  EXPECT_EQ(seen.client_cert_fingerprint, token_creds_.identity->fingerprint);
+}
+
+TEST_F(OAuth2ClientAuthTest, TokensAreCachedPerClientAuthenticationMethod) {
+  // Same URL, client, secret and scope: only the method differs, so each gets a token.
+  FetchToken(kSecret, OAuth2ClientAuth::kClientSecretPost);
+  FetchToken(kSecret, OAuth2ClientAuth::kClientSecretBasic);
+  for (OAuth2ClientAuth method :
+       {OAuth2ClientAuth::kClientSecretPost, OAuth2ClientAuth::kClientSecretBasic}) {
+    auto r = engine_->Execute(Step(kSecret, method), Creds("rsa"), Soon());
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(token_calls_.load(), 2);  // the last two came from the cache
+}
+
+TEST_F(OAuth2ClientAuthTest, MethodThatContradictsTheSecretIsInvalidStepConfig) {
+  struct Case {
+    std::string_view secret;
+    OAuth2ClientAuth method;
+  };
+  for (const Case& c : {Case{"", OAuth2ClientAuth::kClientSecretBasic},
+                        Case{"", OAuth2ClientAuth::kClientSecretPost},
+                        Case{kSecret, OAuth2ClientAuth::kTlsClientAuth}}) {
+    auto r = engine_->Execute(Step(c.secret, c.method), Creds("rsa"), Soon());
+    ASSERT_FALSE(r.ok()) << static_cast<int>(c.method);
+    EXPECT_EQ(r.error().code, Code::kInvalidStepConfig);
+    EXPECT_EQ(r.error().detail.at("field"), "auth.oauth2.client_secret");
+    EXPECT_EQ(r.error().ToString().find("s3cr"), std::string::npos);
+  }
+  EXPECT_EQ(server_->request_count(), 0u);
 }
 
 TEST(EngineTest, OAuth2TokenRefusedNamesTheEndpoint) {

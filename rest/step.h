@@ -54,18 +54,34 @@ struct ApiKeyAuth {
   ApiKeyLocation location = ApiKeyLocation::kHeader;
 };
 
+// How the client authenticates at the token endpoint (step.proto
+// OAuth2ClientCredentials.ClientAuthentication).
+enum class OAuth2ClientAuth {
+  // CLIENT_SECRET_BASIC when client_secret is non-empty, TLS_CLIENT_AUTH otherwise.
+  kUnspecified,
+  // RFC 6749 §2.3.1: Authorization: Basic base64(urlencode(id) ":" urlencode(secret)).
+  kClientSecretBasic,
+  // client_id and client_secret in the form body.
+  kClientSecretPost,
+  // RFC 8705 tls_client_auth: only client_id in the form; the client certificate bound
+  // to the token host authenticates the client. A client_secret is refused.
+  kTlsClientAuth,
+};
+
 // OAuth 2.0 client credentials grant (RFC 6749 §4.4). The token request is a form POST
 // to token_url through the same transfer path as the step, presenting the client
 // certificate bound to the token host (RFC 8705 mutual-TLS client authentication).
-// client_id is always sent in the form; client_secret only when non-empty
-// (client_secret_post). The token is cached per (token_url, client_id, scope, audience,
-// client certificate) until expires_in minus a margin, and sent as a Bearer token.
+// client_authentication says where client_id and client_secret go (rest/oauth2.h
+// EffectiveClientAuth resolves kUnspecified). The token is cached per (token_url,
+// client_id, scope, audience, client authentication, client secret, client certificate)
+// until expires_in minus a margin, and sent as a Bearer token.
 struct OAuth2ClientCredentials {
   std::string token_url;
   std::string client_id;
   SecretBytes client_secret;
   std::string scope;     // optional, space-separated
   std::string audience;  // optional, sent as "audience" when non-empty
+  OAuth2ClientAuth client_authentication = OAuth2ClientAuth::kUnspecified;
 };
 
 using Auth = std::variant<NoAuth, BasicAuth, BearerAuth, ApiKeyAuth, OAuth2ClientCredentials>;
