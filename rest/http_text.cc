@@ -94,6 +94,15 @@ Result<UrlParts> ParseHttpUrl(std::string_view url, std::string_view field) {
   std::transform(host.begin(), host.end(), host.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   if (!host.empty() && host.back() == '.') host.pop_back();
+  // RFC 1035 caps a DNS name at 253 characters; a longer one can only fail in the
+  // resolver later, with a less useful message (token URLs and redirects included).
+  if (!parts.host_is_ip && host.size() > kMaxHostNameChars) {
+    return Invalid(field,
+                   "the host name is " + std::to_string(host.size()) +
+                       " characters; DNS names have at most " +
+                       std::to_string(kMaxHostNameChars),
+                   "Check the URL's host name.");
+  }
   parts.host = host;
   std::string port = Part(u.get(), CURLUPART_PORT, CURLU_DEFAULT_PORT);
   parts.port = static_cast<uint16_t>(port.empty() ? 0 : std::stoi(port));
@@ -163,22 +172,24 @@ Status ValidateHeader(std::string_view name, std::string_view value, std::string
     else if (uc < 0x20 || uc == 0x7f) shown += "\\x" + std::to_string(uc);
     else shown += c;
   }
+  // The host shows a finding next to the exact part that is wrong (name or value).
   if (!IsToken(name)) {
+    std::string name_field = std::string(field) + ".name";
     return Error(Code::kInvalidStepConfig,
-                 std::string(field) + ": header name \"" + shown + "\" is not a valid token",
+                 name_field + ": header name \"" + shown + "\" is not a valid token",
                  "Header names are letters, digits and !#$%&'*+-.^_`|~ only; nothing was sent.",
                  Side::kConfiguration)
-        .With("field", std::string(field))
+        .With("field", name_field)
         .With("header", shown);
   }
   if (!IsSafeHeaderValue(value)) {
+    std::string value_field = std::string(field) + ".value";
     return Error(Code::kInvalidStepConfig,
-                 std::string(field) + ": the value of header \"" + shown +
-                     "\" contains CR, LF or NUL",
+                 value_field + ": the value of header \"" + shown + "\" contains CR, LF or NUL",
                  "Remove line breaks from header values (they would split the request); "
                  "nothing was sent.",
                  Side::kConfiguration)
-        .With("field", std::string(field))
+        .With("field", value_field)
         .With("header", shown);
   }
   return {};

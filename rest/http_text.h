@@ -3,6 +3,7 @@
 #ifndef WSSTEP_REST_HTTP_TEXT_H_
 #define WSSTEP_REST_HTTP_TEXT_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -23,9 +24,12 @@ struct UrlParts {
   std::string Origin() const;
 };
 
+// DNS names are at most this long (RFC 1035 §2.3.4, without the trailing dot).
+inline constexpr size_t kMaxHostNameChars = 253;
+
 // Parses an absolute http:// or https:// URL. INVALID_STEP_CONFIG naming `field` for
-// anything else: another scheme, no host, white space or control characters, user
-// credentials in the URL.
+// anything else: another scheme, no host, a host name over kMaxHostNameChars, white
+// space or control characters, user credentials in the URL.
 Result<UrlParts> ParseHttpUrl(std::string_view url, std::string_view field = "url");
 
 // RFC 3986 percent-encoding: unreserved characters kept, every other byte %XX.
@@ -42,7 +46,8 @@ bool IsToken(std::string_view text);
 // A header value must not carry CR, LF or NUL.
 bool IsSafeHeaderValue(std::string_view value);
 // INVALID_STEP_CONFIG naming the header (never its value) when the name is not a token
-// or the value carries CR, LF or NUL. `field` is e.g. "headers[2]".
+// or the value carries CR, LF or NUL. `field` is the header's path, e.g. "headers[2]";
+// the error's field is "headers[2].name" or "headers[2].value", whichever is wrong.
 Status ValidateHeader(std::string_view name, std::string_view value, std::string_view field);
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);

@@ -293,19 +293,19 @@ TEST_F(ErrorCatalogTest, ConnectionResetIsATransferFailure) {
 TEST_F(ErrorCatalogTest, InvalidHeaderIsRefusedBeforeAnythingIsSent) {
   auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
   struct Bad {
-    std::string name, value, shown;
+    std::string name, value, shown, field;
   };
-  for (const Bad& bad : {Bad{"X-Evil", "a\r\nInjected: 1", "X-Evil"},
-                         Bad{"X-Evil", std::string("a\0b", 3), "X-Evil"},
-                         Bad{"X-Evil\nInjected", "a", "X-Evil\\nInjected"},
-                         Bad{"Bad Name", "a", "Bad Name"}}) {
+  for (const Bad& bad : {Bad{"X-Evil", "a\r\nInjected: 1", "X-Evil", "headers[1].value"},
+                         Bad{"X-Evil", std::string("a\0b", 3), "X-Evil", "headers[1].value"},
+                         Bad{"X-Evil\nInjected", "a", "X-Evil\\nInjected", "headers[1].name"},
+                         Bad{"Bad Name", "a", "Bad Name", "headers[1].name"}}) {
     RestStep step = Get(server->BaseUrl() + "/");
     step.headers.push_back({"X-Fine", "ok"});
     step.headers.push_back({bad.name, bad.value});
     auto r = Call("", Creds(""), std::move(step));
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, Code::kInvalidStepConfig) << r.error().ToString();
-    EXPECT_EQ(r.error().detail.at("field"), "headers[1]");
+    EXPECT_EQ(r.error().detail.at("field"), bad.field);
     EXPECT_EQ(r.error().detail.at("header"), bad.shown);
     EXPECT_EQ(r.error().message.find("Injected: 1"), std::string::npos);
   }

@@ -50,12 +50,47 @@ TEST(HttpTextTest, HeaderValidation) {
   Status crlf = ValidateHeader("X-Bad", "a\r\nSet-Cookie: x", "headers[3]");
   ASSERT_FALSE(crlf.ok());
   EXPECT_EQ(crlf.error().detail.at("header"), "X-Bad");
-  EXPECT_EQ(crlf.error().detail.at("field"), "headers[3]");
+  EXPECT_EQ(crlf.error().detail.at("field"), "headers[3].value");
+  EXPECT_TRUE(crlf.error().message.starts_with("headers[3].value: ")) << crlf.error().message;
   EXPECT_EQ(crlf.error().message.find("Set-Cookie"), std::string::npos);  // value not echoed
-  EXPECT_FALSE(ValidateHeader("X-Bad", std::string("a\0", 2), "h").ok());
-  EXPECT_FALSE(ValidateHeader("", "a", "h").ok());
-  EXPECT_FALSE(ValidateHeader("Bad:Name", "a", "h").ok());
+  EXPECT_EQ(ValidateHeader("X-Bad", std::string("a\0", 2), "h").error().detail.at("field"),
+            "h.value");
+  EXPECT_EQ(ValidateHeader("", "a", "h").error().detail.at("field"), "h.name");
+  Status bad_name = ValidateHeader("Bad:Name", "a", "headers[1]");
+  ASSERT_FALSE(bad_name.ok());
+  EXPECT_EQ(bad_name.error().detail.at("field"), "headers[1].name");
+  EXPECT_TRUE(bad_name.error().message.starts_with("headers[1].name: "));
   EXPECT_EQ(ValidateHeader("a\nb", "v", "h").error().detail.at("header"), "a\\nb");
+  // A bad name is reported even when the value is bad too.
+  EXPECT_EQ(ValidateHeader("a\nb", "v\n", "h").error().detail.at("field"), "h.name");
+}
+
+// A DNS name of `size` characters: 62-character labels joined by dots.
+std::string HostOfLength(size_t size) {
+  std::string host;
+  while (host.size() < size) {
+    host += (host.size() % 63 == 62) ? '.' : 'a';
+  }
+  if (host.back() == '.') host.back() = 'b';
+  return host;
+}
+
+TEST(HttpTextTest, ParseHttpUrlRefusesHostNamesLongerThanDnsAllows) {
+  std::string longest = HostOfLength(253);
+  auto ok = ParseHttpUrl("https://" + longest + "/x", "auth.oauth2.token_url");
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_EQ(ok->host, longest);
+  // The trailing dot of a fully qualified name does not count.
+  EXPECT_TRUE(ParseHttpUrl("https://" + longest + "./x").ok());
+  auto r = ParseHttpUrl("https://" + HostOfLength(254) + "/x", "auth.oauth2.token_url");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(r.error().detail.at("field"), "auth.oauth2.token_url");
+  EXPECT_EQ(r.error().message,
+            "auth.oauth2.token_url: the host name is 254 characters; DNS names have at most 253");
+  auto huge = ParseHttpUrl("http://" + HostOfLength(5000) + ":8080/", "Location");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.error().detail.at("field"), "Location");
 }
 
 TEST(HttpTextTest, NormalizePin) {
