@@ -11,10 +11,21 @@
 namespace wsstep::core {
 namespace {
 
+constexpr const char* kDiskFullHint =
+    "free space on the disk holding the data directory, or raise the file-size limit "
+    "(ulimit -f) of the plugin's user, then retry";
+
+// SQLite reports a write that hit ENOSPC or EFBIG either as SQLITE_FULL or as a generic
+// "disk I/O error"; both mean the same to an administrator.
+bool IsDiskFull(int rc, int system_errno) {
+  if ((rc & 0xff) == SQLITE_FULL) return true;
+  return (rc & 0xff) == SQLITE_IOERR && (system_errno == ENOSPC || system_errno == EFBIG);
+}
+
 std::string HintFor(int rc) {
   switch (rc & 0xff) {
     case SQLITE_FULL:
-      return "the disk holding the data directory is full; free space and retry";
+      return kDiskFullHint;
     case SQLITE_READONLY:
     case SQLITE_PERM:
       return "the data directory or database file is read-only; make it writable by the "
@@ -216,10 +227,22 @@ Error Database::StorageError(std::string_view what) const {
 }
 
 Error Database::StorageError(std::string_view what, int rc) const {
+  // SQLite does not always record the system errno of a failed write (a WAL append that
+  // hit EFBIG reports 0), but errno still holds it right after the failing call.
+  const int saved_errno = errno;
+  const int system_errno = sqlite3_system_errno(db_.get());
   std::string msg = sqlite3_errmsg(db_.get());
   // sqlite3_errmsg describes the most recent API call; a bind or a reset may have
   // replaced a more specific message, so fall back to the code's text.
   if (msg.empty() || msg == "not an error") msg = sqlite3_errstr(rc);
+  if (IsDiskFull(rc, system_errno != 0 ? system_errno : saved_errno)) {
+    Error e(Code::kStorageError,
+            path_ + ": " + std::string(what) +
+                ": the disk is full or a file-size limit was reached (" + msg + ")",
+            kDiskFullHint, Side::kStore);
+    e.With("path", path_).With("sqlite_code", std::to_string(rc));
+    return e;
+  }
   Error e = OpenError(path_, what, rc, msg);
   e.With("path", path_).With("sqlite_code", std::to_string(rc));
   return e;
@@ -230,8 +253,13 @@ Status Database::Exec(std::string_view sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db_.get(), text.c_str(), nullptr, nullptr, &err);
   if (rc != SQLITE_OK) {
+    const int saved_errno = errno;
     std::string msg = err != nullptr ? err : sqlite3_errstr(rc);
     sqlite3_free(err);
+    if (IsDiskFull(rc, sqlite3_system_errno(db_.get())) || (rc & 0xff) == SQLITE_IOERR) {
+      errno = saved_errno;
+      return StorageError("running \"" + text.substr(0, 60) + "\"", rc);
+    }
     Error e = OpenError(path_, "running \"" + text.substr(0, 60) + "\"", rc, msg);
     e.With("path", path_).With("sqlite_code", std::to_string(rc));
     return e;
