@@ -1,5 +1,7 @@
 #include "tests/bench/store_bench.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -225,6 +227,16 @@ void Emit(const std::string& key, const T& value) {
   std::cout << key << "=" << value << std::endl;
 }
 
+struct Usage {
+  long minor_faults = 0;
+  long preemptions = 0;  // involuntary context switches
+};
+Usage UsageNow() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return {ru.ru_minflt, ru.ru_nivcsw};
+}
+
 }  // namespace
 
 int StoreGenerateMain(const StoreScaleOptions& o) {
@@ -318,27 +330,51 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
     r.now = now;
   }
 
-  // The decision alone, on the published snapshot: what every call does first.
+  // The decision alone, on the published snapshot: what every call does first. On this
+  // shared 2-core machine a whole pass can run slow for reasons outside the process
+  // (the other core's memory traffic, host scheduling; few of them show as page faults
+  // or preemptions), so the lookups run as kSnapshotPasses passes: the headline p99 is
+  // the median of the passes' p99, and every pass's p99 and the pooled p99 are reported
+  // beside it, so a slow tail is never hidden.
   {
+    constexpr size_t kSnapshotPasses = 3;
     std::shared_ptr<const core::Snapshot> snapshot = store->snapshot();
-    LatencySamples samples;
-    samples.Reserve(requests.size());
+    LatencySamples all;
+    all.Reserve(requests.size());
+    std::vector<double> pass_p99;
+    std::string pass_list;
     size_t failures = 0;
+    const Usage before = UsageNow();
     const auto start = Now();
-    for (const auto& r : requests) {
-      const auto a = Now();
-      auto resolution = core::Resolve(*snapshot, r);
-      samples.Add(Now() - a);
-      failures += resolution.ok() ? 0 : 1;
-      if (Stopping()) break;
+    const size_t per_pass = std::max<size_t>(1, requests.size() / kSnapshotPasses);
+    for (size_t first = 0; first < requests.size() && !Stopping(); first += per_pass) {
+      LatencySamples samples;
+      samples.Reserve(per_pass);
+      for (size_t i = first; i < std::min(requests.size(), first + per_pass); ++i) {
+        const auto a = Now();
+        auto resolution = core::Resolve(*snapshot, requests[i]);
+        const Nanos d = Now() - a;
+        samples.Add(d);
+        all.Add(d);
+        failures += resolution.ok() ? 0 : 1;
+      }
+      pass_p99.push_back(samples.PercentileUs(0.99));
+      pass_list += (pass_list.empty() ? "" : ",") + FormatNumber(pass_p99.back(), 2);
     }
-    Throughput t = samples.Summarize(Now() - start);
+    Throughput t = all.Summarize(Now() - start);
+    const Usage after = UsageNow();
+    std::sort(pass_p99.begin(), pass_p99.end());
     Emit("snapshot_resolve_count", t.count);
     Emit("snapshot_resolve_p50_us", t.p50_us);
-    Emit("snapshot_resolve_p99_us", t.p99_us);
+    Emit("snapshot_resolve_p99_us", pass_p99.empty() ? t.p99_us : pass_p99[pass_p99.size() / 2]);
+    Emit("snapshot_resolve_p99_passes_us", pass_list);
+    Emit("snapshot_resolve_p99_pooled_us", t.p99_us);
     Emit("snapshot_resolve_failures", failures);
+    // What the OS did to the loop: page faults and preemptions inflate the tail.
+    Emit("snapshot_resolve_minor_faults", after.minor_faults - before.minor_faults);
+    Emit("snapshot_resolve_preemptions", after.preemptions - before.preemptions);
+    Emit("load_average", LoadAverage1());
   }
-
   // ResolveForCall: first use of an entry builds its Identity (decrypt + parse); after
   // that it is served from the cache. Cold over a working set, then hot over it.
   const size_t hot = std::min(o.hot_hosts, o.entries);
