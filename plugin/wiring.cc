@@ -1,10 +1,25 @@
 #include "plugin/wiring.h"
 
+#include <algorithm>
+
 #include "core/store.h"
 #include "plugin/rest_runner.h"
 #include "plugin/store_backend.h"
 
 namespace wsstep::plugin {
+
+TransferOptions TransferOptionsFor(const Config& config) {
+  TransferOptions transfer;
+  transfer.protected_environments = {config.protected_environments.begin(),
+                                     config.protected_environments.end()};
+  transfer.max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes);
+  // Every step the plugin admits fits in the queue even when no worker is free; with the
+  // fixed 1,024 of old, a max_in_flight_steps above workers + 1,024 made the engine
+  // refuse first, with a different message than the plugin's UNAVAILABLE.
+  transfer.max_queue =
+      static_cast<size_t>(std::max(config.limits.max_in_flight_steps, 0)) + kEngineQueueHeadroom;
+  return transfer;
+}
 
 Result<Wiring> BuildBackends(const Config& config) {
   core::StoreOptions options;
@@ -17,11 +32,7 @@ Result<Wiring> BuildBackends(const Config& config) {
 
   // One engine for REST steps, SOAP steps and connection tests: one transfer path, one
   // set of identity partitions.
-  TransferOptions transfer;
-  transfer.protected_environments = {config.protected_environments.begin(),
-                                     config.protected_environments.end()};
-  transfer.max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes);
-  std::shared_ptr<Transfers> transfers = MakeTransfers(store, transfer);
+  std::shared_ptr<Transfers> transfers = MakeTransfers(store, TransferOptionsFor(config));
 
   Wiring w;
   w.backends.certificates = std::make_shared<StoreBackend>(store, MakeConnectionTester(transfers));

@@ -4,11 +4,13 @@
 #ifndef WSSTEP_PLUGIN_WIRING_H_
 #define WSSTEP_PLUGIN_WIRING_H_
 
+#include <cstddef>
 #include <functional>
 
 #include "core/error.h"
 #include "plugin/backends.h"
 #include "plugin/config.h"
+#include "plugin/rest_runner.h"
 
 namespace wsstep::plugin {
 
@@ -19,6 +21,13 @@ struct Wiring {
   // What is not wired in this build, for the startup log line.
   std::vector<std::string> missing;
 };
+
+// The engine's options from the plugin's configuration. The engine queue is sized from
+// limits.max_in_flight_steps so that Execute calls the plugin admits never find the
+// engine busy (the host sees one refusal, UNAVAILABLE naming max_in_flight_steps), with
+// kEngineQueueHeadroom places beyond for calls not counted there (TestConnection).
+inline constexpr size_t kEngineQueueHeadroom = 1024;
+TransferOptions TransferOptionsFor(const Config& config);
 
 // Opens the store in config.data_dir with the configured master key and creates the
 // engines with the configured policy and limits. Errors: STORAGE_ERROR,

@@ -9,6 +9,7 @@
 
 #include "plugin/host_launcher.h"
 #include "plugin/status_map.h"
+#include "plugin/wiring.h"
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
 #include "tests/support/process.h"
@@ -279,6 +280,21 @@ TEST_F(WiringTest, TestConnectionDiagnosesTheHandshake) {
   EXPECT_EQ(resp.resolution().chosen().id(), client_id_);
   EXPECT_EQ(resp.tls().client_certificate().certificate_id(), client_id_);
   EXPECT_NE(resp.tls().server_certificate().subject().find("CN=localhost"), std::string::npos);
+}
+
+TEST(WiringOptionsTest, EngineQueueHoldsEveryStepThePluginAdmits) {
+  Config config;
+  config.limits.max_in_flight_steps = 5000;  // above the engine's old fixed queue of 1,024
+  config.limits.max_body_bytes = 1 << 20;
+  config.protected_environments = {"prod", "live"};
+  TransferOptions t = TransferOptionsFor(config);
+  EXPECT_EQ(t.max_queue, 5000u + 1024u);
+  EXPECT_GE(t.max_queue, static_cast<size_t>(config.limits.max_in_flight_steps));
+  EXPECT_EQ(t.max_body_bytes, 1u << 20);
+  EXPECT_EQ(t.protected_environments, (std::set<std::string>{"prod", "live"}));
+
+  Config defaults;
+  EXPECT_EQ(TransferOptionsFor(defaults).max_queue, 256u + 1024u);
 }
 
 TEST(WiringDemo, DemoExitsZero) {
