@@ -26,6 +26,7 @@
 #include "plugin/schema.h"
 #include "plugin/server.h"
 #include "plugin/status_map.h"
+#include "plugin/step_convert.h"
 #include "wsstep/v1/certificate_service.grpc.pb.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
 
@@ -477,6 +478,78 @@ TEST(SchemaTest, SoapStepSchemaHandlesTheRecursiveElementTree) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Step conversion
+// ---------------------------------------------------------------------------------------
+
+v1::RestStep OAuth2RestStep(v1::OAuth2ClientCredentials::ClientAuthentication method) {
+  v1::RestStep step;
+  step.set_url("https://api.example.test/x");
+  auto* o = step.mutable_auth()->mutable_oauth2_client_credentials();
+  o->set_token_url("https://auth.example.test/token");
+  o->set_client_id("c");
+  o->set_client_secret("s");
+  o->set_client_authentication(method);
+  return step;
+}
+
+TEST(PluginStepConvertTest, OAuth2ClientAuthenticationReachesTheEngine) {
+  using P = v1::OAuth2ClientCredentials;
+  const std::pair<P::ClientAuthentication, rest::OAuth2ClientAuth> cases[] = {
+      {P::CLIENT_AUTHENTICATION_UNSPECIFIED, rest::OAuth2ClientAuth::kUnspecified},
+      {P::CLIENT_AUTHENTICATION_CLIENT_SECRET_BASIC, rest::OAuth2ClientAuth::kClientSecretBasic},
+      {P::CLIENT_AUTHENTICATION_CLIENT_SECRET_POST, rest::OAuth2ClientAuth::kClientSecretPost},
+      {P::CLIENT_AUTHENTICATION_TLS_CLIENT_AUTH, rest::OAuth2ClientAuth::kTlsClientAuth},
+  };
+  for (const auto& [proto, engine] : cases) {
+    auto s = RestStepFromProto(OAuth2RestStep(proto), "", StepLimits{});
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    const auto* oauth = std::get_if<rest::OAuth2ClientCredentials>(&s->auth);
+    ASSERT_NE(oauth, nullptr);
+    EXPECT_EQ(oauth->client_authentication, engine) << proto;
+    EXPECT_EQ(oauth->client_secret.view(), "s");
+  }
+}
+
+TEST(PluginStepConvertTest, UnknownOAuth2ClientAuthenticationIsInvalidStepConfig) {
+  auto s = RestStepFromProto(
+      OAuth2RestStep(static_cast<v1::OAuth2ClientCredentials::ClientAuthentication>(9)), "",
+      StepLimits{});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(s.error().detail.at("field"), "auth.oauth2_client_credentials.client_authentication");
+}
+
+TEST(PluginStepConvertTest, SoapRawBodyAndHeaderBlocksAreBoundedByMaxBodyBytes) {
+  StepLimits limits;
+  limits.max_body_bytes = 100;
+  v1::SoapStep step;
+  step.set_endpoint("https://soap.example.test/ws");
+  step.set_raw_body(std::string(60, 'b'));
+  step.add_header_blocks(std::string(40, 'h'));  // exactly at the limit: fine
+  auto at_limit = SoapStepFromProto(step, limits);
+  ASSERT_TRUE(at_limit.ok()) << at_limit.error().ToString();
+  EXPECT_EQ(at_limit->header_blocks.size(), 1u);
+
+  step.add_header_blocks("<x/>");  // the second block takes the envelope over
+  auto over = SoapStepFromProto(step, limits);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(over.error().detail.at("field"), "header_blocks[1]");
+  EXPECT_EQ(over.error().detail.at("limit"), "100");
+  EXPECT_EQ(over.error().message,
+            "header_blocks[1]: with raw_body and the blocks before it, 104 bytes, above the "
+            "plugin's max_body_bytes of 100");
+
+  step.clear_header_blocks();
+  step.set_raw_body(std::string(101, 'b'));
+  auto big_body = SoapStepFromProto(step, limits);
+  ASSERT_FALSE(big_body.ok());
+  EXPECT_EQ(big_body.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(big_body.error().detail.at("field"), "raw_body");
+  EXPECT_EQ(big_body.error().message, "raw_body: 101 bytes, above the plugin's max_body_bytes of 100");
+}
+
+// ---------------------------------------------------------------------------------------
 // Services in-process, with fake backends
 // ---------------------------------------------------------------------------------------
 
@@ -609,6 +682,65 @@ TEST_F(ServiceTest, WithoutBackendsEveryWorkingMethodIsUnimplemented) {
   v1::WatchEventsResponse ev;
   EXPECT_FALSE(reader->Read(&ev));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+// gRPC refuses these before any handler runs; the interceptor makes the answer the
+// contract's INVALID_ARGUMENT instead of UNIMPLEMENTED with an empty message.
+TEST_F(ServiceTest, UnparseableRequestsAreInvalidArgumentNamingTheProblem) {
+  StartServer({});
+  auto expect_unparseable = [](const grpc::Status& s, const std::string& method) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": "
+                                                                   << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("the request to " + method + " could not be parsed"));
+    EXPECT_THAT(s.error_message(), HasSubstr("not valid UTF-8"));
+    StatusDetails d = DecodeStatusDetails(s);
+    EXPECT_EQ(d.reason, "INVALID_ARGUMENT");
+    EXPECT_EQ(d.domain, "wsstep.dev");
+    EXPECT_EQ(d.metadata["method"], method);
+  };
+  // The C++ client serializes a non-UTF-8 string anyway (logging an error), as a careless
+  // host would.
+  {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    v1::ExecuteRestStepRequest req;
+    req.mutable_step()->set_url("https://api.example/\xff\xfe");
+    v1::ExecuteRestStepResponse resp;
+    expect_unparseable(steps_->ExecuteRestStep(&ctx, req, &resp),
+                       "/wsstep.v1.StepPluginService/ExecuteRestStep");
+  }
+  {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    v1::GetCertificateRequest req;
+    req.set_name("\xc3\x28");
+    v1::GetCertificateResponse resp;
+    expect_unparseable(certs_->GetCertificate(&ctx, req, &resp),
+                       "/wsstep.v1.CertificateService/GetCertificate");
+  }
+  // Nested deeper than protobuf's parser goes (100).
+  {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    v1::ExecuteSoapStepRequest req;
+    v1::XmlElement* e = req.mutable_step()->mutable_operation()->add_parameters();
+    for (int i = 0; i < 150; ++i) {
+      e->set_name("p");
+      e = e->add_children();
+    }
+    v1::ExecuteSoapStepResponse resp;
+    expect_unparseable(steps_->ExecuteSoapStep(&ctx, req, &resp),
+                       "/wsstep.v1.StepPluginService/ExecuteSoapStep");
+  }
+  // A parseable request still reaches its handler (here: not wired in this server).
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  v1::ExecuteRestStepRequest req;
+  req.mutable_step()->set_url("https://api.example/");
+  v1::ExecuteRestStepResponse resp;
+  const grpc::Status s = steps_->ExecuteRestStep(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("the REST engine is not wired"));
 }
 
 TEST_F(ServiceTest, StepOutcomesComeBackInTheResponseWithTheStepId) {

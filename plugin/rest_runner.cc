@@ -266,7 +266,7 @@ class SoapRunner final : public SoapStepRunner {
   Status Validate(const CallContext& /*call*/, const v1::SoapStep& step,
                   const std::string& environment, v1::ValidateStepResponse* response) override {
     auto transport = SoapTransport(step, environment, t_->limits());
-    auto s = SoapStepFromProto(step);
+    auto s = SoapStepFromProto(step, t_->limits());
     if (!transport.ok() || !s.ok()) {
       const Error& e = !transport.ok() ? transport.error() : s.error();
       AddDiagnostic(TranslateField(e, SoapFieldToProto), v1::SEVERITY_ERROR, response);
@@ -285,7 +285,7 @@ class SoapRunner final : public SoapStepRunner {
                v1::ExecuteSoapStepResponse* response, Done done) override {
     v1::StepOutcome* outcome = response->mutable_outcome();
     auto transport = SoapTransport(request.step(), request.environment(), t_->limits());
-    auto s = transport.ok() ? SoapStepFromProto(request.step())
+    auto s = transport.ok() ? SoapStepFromProto(request.step(), t_->limits())
                             : Result<soap::SoapStep>(transport.error());
     if (!s.ok()) {
       FillStepError(TranslateField(s.error(), SoapFieldToProto), outcome->mutable_error());

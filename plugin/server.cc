@@ -5,6 +5,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <sys/stat.h>
 
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "plugin/certificate_service.h"
 #include "plugin/handshake.h"
 #include "plugin/log.h"
+#include "plugin/status_map.h"
 #include "plugin/worker_pool.h"
 
 namespace wsstep::plugin {
@@ -39,6 +41,50 @@ class ControllerService final : public ::plugin::GRPCController::CallbackService
   std::function<void(std::string)> on_shutdown_;
 };
 
+// gRPC answers a request protobuf cannot parse (a string field that is not UTF-8, messages
+// nested deeper than 100) before any handler runs: UNIMPLEMENTED with an empty message
+// from a callback method, INTERNAL from a synchronous one. The contract promises
+// INVALID_ARGUMENT naming the problem, so this rewrites the status of exactly those calls:
+// unary and server-streaming calls whose request did not deserialize (gRPC then hands
+// interceptors a null message at POST_RECV_MESSAGE).
+class UnparseableRequestInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit UnparseableRequestInterceptor(std::string method) : method_(std::move(method)) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      unparseable_ = methods->GetRecvMessage() == nullptr;
+    }
+    if (unparseable_ &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      grpc::Status sent = methods->GetSendStatus();
+      if (sent.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
+          sent.error_code() == grpc::StatusCode::INTERNAL) {
+        methods->ModifySendStatus(UnparseableRequestStatus(method_));
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string method_;
+  bool unparseable_ = false;
+};
+
+class UnparseableRequestInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    // Only these read exactly one request, up front; for the others a null message at
+    // POST_RECV_MESSAGE is the end of the client's stream.
+    using Type = grpc::experimental::ServerRpcInfo::Type;
+    if (info->type() != Type::UNARY && info->type() != Type::SERVER_STREAMING) return nullptr;
+    return new UnparseableRequestInterceptor(info->method() ? info->method() : "");
+  }
+};
+
 void InitProcessWideGrpcOptions() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -48,6 +94,19 @@ void InitProcessWideGrpcOptions() {
 }
 
 }  // namespace
+
+grpc::Status UnparseableRequestStatus(std::string_view method) {
+  std::string name = method.empty() ? std::string("the call") : std::string(method);
+  return ToGrpcStatus(
+      Error(Code::kInvalidArgument,
+            "the request to " + name +
+                " could not be parsed: a string field is not valid UTF-8, messages are nested "
+                "deeper than 100 levels, or the bytes are not the method's request message",
+            "Send valid UTF-8 in every string field (binary data belongs in bytes fields) "
+            "and keep SOAP parameter trees shallower than 64 levels; nothing was run.",
+            Side::kClient)
+          .With("method", name));
+}
 
 struct PluginServer::Services {
   std::unique_ptr<WorkerPool> pool;
@@ -80,6 +139,9 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options)
   // The reflection service is synchronous; its threads poll with this timeout, and a
   // shutdown waits for them. The default (seconds) would make every stop that slow.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 100);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<UnparseableRequestInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(creators));
   builder.RegisterService(self->step_service_.get());
   builder.RegisterService(s.certificates.get());
   builder.RegisterService(s.controller.get());

@@ -16,6 +16,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include <grpcpp/support/status.h>
 
 #include "core/error.h"
 #include "plugin/backends.h"
@@ -39,6 +42,12 @@ struct ServerOptions {
   std::function<void(std::string reason)> on_shutdown_rpc;
   int blocking_threads = 2;  // worker pool for store calls
 };
+
+// What a host gets for a unary call whose request protobuf cannot parse (invalid UTF-8 in
+// a string field, nesting deeper than 100): INVALID_ARGUMENT, reason INVALID_ARGUMENT,
+// detail "method", instead of gRPC's own UNIMPLEMENTED with an empty message. The server
+// installs an interceptor that sends it; nothing of the request runs.
+grpc::Status UnparseableRequestStatus(std::string_view method);
 
 class PluginServer {
  public:

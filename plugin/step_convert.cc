@@ -43,11 +43,10 @@ Status CheckHeaderVolume(const google::protobuf::RepeatedPtrField<v1::Header>& h
   return Status();
 }
 
-// Longer URLs are refused by servers (nginx: 8 KiB request lines) long before this; a
-// host name longer than DNS allows (RFC 1035: 253 characters) can never resolve, and must
-// not reach certificate resolution looking like a host that merely has no binding.
+// Longer URLs are refused by servers (nginx: 8 KiB request lines) long before this. A
+// host name longer than DNS allows can never resolve, and must not reach certificate
+// resolution looking like a host that merely has no binding: ParseHttpUrl refuses it.
 constexpr size_t kMaxUrlBytes = 64 * 1024;
-constexpr size_t kMaxHostNameChars = 253;
 
 Status CheckUrl(const std::string& url, const std::string& field) {
   if (url.size() > kMaxUrlBytes) {
@@ -58,16 +57,22 @@ Status CheckUrl(const std::string& url, const std::string& field) {
                  Side::kConfiguration)
         .With("field", field);
   }
-  auto parts = rest::ParseHttpUrl(url, field);
-  if (!parts.ok()) return parts.error();
-  if (!parts->host_is_ip && parts->host.size() > kMaxHostNameChars) {
-    return Error(Code::kInvalidStepConfig,
-                 field + ": the host name is " + std::to_string(parts->host.size()) +
-                     " characters; DNS names have at most " + std::to_string(kMaxHostNameChars),
-                 "Check the URL's host name.", Side::kConfiguration)
-        .With("field", field);
-  }
-  return Status();
+  // ParseHttpUrl also refuses host names longer than DNS allows.
+  return rest::ParseHttpUrl(url, field).status();
+}
+
+// What a request body (or the part of a SOAP envelope the step gives verbatim) may not
+// exceed: refused before anything is built or sent.
+// `size` says what is too large, e.g. "9000000 bytes".
+Error BodyTooLarge(const std::string& field, const std::string& size, const StepLimits& limits) {
+  return Error(Code::kInvalidStepConfig,
+               field + ": " + size + ", above the plugin's max_body_bytes of " +
+                   std::to_string(limits.max_body_bytes),
+               "Send a smaller body, or raise limits.max_body_bytes in the plugin's "
+               "configuration; nothing was sent.",
+               Side::kConfiguration)
+      .With("field", field)
+      .With("limit", std::to_string(limits.max_body_bytes));
 }
 
 std::string Replace(std::string_view field, std::string_view from, std::string_view to) {
@@ -212,8 +217,28 @@ Result<rest::RestStep> TransportFromProto(const v1::HttpAuth& auth, const v1::Tl
       const auto& o = auth.oauth2_client_credentials();
       std::string scope;
       for (const auto& sc : o.scopes()) scope += (scope.empty() ? "" : " ") + sc;
-      s.auth = rest::OAuth2ClientCredentials{o.token_url(), o.client_id(),
-                                             SecretBytes(o.client_secret()), scope, o.audience()};
+      rest::OAuth2ClientAuth method = rest::OAuth2ClientAuth::kUnspecified;
+      switch (o.client_authentication()) {
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_CLIENT_SECRET_BASIC:
+          method = rest::OAuth2ClientAuth::kClientSecretBasic;
+          break;
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_CLIENT_SECRET_POST:
+          method = rest::OAuth2ClientAuth::kClientSecretPost;
+          break;
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_TLS_CLIENT_AUTH:
+          method = rest::OAuth2ClientAuth::kTlsClientAuth;
+          break;
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_UNSPECIFIED:
+          break;
+        default:
+          // An enum value from a newer proto: guessing a method could leak the secret to a
+          // server expecting another one.
+          return Invalid("auth.oauth2_client_credentials.client_authentication",
+                         "unknown value " + std::to_string(o.client_authentication()));
+      }
+      s.auth = rest::OAuth2ClientCredentials{o.token_url(),   o.client_id(),
+                                             SecretBytes(o.client_secret()), scope,
+                                             o.audience(),    method};
       break;
     }
     default:
@@ -258,15 +283,7 @@ Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::st
   // limits.max_body_bytes bounds request bodies as well as responses (PluginLimits says
   // so); a larger one is refused before anything is sent.
   if (step.body().size() > limits.max_body_bytes) {
-    return Error(Code::kInvalidStepConfig,
-                 "body: " + std::to_string(step.body().size()) +
-                     " bytes, above the plugin's max_body_bytes of " +
-                     std::to_string(limits.max_body_bytes),
-                 "Send a smaller body, or raise limits.max_body_bytes in the plugin's "
-                 "configuration; nothing was sent.",
-                 Side::kConfiguration)
-        .With("field", "body")
-        .With("limit", std::to_string(limits.max_body_bytes));
+    return BodyTooLarge("body", std::to_string(step.body().size()) + " bytes", limits);
   }
   WSSTEP_RETURN_IF_ERROR(CheckHeaderVolume(step.headers(), "headers"));
   WSSTEP_RETURN_IF_ERROR(CheckUrl(s.url, "url"));
@@ -293,8 +310,24 @@ Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::st
   return s;
 }
 
-Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step) {
+Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLimits& limits) {
   WSSTEP_RETURN_IF_ERROR(CheckHeaderVolume(step.http_headers(), "http_headers"));
+  // raw_body and the header blocks are copied into the envelope verbatim: together they
+  // are the request body, bounded like a REST body. The field named is the one that
+  // takes the total over the limit.
+  size_t envelope_bytes = step.raw_body().size();
+  if (envelope_bytes > limits.max_body_bytes) {
+    return BodyTooLarge("raw_body", std::to_string(envelope_bytes) + " bytes", limits);
+  }
+  for (int i = 0; i < step.header_blocks_size(); ++i) {
+    envelope_bytes += step.header_blocks(i).size();
+    if (envelope_bytes > limits.max_body_bytes) {
+      return BodyTooLarge("header_blocks[" + std::to_string(i) + "]",
+                          "with raw_body and the blocks before it, " +
+                              std::to_string(envelope_bytes) + " bytes",
+                          limits);
+    }
+  }
   WSSTEP_RETURN_IF_ERROR(CheckUrl(step.endpoint(), "endpoint"));
   soap::SoapStep s;
   s.endpoint = step.endpoint();

@@ -17,7 +17,9 @@
 namespace wsstep::plugin {
 
 struct StepLimits {
-  size_t max_body_bytes = 8 << 20;  // caps max_response_bytes; 0 in the step means this
+  // Caps max_response_bytes (0 in the step means this) and request bodies (REST body,
+  // SOAP raw_body plus header_blocks).
+  size_t max_body_bytes = 8 << 20;
 };
 
 // Proto field path of a REST engine field name ("max_redirects" ->
@@ -41,8 +43,10 @@ Result<rest::RestStep> TransportFromProto(const v1::HttpAuth& auth, const v1::Tl
 // A whole REST step. INVALID_STEP_CONFIG naming the proto field.
 Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::string& environment,
                                          const StepLimits& limits);
-// A SOAP step and its transport.
-Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step);
+// A SOAP step (the transport comes from TransportFromProto). raw_body and header_blocks
+// together are bounded by limits.max_body_bytes: INVALID_STEP_CONFIG on "raw_body" or on
+// the "header_blocks[i]" that crosses the limit.
+Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLimits& limits);
 
 // The outcome parts of a finished exchange. `server_name` is the SNI name used.
 void FillHttpOutcome(const rest::RestResult& r, uint64_t client_version,

@@ -42,6 +42,16 @@ class HostileInputTest : public ::testing::Test {
     return "https://localhost:" + std::to_string(origin_->port()) + path;
   }
 
+  // ExecuteSoapStep straight over the plugin's channel (a SOAP step of any shape).
+  grpc::Status CallSoap(const v1::SoapStep& step, v1::ExecuteSoapStepResponse* response) {
+    auto stub = v1::StepPluginService::NewStub(engine_.process().channel());
+    v1::ExecuteSoapStepRequest request;
+    *request.mutable_step() = step;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    return stub->ExecuteSoapStep(&ctx, request, response);
+  }
+
   // The plugin is still up and serves a normal step.
   void ExpectStillServing(const std::string& after) {
     EXPECT_EQ(engine_.Health("plugin"), "SERVING") << after;
@@ -92,13 +102,17 @@ TEST_F(HostileInputTest, ABodyOverMaxBodyBytesIsInvalidStepConfigOnTheBody) {
   ExpectStillServing("10 MB body");
 }
 
-// What a host sees for a request protobuf cannot parse: gRPC itself answers, before the
-// plugin's code runs - UNIMPLEMENTED with an empty message from a callback-API method,
-// INTERNAL from a synchronous one - not INVALID_ARGUMENT naming the field (reported: the
-// plugin would have to parse these requests itself to say more). The plugin never sees
-// the request and stays up.
-const auto kUnreadableRequest =
-    ::testing::AnyOf(grpc::StatusCode::UNIMPLEMENTED, grpc::StatusCode::INTERNAL);
+// What a host sees for a request protobuf cannot parse: gRPC refuses it before the
+// plugin's handler runs (on its own it would answer UNIMPLEMENTED with an empty message);
+// the plugin's interceptor turns that into the contract's INVALID_ARGUMENT naming the
+// method and the likely causes. The plugin never runs the request and stays up.
+void ExpectUnreadableRequest(const grpc::Status& s, const std::string& method) {
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("the request to /wsstep.v1.StepPluginService/" + method +
+                        " could not be parsed: a string field is not valid UTF-8, messages "
+                        "are nested deeper than 100 levels"));
+}
 
 TEST_F(HostileInputTest, InvalidUtf8InAStringFieldIsRefusedBeforeTheStep) {
   // Protobuf refuses to parse a proto3 string that is not UTF-8. The C++ client
@@ -106,13 +120,13 @@ TEST_F(HostileInputTest, InvalidUtf8InAStringFieldIsRefusedBeforeTheStep) {
   for (const std::string& bad : {std::string("https://localhost/\xff\xfe"), std::string("\xc3\x28")}) {
     auto url_step = mock_engine::GetStep(bad);
     auto r = engine_.Rest(url_step, "", Opts("utf8-url"));
-    EXPECT_THAT(r.status.error_code(), kUnreadableRequest) << r.status.error_message();
+    ExpectUnreadableRequest(r.status, "ExecuteRestStep");
     auto header_step = mock_engine::GetStep(Url());
     auto* h = header_step.add_headers();
     h->set_name("X-Bad");
     h->set_value(bad);
     auto rh = engine_.Rest(header_step, "", Opts("utf8-header"));
-    EXPECT_THAT(rh.status.error_code(), kUnreadableRequest) << rh.status.error_message();
+    ExpectUnreadableRequest(rh.status, "ExecuteRestStep");
   }
   ExpectStillServing("invalid UTF-8");
 }
@@ -134,11 +148,11 @@ TEST_F(HostileInputTest, CrOrLfInAHeaderNameOrValueIsInvalidStepConfigOnThatFiel
     std::string name, value, field;
   };
   const std::vector<Case> cases = {
-      {"X-Ok", "a\r\nX-Injected: 1", "headers[1]"},
-      {"X-Ok", "a\nb", "headers[1]"},
-      {"X-Ok", "a\rb", "headers[1]"},
-      {"X-Bad\r\nX-Injected", "1", "headers[1]"},
-      {"X-Bad\n", "1", "headers[1]"},
+      {"X-Ok", "a\r\nX-Injected: 1", "headers[1].value"},
+      {"X-Ok", "a\nb", "headers[1].value"},
+      {"X-Ok", "a\rb", "headers[1].value"},
+      {"X-Bad\r\nX-Injected", "1", "headers[1].name"},
+      {"X-Bad\n", "1", "headers[1].name"},
   };
   for (const auto& c : cases) {
     auto step = mock_engine::GetStep(Url());
@@ -196,24 +210,16 @@ v1::SoapStep DeepSoapStep(const std::string& endpoint, int depth) {
 }
 
 TEST_F(HostileInputTest, SoapParameterTreesTenThousandDeepAreRefusedAndThePluginStaysUp) {
-  auto stub = v1::StepPluginService::NewStub(engine_.process().channel());
-  auto call = [&](const v1::SoapStep& step, v1::ExecuteSoapStepResponse* response) {
-    v1::ExecuteSoapStepRequest request;
-    *request.mutable_step() = step;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-    return stub->ExecuteSoapStep(&ctx, request, response);
-  };
   // Deeper than protobuf's parser goes (100 nested messages): the request cannot be read.
   {
     v1::ExecuteSoapStepResponse response;
-    const grpc::Status s = call(DeepSoapStep(Url("/soap"), 10'000), &response);
-    EXPECT_THAT(s.error_code(), kUnreadableRequest) << s.error_message();
+    const grpc::Status s = CallSoap(DeepSoapStep(Url("/soap"), 10'000), &response);
+    ExpectUnreadableRequest(s, "ExecuteSoapStep");
   }
   // Deep enough to parse, deeper than the SOAP layer builds: refused on the parameters.
   {
     v1::ExecuteSoapStepResponse response;
-    const grpc::Status s = call(DeepSoapStep(Url("/soap"), 90), &response);
+    const grpc::Status s = CallSoap(DeepSoapStep(Url("/soap"), 90), &response);
     ASSERT_TRUE(s.ok()) << s.error_message();
     ASSERT_TRUE(response.outcome().has_error());
     EXPECT_EQ(response.outcome().error().code(), "INVALID_STEP_CONFIG") << response.outcome().error().message();
@@ -226,7 +232,7 @@ TEST_F(HostileInputTest, SoapParameterTreesTenThousandDeepAreRefusedAndThePlugin
     step.mutable_tls()->set_ssl_verification(true);
     step.set_raw_body(NestedXml("a", 10'000));
     v1::ExecuteSoapStepResponse response;
-    const grpc::Status s = call(step, &response);
+    const grpc::Status s = CallSoap(step, &response);
     ExpectInvalidStepConfig(s, response.outcome(), "raw_body", "raw body 10k deep");
   }
   // A header block likewise.
@@ -237,10 +243,39 @@ TEST_F(HostileInputTest, SoapParameterTreesTenThousandDeepAreRefusedAndThePlugin
     step.set_raw_body("<ok/>");
     step.add_header_blocks(NestedXml("h", 10'000));
     v1::ExecuteSoapStepResponse response;
-    const grpc::Status s = call(step, &response);
+    const grpc::Status s = CallSoap(step, &response);
     ExpectInvalidStepConfig(s, response.outcome(), "header_blocks[0]", "header block 10k deep");
   }
   ExpectStillServing("deep SOAP trees");
+}
+
+TEST_F(HostileInputTest, ASoapRawBodyOrHeaderBlocksOverMaxBodyBytesAreInvalidStepConfig) {
+  // 10 MB > 8 MiB max_body_bytes, < 16 MiB max_message_bytes: it reaches the plugin.
+  const std::string ten_mb = "<a>" + std::string(10 * 1000 * 1000, 'x') + "</a>";
+  {
+    v1::SoapStep step;
+    step.set_endpoint(Url("/soap"));
+    step.mutable_tls()->set_ssl_verification(true);
+    step.set_raw_body(ten_mb);
+    v1::ExecuteSoapStepResponse response;
+    const grpc::Status s = CallSoap(step, &response);
+    ExpectInvalidStepConfig(s, response.outcome(), "raw_body", "10 MB raw body");
+    EXPECT_THAT(response.outcome().error().message(),
+                HasSubstr(std::to_string(limits_.max_body_bytes())));
+  }
+  // Header blocks count with the body: the block that crosses the limit is named.
+  {
+    v1::SoapStep step;
+    step.set_endpoint(Url("/soap"));
+    step.mutable_tls()->set_ssl_verification(true);
+    step.set_raw_body("<ok/>");
+    step.add_header_blocks("<h/>");
+    step.add_header_blocks(ten_mb);
+    v1::ExecuteSoapStepResponse response;
+    const grpc::Status s = CallSoap(step, &response);
+    ExpectInvalidStepConfig(s, response.outcome(), "header_blocks[1]", "10 MB header block");
+  }
+  ExpectStillServing("10 MB SOAP body");
 }
 
 // Contract errors travel in trailers (grpc-message, grpc-status-details-bin), which hosts
