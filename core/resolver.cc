@@ -279,6 +279,28 @@ std::string Iso8601Utc(UnixSeconds t) {
   const sys_days day = floor<days>(tp);
   const year_month_day ymd{day};
   const hh_mm_ss<seconds> hms{tp - day};
+  const int y = static_cast<int>(ymd.year());
+  if (y >= 0 && y <= 9999) {
+    // Every resolution's explanation carries two of these: formatting the digits here
+    // costs a tenth of snprintf (which was half of a resolution's instructions).
+    char out[20];
+    auto put = [&out](size_t at, unsigned value, size_t width) {
+      for (size_t i = width; i-- > 0; value /= 10) out[at + i] = static_cast<char>('0' + value % 10);
+    };
+    put(0, static_cast<unsigned>(y), 4);
+    out[4] = '-';
+    put(5, static_cast<unsigned>(ymd.month()), 2);
+    out[7] = '-';
+    put(8, static_cast<unsigned>(ymd.day()), 2);
+    out[10] = 'T';
+    put(11, static_cast<unsigned>(hms.hours().count()), 2);
+    out[13] = ':';
+    put(14, static_cast<unsigned>(hms.minutes().count()), 2);
+    out[16] = ':';
+    put(17, static_cast<unsigned>(hms.seconds().count()), 2);
+    out[19] = 'Z';
+    return std::string(out, sizeof(out));
+  }
   char buf[48];
   std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
