@@ -929,22 +929,10 @@ COMMIT;
   return seed;
 }
 
-// The target (PRODUCT.md §5): 100,000 entries load in under a second. Loading is bound by
-// first-touch page faults, which this needs with transparent huge pages for the heap, as
-// `wsstep serve` runs: GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.top_pad=64 MiB.
-// Run without it, the test runs itself again with it.
-constexpr char kHeapTunables[] = "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864";
-
+// 100,000 entries open and resolve correctly. Their speed (PRODUCT.md §5) is the
+// benchmark harness's job (tests/bench, store phase); Open prepares the heap itself, so
+// the test runs the store as `wsstep serve` does, with no tunables from outside.
 TEST(StoreScaleTest, HundredThousandEntriesOpenAndResolve) {
-  if (std::getenv("GLIBC_TUNABLES") == nullptr) {
-    int rc = RunInChild([] {
-      ::setenv("GLIBC_TUNABLES", kHeapTunables, 1);
-      ::execl("/proc/self/exe", "store_test", "--gtest_filter=StoreScaleTest.*", nullptr);
-      return 98;
-    });
-    EXPECT_EQ(rc, 0);
-    return;
-  }
   TempDir dir;
   TestClock clock;
   EntryMetadata seed = MakeLargeStore(dir.path(), clock, 100'000);
