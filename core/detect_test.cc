@@ -93,8 +93,12 @@ TEST(DetectTest, PemBlocksCarryKindEncryptionAndText) {
   EXPECT_EQ(d.pem_blocks[2].label, "ENCRYPTED PRIVATE KEY");
   EXPECT_EQ(d.pem_blocks[2].kind, PemBlockKind::kEncryptedPrivateKey);
   EXPECT_TRUE(d.pem_blocks[2].encrypted);
-  EXPECT_TRUE(d.pem_blocks[0].text.starts_with("-----BEGIN CERTIFICATE-----"));
-  EXPECT_TRUE(d.pem_blocks[2].text.ends_with("-----END ENCRYPTED PRIVATE KEY-----"));
+  // Each block's text is exactly its span of the file: the first starts the file, the
+  // key block ends it (before the final newline).
+  EXPECT_TRUE(combined.starts_with(d.pem_blocks[0].text));
+  ASSERT_FALSE(d.pem_blocks[2].text.empty());
+  EXPECT_EQ(combined.rfind(d.pem_blocks[2].text) + d.pem_blocks[2].text.size(),
+            combined.find_last_not_of("\r\n") + 1);
   EXPECT_EQ(d.CountPem(PemBlockKind::kCertificate), 2u);
   EXPECT_EQ(d.CountPemKeys(), 1u);
 

@@ -240,7 +240,8 @@ TEST(JavaKeystoreMagic, DetectsBothFormats) {
 }
 
 TEST(JavaKeystoreMagic, NotAKeyStoreIsInvalidFormat) {
-  auto r = ParseJavaKeystore("-----BEGIN CERTIFICATE-----", "client.pem", Pw("x"), std::nullopt);
+  auto r = ParseJavaKeystore("Bag Attributes\n    friendlyName: client\n", "client.pem", Pw("x"),
+                             std::nullopt);
   ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat);
   EXPECT_EQ(r.error().message.rfind("client.pem: ", 0), 0u) << r.error().message;
   EXPECT_EQ(r.error().detail.at("offset"), "0");

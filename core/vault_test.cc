@@ -83,7 +83,7 @@ TEST(MasterKeyTest, FromBase64) {
 
 TEST(VaultTest, SealOpenRoundTripWithLayout) {
   Vault v(KeyOf('a'));
-  SecretBytes secret(std::string("-----BEGIN PRIVATE KEY----- very secret \0 bytes", 47));
+  SecretBytes secret(std::string("private key bytes, very secret \0 bytes", 38));
   auto blob = v.Seal(secret, "entry/e1/key");
   ASSERT_TRUE(blob.ok());
   EXPECT_EQ(blob->size(), secret.size() + kSealOverhead);

@@ -198,7 +198,7 @@ TEST(LogTest, RedactedJsonClearsEverySecretProtoField) {
   req.mutable_step()->mutable_auth()->mutable_basic()->set_password("pässwörd");
   v1::CreateCertificateRequest create;
   create.mutable_certificate()->set_name("bank");
-  create.mutable_material()->set_content("-----BEGIN PRIVATE KEY-----");
+  create.mutable_material()->set_content("key store bytes");
   create.mutable_material()->mutable_password()->set_value("p12 secret");
   create.mutable_material()->set_content_name("client.p12");
 
