@@ -59,9 +59,9 @@ class EventWatch {
   virtual bool Next(v1::WatchEventsResponse* event, std::chrono::milliseconds timeout) = 0;
 };
 
-// The certificate store as the CertificateService needs it. Synchronous methods are run
-// on the plugin's worker pool, never on gRPC's threads, so they may block (SQLite,
-// PBKDF2).
+// The certificate store as the CertificateService needs it. Synchronous methods run on
+// gRPC's synchronous server threads, which may block (SQLite, PBKDF2); gRPC adds threads
+// while calls wait.
 class CertificateBackend {
  public:
   virtual ~CertificateBackend() = default;

@@ -905,5 +905,51 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
   server_.reset();
 }
 
+TEST_F(ServiceTest, HealthAnswersKnownServicesAndWatchSeesTheShutdown) {
+  StartServer({});
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  for (const std::string service : {"", "plugin", "wsstep.v1.StepPluginService"}) {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok()) << service;
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("no.such.Service");
+    grpc::health::v1::HealthCheckResponse resp;
+    EXPECT_EQ(health->Check(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  grpc::ClientContext unknown_ctx;
+  Deadline(&unknown_ctx);
+  grpc::health::v1::HealthCheckRequest unknown;
+  unknown.set_service("no.such.Service");
+  auto unknown_watch = health->Watch(&unknown_ctx, unknown);
+  grpc::health::v1::HealthCheckResponse seen;
+  ASSERT_TRUE(unknown_watch->Read(&seen));
+  EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  unknown_ctx.TryCancel();
+  EXPECT_EQ(unknown_watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("plugin");
+  auto watch = health->Watch(&ctx, req);
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  std::thread stopper([&] { server_->Shutdown(std::chrono::seconds(2)); });
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(watch->Read(&seen));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  stopper.join();
+}
+
 }  // namespace
 }  // namespace wsstep::plugin

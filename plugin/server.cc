@@ -1,7 +1,6 @@
 #include "plugin/server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -14,27 +13,24 @@
 #include "goplugin/grpc_controller.grpc.pb.h"
 #include "plugin/certificate_service.h"
 #include "plugin/handshake.h"
+#include "plugin/health_service.h"
 #include "plugin/log.h"
 #include "plugin/status_map.h"
-#include "plugin/worker_pool.h"
 
 namespace wsstep::plugin {
 namespace {
 
 // go-plugin's controller: a host built on hashicorp/go-plugin stops plugins with it.
-class ControllerService final : public ::plugin::GRPCController::CallbackService {
+class ControllerService final : public ::plugin::GRPCController::Service {
  public:
   explicit ControllerService(std::function<void(std::string)> on_shutdown)
       : on_shutdown_(std::move(on_shutdown)) {}
 
-  grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* context,
-                                     const ::plugin::Empty* /*request*/,
-                                     ::plugin::Empty* /*response*/) override {
-    auto* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    // After Finish: the reply is on its way; the drain that follows lets it complete.
+  grpc::Status Shutdown(grpc::ServerContext* /*context*/, const ::plugin::Empty* /*request*/,
+                        ::plugin::Empty* /*response*/) override {
+    // Only asks for the stop: the drain runs on another thread and lets this reply out.
     if (on_shutdown_) on_shutdown_("GRPCController.Shutdown");
-    return reactor;
+    return grpc::Status::OK;
   }
 
  private:
@@ -42,8 +38,8 @@ class ControllerService final : public ::plugin::GRPCController::CallbackService
 };
 
 // gRPC answers a request protobuf cannot parse (a string field that is not UTF-8, messages
-// nested deeper than 100) before any handler runs: UNIMPLEMENTED with an empty message
-// from a callback method, INTERNAL from a synchronous one. The contract promises
+// nested deeper than 100) before any handler runs: INTERNAL from a synchronous method
+// (UNIMPLEMENTED with an empty message from a callback one). The contract promises
 // INVALID_ARGUMENT naming the problem, so this rewrites the status of exactly those calls:
 // unary and server-streaming calls whose request did not deserialize (gRPC then hands
 // interceptors a null message at POST_RECV_MESSAGE).
@@ -88,28 +84,14 @@ class UnparseableRequestInterceptorFactory final
 void InitProcessWideGrpcOptions() {
   static std::once_flag once;
   std::call_once(once, [] {
-    grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   });
 }
 
 }  // namespace
 
-grpc::Status UnparseableRequestStatus(std::string_view method) {
-  std::string name = method.empty() ? std::string("the call") : std::string(method);
-  return ToGrpcStatus(
-      Error(Code::kInvalidArgument,
-            "the request to " + name +
-                " could not be parsed: a string field is not valid UTF-8, messages are nested "
-                "deeper than 100 levels, or the bytes are not the method's request message",
-            "Send valid UTF-8 in every string field (binary data belongs in bytes fields) "
-            "and keep SOAP parameter trees shallower than 64 levels; nothing was run.",
-            Side::kClient)
-          .With("method", name));
-}
-
 struct PluginServer::Services {
-  std::unique_ptr<WorkerPool> pool;
+  HealthService health;
   std::unique_ptr<CertificateServiceImpl> certificates;
   std::unique_ptr<ControllerService> controller;
 };
@@ -120,9 +102,7 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options)
   self->address_ = options.listen;
   self->services_ = std::make_unique<Services>();
   auto& s = *self->services_;
-  s.pool = std::make_unique<WorkerPool>(options.blocking_threads);
-  s.certificates =
-      std::make_unique<CertificateServiceImpl>(options.backends.certificates, s.pool.get());
+  s.certificates = std::make_unique<CertificateServiceImpl>(options.backends.certificates);
   s.controller = std::make_unique<ControllerService>(std::move(options.on_shutdown_rpc));
   self->step_service_ =
       std::make_unique<StepPluginServiceImpl>(options.backends, options.facts);
@@ -145,10 +125,17 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options)
   builder.RegisterService(self->step_service_.get());
   builder.RegisterService(s.certificates.get());
   builder.RegisterService(s.controller.get());
+  builder.RegisterService(&s.health);
+  std::unique_ptr<grpc::ServerCompletionQueue> step_queue = builder.AddCompletionQueue();
   self->server_ = builder.BuildAndStart();
   if (!self->server_ ||
       (options.listen.kind == ListenAddress::Kind::kTcp && selected_port == 0)) {
     self->server_.reset();
+    step_queue->Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (step_queue->Next(&tag, &ok)) {
+    }
     return Error(Code::kInvalidArgument,
                  "cannot listen on " + options.listen.Display() +
                      " (gRPC's reason is in the log above)",
@@ -156,17 +143,16 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options)
                  Side::kConfiguration);
   }
   if (options.listen.kind == ListenAddress::Kind::kTcp) self->address_.port = selected_port;
+  self->step_service_->StartServing(std::move(step_queue), options.step_threads);
   if (options.listen.kind == ListenAddress::Kind::kUnix) {
     // The process umask (077) already made it private; this makes it explicit.
     ::chmod(options.listen.path.c_str(), 0600);
   }
 
-  auto* health = self->server_->GetHealthCheckService();
-  if (health != nullptr) {
-    health->SetServingStatus("", true);
-    health->SetServingStatus(std::string(kGoPluginHealthService), true);
-    health->SetServingStatus(v1::StepPluginService::service_full_name(), true);
-    health->SetServingStatus(v1::CertificateService::service_full_name(), true);
+  for (const std::string& name : {std::string(), std::string(kGoPluginHealthService),
+                                   std::string(v1::StepPluginService::service_full_name()),
+                                   std::string(v1::CertificateService::service_full_name())}) {
+    s.health.Set(name, true);
   }
   return self;
 }
@@ -176,7 +162,7 @@ PluginServer::~PluginServer() { Shutdown(std::chrono::milliseconds(0)); }
 void PluginServer::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_ || !server_) return;
   shut_down_ = true;
-  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  services_->health.Shutdown();
   step_service_->StopAccepting();
   services_->certificates->StopAccepting();
   Log().Info("draining in-flight calls",
@@ -194,7 +180,7 @@ void PluginServer::Shutdown(std::chrono::milliseconds grace) {
   // Whatever is left (event streams, calls past the grace period) is cancelled now.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   server_->Wait();
-  services_->pool->Shutdown();
+  step_service_->StopServing();
 }
 
 }  // namespace wsstep::plugin

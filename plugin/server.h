@@ -1,6 +1,8 @@
 // The plugin's gRPC server: StepPluginService, CertificateService, go-plugin's
 // GRPCController, the standard health service (SERVING for "" and "plugin") and server
-// reflection, on one listening address.
+// reflection, on one listening address. No service uses gRPC's callback API: its
+// threads would poll the plugin's sockets too and add thread switches to every step
+// (plugin/step_service.h).
 //
 //   ServerOptions options;
 //   options.listen = *ParseListenAddress("unix:///run/wsstep/wsstep.sock");
@@ -40,14 +42,10 @@ struct ServerOptions {
   PluginFacts facts;  // limits, protected environments, automtls, go_plugin
   // Called (once, from a gRPC thread) when a host calls GRPCController.Shutdown.
   std::function<void(std::string reason)> on_shutdown_rpc;
-  int blocking_threads = 2;  // worker pool for store calls
+  // Threads taking ExecuteRestStep / ExecuteSoapStep calls off the step queue (parsing,
+  // resolution, the hand-off to the engine); the transfers run on the engine's workers.
+  int step_threads = 1;
 };
-
-// What a host gets for a unary call whose request protobuf cannot parse (invalid UTF-8 in
-// a string field, nesting deeper than 100): INVALID_ARGUMENT, reason INVALID_ARGUMENT,
-// detail "method", instead of gRPC's own UNIMPLEMENTED with an empty message. The server
-// installs an interceptor that sends it; nothing of the request runs.
-grpc::Status UnparseableRequestStatus(std::string_view method);
 
 class PluginServer {
  public:
@@ -62,7 +60,7 @@ class PluginServer {
   const ListenAddress& address() const { return address_; }
 
   // Health turns NOT_SERVING; new calls are refused (UNAVAILABLE); in-flight calls get
-  // `grace` to finish, then are cancelled; the worker pool drains. Idempotent.
+  // `grace` to finish, then are cancelled; the step queue drains. Idempotent.
   void Shutdown(std::chrono::milliseconds grace);
 
   StepPluginServiceImpl& step_service() { return *step_service_; }

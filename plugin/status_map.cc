@@ -220,4 +220,17 @@ StatusDetails DecodeStatusDetails(const grpc::Status& status) {
   return out;
 }
 
+grpc::Status UnparseableRequestStatus(std::string_view method) {
+  std::string name = method.empty() ? std::string("the call") : std::string(method);
+  return ToGrpcStatus(
+      Error(Code::kInvalidArgument,
+            "the request to " + name +
+                " could not be parsed: a string field is not valid UTF-8, messages are nested "
+                "deeper than 100 levels, or the bytes are not the method's request message",
+            "Send valid UTF-8 in every string field (binary data belongs in bytes fields) "
+            "and keep SOAP parameter trees shallower than 64 levels; nothing was run.",
+            Side::kClient)
+          .With("method", name));
+}
+
 }  // namespace wsstep::plugin

@@ -65,6 +65,12 @@ grpc::Status InvalidArgument(std::string message, std::vector<FieldViolation> vi
 // UNIMPLEMENTED for a method whose backend this build does not have: says which part is
 // missing, so a host can tell "not wired yet" from "unknown method".
 grpc::Status NotAvailable(std::string_view method, std::string_view missing_part);
+// What a host gets for a unary call whose request protobuf cannot parse (invalid UTF-8 in
+// a string field, nesting deeper than 100): INVALID_ARGUMENT, reason INVALID_ARGUMENT,
+// detail "method", instead of gRPC's own UNIMPLEMENTED with an empty message. The server
+// sends it (an interceptor for callback methods, the step queue for the raw ones);
+// nothing of the request runs.
+grpc::Status UnparseableRequestStatus(std::string_view method);
 
 // Client side: the rich details of a status received from the plugin.
 struct StatusDetails {

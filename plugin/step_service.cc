@@ -1,5 +1,9 @@
 #include "plugin/step_service.h"
 
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+#include <grpcpp/support/proto_buffer_writer.h>
+
 #include "plugin/log.h"
 #include "plugin/schema.h"
 #include "plugin/status_map.h"
@@ -12,19 +16,6 @@ namespace wsstep::plugin {
 namespace {
 
 constexpr std::string_view kService = "wsstep.v1.StepPluginService/";
-
-// A unary reactor that turns a client's cancellation into the call's cancelled flag, so
-// a running transfer can stop.
-class CancellableReactor final : public grpc::ServerUnaryReactor {
- public:
-  explicit CancellableReactor(std::shared_ptr<std::atomic<bool>> cancelled)
-      : cancelled_(std::move(cancelled)) {}
-  void OnCancel() override { cancelled_->store(true); }
-  void OnDone() override { delete this; }
-
- private:
-  std::shared_ptr<std::atomic<bool>> cancelled_;
-};
 
 std::string Method(std::string_view name) { return std::string(kService) + std::string(name); }
 
@@ -117,41 +108,35 @@ StepPluginServiceImpl::StepPluginServiceImpl(Backends backends, PluginFacts fact
   info_ = BuildPluginInfo(backends_, facts_);
 }
 
-grpc::ServerUnaryReactor* StepPluginServiceImpl::GetPluginInfo(
-    grpc::CallbackServerContext* context, const v1::GetPluginInfoRequest* /*request*/,
-    v1::GetPluginInfoResponse* response) {
+grpc::Status StepPluginServiceImpl::GetPluginInfo(grpc::ServerContext* /*context*/,
+                                                 const v1::GetPluginInfoRequest* /*request*/,
+                                                 v1::GetPluginInfoResponse* response) {
   *response = info_;
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* StepPluginServiceImpl::ValidateStep(
-    grpc::CallbackServerContext* context, const v1::ValidateStepRequest* request,
-    v1::ValidateStepResponse* response) {
-  auto* reactor = context->DefaultReactor();
+grpc::Status StepPluginServiceImpl::ValidateStep(grpc::ServerContext* context,
+                                                const v1::ValidateStepRequest* request,
+                                                v1::ValidateStepResponse* response) {
   const CallContext call = ReadCallContext(*context, Method("ValidateStep"));
   Status status;
   switch (request->step_case()) {
     case v1::ValidateStepRequest::kRest:
       if (!backends_.rest) {
-        reactor->Finish(NotAvailable("ValidateStep (REST)", "the REST engine"));
-        return reactor;
+        return NotAvailable("ValidateStep (REST)", "the REST engine");
       }
       // Validation is CPU only (parsing, policy, an in-memory resolution): no offload.
       status = backends_.rest->Validate(call, request->rest(), request->environment(), response);
       break;
     case v1::ValidateStepRequest::kSoap:
       if (!backends_.soap) {
-        reactor->Finish(NotAvailable("ValidateStep (SOAP)", "the SOAP engine"));
-        return reactor;
+        return NotAvailable("ValidateStep (SOAP)", "the SOAP engine");
       }
       status = backends_.soap->Validate(call, request->soap(), request->environment(), response);
       break;
     default:
-      reactor->Finish(InvalidArgument("ValidateStepRequest: set `rest` or `soap`",
-                                      {{"step", "exactly one of rest or soap is required"}}));
-      return reactor;
+      return InvalidArgument("ValidateStepRequest: set `rest` or `soap`",
+                             {{"step", "exactly one of rest or soap is required"}});
   }
   if (status.ok()) {
     bool valid = true;
@@ -160,8 +145,7 @@ grpc::ServerUnaryReactor* StepPluginServiceImpl::ValidateStep(
     }
     response->set_valid(valid);
   }
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+  return ToGrpcStatus(status);
 }
 
 bool StepPluginServiceImpl::TryAcquire() {
@@ -173,41 +157,39 @@ bool StepPluginServiceImpl::TryAcquire() {
 }
 
 template <typename Runner, typename Request, typename Response>
-grpc::ServerUnaryReactor* StepPluginServiceImpl::Execute(
-    grpc::CallbackServerContext* context, std::string_view method,
-    const std::shared_ptr<Runner>& runner, std::string_view missing_part,
-    const Request* request, Response* response) {
-  CallContext call = ReadCallContext(*context, Method(method));
-  auto* reactor = new CancellableReactor(call.cancelled);
+void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_ptr<Runner>& runner,
+                                    std::string_view missing_part, const Request& request,
+                                    Response* response, std::function<void(grpc::Status)> finish) {
+  const std::string_view method = std::string_view(call.method).substr(kService.size());
   if (stopping_) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "the plugin is shutting down; the step was not started"));
-    return reactor;
+    finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the plugin is shutting down; the step was not started"));
+    return;
   }
   if (!runner) {
-    reactor->Finish(NotAvailable(method, missing_part));
-    return reactor;
+    finish(NotAvailable(method, missing_part));
+    return;
   }
-  if (!request->has_step()) {
-    reactor->Finish(InvalidArgument(std::string(method) + ": `step` is required",
-                                    {{"step", "required"}}));
-    return reactor;
+  if (!request.has_step()) {
+    finish(InvalidArgument(std::string(method) + ": `step` is required", {{"step", "required"}}));
+    return;
   }
   if (call.HasDeadline() && call.TimeLeft().count() == 0) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                 "the deadline passed before the step could start"));
-    return reactor;
+    finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "the deadline passed before the step could start"));
+    return;
   }
   if (!TryAcquire()) {
-    reactor->Finish(grpc::Status(
+    finish(grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         "the plugin is running its maximum of " +
             std::to_string(facts_.limits.max_in_flight_steps) +
             " steps (max_in_flight_steps); the step was not started, retry later"));
-    return reactor;
+    return;
   }
   if (Log().Enabled(LogLevel::kDebug)) Log().Debug("step started", call.Fields());
-  runner->Execute(call, *request, response, [this, reactor, response, call](Status status) {
+  runner->Execute(call, request, response,
+                  [this, response, call, finish = std::move(finish)](Status status) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - call.started)
                         .count();
@@ -218,7 +200,7 @@ grpc::ServerUnaryReactor* StepPluginServiceImpl::Execute(
     if (ok) response->mutable_outcome()->set_step_id(call.step_id);
     if (log) {
       fields = call.Fields();
-      // Read the outcome now: after Finish the response belongs to gRPC.
+      // Read the outcome now: after finish the response belongs to gRPC.
       if (ok) fields = Merge(std::move(fields), OutcomeFields(response->outcome()));
       fields["duration_ms"] = ms;
       if (!ok) {
@@ -227,25 +209,170 @@ grpc::ServerUnaryReactor* StepPluginServiceImpl::Execute(
       }
     }
     in_flight_.fetch_sub(1);
-    reactor->Finish(ToGrpcStatus(status));
+    finish(ToGrpcStatus(status));
     // Written after the reply is on its way: formatting and a slow stderr never delay it.
     if (log) Log().Write(level, ok ? "step finished" : "step refused", fields);
   });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* StepPluginServiceImpl::ExecuteRestStep(
-    grpc::CallbackServerContext* context, const v1::ExecuteRestStepRequest* request,
-    v1::ExecuteRestStepResponse* response) {
-  return Execute(context, "ExecuteRestStep", backends_.rest, "the REST engine", request,
-                 response);
+namespace {
+
+// Something the step queue's threads hand back: a call arrived, its reply went out, or
+// it ended (completed or cancelled by the client).
+class QueueEvent {
+ public:
+  virtual void Handle(bool ok) = 0;
+
+ protected:
+  ~QueueEvent() = default;
+};
+
+struct RestMethod {
+  using Request = v1::ExecuteRestStepRequest;
+  using Response = v1::ExecuteRestStepResponse;
+  static constexpr std::string_view kName = "ExecuteRestStep";
+  static constexpr std::string_view kMissing = "the REST engine";
+  static const std::shared_ptr<RestStepRunner>& Runner(const Backends& b) { return b.rest; }
+  static void Listen(StepPluginServiceImpl& s, grpc::ServerContext* context,
+                     grpc::ByteBuffer* payload, grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* w,
+                     grpc::ServerCompletionQueue* cq, void* tag) {
+    s.RequestExecuteRestStep(context, payload, w, cq, cq, tag);
+  }
+};
+
+struct SoapMethod {
+  using Request = v1::ExecuteSoapStepRequest;
+  using Response = v1::ExecuteSoapStepResponse;
+  static constexpr std::string_view kName = "ExecuteSoapStep";
+  static constexpr std::string_view kMissing = "the SOAP engine";
+  static const std::shared_ptr<SoapStepRunner>& Runner(const Backends& b) { return b.soap; }
+  static void Listen(StepPluginServiceImpl& s, grpc::ServerContext* context,
+                     grpc::ByteBuffer* payload, grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* w,
+                     grpc::ServerCompletionQueue* cq, void* tag) {
+    s.RequestExecuteSoapStep(context, payload, w, cq, cq, tag);
+  }
+};
+
+// One ExecuteRestStep / ExecuteSoapStep call on the step queue. Lives from the moment it
+// listens for a call until both its reply was sent and the call ended.
+template <typename M>
+class StepCall {
+ public:
+  static void Listen(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq,
+                     std::atomic<int>* open_calls) {
+    auto* call = new StepCall(service, cq, open_calls);
+    call->context_.AsyncNotifyWhenDone(&call->ended_);
+    M::Listen(*service, &call->context_, &call->payload_, &call->writer_, cq, &call->arrived_);
+  }
+
+ private:
+  template <void (StepCall::*kHandler)(bool)>
+  class Event final : public QueueEvent {
+   public:
+    explicit Event(StepCall* call) : call_(call) {}
+    void Handle(bool ok) override { (call_->*kHandler)(ok); }
+
+   private:
+    StepCall* call_;
+  };
+
+  StepCall(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq,
+           std::atomic<int>* open_calls)
+      : service_(service), cq_(cq), open_calls_(open_calls) {}
+
+  void OnArrived(bool ok) {
+    // Not ok: the server is shutting down and no call came; nothing else will.
+    if (!ok) {
+      delete this;
+      return;
+    }
+    open_calls_->fetch_add(1);
+    Listen(service_, cq_, open_calls_);  // the next call of this method
+    CallContext call = ReadCallContext(context_, std::string(kService) + std::string(M::kName));
+    call.cancelled = cancelled_;  // the flag OnEnded sets, maybe already
+    grpc::Status parsed =
+        grpc::SerializationTraits<typename M::Request>::Deserialize(&payload_, &request_);
+    if (!parsed.ok()) {
+      Reply(UnparseableRequestStatus("/" + call.method));  // gRPC's spelling of the method
+      return;
+    }
+    service_->Execute(call, M::Runner(service_->backends()), M::kMissing, request_, &response_,
+                      [this](grpc::Status status) { Reply(std::move(status)); });
+  }
+
+  // Runs once per arrived call, on the thread that completed the step (an engine worker).
+  void Reply(grpc::Status status) {
+    grpc::ByteBuffer out;
+    if (status.ok()) {
+      bool own = false;
+      status = grpc::SerializationTraits<typename M::Response>::Serialize(response_, &out, &own);
+    }
+    std::atomic<int>* open_calls = open_calls_;  // `this` may be gone once Finish returns
+    writer_.Finish(out, status, &replied_);
+    open_calls->fetch_sub(1);
+  }
+
+  void OnReplied(bool /*ok*/) { Release(); }
+
+  void OnEnded(bool /*ok*/) {
+    if (context_.IsCancelled()) cancelled_->store(true);
+    Release();
+  }
+
+  // Both the reply and the end of the call: the last of the two frees the call.
+  void Release() {
+    if (pending_.fetch_sub(1) == 1) delete this;
+  }
+
+  StepPluginServiceImpl* service_;
+  grpc::ServerCompletionQueue* cq_;
+  std::atomic<int>* open_calls_;
+  grpc::ServerContext context_;
+  grpc::ByteBuffer payload_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> writer_{&context_};
+  typename M::Request request_;
+  typename M::Response response_;
+  std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<int> pending_{2};
+  Event<&StepCall::OnArrived> arrived_{this};
+  Event<&StepCall::OnReplied> replied_{this};
+  Event<&StepCall::OnEnded> ended_{this};
+};
+
+// Calls listened for per method and thread: a burst is accepted without waiting for the
+// queue's threads to listen again.
+constexpr int kListenersPerThread = 4;
+
+}  // namespace
+
+StepPluginServiceImpl::~StepPluginServiceImpl() { StopServing(); }
+
+void StepPluginServiceImpl::StartServing(std::unique_ptr<grpc::ServerCompletionQueue> cq,
+                                         int threads) {
+  cq_ = std::move(cq);
+  threads = std::max(1, threads);
+  for (int i = 0; i < threads * kListenersPerThread; ++i) {
+    StepCall<RestMethod>::Listen(this, cq_.get(), &open_calls_);
+    StepCall<SoapMethod>::Listen(this, cq_.get(), &open_calls_);
+  }
+  for (int i = 0; i < threads; ++i) {
+    cq_threads_.emplace_back([cq = cq_.get()] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (cq->Next(&tag, &ok)) static_cast<QueueEvent*>(tag)->Handle(ok);
+    });
+  }
 }
 
-grpc::ServerUnaryReactor* StepPluginServiceImpl::ExecuteSoapStep(
-    grpc::CallbackServerContext* context, const v1::ExecuteSoapStepRequest* request,
-    v1::ExecuteSoapStepResponse* response) {
-  return Execute(context, "ExecuteSoapStep", backends_.soap, "the SOAP engine", request,
-                 response);
+void StepPluginServiceImpl::StopServing() {
+  if (!cq_) return;
+  // The server's shutdown cancelled what was still running; each step ends within ~50 ms
+  // of that and replies. No reply may be started once the queue is shut down.
+  while (open_calls_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  cq_->Shutdown();
+  for (auto& t : cq_threads_) t.join();
+  cq_threads_.clear();
+  cq_.reset();
 }
 
 }  // namespace wsstep::plugin

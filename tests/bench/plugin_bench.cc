@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugin/host_launcher.h"
@@ -95,60 +96,107 @@ struct ConnectionCounts {
   std::atomic<uint64_t> resumed{0};
 };
 
-// One ExecuteRestStep call on the callback API; `done` gets "" or the failure.
-void CallStep(v1::StepPluginService::Stub* stub,
+// The load generator's gRPC client: one completion queue and one thread that polls it,
+// running each call's completion there (which starts the next call). That is how gRPC's
+// own benchmark clients drive load; the callback API adds thread hand-offs per call on
+// the client side, which would be charged to the plugin.
+class QueueClient {
+ public:
+  class Pending {
+   public:
+    virtual ~Pending() = default;
+    virtual void Complete() = 0;
+  };
+
+  QueueClient() : thread_([this] { Poll(); }) {}
+  ~QueueClient() {
+    cq_.Shutdown();
+    thread_.join();
+  }
+  QueueClient(const QueueClient&) = delete;
+  QueueClient& operator=(const QueueClient&) = delete;
+
+  grpc::CompletionQueue* cq() { return &cq_; }
+
+  // Starts one unary call: `start(context, cq)` returns the stub's Async<Method> reader;
+  // `done(status, response)` runs on the queue's thread.
+  template <typename Response, typename Start, typename Done>
+  void Call(Start start, Done done) {
+    struct Unary final : Pending {
+      explicit Unary(Done d) : done(std::move(d)) {}
+      void Complete() override { done(status, response); }
+      grpc::ClientContext context;
+      Response response;
+      grpc::Status status;
+      Done done;
+    };
+    auto* call = new Unary(std::move(done));
+    SetDeadline(&call->context);
+    auto reader = start(&call->context, &cq_);
+    reader->Finish(&call->response, &call->status, static_cast<Pending*>(call));
+  }
+
+ private:
+  void Poll() {
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+      auto* pending = static_cast<Pending*>(tag);
+      pending->Complete();
+      delete pending;
+    }
+  }
+
+  grpc::CompletionQueue cq_;
+  std::thread thread_;
+};
+
+// One ExecuteRestStep call; `done` gets "" or the failure.
+void CallStep(QueueClient* client, v1::StepPluginService::Stub* stub,
               const std::shared_ptr<const v1::ExecuteRestStepRequest>& request,
               ConnectionCounts* counts, OpDone done) {
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::ExecuteRestStepResponse response;
-    std::shared_ptr<const v1::ExecuteRestStepRequest> request;  // alive until done
-  };
-  auto* call = new Call();
-  call->request = request;
-  SetDeadline(&call->ctx);
-  stub->async()->ExecuteRestStep(
-      &call->ctx, call->request.get(), &call->response,
-      [call, counts, done = std::move(done)](grpc::Status s) {
-        std::string error = CheckOutcome(s, call->response);
+  client->Call<v1::ExecuteRestStepResponse>(
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub->AsyncExecuteRestStep(context, *request, cq);
+      },
+      [counts, request, done = std::move(done)](const grpc::Status& s,
+                                                const v1::ExecuteRestStepResponse& response) {
+        std::string error = CheckOutcome(s, response);
         if (error.empty() && counts != nullptr) {
           counts->steps++;
-          const v1::TlsFacts& tls = call->response.outcome().tls();
+          const v1::TlsFacts& tls = response.outcome().tls();
           if (tls.connection_reused()) {
             counts->reused++;
           } else if (tls.session_resumed()) {
             counts->resumed++;
           }
         }
-        delete call;
         done(std::move(error));
       });
 }
 
 // The cheapest call the plugin answers, for the transport's own round trip.
-LoopOutcome DriveHealth(grpc::health::v1::Health::Stub* stub, Nanos duration, uint64_t max_count) {
-  return RunClosedLoop(1, duration, max_count, [stub](OpDone done) {
-    struct Call {
-      grpc::ClientContext ctx;
-      grpc::health::v1::HealthCheckRequest request;
-      grpc::health::v1::HealthCheckResponse response;
-    };
-    auto* call = new Call();
-    SetDeadline(&call->ctx);
-    stub->async()->Check(&call->ctx, &call->request, &call->response,
-                         [call, done = std::move(done)](grpc::Status s) {
-                           std::string error = s.ok() ? "" : GrpcError("Health/Check", s);
-                           delete call;
-                           done(std::move(error));
-                         });
+LoopOutcome DriveHealth(QueueClient* client, grpc::health::v1::Health::Stub* stub,
+                        Nanos duration, uint64_t max_count) {
+  const grpc::health::v1::HealthCheckRequest request;
+  return RunClosedLoop(1, duration, max_count, [client, stub, &request](OpDone done) {
+    client->Call<grpc::health::v1::HealthCheckResponse>(
+        [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+          return stub->AsyncCheck(context, request, cq);
+        },
+        [done = std::move(done)](const grpc::Status& s,
+                                 const grpc::health::v1::HealthCheckResponse& /*response*/) {
+          done(s.ok() ? "" : GrpcError("Health/Check", s));
+        });
   });
 }
 
-LoopOutcome Drive(v1::StepPluginService::Stub* stub, const v1::ExecuteRestStepRequest& request,
-                  int in_flight, Nanos duration, uint64_t max_count, ConnectionCounts* counts) {
+LoopOutcome Drive(QueueClient* client, v1::StepPluginService::Stub* stub,
+                  const v1::ExecuteRestStepRequest& request, int in_flight, Nanos duration,
+                  uint64_t max_count, ConnectionCounts* counts) {
   auto shared = std::make_shared<const v1::ExecuteRestStepRequest>(request);
-  return RunClosedLoop(in_flight, duration, max_count, [stub, shared, counts](OpDone done) {
-    CallStep(stub, shared, counts, std::move(done));
+  return RunClosedLoop(in_flight, duration, max_count, [client, stub, shared, counts](OpDone done) {
+    CallStep(client, stub, shared, counts, std::move(done));
   });
 }
 
@@ -198,6 +246,7 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   }
   auto certs = v1::CertificateService::NewStub(channel);
   auto steps = v1::StepPluginService::NewStub(channel);
+  QueueClient client;
 
   result.error = ImportCredentials(*certs, o);
   if (!result.error.empty()) return result;
@@ -213,11 +262,11 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   }
 
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
-  Drive(steps.get(), warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
+  Drive(&client, steps.get(), warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
   auto measure = [&](int in_flight, double* cpu_us_per_step, double* client_cpu_us_per_step) {
     const double cpu0 = ProcessCpuSeconds(process->pid());
     const double self0 = ProcessCpuSeconds(getpid());
-    LoopOutcome out = Drive(steps.get(), warm, in_flight, o.duration, o.max_count, nullptr);
+    LoopOutcome out = Drive(&client, steps.get(), warm, in_flight, o.duration, o.max_count, nullptr);
     const double cpu1 = ProcessCpuSeconds(process->pid());
     const double self1 = ProcessCpuSeconds(getpid());
     const auto steps_done = static_cast<double>(out.throughput.count);
@@ -236,7 +285,7 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   }
 
   auto health = grpc::health::v1::Health::NewStub(channel);
-  LoopOutcome h = DriveHealth(health.get(), o.duration / 2, o.max_count);
+  LoopOutcome h = DriveHealth(&client, health.get(), o.duration / 2, o.max_count);
   if (LoopError(h).empty()) result.health_single = h;
 
   if (!o.fresh) {
@@ -245,7 +294,7 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
     return result;
   }
   ConnectionCounts counts;
-  auto fresh = Drive(steps.get(), StepRequest(o, true), 1, o.duration, o.max_count, &counts);
+  auto fresh = Drive(&client, steps.get(), StepRequest(o, true), 1, o.duration, o.max_count, &counts);
   if (std::string e = LoopError(fresh); !e.empty()) {
     result.fresh_error = e;
   } else {
