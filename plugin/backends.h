@@ -105,10 +105,26 @@ class CertificateBackend {
 };
 
 // Everything the server serves; null members are not available in this build.
+// The dispatching step thread, lent to the transfer engine.
+class StepThreadLease {
+ public:
+  virtual ~StepThreadLease() = default;
+  // Whether the next step started on this thread may run here (when the engine is idle)
+  // rather than on an engine worker.
+  virtual void AllowInline(bool allow) = 0;
+};
+
 struct Backends {
   std::shared_ptr<RestStepRunner> rest;
   std::shared_ptr<SoapStepRunner> soap;
   std::shared_ptr<CertificateBackend> certificates;
+  // Lends the step service's dispatching thread to the transfer engine (called once, on
+  // that thread; plugin/step_service.h): a step it receives while nothing else runs is
+  // transferred right there, and Runner::Execute then calls `done` before it returns.
+  // `on_slow` is called on the thread when such a step has waited ~2 ms for its server.
+  // Null: every step goes to the engine's workers.
+  std::function<std::unique_ptr<StepThreadLease>(std::function<void()> on_slow)>
+      lend_step_thread;
 };
 
 }  // namespace wsstep::plugin

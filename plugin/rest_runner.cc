@@ -427,6 +427,20 @@ std::shared_ptr<Transfers> MakeTransfers(std::shared_ptr<core::CertificateStore>
 
 void ShutdownTransfers(Transfers& transfers) { transfers.Shutdown(); }
 
+std::unique_ptr<StepThreadLease> LendThreadToEngine(Transfers& transfers,
+                                                    std::function<void()> on_slow) {
+  class EngineLease final : public StepThreadLease {
+   public:
+    explicit EngineLease(std::unique_ptr<rest::RestEngine::ThreadLease> lease)
+        : lease_(std::move(lease)) {}
+    void AllowInline(bool allow) override { lease_->AllowRunHere(allow); }
+
+   private:
+    std::unique_ptr<rest::RestEngine::ThreadLease> lease_;
+  };
+  return std::make_unique<EngineLease>(transfers.engine().LendThisThread(std::move(on_slow)));
+}
+
 std::shared_ptr<RestStepRunner> MakeRestRunner(std::shared_ptr<Transfers> transfers) {
   return std::make_shared<RestRunner>(std::move(transfers));
 }

@@ -60,6 +60,11 @@ std::shared_ptr<Transfers> MakeTransfers(std::shared_ptr<core::CertificateStore>
 // Stops the engine (in-flight steps finish within their deadlines). Idempotent.
 void ShutdownTransfers(Transfers& transfers);
 
+// Lends the calling thread to the engine (rest/engine.h LendThisThread) until the result
+// is destroyed, on the same thread (Backends::lend_step_thread).
+std::unique_ptr<StepThreadLease> LendThreadToEngine(Transfers& transfers,
+                                                    std::function<void()> on_slow);
+
 std::shared_ptr<RestStepRunner> MakeRestRunner(std::shared_ptr<Transfers> transfers);
 std::shared_ptr<SoapStepRunner> MakeSoapRunner(std::shared_ptr<Transfers> transfers);
 ConnectionTester MakeConnectionTester(std::shared_ptr<Transfers> transfers);

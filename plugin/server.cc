@@ -1,5 +1,6 @@
 #include "plugin/server.h"
 
+#include <absl/synchronization/mutex.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
@@ -85,6 +86,10 @@ void InitProcessWideGrpcOptions() {
   static std::once_flag once;
   std::call_once(once, [] {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    // Debian's Abseil checks every Mutex lock for lock-order cycles (a global graph under
+    // its own lock): gRPC locks several per call, and on two cores the checks contend.
+    // A debugging aid, not a safety net: off.
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   });
 }
 
@@ -143,7 +148,7 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options)
                  Side::kConfiguration);
   }
   if (options.listen.kind == ListenAddress::Kind::kTcp) self->address_.port = selected_port;
-  self->step_service_->StartServing(std::move(step_queue), options.step_threads);
+  self->step_service_->StartServing(std::move(step_queue));
   if (options.listen.kind == ListenAddress::Kind::kUnix) {
     // The process umask (077) already made it private; this makes it explicit.
     ::chmod(options.listen.path.c_str(), 0600);

@@ -42,9 +42,6 @@ struct ServerOptions {
   PluginFacts facts;  // limits, protected environments, automtls, go_plugin
   // Called (once, from a gRPC thread) when a host calls GRPCController.Shutdown.
   std::function<void(std::string reason)> on_shutdown_rpc;
-  // Threads taking ExecuteRestStep / ExecuteSoapStep calls off the step queue (parsing,
-  // resolution, the hand-off to the engine); the transfers run on the engine's workers.
-  int step_threads = 1;
 };
 
 class PluginServer {

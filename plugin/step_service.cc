@@ -235,8 +235,8 @@ struct RestMethod {
   static const std::shared_ptr<RestStepRunner>& Runner(const Backends& b) { return b.rest; }
   static void Listen(StepPluginServiceImpl& s, grpc::ServerContext* context,
                      grpc::ByteBuffer* payload, grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* w,
-                     grpc::ServerCompletionQueue* cq, void* tag) {
-    s.RequestExecuteRestStep(context, payload, w, cq, cq, tag);
+                     grpc::CompletionQueue* call_cq, grpc::ServerCompletionQueue* cq, void* tag) {
+    s.RequestExecuteRestStep(context, payload, w, call_cq, cq, tag);
   }
 };
 
@@ -248,21 +248,25 @@ struct SoapMethod {
   static const std::shared_ptr<SoapStepRunner>& Runner(const Backends& b) { return b.soap; }
   static void Listen(StepPluginServiceImpl& s, grpc::ServerContext* context,
                      grpc::ByteBuffer* payload, grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* w,
-                     grpc::ServerCompletionQueue* cq, void* tag) {
-    s.RequestExecuteSoapStep(context, payload, w, cq, cq, tag);
+                     grpc::CompletionQueue* call_cq, grpc::ServerCompletionQueue* cq, void* tag) {
+    s.RequestExecuteSoapStep(context, payload, w, call_cq, cq, tag);
   }
 };
 
-// One ExecuteRestStep / ExecuteSoapStep call on the step queue. Lives from the moment it
-// listens for a call until both its reply was sent and the call ended.
+// One ExecuteRestStep / ExecuteSoapStep call. Lives from the moment it listens for a call
+// until both its reply was sent and the call ended. Its arrival comes on the step queue
+// `cq`; the rest of its events (reply sent, call ended or cancelled) on `call_cq`, which
+// one thread that never runs steps drains: a cancellation is seen at once even when
+// every step thread is busy, and the step threads wake once per call.
 template <typename M>
 class StepCall {
  public:
   static void Listen(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq,
-                     std::atomic<int>* open_calls) {
-    auto* call = new StepCall(service, cq, open_calls);
+                     grpc::CompletionQueue* call_cq, CallCounts* counts) {
+    auto* call = new StepCall(service, cq, call_cq, counts);
     call->context_.AsyncNotifyWhenDone(&call->ended_);
-    M::Listen(*service, &call->context_, &call->payload_, &call->writer_, cq, &call->arrived_);
+    M::Listen(*service, &call->context_, &call->payload_, &call->writer_, call_cq, cq,
+              &call->arrived_);
   }
 
  private:
@@ -277,8 +281,8 @@ class StepCall {
   };
 
   StepCall(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq,
-           std::atomic<int>* open_calls)
-      : service_(service), cq_(cq), open_calls_(open_calls) {}
+           grpc::CompletionQueue* call_cq, CallCounts* counts)
+      : service_(service), cq_(cq), call_cq_(call_cq), counts_(counts) {}
 
   void OnArrived(bool ok) {
     // Not ok: the server is shutting down and no call came; nothing else will.
@@ -286,8 +290,9 @@ class StepCall {
       delete this;
       return;
     }
-    open_calls_->fetch_add(1);
-    Listen(service_, cq_, open_calls_);  // the next call of this method
+    counts_->replying.fetch_add(1);
+    counts_->live.fetch_add(1);
+    Listen(service_, cq_, call_cq_, counts_);  // the next call of this method
     CallContext call = ReadCallContext(context_, std::string(kService) + std::string(M::kName));
     call.cancelled = cancelled_;  // the flag OnEnded sets, maybe already
     grpc::Status parsed =
@@ -307,9 +312,9 @@ class StepCall {
       bool own = false;
       status = grpc::SerializationTraits<typename M::Response>::Serialize(response_, &out, &own);
     }
-    std::atomic<int>* open_calls = open_calls_;  // `this` may be gone once Finish returns
+    CallCounts* counts = counts_;  // `this` may be gone once Finish returns
     writer_.Finish(out, status, &replied_);
-    open_calls->fetch_sub(1);
+    counts->replying.fetch_sub(1);
   }
 
   void OnReplied(bool /*ok*/) { Release(); }
@@ -321,12 +326,15 @@ class StepCall {
 
   // Both the reply and the end of the call: the last of the two frees the call.
   void Release() {
-    if (pending_.fetch_sub(1) == 1) delete this;
+    if (pending_.fetch_sub(1) != 1) return;
+    counts_->live.fetch_sub(1);
+    delete this;
   }
 
   StepPluginServiceImpl* service_;
   grpc::ServerCompletionQueue* cq_;
-  std::atomic<int>* open_calls_;
+  grpc::CompletionQueue* call_cq_;
+  CallCounts* counts_;
   grpc::ServerContext context_;
   grpc::ByteBuffer payload_;
   grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> writer_{&context_};
@@ -339,28 +347,106 @@ class StepCall {
   Event<&StepCall::OnEnded> ended_{this};
 };
 
-// Calls listened for per method and thread: a burst is accepted without waiting for the
-// queue's threads to listen again.
-constexpr int kListenersPerThread = 4;
+// Calls listened for per method: a burst is accepted without waiting for the dispatching
+// thread to listen again.
+constexpr int kListeners = 16;
 
 }  // namespace
 
 StepPluginServiceImpl::~StepPluginServiceImpl() { StopServing(); }
 
-void StepPluginServiceImpl::StartServing(std::unique_ptr<grpc::ServerCompletionQueue> cq,
-                                         int threads) {
+void StepPluginServiceImpl::StartServing(std::unique_ptr<grpc::ServerCompletionQueue> cq) {
   cq_ = std::move(cq);
-  threads = std::max(1, threads);
-  for (int i = 0; i < threads * kListenersPerThread; ++i) {
-    StepCall<RestMethod>::Listen(this, cq_.get(), &open_calls_);
-    StepCall<SoapMethod>::Listen(this, cq_.get(), &open_calls_);
+  // Without a pollset: only the step threads poll the sockets, so a request is read by
+  // the thread that then runs it.
+  grpc_completion_queue_attributes attributes{GRPC_CQ_CURRENT_VERSION, GRPC_CQ_NEXT,
+                                              GRPC_CQ_NON_POLLING, nullptr};
+  call_cq_ = std::make_unique<grpc::CompletionQueue>(grpc_completion_queue_create(
+      grpc_completion_queue_factory_lookup(&attributes), &attributes, nullptr));
+  for (int i = 0; i < kListeners; ++i) {
+    StepCall<RestMethod>::Listen(this, cq_.get(), call_cq_.get(), &counts_);
+    StepCall<SoapMethod>::Listen(this, cq_.get(), call_cq_.get(), &counts_);
   }
-  for (int i = 0; i < threads; ++i) {
-    cq_threads_.emplace_back([cq = cq_.get()] {
+  threads_.emplace_back([this] { DrainCallEvents(); });
+  threads_.emplace_back([this] { Dispatch(); });
+  threads_.emplace_back([this] { StandIn(); });
+}
+
+void StepPluginServiceImpl::DrainCallEvents() {
+  // Waiting in Next would make every reply and every call end wake this thread (a futex
+  // wake by the replying thread, then a thread switch: more than a warm step's transfer
+  // on a small machine). While calls are open it sleeps instead and takes what came
+  // every few milliseconds: a cancellation reaches the running step within that, plus
+  // the engine's own poll interval.
+  constexpr auto kInterval = std::chrono::milliseconds(4);
+  void* tag = nullptr;
+  bool ok = false;
+  for (;;) {
+    if (counts_.live.load() == 0) {
+      if (!call_cq_->Next(&tag, &ok)) return;  // idle: the first event of a burst wakes it
+      static_cast<QueueEvent*>(tag)->Handle(ok);
+    } else {
+      std::this_thread::sleep_for(kInterval);
+    }
+    for (;;) {
+      const auto status = call_cq_->AsyncNext(&tag, &ok, gpr_inf_past(GPR_CLOCK_MONOTONIC));
+      if (status == grpc::CompletionQueue::SHUTDOWN) return;
+      if (status == grpc::CompletionQueue::TIMEOUT) break;
+      static_cast<QueueEvent*>(tag)->Handle(ok);
+    }
+  }
+}
+
+void StepPluginServiceImpl::Dispatch() {
+  std::unique_ptr<StepThreadLease> lease;
+  if (backends_.lend_step_thread) {
+    lease = backends_.lend_step_thread([this] {
+      {
+        std::lock_guard<std::mutex> lock(stand_in_mu_);
+        stand_in_wanted_ = true;
+      }
+      stand_in_cv_.notify_one();
+    });
+  }
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq_->Next(&tag, &ok)) return;
+  for (;;) {
+    // One event of look-ahead: a step runs on this thread only when no other call is
+    // waiting behind it (and the engine is idle); otherwise it goes to a worker and this
+    // thread goes on taking calls.
+    void* next_tag = nullptr;
+    bool next_ok = false;
+    const grpc::CompletionQueue::NextStatus next =
+        cq_->AsyncNext(&next_tag, &next_ok, gpr_inf_past(GPR_CLOCK_MONOTONIC));
+    if (lease) lease->AllowInline(next != grpc::CompletionQueue::GOT_EVENT);
+    static_cast<QueueEvent*>(tag)->Handle(ok);
+    if (stand_in_wanted_.load(std::memory_order_relaxed)) stand_in_wanted_ = false;
+    if (next == grpc::CompletionQueue::GOT_EVENT) {
+      tag = next_tag;
+      ok = next_ok;
+      continue;
+    }
+    if (next == grpc::CompletionQueue::SHUTDOWN || !cq_->Next(&tag, &ok)) return;
+  }
+}
+
+void StepPluginServiceImpl::StandIn() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(stand_in_mu_);
+      stand_in_cv_.wait(lock, [this] { return stand_in_wanted_.load() || queue_closing_; });
+      if (queue_closing_) return;
+    }
+    // Steps taken here always go to the engine's workers (this thread is not lent).
+    while (stand_in_wanted_.load()) {
       void* tag = nullptr;
       bool ok = false;
-      while (cq->Next(&tag, &ok)) static_cast<QueueEvent*>(tag)->Handle(ok);
-    });
+      const auto status = cq_->AsyncNext(
+          &tag, &ok, std::chrono::system_clock::now() + std::chrono::milliseconds(20));
+      if (status == grpc::CompletionQueue::SHUTDOWN) return;
+      if (status == grpc::CompletionQueue::GOT_EVENT) static_cast<QueueEvent*>(tag)->Handle(ok);
+    }
   }
 }
 
@@ -368,11 +454,18 @@ void StepPluginServiceImpl::StopServing() {
   if (!cq_) return;
   // The server's shutdown cancelled what was still running; each step ends within ~50 ms
   // of that and replies. No reply may be started once the queue is shut down.
-  while (open_calls_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (counts_.replying.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  {
+    std::lock_guard<std::mutex> lock(stand_in_mu_);
+    queue_closing_ = true;
+  }
+  stand_in_cv_.notify_all();
   cq_->Shutdown();
-  for (auto& t : cq_threads_) t.join();
-  cq_threads_.clear();
+  call_cq_->Shutdown();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
   cq_.reset();
+  call_cq_.reset();
 }
 
 }  // namespace wsstep::plugin

@@ -5,16 +5,26 @@
 // Threads: GetPluginInfo and ValidateStep run on gRPC's synchronous server threads.
 // ExecuteRestStep and ExecuteSoapStep, the hot path, are served from a completion queue
 // of our own (raw methods: the request is parsed here, so an unparseable one gets
-// INVALID_ARGUMENT): a step takes one hand-off from the queue's thread to an engine
-// worker, and the worker sends the reply itself. gRPC 1.51's callback API is used
-// nowhere in the server: its threads poll every socket of the process, and a step cost
-// several more thread switches on them than its whole transfer (tests/bench, README
+// INVALID_ARGUMENT) by one dispatching thread, lent to the REST engine: a step that
+// arrives while nothing else runs is resolved, transferred and answered on that thread,
+// with no hand-off; otherwise the step goes to the engine's workers (which send its
+// reply) and the thread takes the next call. When a step on the dispatching thread waits
+// ~2 ms for its server, a stand-in thread takes calls until it is back. Replies sent
+// and calls ended (cancellations) come on a second queue with a thread of its own.
+//
+// Why so few threads: on the 2-core machines we measure on, every extra thread that
+// waits on gRPC's queues is woken to take over polling for each event (gRPC 1.51's
+// epoll1 engine), and each wake costs more than a warm transfer. Nine step threads made
+// a warm step 450 us, one makes it ~200 us; the callback API, whose own threads poll
+// every socket of the process, is used nowhere in the server (tests/bench, README
 // "Benchmarks").
 #ifndef WSSTEP_PLUGIN_STEP_SERVICE_H_
 #define WSSTEP_PLUGIN_STEP_SERVICE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +55,12 @@ v1::GetPluginInfoResponse BuildPluginInfo(const Backends& backends, const Plugin
 using StepPluginServiceBase = v1::StepPluginService::WithRawMethod_ExecuteRestStep<
     v1::StepPluginService::WithRawMethod_ExecuteSoapStep<v1::StepPluginService::Service>>;
 
+// Calls on the step queue, for the threads that serve it.
+struct CallCounts {
+  std::atomic<int> replying{0};  // arrived, reply not yet started
+  std::atomic<int> live{0};      // arrived, reply-sent or call-ended event still to come
+};
+
 class StepPluginServiceImpl final : public StepPluginServiceBase {
  public:
   StepPluginServiceImpl(Backends backends, PluginFacts facts);
@@ -55,8 +71,8 @@ class StepPluginServiceImpl final : public StepPluginServiceBase {
   grpc::Status ValidateStep(grpc::ServerContext* context, const v1::ValidateStepRequest* request,
                             v1::ValidateStepResponse* response) override;
   // Serves ExecuteRestStep and ExecuteSoapStep from `cq` (ServerBuilder::AddCompletionQueue,
-  // after BuildAndStart) on `threads` threads of its own.
-  void StartServing(std::unique_ptr<grpc::ServerCompletionQueue> cq, int threads);
+  // after BuildAndStart) on threads of its own.
+  void StartServing(std::unique_ptr<grpc::ServerCompletionQueue> cq);
   // After the server's Shutdown returned: waits for the steps still running (each already
   // cancelled or past its deadline), then drains the queue and joins its threads.
   // Idempotent.
@@ -78,15 +94,23 @@ class StepPluginServiceImpl final : public StepPluginServiceBase {
 
  private:
   bool TryAcquire();
+  void DrainCallEvents();  // the thread of call_cq_
+  void Dispatch();  // the dispatching thread
+  void StandIn();   // takes calls while a step runs on the dispatching thread
 
   Backends backends_;
   PluginFacts facts_;
   v1::GetPluginInfoResponse info_;  // built once: the schemas do not change
   std::atomic<bool> stopping_{false};
   std::atomic<int> in_flight_{0};
-  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
-  std::vector<std::thread> cq_threads_;
-  std::atomic<int> open_calls_{0};  // arrived on the queue, reply not yet started
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;  // arrivals
+  std::unique_ptr<grpc::CompletionQueue> call_cq_;   // replies sent, calls ended
+  std::vector<std::thread> threads_;
+  std::mutex stand_in_mu_;
+  std::condition_variable stand_in_cv_;
+  std::atomic<bool> stand_in_wanted_{false};
+  bool queue_closing_ = false;  // under stand_in_mu_
+  CallCounts counts_;
 };
 
 }  // namespace wsstep::plugin

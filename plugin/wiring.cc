@@ -38,6 +38,9 @@ Result<Wiring> BuildBackends(const Config& config) {
   w.backends.certificates = std::make_shared<StoreBackend>(store, MakeConnectionTester(transfers));
   w.backends.rest = MakeRestRunner(transfers);
   w.backends.soap = MakeSoapRunner(transfers);
+  w.backends.lend_step_thread = [transfers](std::function<void()> on_slow) {
+    return LendThreadToEngine(*transfers, std::move(on_slow));
+  };
   w.close = [store, transfers]() {
     // The server has drained: stop the engine's workers, then write pending use records.
     ShutdownTransfers(*transfers);

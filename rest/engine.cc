@@ -108,11 +108,14 @@ struct RestEngine::Impl {
     bool deadline_is_caller;
     const CancelToken* cancel;
     TransferDriver* driver;
+    std::function<void()> while_waiting;  // also tells a lent thread's caller it is slow
+    std::chrono::milliseconds poll_interval{50};
   };
 
   Status Validate(const RestStep& step) const;
   Result<RestResult> Run(TransferDriver& driver, RestStep& step, core::CallCredentials creds,
-                         Deadline deadline, const CancelToken& cancel);
+                         Deadline deadline, const CancelToken& cancel,
+                         std::function<void()> on_slow = {});
   Result<HttpResponse> Send(StepRun& run, HttpRequest& request, const UrlParts& target,
                             const core::CallCredentials& creds, bool same_origin);
   Result<core::CallCredentials> CredentialsFor(StepRun& run, const UrlParts& target,
@@ -129,6 +132,8 @@ struct RestEngine::Impl {
   TrustStoreCache trust;
   PartitionTable partitions;
   TokenCache tokens;
+
+  int running = 0;  // steps running, on workers or lent threads (under mu)
 
   std::mutex mu;
   std::condition_variable cv;
@@ -302,7 +307,8 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
   limits.reuse_connections = step.reuse_connections;
   limits.user_agent = options.user_agent;
   limits.max_idle_handles = options.max_idle_handles_per_partition;
-  limits.while_waiting = [this] { AnswerCancelledInQueue(); };
+  limits.while_waiting = run.while_waiting;
+  limits.poll_interval = run.poll_interval;
   return run.driver->Perform(*partition, request, limits);
 }
 
@@ -350,7 +356,8 @@ Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
 
 Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
                                          core::CallCredentials creds, Deadline deadline,
-                                         const CancelToken& cancel) {
+                                         const CancelToken& cancel,
+                                         std::function<void()> on_slow) {
   auto start = steady_clock::now();
   // Submit validated the step before queueing it.
   StepRun run;
@@ -364,6 +371,19 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   }
   run.cancel = &cancel;
   run.driver = &driver;
+  if (on_slow) {
+    // On a lent thread: short waits, so that the caller hears soon that the step is slow.
+    run.poll_interval = std::chrono::milliseconds(2);
+    run.while_waiting = [this, start, on_slow = std::move(on_slow), told = false]() mutable {
+      AnswerCancelledInQueue();
+      if (!told && steady_clock::now() - start >= kSlowLentStep) {
+        told = true;
+        on_slow();
+      }
+    };
+  } else {
+    run.while_waiting = [this] { AnswerCancelledInQueue(); };
+  }
 
   std::vector<QueryParam> query = step.query;
   std::string display_url;  // the URL without the API key, for errors and results
@@ -559,15 +579,53 @@ void RestEngine::Impl::WorkerLoop() {
       job = std::move(queue.front());
       queue.pop_front();
       queued.store(queue.size(), std::memory_order_relaxed);
+      ++running;
     }
     if (job.cancel.cancelled()) {  // the caller gave up while it waited: never start it
       job.done(CancelledBeforeStart(job));
-      continue;
+    } else {
+      Result<RestResult> result =
+          Run(driver, job.step, std::move(job.credentials), job.deadline, job.cancel);
+      job.done(std::move(result));
     }
-    Result<RestResult> result =
-        Run(driver, job.step, std::move(job.credentials), job.deadline, job.cancel);
-    job.done(std::move(result));
+    std::lock_guard<std::mutex> lock(mu);
+    --running;
   }
+}
+
+namespace {
+
+class Lease final : public RestEngine::ThreadLease {
+ public:
+  Lease(RestEngine::Impl* impl, size_t max_cached_connections, std::function<void()> on_slow);
+  ~Lease() override;
+  bool allow_run_here() const { return allow_run_here_; }
+  RestEngine::Impl* impl;
+  TransferDriver driver;
+  std::function<void()> on_slow;
+  Lease* previous;
+};
+
+thread_local Lease* t_lease = nullptr;
+
+Lease::Lease(RestEngine::Impl* i, size_t max_cached_connections,
+             std::function<void()> slow)
+    : impl(i), driver(max_cached_connections), on_slow(std::move(slow)), previous(t_lease) {
+  t_lease = this;
+}
+
+Lease::~Lease() { t_lease = previous; }
+
+}  // namespace
+
+std::unique_ptr<RestEngine::ThreadLease> RestEngine::LendThisThread(
+    std::function<void()> on_slow) {
+  if (!on_slow) on_slow = [] {};
+  return std::make_unique<Lease>(
+      impl_.get(),
+      std::max<size_t>(impl_->options.max_idle_handles_per_partition,
+                       static_cast<size_t>(std::max(1, impl_->options.workers))),
+      std::move(on_slow));
 }
 
 RestEngine::RestEngine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
@@ -598,6 +656,7 @@ void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadli
     return;
   }
   std::optional<Error> refused;
+  Lease* lease = t_lease != nullptr && t_lease->impl == impl_.get() ? t_lease : nullptr;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->stopping) {
@@ -610,7 +669,11 @@ void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadli
                           " steps are already waiting",
                       "Retry later or raise the engine's queue limit.", Side::kNone)
                     .With("reason", "engine_busy");
+    } else if (lease != nullptr && lease->allow_run_here() && impl_->running == 0 &&
+               impl_->queue.empty()) {
+      ++impl_->running;  // runs here, below
     } else {
+      lease = nullptr;
       impl_->queue.push_back(Job{std::move(step), std::move(credentials), deadline,
                                  std::move(cancel), std::move(done)});
       impl_->queued.store(impl_->queue.size(), std::memory_order_relaxed);
@@ -620,7 +683,21 @@ void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadli
     done(std::move(*refused));  // outside the lock: `done` may submit again
     return;
   }
-  impl_->cv.notify_one();
+  if (lease == nullptr) {
+    impl_->cv.notify_one();
+    return;
+  }
+  // On the lent thread, outside the lock.
+  Result<RestResult> result = cancel.cancelled()
+                                  ? Result<RestResult>(impl_->CancelledBeforeStart(
+                                        Job{std::move(step), {}, deadline, cancel, nullptr}))
+                                  : impl_->Run(lease->driver, step, std::move(credentials),
+                                               deadline, cancel, lease->on_slow);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    --impl_->running;
+  }
+  done(std::move(result));
 }
 
 Result<RestResult> RestEngine::Execute(RestStep step, core::CallCredentials credentials,

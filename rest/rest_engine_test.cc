@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
+#include <optional>
+
 #include <atomic>
 #include <future>
 
@@ -107,6 +111,76 @@ TEST(EngineTest, MethodsWithoutBodyAndHead) {
   EXPECT_EQ(recs[1].request.method, "PUT");
   EXPECT_EQ(recs[1].request.Header("Content-Length"), "0");
   EXPECT_EQ(recs[4].request.method, "HEAD");
+}
+
+TEST(EngineTest, ALentThreadRunsAStepItselfOnlyWhenTheEngineIsIdle) {
+  auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
+  RestEngine engine;
+  int slow_calls = 0;
+  auto lease = engine.LendThisThread([&] { ++slow_calls; });
+  const auto here = std::this_thread::get_id();
+
+  // Idle: the step runs here, and `done` has run when Submit returns.
+  std::optional<std::thread::id> ran_on;
+  engine.Submit(Get(server->BaseUrl() + "/a"), Creds(""), Soon(), {},
+                [&](Result<RestResult> r) {
+                  ASSERT_TRUE(r.ok()) << r.error().ToString();
+                  ran_on = std::this_thread::get_id();
+                });
+  ASSERT_TRUE(ran_on.has_value());
+  EXPECT_EQ(*ran_on, here);
+
+  // Not allowed: a worker runs it.
+  lease->AllowRunHere(false);
+  std::promise<std::thread::id> worker;
+  engine.Submit(Get(server->BaseUrl() + "/b"), Creds(""), Soon(), {},
+                [&](Result<RestResult> r) {
+                  EXPECT_TRUE(r.ok());
+                  worker.set_value(std::this_thread::get_id());
+                });
+  EXPECT_NE(worker.get_future().get(), here);
+  lease->AllowRunHere(true);
+
+  // Another step running (stalled on a worker): this one queues for a worker too.
+  server->SetHandler([](const testing::ServerRequest& request) {
+    testing::ServerResponse r;
+    if (request.target == "/stall") r.mode = testing::ServerResponse::Mode::kStall;
+    return r;
+  });
+  CancelToken stall_cancel;
+  std::promise<Code> stalled;
+  std::thread other([&] {
+    engine.Submit(Get(server->BaseUrl() + "/stall"), Creds(""), Soon(), stall_cancel,
+                  [&](Result<RestResult> r) { stalled.set_value(r.ok() ? Code::kOk : r.error().code); });
+  });
+  other.join();  // not a lent thread: queued for a worker, which is now stalled
+  for (int i = 0; i < 500 && server->requests().size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(server->requests().size(), 3u);
+  std::promise<std::thread::id> busy;
+  engine.Submit(Get(server->BaseUrl() + "/c"), Creds(""), Soon(), {},
+                [&](Result<RestResult> r) {
+                  EXPECT_TRUE(r.ok());
+                  busy.set_value(std::this_thread::get_id());
+                });
+  EXPECT_NE(busy.get_future().get(), here);
+  stall_cancel.Cancel();
+  EXPECT_EQ(stalled.get_future().get(), Code::kCancelled);
+  // The worker counts itself idle just after its `done` returned.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+
+  // A slow step run here says so, once. (The first step may have too: its TLS handshake
+  // can take longer than kSlowLentStep.)
+  slow_calls = 0;
+  RestStep slow = Get(server->BaseUrl() + "/stall");
+  slow.timeouts.total = std::chrono::milliseconds(300);
+  std::optional<Code> slow_code;
+  engine.Submit(std::move(slow), Creds(""), Soon(), {},
+                [&](Result<RestResult> r) { slow_code = r.ok() ? Code::kOk : r.error().code; });
+  ASSERT_TRUE(slow_code.has_value());  // ran here
+  EXPECT_EQ(*slow_code, Code::kTimeout);
+  EXPECT_EQ(slow_calls, 1);
 }
 
 TEST(EngineTest, NonSuccessIsAResultAnd401IsFlagged) {

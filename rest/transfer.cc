@@ -22,7 +22,6 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
 // How often a waiting transfer looks at its cancel token and deadline.
-constexpr milliseconds kPollInterval{50};
 
 // Header lists may carry Authorization values: wipe them before freeing.
 struct SlistDeleter {
@@ -349,7 +348,7 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
       failure.deadline_exceeded = true;
       break;
     }
-    auto wait = std::min(kPollInterval,
+    auto wait = std::min(limits.poll_interval,
                          std::chrono::duration_cast<milliseconds>(limits.deadline - now) +
                              milliseconds(1));
     curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait.count()), nullptr);

@@ -50,9 +50,10 @@ struct TransferLimits {
   bool reuse_connections = true;
   std::string user_agent;
   size_t max_idle_handles = 64;  // per partition, kept for reuse
-  // Called between waits for the socket (at most ~50 ms apart) while the transfer runs;
-  // the engine uses it to answer queued steps that were cancelled meanwhile.
+  // Called between waits for the socket (at most poll_interval apart) while the transfer
+  // runs; the engine uses it to answer queued steps that were cancelled meanwhile.
   std::function<void()> while_waiting;
+  std::chrono::milliseconds poll_interval{50};
 };
 
 struct HttpResponse {

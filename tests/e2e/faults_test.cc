@@ -8,10 +8,12 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <iostream>
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/mock_engine/mock_engine.h"
@@ -258,6 +260,48 @@ TEST_F(OriginFaultTest, StallAfterHeadersAndPartOfTheBodyIsTimeoutWithinTheStepD
             << " ms for a 1500 ms step timeout: " << e.message() << std::endl;
   ASSERT_EQ(origin_->requests().size(), 2u);
   ExpectHealthyStep("after-stall");
+}
+
+TEST_F(OriginFaultTest, AStepStalledOnTheDispatchingThreadDoesNotHoldUpTheNextSteps) {
+  // The plugin runs a step that arrives while it is idle on the thread that received it
+  // (plugin/step_service.h); a stand-in must take the next calls while that step waits.
+  ExpectHealthyStep("warm");
+  origin_->SetHandler([](const testing::ServerRequest& request) {
+    testing::ServerResponse r;
+    if (request.target == "/stall") {
+      r.mode = testing::ServerResponse::Mode::kStall;
+      r.huge_body_bytes = 64 * 1024;
+      r.partial_body_bytes = 100;
+    }
+    return r;  // otherwise 200 "ok"
+  });
+  auto stalled_step = mock_engine::GetStep(Url("/stall"));
+  stalled_step.mutable_timeouts()->mutable_total()->set_seconds(3);
+  std::atomic<bool> stalled_done{false};
+  mock_engine::Reply<v1::ExecuteRestStepResponse> stalled;
+  std::thread stalled_caller([&] {
+    stalled = engine_.Rest(stalled_step, "", Opts("stalled", std::chrono::seconds(20)));
+    stalled_done = true;
+  });
+  // Until the stalled request has reached the origin.
+  for (int i = 0; i < 500 && origin_->requests().size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(origin_->requests().size(), 2u);
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    auto r = engine_.Rest(mock_engine::GetStep(Url("/ok")), "", Opts("next-" + std::to_string(i)));
+    const auto elapsed = Clock::now() - start;
+    ASSERT_TRUE(r.ok()) << r.status.error_message();
+    ASSERT_TRUE(r.response.outcome().has_http()) << r.response.outcome().error().message();
+    EXPECT_EQ(r.response.outcome().http().body(), "ok");
+    EXPECT_LT(elapsed, std::chrono::milliseconds(1000)) << "step " << i << " waited for the stall";
+  }
+  EXPECT_FALSE(stalled_done) << "the stalled step ended before the others were run";
+  stalled_caller.join();
+  ASSERT_TRUE(stalled.ok()) << stalled.status.error_message();
+  ASSERT_TRUE(stalled.response.outcome().has_error());
+  EXPECT_EQ(stalled.response.outcome().error().code(), "TIMEOUT");
 }
 
 TEST_F(OriginFaultTest, ResetMidResponseIsTransferFailedAndTheNextStepOnTheIdentitySucceeds) {
