@@ -162,8 +162,9 @@ TEST_F(CancelTest, HalfOfMaxInFlightCancelledEndPromptlyTheRestSucceedAndNoSlotL
     succeeded += r.status.ok() && r.response.outcome().has_http() && r.response.outcome().http().status() == 200;
   }
   EXPECT_EQ(succeeded, n) << "every accepted probe step succeeds";
-  // Connections are returned, not leaked: at most one per engine worker stays open.
-  EXPECT_LE(origin_->open_connection_count(), static_cast<size_t>(kEngineWorkers));
+  // Connections are returned, not leaked: at most one per engine worker stays open, and
+  // one for the dispatching thread (which runs a step itself when the plugin is idle).
+  EXPECT_LE(origin_->open_connection_count(), static_cast<size_t>(kEngineWorkers) + 1);
   EXPECT_EQ(engine_.Health("plugin"), "SERVING");
 }
 
