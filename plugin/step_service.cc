@@ -256,8 +256,9 @@ struct SoapMethod {
 // One ExecuteRestStep / ExecuteSoapStep call. Lives from the moment it listens for a call
 // until both its reply was sent and the call ended. Its arrival comes on the step queue
 // `cq`; the rest of its events (reply sent, call ended or cancelled) on `call_cq`, which
-// one thread that never runs steps drains: a cancellation is seen at once even when
-// every step thread is busy, and the step threads wake once per call.
+// a thread that never runs steps drains every few milliseconds (DrainCallEvents): a
+// cancellation reaches the step even while every thread that runs steps is busy, and
+// those threads wake once per call.
 template <typename M>
 class StepCall {
  public:
@@ -305,7 +306,8 @@ class StepCall {
                       [this](grpc::Status status) { Reply(std::move(status)); });
   }
 
-  // Runs once per arrived call, on the thread that completed the step (an engine worker).
+  // Runs once per arrived call, on the thread that completed the step (an engine worker,
+  // or the dispatching thread when it ran the step itself).
   void Reply(grpc::Status status) {
     grpc::ByteBuffer out;
     if (status.ok()) {
