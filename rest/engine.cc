@@ -123,6 +123,11 @@ struct RestEngine::Impl {
   Result<SecretBytes> OAuth2Token(StepRun& run, const OAuth2ClientCredentials& oauth,
                                   bool refresh, std::string* cache_key);
   void WorkerLoop();
+  // Idle connections a TransferDriver (a worker's or a lent thread's) keeps per partition.
+  size_t DriverCacheSize() const {
+    return std::max<size_t>(options.max_idle_handles_per_partition,
+                            static_cast<size_t>(std::max(1, options.workers)));
+  }
   // Answers queued steps whose token was cancelled (CANCELLED, never started). Called by
   // busy workers between socket waits: a queue only forms when every worker is busy.
   void AnswerCancelledInQueue();
@@ -568,8 +573,7 @@ void RestEngine::Impl::AnswerCancelledInQueue() {
 }
 
 void RestEngine::Impl::WorkerLoop() {
-  TransferDriver driver(std::max<size_t>(options.max_idle_handles_per_partition,
-                                         static_cast<size_t>(std::max(1, options.workers))));
+  TransferDriver driver(DriverCacheSize());
   for (;;) {
     Job job;
     {
@@ -620,12 +624,7 @@ Lease::~Lease() { t_lease = previous; }
 
 std::unique_ptr<RestEngine::ThreadLease> RestEngine::LendThisThread(
     std::function<void()> on_slow) {
-  if (!on_slow) on_slow = [] {};
-  return std::make_unique<Lease>(
-      impl_.get(),
-      std::max<size_t>(impl_->options.max_idle_handles_per_partition,
-                       static_cast<size_t>(std::max(1, impl_->options.workers))),
-      std::move(on_slow));
+  return std::make_unique<Lease>(impl_.get(), impl_->DriverCacheSize(), std::move(on_slow));
 }
 
 RestEngine::RestEngine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {

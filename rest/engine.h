@@ -120,9 +120,9 @@ class RestEngine {
   // While the returned lease lives (on this thread) and allows it, a Submit made on this
   // thread when no other step is running or queued runs the step right here, before
   // Submit returns; otherwise the step queues for the workers as usual. A step run here
-  // that has waited kSlowLentStep for its server calls `on_slow` once (on this thread),
-  // so the caller can have another thread take its work meanwhile; such a step polls
-  // its socket every 2 ms. The lease holds the thread's own connection cache. Destroy it
+  // that has waited kSlowLentStep for its server calls `on_slow` (when given) once, on
+  // this thread, so the caller can have another thread take its work meanwhile; such a
+  // step polls its socket every 2 ms. The lease holds the thread's own connection cache. Destroy it
   // on the same thread, before the engine.
   class ThreadLease {
    public:
