@@ -60,6 +60,8 @@ grpc::Status HealthService::Watch(grpc::ServerContext* context,
       sent = now;
       first = false;
     }
+    // A change during the write (the shutdown's NOT_SERVING, say) is sent before ending.
+    if (StatusLocked(request->service()) != sent) continue;
     if (shut_down_) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the plugin is shutting down");
     }

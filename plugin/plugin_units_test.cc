@@ -21,6 +21,7 @@
 #include "plugin/call_context.h"
 #include "plugin/config.h"
 #include "plugin/handshake.h"
+#include "plugin/health_service.h"
 #include "plugin/listen.h"
 #include "plugin/log.h"
 #include "plugin/schema.h"
@@ -905,7 +906,7 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
   server_.reset();
 }
 
-TEST_F(ServiceTest, HealthAnswersKnownServicesAndWatchSeesTheShutdown) {
+TEST_F(ServiceTest, HealthAnswersKnownServicesAndWatchesUnknownOnes) {
   StartServer({});
   auto health = grpc::health::v1::Health::NewStub(channel_);
   for (const std::string service : {"", "plugin", "wsstep.v1.StepPluginService"}) {
@@ -936,19 +937,52 @@ TEST_F(ServiceTest, HealthAnswersKnownServicesAndWatchSeesTheShutdown) {
   unknown_ctx.TryCancel();
   EXPECT_EQ(unknown_watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
 
+}
+
+// The service on its own, so that its Shutdown ends the stream itself (through the
+// plugin's server, the server's own cancellation races it on a loaded machine).
+TEST(HealthServiceTest, WatchSeesAChangeAndTheShutdownThenEnds) {
+  const std::string dir = *MakePrivateTempDir("");
+  const std::string address = "unix://" + dir + "/h.sock";
+  HealthService service;
+  service.Set("plugin", true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+
   grpc::ClientContext ctx;
-  Deadline(&ctx);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   grpc::health::v1::HealthCheckRequest req;
   req.set_service("plugin");
-  auto watch = health->Watch(&ctx, req);
+  auto watch = stub->Watch(&ctx, req);
+  grpc::health::v1::HealthCheckResponse seen;
   ASSERT_TRUE(watch->Read(&seen));
   EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::SERVING);
-  std::thread stopper([&] { server_->Shutdown(std::chrono::seconds(2)); });
+  service.Set("plugin", false);
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  service.Set("plugin", true);
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  service.Shutdown();
   ASSERT_TRUE(watch->Read(&seen));
   EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_FALSE(watch->Read(&seen));
   EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
-  stopper.join();
+  service.Set("plugin", true);  // ignored after Shutdown
+  {
+    grpc::ClientContext check_ctx;
+    grpc::health::v1::HealthCheckResponse check;
+    ASSERT_TRUE(stub->Check(&check_ctx, req, &check).ok());
+    EXPECT_EQ(check.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
+  server->Shutdown();
+  ::unlink((dir + "/h.sock").c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace
