@@ -310,6 +310,7 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
   limits.max_response_bytes = step.max_response_bytes;
   limits.cancel = run.cancel;
   limits.reuse_connections = step.reuse_connections;
+  limits.resume_sessions = step.resume_tls_sessions;
   limits.user_agent = options.user_agent;
   limits.max_idle_handles = options.max_idle_handles_per_partition;
   limits.while_waiting = run.while_waiting;

@@ -147,7 +147,44 @@ TEST(IdentityTest, ConcurrentIdentitiesNeverShareAConnection) {
   }
 }
 
-TEST(IdentityTest, NoReuseMakesAFreshHandshakeEveryTime) {
+TEST(IdentityTest, NoReuseMakesANewConnectionEveryTimeResumingOnlyItsOwnIdentitysSession) {
+  TlsServer server(ServerConfig("localhost", ClientAuth::kRequired));
+  ASSERT_TRUE(server.Start()) << server.start_error();
+  EngineOptions options;
+  options.workers = 1;  // one curl multi handle for both identities
+  RestEngine engine(options);
+  core::CallCredentials a = Creds("rsa");
+  core::CallCredentials b = Creds("second");
+  constexpr int kRequests = 10;
+  for (int i = 0; i < kRequests; ++i) {
+    const bool use_a = i % 2 == 0;
+    RestStep step = Get(server.BaseUrl() + "/");
+    step.reuse_connections = false;
+    auto r = engine.Execute(std::move(step), use_a ? a : b, Soon());
+    ASSERT_TRUE(r.ok()) << i << ": " << r.error().ToString();
+    EXPECT_FALSE(r->tls.connection_reused) << i;
+    // Each identity's first connection makes a full handshake; its later ones resume.
+    EXPECT_EQ(r->tls.session_resumed, i >= 2) << i;
+  }
+  // What the server saw: a connection per request, each carrying the certificate of the
+  // identity that sent it, resumed or not.
+  auto connections = server.connections();
+  ASSERT_EQ(connections.size(), static_cast<size_t>(kRequests));
+  for (int i = 0; i < kRequests; ++i) {
+    const auto& c = connections[i];
+    EXPECT_TRUE(c.handshake_ok) << i;
+    EXPECT_EQ(c.session_resumed, i >= 2) << i;
+    EXPECT_EQ(c.client_cert_fingerprint, (i % 2 == 0 ? a : b).identity->fingerprint) << i;
+  }
+  for (const auto* creds : {&a, &b}) {
+    PartitionStats s = engine.StatsForIdentity(creds->identity->fingerprint);
+    EXPECT_EQ(s.new_connections, 5u);
+    EXPECT_EQ(s.full_handshakes, 1u);
+    EXPECT_EQ(s.resumed_sessions, 4u);
+  }
+}
+
+TEST(IdentityTest, WithoutSessionResumptionEveryNewConnectionMakesAFullHandshake) {
   TlsServer server(ServerConfig("localhost", ClientAuth::kRequired));
   ASSERT_TRUE(server.Start()) << server.start_error();
   RestEngine engine;
@@ -155,13 +192,17 @@ TEST(IdentityTest, NoReuseMakesAFreshHandshakeEveryTime) {
   for (int i = 0; i < 5; ++i) {
     RestStep step = Get(server.BaseUrl() + "/");
     step.reuse_connections = false;
+    step.resume_tls_sessions = false;
     auto r = engine.Execute(std::move(step), a, Soon());
     ASSERT_TRUE(r.ok()) << r.error().ToString();
     EXPECT_FALSE(r->tls.connection_reused);
     EXPECT_FALSE(r->tls.session_resumed);
   }
   EXPECT_EQ(server.connection_count(), 5u);
-  for (const auto& c : server.connections()) EXPECT_FALSE(c.session_resumed);
+  for (const auto& c : server.connections()) {
+    EXPECT_FALSE(c.session_resumed);
+    EXPECT_EQ(c.client_cert_fingerprint, a.identity->fingerprint);
+  }
   EXPECT_EQ(engine.StatsForIdentity(a.identity->fingerprint).full_handshakes, 5u);
 }
 

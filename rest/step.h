@@ -132,7 +132,10 @@ struct RestStep {
   bool follow_redirects = false;
   int max_redirects = kDefaultMaxRedirects;  // used when follow_redirects
   size_t max_response_bytes = kDefaultMaxResponseBytes;
-  bool reuse_connections = true;  // false: a fresh connection and a full handshake
+  // false: a new connection for every request (it still resumes the identity's TLS
+  // session, as any HTTP client would; sessions never cross identities).
+  bool reuse_connections = true;
+  bool resume_tls_sessions = true;  // false: every new connection makes a full handshake
   std::string step_id;            // for logs and the audit trail
   std::string workflow_id;
 };

@@ -289,8 +289,10 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   if (!limits.reuse_connections) {
     curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   }
+  // The session cache lives in the partition's share, so a session only ever resumes
+  // under the identity that made it.
+  if (!limits.resume_sessions) curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
 
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(remaining.count()));
   milliseconds connect_limit = remaining;

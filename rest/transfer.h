@@ -48,6 +48,7 @@ struct TransferLimits {
   size_t max_response_bytes = kDefaultMaxResponseBytes;
   const CancelToken* cancel = nullptr;
   bool reuse_connections = true;
+  bool resume_sessions = true;
   std::string user_agent;
   size_t max_idle_handles = 64;  // per partition, kept for reuse
   // Called between waits for the socket (at most poll_interval apart) while the transfer

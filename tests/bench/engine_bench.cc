@@ -45,13 +45,14 @@ Result<core::CallCredentials> CredentialsFromFiles(const TlsFiles& files) {
   return credentials;
 }
 
-rest::RestStep BenchStep(const std::string& url, bool reuse_connections) {
+rest::RestStep BenchStep(const std::string& url, Connections connections) {
   rest::RestStep step;
   step.method = "GET";
   step.url = url;
   step.tls.ssl_verification = true;
   step.timeouts.total = std::chrono::milliseconds(15'000);
-  step.reuse_connections = reuse_connections;
+  step.reuse_connections = connections == Connections::kKeepAlive;
+  step.resume_tls_sessions = connections != Connections::kNewFullHandshake;
   step.step_id = "bench";
   return step;
 }
@@ -65,11 +66,11 @@ std::string CheckStepResult(const Result<rest::RestResult>& result) {
 
 LoopOutcome RunEngineLoop(rest::RestEngine& engine, const std::string& url,
                           const core::CallCredentials& credentials, int in_flight,
-                          bool reuse_connections, Nanos duration, uint64_t max_count) {
+                          Connections connections, Nanos duration, uint64_t max_count) {
   // Captured by value: the loop's state may outlive this call if an operation hangs.
   rest::RestEngine* e = &engine;
-  return RunClosedLoop(in_flight, duration, max_count, [e, url, credentials, reuse_connections](OpDone done) {
-    e->Submit(BenchStep(url, reuse_connections), credentials,
+  return RunClosedLoop(in_flight, duration, max_count, [e, url, credentials, connections](OpDone done) {
+    e->Submit(BenchStep(url, connections), credentials,
                   Clock::now() + std::chrono::seconds(30), rest::CancelToken(),
                   [done](Result<rest::RestResult> r) { done(CheckStepResult(r)); });
   });

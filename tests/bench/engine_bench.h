@@ -1,5 +1,5 @@
 // wsstep's REST engine measured in-process (no gRPC): the same step the plugin runs, at
-// 1 and N in flight, with keep-alive or with a fresh connection per step. An extra row
+// 1 and N in flight, with keep-alive or with a new connection per step. An extra row
 // beside the plugin's figures: the difference is what gRPC and the plugin add.
 #ifndef WSSTEP_TESTS_BENCH_ENGINE_BENCH_H_
 #define WSSTEP_TESTS_BENCH_ENGINE_BENCH_H_
@@ -18,9 +18,16 @@ namespace wsstep::bench {
 // (core::ParseMaterial), as the store builds them on first use.
 Result<core::CallCredentials> CredentialsFromFiles(const TlsFiles& files);
 
+// How a step gets its connection.
+enum class Connections {
+  kKeepAlive,         // the engine's default: reuse a connection of the identity
+  kNewResumed,        // reuse_connections=false: a new connection, the TLS session resumed
+  kNewFullHandshake,  // and resume_tls_sessions=false: a new connection, a full handshake
+};
+
 // The benchmark's step: GET `url` with the certificate store's credentials
 // (ssl_verification on, verification of the server on).
-rest::RestStep BenchStep(const std::string& url, bool reuse_connections);
+rest::RestStep BenchStep(const std::string& url, Connections connections);
 
 // Checks a step's result the same way for every subject: HTTP 200 and our client
 // certificate presented. "" when it is fine, else what was wrong.
@@ -30,7 +37,7 @@ std::string CheckStepResult(const Result<rest::RestResult>& result);
 // workers to really run that many at once.
 LoopOutcome RunEngineLoop(rest::RestEngine& engine, const std::string& url,
                           const core::CallCredentials& credentials, int in_flight,
-                          bool reuse_connections, Nanos duration, uint64_t max_count);
+                          Connections connections, Nanos duration, uint64_t max_count);
 
 }  // namespace wsstep::bench
 

@@ -140,7 +140,7 @@ FormatsResult RunFormatsBench(rest::RestEngine& engine, const FormatsOptions& o)
   auto one_call = [&](const core::ResolveRequest& request) -> std::string {
     auto call = store->ResolveForCall(request);
     if (!call.ok()) return "ResolveForCall: " + call.error().ToString();
-    auto r = engine.Execute(BenchStep(url, true), call->credentials, Clock::now() + std::chrono::seconds(30));
+    auto r = engine.Execute(BenchStep(url, Connections::kKeepAlive), call->credentials, Clock::now() + std::chrono::seconds(30));
     return CheckStepResult(r);
   };
 

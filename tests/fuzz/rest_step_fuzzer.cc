@@ -68,6 +68,7 @@ void Apply(const fuzz::Field& f, RestStep& s, AuthFields& a) {
       {"tls.private_trust_only", &s.tls.private_trust_only},
       {"follow_redirects", &s.follow_redirects},
       {"reuse_connections", &s.reuse_connections},
+      {"resume_tls_sessions", &s.resume_tls_sessions},
   };
   const std::string& v = f.value;
   if (auto it = text.find(f.name); it != text.end()) {
