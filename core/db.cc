@@ -1,12 +1,15 @@
 #include "core/db.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace wsstep::core {
 namespace {
@@ -161,6 +164,51 @@ std::string_view Statement::ColumnBlobView(int column) const {
 
 bool Statement::ColumnIsNull(int column) const {
   return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
+}
+
+// ---- page cache ----
+
+uint64_t WarmPageCache(const std::string& path, uint64_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  uint64_t read_bytes = 0;
+  struct stat st {};
+  const long page = ::sysconf(_SC_PAGESIZE);
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+      static_cast<uint64_t>(st.st_size) <= max_bytes && page > 0) {
+    const auto size = static_cast<size_t>(st.st_size);
+    const size_t pages = (size + page - 1) / page;
+    // Which pages are cached already: mincore on a mapping reads the page cache's state
+    // without faulting anything in.
+    std::vector<unsigned char> resident(pages, 0);
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map != MAP_FAILED) {
+      if (::mincore(map, size, resident.data()) != 0) std::fill(resident.begin(), resident.end(), 0);
+      ::munmap(map, size);
+    }
+    constexpr size_t kChunk = 1u << 20;
+    std::vector<char> buf(kChunk);
+    for (size_t p = 0; p < pages;) {
+      if (resident[p] & 1) {
+        ++p;
+        continue;
+      }
+      size_t end = p;
+      while (end < pages && !(resident[end] & 1)) ++end;
+      // pread the run [p, end) in order, a chunk at a time.
+      for (uint64_t off = uint64_t{p} * page, stop = std::min<uint64_t>(uint64_t{end} * page, size);
+           off < stop;) {
+        const ssize_t n = ::pread(fd, buf.data(), std::min<uint64_t>(kChunk, stop - off),
+                                  static_cast<off_t>(off));
+        if (n <= 0) break;
+        off += static_cast<uint64_t>(n);
+        read_bytes += static_cast<uint64_t>(n);
+      }
+      p = end;
+    }
+  }
+  ::close(fd);
+  return read_bytes;
 }
 
 // ---- Database ----

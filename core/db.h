@@ -137,6 +137,15 @@ class Database {
   bool read_only_;
 };
 
+// Brings the file at `path` into the page cache with large sequential reads of whatever
+// parts of it are not there yet, when it is at most `max_bytes` long; returns the bytes it
+// read (0 when the file was already cached, absent, or too long). Why: SQLite reads a
+// b-tree one page at a time, and the tables a store loads when it opens lie interleaved
+// with key material all over the file, so on a cold cache those reads are scattered and
+// each waits for the disk (100,000 certificates: 1.7-1.9 s cold, where reading the whole
+// 180 MB file in order takes 0.11 s and the open after it 0.65 s).
+uint64_t WarmPageCache(const std::string& path, uint64_t max_bytes);
+
 // BEGIN ... COMMIT, rolled back by the destructor unless Commit() succeeded. IMMEDIATE
 // (the default) takes the write lock at BEGIN, so a writer never fails half-way for
 // lock reasons; DEFERRED suits read-only transactions (a consistent multi-query read).

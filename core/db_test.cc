@@ -1,12 +1,15 @@
 #include "core/db.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace wsstep::core {
 namespace {
@@ -253,6 +256,64 @@ TEST_F(DbTest, EnsurePrivateDirectoryCreates0700) {
   ASSERT_EQ(bad.code(), Code::kStorageError);
   EXPECT_NE(bad.error().message.find(file), std::string::npos);
   EXPECT_EQ(EnsurePrivateDirectory("").code(), Code::kInvalidArgument);
+}
+
+// Fraction of `path`'s pages in the page cache.
+double CachedFraction(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st {};
+  ::fstat(fd, &st);
+  const size_t size = static_cast<size_t>(st.st_size);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> v((size + page - 1) / page);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return -1;
+  const bool ok = ::mincore(map, size, v.data()) == 0;
+  ::munmap(map, size);
+  if (!ok) return -1;
+  size_t in = 0;
+  for (unsigned char c : v) in += c & 1;
+  return static_cast<double>(in) / static_cast<double>(v.size());
+}
+
+// Writes `bytes` to `path`, syncs it and asks the kernel to drop its cached pages.
+void WriteUncached(const std::string& path, size_t bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  std::string chunk(1 << 20, 'x');
+  for (size_t done = 0; done < bytes; done += chunk.size()) {
+    ASSERT_EQ(::write(fd, chunk.data(), chunk.size()), static_cast<ssize_t>(chunk.size()));
+  }
+  ASSERT_EQ(::fsync(fd), 0);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+}
+
+TEST_F(DbTest, WarmPageCacheReadsWhatIsNotCachedAndOnlyThat) {
+  const std::string file = dir_ + "/cold";
+  constexpr size_t kBytes = 16u << 20;
+  WriteUncached(file, kBytes);
+  const double before = CachedFraction(file);
+  if (before > 0.5) GTEST_SKIP() << "this file system keeps the file cached (" << before << ")";
+  const uint64_t read_bytes = WarmPageCache(file, kBytes);
+  EXPECT_GT(read_bytes, 0u);
+  EXPECT_LE(read_bytes, kBytes);
+  EXPECT_GE(read_bytes, static_cast<uint64_t>((1.0 - before) * kBytes) - 4096);
+  EXPECT_EQ(CachedFraction(file), 1.0);
+  // Cached now: nothing to read.
+  EXPECT_EQ(WarmPageCache(file, kBytes), 0u);
+}
+
+TEST_F(DbTest, WarmPageCacheLeavesAFileLongerThanTheLimitAndAbsentFilesAlone) {
+  const std::string file = dir_ + "/big";
+  WriteUncached(file, 4u << 20);
+  const double before = CachedFraction(file);
+  if (before > 0.5) GTEST_SKIP() << "this file system keeps the file cached (" << before << ")";
+  EXPECT_EQ(WarmPageCache(file, (4u << 20) - 1), 0u);
+  EXPECT_EQ(CachedFraction(file), before);
+  EXPECT_EQ(WarmPageCache(dir_ + "/absent", 1u << 30), 0u);
 }
 
 }  // namespace
