@@ -4,9 +4,7 @@
 #include <grpcpp/support/time.h>
 
 namespace wsstep::plugin {
-namespace {
-
-std::string Sanitize(std::string_view value) {
+std::string SanitizeClientValue(std::string_view value) {
   std::string out;
   out.reserve(std::min<size_t>(value.size(), 256));
   for (char c : value) {
@@ -18,11 +16,13 @@ std::string Sanitize(std::string_view value) {
   return out;
 }
 
+namespace {
+
 std::string MetadataValue(const grpc::ServerContextBase& context, std::string_view key) {
   const auto& md = context.client_metadata();
   auto it = md.find(grpc::string_ref(key.data(), key.size()));
   if (it == md.end()) return "";
-  return Sanitize(std::string_view(it->second.data(), it->second.size()));
+  return SanitizeClientValue(std::string_view(it->second.data(), it->second.size()));
 }
 
 }  // namespace

@@ -51,6 +51,10 @@ struct CallContext {
   LogFields Fields() const;
 };
 
+// A value from a client (metadata, or a call's own step id) as logs and the audit log may
+// hold it: cut to 256 bytes, control characters dropped.
+std::string SanitizeClientValue(std::string_view value);
+
 // Reads metadata, peer and deadline. Metadata values are cut to 256 bytes and control
 // characters dropped: they end up in logs and the audit log.
 CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_view method);

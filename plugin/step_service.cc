@@ -4,6 +4,8 @@
 #include <grpcpp/support/proto_buffer_reader.h>
 #include <grpcpp/support/proto_buffer_writer.h>
 
+#include <map>
+
 #include "plugin/log.h"
 #include "plugin/schema.h"
 #include "plugin/status_map.h"
@@ -87,6 +89,7 @@ v1::GetPluginInfoResponse BuildPluginInfo(const Backends& backends, const Plugin
   if (backends.rest) info.add_capabilities("rest");
   if (backends.soap) info.add_capabilities("soap");
   if (backends.rest || backends.soap) info.add_capabilities("validate");
+  if (backends.rest || backends.soap) info.add_capabilities("execute-steps");
   if (backends.certificates) {
     info.add_capabilities("certificate-store");
     info.add_capabilities("watch-events");
@@ -217,6 +220,14 @@ void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_p
 
 namespace {
 
+// On the dispatching thread: its lease, and whether the event it is handling may run a
+// step on it (StepPluginServiceImpl::Dispatch). Elsewhere: no lease.
+struct DispatchingThread {
+  StepThreadLease* lease = nullptr;
+  bool allow_inline = false;
+};
+thread_local DispatchingThread t_dispatching;
+
 // Something the step queue's threads hand back: a call arrived, its reply went out, or
 // it ended (completed or cancelled by the client).
 class QueueEvent {
@@ -225,6 +236,17 @@ class QueueEvent {
 
  protected:
   ~QueueEvent() = default;
+};
+
+// A QueueEvent that calls a member function of the call or stream it belongs to.
+template <typename Owner, void (Owner::*kHandler)(bool)>
+class MemberEvent final : public QueueEvent {
+ public:
+  explicit MemberEvent(Owner* owner) : owner_(owner) {}
+  void Handle(bool ok) override { (owner_->*kHandler)(ok); }
+
+ private:
+  Owner* owner_;
 };
 
 struct RestMethod {
@@ -272,14 +294,7 @@ class StepCall {
 
  private:
   template <void (StepCall::*kHandler)(bool)>
-  class Event final : public QueueEvent {
-   public:
-    explicit Event(StepCall* call) : call_(call) {}
-    void Handle(bool ok) override { (call_->*kHandler)(ok); }
-
-   private:
-    StepCall* call_;
-  };
+  using Event = MemberEvent<StepCall, kHandler>;
 
   StepCall(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq,
            grpc::CompletionQueue* call_cq, CallCounts* counts)
@@ -349,9 +364,271 @@ class StepCall {
   Event<&StepCall::OnEnded> ended_{this};
 };
 
+// One ExecuteSteps stream. Every event of the stream (arrival, each read, each write,
+// finish, end) comes on the step queue, so the next read is started as soon as one
+// completes, by the thread that takes calls. Steps run as unary calls do (Execute); each
+// result joins the batch that the next write sends, and a write is started whenever none
+// is on its way. Lives until the stream ended, no operation is outstanding and no step of
+// it runs.
+class StepStream {
+ public:
+  static void Listen(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq,
+                     CallCounts* counts) {
+    auto* stream = new StepStream(service, cq, counts);
+    stream->context_.AsyncNotifyWhenDone(&stream->ended_);
+    service->RequestExecuteSteps(&stream->context_, &stream->io_, cq, cq, &stream->arrived_);
+  }
+
+ private:
+  template <void (StepStream::*kHandler)(bool)>
+  using Event = MemberEvent<StepStream, kHandler>;
+
+  StepStream(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq, CallCounts* counts)
+      : service_(service), cq_(cq), counts_(counts) {}
+
+  void OnArrived(bool ok) {
+    if (!ok) {  // shutting down: no call came, and the notification will not either
+      delete this;
+      return;
+    }
+    Listen(service_, cq_, counts_);
+    counts_->replying.fetch_add(1);
+    stream_call_ = ReadCallContext(context_, Method("ExecuteSteps"));
+    std::lock_guard<std::mutex> lock(mu_);
+    arrived_ok_ = true;
+    StartReadLocked();
+  }
+
+  void StartReadLocked() {
+    ++ops_;
+    io_.Read(&in_, &read_);
+  }
+
+  void OnRead(bool ok) {
+    std::unique_lock<std::mutex> lock(mu_);
+    --ops_;
+    if (!ok) {  // half-closed by the client, or the stream is gone
+      reading_done_ = true;
+      Settle(lock);
+      return;
+    }
+    v1::ExecuteStepsRequest request;
+    if (!grpc::SerializationTraits<v1::ExecuteStepsRequest>::Deserialize(&in_, &request).ok()) {
+      // Nothing of this message ran; the calls already running are cancelled.
+      end_status_ = UnparseableRequestStatus("/" + stream_call_.method);
+      reading_done_ = true;
+      for (auto& [id, cancelled] : running_) cancelled->store(true);
+      Settle(lock);
+      return;
+    }
+    for (uint64_t id : request.cancel_call_ids()) {
+      if (auto it = running_.find(id); it != running_.end()) it->second->store(true);
+    }
+    // The next message is read while these calls run (one may run on this thread).
+    if (dead_) {
+      reading_done_ = true;
+    } else {
+      StartReadLocked();
+    }
+    std::vector<std::pair<CallContext, std::shared_ptr<v1::StepCall>>> starts;
+    for (auto& c : *request.mutable_calls()) {
+      if (dead_) break;
+      std::string problem;
+      if (c.call_id() == 0) {
+        problem = "call_id is required (non-zero)";
+      } else if (running_.count(c.call_id()) != 0) {
+        problem = "call_id " + std::to_string(c.call_id()) + " is already running on this stream";
+      }
+      if (!problem.empty()) {
+        auto result = std::make_unique<v1::StepCallResult>();
+        result->set_call_id(c.call_id());
+        SetStatus(InvalidArgument("ExecuteSteps: " + problem, {{"calls.call_id", problem}}),
+                  result.get());
+        QueueLocked(std::move(result));
+        continue;
+      }
+      CallContext call = stream_call_;
+      call.started = std::chrono::steady_clock::now();
+      if (!c.step_id().empty()) call.step_id = SanitizeClientValue(c.step_id());
+      if (!c.workflow_id().empty()) call.workflow_id = SanitizeClientValue(c.workflow_id());
+      if (c.has_timeout() && (c.timeout().seconds() > 0 || c.timeout().nanos() > 0)) {
+        const auto timeout = std::chrono::seconds(c.timeout().seconds()) +
+                             std::chrono::nanoseconds(c.timeout().nanos());
+        const auto own = std::chrono::system_clock::now() +
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout);
+        call.deadline = std::min(call.deadline, own);
+      }
+      call.cancelled = std::make_shared<std::atomic<bool>>(false);
+      running_.emplace(c.call_id(), call.cancelled);
+      auto owned = std::make_shared<v1::StepCall>();
+      owned->Swap(&c);
+      starts.emplace_back(std::move(call), std::move(owned));
+    }
+    Flush(lock);
+    // This handler counts as an operation while it starts calls: a call that finishes
+    // at once must not free the stream under it.
+    ++ops_;
+    lock.unlock();
+    for (size_t i = 0; i < starts.size(); ++i) {
+      // Only the message's last call may run on the dispatching thread: the calls after
+      // one running there would not start until it finished.
+      if (t_dispatching.lease != nullptr) {
+        t_dispatching.lease->AllowInline(i + 1 == starts.size() && t_dispatching.allow_inline);
+      }
+      Start(std::move(starts[i].first), starts[i].second);
+    }
+    lock.lock();
+    --ops_;
+    Settle(lock);
+  }
+
+  // Runs one call as the unary method would; its result joins the next write. The
+  // request lives until the call's result is in.
+  void Start(CallContext call, const std::shared_ptr<v1::StepCall>& request) {
+    const v1::StepCall& c = *request;
+    auto result = std::make_shared<v1::StepCallResult>();
+    result->set_call_id(c.call_id());
+    auto done = [this, result, request](grpc::Status status) {
+      SetStatus(status, result.get());
+      auto owned = std::make_unique<v1::StepCallResult>();
+      owned->Swap(result.get());
+      std::unique_lock<std::mutex> lock(mu_);
+      running_.erase(owned->call_id());
+      QueueLocked(std::move(owned));
+      Flush(lock);
+      Settle(lock);
+    };
+    const Backends& backends = service_->backends();
+    switch (c.request_case()) {
+      case v1::StepCall::kRest:
+        call.method = Method("ExecuteRestStep");
+        service_->Execute(call, backends.rest, "the REST engine", c.rest(), result->mutable_rest(),
+                          std::move(done));
+        break;
+      case v1::StepCall::kSoap:
+        call.method = Method("ExecuteSoapStep");
+        service_->Execute(call, backends.soap, "the SOAP engine", c.soap(), result->mutable_soap(),
+                          std::move(done));
+        break;
+      default:
+        done(InvalidArgument("ExecuteSteps: set `rest` or `soap` in call " +
+                                 std::to_string(c.call_id()),
+                             {{"calls.request", "exactly one of rest or soap is required"}}));
+    }
+  }
+
+  static void SetStatus(const grpc::Status& status, v1::StepCallResult* result) {
+    result->set_code(static_cast<int32_t>(status.error_code()));
+    if (status.ok()) return;
+    result->clear_response();
+    result->set_message(status.error_message());
+    result->set_details(status.error_details());
+  }
+
+  void QueueLocked(std::unique_ptr<v1::StepCallResult> result) {
+    if (dead_) return;  // nobody left to read it
+    batch_.mutable_results()->AddAllocated(result.release());
+  }
+
+  // Starts a write of the batch when none is on its way.
+  void Flush(std::unique_lock<std::mutex>& /*held*/) {
+    if (writing_ || dead_ || batch_.results_size() == 0) return;
+    grpc::ByteBuffer out;
+    bool own = false;
+    if (!grpc::SerializationTraits<v1::ExecuteStepsResponse>::Serialize(batch_, &out, &own).ok()) {
+      end_status_ = grpc::Status(grpc::StatusCode::INTERNAL, "a result could not be serialized");
+      dead_ = true;
+      return;
+    }
+    batch_.Clear();
+    writing_ = true;
+    ++ops_;
+    io_.Write(out, &written_);
+  }
+
+  void OnWritten(bool ok) {
+    std::unique_lock<std::mutex> lock(mu_);
+    --ops_;
+    writing_ = false;
+    if (!ok) {  // the stream is gone: stop writing, cancel what runs
+      MarkDeadLocked();
+    } else {
+      Flush(lock);
+    }
+    Settle(lock);
+  }
+
+  void OnFinished(bool /*ok*/) {
+    std::unique_lock<std::mutex> lock(mu_);
+    --ops_;
+    Settle(lock);
+  }
+
+  void OnEnded(bool /*ok*/) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ended_seen_ = true;
+    if (context_.IsCancelled()) MarkDeadLocked();
+    Settle(lock);
+  }
+
+  void MarkDeadLocked() {
+    dead_ = true;
+    batch_.Clear();
+    for (auto& [id, cancelled] : running_) cancelled->store(true);
+  }
+
+  // Finishes the stream when there is nothing more to send, gives up the stream's claim
+  // on the queue when it will start no more operations, and frees it at the very end.
+  // Called with the lock held; unlocks it.
+  void Settle(std::unique_lock<std::mutex>& lock) {
+    const bool quiet = reading_done_ && running_.empty() && !writing_ && batch_.results_size() == 0;
+    if (arrived_ok_ && quiet && !dead_ && !finishing_) {
+      finishing_ = true;
+      ++ops_;
+      io_.Finish(end_status_, &finished_);
+    }
+    const bool no_more_ops = arrived_ok_ && running_.empty() && (finishing_ || (dead_ && reading_done_));
+    if (no_more_ops && !released_claim_) {
+      released_claim_ = true;
+      counts_->replying.fetch_sub(1);
+    }
+    const bool gone = ended_seen_ && ops_ == 0 && running_.empty() && (finishing_ || dead_);
+    lock.unlock();
+    if (gone) delete this;
+  }
+
+  StepPluginServiceImpl* service_;
+  grpc::ServerCompletionQueue* cq_;
+  CallCounts* counts_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer> io_{&context_};
+  CallContext stream_call_;
+  grpc::ByteBuffer in_;
+
+  std::mutex mu_;
+  bool arrived_ok_ = false;
+  int ops_ = 0;  // read, write and finish operations on their way
+  bool reading_done_ = false;
+  bool writing_ = false;
+  bool finishing_ = false;
+  bool dead_ = false;  // cancelled, or a write failed: nothing more is sent
+  bool ended_seen_ = false;
+  bool released_claim_ = false;
+  grpc::Status end_status_;  // OK, or why the stream was ended
+  std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> running_;  // call id -> cancelled
+  v1::ExecuteStepsResponse batch_;  // results waiting for the next write
+
+  Event<&StepStream::OnArrived> arrived_{this};
+  Event<&StepStream::OnRead> read_{this};
+  Event<&StepStream::OnWritten> written_{this};
+  Event<&StepStream::OnFinished> finished_{this};
+  Event<&StepStream::OnEnded> ended_{this};
+};
+
 // Calls listened for per method: a burst is accepted without waiting for the dispatching
 // thread to listen again.
 constexpr int kListeners = 16;
+constexpr int kStreamListeners = 2;  // streams are long-lived: a few suffice
 
 }  // namespace
 
@@ -369,6 +646,7 @@ void StepPluginServiceImpl::StartServing(std::unique_ptr<grpc::ServerCompletionQ
     StepCall<RestMethod>::Listen(this, cq_.get(), call_cq_.get(), &counts_);
     StepCall<SoapMethod>::Listen(this, cq_.get(), call_cq_.get(), &counts_);
   }
+  for (int i = 0; i < kStreamListeners; ++i) StepStream::Listen(this, cq_.get(), &counts_);
   threads_.emplace_back([this] { DrainCallEvents(); });
   threads_.emplace_back([this] { Dispatch(); });
   threads_.emplace_back([this] { StandIn(); });
@@ -410,6 +688,7 @@ void StepPluginServiceImpl::Dispatch() {
       stand_in_cv_.notify_one();
     });
   }
+  t_dispatching.lease = lease.get();
   void* tag = nullptr;
   bool ok = false;
   if (!cq_->Next(&tag, &ok)) return;
@@ -421,7 +700,8 @@ void StepPluginServiceImpl::Dispatch() {
     bool next_ok = false;
     const grpc::CompletionQueue::NextStatus next =
         cq_->AsyncNext(&next_tag, &next_ok, gpr_inf_past(GPR_CLOCK_MONOTONIC));
-    if (lease) lease->AllowInline(next != grpc::CompletionQueue::GOT_EVENT);
+    t_dispatching.allow_inline = next != grpc::CompletionQueue::GOT_EVENT;
+    if (lease) lease->AllowInline(t_dispatching.allow_inline);
     static_cast<QueueEvent*>(tag)->Handle(ok);
     if (stand_in_wanted_.load(std::memory_order_relaxed)) stand_in_wanted_ = false;
     if (next == grpc::CompletionQueue::GOT_EVENT) {

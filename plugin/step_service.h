@@ -3,14 +3,17 @@
 // deadlines, cancellation, logging, error mapping.
 //
 // Threads: GetPluginInfo and ValidateStep run on gRPC's synchronous server threads.
-// ExecuteRestStep and ExecuteSoapStep, the hot path, are served from a completion queue
-// of our own (raw methods: the request is parsed here, so an unparseable one gets
-// INVALID_ARGUMENT) by one dispatching thread, lent to the REST engine: a step that
-// arrives while nothing else runs is resolved, transferred and answered on that thread,
-// with no hand-off; otherwise the step goes to the engine's workers (which send its
-// reply) and the thread takes the next call. When a step on the dispatching thread waits
-// ~2 ms for its server, a stand-in thread takes calls until it is back. Replies sent
-// and calls ended (cancellations) come on a second queue with a thread of its own.
+// ExecuteRestStep, ExecuteSoapStep and ExecuteSteps, the hot path, are served from a
+// completion queue of our own (raw methods: the request is parsed here, so an unparseable
+// one gets INVALID_ARGUMENT) by one dispatching thread, lent to the REST engine: a step
+// that arrives while nothing else runs is resolved, transferred and answered on that
+// thread, with no hand-off; otherwise the step goes to the engine's workers (which send
+// its reply) and the thread takes the next call. When a step on the dispatching thread
+// waits ~2 ms for its server, a stand-in thread takes calls until it is back. For unary
+// calls, replies sent and calls ended (cancellations) come on a second queue with a
+// thread of its own; an ExecuteSteps stream has all its events on the first queue (its
+// next read must not wait), and writes its results one message at a time, batching the
+// results that finish while a write is on its way.
 //
 // Why so few threads: on the 2-core machines we measure on, every extra thread that
 // waits on gRPC's queues is woken to take over polling for each event (gRPC 1.51's
@@ -53,11 +56,14 @@ std::string_view PluginVersion();
 v1::GetPluginInfoResponse BuildPluginInfo(const Backends& backends, const PluginFacts& facts);
 
 using StepPluginServiceBase = v1::StepPluginService::WithRawMethod_ExecuteRestStep<
-    v1::StepPluginService::WithRawMethod_ExecuteSoapStep<v1::StepPluginService::Service>>;
+    v1::StepPluginService::WithRawMethod_ExecuteSoapStep<
+        v1::StepPluginService::WithRawMethod_ExecuteSteps<v1::StepPluginService::Service>>>;
 
 // Calls on the step queue, for the threads that serve it.
 struct CallCounts {
-  std::atomic<int> replying{0};  // arrived, reply not yet started
+  // Unary calls that arrived and have not started their reply; ExecuteSteps streams that
+  // may still start an operation (a write, or their finish).
+  std::atomic<int> replying{0};
   std::atomic<int> live{0};      // arrived, reply-sent or call-ended event still to come
 };
 

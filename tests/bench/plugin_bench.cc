@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -200,6 +201,58 @@ LoopOutcome Drive(QueueClient* client, v1::StepPluginService::Stub* stub,
   });
 }
 
+// ExecuteSteps: `in_flight` calls open on one stream, each result answered by a new
+// call; the calls that replace one message's results go out together in one message.
+// One thread reads and writes (the sync stream API), so no client hand-offs either.
+LoopOutcome DriveStream(v1::StepPluginService::Stub* stub, const v1::ExecuteRestStepRequest& request,
+                        int in_flight, Nanos duration, uint64_t max_count) {
+  LoopOutcome out;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + duration + kCallTimeout);
+  auto io = stub->ExecuteSteps(&ctx);
+  std::map<uint64_t, Clock::time_point> open;
+  uint64_t next_id = 1;
+  uint64_t issued = 0;
+  LatencySamples samples;
+  samples.Reserve(1 << 16);
+  const auto start = Now();
+  auto add_call = [&](v1::ExecuteStepsRequest& message) {
+    v1::StepCall* call = message.add_calls();
+    call->set_call_id(next_id);
+    *call->mutable_rest() = request;
+    open.emplace(next_id++, Now());
+    ++issued;
+  };
+  v1::ExecuteStepsRequest first;
+  for (int i = 0; i < std::max(in_flight, 1); ++i) add_call(first);
+  bool writing = io->Write(first);
+  v1::ExecuteStepsResponse response;
+  while (writing && !open.empty() && io->Read(&response)) {
+    const auto now = Now();
+    v1::ExecuteStepsRequest more;
+    for (const auto& r : response.results()) {
+      auto it = open.find(r.call_id());
+      if (it == open.end()) continue;
+      std::string error = CheckOutcome(grpc::Status(static_cast<grpc::StatusCode>(r.code()), r.message()), r.rest());
+      if (error.empty()) {
+        samples.Add(now - it->second);
+      } else if (out.failures++ == 0) {
+        out.first_error = std::move(error);
+      }
+      open.erase(it);
+      if (out.failures == 0 && !LoopDone(start, duration, issued, max_count)) add_call(more);
+    }
+    if (more.calls_size() > 0) writing = io->Write(more);
+  }
+  io->WritesDone();
+  out.hung = !open.empty() && out.failures == 0;
+  if (out.hung) ctx.TryCancel();
+  grpc::Status end = io->Finish();
+  if (!end.ok() && out.failures++ == 0) out.first_error = GrpcError("ExecuteSteps", end);
+  out.throughput = samples.Summarize(Now() - start);
+  return out;
+}
+
 std::string LoopError(const LoopOutcome& o) {
   if (o.hung) return "calls still outstanding after the grace period";
   if (o.failures > 0) return std::to_string(o.failures) + " failed steps, first: " + o.first_error;
@@ -263,10 +316,12 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
 
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
   Drive(&client, steps.get(), warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
-  auto measure = [&](int in_flight, double* cpu_us_per_step, double* client_cpu_us_per_step) {
+  auto measure = [&](int in_flight, double* cpu_us_per_step, double* client_cpu_us_per_step,
+                     bool stream = false) {
     const double cpu0 = ProcessCpuSeconds(process->pid());
     const double self0 = ProcessCpuSeconds(getpid());
-    LoopOutcome out = Drive(&client, steps.get(), warm, in_flight, o.duration, o.max_count, nullptr);
+    LoopOutcome out = stream ? DriveStream(steps.get(), warm, in_flight, o.duration, o.max_count)
+                             : Drive(&client, steps.get(), warm, in_flight, o.duration, o.max_count, nullptr);
     const double cpu1 = ProcessCpuSeconds(process->pid());
     const double self1 = ProcessCpuSeconds(getpid());
     const auto steps_done = static_cast<double>(out.throughput.count);
@@ -277,7 +332,11 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   result.warm_single = measure(1, &result.cpu_us_per_step_single, &result.client_cpu_us_per_step_single);
   result.warm_many =
       measure(o.in_flight, &result.cpu_us_per_step_many, &result.client_cpu_us_per_step_many);
-  for (auto* run : {&result.warm_single, &result.warm_many}) {
+  result.stream_single = measure(1, &result.cpu_us_per_step_stream_single,
+                                 &result.client_cpu_us_per_step_stream_single, true);
+  result.stream_many = measure(o.in_flight, &result.cpu_us_per_step_stream_many,
+                               &result.client_cpu_us_per_step_stream_many, true);
+  for (auto* run : {&result.warm_single, &result.warm_many, &result.stream_single, &result.stream_many}) {
     if (std::string e = LoopError(**run); !e.empty()) {
       result.error = e;
       run->reset();

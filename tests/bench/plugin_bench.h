@@ -37,6 +37,9 @@ struct PluginBenchResult {
   std::string error;
   std::optional<LoopOutcome> warm_single;  // keep-alive, 1 in flight
   std::optional<LoopOutcome> warm_many;    // keep-alive, in_flight
+  // The same steps as calls on one ExecuteSteps stream (1 and in_flight open at once).
+  std::optional<LoopOutcome> stream_single;
+  std::optional<LoopOutcome> stream_many;
   // grpc.health.v1.Health/Check, 1 in flight: the gRPC round trip alone, so the table
   // can tell transport cost from step cost.
   std::optional<LoopOutcome> health_single;
@@ -54,6 +57,10 @@ struct PluginBenchResult {
   // with the plugin, so a costly client would lower the plugin's figures.
   double client_cpu_us_per_step_single = -1;
   double client_cpu_us_per_step_many = -1;
+  double cpu_us_per_step_stream_single = -1;
+  double cpu_us_per_step_stream_many = -1;
+  double client_cpu_us_per_step_stream_single = -1;
+  double client_cpu_us_per_step_stream_many = -1;
   std::string log_path;  // the plugin's stderr
 };
 

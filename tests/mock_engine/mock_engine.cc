@@ -148,18 +148,18 @@ std::string MockEngine::Health(const std::string& service) {
   return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(r.response.status());
 }
 
-std::string MockEngine::ReflectionListServices() {
-  // ServerReflectionRequest{list_services: ""} by hand (field 7, length-delimited), the
-  // way a host without the reflection descriptors would probe: the answer names every
-  // service as plain strings.
-  const std::string request("\x3a\x00", 2);
-  grpc::GenericStub stub(channel_);
-  grpc::ClientContext ctx;
-  ConfigureContext(&ctx, {});
+namespace {
+
+// One message each way on a bidi method through the generic stub: writes `request`,
+// half-closes, reads the first answer (if any), ends the call. `cancel_after_read` ends it
+// from the client side (a server that would keep streaming).
+std::pair<std::string, grpc::Status> RawBidiExchange(grpc::GenericStub& stub, grpc::ClientContext& ctx,
+                                                     const std::string& method, const std::string& request,
+                                                     bool cancel_after_read) {
   grpc::CompletionQueue cq;
   void* tag = nullptr;
   bool ok = false;
-  auto call = stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto call = stub.PrepareCall(&ctx, method, &cq);
   auto next = [&](intptr_t want) {
     return cq.Next(&tag, &ok) && reinterpret_cast<intptr_t>(tag) == want && ok;
   };
@@ -181,16 +181,95 @@ std::string MockEngine::ReflectionListServices() {
       }
     }
   }
-  ctx.TryCancel();
+  if (cancel_after_read) ctx.TryCancel();
   grpc::Status status;
   call->Finish(&status, reinterpret_cast<void*>(5));
   (void)cq.Next(&tag, &ok);
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
+  return {answer, status};
+}
+
+}  // namespace
+
+std::string MockEngine::ReflectionListServices() {
+  // ServerReflectionRequest{list_services: ""} by hand (field 7, length-delimited), the
+  // way a host without the reflection descriptors would probe: the answer names every
+  // service as plain strings.
+  const std::string request("\x3a\x00", 2);
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext ctx;
+  ConfigureContext(&ctx, {});
+  std::string answer = RawBidiExchange(stub, ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                       request, /*cancel_after_read=*/true)
+                           .first;
   std::lock_guard<std::mutex> lock(mu_);
   transcript_ += answer;
   return answer;
+}
+
+grpc::Status MockEngine::StepsWithRawMessage(const std::string& bytes) {
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext ctx;
+  ConfigureContext(&ctx, {});
+  auto [answer, status] = RawBidiExchange(stub, ctx, "/wsstep.v1.StepPluginService/ExecuteSteps", bytes,
+                                          /*cancel_after_read=*/false);
+  std::lock_guard<std::mutex> lock(mu_);
+  transcript_ += answer;
+  transcript_ += status.error_message();
+  transcript_ += status.error_details();
+  return status;
+}
+
+std::unique_ptr<StepStream> MockEngine::OpenSteps(const CallOptions& options) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ConfigureContext(ctx.get(), options);
+  auto record = [this](const std::string& text) {
+    std::lock_guard<std::mutex> lock(mu_);
+    transcript_ += text;
+    transcript_ += '\n';
+  };
+  v1::StepPluginService::Stub* stub = steps_.get();
+  return std::make_unique<StepStream>(std::move(ctx), record, [stub](grpc::ClientContext* c) {
+    return stub->ExecuteSteps(c);
+  });
+}
+
+StepStream::StepStream(
+    std::unique_ptr<grpc::ClientContext> context, std::function<void(const std::string&)> record,
+    std::function<std::unique_ptr<grpc::ClientReaderWriter<v1::ExecuteStepsRequest, v1::ExecuteStepsResponse>>(
+        grpc::ClientContext*)>
+        open)
+    : context_(std::move(context)), record_(std::move(record)), io_(open(context_.get())) {}
+
+bool StepStream::Send(const v1::ExecuteStepsRequest& request) { return io_->Write(request); }
+
+std::optional<v1::ExecuteStepsResponse> StepStream::Read() {
+  v1::ExecuteStepsResponse response;
+  if (!io_->Read(&response)) return std::nullopt;
+  record_(response.SerializeAsString() + response.DebugString());
+  return response;
+}
+
+std::map<uint64_t, v1::StepCallResult> StepStream::ReadResults(size_t count) {
+  std::map<uint64_t, v1::StepCallResult> out;
+  while (out.size() < count) {
+    auto message = Read();
+    if (!message) break;
+    for (const auto& r : message->results()) out[r.call_id()] = r;
+  }
+  return out;
+}
+
+void StepStream::CloseSend() { io_->WritesDone(); }
+
+void StepStream::Cancel() { context_->TryCancel(); }
+
+grpc::Status StepStream::Finish() {
+  grpc::Status status = io_->Finish();
+  record_(status.error_message() + status.error_details());
+  return status;
 }
 
 std::optional<int> MockEngine::Stop(std::chrono::milliseconds timeout) {

@@ -18,6 +18,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -60,6 +62,30 @@ struct Bind {
   std::string environment;
 };
 
+// An open ExecuteSteps stream (MockEngine::OpenSteps). Send and Read may be used from
+// two threads (one each); every message read is recorded in the engine's transcript.
+class StepStream {
+ public:
+  StepStream(std::unique_ptr<grpc::ClientContext> context, std::function<void(const std::string&)> record,
+             std::function<std::unique_ptr<grpc::ClientReaderWriter<v1::ExecuteStepsRequest,
+                                                                    v1::ExecuteStepsResponse>>(
+                 grpc::ClientContext*)> open);
+  bool Send(const v1::ExecuteStepsRequest& request);
+  // The next message, or nullopt when the stream ended.
+  std::optional<v1::ExecuteStepsResponse> Read();
+  // Reads until `count` results came (or the stream ended); keyed by call id.
+  std::map<uint64_t, v1::StepCallResult> ReadResults(size_t count);
+  void CloseSend();  // half-close
+  void Cancel();
+  // After the last Read returned nullopt: the stream's status.
+  grpc::Status Finish();
+
+ private:
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::function<void(const std::string&)> record_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ExecuteStepsRequest, v1::ExecuteStepsResponse>> io_;
+};
+
 class MockEngine {
  public:
   MockEngine();
@@ -85,6 +111,11 @@ class MockEngine {
   Reply<v1::ExecuteRestStepResponse> RestRequest(const v1::ExecuteRestStepRequest& request,
                                                  const CallOptions& options = {});
   Reply<v1::ValidateStepResponse> Validate(const v1::ValidateStepRequest& request);
+  // Opens an ExecuteSteps stream with the options' deadline and metadata.
+  std::unique_ptr<StepStream> OpenSteps(const CallOptions& options = {});
+  // Sends `bytes` as the one message of an ExecuteSteps stream, half-closes and returns
+  // how the stream ended (a malformed request).
+  grpc::Status StepsWithRawMessage(const std::string& bytes);
 
   // CertificateService.
   Reply<v1::CreateCertificateResponse> Create(const v1::CreateCertificateRequest& request);

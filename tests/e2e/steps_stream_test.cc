@@ -1,0 +1,294 @@
+// ExecuteSteps, the streaming form of ExecuteRestStep/ExecuteSoapStep, end to end: the
+// real binary behind the mock engine, an mTLS origin that records what it saw. Each call
+// on a stream must behave as its unary call does (result, certificate, step id, contract
+// errors, cancellation, deadline), results must reach the call that asked, and a stream
+// must end cleanly however the host leaves it.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <thread>
+
+#include "tests/e2e/e2e_util.h"
+#include "tests/mock_engine/mock_engine.h"
+#include "tests/support/tls_server.h"
+
+namespace wsstep::e2e {
+namespace {
+
+using mock_engine::MockEngine;
+using namespace std::chrono_literals;
+
+class StepsStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto held = gate_.Handler();
+    origin_ = std::make_unique<testing::TlsServer>(
+        MtlsOriginConfig([held](const testing::ServerRequest& req) {
+          if (req.target.find("held") != std::string::npos) return held(req);
+          testing::ServerResponse r;
+          if (req.target == "/soap") {
+            r.headers.push_back({"Content-Type", "text/xml; charset=utf-8"});
+            r.body = R"(<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>)"
+                     R"(<OpResponse xmlns="urn:e2e">ok</OpResponse></s:Body></s:Envelope>)";
+          } else {
+            r.body = req.target;
+          }
+          return r;
+        }));
+    ASSERT_TRUE(origin_->Start()) << origin_->start_error();
+    std::vector<std::pair<std::string, std::string>> env = {{"WSSTEP_LOG_LEVEL", "info"}};
+    env.insert(env.end(), extra_env_.begin(), extra_env_.end());
+    ASSERT_TRUE(engine_.Start(env)) << engine_.start_error();
+    identity_ = ImportRsaIdentity(engine_, origin_->port());
+    ASSERT_FALSE(identity_.id().empty());
+  }
+  void TearDown() override {
+    gate_.Open();
+    if (!stopped_) {
+      EXPECT_EQ(engine_.Stop(), 0);
+    }
+    origin_->Stop();
+  }
+
+  std::string Url(const std::string& path) const {
+    return "https://localhost:" + std::to_string(origin_->port()) + path;
+  }
+  v1::StepCall RestCall(uint64_t id, const std::string& path) const {
+    v1::StepCall c;
+    c.set_call_id(id);
+    *c.mutable_rest()->mutable_step() = mock_engine::GetStep(Url(path));
+    c.set_step_id("s" + std::to_string(id));
+    return c;
+  }
+
+  Gate gate_;
+  std::unique_ptr<testing::TlsServer> origin_;
+  MockEngine engine_;
+  v1::Certificate identity_;
+  bool stopped_ = false;  // the test stopped the plugin itself
+  std::vector<std::pair<std::string, std::string>> extra_env_;  // set by a derived fixture
+};
+
+// The plugin runs at most four steps at once.
+class StepsStreamLimitTest : public StepsStreamTest {
+ protected:
+  StepsStreamLimitTest() { extra_env_ = {{"WSSTEP_MAX_IN_FLIGHT_STEPS", "4"}}; }
+};
+
+TEST_F(StepsStreamTest, EachCallGetsItsOwnResultAndTheOriginSawOurCertificateOnEveryRequest) {
+  EXPECT_TRUE(engine_.Has("execute-steps"));
+  auto stream = engine_.OpenSteps();
+  constexpr int kCalls = 40;
+  // Four messages of ten calls each, sent before reading anything, then a SOAP call.
+  for (int m = 0; m < 4; ++m) {
+    v1::ExecuteStepsRequest request;
+    for (int i = 0; i < 10; ++i) {
+      const int id = m * 10 + i + 1;
+      *request.add_calls() = RestCall(id, "/r" + std::to_string(id));
+    }
+    ASSERT_TRUE(stream->Send(request));
+  }
+  v1::ExecuteStepsRequest soap;
+  v1::StepCall* call = soap.add_calls();
+  call->set_call_id(kCalls + 1);
+  v1::SoapStep* step = call->mutable_soap()->mutable_step();
+  step->set_endpoint(Url("/soap"));
+  step->mutable_tls()->set_ssl_verification(true);
+  step->mutable_operation()->set_name("Op");
+  step->mutable_operation()->set_namespace_uri("urn:e2e");
+  ASSERT_TRUE(stream->Send(soap));
+  stream->CloseSend();
+  auto results = stream->ReadResults(kCalls + 1);
+  EXPECT_FALSE(stream->Read().has_value()) << "nothing after the last result";
+  const grpc::Status end = stream->Finish();
+  EXPECT_TRUE(end.ok()) << end.error_message();
+  ASSERT_EQ(results.size(), static_cast<size_t>(kCalls + 1));
+  const v1::StepCallResult& soap_result = results[kCalls + 1];
+  EXPECT_EQ(soap_result.code(), 0) << soap_result.message();
+  ASSERT_TRUE(soap_result.soap().outcome().has_soap()) << soap_result.soap().outcome().error().code();
+  EXPECT_EQ(soap_result.soap().outcome().soap().http_status(), 200);
+  EXPECT_NE(soap_result.soap().outcome().soap().body_xml().find("OpResponse"), std::string::npos);
+  EXPECT_EQ(soap_result.soap().outcome().tls().client_certificate().certificate_id(), identity_.id());
+  for (int id = 1; id <= kCalls; ++id) {
+    const v1::StepCallResult& r = results[id];
+    SCOPED_TRACE(id);
+    EXPECT_EQ(r.code(), 0) << r.message();
+    ASSERT_TRUE(r.rest().outcome().has_http()) << r.rest().outcome().error().code();
+    EXPECT_EQ(r.rest().outcome().http().status(), 200);
+    EXPECT_EQ(r.rest().outcome().http().body(), "/r" + std::to_string(id));
+    EXPECT_EQ(r.rest().outcome().step_id(), "s" + std::to_string(id));
+    EXPECT_EQ(r.rest().outcome().tls().client_certificate().certificate_id(), identity_.id());
+  }
+  // What the origin saw: each path once, each with our client certificate.
+  std::set<std::string> targets;
+  for (const auto& rec : origin_->requests()) {
+    targets.insert(rec.request.target);
+    EXPECT_FALSE(rec.client_cert_fingerprint.empty()) << rec.request_line;
+    EXPECT_EQ(rec.client_cert_fingerprint, origin_->requests().front().client_cert_fingerprint);
+    if (rec.request.target == "/soap") {
+      EXPECT_EQ(rec.request_line, "POST /soap HTTP/1.1");
+      EXPECT_NE(rec.request.body.find("urn:e2e"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(targets.size(), static_cast<size_t>(kCalls + 1));
+  // And the plugin logged each as a step with the call's own step id.
+  const std::string log = engine_.StderrText();
+  EXPECT_NE(log.find("\"step_id\":\"s40\""), std::string::npos);
+}
+
+TEST_F(StepsStreamTest, AContractErrorIsTheCallsResultAndTheStreamGoesOn) {
+  auto stream = engine_.OpenSteps();
+  v1::ExecuteStepsRequest request;
+  *request.add_calls() = RestCall(0, "/zero");  // no call id
+  v1::StepCall empty;                           // neither rest nor soap
+  empty.set_call_id(2);
+  *request.add_calls() = empty;
+  v1::StepCall no_step;  // rest without its step, as ExecuteRestStep refuses it
+  no_step.set_call_id(3);
+  no_step.mutable_rest();
+  *request.add_calls() = no_step;
+  *request.add_calls() = RestCall(4, "/fine");
+  ASSERT_TRUE(stream->Send(request));
+  auto results = stream->ReadResults(4);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[0].code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_NE(results[0].message().find("call_id is required"), std::string::npos) << results[0].message();
+  EXPECT_EQ(results[2].code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_NE(results[2].message().find("set `rest` or `soap`"), std::string::npos) << results[2].message();
+  EXPECT_EQ(results[3].code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(results[3].message(), "ExecuteRestStep: `step` is required");
+  EXPECT_FALSE(results[3].details().empty()) << "the BadRequest details the unary call carries";
+  EXPECT_FALSE(results[3].has_rest());
+  EXPECT_EQ(results[4].code(), 0);
+  EXPECT_EQ(results[4].rest().outcome().http().body(), "/fine");
+
+  // The stream is still usable after them.
+  v1::ExecuteStepsRequest more;
+  *more.add_calls() = RestCall(5, "/after");
+  ASSERT_TRUE(stream->Send(more));
+  stream->CloseSend();
+  auto after = stream->ReadResults(1);
+  ASSERT_EQ(after.count(5), 1u);
+  EXPECT_EQ(after[5].rest().outcome().http().body(), "/after");
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(origin_->requests().size(), 2u) << "the refused calls never reached the origin";
+}
+
+TEST_F(StepsStreamTest, CancelDeadlineAndDuplicateIdsAffectOnlyTheirCall) {
+  auto stream = engine_.OpenSteps();
+  v1::ExecuteStepsRequest request;
+  *request.add_calls() = RestCall(1, "/held?i=1");
+  *request.add_calls() = RestCall(2, "/held?i=2");
+  v1::StepCall timed = RestCall(3, "/held?i=3");
+  timed.mutable_timeout()->set_nanos(400'000'000);
+  *request.add_calls() = timed;
+  ASSERT_TRUE(stream->Send(request));
+  ASSERT_TRUE(gate_.WaitForWaiting(3, 10s)) << gate_.waiting();
+
+  // Call 2 again while it runs: refused, alone.
+  v1::ExecuteStepsRequest again;
+  *again.add_calls() = RestCall(2, "/other");
+  ASSERT_TRUE(stream->Send(again));
+  auto dup = stream->ReadResults(1);
+  ASSERT_EQ(dup.count(2), 1u);
+  EXPECT_EQ(dup[2].code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_NE(dup[2].message().find("already running"), std::string::npos) << dup[2].message();
+
+  // Call 3's own timeout ends it with the TIMEOUT outcome; call 1 is cancelled.
+  const auto cancel_at = Clock::now();
+  v1::ExecuteStepsRequest cancel;
+  cancel.add_cancel_call_ids(1);
+  cancel.add_cancel_call_ids(99);  // unknown: ignored
+  ASSERT_TRUE(stream->Send(cancel));
+  auto ended = stream->ReadResults(2);
+  ASSERT_EQ(ended.size(), 2u);
+  EXPECT_EQ(ended[1].code(), 0) << ended[1].message();
+  EXPECT_EQ(ended[1].rest().outcome().error().code(), "CANCELLED");
+  EXPECT_EQ(ended[3].code(), 0) << ended[3].message();
+  EXPECT_EQ(ended[3].rest().outcome().error().code(), "TIMEOUT");
+  EXPECT_LT(Clock::now() - cancel_at, 2s);
+
+  // Call 2 still runs and succeeds when the origin answers.
+  gate_.Open();
+  stream->CloseSend();
+  auto last = stream->ReadResults(1);
+  ASSERT_EQ(last.count(2), 1u);
+  EXPECT_EQ(last[2].rest().outcome().http().body(), "released /held?i=2");
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(StepsStreamLimitTest, AHostThatCancelsTheStreamCancelsItsStepsAndTheSlotsComeBack) {
+  auto stream = engine_.OpenSteps();
+  v1::ExecuteStepsRequest request;
+  for (uint64_t id = 1; id <= 4; ++id) *request.add_calls() = RestCall(id, "/held?i=" + std::to_string(id));
+  ASSERT_TRUE(stream->Send(request));
+  ASSERT_TRUE(gate_.WaitForWaiting(4, 10s)) << gate_.waiting();
+  stream->Cancel();
+  EXPECT_FALSE(stream->Read().has_value());
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The plugin ends each step (its log says so) without waiting for the origin.
+  const auto until = Clock::now() + 5s;
+  std::string log;
+  while (Clock::now() < until) {
+    log = engine_.StderrText();
+    if (log.find("\"step_id\":\"s4\"") != std::string::npos &&
+        log.find("\"step_id\":\"s1\"") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  for (int id = 1; id <= 4; ++id) {
+    EXPECT_NE(log.find("\"step_id\":\"s" + std::to_string(id) + "\""), std::string::npos) << id;
+  }
+  // All four in-flight slots came back: four calls on a new stream all run (one slot
+  // leaked would make one of them UNAVAILABLE), and a fifth at once is refused.
+  auto next = engine_.OpenSteps();
+  v1::ExecuteStepsRequest again;
+  for (uint64_t id = 1; id <= 4; ++id) *again.add_calls() = RestCall(id, "/held?again=" + std::to_string(id));
+  ASSERT_TRUE(next->Send(again));
+  ASSERT_TRUE(gate_.WaitForWaiting(8, 10s)) << gate_.waiting();
+  v1::ExecuteStepsRequest fifth;
+  *fifth.add_calls() = RestCall(5, "/fifth");
+  ASSERT_TRUE(next->Send(fifth));
+  auto refused = next->ReadResults(1);
+  ASSERT_EQ(refused.count(5), 1u);
+  EXPECT_EQ(refused[5].code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE)) << refused[5].message();
+  EXPECT_NE(refused[5].message().find("max_in_flight_steps"), std::string::npos) << refused[5].message();
+  gate_.Open();
+  next->CloseSend();
+  auto results = next->ReadResults(4);
+  ASSERT_EQ(results.size(), 4u);
+  for (const auto& [id, r] : results) {
+    EXPECT_EQ(r.code(), 0) << id << " " << r.message();
+    EXPECT_EQ(r.rest().outcome().http().body(), "released /held?again=" + std::to_string(id));
+  }
+  EXPECT_TRUE(next->Finish().ok());
+}
+
+TEST_F(StepsStreamTest, AnUnparseableMessageEndsTheStreamWithInvalidArgument) {
+  // Field 1 (calls) announced as 100 bytes long, with 2 present.
+  const grpc::Status status = engine_.StepsWithRawMessage(std::string("\x0a\x64\x08\x01", 4));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("ExecuteSteps"), std::string::npos) << status.error_message();
+  EXPECT_TRUE(origin_->requests().empty());
+}
+
+TEST_F(StepsStreamTest, APluginStoppingWithAStreamOpenEndsItAndExitsCleanly) {
+  auto stream = engine_.OpenSteps();
+  v1::ExecuteStepsRequest request;
+  *request.add_calls() = RestCall(1, "/before-stop");
+  ASSERT_TRUE(stream->Send(request));
+  auto results = stream->ReadResults(1);
+  ASSERT_EQ(results.count(1), 1u);
+  EXPECT_EQ(results[1].rest().outcome().http().body(), "/before-stop");
+  // The host goes away with the stream still open: the plugin drains and exits 0
+  // and the stream ends on the host's side.
+  stopped_ = true;
+  EXPECT_EQ(engine_.Stop(), 0);
+  EXPECT_FALSE(stream->Read().has_value());
+  EXPECT_FALSE(stream->Finish().ok());
+}
+
+}  // namespace
+}  // namespace wsstep::e2e
