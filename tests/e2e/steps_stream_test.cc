@@ -230,12 +230,15 @@ TEST_F(StepsStreamLimitTest, AHostThatCancelsTheStreamCancelsItsStepsAndTheSlots
   // The plugin ends each step (its log says so) without waiting for the origin.
   const auto until = Clock::now() + 5s;
   std::string log;
+  auto all_logged = [&log] {
+    for (int id = 1; id <= 4; ++id) {
+      if (log.find("\"step_id\":\"s" + std::to_string(id) + "\"") == std::string::npos) return false;
+    }
+    return true;
+  };
   while (Clock::now() < until) {
     log = engine_.StderrText();
-    if (log.find("\"step_id\":\"s4\"") != std::string::npos &&
-        log.find("\"step_id\":\"s1\"") != std::string::npos) {
-      break;
-    }
+    if (all_logged()) break;
     std::this_thread::sleep_for(50ms);
   }
   for (int id = 1; id <= 4; ++id) {
