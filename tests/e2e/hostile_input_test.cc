@@ -127,6 +127,16 @@ TEST_F(HostileInputTest, InvalidUtf8InAStringFieldIsRefusedBeforeTheStep) {
     h->set_value(bad);
     auto rh = engine_.Rest(header_step, "", Opts("utf8-header"));
     ExpectUnreadableRequest(rh.status, "ExecuteRestStep");
+    // The same step as a call on an ExecuteSteps stream ends the stream the same way.
+    auto stream = engine_.OpenSteps(Opts("utf8-stream"));
+    v1::ExecuteStepsRequest request;
+    v1::StepCall* call = request.add_calls();
+    call->set_call_id(1);
+    *call->mutable_rest()->mutable_step() = url_step;
+    stream->Send(request);
+    stream->CloseSend();
+    EXPECT_FALSE(stream->Read().has_value());
+    ExpectUnreadableRequest(stream->Finish(), "ExecuteSteps");
   }
   ExpectStillServing("invalid UTF-8");
 }
