@@ -137,10 +137,12 @@ FormatsResult RunFormatsBench(rest::RestEngine& engine, const FormatsOptions& o)
   }
 
   // One call: resolve (through the store's snapshot and identity cache) + execute.
+  rest::RestEngine* current = &engine;
   auto one_call = [&](const core::ResolveRequest& request) -> std::string {
     auto call = store->ResolveForCall(request);
     if (!call.ok()) return "ResolveForCall: " + call.error().ToString();
-    auto r = engine.Execute(BenchStep(url, Connections::kKeepAlive), call->credentials, Clock::now() + std::chrono::seconds(30));
+    auto r = current->Execute(BenchStep(url, Connections::kKeepAlive), call->credentials,
+                              Clock::now() + std::chrono::seconds(30));
     return CheckStepResult(r);
   };
 
@@ -158,6 +160,9 @@ FormatsResult RunFormatsBench(rest::RestEngine& engine, const FormatsOptions& o)
   // Formats take turns, in a rotating order, so that load drifting over the run is
   // spread over all of them; round 0 is a warm-up and is not counted. Each turn also
   // times ResolveForCall alone (sub-microsecond, so it needs the same interleaving).
+  // Each round has an engine of its own, so each format gets new connections: a format
+  // kept on one connection for the whole run was up to 15% slower or faster than
+  // another only because of which nginx worker had accepted that connection.
   std::vector<LatencySamples> calls(requests.size());
   std::vector<LatencySamples> resolves(requests.size());
   std::vector<Nanos> call_time(requests.size(), Nanos(0));
@@ -165,6 +170,16 @@ FormatsResult RunFormatsBench(rest::RestEngine& engine, const FormatsOptions& o)
   const int resolves_per_turn = std::max(1, o.resolves / std::max(1, o.rounds));
   for (int round = 0; round <= o.rounds && !Stopping(); ++round) {
     const bool counted = round > 0;
+    rest::EngineOptions round_options;
+    round_options.workers = 1;
+    rest::RestEngine round_engine(std::move(round_options));
+    current = &round_engine;
+    for (size_t f = 0; f < requests.size(); ++f) {  // the round's connections, not timed
+      if (std::string e = one_call(requests[f]); !e.empty()) {
+        result.error = result.formats[f].format + ": " + e;
+        return result;
+      }
+    }
     for (size_t k = 0; k < requests.size(); ++k) {
       const size_t f = (k + static_cast<size_t>(round)) % requests.size();
       auto turn_start = Now();
@@ -190,6 +205,7 @@ FormatsResult RunFormatsBench(rest::RestEngine& engine, const FormatsOptions& o)
       if (counted) resolve_time[f] += Now() - turn_start;
     }
   }
+  current = &engine;
   for (size_t f = 0; f < requests.size(); ++f) {
     result.formats[f].call = calls[f].Summarize(call_time[f]);
     result.formats[f].resolve = resolves[f].Summarize(resolve_time[f]);
