@@ -167,9 +167,11 @@ void Logger::SetSink(Sink sink) {
 
 void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields) {
   if (!Enabled(level)) return;
-  // Serialized member by member rather than copied into a new JSON object first: a step
-  // writes a line on every call. Invalid UTF-8 in a value (a header from the wire) must
-  // not make the logger throw.
+  // A step writes a line on every call, so the fields are serialized in one dump (each
+  // dump sets up a serializer, which costs more than the members) and spliced after the
+  // frame; only fields that would shadow the frame are written member by member, without
+  // them. Invalid UTF-8 in a value (a header from the wire) must not make the logger
+  // throw.
   const auto dump = [](const LogFields& v, std::string& out) {
     out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   };
@@ -181,7 +183,16 @@ void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields
   text += LogLevelName(level);
   text += "\",\"msg\":";
   dump(LogFields(std::string(msg)), text);
-  if (fields.is_object()) {
+  if (fields.is_object() && !fields.empty()) {
+    if (!fields.contains("time") && !fields.contains("level") && !fields.contains("msg")) {
+      // "{...}" with its opening brace replaced by the separator; its closing brace
+      // closes the line.
+      const size_t at = text.size();
+      dump(fields, text);
+      text[at] = ',';
+      WriteLine(text);
+      return;
+    }
     for (const auto& [k, v] : fields.items()) {
       if (k == "time" || k == "level" || k == "msg") continue;  // never shadow the frame
       text += ',';
@@ -191,6 +202,10 @@ void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields
     }
   }
   text += '}';
+  WriteLine(text);
+}
+
+void Logger::WriteLine(const std::string& text) {
   std::lock_guard<std::mutex> lock(mu_);
   if (sink_) {
     sink_(text);

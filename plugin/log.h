@@ -64,6 +64,8 @@ class Logger {
   }
 
  private:
+  void WriteLine(const std::string& text);  // to the sink, under the lock
+
   LogLevel level_ = LogLevel::kInfo;
   mutable std::mutex mu_;
   Sink sink_;

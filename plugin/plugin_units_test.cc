@@ -167,6 +167,22 @@ TEST(LogTest, LinesAreOneJsonObjectWithTheFrameFirst) {
   EXPECT_EQ(lines[0].find('\n'), std::string::npos);
 }
 
+TEST(LogTest, FieldsFollowTheFrameExactlyWithInvalidUtf8Replaced) {
+  Logger logger;
+  std::vector<std::string> lines;
+  logger.SetSink([&](std::string_view l) { lines.emplace_back(l); });
+  logger.Info("m", {{"a", "x\xff"}, {"n", {{"k", 1}}}, {"b", true}});
+  logger.Warn("no fields", LogFields::object());
+  logger.Error("null fields");
+  ASSERT_EQ(lines.size(), 3u);
+  // After "{"time":"2026-...Z"," comes the rest, byte for byte.
+  auto rest = [](const std::string& line) { return line.substr(line.find("\"level\"")); };
+  EXPECT_EQ(rest(lines[0]), "\"level\":\"info\",\"msg\":\"m\",\"a\":\"x\xef\xbf\xbd\",\"n\":{\"k\":1},\"b\":true}");
+  EXPECT_EQ(rest(lines[1]), "\"level\":\"warn\",\"msg\":\"no fields\"}");
+  EXPECT_EQ(rest(lines[2]), "\"level\":\"error\",\"msg\":\"null fields\"}");
+  for (const auto& line : lines) EXPECT_TRUE(nlohmann::ordered_json::accept(line)) << line;
+}
+
 TEST(LogTest, RedactMasksSecretKeysAndSecretHeaders) {
   LogFields f = {{"password", "hunter2"},
                  {"X-Api-Key", "k"},
