@@ -233,6 +233,10 @@ thread_local DispatchingThread t_dispatching;
 class QueueEvent {
  public:
   virtual void Handle(bool ok) = 0;
+  // False for events that only complete an operation (a stream's write or finish, a
+  // call's end) and never start a step: the dispatching thread may run a step itself
+  // while one of those waits behind it.
+  virtual bool MayStartSteps() const = 0;
 
  protected:
   ~QueueEvent() = default;
@@ -242,11 +246,14 @@ class QueueEvent {
 template <typename Owner, void (Owner::*kHandler)(bool)>
 class MemberEvent final : public QueueEvent {
  public:
-  explicit MemberEvent(Owner* owner) : owner_(owner) {}
+  explicit MemberEvent(Owner* owner, bool may_start_steps = true)
+      : owner_(owner), may_start_steps_(may_start_steps) {}
   void Handle(bool ok) override { (owner_->*kHandler)(ok); }
+  bool MayStartSteps() const override { return may_start_steps_; }
 
  private:
   Owner* owner_;
+  bool may_start_steps_;
 };
 
 struct RestMethod {
@@ -620,9 +627,9 @@ class StepStream {
 
   Event<&StepStream::OnArrived> arrived_{this};
   Event<&StepStream::OnRead> read_{this};
-  Event<&StepStream::OnWritten> written_{this};
-  Event<&StepStream::OnFinished> finished_{this};
-  Event<&StepStream::OnEnded> ended_{this};
+  Event<&StepStream::OnWritten> written_{this, /*may_start_steps=*/false};
+  Event<&StepStream::OnFinished> finished_{this, /*may_start_steps=*/false};
+  Event<&StepStream::OnEnded> ended_{this, /*may_start_steps=*/false};
 };
 
 // Calls listened for per method: a burst is accepted without waiting for the dispatching
@@ -700,7 +707,9 @@ void StepPluginServiceImpl::Dispatch() {
     bool next_ok = false;
     const grpc::CompletionQueue::NextStatus next =
         cq_->AsyncNext(&next_tag, &next_ok, gpr_inf_past(GPR_CLOCK_MONOTONIC));
-    t_dispatching.allow_inline = next != grpc::CompletionQueue::GOT_EVENT;
+    // A write completing (the previous result of a stream) does not count.
+    t_dispatching.allow_inline = next != grpc::CompletionQueue::GOT_EVENT ||
+                                 !static_cast<QueueEvent*>(next_tag)->MayStartSteps();
     if (lease) lease->AllowInline(t_dispatching.allow_inline);
     static_cast<QueueEvent*>(tag)->Handle(ok);
     if (stand_in_wanted_.load(std::memory_order_relaxed)) stand_in_wanted_ = false;
