@@ -276,21 +276,40 @@ TEST(PluginProcessTest, ServeRefusesANonLoopbackAddress) {
   EXPECT_EQ((*p)->Wait(kExitTimeout), 1);
 }
 
-TEST(PluginProcessTest, PythonExampleHostRunsAgainstTheBinary) {
-  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+// Runs docs/examples/python_host/host.py against the binary with `args`; its JSON report
+// (stdout), or a test failure.
+std::string RunPythonHost(const std::string& args) {
   const std::string out = ::testing::TempDir() + "/python-host-" + std::to_string(::getpid());
   const std::string cmd = std::string("/usr/bin/python3 ") + WSSTEP_PYTHON_HOST + " --plugin " +
-                          WSSTEP_BINARY + " --proto-dir " + WSSTEP_PROTO_DIR +
-                          " --json > " + out + ".out 2> " + out + ".err";
+                          WSSTEP_BINARY + " --proto-dir " + WSSTEP_PROTO_DIR + " --json " + args +
+                          " > " + out + ".out 2> " + out + ".err";
   const int rc = std::system(cmd.c_str());
   std::ifstream o(out + ".out"), e(out + ".err");
   std::stringstream so, se;
   so << o.rdbuf();
   se << e.rdbuf();
-  ASSERT_EQ(rc, 0) << "stdout:\n" << so.str() << "\nstderr:\n" << se.str();
-  EXPECT_THAT(so.str(), HasSubstr("\"health\": {\"\": \"SERVING\", \"plugin\": \"SERVING\"}"));
-  EXPECT_THAT(so.str(), HasSubstr("\"name\": \"wsstep\""));
-  EXPECT_THAT(so.str(), HasSubstr("\"exit_code\": 0"));
+  EXPECT_EQ(rc, 0) << "stdout:\n" << so.str() << "\nstderr:\n" << se.str();
+  return so.str();
+}
+
+TEST(PluginProcessTest, PythonExampleHostRunsAgainstTheBinary) {
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const std::string out = RunPythonHost("");
+  EXPECT_THAT(out, HasSubstr("\"health\": {\"\": \"SERVING\", \"plugin\": \"SERVING\"}"));
+  EXPECT_THAT(out, HasSubstr("\"name\": \"wsstep\""));
+  EXPECT_THAT(out, HasSubstr("\"exit_code\": 0"));
+}
+
+TEST(PluginProcessTest, PythonExampleHostGetsTheSameOutcomeUnaryAndOnAStream) {
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  // Nothing is bound to localhost:9 in the host's fresh store: the outcome is
+  // CERTIFICATE_NOT_FOUND, from ExecuteRestStep and for each of three stream calls.
+  const std::string out = RunPythonHost("--step-url https://localhost:9/ping");
+  EXPECT_THAT(out, HasSubstr("\"step\": {\"error\": \"CERTIFICATE_NOT_FOUND\""));
+  EXPECT_THAT(out, HasSubstr("\"stream_steps\": [{\"call_id\": 1, \"error\": \"CERTIFICATE_NOT_FOUND\"}, "
+                             "{\"call_id\": 2, \"error\": \"CERTIFICATE_NOT_FOUND\"}, "
+                             "{\"call_id\": 3, \"error\": \"CERTIFICATE_NOT_FOUND\"}]"));
+  EXPECT_THAT(out, HasSubstr("\"exit_code\": 0"));
 }
 
 }  // namespace

@@ -7,7 +7,8 @@ It does what any host does (docs/host-integration.md):
   3. launches the plugin with the go-plugin handshake environment;
   4. reads exactly one line from the plugin's stdout and parses it;
   5. connects over gRPC (mutual TLS pinned to the certificate from the handshake line);
-  6. checks health, asks for the plugin's description, optionally runs a REST step;
+  6. checks health, asks for the plugin's description, optionally runs a REST step (as
+     one ExecuteRestStep call, then three times as calls on one ExecuteSteps stream);
   7. stops the plugin by closing its stdin and waits for exit code 0.
 
 Debian packages: python3-grpcio, python3-grpc-tools, python3-protobuf,
@@ -249,6 +250,29 @@ def main():
                             info_msg = m["error_details_pb2"].ErrorInfo()
                             if detail.Unpack(info_msg):
                                 report["step"]["reason"] = info_msg.reason
+        if args.step_url and "execute-steps" in info.capabilities:
+            # The same step three times on one stream: each StepCall names its result.
+            spb = m["step_plugin_service_pb2"]
+            calls = []
+            for call_id in (1, 2, 3):
+                call = spb.StepCall(call_id=call_id, step_id=f"python-host-stream-{call_id}")
+                call.rest.CopyFrom(req)
+                calls.append(call)
+            results = []
+            for message in steps.ExecuteSteps(iter([spb.ExecuteStepsRequest(calls=calls)]),
+                                              timeout=60, metadata=metadata):
+                for r in message.results:
+                    entry = {"call_id": r.call_id}
+                    if r.code != 0:  # the contract error the unary call would have raised
+                        entry["rpc_error"] = next(
+                            c.name for c in grpc.StatusCode if c.value[0] == r.code)
+                        entry["message"] = r.message
+                    elif r.rest.outcome.WhichOneof("result") == "http":
+                        entry["http_status"] = r.rest.outcome.http.status
+                    else:
+                        entry["error"] = r.rest.outcome.error.code
+                    results.append(entry)
+            report["stream_steps"] = sorted(results, key=lambda e: e["call_id"])
         channel.close()
     finally:
         if proc is not None:
