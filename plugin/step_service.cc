@@ -402,7 +402,6 @@ class StepStream {
     counts_->replying.fetch_add(1);
     stream_call_ = ReadCallContext(context_, Method("ExecuteSteps"));
     std::lock_guard<std::mutex> lock(mu_);
-    arrived_ok_ = true;
     StartReadLocked();
   }
 
@@ -589,12 +588,12 @@ class StepStream {
   // Called with the lock held; unlocks it.
   void Settle(std::unique_lock<std::mutex>& lock) {
     const bool quiet = reading_done_ && running_.empty() && !writing_ && batch_.results_size() == 0;
-    if (arrived_ok_ && quiet && !dead_ && !finishing_) {
+    if (quiet && !dead_ && !finishing_) {
       finishing_ = true;
       ++ops_;
       io_.Finish(end_status_, &finished_);
     }
-    const bool no_more_ops = arrived_ok_ && running_.empty() && (finishing_ || (dead_ && reading_done_));
+    const bool no_more_ops = running_.empty() && (finishing_ || (dead_ && reading_done_));
     if (no_more_ops && !released_claim_) {
       released_claim_ = true;
       counts_->replying.fetch_sub(1);
@@ -613,7 +612,6 @@ class StepStream {
   grpc::ByteBuffer in_;
 
   std::mutex mu_;
-  bool arrived_ok_ = false;
   int ops_ = 0;  // read, write and finish operations on their way
   bool reading_done_ = false;
   bool writing_ = false;
