@@ -37,6 +37,12 @@ Code FromProtoErrorCode(v1::ErrorCode code);
 v1::ErrorSide ToProtoSide(Side side);
 Side FromProtoSide(v1::ErrorSide side);
 
+// `text` as a proto3 string field may carry it: valid UTF-8, with each byte that does not
+// start a well-formed sequence (RFC 3629) replaced by U+FFFD. Text from the wire (a header
+// value, XML) may be in any encoding, and one string field with invalid UTF-8 makes the
+// whole message unparseable for the host.
+std::string ValidUtf8(std::string_view text);
+
 // Fills a StepError from an error (code name and enum, message, hint, side, detail).
 void FillStepError(const Error& error, v1::StepError* out);
 // The reverse, for clients (the CLI) that want an Error to print.

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "plugin/proto_convert.h"
+#include "plugin/status_map.h"
 #include "rest/http_text.h"
 
 namespace wsstep::plugin {
@@ -141,8 +142,8 @@ soap::XmlNode NodeFromProto(const v1::XmlElement& e) {
 }
 
 void ElementToProto(const soap::XmlElement& e, v1::XmlElement* out) {
-  out->set_name(e.name);
-  out->set_namespace_uri(e.ns);
+  out->set_name(ValidUtf8(e.name));
+  out->set_namespace_uri(ValidUtf8(e.ns));
   for (const auto& [name, value] : e.attributes) {
     const auto colon = name.find(':');
     if (colon != std::string::npos && name.substr(colon + 1) == "nil" && value == "true") {
@@ -150,10 +151,10 @@ void ElementToProto(const soap::XmlElement& e, v1::XmlElement* out) {
       continue;
     }
     auto* a = out->add_attributes();
-    a->set_name(name);
-    a->set_value(value);
+    a->set_name(ValidUtf8(name));
+    a->set_value(ValidUtf8(value));
   }
-  out->set_text(e.text);
+  out->set_text(ValidUtf8(e.text));
   for (const auto& c : e.children) ElementToProto(c, out->add_children());
 }
 
@@ -388,10 +389,11 @@ void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
   out->set_cipher(tls.cipher);
   if (!tls.server_subject.empty()) {
     auto* sc = out->mutable_server_certificate();
-    sc->set_subject(tls.server_subject);
-    sc->set_issuer(tls.server_issuer);
+    // The server's certificate says what it likes in its names.
+    sc->set_subject(ValidUtf8(tls.server_subject));
+    sc->set_issuer(ValidUtf8(tls.server_issuer));
     if (tls.server_not_after != 0) SetTimestamp(tls.server_not_after, sc->mutable_not_after());
-    out->add_server_chain_subjects(tls.server_subject);
+    out->add_server_chain_subjects(sc->subject());
   }
   if (tls.client_certificate) {
     auto* c = out->mutable_client_certificate();
@@ -420,7 +422,7 @@ void FillWarnings(const std::vector<std::string>& warnings,
     } else {
       d->set_code("WARNING");
     }
-    d->set_summary(w);
+    d->set_summary(ValidUtf8(w));
   }
 }
 
@@ -428,15 +430,16 @@ void FillHttpOutcome(const rest::RestResult& r, uint64_t client_version,
                      const std::string& server_name, v1::StepOutcome* out) {
   auto* h = out->mutable_http();
   h->set_status(r.status);
+  // What the server sent may be in any encoding (HTTP allows obs-text in header values).
   for (const auto& hd : r.headers) {
     auto* x = h->add_headers();
-    x->set_name(hd.name);
-    x->set_value(hd.value);
+    x->set_name(ValidUtf8(hd.name));
+    x->set_value(ValidUtf8(hd.value));
   }
   h->set_body(r.body);
-  h->set_content_type(r.content_type);
+  h->set_content_type(ValidUtf8(r.content_type));
   h->set_application_refused(r.application_refused);
-  h->set_effective_url(r.effective_url);
+  h->set_effective_url(ValidUtf8(r.effective_url));
   h->set_redirect_count(r.redirects_followed);
   FillTimings(r.timings, out->mutable_timings());
   FillTlsFacts(r.tls, client_version, server_name, out->mutable_tls());
@@ -445,7 +448,7 @@ void FillHttpOutcome(const rest::RestResult& r, uint64_t client_version,
     auto* d = out->add_warnings();
     d->set_severity(v1::SEVERITY_INFO);
     d->set_code("APPLICATION_REFUSED");
-    d->set_summary(r.application_refused_message);
+    d->set_summary(ValidUtf8(r.application_refused_message));
   }
 }
 
@@ -453,27 +456,27 @@ void FillSoapResult(const soap::SoapResult& r, v1::SoapResult* out) {
   out->set_http_status(r.http.status);
   for (const auto& hd : r.http.headers) {
     auto* x = out->add_http_headers();
-    x->set_name(hd.name);
-    x->set_value(hd.value);
+    x->set_name(ValidUtf8(hd.name));
+    x->set_value(ValidUtf8(hd.value));
   }
   out->set_version(r.response.version == soap::SoapVersion::k12 ? v1::SOAP_VERSION_1_2
                                                                 : v1::SOAP_VERSION_1_1);
-  for (const auto& h : r.response.headers) out->add_header_blocks(h);
+  for (const auto& h : r.response.headers) out->add_header_blocks(ValidUtf8(h));
   if (r.response.fault) {
     const auto& f = *r.response.fault;
     auto* pf = out->mutable_fault();
     const auto colon = f.code.find(':');
     const std::string local = colon == std::string::npos ? f.code : f.code.substr(colon + 1);
-    pf->set_code(f.code_namespace.empty() ? f.code : "{" + f.code_namespace + "}" + local);
-    for (const auto& s : f.subcodes) pf->add_subcodes(s);
-    pf->set_reason(f.reason);
-    pf->set_reason_lang(f.lang);
-    pf->set_actor(f.actor);
-    pf->set_node(f.node);
-    pf->set_detail_xml(f.detail_xml);
+    pf->set_code(ValidUtf8(f.code_namespace.empty() ? f.code : "{" + f.code_namespace + "}" + local));
+    for (const auto& s : f.subcodes) pf->add_subcodes(ValidUtf8(s));
+    pf->set_reason(ValidUtf8(f.reason));
+    pf->set_reason_lang(ValidUtf8(f.lang));
+    pf->set_actor(ValidUtf8(f.actor));
+    pf->set_node(ValidUtf8(f.node));
+    pf->set_detail_xml(ValidUtf8(f.detail_xml));
     return;
   }
-  out->set_body_xml(r.response.body_xml);
+  out->set_body_xml(ValidUtf8(r.response.body_xml));
   for (const auto& c : r.response.body.children) ElementToProto(c, out->add_body());
 }
 

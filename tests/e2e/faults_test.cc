@@ -230,6 +230,43 @@ class OriginFaultTest : public ::testing::Test {
   MockEngine engine_;
 };
 
+TEST_F(OriginFaultTest, AHeaderValueThatIsNotUtf8ReachesTheHostAsValidUtf8) {
+  // HTTP allows any byte >= 0x80 in a header value (obs-text); proto3 strings must be
+  // UTF-8, or the host cannot parse the response at all.
+  origin_->SetHandler([](const testing::ServerRequest&) {
+    testing::ServerResponse r;
+    r.headers.push_back({"X-Latin1", "caf\xe9 cr\xe8me"});
+    r.body = "ok";
+    return r;
+  });
+  auto check = [](const v1::StepOutcome& outcome, const std::string& how) {
+    ASSERT_TRUE(outcome.has_http()) << how << ": " << outcome.error().code();
+    std::string value;
+    for (const auto& h : outcome.http().headers()) {
+      if (h.name() == "X-Latin1" || h.name() == "x-latin1") value = h.value();
+    }
+    EXPECT_EQ(value, "caf\xef\xbf\xbd cr\xef\xbf\xbdme") << how;
+  };
+  auto r = engine_.Rest(mock_engine::GetStep(Url("/latin1")), "", Opts("latin1"));
+  ASSERT_TRUE(r.ok()) << r.status.error_code() << " " << r.status.error_message();
+  check(r.response.outcome(), "ExecuteRestStep");
+  // On a stream, one such result must not break the stream for the calls around it.
+  auto stream = engine_.OpenSteps();
+  v1::ExecuteStepsRequest request;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    v1::StepCall* call = request.add_calls();
+    call->set_call_id(id);
+    *call->mutable_rest()->mutable_step() = mock_engine::GetStep(Url("/latin1"));
+  }
+  ASSERT_TRUE(stream->Send(request));
+  stream->CloseSend();
+  auto results = stream->ReadResults(3);
+  ASSERT_EQ(results.size(), 3u);
+  for (const auto& [id, result] : results) check(result.rest().outcome(), "call " + std::to_string(id));
+  EXPECT_TRUE(stream->Finish().ok());
+  ExpectHealthyStep("after latin1");
+}
+
 TEST_F(OriginFaultTest, StallAfterHeadersAndPartOfTheBodyIsTimeoutWithinTheStepDeadline) {
   // Warm the pool first, so that the stall happens on a kept-alive connection too.
   ExpectHealthyStep("warm");
