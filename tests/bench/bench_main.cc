@@ -181,7 +181,7 @@ double Num(const std::map<std::string, std::string>& kv, const std::string& key)
 struct Figures {
   std::optional<Throughput> wrk1, wrk16, curl_ka, curl_new, stime;
   std::optional<Throughput> plugin1, plugin16, plugin_fresh, stream1, stream16;
-  std::optional<Throughput> engine1, engine16, engine_fresh1, engine_fresh16, engine_full1;
+  std::optional<Throughput> engine1, engine16, engine_fresh1, engine_full1;
   std::optional<double> p12_ratio, jks_ratio, p12_resolve_ratio, jks_resolve_ratio;
   std::optional<double> store_startup_s, store_resolve_p99_us, store_hot_p99_us;
 };
@@ -392,8 +392,7 @@ int RunAll(Options& o) {
       fig.engine16 = run("keep-alive, " + n + " in flight", o.in_flight, Connections::kKeepAlive);
       if (!o.keepalive_only) {
         fig.engine_fresh1 = run("no reuse (session resumed), 1 in flight", 1, Connections::kNewResumed);
-        fig.engine_fresh16 = run("no reuse (session resumed), " + n + " in flight", o.in_flight,
-                                 Connections::kNewResumed);
+        run("no reuse (session resumed), " + n + " in flight", o.in_flight, Connections::kNewResumed);
         fig.engine_full1 = run("no reuse, no resumption (full handshake), 1 in flight", 1,
                                Connections::kNewFullHandshake);
         run("no reuse, no resumption (full handshake), " + n + " in flight", o.in_flight,
