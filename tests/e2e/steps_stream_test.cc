@@ -62,6 +62,21 @@ class StepsStreamTest : public ::testing::Test {
     return c;
   }
 
+  // Sends `call` alone on `stream` and expects its result at once: refused with `code`,
+  // the message naming `why`.
+  static void ExpectRefused(mock_engine::StepStream& stream, const v1::StepCall& call,
+                            grpc::StatusCode code, const std::string& why) {
+    v1::ExecuteStepsRequest request;
+    *request.add_calls() = call;
+    ASSERT_TRUE(stream.Send(request));
+    auto results = stream.ReadResults(1);
+    ASSERT_EQ(results.count(call.call_id()), 1u);
+    const v1::StepCallResult& r = results[call.call_id()];
+    EXPECT_EQ(r.code(), static_cast<int>(code)) << r.message();
+    EXPECT_NE(r.message().find(why), std::string::npos) << r.message();
+    EXPECT_FALSE(r.has_rest());
+  }
+
   Gate gate_;
   std::unique_ptr<testing::TlsServer> origin_;
   MockEngine engine_;
@@ -187,13 +202,7 @@ TEST_F(StepsStreamTest, CancelDeadlineAndDuplicateIdsAffectOnlyTheirCall) {
   ASSERT_TRUE(gate_.WaitForWaiting(3, 10s)) << gate_.waiting();
 
   // Call 2 again while it runs: refused, alone.
-  v1::ExecuteStepsRequest again;
-  *again.add_calls() = RestCall(2, "/other");
-  ASSERT_TRUE(stream->Send(again));
-  auto dup = stream->ReadResults(1);
-  ASSERT_EQ(dup.count(2), 1u);
-  EXPECT_EQ(dup[2].code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
-  EXPECT_NE(dup[2].message().find("already running"), std::string::npos) << dup[2].message();
+  ExpectRefused(*stream, RestCall(2, "/other"), grpc::StatusCode::INVALID_ARGUMENT, "already running");
 
   // Call 3's own timeout ends it with the TIMEOUT outcome; call 1 is cancelled.
   const auto cancel_at = Clock::now();
@@ -251,13 +260,7 @@ TEST_F(StepsStreamLimitTest, AHostThatCancelsTheStreamCancelsItsStepsAndTheSlots
   for (uint64_t id = 1; id <= 4; ++id) *again.add_calls() = RestCall(id, "/held?again=" + std::to_string(id));
   ASSERT_TRUE(next->Send(again));
   ASSERT_TRUE(gate_.WaitForWaiting(8, 10s)) << gate_.waiting();
-  v1::ExecuteStepsRequest fifth;
-  *fifth.add_calls() = RestCall(5, "/fifth");
-  ASSERT_TRUE(next->Send(fifth));
-  auto refused = next->ReadResults(1);
-  ASSERT_EQ(refused.count(5), 1u);
-  EXPECT_EQ(refused[5].code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE)) << refused[5].message();
-  EXPECT_NE(refused[5].message().find("max_in_flight_steps"), std::string::npos) << refused[5].message();
+  ExpectRefused(*next, RestCall(5, "/fifth"), grpc::StatusCode::UNAVAILABLE, "max_in_flight_steps");
   gate_.Open();
   next->CloseSend();
   auto results = next->ReadResults(4);
