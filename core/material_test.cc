@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -402,6 +403,42 @@ INSTANTIATE_TEST_SUITE_P(EveryEncryptedFormat, PasswordTest, ::testing::ValuesIn
                              c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
+
+// A wrong password for a traditional encrypted PEM key decrypts to bytes that end in valid
+// CBC padding about once in 256 tries; what comes out is then no key at all. Search the
+// generated key for such a password (bounded) and check it is still "wrong password".
+TEST(PasswordTest, AWrongPasswordWhoseDecryptionLooksValidIsStillWrong) {
+  const std::string pem = Pki("client/rsa.key.trad-enc.pem");
+  std::optional<std::string> lucky;
+  for (int i = 0; i < 20000 && !lucky; ++i) {
+    std::string candidate = "wrong " + std::to_string(i);
+    ossl::BioPtr bio = ossl::MemoryBio(pem);
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    ASSERT_EQ(PEM_read_bio(bio.get(), &name, &header, &data, &len), 1);
+    EVP_CIPHER_INFO cipher;
+    ASSERT_EQ(PEM_get_EVP_CIPHER_INFO(header, &cipher), 1);
+    auto cb = [](char* buf, int size, int, void* u) {
+      const auto* pw = static_cast<const std::string*>(u);
+      if (pw->size() > static_cast<size_t>(size)) return -1;
+      std::memcpy(buf, pw->data(), pw->size());
+      return static_cast<int>(pw->size());
+    };
+    if (PEM_do_header(&cipher, data, &len, cb, &candidate) == 1) lucky = candidate;
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_clear_free(data, static_cast<size_t>(len));
+    ERR_clear_error();
+  }
+  ASSERT_TRUE(lucky) << "no password in 20000 gave valid padding";
+  Upload u = KeyPair("client/rsa.pem", "client/rsa.key.trad-enc.pem", *lucky);
+  auto r = Import(u);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.code(), Code::kWrongPassword) << Describe(r);
+  EXPECT_THAT(r.error().message, HasSubstr("rsa.key.trad-enc.pem"));
+}
 
 TEST(PasswordTest, EmptyPasswordPkcs12) {
   // Given as the empty password, or not given at all: both open a file protected by "".

@@ -44,6 +44,12 @@ Error PasswordRequired(std::string_view input) {
                      std::string(kHintPasswordRequired));
 }
 
+Error WrongPassword(std::string_view input, std::string_view what) {
+  ossl::DrainErrors();
+  return ImportError(Code::kWrongPassword, input, "wrong password for " + std::string(what),
+                     std::string(kHintWrongPassword));
+}
+
 // After a failed decryption: an unavailable algorithm is a format problem; anything
 // else is, as far as OpenSSL lets us tell, the password (bad padding, or a decrypted
 // blob that is not a key because the derived key was wrong).
@@ -53,8 +59,7 @@ Error DecryptFailure(std::string_view input, std::string_view what) {
                        std::string(what) + " is encrypted with an algorithm this build cannot read",
                        "Re-export it with PBES2 (AES-256-CBC, PBKDF2).");
   }
-  return ImportError(Code::kWrongPassword, input, "wrong password for " + std::string(what),
-                     std::string(kHintWrongPassword));
+  return WrongPassword(input, what);
 }
 
 Error Damaged(std::string_view input, std::string_view what) {
@@ -218,9 +223,10 @@ Result<DecodedKey> DecodePemPrivateKey(const PemBlock& block,
       const unsigned char* p = data.data;
       out.key.reset(d2i_PrivateKey(TraditionalType(block.label), nullptr, &p, data.len));
       if (!out.key) {
-        // Decryption "succeeded" (the padding happened to be valid) but produced no key:
-        // with an encrypted block that is the password's doing.
-        if (block.encrypted) return DecryptFailure(input_name, "the private key");
+        // Decryption "succeeded" (a wrong password's output ends in valid padding about
+        // once in 256 tries) but produced no key: that is the password's doing, whatever
+        // the decoders say (OpenSSL 3 reports garbage as "unsupported").
+        if (block.encrypted) return WrongPassword(input_name, "the private key");
         return Damaged(input_name, "the " + block.label + " block");
       }
       ossl::ClearErrors();
