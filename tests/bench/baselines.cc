@@ -2,8 +2,12 @@
 
 #include <curl/curl.h>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <regex>
+#include <thread>
+#include <vector>
 
 #include "tests/support/process.h"
 
@@ -167,6 +171,85 @@ Result<Throughput> CurlNewConnectionLoop(const std::string& url, const TlsFiles&
     samples.Add(Now() - t0);
   }
   return samples.Summarize(Now() - start);
+}
+
+Result<Throughput> CurlMultiKeepAliveLoop(const std::string& url, const TlsFiles& files, int in_flight,
+                                          int threads, Nanos duration, uint64_t max_count) {
+  threads = std::max(1, std::min(threads, in_flight));
+  struct Handle {
+    CurlEasyPtr easy;
+    std::string body;
+    Clock::time_point started;
+  };
+  std::mutex mu;
+  LatencySamples all;
+  std::string first_error;
+  std::atomic<uint64_t> done{0};
+  // Every thread warms its handles (connection and handshake) before anyone is timed.
+  std::atomic<int> warm{0};
+  Clock::time_point start;
+  std::atomic<bool> go{false};
+  auto run = [&](int handles) {
+    LatencySamples samples;
+    samples.Reserve(1 << 16);
+    std::string error;
+    CURLM* multi = curl_multi_init();
+    std::vector<Handle> hs(static_cast<size_t>(handles));
+    for (auto& h : hs) {
+      h.easy.reset(curl_easy_init());
+      SetCommonOptions(h.easy.get(), url, files, &h.body);
+      if (Status s = Perform(h.easy.get(), url); !s.ok() && error.empty()) error = s.error().message;
+    }
+    warm++;
+    while (!go.load()) std::this_thread::yield();
+    for (auto& h : hs) {
+      curl_easy_setopt(h.easy.get(), CURLOPT_PRIVATE, &h);
+      h.started = Now();
+      curl_multi_add_handle(multi, h.easy.get());
+    }
+    int running = static_cast<int>(hs.size());
+    while (error.empty() && running > 0) {
+      curl_multi_perform(multi, &running);
+      int queued = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        Handle* h = nullptr;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &h);
+        long status = 0;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+        if (msg->data.result != CURLE_OK || status != 200) {
+          error = "libcurl " + url + ": " +
+                  (msg->data.result != CURLE_OK ? std::string(curl_easy_strerror(msg->data.result))
+                                                : "HTTP " + std::to_string(status));
+          break;
+        }
+        curl_multi_remove_handle(multi, h->easy.get());
+        samples.Add(Now() - h->started);
+        if (LoopDone(start, duration, done.fetch_add(1) + 1, max_count)) continue;
+        h->body.clear();
+        h->started = Now();
+        curl_multi_add_handle(multi, h->easy.get());
+        ++running;
+      }
+      if (running > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+    }
+    for (auto& h : hs) curl_multi_remove_handle(multi, h.easy.get());
+    curl_multi_cleanup(multi);
+    std::lock_guard<std::mutex> lock(mu);
+    all.Merge(samples);
+    if (first_error.empty()) first_error = error;
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back(run, in_flight / threads + (t < in_flight % threads ? 1 : 0));
+  }
+  while (warm.load() < threads) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  start = Now();
+  go = true;
+  for (auto& t : pool) t.join();
+  const Nanos wall = Now() - start;
+  if (!first_error.empty()) return BenchError(first_error);
+  return all.Summarize(wall);
 }
 
 }  // namespace wsstep::bench

@@ -42,6 +42,13 @@ Result<Throughput> CurlKeepAliveLoop(const std::string& url, const TlsFiles& fil
 Result<Throughput> CurlNewConnectionLoop(const std::string& url, const TlsFiles& files,
                                          Nanos duration, uint64_t max_count);
 
+// `in_flight` easy handles kept busy on keep-alive connections, spread over `threads`
+// curl multi handles (one thread each, so one per core): libcurl's own throughput with
+// nothing around it — no queue, no gRPC, no audit. The ceiling of anything built on
+// libcurl on this machine. Latencies are per request (added to the multi to done).
+Result<Throughput> CurlMultiKeepAliveLoop(const std::string& url, const TlsFiles& files, int in_flight,
+                                          int threads, Nanos duration, uint64_t max_count);
+
 }  // namespace wsstep::bench
 
 #endif  // WSSTEP_TESTS_BENCH_BASELINES_H_

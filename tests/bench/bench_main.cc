@@ -179,8 +179,8 @@ double Num(const std::map<std::string, std::string>& kv, const std::string& key)
 }
 
 struct Figures {
-  std::optional<Throughput> wrk1, wrk16, curl_ka, curl_new, stime;
-  std::optional<Throughput> plugin1, plugin16, plugin_fresh, stream1, stream16;
+  std::optional<Throughput> wrk1, wrk16, curl_ka, curl_ka16, curl_new, stime;
+  std::optional<Throughput> plugin1, plugin16, plugin_fresh, stream1, stream16, stream_noop1;
   std::optional<Throughput> engine1, engine16, engine_fresh1, engine_full1;
   std::optional<double> p12_ratio, jks_ratio, p12_resolve_ratio, jks_resolve_ratio;
   std::optional<double> store_startup_s, store_resolve_p99_us, store_hot_p99_us;
@@ -272,6 +272,16 @@ int RunAll(Options& o) {
     } else {
       report.AddMissing(kSectionCurl, "keep-alive, one easy handle", ka.error().message);
     }
+    const int cores = std::max(1, CoreCount());
+    const std::string many = "keep-alive, " + std::to_string(o.in_flight) + " in flight (" +
+                             std::to_string(cores) + " curl multi handles, a thread each)";
+    auto ka16 = CurlMultiKeepAliveLoop(origin_url, files, o.in_flight, cores, duration, o.max_count);
+    if (ka16.ok()) {
+      fig.curl_ka16 = *ka16;
+      AddThroughput(report, kSectionCurl, many, *ka16, "req/s");
+    } else {
+      report.AddMissing(kSectionCurl, many, ka16.error().message);
+    }
     auto fresh = CurlNewConnectionLoop(origin_url, files, duration, o.max_count);
     if (fresh.ok()) {
       fig.curl_new = *fresh;
@@ -350,6 +360,10 @@ int RunAll(Options& o) {
                                 "steps/s", cpu(r.cpu_us_per_step_stream_many, r.client_cpu_us_per_step_stream_many));
       } else {
         report.AddMissing(kSectionPlugin, "ExecuteSteps stream, " + n + " calls open", r.error);
+      }
+      if (r.stream_noop_single) {
+        fig.stream_noop1 = FromLoop(report, kSectionPlugin, "ExecuteSteps stream round trip alone (a call refused at once), 1 open",
+                                    *r.stream_noop_single, "calls/s", "transport floor of a stream call, for comparison");
       }
       if (r.health_single) {
         FromLoop(report, kSectionPlugin, "gRPC round trip alone (Health/Check), 1 in flight", *r.health_single,
@@ -543,10 +557,13 @@ int RunAll(Options& o) {
     if (fig.plugin16 && fig.wrk16) unary = Ratio(fig.plugin16->per_second, fig.wrk16->per_second);
     if (fig.stream16 && fig.wrk16) stream = Ratio(fig.stream16->per_second, fig.wrk16->per_second);
     if (fig.engine16 && fig.wrk16) e = Ratio(fig.engine16->per_second, fig.wrk16->per_second);
+    // What libcurl does alone at the same concurrency bounds anything built on it here.
+    std::optional<double> ceiling;
+    if (fig.curl_ka16 && fig.wrk16) ceiling = Ratio(fig.curl_ka16->per_second, fig.wrk16->per_second);
     report.AddRatio("warm steps/s, " + n + " in flight: plugin / nginx gateway (wrk -c" + n + ")",
                     Best(unary, stream, /*higher=*/true), RatioTarget::AtLeast(1.0), "×",
                     Join({note_ratio("ExecuteSteps stream: ", stream), note_ratio("ExecuteRestStep: ", unary),
-                          note_ratio(engine_n, e)}));
+                          note_ratio(engine_n, e), note_ratio("libcurl alone (ceiling): ", ceiling)}));
   }
   // Single-flow latency.
   if (!o.Runs("plugin") || !o.Runs("curl")) {
@@ -556,10 +573,14 @@ int RunAll(Options& o) {
     if (fig.plugin1 && fig.curl_ka) unary = Ratio(fig.plugin1->p50_us, fig.curl_ka->p50_us);
     if (fig.stream1 && fig.curl_ka) stream = Ratio(fig.stream1->p50_us, fig.curl_ka->p50_us);
     if (fig.engine1 && fig.curl_ka) e = Ratio(fig.engine1->p50_us, fig.curl_ka->p50_us);
+    // The floor of a step through the plugin: libcurl's own request plus one stream
+    // round trip that does nothing.
+    std::optional<double> floor;
+    if (fig.stream_noop1 && fig.curl_ka) floor = Ratio(fig.curl_ka->p50_us + fig.stream_noop1->p50_us, fig.curl_ka->p50_us);
     report.AddRatio("single-flow p50: plugin / direct libcurl keep-alive", Best(unary, stream, /*higher=*/false),
                     RatioTarget::AtMost(2.0), "×",
                     Join({note_ratio("ExecuteRestStep: ", unary), note_ratio("ExecuteSteps stream: ", stream),
-                          note_ratio(engine_n, e)}));
+                          note_ratio(engine_n, e), note_ratio("floor (libcurl + an empty stream round trip): ", floor)}));
   }
   // New connections. The proto cannot ask the plugin for a new connection per step, so
   // the engine's reuse_connections=false figure stands for wsstep: a new TCP and TLS

@@ -40,6 +40,9 @@ struct PluginBenchResult {
   // The same steps as calls on one ExecuteSteps stream (1 and in_flight open at once).
   std::optional<LoopOutcome> stream_single;
   std::optional<LoopOutcome> stream_many;
+  // A stream call that the plugin refuses at once (neither rest nor soap), 1 open: the
+  // stream's own round trip, so the table can tell transport cost from step cost.
+  std::optional<LoopOutcome> stream_noop_single;
   // grpc.health.v1.Health/Check, 1 in flight: the gRPC round trip alone, so the table
   // can tell transport cost from step cost.
   std::optional<LoopOutcome> health_single;
