@@ -694,6 +694,7 @@ void StepPluginServiceImpl::Dispatch() {
     });
   }
   t_dispatching.lease = lease.get();
+  rest::SpinAdvisor spin;
   void* tag = nullptr;
   bool ok = false;
   if (!cq_->Next(&tag, &ok)) return;
@@ -716,8 +717,30 @@ void StepPluginServiceImpl::Dispatch() {
       ok = next_ok;
       continue;
     }
-    if (next == grpc::CompletionQueue::SHUTDOWN || !cq_->Next(&tag, &ok)) return;
+    if (next == grpc::CompletionQueue::SHUTDOWN || !NextCall(spin, &tag, &ok)) return;
   }
+}
+
+bool StepPluginServiceImpl::NextCall(rest::SpinAdvisor& spin, void** tag, bool* ok) {
+  // With no step running anywhere, waiting for the host's next call is all this process
+  // does: look at the queue without sleeping for a moment first, while the host's calls
+  // have been coming that quickly (a host running steps back to back answers a result
+  // with its next call within a round trip).
+  const auto start = std::chrono::steady_clock::now();
+  const auto budget = in_flight_.load() == 0 ? spin.Budget() : std::chrono::microseconds(0);
+  const auto until = start + budget;
+  bool got = false;
+  while (!got && std::chrono::steady_clock::now() < until) {
+    const auto status = cq_->AsyncNext(tag, ok, gpr_inf_past(GPR_CLOCK_MONOTONIC));
+    if (status == grpc::CompletionQueue::SHUTDOWN) return false;
+    got = status == grpc::CompletionQueue::GOT_EVENT;
+  }
+  if (!got && !cq_->Next(tag, ok)) return false;
+  if (budget.count() > 0) {
+    spin.Observe(std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - start));
+  }
+  return true;
 }
 
 void StepPluginServiceImpl::StandIn() {

@@ -36,6 +36,7 @@
 
 #include "plugin/backends.h"
 #include "plugin/config.h"
+#include "rest/spin_wait.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
 
 namespace wsstep::plugin {
@@ -102,6 +103,8 @@ class StepPluginServiceImpl final : public StepPluginServiceBase {
   bool TryAcquire();
   void DrainCallEvents();  // the thread of call_cq_
   void Dispatch();  // the dispatching thread
+  // The dispatching thread's wait for its next event (false: the queue shut down).
+  bool NextCall(rest::SpinAdvisor& spin, void** tag, bool* ok);
   void StandIn();   // takes calls while a step runs on the dispatching thread
 
   Backends backends_;

@@ -14,6 +14,7 @@
 #include "rest/http_text.h"
 #include "rest/oauth2.h"
 #include "rest/partition.h"
+#include "rest/spin_wait.h"
 #include "rest/tls_diagnosis.h"
 #include "rest/tls_util.h"
 #include "rest/transfer.h"
@@ -110,12 +111,14 @@ struct RestEngine::Impl {
     TransferDriver* driver;
     std::function<void()> while_waiting;  // also tells a lent thread's caller it is slow
     std::chrono::milliseconds poll_interval{50};
+    std::chrono::microseconds spin{0};  // TransferLimits::spin
   };
 
   Status Validate(const RestStep& step) const;
   Result<RestResult> Run(TransferDriver& driver, RestStep& step, core::CallCredentials creds,
                          Deadline deadline, const CancelToken& cancel,
-                         std::function<void()> on_slow = {});
+                         std::function<void()> on_slow = {},
+                         std::chrono::microseconds spin = {});
   Result<HttpResponse> Send(StepRun& run, HttpRequest& request, const UrlParts& target,
                             const core::CallCredentials& creds, bool same_origin);
   Result<core::CallCredentials> CredentialsFor(StepRun& run, const UrlParts& target,
@@ -315,6 +318,7 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
   limits.max_idle_handles = options.max_idle_handles_per_partition;
   limits.while_waiting = run.while_waiting;
   limits.poll_interval = run.poll_interval;
+  limits.spin = run.spin;
   return run.driver->Perform(*partition, request, limits);
 }
 
@@ -363,7 +367,8 @@ Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
 Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
                                          core::CallCredentials creds, Deadline deadline,
                                          const CancelToken& cancel,
-                                         std::function<void()> on_slow) {
+                                         std::function<void()> on_slow,
+                                         std::chrono::microseconds spin) {
   auto start = steady_clock::now();
   // Submit validated the step before queueing it.
   StepRun run;
@@ -377,6 +382,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   }
   run.cancel = &cancel;
   run.driver = &driver;
+  run.spin = spin;
   if (on_slow) {
     // On a lent thread: short waits, so that the caller hears soon that the step is slow.
     run.poll_interval = std::chrono::milliseconds(2);
@@ -608,6 +614,10 @@ class Lease final : public RestEngine::ThreadLease {
   RestEngine::Impl* impl;
   TransferDriver driver;
   std::function<void()> on_slow;
+  // A lent thread runs a step only when the engine has nothing else to do, so waiting
+  // for the origin is all it would do anyway: it spins first while the origin answers
+  // about as fast as a spin lasts (a nearby one). Learns from each step's transfer time.
+  SpinAdvisor spin;
   Lease* previous;
 };
 
@@ -692,7 +702,13 @@ void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadli
                                   ? Result<RestResult>(impl_->CancelledBeforeStart(
                                         Job{std::move(step), {}, deadline, cancel, nullptr}))
                                   : impl_->Run(lease->driver, step, std::move(credentials),
-                                               deadline, cancel, lease->on_slow);
+                                               deadline, cancel, lease->on_slow,
+                                               lease->spin.Budget());
+  if (result.ok()) {
+    lease->spin.Observe(std::chrono::microseconds(result->timings.total_us));
+  } else {
+    lease->spin.ObserveFailure();
+  }
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     --impl_->running;

@@ -353,7 +353,17 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
     auto wait = std::min(limits.poll_interval,
                          std::chrono::duration_cast<milliseconds>(limits.deadline - now) +
                              milliseconds(1));
-    curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait.count()), nullptr);
+    bool ready = false;
+    if (limits.spin.count() > 0) {
+      const auto spin_until = std::min(steady_clock::now() + limits.spin, limits.deadline);
+      do {
+        int events = 0;
+        curl_multi_poll(multi_, nullptr, 0, 0, &events);
+        ready = events > 0;
+      } while (!ready && steady_clock::now() < spin_until &&
+               (limits.cancel == nullptr || !limits.cancel->cancelled()));
+    }
+    if (!ready) curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait.count()), nullptr);
     if (limits.while_waiting) limits.while_waiting();
   }
   curl_multi_remove_handle(multi_, easy);
