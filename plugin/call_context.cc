@@ -47,6 +47,13 @@ LogFields CallContext::Fields() const {
   return f;
 }
 
+void CallContext::AddFields(LineFields& f) const {
+  f.Add("method", method);
+  if (!step_id.empty()) f.Add("step_id", step_id);
+  if (!workflow_id.empty()) f.Add("workflow_id", workflow_id);
+  if (!actor.empty()) f.Add("actor", actor);
+}
+
 CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_view method) {
   CallContext c;
   c.method = std::string(method);

@@ -49,6 +49,8 @@ struct CallContext {
   std::string ActorOrDefault() const { return actor.empty() ? "host" : actor; }
   // {"method", "step_id", "workflow_id", "actor"} (empty ones left out) for log lines.
   LogFields Fields() const;
+  // The same fields, for a line built with LineFields (the per-step lines).
+  void AddFields(LineFields& f) const;
 };
 
 // A value from a client (metadata, or a call's own step id) as logs and the audit log may

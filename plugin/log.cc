@@ -12,6 +12,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "plugin/status_map.h"
 #include "wsstep/v1/options.pb.h"
 
 namespace wsstep::plugin {
@@ -165,6 +166,76 @@ void Logger::SetSink(Sink sink) {
   sink_ = std::move(sink);
 }
 
+void AppendJsonString(std::string_view text, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  // The common case, text that needs neither escaping nor repair, is copied in one go.
+  const auto plain = [](unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80; };
+  size_t i = 0;
+  while (i < text.size() && plain(static_cast<unsigned char>(text[i]))) ++i;
+  out += '"';
+  out.append(text.data(), i);
+  if (i < text.size()) {
+    const std::string rest = ValidUtf8(text.substr(i));
+    for (char ch : rest) {
+      const auto c = static_cast<unsigned char>(ch);
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+          if (c < 0x20) {
+            out += "\\u00";
+            out += kHex[c >> 4];
+            out += kHex[c & 0xf];
+          } else {
+            out += ch;
+          }
+      }
+    }
+  }
+  out += '"';
+}
+
+void LineFields::Key(std::string_view key) {
+  text_ += ",\"";
+  text_ += key;
+  text_ += "\":";
+}
+
+void LineFields::Add(std::string_view key, std::string_view value) {
+  Key(key);
+  AppendJsonString(value, text_);
+}
+
+void LineFields::Add(std::string_view key, int64_t value) {
+  Key(key);
+  text_ += std::to_string(value);
+}
+
+std::string Logger::Frame(LogLevel level, std::string_view msg) const {
+  std::string text;
+  text.reserve(256);
+  text += "{\"time\":\"";
+  text += NowRfc3339Millis();
+  text += "\",\"level\":\"";
+  text += LogLevelName(level);
+  text += "\",\"msg\":";
+  AppendJsonString(msg, text);
+  return text;
+}
+
+void Logger::Write(LogLevel level, std::string_view msg, const LineFields& fields) {
+  if (!Enabled(level)) return;
+  std::string text = Frame(level, msg);
+  text += fields.text();
+  text += '}';
+  WriteLine(text);
+}
+
 void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields) {
   if (!Enabled(level)) return;
   // A step writes a line on every call, so the fields are serialized in one dump (each
@@ -175,14 +246,7 @@ void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields
   const auto dump = [](const LogFields& v, std::string& out) {
     out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   };
-  std::string text;
-  text.reserve(256);
-  text += "{\"time\":\"";
-  text += NowRfc3339Millis();
-  text += "\",\"level\":\"";
-  text += LogLevelName(level);
-  text += "\",\"msg\":";
-  dump(LogFields(std::string(msg)), text);
+  std::string text = Frame(level, msg);
   if (fields.is_object() && !fields.empty()) {
     if (!fields.contains("time") && !fields.contains("level") && !fields.contains("msg")) {
       // "{...}" with its opening brace replaced by the separator; its closing brace

@@ -34,6 +34,34 @@ std::optional<LogLevel> LogLevelFromName(std::string_view name);
 // Fields of a line, in insertion order.
 using LogFields = nlohmann::ordered_json;
 
+// The fields of a line, serialized as they are added: for the lines written on every
+// step, where building a JSON object first would cost more than the step's own bookkeeping.
+// Keys are the caller's literals (plain ASCII, never user data); string values are
+// escaped as nlohmann::json escapes them, after ValidUtf8.
+//
+//   LineFields f;
+//   f.Add("method", call.method);
+//   f.Add("http_status", 200);
+//   Log().Write(LogLevel::kInfo, "step finished", f);
+class LineFields {
+ public:
+  LineFields() { text_.reserve(192); }
+  void Add(std::string_view key, std::string_view value);
+  void Add(std::string_view key, int64_t value);
+  bool empty() const { return text_.empty(); }
+  // ,"key":value,... in the order added ("" when none).
+  const std::string& text() const { return text_; }
+
+ private:
+  void Key(std::string_view key);
+  std::string text_;
+};
+
+// Appends `text` to `out` as a JSON string (quotes included), escaped exactly as
+// nlohmann::json::dump does for valid UTF-8; invalid UTF-8 first becomes U+FFFD
+// (ValidUtf8).
+void AppendJsonString(std::string_view text, std::string& out);
+
 class Logger {
  public:
   // Where finished lines go (without the trailing newline). Default: stderr.
@@ -50,6 +78,8 @@ class Logger {
   // keys follow "time", "level" and "msg". Values are written as given: redact first
   // when they may hold request data.
   void Write(LogLevel level, std::string_view msg, const LogFields& fields = nullptr);
+  // The same line from fields already serialized (LineFields): the per-step path.
+  void Write(LogLevel level, std::string_view msg, const LineFields& fields);
   void Debug(std::string_view msg, const LogFields& fields = nullptr) {
     Write(LogLevel::kDebug, msg, fields);
   }
@@ -65,6 +95,7 @@ class Logger {
 
  private:
   void WriteLine(const std::string& text);  // to the sink, under the lock
+  std::string Frame(LogLevel level, std::string_view msg) const;  // {"time":..,"msg":..
 
   LogLevel level_ = LogLevel::kInfo;
   mutable std::mutex mu_;

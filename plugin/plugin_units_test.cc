@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
+#include <random>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -193,6 +195,60 @@ TEST(LogTest, FieldsFollowTheFrameExactlyWithInvalidUtf8Replaced) {
   EXPECT_EQ(rest(lines[1]), "\"level\":\"warn\",\"msg\":\"no fields\"}");
   EXPECT_EQ(rest(lines[2]), "\"level\":\"error\",\"msg\":\"null fields\"}");
   for (const auto& line : lines) EXPECT_TRUE(nlohmann::ordered_json::accept(line)) << line;
+}
+
+TEST(LogTest, AppendJsonStringEscapesAsNlohmannDoes) {
+  // Every ASCII byte alone and in company, and multi-byte UTF-8: byte for byte what
+  // nlohmann::json::dump writes for the same string.
+  std::vector<std::string> cases = {"", "plain", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                                    "q\"b\\s/\x7f", "tab\tnl\ncr\rbs\bff\f"};
+  for (int c = 0; c < 0x80; ++c) {
+    cases.push_back(std::string(1, static_cast<char>(c)));
+    cases.push_back("a" + std::string(1, static_cast<char>(c)) + "\xc3\xa9z");
+  }
+  std::mt19937 rng(7);
+  const std::vector<std::string> pieces = {"a", "\"", "\\", "\x01", "\x1f", "\n", "\xc3\xa9", "\xe2\x82\xac", " "};
+  for (int i = 0; i < 500; ++i) {
+    std::string t;
+    for (int k = static_cast<int>(rng() % 12); k > 0; --k) t += pieces[rng() % pieces.size()];
+    cases.push_back(t);
+  }
+  for (const auto& t : cases) {
+    std::string ours;
+    AppendJsonString(t, ours);
+    EXPECT_EQ(ours, nlohmann::json(t).dump()) << nlohmann::json(t).dump();
+  }
+}
+
+TEST(LogTest, AppendJsonStringRepairsInvalidUtf8) {
+  std::string out;
+  AppendJsonString("x\xff\"y\xc3", out);
+  EXPECT_EQ(out, "\"x\xef\xbf\xbd\\\"y\xef\xbf\xbd\"");
+  EXPECT_TRUE(nlohmann::json::accept(out));
+}
+
+TEST(LogTest, LineFieldsFollowTheFrameExactly) {
+  Logger logger;
+  std::vector<std::string> lines;
+  logger.SetSink([&](std::string_view l) { lines.emplace_back(l); });
+  LineFields f;
+  f.Add("method", "/wsstep.v1.StepPluginService/ExecuteRestStep");
+  f.Add("step_id", "s\"1");
+  f.Add("http_status", 200);
+  f.Add("duration_ms", int64_t{-3});
+  logger.Write(LogLevel::kInfo, "step finished", f);
+  logger.Write(LogLevel::kWarn, "no fields", LineFields());
+  logger.Write(LogLevel::kDebug, "hidden at info", f);
+  ASSERT_EQ(lines.size(), 2u);
+  auto rest = [](const std::string& line) { return line.substr(line.find("\"level\"")); };
+  EXPECT_EQ(rest(lines[0]),
+            "\"level\":\"info\",\"msg\":\"step finished\",\"method\":\"/wsstep.v1.StepPluginService/"
+            "ExecuteRestStep\",\"step_id\":\"s\\\"1\",\"http_status\":200,\"duration_ms\":-3}");
+  EXPECT_EQ(rest(lines[1]), "\"level\":\"warn\",\"msg\":\"no fields\"}");
+  for (const auto& line : lines) {
+    ASSERT_TRUE(nlohmann::ordered_json::accept(line)) << line;
+    EXPECT_EQ(line.rfind("{\"time\":\"", 0), 0u) << line;
+  }
 }
 
 TEST(LogTest, RedactMasksSecretKeysAndSecretHeaders) {

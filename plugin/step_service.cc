@@ -22,35 +22,28 @@ constexpr std::string_view kService = "wsstep.v1.StepPluginService/";
 std::string Method(std::string_view name) { return std::string(kService) + std::string(name); }
 
 // The facts of an outcome worth a log line: never bodies or headers.
-LogFields OutcomeFields(const v1::StepOutcome& outcome) {
-  LogFields f = LogFields::object();
+void AddOutcomeFields(const v1::StepOutcome& outcome, LineFields& f) {
   switch (outcome.result_case()) {
     case v1::StepOutcome::kHttp:
-      f["outcome"] = "http";
-      f["http_status"] = outcome.http().status();
+      f.Add("outcome", "http");
+      f.Add("http_status", outcome.http().status());
       break;
     case v1::StepOutcome::kSoap:
-      f["outcome"] = outcome.soap().has_fault() ? "soap_fault" : "soap";
-      f["http_status"] = outcome.soap().http_status();
+      f.Add("outcome", outcome.soap().has_fault() ? "soap_fault" : "soap");
+      f.Add("http_status", outcome.soap().http_status());
       break;
     case v1::StepOutcome::kError:
-      f["outcome"] = "error";
-      f["code"] = outcome.error().code();
-      f["message"] = outcome.error().message();
+      f.Add("outcome", "error");
+      f.Add("code", outcome.error().code());
+      f.Add("message", outcome.error().message());
       break;
     default:
-      f["outcome"] = "none";
+      f.Add("outcome", "none");
   }
   if (outcome.tls().has_client_certificate()) {
-    f["client_certificate"] = outcome.tls().client_certificate().name();
+    f.Add("client_certificate", outcome.tls().client_certificate().name());
   }
-  if (outcome.warnings_size() > 0) f["warnings"] = outcome.warnings_size();
-  return f;
-}
-
-LogFields Merge(LogFields a, const LogFields& b) {
-  for (const auto& [k, v] : b.items()) a[k] = v;
-  return a;
+  if (outcome.warnings_size() > 0) f.Add("warnings", outcome.warnings_size());
 }
 
 }  // namespace
@@ -199,16 +192,16 @@ void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_p
     const bool ok = status.ok();
     const LogLevel level = ok ? LogLevel::kInfo : LogLevel::kWarn;
     const bool log = Log().Enabled(level);
-    LogFields fields;  // built only when the line is written
+    LineFields fields;  // filled only when the line is written
     if (ok) response->mutable_outcome()->set_step_id(call.step_id);
     if (log) {
-      fields = call.Fields();
+      call.AddFields(fields);
       // Read the outcome now: after finish the response belongs to gRPC.
-      if (ok) fields = Merge(std::move(fields), OutcomeFields(response->outcome()));
-      fields["duration_ms"] = ms;
+      if (ok) AddOutcomeFields(response->outcome(), fields);
+      fields.Add("duration_ms", ms);
       if (!ok) {
-        fields["code"] = CodeName(status.error().code);
-        fields["message"] = status.error().message;
+        fields.Add("code", CodeName(status.error().code));
+        fields.Add("message", status.error().message);
       }
     }
     in_flight_.fetch_sub(1);
