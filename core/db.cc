@@ -97,6 +97,14 @@ Statement& Statement::Bind(int index, std::string_view text) {
   return *this;
 }
 
+Statement& Statement::BindUncopied(int index, std::string_view text) {
+  static const char kEmpty = 0;  // a null pointer would bind NULL
+  NoteBind(sqlite3_bind_text64(stmt_.get(), index, text.empty() ? &kEmpty : text.data(),
+                               text.size(), SQLITE_STATIC, SQLITE_UTF8),
+           index);
+  return *this;
+}
+
 Statement& Statement::BindBlob(int index, std::span<const uint8_t> bytes) {
   // A zero-length blob with a null pointer would bind NULL; keep it a blob.
   static const uint8_t kEmpty = 0;

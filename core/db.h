@@ -50,6 +50,9 @@ class Statement {
   Statement& Bind(int index, int64_t value);
   Statement& Bind(int index, std::string_view text);  // TEXT; copied by SQLite
   Statement& Bind(int index, const char* text) { return Bind(index, std::string_view(text)); }
+  // TEXT, not copied: `text` must stay alive and unchanged until the statement is rebound,
+  // reset or destroyed after its next Step()/Run(). For bulk writes (the audit batch).
+  Statement& BindUncopied(int index, std::string_view text);
   Statement& BindBlob(int index, std::span<const uint8_t> bytes);  // BLOB; never a secret
   Statement& BindBlob(int index, std::string_view bytes);
   Statement& BindNull(int index);

@@ -155,6 +155,32 @@ TEST_F(DbTest, BindsAndReadsEveryType) {
   EXPECT_FALSE(sel->Step().value());
 }
 
+TEST_F(DbTest, UncopiedTextIsStoredAsGivenAndEmptyIsNotNull) {
+  auto db = OpenOrDie();
+  ASSERT_TRUE(db->Migrate(kMigrations).ok());
+  auto ins = db->Prepare("INSERT INTO t(k, extra) VALUES (?, ?)");
+  ASSERT_TRUE(ins.ok());
+  for (std::string k : {"one", "two"}) {
+    std::string extra = "caf\xc3\xa9 " + k;  // alive until Run, then gone
+    ins->BindUncopied(1, k).BindUncopied(2, extra);
+    ASSERT_TRUE(ins->Run().ok());
+  }
+  ins->BindUncopied(1, "zero").BindUncopied(2, std::string_view());
+  ASSERT_TRUE(ins->Run().ok());
+  auto sel = db->Prepare("SELECT k, extra, extra IS NULL FROM t ORDER BY k");
+  ASSERT_TRUE(sel->Step().value());
+  EXPECT_EQ(sel->ColumnText(0), "one");
+  EXPECT_EQ(sel->ColumnText(1), "caf\xc3\xa9 one");
+  ASSERT_TRUE(sel->Step().value());
+  EXPECT_EQ(sel->ColumnText(0), "two");
+  EXPECT_EQ(sel->ColumnText(1), "caf\xc3\xa9 two");
+  ASSERT_TRUE(sel->Step().value());
+  EXPECT_EQ(sel->ColumnText(0), "zero");
+  EXPECT_EQ(sel->ColumnText(1), "");
+  EXPECT_EQ(sel->ColumnInt64(2), 0);
+  EXPECT_FALSE(sel->Step().value());
+}
+
 TEST_F(DbTest, ConstraintViolationIsStorageErrorWithPath) {
   auto db = OpenOrDie();
   ASSERT_TRUE(db->Migrate(kMigrations).ok());
