@@ -317,6 +317,7 @@ struct Target {
   uint16_t port;
   std::string_view environment;
   UnixSeconds now;
+  bool explain;  // ResolveRequest::explain
 
   // "api.example.com:443 (production)"
   std::string Where() const {
@@ -577,6 +578,7 @@ Result<Resolution> ResolveNamed(const Snapshot& snapshot, const Target& t, std::
           Reject(*other, "the step names '" + e->name + "'", StatusAt(*other, t.now)));
     }
   }
+  if (!t.explain) return r;
   AppendEntryLine(explanation, "chosen", *e,
                   e->bindings.empty() ? "named by the step (unbound)" : "named by the step");
   AppendRejections(explanation, r.rejected);
@@ -590,7 +592,7 @@ Result<Resolution> ResolveNamed(const Snapshot& snapshot, const Target& t, std::
 Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& request,
                            bool require_identity) {
   const Target t{NormalizeHost(request.host), EffectivePort(request.port),
-                 EffectiveEnvironment(request.environment), request.now};
+                 EffectiveEnvironment(request.environment), request.now, request.explain};
   const Snapshot::Matches m = snapshot.FindBound(t.host, t.port, t.environment);
   const EntryMetadata* base = snapshot.entries().data();
 
@@ -647,6 +649,10 @@ Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& reque
     }
   }
 
+  if (chosen != nullptr && !t.explain) {
+    r.identity = chosen->entry;
+    return r;
+  }
   std::string explanation = "client certificate for " + t.Where() + ":\n";
   if (chosen != nullptr) {
     r.identity = chosen->entry;
@@ -698,6 +704,7 @@ Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& reque
   };
   if (candidates == 0) {
     if (!require_identity) {
+      if (!t.explain) return r;
       explanation += "  none bound: no client certificate is presented\n";
       AppendRejections(explanation, r.rejected);
       AppendTrust(explanation, r, t);

@@ -50,6 +50,10 @@ struct ResolveRequest {
   std::string environment = std::string(kDefaultEnvironment);
   std::string certificate_name;  // the step names one explicitly (name or id); empty: none
   UnixSeconds now = 0;
+  // False: a successful resolution comes without Resolution::explanation (the per-step
+  // path, which never shows it; building it costs more than the lookup). Failures
+  // always explain themselves.
+  bool explain = true;
 };
 
 // Why a candidate was not chosen.

@@ -96,10 +96,21 @@ struct Case {
   Rejected rejected;     // in order
 };
 
+void CheckOnce(const Case& c, bool explain);
+
+// Every case twice: the per-step path (explain=false) must choose, reject and refuse
+// exactly as the explained one, and only a success's explanation differs.
 void Check(const Case& c) {
-  SCOPED_TRACE(c.title);
+  CheckOnce(c, true);
+  CheckOnce(c, false);
+}
+
+void CheckOnce(const Case& c, bool explain) {
+  SCOPED_TRACE(c.title + (explain ? " (explained)" : " (not explained)"));
   Snapshot snapshot(c.entries);
-  auto r = Resolve(snapshot, c.request);
+  ResolveRequest request = c.request;
+  request.explain = explain;
+  auto r = Resolve(snapshot, request);
   ASSERT_EQ(r.code(), c.code) << (r.ok() ? r->explanation : r.error().ToString());
   if (!r.ok()) {
     if (!c.message.empty()) {
@@ -111,6 +122,10 @@ void Check(const Case& c) {
     return;
   }
   ASSERT_NE(r->identity, nullptr);
+  EXPECT_EQ(r->explanation.empty(), !explain);
+  if (explain) {
+    EXPECT_THAT(r->explanation, HasSubstr("chosen '" + c.identity + "' (id "));
+  }
   EXPECT_EQ(r->identity->name, c.identity) << r->explanation;
   Rejected got;
   for (const auto& rej : r->rejected) got.emplace_back(rej.name, rej.reason);
@@ -406,6 +421,13 @@ TEST(Resolver, NoIdentityRequired) {
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   EXPECT_EQ(r->identity, nullptr);
   ASSERT_EQ(r->trust.size(), 1u);
+  EXPECT_THAT(r->explanation, HasSubstr("none bound"));
+  ResolveRequest quiet = Req("api.example.com");
+  quiet.explain = false;
+  auto q = Resolve(s, quiet, false);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->trust.size(), 1u);
+  EXPECT_EQ(q->explanation, "");
   // Bound but unusable is still an error: the call would otherwise fail obscurely.
   Snapshot expired({Expired("old", {B("api.example.com")}, kNow - kDay)});
   EXPECT_EQ(Resolve(expired, Req("api.example.com"), false).code(), Code::kCertificateExpired);

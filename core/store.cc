@@ -1843,13 +1843,10 @@ Result<ResolvedCall> CertificateStore::Explain(const ResolveRequest& request,
   ResolvedCall call;
   auto pub = impl_->published.load();
   call.snapshot = pub->snapshot;
-  if (request.now == 0) {
-    ResolveRequest timed = request;
-    timed.now = impl_->Now();
-    WSSTEP_ASSIGN_OR_RETURN(call.resolution, Resolve(*call.snapshot, timed, require_identity));
-  } else {
-    WSSTEP_ASSIGN_OR_RETURN(call.resolution, Resolve(*call.snapshot, request, require_identity));
-  }
+  ResolveRequest explained = request;
+  explained.explain = true;  // the point of this call
+  if (explained.now == 0) explained.now = impl_->Now();
+  WSSTEP_ASSIGN_OR_RETURN(call.resolution, Resolve(*call.snapshot, explained, require_identity));
   return call;
 }
 

@@ -94,6 +94,7 @@ class Transfers {
     Resolved out;
     bool https = false;
     WSSTEP_ASSIGN_OR_RETURN(out.request, TargetOf(url, tls, url_field, &https));
+    out.request.explain = false;  // a step never shows a successful resolution's explanation
     out.server_name = out.request.host;
     if (!https) return out;
     if (tls.ssl_verification) {
