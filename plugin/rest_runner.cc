@@ -237,7 +237,7 @@ class RestRunner final : public RestStepRunner {
             FillStepError(TranslateField(r.error(), RestFieldToProto), outcome->mutable_error());
             t->RecordUse(*res, call, CodeName(r.error().code));
           } else {
-            FillHttpOutcome(*r, res->version, res->server_name, outcome);
+            FillHttpOutcome(std::move(r).value(), res->version, res->server_name, outcome);
             t->RecordUse(*res, call, "OK");
           }
           done(Status());

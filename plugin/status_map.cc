@@ -116,6 +116,20 @@ std::string ValidUtf8(std::string_view text) {
   return out;
 }
 
+std::string TakeValidUtf8(std::string&& text) {
+  const std::string_view view(text);
+  for (size_t i = 0; i < view.size();) {
+    if (static_cast<unsigned char>(view[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const size_t n = WellFormedLength(view.substr(i));
+    if (n == 0) return ValidUtf8(view);
+    i += n;
+  }
+  return std::move(text);
+}
+
 void FillStepError(const Error& error, v1::StepError* out) {
   out->Clear();
   out->set_code(std::string(CodeName(error.code)));

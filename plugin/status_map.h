@@ -42,6 +42,8 @@ Side FromProtoSide(v1::ErrorSide side);
 // value, XML) may be in any encoding, and one string field with invalid UTF-8 makes the
 // whole message unparseable for the host.
 std::string ValidUtf8(std::string_view text);
+// The same for a string the caller gives up: returned as it is (no copy) when valid.
+std::string TakeValidUtf8(std::string&& text);
 
 // Fills a StepError from an error (code name and enum, message, hint, side, detail).
 void FillStepError(const Error& error, v1::StepError* out);

@@ -426,20 +426,22 @@ void FillWarnings(const std::vector<std::string>& warnings,
   }
 }
 
-void FillHttpOutcome(const rest::RestResult& r, uint64_t client_version,
+void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
                      const std::string& server_name, v1::StepOutcome* out) {
   auto* h = out->mutable_http();
   h->set_status(r.status);
   // What the server sent may be in any encoding (HTTP allows obs-text in header values).
-  for (const auto& hd : r.headers) {
+  // The result is the caller's to give up: its strings move into the outcome.
+  h->mutable_headers()->Reserve(static_cast<int>(r.headers.size()));
+  for (auto& hd : r.headers) {
     auto* x = h->add_headers();
-    x->set_name(ValidUtf8(hd.name));
-    x->set_value(ValidUtf8(hd.value));
+    x->set_name(TakeValidUtf8(std::move(hd.name)));
+    x->set_value(TakeValidUtf8(std::move(hd.value)));
   }
-  h->set_body(r.body);
-  h->set_content_type(ValidUtf8(r.content_type));
+  h->set_body(std::move(r.body));
+  h->set_content_type(TakeValidUtf8(std::move(r.content_type)));
   h->set_application_refused(r.application_refused);
-  h->set_effective_url(ValidUtf8(r.effective_url));
+  h->set_effective_url(TakeValidUtf8(std::move(r.effective_url)));
   h->set_redirect_count(r.redirects_followed);
   FillTimings(r.timings, out->mutable_timings());
   FillTlsFacts(r.tls, client_version, server_name, out->mutable_tls());

@@ -49,7 +49,7 @@ Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::st
 Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLimits& limits);
 
 // The outcome parts of a finished exchange. `server_name` is the SNI name used.
-void FillHttpOutcome(const rest::RestResult& r, uint64_t client_version,
+void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
                      const std::string& server_name, v1::StepOutcome* out);
 void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
                   const std::string& server_name, v1::TlsFacts* out);
