@@ -71,6 +71,7 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.max_body_bytes, upper.max_body_bytes);
   take(lower.shutdown_grace, upper.shutdown_grace);
   take(lower.log_level, upper.log_level);
+  take(lower.spin_wait_us, upper.spin_wait_us);
 }
 
 }  // namespace
@@ -89,6 +90,7 @@ LogFields Config::Describe() const {
                  {"max_body_bytes", limits.max_body_bytes}};
   j["shutdown_grace_ms"] = shutdown_grace.count();
   j["log_level"] = LogLevelName(log_level);
+  j["spin_wait_us"] = spin_wait.count();
   return j;
 }
 
@@ -140,6 +142,9 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
   if (auto v = env("WSSTEP_MAX_MESSAGE_BYTES"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.max_message_bytes, ParseInt(*v, "WSSTEP_MAX_MESSAGE_BYTES"));
   }
+  if (auto v = env("WSSTEP_SPIN_WAIT_US"); v && !v->empty()) {
+    WSSTEP_ASSIGN_OR_RETURN(l.spin_wait_us, ParseInt(*v, "WSSTEP_SPIN_WAIT_US"));
+  }
   if (auto v = env("WSSTEP_MAX_BODY_BYTES"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.max_body_bytes, ParseInt(*v, "WSSTEP_MAX_BODY_BYTES"));
   }
@@ -174,6 +179,9 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
                                         : key == "listen"          ? l.listen
                                                                    : l.log_level;
       dst = v.get<std::string>();
+    } else if (key == "spin_wait_us") {
+      WSSTEP_RETURN_IF_ERROR(want(v, key, T::number_integer));
+      l.spin_wait_us = v.get<int64_t>();
     } else if (key == "allow_remote") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::boolean));
       l.allow_remote = v.get<bool>();
@@ -261,6 +269,14 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   if (merged.max_message_bytes) c.limits.max_message_bytes = *merged.max_message_bytes;
   if (merged.max_body_bytes) c.limits.max_body_bytes = *merged.max_body_bytes;
   if (merged.shutdown_grace) c.shutdown_grace = *merged.shutdown_grace;
+  if (merged.spin_wait_us) {
+    if (*merged.spin_wait_us < 0 || *merged.spin_wait_us > kMaxSpinWait.count()) {
+      return Invalid("spin_wait_us must be between 0 (never spin) and " +
+                     std::to_string(kMaxSpinWait.count()) + " (got " +
+                     std::to_string(*merged.spin_wait_us) + ")");
+    }
+    c.spin_wait = std::chrono::microseconds(*merged.spin_wait_us);
+  }
   if (merged.log_level) {
     auto level = LogLevelFromName(*merged.log_level);
     if (!level) {

@@ -15,7 +15,8 @@
 //     "limits": {"max_in_flight_steps": 256, "max_message_bytes": 16777216,
 //                "max_body_bytes": 8388608},
 //     "shutdown_grace": "10s",
-//     "log_level": "info"
+//     "log_level": "info",
+//     "spin_wait_us": 250
 //   }
 // The master key itself is never read from the config file (it would sit beside the
 // data it protects): give a key file, or WSSTEP_MASTER_KEY (base64 of 32 bytes).
@@ -24,7 +25,7 @@
 // WSSTEP_LISTEN, WSSTEP_ALLOW_REMOTE (true/false), WSSTEP_PROTECTED_ENVIRONMENTS
 // (comma-separated; empty protects none), WSSTEP_MAX_IN_FLIGHT_STEPS,
 // WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_SHUTDOWN_GRACE ("10s", "500ms",
-// or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error).
+// or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US.
 #ifndef WSSTEP_PLUGIN_CONFIG_H_
 #define WSSTEP_PLUGIN_CONFIG_H_
 
@@ -59,6 +60,9 @@ struct Config {
   Limits limits;
   std::chrono::milliseconds shutdown_grace{10000};
   LogLevel log_level = LogLevel::kInfo;
+  // How long a thread with nothing else to do looks at its socket before it sleeps
+  // (rest/spin_wait.h); 0: never spins. At most kMaxSpinWait.
+  std::chrono::microseconds spin_wait{250};
 
   // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
   // startup log line); says whether a master key was given.
@@ -79,7 +83,11 @@ struct ConfigLayer {
   std::optional<int64_t> max_body_bytes;
   std::optional<std::chrono::milliseconds> shutdown_grace;
   std::optional<std::string> log_level;
+  std::optional<int64_t> spin_wait_us;
 };
+
+// The largest spin_wait accepted: beyond it a spin would cost more than the sleep it saves.
+inline constexpr std::chrono::microseconds kMaxSpinWait{10000};
 
 // Reads environment variables; ProcessEnvironment() reads the real ones, tests pass a
 // map-backed lookup.

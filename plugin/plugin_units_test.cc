@@ -93,6 +93,34 @@ TEST(ConfigTest, FlagsBeatEnvironmentWhichBeatsTheFile) {
   ::unlink(file.c_str());
 }
 
+TEST(ConfigTest, SpinWaitComesFromFileOrEnvironmentWithinItsBounds) {
+  auto d = LoadConfig({}, MapEnv({{"HOME", "/h"}}));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->spin_wait, std::chrono::microseconds(250));
+  EXPECT_EQ(d->Describe()["spin_wait_us"], 250);
+
+  auto file = LayerFromJson(R"({"spin_wait_us": 0})", "c.json");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_EQ(file->spin_wait_us, 0);
+  auto env = LoadConfig({}, MapEnv({{"WSSTEP_SPIN_WAIT_US", "1000"}, {"HOME", "/h"}}));
+  ASSERT_TRUE(env.ok()) << env.error().ToString();
+  EXPECT_EQ(env->spin_wait, std::chrono::microseconds(1000));
+
+  auto big = LoadConfig({}, MapEnv({{"WSSTEP_SPIN_WAIT_US", "10001"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, Code::kInvalidArgument);
+  EXPECT_THAT(big.error().message,
+              HasSubstr("spin_wait_us must be between 0 (never spin) and 10000 (got 10001)"));
+  auto negative = LoadConfig({}, MapEnv({{"WSSTEP_SPIN_WAIT_US", "-1"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(negative.ok());
+  auto words = LoadConfig({}, MapEnv({{"WSSTEP_SPIN_WAIT_US", "fast"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(words.ok());
+  EXPECT_EQ(words.error().message, "WSSTEP_SPIN_WAIT_US: 'fast' is not an integer");
+  auto typed = LayerFromJson(R"({"spin_wait_us": "250"})", "c.json");
+  ASSERT_FALSE(typed.ok());
+  EXPECT_THAT(typed.error().message, HasSubstr("\"spin_wait_us\" has the wrong type"));
+}
+
 TEST(ConfigTest, EmptyProtectedEnvironmentsVariableProtectsNone) {
   auto c = LoadConfig({}, MapEnv({{"WSSTEP_PROTECTED_ENVIRONMENTS", ""}, {"HOME", "/h"}}));
   ASSERT_TRUE(c.ok());

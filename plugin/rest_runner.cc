@@ -69,6 +69,7 @@ class Transfers {
     rest::EngineOptions eo;
     eo.workers = options.workers;
     eo.max_queue = options.max_queue;
+    eo.spin_wait = options.spin_wait;
     eo.protected_environments = options.protected_environments;
     eo.credentials = std::make_shared<StoreCredentialSource>(store_);
     engine_ = std::make_unique<rest::RestEngine>(std::move(eo));

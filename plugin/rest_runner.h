@@ -51,6 +51,7 @@ struct TransferOptions {
   size_t max_body_bytes = 8 << 20;
   int workers = 8;
   size_t max_queue = 1024;
+  std::chrono::microseconds spin_wait{250};  // EngineOptions::spin_wait
 };
 
 class Transfers;  // the engine and the SOAP client

@@ -97,6 +97,7 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
   options.facts.protected_environments = config.protected_environments;
   options.facts.limits = config.limits;
   options.facts.go_plugin = plugin_mode;
+  options.facts.spin_wait = config.spin_wait;
 
   std::string socket_dir;  // ours to remove at exit (plugin mode)
   std::unique_ptr<SelfSignedCertificate> server_cert;

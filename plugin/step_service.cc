@@ -687,7 +687,7 @@ void StepPluginServiceImpl::Dispatch() {
     });
   }
   t_dispatching.lease = lease.get();
-  rest::SpinAdvisor spin;
+  rest::SpinAdvisor spin(facts_.spin_wait);
   void* tag = nullptr;
   bool ok = false;
   if (!cq_->Next(&tag, &ok)) return;

@@ -47,6 +47,9 @@ struct PluginFacts {
   Limits limits;
   bool automtls = false;   // the channel is secured by AutoMTLS
   bool go_plugin = false;  // launched through the go-plugin handshake
+  // How long the dispatching thread looks for the host's next call before it sleeps,
+  // when no step runs (rest/spin_wait.h); 0: never.
+  std::chrono::microseconds spin_wait{250};
 };
 
 // The plugin's version ("0.1.0"), from the CMake project version.

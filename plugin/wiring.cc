@@ -13,6 +13,7 @@ TransferOptions TransferOptionsFor(const Config& config) {
   transfer.protected_environments = {config.protected_environments.begin(),
                                      config.protected_environments.end()};
   transfer.max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes);
+  transfer.spin_wait = config.spin_wait;
   // Every step the plugin admits fits in the queue even when no worker is free; with the
   // fixed 1,024 of old, a max_in_flight_steps above workers + 1,024 made the engine
   // refuse first, with a different message than the plugin's UNAVAILABLE.

@@ -295,6 +295,9 @@ TEST(WiringOptionsTest, EngineQueueHoldsEveryStepThePluginAdmits) {
 
   Config defaults;
   EXPECT_EQ(TransferOptionsFor(defaults).max_queue, 256u + 1024u);
+  EXPECT_EQ(TransferOptionsFor(defaults).spin_wait, std::chrono::microseconds(250));
+  config.spin_wait = std::chrono::microseconds(0);
+  EXPECT_EQ(TransferOptionsFor(config).spin_wait, std::chrono::microseconds(0));
 }
 
 TEST(WiringDemo, DemoExitsZero) {

@@ -608,7 +608,8 @@ namespace {
 
 class Lease final : public RestEngine::ThreadLease {
  public:
-  Lease(RestEngine::Impl* impl, size_t max_cached_connections, std::function<void()> on_slow);
+  Lease(RestEngine::Impl* impl, size_t max_cached_connections, std::function<void()> on_slow,
+        std::chrono::microseconds spin_wait);
   ~Lease() override;
   bool allow_run_here() const { return allow_run_here_; }
   RestEngine::Impl* impl;
@@ -624,8 +625,12 @@ class Lease final : public RestEngine::ThreadLease {
 thread_local Lease* t_lease = nullptr;
 
 Lease::Lease(RestEngine::Impl* i, size_t max_cached_connections,
-             std::function<void()> slow)
-    : impl(i), driver(max_cached_connections), on_slow(std::move(slow)), previous(t_lease) {
+             std::function<void()> slow, std::chrono::microseconds spin_wait)
+    : impl(i),
+      driver(max_cached_connections),
+      on_slow(std::move(slow)),
+      spin(spin_wait),
+      previous(t_lease) {
   t_lease = this;
 }
 
@@ -635,7 +640,8 @@ Lease::~Lease() { t_lease = previous; }
 
 std::unique_ptr<RestEngine::ThreadLease> RestEngine::LendThisThread(
     std::function<void()> on_slow) {
-  return std::make_unique<Lease>(impl_.get(), impl_->DriverCacheSize(), std::move(on_slow));
+  return std::make_unique<Lease>(impl_.get(), impl_->DriverCacheSize(), std::move(on_slow),
+                                 impl_->options.spin_wait);
 }
 
 RestEngine::RestEngine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {

@@ -83,6 +83,9 @@ struct EngineOptions {
   // A cached OAuth2 token is renewed this long before it expires.
   std::chrono::seconds oauth2_expiry_margin{30};
   std::string user_agent = "wsstep/0.1";
+  // A lent thread (LendThisThread) looks at its socket this long before it sleeps, while
+  // its origin answers about that fast (rest/spin_wait.h); 0: never.
+  std::chrono::microseconds spin_wait = std::chrono::microseconds(250);
 };
 
 using StepCallback = std::function<void(Result<RestResult>)>;

@@ -6,7 +6,7 @@
 // average) and stops spinning when they are longer than spinning could cover, so a far
 // origin or a host that calls once a second costs no CPU.
 //
-//   SpinAdvisor advisor;                      // one per waiting thread
+//   SpinAdvisor advisor(options.spin_wait);   // one per waiting thread; 0: never spins
 //   auto spin = advisor.Budget();             // 0: sleep at once
 //   ... wait, spinning up to `spin` first ...
 //   advisor.Observe(how_long_it_took);        // or ObserveFailure()
@@ -22,18 +22,24 @@ namespace wsstep::rest {
 
 class SpinAdvisor {
  public:
-  // How long a spin lasts.
-  static constexpr std::chrono::microseconds kSpin{250};
-  // Waits that average more than this are too long to be worth a spin.
-  static constexpr std::chrono::microseconds kWorthIt{1000};
+  // How long a spin lasts unless told otherwise (EngineOptions::spin_wait, the plugin's
+  // spin_wait_us setting).
+  static constexpr std::chrono::microseconds kDefaultSpin{250};
+  // Waits that average more than this many spins are too long to be worth one.
+  static constexpr int kWorthItSpins = 4;
 
-  // kSpin while the recent waits averaged at most kWorthIt; otherwise zero, except for
-  // one wait in 64, which spins anyway to notice that the waits became short again.
+  explicit SpinAdvisor(std::chrono::microseconds spin = kDefaultSpin)
+      : spin_(spin.count() > 0 ? spin : std::chrono::microseconds(0)) {}
+
+  std::chrono::microseconds spin() const { return spin_; }
+  // Waits longer than this (on average) stop the spin.
+  double worth_it_us() const { return static_cast<double>(kWorthItSpins * spin_.count()); }
+
+  // spin() while the recent waits averaged at most worth_it_us(); otherwise zero, except
+  // for one wait in 64, which spins anyway to notice that the waits became short again.
   std::chrono::microseconds Budget() {
     const bool probe = (++waits_ & 63) == 0;
-    return probe || average_us_ <= static_cast<double>(kWorthIt.count())
-               ? kSpin
-               : std::chrono::microseconds(0);
+    return probe || average_us_ <= worth_it_us() ? spin_ : std::chrono::microseconds(0);
   }
 
   // How long a wait (or the operation around it) took.
@@ -41,11 +47,12 @@ class SpinAdvisor {
     average_us_ += (static_cast<double>(took.count()) - average_us_) / 8;
   }
   // A wait that ended in an error: counts as a long one.
-  void ObserveFailure() { Observe(10 * kWorthIt); }
+  void ObserveFailure() { Observe(10 * kWorthItSpins * spin_); }
 
   double average_us() const { return average_us_; }
 
  private:
+  std::chrono::microseconds spin_;
   uint64_t waits_ = 0;
   double average_us_ = 0;  // optimistic at first: the first waits spin
 };
