@@ -39,6 +39,7 @@
 #include "core/error.h"
 #include "core/vault.h"
 #include "plugin/log.h"
+#include "rest/spin_wait.h"
 
 namespace wsstep::plugin {
 
@@ -62,7 +63,7 @@ struct Config {
   LogLevel log_level = LogLevel::kInfo;
   // How long a thread with nothing else to do looks at its socket before it sleeps
   // (rest/spin_wait.h); 0: never spins. At most kMaxSpinWait.
-  std::chrono::microseconds spin_wait{250};
+  std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
 
   // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
   // startup log line); says whether a master key was given.

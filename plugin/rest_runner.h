@@ -51,7 +51,8 @@ struct TransferOptions {
   size_t max_body_bytes = 8 << 20;
   int workers = 8;
   size_t max_queue = 1024;
-  std::chrono::microseconds spin_wait{250};  // EngineOptions::spin_wait
+  // EngineOptions::spin_wait
+  std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
 };
 
 class Transfers;  // the engine and the SOAP client

@@ -49,7 +49,7 @@ struct PluginFacts {
   bool go_plugin = false;  // launched through the go-plugin handshake
   // How long the dispatching thread looks for the host's next call before it sleeps,
   // when no step runs (rest/spin_wait.h); 0: never.
-  std::chrono::microseconds spin_wait{250};
+  std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
 };
 
 // The plugin's version ("0.1.0"), from the CMake project version.

@@ -40,6 +40,7 @@
 #include "core/error.h"
 #include "core/identity.h"
 #include "rest/credential_source.h"
+#include "rest/spin_wait.h"
 #include "rest/step.h"
 
 namespace wsstep::rest {
@@ -85,7 +86,7 @@ struct EngineOptions {
   std::string user_agent = "wsstep/0.1";
   // A lent thread (LendThisThread) looks at its socket this long before it sleeps, while
   // its origin answers about that fast (rest/spin_wait.h); 0: never.
-  std::chrono::microseconds spin_wait = std::chrono::microseconds(250);
+  std::chrono::microseconds spin_wait = SpinAdvisor::kDefaultSpin;
 };
 
 using StepCallback = std::function<void(Result<RestResult>)>;
