@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "plugin/host_launcher.h"
+#include "plugin/cli/host_launcher.h"
 #include "tests/support/pki.h"
 #include "wsstep/v1/certificate_service.grpc.pb.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"

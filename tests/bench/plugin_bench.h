@@ -1,5 +1,5 @@
 // wsstep end to end, as a workflow host sees it: launches the real `wsstep` binary through
-// the go-plugin handshake (plugin/host_launcher.h), imports the client certificate and
+// the go-plugin handshake (plugin/cli/host_launcher.h), imports the client certificate and
 // the trust bundle over CertificateService, binds them to localhost:<origin port>, then
 // drives ExecuteRestStep (verification on) from a closed-loop gRPC client (callback API,
 // N calls in flight on one channel).

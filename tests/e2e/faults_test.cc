@@ -301,7 +301,7 @@ TEST_F(OriginFaultTest, StallAfterHeadersAndPartOfTheBodyIsTimeoutWithinTheStepD
 
 TEST_F(OriginFaultTest, AStepStalledOnTheDispatchingThreadDoesNotHoldUpTheNextSteps) {
   // The plugin runs a step that arrives while it is idle on the thread that received it
-  // (plugin/step_service.h); a stand-in must take the next calls while that step waits.
+  // (plugin/server/step_service.h); a stand-in must take the next calls while that step waits.
   ExpectHealthyStep("warm");
   origin_->SetHandler([](const testing::ServerRequest& request) {
     testing::ServerResponse r;

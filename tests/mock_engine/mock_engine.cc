@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "plugin/handshake.h"
+#include "plugin/process/handshake.h"
 
 namespace wsstep::mock_engine {
 

@@ -27,8 +27,8 @@
 #include <utility>
 #include <vector>
 
-#include "plugin/host_launcher.h"
-#include "plugin/status_map.h"
+#include "plugin/cli/host_launcher.h"
+#include "plugin/server/status_map.h"
 #include "tests/support/pki.h"
 #include "wsstep/v1/certificate_service.grpc.pb.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"

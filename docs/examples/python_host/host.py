@@ -35,7 +35,7 @@ import time
 import grpc
 from grpc_tools import protoc
 
-# The handshake contract (must match plugin/handshake.h).
+# The handshake contract (must match plugin/process/handshake.h).
 MAGIC_COOKIE_KEY = "WSSTEP_PLUGIN"
 MAGIC_COOKIE_VALUE = "e1f4b2c7-wsstep-step-plugin-v1"
 CORE_PROTOCOL_VERSION = 1

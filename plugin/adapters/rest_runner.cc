@@ -1,0 +1,461 @@
+#include "plugin/adapters/rest_runner.h"
+
+#include "plugin/adapters/proto_convert.h"
+#include "plugin/server/status_map.h"
+#include "plugin/adapters/step_convert.h"
+#include "rest/http_text.h"
+
+namespace wsstep::plugin {
+namespace {
+
+bool IsResolutionOutcome(Code c) {
+  return c == Code::kCertificateNotFound || c == Code::kCertificateExpired ||
+         c == Code::kCertificateNotYetValid;
+}
+
+// What the store resolved for one call.
+struct Resolved {
+  core::CallCredentials credentials;
+  core::ResolveRequest request;
+  std::string server_name;  // SNI / verification name
+  uint64_t version = 0;     // of the client certificate's entry
+  bool used_store = false;
+};
+
+// The store's view of a call to `url`: host (tls_server_name wins), port, environment,
+// named certificate. `https` tells whether TLS is involved at all.
+Result<core::ResolveRequest> TargetOf(std::string_view url, const rest::TlsOptions& tls,
+                                      std::string_view url_field, bool* https = nullptr) {
+  WSSTEP_ASSIGN_OR_RETURN(rest::UrlParts parts, rest::ParseHttpUrl(url, url_field));
+  core::ResolveRequest r;
+  r.host = tls.tls_server_name.empty() ? parts.host : tls.tls_server_name;
+  r.port = parts.port;
+  r.environment = tls.environment;
+  r.certificate_name = tls.certificate_name;
+  if (https != nullptr) *https = parts.scheme == "https";
+  return r;
+}
+
+}  // namespace
+
+StoreCredentialSource::StoreCredentialSource(std::shared_ptr<core::CertificateStore> store)
+    : store_(std::move(store)) {}
+
+Result<rest::ResolvedCredentials> StoreCredentialSource::Resolve(
+    std::string_view host, uint16_t port, std::string_view environment,
+    std::string_view certificate_name, const rest::CredentialContext& context) {
+  core::ResolveRequest r;
+  r.host = std::string(host);
+  r.port = port;
+  r.environment = environment.empty() ? std::string(core::kDefaultEnvironment)
+                                      : std::string(environment);
+  r.certificate_name = std::string(certificate_name);
+  // Only the step's own host must have a client certificate; a redirect target or a token
+  // endpoint without one bound gets its bound trust (or the system CAs).
+  const bool require = context.purpose == rest::CredentialPurpose::kStep ||
+                       !certificate_name.empty();
+  WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call, store_->ResolveForCall(r, require));
+  rest::ResolvedCredentials out;
+  out.credentials = call.credentials;
+  out.explanation = call.resolution.explanation;
+  return out;
+}
+
+class Transfers {
+ public:
+  Transfers(std::shared_ptr<core::CertificateStore> store, const TransferOptions& options)
+      : store_(std::move(store)) {
+    limits_.max_body_bytes = options.max_body_bytes;
+    rest::EngineOptions eo;
+    eo.workers = options.workers;
+    eo.max_queue = options.max_queue;
+    eo.spin_wait = options.spin_wait;
+    eo.protected_environments = options.protected_environments;
+    eo.credentials = std::make_shared<StoreCredentialSource>(store_);
+    engine_ = std::make_unique<rest::RestEngine>(std::move(eo));
+    soap_ = std::make_unique<soap::SoapClient>(*engine_);
+  }
+  ~Transfers() {
+    Shutdown();
+    soap_.reset();
+    engine_.reset();
+  }
+  void Shutdown() { engine_->Shutdown(); }
+
+  const StepLimits& limits() const { return limits_; }
+  rest::RestEngine& engine() { return *engine_; }
+  soap::SoapClient& soap() { return *soap_; }
+  core::CertificateStore& store() { return *store_; }
+
+  // Credentials for a call to `url` with `tls`. With ssl_verification the store's
+  // resolution (failures are outcomes); without it, trust only and no client
+  // certificate.
+  Result<Resolved> ResolveFor(std::string_view url, const rest::TlsOptions& tls,
+                              std::string_view url_field) const {
+    Resolved out;
+    bool https = false;
+    WSSTEP_ASSIGN_OR_RETURN(out.request, TargetOf(url, tls, url_field, &https));
+    out.request.explain = false;  // a step never shows a successful resolution's explanation
+    out.server_name = out.request.host;
+    if (!https) return out;
+    if (tls.ssl_verification) {
+      out.used_store = true;
+      WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call, store_->ResolveForCall(out.request));
+      out.credentials = call.credentials;
+      if (out.credentials.identity) out.version = out.credentials.identity->version;
+      return out;
+    }
+    auto trust = store_->ResolveForCall(out.request, /*require_identity=*/false);
+    if (trust.ok()) {
+      out.credentials.trust = trust->credentials.trust;
+      out.credentials.private_trust_only = trust->credentials.private_trust_only;
+    }
+    return out;
+  }
+
+  // A resolution failure is the step's outcome (in `out`), and a use of the store.
+  void ResolutionFailed(const Error& e, std::string_view url, const rest::TlsOptions& tls,
+                        const CallContext& call, v1::StepError* out) const {
+    FillStepError(e, out);
+    if (!IsResolutionOutcome(e.code)) return;
+    auto target = TargetOf(url, tls, "url");
+    if (!target.ok()) return;
+    Resolved r;
+    r.used_store = true;
+    r.request = std::move(target).value();
+    RecordUse(r, call, CodeName(e.code));
+  }
+
+  void RecordUse(const Resolved& r, const CallContext& call, std::string_view outcome) const {
+    if (!r.used_store) return;
+    const std::string id = r.credentials.identity ? r.credentials.identity->entry_id : "";
+    store_->RecordUse(id, r.request,
+                      core::AuditContext(call.ActorOrDefault(), call.step_id, call.workflow_id),
+                      outcome);
+  }
+
+ private:
+  std::shared_ptr<core::CertificateStore> store_;
+  StepLimits limits_;
+  std::unique_ptr<rest::RestEngine> engine_;
+  std::unique_ptr<soap::SoapClient> soap_;
+};
+
+namespace {
+
+// A refused submission (queue full, stopping) is the contract's UNAVAILABLE, not an
+// outcome: the step never ran.
+std::optional<Error> EngineRefusal(const Error& e) {
+  if (e.code != Code::kFailedPrecondition) return std::nullopt;
+  auto it = e.detail.find("reason");
+  if (it == e.detail.end() || (it->second != "engine_busy" && it->second != "shutting_down")) {
+    return std::nullopt;
+  }
+  Error out(Code::kTransferFailed,
+            it->second == "engine_busy"
+                ? "the transfer engine's queue is full; the step was not started, retry later"
+                : "the transfer engine is shutting down; the step was not started");
+  out.With("reason", it->second);
+  return out;
+}
+
+void AddDiagnostic(const Error& e, v1::Severity severity, v1::ValidateStepResponse* response) {
+  ErrorToDiagnostic(e, severity, response->add_diagnostics());
+}
+
+void ValidateResolution(Transfers& t, const std::string& url, const rest::TlsOptions& tls,
+                        const char* url_field, v1::ValidateStepResponse* response) {
+  if (!tls.ssl_verification) return;
+  auto target = TargetOf(url, tls, url_field);
+  if (!target.ok()) return;  // reported by the engine's validation
+  const core::ResolveRequest& r = *target;
+  auto explained = t.store().Explain(r);
+  if (explained.ok()) return;
+  Error e = explained.error();
+  e.message = "verification on, but " + e.message;
+  e.With("field", tls.certificate_name.empty() ? "tls.ssl_verification" : "tls.certificate");
+  AddDiagnostic(e, v1::SEVERITY_ERROR, response);
+}
+
+void AddTlsWarnings(const rest::TlsOptions& tls, v1::ValidateStepResponse* response) {
+  std::vector<std::string> w;
+  if (!tls.verify_peer) w.push_back("verify_peer is off: the server's certificate is not checked");
+  if (!tls.verify_host) w.push_back("verify_host is off: the server's name is not checked");
+  FillWarnings(w, response->mutable_diagnostics());
+}
+
+class RestRunner final : public RestStepRunner {
+ public:
+  explicit RestRunner(std::shared_ptr<Transfers> t) : t_(std::move(t)) {}
+
+  Status Validate(const CallContext& /*call*/, const v1::RestStep& step,
+                  const std::string& environment, v1::ValidateStepResponse* response) override {
+    auto s = RestStepFromProto(step, environment, t_->limits());
+    if (!s.ok()) {
+      AddDiagnostic(TranslateField(s.error(), RestFieldToProto), v1::SEVERITY_ERROR, response);
+      return Status();
+    }
+    Status v = t_->engine().Validate(*s);
+    if (!v.ok()) {
+      AddDiagnostic(TranslateField(v.error(), RestFieldToProto), v1::SEVERITY_ERROR, response);
+    }
+    ValidateResolution(*t_, s->url, s->tls, "url", response);
+    AddTlsWarnings(s->tls, response);
+    return Status();
+  }
+
+  void Execute(const CallContext& call, const v1::ExecuteRestStepRequest& request,
+               v1::ExecuteRestStepResponse* response, Done done) override {
+    v1::StepOutcome* outcome = response->mutable_outcome();
+    auto step = RestStepFromProto(request.step(), request.environment(), t_->limits());
+    if (!step.ok()) {
+      FillStepError(TranslateField(step.error(), RestFieldToProto), outcome->mutable_error());
+      done(Status());
+      return;
+    }
+    step->step_id = call.step_id;
+    step->workflow_id = call.workflow_id;
+    auto resolved = t_->ResolveFor(step->url, step->tls, "url");
+    if (!resolved.ok()) {
+      t_->ResolutionFailed(TranslateField(resolved.error(), RestFieldToProto), step->url,
+                           step->tls, call, outcome->mutable_error());
+      done(Status());
+      return;
+    }
+    // The engine watches the call's own cancelled flag (set by gRPC's OnCancel).
+    rest::CancelToken token(call.cancelled);
+    auto t = t_;
+    auto res = std::make_shared<Resolved>(std::move(resolved).value());
+    core::CallCredentials credentials = res->credentials;
+    t_->engine().Submit(
+        std::move(step).value(), std::move(credentials), call.SteadyDeadline(), token,
+        [t, res, call, outcome, done](Result<rest::RestResult> r) {
+          if (!r.ok()) {
+            if (auto refusal = EngineRefusal(r.error())) {
+              done(*refusal);
+              return;
+            }
+            FillStepError(TranslateField(r.error(), RestFieldToProto), outcome->mutable_error());
+            t->RecordUse(*res, call, CodeName(r.error().code));
+          } else {
+            FillHttpOutcome(std::move(r).value(), res->version, res->server_name, outcome);
+            t->RecordUse(*res, call, "OK");
+          }
+          done(Status());
+        });
+  }
+
+ private:
+  std::shared_ptr<Transfers> t_;
+};
+
+Result<rest::RestStep> SoapTransport(const v1::SoapStep& step, const std::string& environment,
+                                     const StepLimits& limits) {
+  WSSTEP_ASSIGN_OR_RETURN(rest::RestStep s,
+                          TransportFromProto(step.auth(), step.tls(), step.timeouts(),
+                                             step.redirects(), step.max_response_bytes(),
+                                             environment, limits));
+  s.url.clear();
+  s.method = "POST";  // what SoapClient sends; anything else is refused
+  for (const auto& h : step.http_headers()) s.headers.push_back({h.name(), h.value()});
+  return s;
+}
+
+class SoapRunner final : public SoapStepRunner {
+ public:
+  explicit SoapRunner(std::shared_ptr<Transfers> t) : t_(std::move(t)) {}
+
+  Status Validate(const CallContext& /*call*/, const v1::SoapStep& step,
+                  const std::string& environment, v1::ValidateStepResponse* response) override {
+    auto transport = SoapTransport(step, environment, t_->limits());
+    auto s = SoapStepFromProto(step, t_->limits());
+    if (!transport.ok() || !s.ok()) {
+      const Error& e = !transport.ok() ? transport.error() : s.error();
+      AddDiagnostic(TranslateField(e, SoapFieldToProto), v1::SEVERITY_ERROR, response);
+      return Status();
+    }
+    Status v = t_->soap().Validate(*s, *transport);
+    if (!v.ok()) {
+      AddDiagnostic(TranslateField(v.error(), SoapFieldToProto), v1::SEVERITY_ERROR, response);
+    }
+    ValidateResolution(*t_, step.endpoint(), transport->tls, "endpoint", response);
+    AddTlsWarnings(transport->tls, response);
+    return Status();
+  }
+
+  void Execute(const CallContext& call, const v1::ExecuteSoapStepRequest& request,
+               v1::ExecuteSoapStepResponse* response, Done done) override {
+    v1::StepOutcome* outcome = response->mutable_outcome();
+    auto transport = SoapTransport(request.step(), request.environment(), t_->limits());
+    auto s = transport.ok() ? SoapStepFromProto(request.step(), t_->limits())
+                            : Result<soap::SoapStep>(transport.error());
+    if (!s.ok()) {
+      FillStepError(TranslateField(s.error(), SoapFieldToProto), outcome->mutable_error());
+      done(Status());
+      return;
+    }
+    transport->step_id = call.step_id;
+    transport->workflow_id = call.workflow_id;
+    auto resolved = t_->ResolveFor(request.step().endpoint(), transport->tls, "endpoint");
+    if (!resolved.ok()) {
+      t_->ResolutionFailed(TranslateField(resolved.error(), SoapFieldToProto),
+                           request.step().endpoint(), transport->tls, call,
+                           outcome->mutable_error());
+      done(Status());
+      return;
+    }
+    // The engine watches the call's own cancelled flag (set by gRPC's OnCancel).
+    rest::CancelToken token(call.cancelled);
+    auto t = t_;
+    auto res = std::make_shared<Resolved>(std::move(resolved).value());
+    t_->soap().Submit(
+        *s, std::move(transport).value(), res->credentials, call.SteadyDeadline(), token,
+        [t, res, call, outcome, done](Result<soap::SoapResult> r) {
+          if (!r.ok()) {
+            if (auto refusal = EngineRefusal(r.error())) {
+              done(*refusal);
+              return;
+            }
+            FillStepError(TranslateField(r.error(), SoapFieldToProto), outcome->mutable_error());
+            t->RecordUse(*res, call, CodeName(r.error().code));
+          } else {
+            FillSoapResult(*r, outcome->mutable_soap());
+            FillTimings(r->http.timings, outcome->mutable_timings());
+            FillTlsFacts(r->http.tls, res->version, res->server_name, outcome->mutable_tls());
+            FillWarnings(r->http.warnings, outcome->mutable_warnings());
+            t->RecordUse(*res, call, r->response.fault ? "SOAP_FAULT" : "OK");
+          }
+          done(Status());
+        });
+  }
+
+ private:
+  std::shared_ptr<Transfers> t_;
+};
+
+void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& call,
+                        const v1::TestConnectionRequest& request,
+                        v1::TestConnectionResponse* response, const Done& done) {
+  if (request.host().empty()) {
+    done(Error(Code::kInvalidArgument, "host: required").With("field", "host"));
+    return;
+  }
+  if (request.port() > 65535) {
+    done(Error(Code::kInvalidArgument, "port: not a TCP port").With("field", "port"));
+    return;
+  }
+  v1::TlsOptions tls_proto;
+  if (request.has_tls()) {
+    tls_proto = request.tls();
+  } else {
+    tls_proto.set_ssl_verification(true);
+  }
+  auto step = TransportFromProto(v1::HttpAuth(), tls_proto, v1::Timeouts(), v1::RedirectPolicy(),
+                                 0, request.environment(), t->limits());
+  if (!step.ok()) {
+    Error e = step.error();
+    e.code = Code::kInvalidArgument;
+    e.With("field", "tls." + (e.detail.count("field") ? e.detail.at("field") : std::string()));
+    done(TranslateField(e, RestFieldToProto));
+    return;
+  }
+  const uint16_t port = request.port() == 0 ? 443 : static_cast<uint16_t>(request.port());
+  const bool ipv6 = request.host().find(':') != std::string::npos;
+  step->method = "HEAD";
+  step->url = "https://" + (ipv6 ? "[" + request.host() + "]" : request.host()) + ":" +
+              std::to_string(port) + "/";
+  std::chrono::milliseconds limit(10'000);
+  if (request.has_timeout()) {
+    limit = std::chrono::milliseconds(request.timeout().seconds() * 1000 +
+                                      request.timeout().nanos() / 1'000'000);
+  }
+  step->timeouts.connect = limit;
+  step->timeouts.total = limit;
+  step->step_id = call.step_id;
+  step->workflow_id = call.workflow_id;
+
+  if (step->tls.ssl_verification) {
+    auto r = TargetOf(step->url, step->tls, "host");
+    if (!r.ok()) {
+      done(r.error());
+      return;
+    }
+    Status explained = ExplainResolution(t->store(), *r, response->mutable_resolution());
+    if (!explained.ok()) {
+      done(explained);
+      return;
+    }
+  }
+  auto resolved = t->ResolveFor(step->url, step->tls, "host");
+  if (!resolved.ok()) {
+    response->set_ok(false);
+    FillStepError(resolved.error(), response->mutable_error());
+    done(Status());
+    return;
+  }
+  rest::CancelToken token(call.cancelled);
+  auto res = std::make_shared<Resolved>(std::move(resolved).value());
+  t->engine().Submit(
+      std::move(step).value(), res->credentials, call.SteadyDeadline(), token,
+      [t, res, call, response, done](Result<rest::RestResult> r) {
+        if (!r.ok()) {
+          if (auto refusal = EngineRefusal(r.error())) {
+            done(*refusal);
+            return;
+          }
+          response->set_ok(false);
+          FillStepError(r.error(), response->mutable_error());
+          t->RecordUse(*res, call, CodeName(r.error().code));
+        } else {
+          response->set_ok(true);
+          FillTlsFacts(r->tls, res->version, res->server_name, response->mutable_tls());
+          if (response->tls().has_server_certificate()) {
+            *response->add_server_chain() = response->tls().server_certificate();
+          }
+          FillTimings(r->timings, response->mutable_timings());
+          FillWarnings(r->warnings, response->mutable_warnings());
+          t->RecordUse(*res, call, "OK");
+        }
+        done(Status());
+      });
+}
+
+}  // namespace
+
+std::shared_ptr<Transfers> MakeTransfers(std::shared_ptr<core::CertificateStore> store,
+                                         const TransferOptions& options) {
+  return std::make_shared<Transfers>(std::move(store), options);
+}
+
+void ShutdownTransfers(Transfers& transfers) { transfers.Shutdown(); }
+
+std::unique_ptr<StepThreadLease> LendThreadToEngine(Transfers& transfers,
+                                                    std::function<void()> on_slow) {
+  class EngineLease final : public StepThreadLease {
+   public:
+    explicit EngineLease(std::unique_ptr<rest::RestEngine::ThreadLease> lease)
+        : lease_(std::move(lease)) {}
+    void AllowInline(bool allow) override { lease_->AllowRunHere(allow); }
+
+   private:
+    std::unique_ptr<rest::RestEngine::ThreadLease> lease_;
+  };
+  return std::make_unique<EngineLease>(transfers.engine().LendThisThread(std::move(on_slow)));
+}
+
+std::shared_ptr<RestStepRunner> MakeRestRunner(std::shared_ptr<Transfers> transfers) {
+  return std::make_shared<RestRunner>(std::move(transfers));
+}
+
+std::shared_ptr<SoapStepRunner> MakeSoapRunner(std::shared_ptr<Transfers> transfers) {
+  return std::make_shared<SoapRunner>(std::move(transfers));
+}
+
+ConnectionTester MakeConnectionTester(std::shared_ptr<Transfers> transfers) {
+  return [transfers](const CallContext& call, const v1::TestConnectionRequest& request,
+                     v1::TestConnectionResponse* response, Done done) {
+    TestConnectionImpl(transfers, call, request, response, done);
+  };
+}
+
+}  // namespace wsstep::plugin

@@ -1,0 +1,485 @@
+#include "plugin/adapters/step_convert.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "plugin/adapters/proto_convert.h"
+#include "plugin/server/status_map.h"
+#include "rest/http_text.h"
+
+namespace wsstep::plugin {
+namespace {
+
+Error Invalid(std::string field, std::string message) {
+  return Error(Code::kInvalidStepConfig, field + ": " + message, {}, Side::kConfiguration)
+      .With("field", field);
+}
+
+// Far beyond any real API and far below what makes a server refuse the request (nginx
+// answers 400 past 32 KiB of headers by default) or the plugin build megabytes of header
+// text per step: a request carrying more is a configuration error, not a transfer to try.
+constexpr int kMaxHeaders = 1000;
+constexpr size_t kMaxHeaderBytes = 256 * 1024;
+
+Status CheckHeaderVolume(const google::protobuf::RepeatedPtrField<v1::Header>& headers,
+                         const std::string& field) {
+  if (headers.size() > kMaxHeaders) {
+    return Error(Code::kInvalidStepConfig,
+                 field + ": " + std::to_string(headers.size()) + " headers, above the limit of " +
+                     std::to_string(kMaxHeaders),
+                 "Send fewer headers; nothing was sent.", Side::kConfiguration)
+        .With("field", field)
+        .With("limit", std::to_string(kMaxHeaders));
+  }
+  size_t bytes = 0;
+  for (const auto& h : headers) bytes += h.name().size() + h.value().size();
+  if (bytes > kMaxHeaderBytes) {
+    return Error(Code::kInvalidStepConfig,
+                 field + ": " + std::to_string(bytes) + " bytes of headers, above the limit of " +
+                     std::to_string(kMaxHeaderBytes),
+                 "Move large values into the body; nothing was sent.", Side::kConfiguration)
+        .With("field", field)
+        .With("limit", std::to_string(kMaxHeaderBytes));
+  }
+  return Status();
+}
+
+// Longer URLs are refused by servers (nginx: 8 KiB request lines) long before this. A
+// host name longer than DNS allows can never resolve, and must not reach certificate
+// resolution looking like a host that merely has no binding: ParseHttpUrl refuses it.
+constexpr size_t kMaxUrlBytes = 64 * 1024;
+
+Status CheckUrl(const std::string& url, const std::string& field) {
+  if (url.size() > kMaxUrlBytes) {
+    return Error(Code::kInvalidStepConfig,
+                 field + ": " + std::to_string(url.size()) + " bytes, above the limit of " +
+                     std::to_string(kMaxUrlBytes),
+                 "Give the endpoint's URL; send data in the body or query parameters.",
+                 Side::kConfiguration)
+        .With("field", field);
+  }
+  // ParseHttpUrl also refuses host names longer than DNS allows.
+  return rest::ParseHttpUrl(url, field).status();
+}
+
+// What a request body (or the part of a SOAP envelope the step gives verbatim) may not
+// exceed: refused before anything is built or sent.
+// `size` says what is too large, e.g. "9000000 bytes".
+Error BodyTooLarge(const std::string& field, const std::string& size, const StepLimits& limits) {
+  return Error(Code::kInvalidStepConfig,
+               field + ": " + size + ", above the plugin's max_body_bytes of " +
+                   std::to_string(limits.max_body_bytes),
+               "Send a smaller body, or raise limits.max_body_bytes in the plugin's "
+               "configuration; nothing was sent.",
+               Side::kConfiguration)
+      .With("field", field)
+      .With("limit", std::to_string(limits.max_body_bytes));
+}
+
+std::string Replace(std::string_view field, std::string_view from, std::string_view to) {
+  if (!field.starts_with(from)) return std::string(field);
+  return std::string(to) + std::string(field.substr(from.size()));
+}
+
+std::chrono::milliseconds FromDuration(const google::protobuf::Duration& d) {
+  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1'000'000);
+}
+
+void SetDuration(int64_t us, google::protobuf::Duration* out) {
+  out->set_seconds(us / 1'000'000);
+  out->set_nanos(static_cast<int32_t>((us % 1'000'000) * 1000));
+}
+
+bool IsHexPin(std::string_view pin) {
+  int digits = 0;
+  for (char c : pin) {
+    if (std::isxdigit(static_cast<unsigned char>(c))) {
+      ++digits;
+    } else if (c != ':' && c != ' ') {
+      return false;
+    }
+  }
+  return digits == 64;
+}
+
+// The proto allows bare base64 pins; the engine wants "sha256//" or hex.
+std::string NormalizeProtoPins(std::string_view pins) {
+  std::string out;
+  size_t start = 0;
+  while (start <= pins.size()) {
+    size_t end = pins.find(';', start);
+    if (end == std::string_view::npos) end = pins.size();
+    std::string_view one = pins.substr(start, end - start);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+    if (!one.empty()) {
+      if (!out.empty()) out += ';';
+      if (!one.starts_with("sha256//") && !IsHexPin(one)) out += "sha256//";
+      out += one;
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+soap::XmlNode NodeFromProto(const v1::XmlElement& e) {
+  soap::XmlNode n;
+  n.name = e.name();
+  if (!e.namespace_uri().empty()) n.ns = e.namespace_uri();
+  for (const auto& a : e.attributes()) {
+    n.attributes.push_back({.name = a.name(), .ns = a.namespace_uri(), .prefix = {}, .value = a.value()});
+  }
+  if (e.nil()) {
+    n.attributes.push_back({.name = "nil",
+                            .ns = "http://www.w3.org/2001/XMLSchema-instance",
+                            .prefix = "xsi",
+                            .value = "true"});
+  } else {
+    n.text = e.text();
+    for (const auto& c : e.children()) n.children.push_back(NodeFromProto(c));
+  }
+  return n;
+}
+
+void ElementToProto(const soap::XmlElement& e, v1::XmlElement* out) {
+  out->set_name(ValidUtf8(e.name));
+  out->set_namespace_uri(ValidUtf8(e.ns));
+  for (const auto& [name, value] : e.attributes) {
+    const auto colon = name.find(':');
+    if (colon != std::string::npos && name.substr(colon + 1) == "nil" && value == "true") {
+      out->set_nil(true);
+      continue;
+    }
+    auto* a = out->add_attributes();
+    a->set_name(ValidUtf8(name));
+    a->set_value(ValidUtf8(value));
+  }
+  out->set_text(ValidUtf8(e.text));
+  for (const auto& c : e.children) ElementToProto(c, out->add_children());
+}
+
+}  // namespace
+
+std::string RestFieldToProto(std::string_view field) {
+  if (field == "max_redirects") return "redirects.max_redirects";
+  if (field.starts_with("auth.oauth2.")) {
+    return Replace(field, "auth.oauth2.", "auth.oauth2_client_credentials.");
+  }
+  if (field == "tls.certificate_name") return "tls.certificate";
+  return std::string(field);
+}
+
+std::string SoapFieldToProto(std::string_view field) {
+  if (field.starts_with("transport.")) {
+    std::string rest = RestFieldToProto(field.substr(10));
+    return Replace(rest, "headers[", "http_headers[");
+  }
+  if (field == "body") return "raw_body";
+  if (field == "operation.namespace") return "operation.namespace_uri";
+  if (field.starts_with("parameters")) return "operation." + std::string(field);
+  if (field == "security.timestamp.ttl_seconds") return "ws_security.timestamp_ttl";
+  if (field.starts_with("security.")) return Replace(field, "security.", "ws_security.");
+  if (field.starts_with("headers[")) return Replace(field, "headers[", "http_headers[");
+  return RestFieldToProto(field);
+}
+
+Error TranslateField(Error e, std::string (*translate)(std::string_view)) {
+  auto it = e.detail.find("field");
+  if (it == e.detail.end()) return e;
+  const std::string old = it->second;
+  it->second = translate(old);
+  if (old != it->second && e.message.starts_with(old + ":")) {
+    e.message = it->second + e.message.substr(old.size());
+  }
+  return e;
+}
+
+Result<rest::RestStep> TransportFromProto(const v1::HttpAuth& auth, const v1::TlsOptions& tls,
+                                          const v1::Timeouts& timeouts,
+                                          const v1::RedirectPolicy& redirects,
+                                          int64_t max_response_bytes,
+                                          const std::string& environment,
+                                          const StepLimits& limits) {
+  rest::RestStep s;
+  switch (auth.method_case()) {
+    case v1::HttpAuth::kBasic:
+      s.auth = rest::BasicAuth{auth.basic().username(), SecretBytes(auth.basic().password())};
+      break;
+    case v1::HttpAuth::kBearer:
+      s.auth = rest::BearerAuth{SecretBytes(auth.bearer().token())};
+      break;
+    case v1::HttpAuth::kApiKey:
+      s.auth = rest::ApiKeyAuth{auth.api_key().name(), SecretBytes(auth.api_key().value()),
+                                auth.api_key().location() == v1::ApiKeyAuth::LOCATION_QUERY
+                                    ? rest::ApiKeyLocation::kQuery
+                                    : rest::ApiKeyLocation::kHeader};
+      break;
+    case v1::HttpAuth::kOauth2ClientCredentials: {
+      const auto& o = auth.oauth2_client_credentials();
+      std::string scope;
+      for (const auto& sc : o.scopes()) scope += (scope.empty() ? "" : " ") + sc;
+      rest::OAuth2ClientAuth method = rest::OAuth2ClientAuth::kUnspecified;
+      switch (o.client_authentication()) {
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_CLIENT_SECRET_BASIC:
+          method = rest::OAuth2ClientAuth::kClientSecretBasic;
+          break;
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_CLIENT_SECRET_POST:
+          method = rest::OAuth2ClientAuth::kClientSecretPost;
+          break;
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_TLS_CLIENT_AUTH:
+          method = rest::OAuth2ClientAuth::kTlsClientAuth;
+          break;
+        case v1::OAuth2ClientCredentials::CLIENT_AUTHENTICATION_UNSPECIFIED:
+          break;
+        default:
+          // An enum value from a newer proto: guessing a method could leak the secret to a
+          // server expecting another one.
+          return Invalid("auth.oauth2_client_credentials.client_authentication",
+                         "unknown value " + std::to_string(o.client_authentication()));
+      }
+      s.auth = rest::OAuth2ClientCredentials{o.token_url(),   o.client_id(),
+                                             SecretBytes(o.client_secret()), scope,
+                                             o.audience(),    method};
+      break;
+    }
+    default:
+      break;
+  }
+  s.tls.ssl_verification = tls.ssl_verification();
+  s.tls.certificate_name = tls.certificate();
+  if (!tls.certificate().empty() && !tls.ssl_verification()) {
+    return Invalid("tls.certificate", "naming a certificate requires tls.ssl_verification");
+  }
+  s.tls.environment = !tls.environment().empty() ? tls.environment()
+                      : !environment.empty()     ? environment
+                                                 : std::string(core::kDefaultEnvironment);
+  if (tls.has_verify_peer()) s.tls.verify_peer = tls.verify_peer().value();
+  if (tls.has_verify_host()) s.tls.verify_host = tls.verify_host().value();
+  s.tls.tls_server_name = tls.tls_server_name();
+  if (tls.min_tls_version() == v1::TLS_VERSION_1_2) s.tls.min_tls_version = "1.2";
+  if (tls.min_tls_version() == v1::TLS_VERSION_1_3) s.tls.min_tls_version = "1.3";
+  s.tls.pinned_public_key = NormalizeProtoPins(tls.pinned_public_key());
+  s.tls.private_trust_only = tls.private_trust_only();
+  if (timeouts.has_connect()) s.timeouts.connect = FromDuration(timeouts.connect());
+  if (timeouts.has_total()) s.timeouts.total = FromDuration(timeouts.total());
+  s.follow_redirects = redirects.follow();
+  if (redirects.max_redirects() < 0) return Invalid("redirects.max_redirects", "must be >= 0");
+  if (redirects.max_redirects() > 0) s.max_redirects = redirects.max_redirects();
+  if (max_response_bytes < 0) return Invalid("max_response_bytes", "must be >= 0");
+  s.max_response_bytes = max_response_bytes == 0
+                             ? limits.max_body_bytes
+                             : std::min<size_t>(static_cast<size_t>(max_response_bytes),
+                                                limits.max_body_bytes);
+  return s;
+}
+
+Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::string& environment,
+                                         const StepLimits& limits) {
+  WSSTEP_ASSIGN_OR_RETURN(rest::RestStep s,
+                          TransportFromProto(step.auth(), step.tls(), step.timeouts(),
+                                             step.redirects(), step.max_response_bytes(),
+                                             environment, limits));
+  s.method = step.method().empty() ? "GET" : step.method();
+  s.url = step.url();
+  // limits.max_body_bytes bounds request bodies as well as responses (PluginLimits says
+  // so); a larger one is refused before anything is sent.
+  if (step.body().size() > limits.max_body_bytes) {
+    return BodyTooLarge("body", std::to_string(step.body().size()) + " bytes", limits);
+  }
+  WSSTEP_RETURN_IF_ERROR(CheckHeaderVolume(step.headers(), "headers"));
+  WSSTEP_RETURN_IF_ERROR(CheckUrl(s.url, "url"));
+  for (const auto& q : step.query()) s.query.push_back({q.name(), q.value()});
+  bool has_content_type = false;
+  for (int i = 0; i < step.headers_size(); ++i) {
+    const auto& h = step.headers(i);
+    std::string lower = h.name();
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (lower == "host" || lower == "content-length" || lower == "transfer-encoding") {
+      return Invalid("headers[" + std::to_string(i) + "].name",
+                     "'" + h.name() + "' is set by the plugin and cannot be given");
+    }
+    has_content_type = has_content_type || lower == "content-type";
+    s.headers.push_back({h.name(), h.value()});
+  }
+  s.body = step.body();
+  s.content_type = step.content_type();
+  // The proto promises application/octet-stream for a body without a type.
+  if (!s.body.empty() && s.content_type.empty() && !has_content_type) {
+    s.content_type = "application/octet-stream";
+  }
+  return s;
+}
+
+Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLimits& limits) {
+  WSSTEP_RETURN_IF_ERROR(CheckHeaderVolume(step.http_headers(), "http_headers"));
+  // raw_body and the header blocks are copied into the envelope verbatim: together they
+  // are the request body, bounded like a REST body. The field named is the one that
+  // takes the total over the limit.
+  size_t envelope_bytes = step.raw_body().size();
+  if (envelope_bytes > limits.max_body_bytes) {
+    return BodyTooLarge("raw_body", std::to_string(envelope_bytes) + " bytes", limits);
+  }
+  for (int i = 0; i < step.header_blocks_size(); ++i) {
+    envelope_bytes += step.header_blocks(i).size();
+    if (envelope_bytes > limits.max_body_bytes) {
+      return BodyTooLarge("header_blocks[" + std::to_string(i) + "]",
+                          "with raw_body and the blocks before it, " +
+                              std::to_string(envelope_bytes) + " bytes",
+                          limits);
+    }
+  }
+  WSSTEP_RETURN_IF_ERROR(CheckUrl(step.endpoint(), "endpoint"));
+  soap::SoapStep s;
+  s.endpoint = step.endpoint();
+  s.version = step.version() == v1::SOAP_VERSION_1_2 ? soap::SoapVersion::k12
+                                                     : soap::SoapVersion::k11;
+  s.action = step.action();
+  if (step.has_operation()) {
+    const auto& op = step.operation();
+    soap::SoapOperation o;
+    o.name = op.name();
+    o.ns = op.namespace_uri();
+    // The proto's empty prefix means "ns" (a prefix can only be bound to a namespace).
+    o.prefix = !op.prefix().empty() ? op.prefix() : (op.namespace_uri().empty() ? "" : "ns");
+    for (const auto& p : op.parameters()) o.parameters.push_back(NodeFromProto(p));
+    s.body = std::move(o);
+  } else {
+    s.body = soap::RawXml{step.raw_body()};
+  }
+  for (const auto& h : step.header_blocks()) s.header_blocks.push_back(h);
+  if (step.has_ws_security()) {
+    const auto& ws = step.ws_security();
+    if (ws.has_username_token()) {
+      const auto& t = ws.username_token();
+      if (t.include_nonce_and_created() &&
+          t.password_type() != v1::WsSecurity::UsernameToken::PASSWORD_TYPE_DIGEST) {
+        return Invalid("ws_security.username_token.include_nonce_and_created",
+                       "not supported yet for PasswordText tokens");
+      }
+      s.security.username_token = soap::UsernameToken{
+          t.username(), SecretBytes(t.password()),
+          t.password_type() == v1::WsSecurity::UsernameToken::PASSWORD_TYPE_DIGEST
+              ? soap::PasswordType::kDigest
+              : soap::PasswordType::kText};
+    }
+    if (ws.has_timestamp_ttl()) {
+      s.security.timestamp.enabled = true;
+      s.security.timestamp.ttl_seconds = ws.timestamp_ttl().seconds();
+    }
+    s.security.must_understand = ws.must_understand();
+  }
+  return s;
+}
+
+void FillTimings(const rest::Timings& t, v1::Timings* out) {
+  // The engine reports phase durations; the proto counts from the step start.
+  int64_t at = 0;
+  if (t.dns_us > 0) SetDuration(at += t.dns_us, out->mutable_dns());
+  if (t.connect_us > 0) SetDuration(at += t.connect_us, out->mutable_connect());
+  if (t.tls_us > 0) SetDuration(at += t.tls_us, out->mutable_tls());
+  if (t.first_byte_us > 0) SetDuration(t.first_byte_us, out->mutable_first_byte());
+  SetDuration(t.total_us, out->mutable_total());
+}
+
+void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
+                  const std::string& server_name, v1::TlsFacts* out) {
+  if (!tls.used_tls) return;
+  out->set_protocol(tls.protocol);
+  out->set_cipher(tls.cipher);
+  if (!tls.server_subject.empty()) {
+    auto* sc = out->mutable_server_certificate();
+    // The server's certificate says what it likes in its names.
+    sc->set_subject(ValidUtf8(tls.server_subject));
+    sc->set_issuer(ValidUtf8(tls.server_issuer));
+    if (tls.server_not_after != 0) SetTimestamp(tls.server_not_after, sc->mutable_not_after());
+    out->add_server_chain_subjects(sc->subject());
+  }
+  if (tls.client_certificate) {
+    auto* c = out->mutable_client_certificate();
+    c->set_certificate_id(tls.client_certificate->entry_id);
+    c->set_name(tls.client_certificate->name);
+    c->set_sha256_fingerprint(tls.client_certificate->fingerprint);
+    c->set_version(client_version);
+  }
+  out->set_client_certificate_requested(tls.client_certificate_requested);
+  out->set_connection_reused(tls.connection_reused);
+  out->set_session_resumed(tls.session_resumed);
+  out->set_server_name(server_name);
+}
+
+void FillWarnings(const std::vector<std::string>& warnings,
+                  google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
+  for (const auto& w : warnings) {
+    auto* d = out->Add();
+    d->set_severity(v1::SEVERITY_WARNING);
+    if (w.starts_with("verify_peer")) {
+      d->set_code("VERIFY_PEER_DISABLED");
+      d->set_field_path("tls.verify_peer");
+    } else if (w.starts_with("verify_host")) {
+      d->set_code("VERIFY_HOST_DISABLED");
+      d->set_field_path("tls.verify_host");
+    } else {
+      d->set_code("WARNING");
+    }
+    d->set_summary(ValidUtf8(w));
+  }
+}
+
+void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
+                     const std::string& server_name, v1::StepOutcome* out) {
+  auto* h = out->mutable_http();
+  h->set_status(r.status);
+  // What the server sent may be in any encoding (HTTP allows obs-text in header values).
+  // The result is the caller's to give up: its strings move into the outcome.
+  h->mutable_headers()->Reserve(static_cast<int>(r.headers.size()));
+  for (auto& hd : r.headers) {
+    auto* x = h->add_headers();
+    x->set_name(TakeValidUtf8(std::move(hd.name)));
+    x->set_value(TakeValidUtf8(std::move(hd.value)));
+  }
+  h->set_body(std::move(r.body));
+  h->set_content_type(TakeValidUtf8(std::move(r.content_type)));
+  h->set_application_refused(r.application_refused);
+  h->set_effective_url(TakeValidUtf8(std::move(r.effective_url)));
+  h->set_redirect_count(r.redirects_followed);
+  FillTimings(r.timings, out->mutable_timings());
+  FillTlsFacts(r.tls, client_version, server_name, out->mutable_tls());
+  FillWarnings(r.warnings, out->mutable_warnings());
+  if (r.application_refused && !r.application_refused_message.empty()) {
+    auto* d = out->add_warnings();
+    d->set_severity(v1::SEVERITY_INFO);
+    d->set_code("APPLICATION_REFUSED");
+    d->set_summary(ValidUtf8(r.application_refused_message));
+  }
+}
+
+void FillSoapResult(const soap::SoapResult& r, v1::SoapResult* out) {
+  out->set_http_status(r.http.status);
+  for (const auto& hd : r.http.headers) {
+    auto* x = out->add_http_headers();
+    x->set_name(ValidUtf8(hd.name));
+    x->set_value(ValidUtf8(hd.value));
+  }
+  out->set_version(r.response.version == soap::SoapVersion::k12 ? v1::SOAP_VERSION_1_2
+                                                                : v1::SOAP_VERSION_1_1);
+  for (const auto& h : r.response.headers) out->add_header_blocks(ValidUtf8(h));
+  if (r.response.fault) {
+    const auto& f = *r.response.fault;
+    auto* pf = out->mutable_fault();
+    const auto colon = f.code.find(':');
+    const std::string local = colon == std::string::npos ? f.code : f.code.substr(colon + 1);
+    pf->set_code(ValidUtf8(f.code_namespace.empty() ? f.code : "{" + f.code_namespace + "}" + local));
+    for (const auto& s : f.subcodes) pf->add_subcodes(ValidUtf8(s));
+    pf->set_reason(ValidUtf8(f.reason));
+    pf->set_reason_lang(ValidUtf8(f.lang));
+    pf->set_actor(ValidUtf8(f.actor));
+    pf->set_node(ValidUtf8(f.node));
+    pf->set_detail_xml(ValidUtf8(f.detail_xml));
+    return;
+  }
+  out->set_body_xml(ValidUtf8(r.response.body_xml));
+  for (const auto& c : r.response.body.children) ElementToProto(c, out->add_body());
+}
+
+}  // namespace wsstep::plugin

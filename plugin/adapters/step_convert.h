@@ -1,0 +1,63 @@
+// Conversions between the step messages of wsstep.v1 (step.proto) and the engines'
+// request/result types (rest/step.h, soap/envelope.h, soap/response.h), and the
+// translation of the engines' field names into proto field paths (the host shows a
+// finding next to the field it configured).
+#ifndef WSSTEP_PLUGIN_ADAPTERS_STEP_CONVERT_H_
+#define WSSTEP_PLUGIN_ADAPTERS_STEP_CONVERT_H_
+
+#include <string>
+#include <string_view>
+
+#include "core/error.h"
+#include "rest/step.h"
+#include "soap/client.h"
+#include "soap/envelope.h"
+#include "wsstep/v1/step.pb.h"
+
+namespace wsstep::plugin {
+
+struct StepLimits {
+  // Caps max_response_bytes (0 in the step means this) and request bodies (REST body,
+  // SOAP raw_body plus header_blocks).
+  size_t max_body_bytes = 8 << 20;
+};
+
+// Proto field path of a REST engine field name ("max_redirects" ->
+// "redirects.max_redirects", "auth.oauth2.client_id" ->
+// "auth.oauth2_client_credentials.client_id", "tls.certificate_name" -> "tls.certificate").
+std::string RestFieldToProto(std::string_view field);
+// Same for SOAP ("body" -> "raw_body", "security.*" -> "ws_security.*", "parameters.x"
+// -> "operation.parameters.x", "transport.headers[i]" -> "http_headers[i]", ...).
+std::string SoapFieldToProto(std::string_view field);
+// Rewrites detail "field" (and the message's leading "field: ") with `translate`.
+Error TranslateField(Error e, std::string (*translate)(std::string_view));
+
+// The shared transport part of a REST or SOAP step. `environment` is the request's;
+// tls.environment wins. Pins are normalized (bare base64, "sha256//" and hex all work).
+Result<rest::RestStep> TransportFromProto(const v1::HttpAuth& auth, const v1::TlsOptions& tls,
+                                          const v1::Timeouts& timeouts,
+                                          const v1::RedirectPolicy& redirects,
+                                          int64_t max_response_bytes,
+                                          const std::string& environment,
+                                          const StepLimits& limits);
+// A whole REST step. INVALID_STEP_CONFIG naming the proto field.
+Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::string& environment,
+                                         const StepLimits& limits);
+// A SOAP step (the transport comes from TransportFromProto). raw_body and header_blocks
+// together are bounded by limits.max_body_bytes: INVALID_STEP_CONFIG on "raw_body" or on
+// the "header_blocks[i]" that crosses the limit.
+Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLimits& limits);
+
+// The outcome parts of a finished exchange. `server_name` is the SNI name used.
+void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
+                     const std::string& server_name, v1::StepOutcome* out);
+void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
+                  const std::string& server_name, v1::TlsFacts* out);
+void FillTimings(const rest::Timings& t, v1::Timings* out);
+void FillWarnings(const std::vector<std::string>& warnings,
+                  google::protobuf::RepeatedPtrField<v1::Diagnostic>* out);
+void FillSoapResult(const soap::SoapResult& r, v1::SoapResult* out);
+
+}  // namespace wsstep::plugin
+
+#endif  // WSSTEP_PLUGIN_ADAPTERS_STEP_CONVERT_H_

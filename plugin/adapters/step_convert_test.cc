@@ -1,0 +1,82 @@
+// Step conversion: proto step configs become the engine's typed steps.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "plugin/adapters/step_convert.h"
+
+namespace wsstep::plugin {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::RestStep OAuth2RestStep(v1::OAuth2ClientCredentials::ClientAuthentication method) {
+  v1::RestStep step;
+  step.set_url("https://api.example.test/x");
+  auto* o = step.mutable_auth()->mutable_oauth2_client_credentials();
+  o->set_token_url("https://auth.example.test/token");
+  o->set_client_id("c");
+  o->set_client_secret("s");
+  o->set_client_authentication(method);
+  return step;
+}
+
+TEST(PluginStepConvertTest, OAuth2ClientAuthenticationReachesTheEngine) {
+  using P = v1::OAuth2ClientCredentials;
+  const std::pair<P::ClientAuthentication, rest::OAuth2ClientAuth> cases[] = {
+      {P::CLIENT_AUTHENTICATION_UNSPECIFIED, rest::OAuth2ClientAuth::kUnspecified},
+      {P::CLIENT_AUTHENTICATION_CLIENT_SECRET_BASIC, rest::OAuth2ClientAuth::kClientSecretBasic},
+      {P::CLIENT_AUTHENTICATION_CLIENT_SECRET_POST, rest::OAuth2ClientAuth::kClientSecretPost},
+      {P::CLIENT_AUTHENTICATION_TLS_CLIENT_AUTH, rest::OAuth2ClientAuth::kTlsClientAuth},
+  };
+  for (const auto& [proto, engine] : cases) {
+    auto s = RestStepFromProto(OAuth2RestStep(proto), "", StepLimits{});
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    const auto* oauth = std::get_if<rest::OAuth2ClientCredentials>(&s->auth);
+    ASSERT_NE(oauth, nullptr);
+    EXPECT_EQ(oauth->client_authentication, engine) << proto;
+    EXPECT_EQ(oauth->client_secret.view(), "s");
+  }
+}
+
+TEST(PluginStepConvertTest, UnknownOAuth2ClientAuthenticationIsInvalidStepConfig) {
+  auto s = RestStepFromProto(
+      OAuth2RestStep(static_cast<v1::OAuth2ClientCredentials::ClientAuthentication>(9)), "",
+      StepLimits{});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(s.error().detail.at("field"), "auth.oauth2_client_credentials.client_authentication");
+}
+
+TEST(PluginStepConvertTest, SoapRawBodyAndHeaderBlocksAreBoundedByMaxBodyBytes) {
+  StepLimits limits;
+  limits.max_body_bytes = 100;
+  v1::SoapStep step;
+  step.set_endpoint("https://soap.example.test/ws");
+  step.set_raw_body(std::string(60, 'b'));
+  step.add_header_blocks(std::string(40, 'h'));  // exactly at the limit: fine
+  auto at_limit = SoapStepFromProto(step, limits);
+  ASSERT_TRUE(at_limit.ok()) << at_limit.error().ToString();
+  EXPECT_EQ(at_limit->header_blocks.size(), 1u);
+
+  step.add_header_blocks("<x/>");  // the second block takes the envelope over
+  auto over = SoapStepFromProto(step, limits);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(over.error().detail.at("field"), "header_blocks[1]");
+  EXPECT_EQ(over.error().detail.at("limit"), "100");
+  EXPECT_EQ(over.error().message,
+            "header_blocks[1]: with raw_body and the blocks before it, 104 bytes, above the "
+            "plugin's max_body_bytes of 100");
+
+  step.clear_header_blocks();
+  step.set_raw_body(std::string(101, 'b'));
+  auto big_body = SoapStepFromProto(step, limits);
+  ASSERT_FALSE(big_body.ok());
+  EXPECT_EQ(big_body.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(big_body.error().detail.at("field"), "raw_body");
+  EXPECT_EQ(big_body.error().message, "raw_body: 101 bytes, above the plugin's max_body_bytes of 100");
+}
+
+}  // namespace
+}  // namespace wsstep::plugin

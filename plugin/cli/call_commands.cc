@@ -1,0 +1,241 @@
+#include "plugin/cli/call_commands.h"
+
+#include <fstream>
+
+#include "plugin/cli/command.h"
+
+namespace wsstep::plugin {
+namespace {
+
+struct RestFlags {
+  std::string method = "GET", url, data, data_file, content_type, output;
+  std::vector<std::string> query;
+  bool fail = false;
+  TlsFlags tls;
+  TransportFlags transport;
+};
+
+int PrintOutcome(const ClientOptions& o, const google::protobuf::Message& response,
+                 const v1::StepOutcome& outcome, bool fail, const std::string& output) {
+  if (o.json) std::cout << ToJson(response) << std::endl;
+  if (!o.json) PrintWarnings(outcome.warnings());
+  switch (outcome.result_case()) {
+    case v1::StepOutcome::kError:
+      return ReportStepError(o, outcome.error());
+    case v1::StepOutcome::kHttp: {
+      const auto& h = outcome.http();
+      if (!o.json) {
+        std::cerr << "HTTP " << h.status() << (h.application_refused()
+                                                   ? " (TLS succeeded; the application refused)"
+                                                   : "")
+                  << "\n";
+        if (output.empty()) {
+          std::cout << h.body();
+          std::cout.flush();
+        } else {
+          std::ofstream(output, std::ios::binary) << h.body();
+        }
+      }
+      return fail && h.status() >= 400 ? kExitStepFailed : kExitOk;
+    }
+    case v1::StepOutcome::kSoap: {
+      const auto& s = outcome.soap();
+      if (!o.json) {
+        if (s.has_fault()) {
+          std::cerr << "SOAP Fault " << s.fault().code() << ": " << s.fault().reason() << "\n";
+          std::cout << s.fault().detail_xml() << "\n";
+        } else {
+          std::cout << s.body_xml() << "\n";
+        }
+      }
+      return fail && s.has_fault() ? kExitStepFailed : kExitOk;
+    }
+    default:
+      return kExitOk;
+  }
+}
+
+int CallRest(Client& client, const RestFlags& f) {
+  v1::ExecuteRestStepRequest req;
+  auto* step = req.mutable_step();
+  step->set_method(f.method);
+  step->set_url(f.url);
+  for (const auto& q : f.query) {
+    const size_t eq = q.find('=');
+    auto* p = step->add_query();
+    p->set_name(q.substr(0, eq));
+    if (eq != std::string::npos) p->set_value(q.substr(eq + 1));
+  }
+  if (!f.data_file.empty()) {
+    auto body = ReadWholeFile(f.data_file);
+    if (!body.ok()) return UsageError(body.error().message);
+    step->set_body(*body);
+  } else {
+    step->set_body(f.data);
+  }
+  step->set_content_type(f.content_type);
+  if (auto st = FillTransport(f.tls, f.transport, step, step->mutable_headers()); !st.ok()) {
+    return UsageError(st.error().message);
+  }
+  v1::ExecuteRestStepResponse resp;
+  if (auto rc = client.Call("ExecuteRestStep", &v1::StepPluginService::Stub::ExecuteRestStep, req, &resp)) return *rc;
+  return PrintOutcome(client.options(), resp, resp.outcome(), f.fail, f.output);
+}
+
+struct SoapFlags {
+  std::string endpoint, version = "1.1", action, body_file, operation, ns;
+  std::vector<std::string> params, header_block_files;
+  std::string ws_user, ws_password_env;
+  bool ws_digest = false, must_understand = false, fail = false;
+  int ws_timestamp_seconds = 0;
+  TlsFlags tls;
+  TransportFlags transport;
+};
+
+int CallSoap(Client& client, const SoapFlags& f) {
+  v1::ExecuteSoapStepRequest req;
+  auto* step = req.mutable_step();
+  step->set_endpoint(f.endpoint);
+  step->set_version(f.version == "1.2" ? v1::SOAP_VERSION_1_2 : v1::SOAP_VERSION_1_1);
+  step->set_action(f.action);
+  if (!f.body_file.empty()) {
+    auto body = ReadWholeFile(f.body_file);
+    if (!body.ok()) return UsageError(body.error().message);
+    step->set_raw_body(*body);
+  } else if (!f.operation.empty()) {
+    auto* op = step->mutable_operation();
+    op->set_name(f.operation);
+    op->set_namespace_uri(f.ns);
+    for (const auto& p : f.params) {
+      const size_t eq = p.find('=');
+      auto* e = op->add_parameters();
+      e->set_name(p.substr(0, eq));
+      if (eq != std::string::npos) e->set_text(p.substr(eq + 1));
+    }
+  } else {
+    return UsageError("call soap: give --body-file or --operation");
+  }
+  for (const auto& file : f.header_block_files) {
+    auto block = ReadWholeFile(file);
+    if (!block.ok()) return UsageError(block.error().message);
+    step->add_header_blocks(*block);
+  }
+  if (!f.ws_user.empty()) {
+    auto* ut = step->mutable_ws_security()->mutable_username_token();
+    ut->set_username(f.ws_user);
+    if (!f.ws_password_env.empty()) {
+      const char* v = std::getenv(f.ws_password_env.c_str());
+      if (v == nullptr) return UsageError("--ws-password-env: " + f.ws_password_env + " is not set");
+      ut->set_password(v);
+    }
+    ut->set_password_type(f.ws_digest ? v1::WsSecurity::UsernameToken::PASSWORD_TYPE_DIGEST
+                                      : v1::WsSecurity::UsernameToken::PASSWORD_TYPE_TEXT);
+  }
+  if (f.ws_timestamp_seconds > 0) {
+    step->mutable_ws_security()->mutable_timestamp_ttl()->set_seconds(f.ws_timestamp_seconds);
+  }
+  if (step->has_ws_security()) step->mutable_ws_security()->set_must_understand(f.must_understand);
+  if (auto st = FillTransport(f.tls, f.transport, step, step->mutable_http_headers()); !st.ok()) {
+    return UsageError(st.error().message);
+  }
+  v1::ExecuteSoapStepResponse resp;
+  if (auto rc = client.Call("ExecuteSoapStep", &v1::StepPluginService::Stub::ExecuteSoapStep, req, &resp)) return *rc;
+  return PrintOutcome(client.options(), resp, resp.outcome(), f.fail, "");
+}
+
+int TestConnection(Client& client, const std::string& target, const TlsFlags& tls,
+                   double timeout_seconds) {
+  v1::TestConnectionRequest req;
+  std::string host;
+  uint32_t port = 0;
+  if (!SplitHostPort(target, &host, &port)) return UsageError("expected HOST:PORT, got '" + target + "'");
+  req.set_host(host);
+  req.set_port(port);
+  req.set_environment(tls.environment);
+  tls.Fill(req.mutable_tls());
+  if (timeout_seconds > 0) TransportFlags::SetDuration(timeout_seconds, req.mutable_timeout());
+  v1::TestConnectionResponse resp;
+  if (auto rc = client.Call("TestConnection", &v1::CertificateService::Stub::TestConnection, req, &resp)) return *rc;
+  PrintResult(client.options(), resp, [&] {
+    PrintWarnings(resp.warnings());
+    const auto& t = resp.tls();
+    std::cout << (resp.ok() ? "handshake OK" : "handshake FAILED") << "\n";
+    if (!t.protocol().empty()) std::cout << "protocol: " << t.protocol() << " " << t.cipher() << "\n";
+    for (const auto& c : resp.server_chain()) std::cout << "server chain: " << c.subject() << "\n";
+    std::cout << "client certificate offered: "
+              << (t.has_client_certificate() ? t.client_certificate().name() : "(none)") << "\n";
+  });
+  return resp.ok() ? kExitOk : ReportStepError(client.options(), resp.error());
+}
+
+}  // namespace
+
+void AddCallCommands(CLI::App& app, CommandLine& line) {
+  auto* call = app.add_subcommand("call", "execute a step through the plugin");
+  call->require_subcommand(1);
+
+  auto rf = std::make_shared<RestFlags>();
+  auto* call_rest = call->add_subcommand("rest", "execute a REST step");
+  call_rest->add_option("--url", rf->url, "https URL")->required();
+  call_rest->add_option("--method,-X", rf->method, "HTTP method");
+  call_rest->add_option("--query", rf->query, "name=value (repeatable)");
+  call_rest->add_option("--data,-d", rf->data, "request body");
+  call_rest->add_option("--data-file", rf->data_file, "request body from a file");
+  call_rest->add_option("--content-type", rf->content_type, "Content-Type of the body");
+  call_rest->add_option("--output,-o", rf->output, "write the response body to a file");
+  call_rest->add_flag("--fail,-f", rf->fail, "exit 1 on HTTP status >= 400");
+  rf->tls.Add(call_rest);
+  rf->transport.Add(call_rest);
+  call_rest->callback([&line, rf] {
+    line.run = [&line, rf] {
+      Client client(line.global);
+      return CallRest(client, *rf);
+    };
+  });
+
+  auto sf = std::make_shared<SoapFlags>();
+  auto* call_soap = call->add_subcommand("soap", "execute a SOAP step");
+  call_soap->add_option("--endpoint", sf->endpoint, "https URL")->required();
+  call_soap->add_option("--soap-version", sf->version, "1.1 or 1.2")->check(CLI::IsMember({"1.1", "1.2"}));
+  call_soap->add_option("--action", sf->action, "SOAP action");
+  call_soap->add_option("--body-file", sf->body_file, "raw XML body fragment");
+  call_soap->add_option("--operation", sf->operation, "operation element name");
+  call_soap->add_option("--namespace", sf->ns, "operation namespace URI");
+  call_soap->add_option("--param", sf->params, "name=value parameter (repeatable)");
+  call_soap->add_option("--header-block-file", sf->header_block_files, "SOAP header block (repeatable)");
+  call_soap->add_option("--ws-username", sf->ws_user, "WS-Security UsernameToken user");
+  call_soap->add_option("--ws-password-env", sf->ws_password_env, "its password, from a variable");
+  call_soap->add_flag("--ws-digest", sf->ws_digest, "PasswordDigest instead of PasswordText");
+  call_soap->add_option("--ws-timestamp", sf->ws_timestamp_seconds, "add a Timestamp valid N seconds");
+  call_soap->add_flag("--must-understand", sf->must_understand, "mustUnderstand on Security");
+  call_soap->add_flag("--fail,-f", sf->fail, "exit 1 on a SOAP Fault");
+  sf->tls.Add(call_soap);
+  sf->transport.Add(call_soap);
+  call_soap->callback([&line, sf] {
+    line.run = [&line, sf] {
+      Client client(line.global);
+      return CallSoap(client, *sf);
+    };
+  });
+}
+
+void AddTestConnectionCommand(CLI::App& app, CommandLine& line) {
+  struct TestFlags {
+    std::string target;
+    double timeout = 0;
+    TlsFlags tls;
+  };
+  auto tf = std::make_shared<TestFlags>();
+  auto* test = app.add_subcommand("test-connection", "diagnose a TLS handshake to HOST:PORT");
+  test->add_option("target", tf->target, "HOST:PORT")->required();
+  test->add_option("--handshake-timeout", tf->timeout, "seconds for connect + handshake");
+  tf->tls.Add(test);
+  test->callback([&line, tf] {
+    line.run = [&line, tf] {
+      Client client(line.global);
+      return TestConnection(client, tf->target, tf->tls, tf->timeout);
+    };
+  });
+}
+
+}  // namespace wsstep::plugin

@@ -1,0 +1,126 @@
+// The plugin's configuration, from three layers: command-line flags win over environment
+// variables (WSSTEP_*), which win over a JSON config file, which wins over defaults.
+//
+//   ConfigLayer flags;                        // filled by the CLI from its options
+//   flags.listen = "unix:///run/wsstep/wsstep.sock";
+//   Result<Config> config = LoadConfig(flags, ProcessEnvironment());
+//
+// Config file (--config FILE or WSSTEP_CONFIG), every key optional, unknown keys refused:
+//   {
+//     "data_dir": "/var/lib/wsstep",
+//     "master_key_file": "/etc/wsstep/master.key",
+//     "listen": "unix:///run/wsstep/wsstep.sock",
+//     "allow_remote": false,
+//     "protected_environments": ["production"],
+//     "limits": {"max_in_flight_steps": 256, "max_message_bytes": 16777216,
+//                "max_body_bytes": 8388608},
+//     "shutdown_grace": "10s",
+//     "log_level": "info",
+//     "spin_wait_us": 250
+//   }
+// The master key itself is never read from the config file (it would sit beside the
+// data it protects): give a key file, or WSSTEP_MASTER_KEY (base64 of 32 bytes).
+//
+// Environment: WSSTEP_CONFIG, WSSTEP_DATA_DIR, WSSTEP_MASTER_KEY_FILE, WSSTEP_MASTER_KEY,
+// WSSTEP_LISTEN, WSSTEP_ALLOW_REMOTE (true/false), WSSTEP_PROTECTED_ENVIRONMENTS
+// (comma-separated; empty protects none), WSSTEP_MAX_IN_FLIGHT_STEPS,
+// WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_SHUTDOWN_GRACE ("10s", "500ms",
+// or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US.
+#ifndef WSSTEP_PLUGIN_PROCESS_CONFIG_H_
+#define WSSTEP_PLUGIN_PROCESS_CONFIG_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/vault.h"
+#include "plugin/process/log.h"
+#include "rest/spin_wait.h"
+
+namespace wsstep::plugin {
+
+struct Limits {
+  int max_in_flight_steps = 256;             // concurrent Execute calls; more: UNAVAILABLE
+  int64_t max_message_bytes = 16 << 20;      // gRPC send/receive limit
+  int64_t max_body_bytes = 8 << 20;          // step request/response bodies
+};
+
+struct Config {
+  std::string config_file;      // the file that was read, "" if none
+  std::string data_dir;         // store directory
+  std::string master_key_file;  // "" = <data_dir>/master.key
+  // WSSTEP_MASTER_KEY, decoded and checked (32 bytes). Never printed, never in Describe().
+  std::optional<core::MasterKey> master_key;
+  std::string listen;           // for `serve`: "unix:///path" or "host:port"
+  bool allow_remote = false;    // permit a non-loopback TCP listen address
+  std::vector<std::string> protected_environments = {"production"};
+  Limits limits;
+  std::chrono::milliseconds shutdown_grace{10000};
+  LogLevel log_level = LogLevel::kInfo;
+  // How long a thread with nothing else to do looks at its socket before it sleeps
+  // (rest/spin_wait.h); 0: never spins. At most kMaxSpinWait.
+  std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
+
+  // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
+  // startup log line); says whether a master key was given.
+  LogFields Describe() const;
+};
+
+// One layer of settings: what is set here overrides the layers below it.
+struct ConfigLayer {
+  std::optional<std::string> config_file;  // flags/env only
+  std::optional<std::string> data_dir;
+  std::optional<std::string> master_key_file;
+  std::optional<std::string> master_key_base64;  // env only; never from a file
+  std::optional<std::string> listen;
+  std::optional<bool> allow_remote;
+  std::optional<std::vector<std::string>> protected_environments;
+  std::optional<int> max_in_flight_steps;
+  std::optional<int64_t> max_message_bytes;
+  std::optional<int64_t> max_body_bytes;
+  std::optional<std::chrono::milliseconds> shutdown_grace;
+  std::optional<std::string> log_level;
+  std::optional<int64_t> spin_wait_us;
+};
+
+// The largest spin_wait accepted: beyond it a spin would cost more than the sleep it saves.
+inline constexpr std::chrono::microseconds kMaxSpinWait{10000};
+
+// Reads environment variables; ProcessEnvironment() reads the real ones, tests pass
+// FixedEnvironment({{"WSSTEP_LISTEN", "..."}}).
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup ProcessEnvironment();
+EnvLookup FixedEnvironment(std::map<std::string, std::string> vars);
+
+// The WSSTEP_* variables as a layer. INVALID_ARGUMENT naming the variable for a value
+// that does not parse.
+Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env);
+// A JSON config file as a layer. INVALID_ARGUMENT naming the file and the key for
+// unreadable files, bad JSON, unknown keys and wrongly typed values.
+Result<ConfigLayer> LayerFromFile(const std::string& path);
+// Same, from JSON text; `name` is used in messages.
+Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string& name);
+
+// Defaults < file < environment < flags. The file is flags.config_file, else
+// WSSTEP_CONFIG, else none. Validates the result: limits positive, log level known,
+// master key 32 bytes of valid base64, listen address parseable (plugin/process/listen.h).
+Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env);
+
+// The default data directory: $WSSTEP_DATA_DIR is handled by the layers; this is the
+// fallback, $XDG_DATA_HOME/wsstep, else $HOME/.local/share/wsstep, else ./wsstep-data.
+std::string DefaultDataDir(const EnvLookup& env);
+// The default `serve` listen address: unix://<data_dir>/wsstep.sock.
+std::string DefaultListenAddress(const std::string& data_dir);
+
+// Parses "10" (seconds), "10s", "1500ms", "2m" into milliseconds. INVALID_ARGUMENT
+// naming `what` otherwise.
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text, std::string_view what);
+
+}  // namespace wsstep::plugin
+
+#endif  // WSSTEP_PLUGIN_PROCESS_CONFIG_H_

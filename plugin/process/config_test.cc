@@ -1,0 +1,142 @@
+// Configuration layering: flags > environment > file > defaults, and errors naming the input.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+
+#include "plugin/process/config.h"
+
+namespace wsstep::plugin {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/" + name + "-" + std::to_string(::getpid());
+}
+
+TEST(ConfigTest, DefaultsWithoutAnyLayer) {
+  auto c = LoadConfig({}, FixedEnvironment({{"HOME", "/home/ann"}}));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->data_dir, "/home/ann/.local/share/wsstep");
+  EXPECT_EQ(c->listen, "unix:///home/ann/.local/share/wsstep/wsstep.sock");
+  EXPECT_THAT(c->protected_environments, ElementsAre("production"));
+  EXPECT_EQ(c->limits.max_in_flight_steps, 256);
+  EXPECT_EQ(c->log_level, LogLevel::kInfo);
+  EXPECT_FALSE(c->master_key.has_value());
+}
+
+TEST(ConfigTest, FlagsBeatEnvironmentWhichBeatsTheFile) {
+  const std::string file = TempPath("config.json");
+  {
+    std::ofstream out(file);
+    out << R"({"data_dir": "/from/file", "listen": "127.0.0.1:7000",
+               "protected_environments": ["prod", "live"],
+               "limits": {"max_in_flight_steps": 7, "max_body_bytes": 1000},
+               "shutdown_grace": "3s", "log_level": "debug"})";
+  }
+  ConfigLayer flags;
+  flags.listen = "unix:///from/flags.sock";
+  auto c = LoadConfig(flags, FixedEnvironment({{"WSSTEP_CONFIG", file},
+                                     {"WSSTEP_DATA_DIR", "/from/env"},
+                                     {"WSSTEP_LISTEN", "127.0.0.1:8000"},
+                                     {"WSSTEP_MAX_IN_FLIGHT_STEPS", "9"}}));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->config_file, file);
+  EXPECT_EQ(c->data_dir, "/from/env");               // env over file
+  EXPECT_EQ(c->listen, "unix:///from/flags.sock");   // flags over env
+  EXPECT_EQ(c->limits.max_in_flight_steps, 9);       // env over file
+  EXPECT_EQ(c->limits.max_body_bytes, 1000);         // file over default
+  EXPECT_THAT(c->protected_environments, ElementsAre("prod", "live"));
+  EXPECT_EQ(c->shutdown_grace, std::chrono::seconds(3));
+  EXPECT_EQ(c->log_level, LogLevel::kDebug);
+  ::unlink(file.c_str());
+}
+
+TEST(ConfigTest, SpinWaitComesFromFileOrEnvironmentWithinItsBounds) {
+  auto d = LoadConfig({}, FixedEnvironment({{"HOME", "/h"}}));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->spin_wait, std::chrono::microseconds(250));
+  EXPECT_EQ(d->Describe()["spin_wait_us"], 250);
+
+  auto file = LayerFromJson(R"({"spin_wait_us": 0})", "c.json");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_EQ(file->spin_wait_us, 0);
+  auto env = LoadConfig({}, FixedEnvironment({{"WSSTEP_SPIN_WAIT_US", "1000"}, {"HOME", "/h"}}));
+  ASSERT_TRUE(env.ok()) << env.error().ToString();
+  EXPECT_EQ(env->spin_wait, std::chrono::microseconds(1000));
+
+  auto big = LoadConfig({}, FixedEnvironment({{"WSSTEP_SPIN_WAIT_US", "10001"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, Code::kInvalidArgument);
+  EXPECT_THAT(big.error().message,
+              HasSubstr("spin_wait_us must be between 0 (never spin) and 10000 (got 10001)"));
+  auto negative = LoadConfig({}, FixedEnvironment({{"WSSTEP_SPIN_WAIT_US", "-1"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(negative.ok());
+  auto words = LoadConfig({}, FixedEnvironment({{"WSSTEP_SPIN_WAIT_US", "fast"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(words.ok());
+  EXPECT_EQ(words.error().message, "WSSTEP_SPIN_WAIT_US: 'fast' is not an integer");
+  auto typed = LayerFromJson(R"({"spin_wait_us": "250"})", "c.json");
+  ASSERT_FALSE(typed.ok());
+  EXPECT_THAT(typed.error().message, HasSubstr("\"spin_wait_us\" has the wrong type"));
+}
+
+TEST(ConfigTest, EmptyProtectedEnvironmentsVariableProtectsNone) {
+  auto c = LoadConfig({}, FixedEnvironment({{"WSSTEP_PROTECTED_ENVIRONMENTS", ""}, {"HOME", "/h"}}));
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->protected_environments.empty());
+}
+
+TEST(ConfigTest, ErrorsNameTheInput) {
+  auto unknown = LayerFromJson(R"({"lissten": "x"})", "wsstep.json");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, Code::kInvalidArgument);
+  EXPECT_EQ(unknown.error().message, "wsstep.json: unknown key \"lissten\"");
+
+  auto typed = LayerFromJson(R"({"allow_remote": "yes"})", "c.json");
+  ASSERT_FALSE(typed.ok());
+  EXPECT_THAT(typed.error().message, HasSubstr("\"allow_remote\" has the wrong type"));
+
+  auto key = LayerFromJson(R"({"master_key": "abc"})", "c.json");
+  ASSERT_FALSE(key.ok());
+  EXPECT_THAT(key.error().message, HasSubstr("not accepted in a config file"));
+
+  auto env = LoadConfig({}, FixedEnvironment({{"WSSTEP_MAX_BODY_BYTES", "lots"}}));
+  ASSERT_FALSE(env.ok());
+  EXPECT_EQ(env.error().message, "WSSTEP_MAX_BODY_BYTES: 'lots' is not an integer");
+
+  auto level = LoadConfig({}, FixedEnvironment({{"WSSTEP_LOG_LEVEL", "loud"}}));
+  ASSERT_FALSE(level.ok());
+  EXPECT_THAT(level.error().message, HasSubstr("log level 'loud'"));
+
+  auto master = LoadConfig({}, FixedEnvironment({{"WSSTEP_MASTER_KEY", "dG9vIHNob3J0"}}));
+  ASSERT_FALSE(master.ok());
+  EXPECT_EQ(master.error().code, Code::kMasterKeyError);
+  EXPECT_THAT(master.error().message, HasSubstr("WSSTEP_MASTER_KEY"));
+}
+
+TEST(ConfigTest, MasterKeyFromEnvironmentIsDecodedAndNeverDescribed) {
+  const std::string b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // bytes 0..31
+  auto c = LoadConfig({}, FixedEnvironment({{"WSSTEP_MASTER_KEY", b64}, {"HOME", "/h"}}));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_TRUE(c->master_key.has_value());
+  EXPECT_EQ(c->master_key->bytes().size(), 32u);
+  const std::string described = c->Describe().dump();
+  EXPECT_THAT(described, HasSubstr("\"master_key_from_environment\":true"));
+  EXPECT_THAT(described, ::testing::Not(HasSubstr(b64)));
+}
+
+TEST(ConfigTest, ParseDuration) {
+  EXPECT_EQ(*ParseDuration("10", "x"), std::chrono::seconds(10));
+  EXPECT_EQ(*ParseDuration("250ms", "x"), std::chrono::milliseconds(250));
+  EXPECT_EQ(*ParseDuration("2m", "x"), std::chrono::minutes(2));
+  EXPECT_FALSE(ParseDuration("2h", "x").ok());
+  EXPECT_FALSE(ParseDuration("soon", "x").ok());
+}
+
+}  // namespace
+}  // namespace wsstep::plugin

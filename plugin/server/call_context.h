@@ -1,0 +1,66 @@
+// What the plugin knows about one incoming call: who asked (request metadata), until
+// when (the gRPC deadline), and whether the caller has given up (cancellation). Passed to
+// every backend so deadlines flow into transfers and ids into logs and the audit trail.
+//
+//   CallContext call = ReadCallContext(*server_context, "wsstep.v1.StepPluginService/ExecuteRestStep");
+//   Log().Info("step started", call.Fields());
+//   if (call.Cancelled()) ...;      // set by the service when the client cancels
+#ifndef WSSTEP_PLUGIN_SERVER_CALL_CONTEXT_H_
+#define WSSTEP_PLUGIN_SERVER_CALL_CONTEXT_H_
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "plugin/process/log.h"
+
+namespace grpc {
+class ServerContextBase;
+}
+
+namespace wsstep::plugin {
+
+// Request metadata keys a host may send with any call.
+inline constexpr std::string_view kActorMetadata = "x-wsstep-actor";
+inline constexpr std::string_view kStepIdMetadata = "x-wsstep-step-id";
+inline constexpr std::string_view kWorkflowIdMetadata = "x-wsstep-workflow-id";
+
+struct CallContext {
+  std::string method;       // "wsstep.v1.StepPluginService/ExecuteRestStep"
+  std::string actor;        // x-wsstep-actor, "" if absent
+  std::string step_id;      // x-wsstep-step-id
+  std::string workflow_id;  // x-wsstep-workflow-id
+  std::string peer;         // "unix:...", "ipv4:127.0.0.1:port"
+  // The call's deadline; time_point::max() when the client set none.
+  std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Set to true when the client cancels or the server shuts the call down.
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+
+  bool Cancelled() const { return cancelled->load(); }
+  bool HasDeadline() const { return deadline != std::chrono::system_clock::time_point::max(); }
+  // Time left before the deadline (zero when passed; a very long time when none).
+  std::chrono::milliseconds TimeLeft() const;
+  // The deadline on the steady clock, for engines that take one.
+  std::chrono::steady_clock::time_point SteadyDeadline() const;
+  // The audit actor: x-wsstep-actor, else "host".
+  std::string ActorOrDefault() const { return actor.empty() ? "host" : actor; }
+  // {"method", "step_id", "workflow_id", "actor"} (empty ones left out) for log lines.
+  LogFields Fields() const;
+  // The same fields, for a line built with LineFields (the per-step lines).
+  void AddFields(LineFields& f) const;
+};
+
+// A value from a client (metadata, or a call's own step id) as logs and the audit log may
+// hold it: cut to 256 bytes, control characters dropped.
+std::string SanitizeClientValue(std::string_view value);
+
+// Reads metadata, peer and deadline. Metadata values are cut to 256 bytes and control
+// characters dropped: they end up in logs and the audit log.
+CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_view method);
+
+}  // namespace wsstep::plugin
+
+#endif  // WSSTEP_PLUGIN_SERVER_CALL_CONTEXT_H_
