@@ -12,6 +12,10 @@
 # arguments when the build directory is first configured (as in scripts/build.sh), e.g.
 # "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache". What a target
 # finds beyond its seeds is kept in <build>/fuzz-work/<target>/ and reused by the next run.
+#
+# The targets cap key derivation at 64 iterations (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+# in their own copy of wsstep_core; tests/fuzz/CMakeLists.txt says why and how), and their
+# encrypted seeds are written within that cap.
 # Reproduce a crash: <build>/tests/fuzz/fuzz_<target> <build>/crashes/<file>
 set -euo pipefail
 cd "$(dirname "$0")/.."
