@@ -43,7 +43,17 @@ Result<SecretBytes> KeyToPkcs8Der(const EVP_PKEY* key, std::string_view input_na
 // Password-based encryption makes us run as many KDF rounds as the file asks for; a
 // hostile upload could ask for billions. Files written by real tools use at most a few
 // hundred thousand.
+//
+// The fuzz targets' own copy of this library (tests/fuzz/CMakeLists.txt, the only code
+// built with FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION) refuses above 64 instead: there
+// the KDFs would otherwise take most of every run, and a mutated count decrypts nothing
+// anyway. tests/fuzz/make_corpus.sh writes its encrypted seeds within that cap. JCEKS key
+// protection (jks.cc) follows the same fuzzing cap.
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+inline constexpr long kMaxKdfIterations = 64;
+#else
 inline constexpr long kMaxKdfIterations = 5'000'000;
+#endif
 
 // INVALID_CERTIFICATE_FORMAT naming `input_name` when the PBES1/PBES2 algorithm `alg`
 // asks for more than kMaxKdfIterations (or for an unreadable count); OK otherwise,

@@ -8,8 +8,14 @@
 # CI: `scripts/fuzz.sh 20`.
 #
 # Environment: WSSTEP_FUZZ_TARGETS="pkcs12 detect" runs only those targets;
-# WSSTEP_FUZZ_BUILD_DIR overrides the build directory. What a target finds beyond its
-# seeds is kept in <build>/fuzz-work/<target>/ and reused by the next run.
+# WSSTEP_FUZZ_BUILD_DIR overrides the build directory; WSSTEP_CMAKE_ARGS adds cmake
+# arguments when the build directory is first configured (as in scripts/build.sh), e.g.
+# "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache". What a target
+# finds beyond its seeds is kept in <build>/fuzz-work/<target>/ and reused by the next run.
+#
+# The targets cap key derivation at 64 iterations (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+# in their own copy of wsstep_core; tests/fuzz/CMakeLists.txt says why and how), and their
+# encrypted seeds are written within that cap.
 # Reproduce a crash: <build>/tests/fuzz/fuzz_<target> <build>/crashes/<file>
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +34,9 @@ bash scripts/deps.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if [[ ! -f $BUILD/build.ninja ]]; then
+  read -r -a extra_cmake_args <<<"${WSSTEP_CMAKE_ARGS:-}"
   if ! cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-      -DWSSTEP_FUZZ=ON >"$log" 2>&1; then
+      -DWSSTEP_FUZZ=ON "${extra_cmake_args[@]}" >"$log" 2>&1; then
     cat "$log" >&2
     exit 1
   fi

@@ -5,6 +5,8 @@
 #   OUTDIR/.pki by tests/pki/make_pki.sh): certificates, keys, PKCS#12, JKS/JCEKS and the
 #   provisioning profile, and a few more containers made from them here with openssl
 #   (a PKCS#12 without encryption or MAC, one with a single iteration, property lists);
+#   every seed that decrypts something (PKCS#12, encrypted PKCS#8, JCEKS) is the PKI file
+#   written again with few key-derivation iterations (see KDF_ITER below);
 # - the hand-written seeds committed in tests/fuzz/seeds/<target>/ (text only: SOAP
 #   envelopes and faults, step configs).
 # Key material is never committed: everything with a key is made at test time.
@@ -37,11 +39,76 @@ TARGETS=(key_pair pkcs12 java_keystore trust_store mobileprovision detect soap_r
          rest_step)
 for t in "${TARGETS[@]}"; do mkdir -p "$WORK/$t"; done
 
+# --- few key-derivation iterations -------------------------------------------------------
+# The fuzz targets refuse more than 64 KDF iterations (kMaxKdfIterations under
+# FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, core/private_key.h). A seed with a tool's
+# default (2048 for openssl, 10,000 for keytool's PKCS#12, 200,000 for JCEKS) would be
+# refused there and the fuzzer would never get behind its MAC or encryption. So each such
+# PKI file is written again into $FEW with KDF_ITER iterations, with the algorithms and
+# contents of the original (openssl: the commands of make_pki.sh plus -iter; Java:
+# FewIterationStores.java), and the seeds take it instead of the original. The
+# fuzz_seeds_within_cap_* tests (tests/fuzz/CMakeLists.txt) fail if a seed is refused.
+KDF_ITER=16
+FEW=$WORK/.few-iterations  # same layout as the PKI
+mkdir -p "$FEW"/{client,p12,jks}
+
+# The Java stores, in the background: javac and the JVM are slow to start.
+java_stores() {
+  export LANG=C.UTF-8 LC_ALL=C.UTF-8  # the JVM decodes the (non-ASCII) passwords by the locale
+  javac -d "$WORK/.java" "$HERE/FewIterationStores.java"
+  local few=(java -Dfile.encoding=UTF-8 -XX:TieredStopAtLevel=1 -XX:+UseSerialGC
+    -XX:-UsePerfData -cp "$WORK/.java" -Dkeystore.pkcs12.certPbeIterationCount="$KDF_ITER"
+    -Dkeystore.pkcs12.keyPbeIterationCount="$KDF_ITER"
+    -Dkeystore.pkcs12.macIterationCount="$KDF_ITER" FewIterationStores)
+  local p12
+  for p12 in java-modern java-truststore; do
+    "${few[@]}" pkcs12 "$PKI/p12/$p12.p12" "$FEW/p12/$p12.p12" "$JAVA_P12_PASSWORD"
+  done
+  "${few[@]}" jceks "$PKI/jks/client.jceks" "$FEW/jks/client.jceks" "$STORE_PASSWORD" \
+    "$JKS_KEY_PASSWORD" "$KDF_ITER"
+}
+( java_stores ) >"$WORK/java.log" 2>&1 &
+JAVA_PID=$!
+
+K=$PKI/client/rsa.key.pem
+pkcs8() { openssl pkcs8 -topk8 -in "$K" -iter "$KDF_ITER" -passout "pass:$KEY_PASSWORD" "$@"; }
+pkcs8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -out "$FEW/client/rsa.key.pkcs8-aes.pem"
+pkcs8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -outform DER -out "$FEW/client/rsa.key.pkcs8-aes.der"
+pkcs8 -v2 des-ede3-cbc -out "$FEW/client/rsa.key.pkcs8-3des.pem"
+pkcs8 -v1 PBE-SHA1-3DES -out "$FEW/client/rsa.key.pkcs8-pbes1.pem"
+cat "$PKI/client/rsa.pem" "$PKI/ca/intermediate.pem" "$FEW/client/rsa.key.pkcs8-aes.pem" \
+  >"$FEW/client/rsa.combined-enc.pem"
+# p12 NAME ARGS...: p12/NAME.p12 as make_pki.sh exports it (ARGS), with KDF_ITER for the
+# encryption and the MAC.
+p12() {
+  local name=$1
+  shift
+  openssl pkcs12 -export -iter "$KDF_ITER" "$@" -out "$FEW/p12/$name.p12"
+}
+RSA=(-inkey "$K" -in "$PKI/client/rsa.pem" -certfile "$PKI/ca/intermediate.pem" -name rsa-client)
+p12 rsa-modern "${RSA[@]}" -passout "pass:$P12_PASSWORD"
+p12 rsa-legacy -legacy "${RSA[@]}" -passout "pass:$P12_PASSWORD"
+p12 rsa-empty-password "${RSA[@]}" -passout pass:
+p12 ec256 -inkey "$PKI/client/ec256.key.pem" -in "$PKI/client/ec256.pem" \
+  -certfile "$PKI/ca/intermediate.pem" -name ec256-client -passout "pass:$P12_PASSWORD"
+p12 cert-only -nokeys -in "$PKI/client/rsa.chain.pem" -passout "pass:$P12_PASSWORD"
+
+if ! wait "$JAVA_PID"; then
+  echo "make_corpus.sh: FewIterationStores.java failed:" >&2
+  cat "$WORK/java.log" >&2
+  exit 1
+fi
+
+# pki REL: the path of PKI file REL, or of its few-iteration copy if there is one.
+pki() {
+  if [[ -f $FEW/$1 ]]; then echo "$FEW/$1"; else echo "$PKI/$1"; fi
+}
+
 # cp_pki TARGET REL...: PKI files into a target's corpus, named after their path.
 cp_pki() {
   local t=$1 rel
   shift
-  for rel in "$@"; do cp "$PKI/$rel" "$WORK/$t/${rel//\//_}"; done
+  for rel in "$@"; do cp "$(pki "$rel")" "$WORK/$t/${rel//\//_}"; done
 }
 
 # --- key_pair: [flags][password length][password][content](separator [key]) -----------
@@ -53,10 +120,10 @@ kp() {
   {
     printf "\\x$(printf %02x "$flags")\\x$(printf %02x "${#pw}")"
     printf '%s' "$pw"
-    cat "$PKI/$content"
+    cat "$(pki "$content")"
     if [[ -n $key ]]; then
       printf '%s' "$SEP"
-      cat "$PKI/$key"
+      cat "$(pki "$key")"
     fi
   } >"$WORK/key_pair/$name"
 }
