@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "core/db.h"
+#include "core/enum_names.h"
 #include "core/material.h"
 #include "core/ossl.h"
 
@@ -882,23 +883,12 @@ constexpr std::pair<ChangeKind, std::string_view> kChangeKindNames[] = {
     {ChangeKind::kResync, "RESYNC"},
 };
 
-template <typename E, size_t N>
-std::string_view NameIn(const std::pair<E, std::string_view> (&table)[N], E value) {
-  for (const auto& [v, name] : table) {
-    if (v == value) return name;
-  }
-  return "UNKNOWN";
-}
-
 }  // namespace
 
 std::string_view AuditActionName(AuditAction a) { return NameIn(kAuditActionNames, a); }
 
 std::optional<AuditAction> AuditActionFromName(std::string_view name) {
-  for (const auto& [a, n] : kAuditActionNames) {
-    if (n == name) return a;
-  }
-  return std::nullopt;
+  return ValueIn(kAuditActionNames, name);
 }
 
 std::string_view ChangeKindName(ChangeKind k) { return NameIn(kChangeKindNames, k); }
