@@ -1,8 +1,5 @@
 #include "core/store.h"
 
-#include <malloc.h>
-#include <openssl/rand.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +21,9 @@
 #include "core/enum_names.h"
 #include "core/material.h"
 #include "core/ossl.h"
+#include "core/store/bulk_load.h"
+#include "core/store/codec.h"
+#include "core/store/validation.h"
 
 namespace wsstep::core {
 namespace {
@@ -133,121 +133,10 @@ constexpr std::string_view kDbFileName = "store.db";
 constexpr std::string_view kKeyFileName = "master.key";
 constexpr std::string_view kKeyCheckPlain = "wsstep master key check";
 constexpr std::string_view kKeyCheckAad = "meta/key_check";
-constexpr size_t kMaxNameLength = 200;
-constexpr size_t kMaxDescriptionLength = 2000;
-constexpr size_t kMaxPageSize = 1000;
-constexpr size_t kDefaultPageSize = 100;
 constexpr size_t kMaxPendingUses = 100'000;
 constexpr size_t kUseBatchWakeup = 1024;
 constexpr size_t kMaxChangeEvents = 4096;
 constexpr int kResolveAttempts = 4;
-
-// ---------------------------------------------------------------------------------------
-// Small encodings.
-
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out += static_cast<char>((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  out += static_cast<char>(v);
-}
-
-bool GetVarint(std::string_view& in, uint64_t& v) {
-  v = 0;
-  for (int shift = 0; shift < 64 && !in.empty(); shift += 7) {
-    auto b = static_cast<uint8_t>(in.front());
-    in.remove_prefix(1);
-    v |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
-
-std::string EncodeList(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) {
-    PutVarint(out, s.size());
-    out += s;
-  }
-  return out;
-}
-
-// Stops at the first malformed item: the column is written only by EncodeList.
-std::vector<std::string> DecodeList(std::string_view in) {
-  std::vector<std::string> out;
-  uint64_t n = 0;
-  while (!in.empty() && GetVarint(in, n) && n <= in.size()) {
-    out.emplace_back(in.substr(0, n));
-    in.remove_prefix(n);
-  }
-  return out;
-}
-
-std::string EncodeMap(const std::map<std::string, std::string>& m) {
-  std::vector<std::string> flat;
-  for (const auto& [k, v] : m) {
-    flat.push_back(k);
-    flat.push_back(v);
-  }
-  return EncodeList(flat);
-}
-
-std::map<std::string, std::string> DecodeMap(std::string_view in) {
-  std::vector<std::string> flat = DecodeList(in);
-  std::map<std::string, std::string> m;
-  for (size_t i = 0; i + 1 < flat.size(); i += 2) m[flat[i]] = flat[i + 1];
-  return m;
-}
-
-std::string Hex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += kHex[c >> 4];
-    out += kHex[c & 0xf];
-  }
-  return out;
-}
-
-std::optional<std::string> Unhex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return std::nullopt;
-  auto val = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = val(hex[i]);
-    int lo = val(hex[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
-  }
-  return out;
-}
-
-std::string AsciiLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-// 15 hex digits (60 random bits): short enough for std::string's inline buffer, which
-// matters when 100,000s of entries are loaded at startup.
-std::string NewEntryId() {
-  unsigned char raw[8];
-  if (RAND_bytes(raw, sizeof(raw)) != 1) {
-    // The generator never fails on a working system; fall back to something unique.
-    static std::atomic<uint64_t> counter{0};
-    uint64_t v = static_cast<uint64_t>(::getpid()) << 32 | counter.fetch_add(1);
-    std::memcpy(raw, &v, sizeof(raw));
-  }
-  return Hex(std::string_view(reinterpret_cast<const char*>(raw), sizeof(raw))).substr(1);
-}
 
 std::string SealedKeyAad(std::string_view entry_id) {
   return "entry/" + std::string(entry_id) + "/key";
@@ -256,109 +145,6 @@ std::string SealedKeyAad(std::string_view entry_id) {
 bool FileExists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
-}
-
-// ---------------------------------------------------------------------------------------
-// Errors.
-
-Error NotFound(std::string_view what) {
-  return Error(Code::kNotFound, "no certificate named or with id '" + std::string(what) + "'",
-               "list the certificates to see their names and ids", Side::kConfiguration)
-      .With("certificate", std::string(what));
-}
-
-Error DuplicateName(std::string_view name, std::string_view existing) {
-  return Error(Code::kDuplicateName,
-               "name: a certificate named '" + std::string(existing) + "' already exists",
-               "choose another name, or update the existing certificate", Side::kConfiguration)
-      .With("name", std::string(name));
-}
-
-Error Invalid(std::string field, std::string message) {
-  return Error(Code::kInvalidArgument, field + ": " + message, "", Side::kConfiguration)
-      .With("field", field);
-}
-
-// ---------------------------------------------------------------------------------------
-// Validation and normalization of administrator input.
-
-Status ValidateName(std::string_view name) {
-  if (name.empty()) return Invalid("name", "required");
-  if (name.size() > kMaxNameLength) {
-    return Invalid("name", "longer than " + std::to_string(kMaxNameLength) + " bytes");
-  }
-  if (name.front() == ' ' || name.back() == ' ') {
-    return Invalid("name", "starts or ends with a space");
-  }
-  for (unsigned char c : name) {
-    if (c < 0x20 || c == 0x7f) return Invalid("name", "contains a control character");
-  }
-  return {};
-}
-
-Status ValidateDescription(std::string_view d) {
-  if (d.size() > kMaxDescriptionLength) {
-    return Invalid("description",
-                   "longer than " + std::to_string(kMaxDescriptionLength) + " bytes");
-  }
-  return {};
-}
-
-Status ValidateNotifications(const NotificationSettings& n) {
-  if (n.warning_days < 0 || n.warning_days > 3650) {
-    return Invalid("notifications.warning_days", "must be between 0 and 3650");
-  }
-  return {};
-}
-
-bool ValidHostChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-         c == ':' || c == '[' || c == ']';
-}
-
-// Normalizes hosts (lower case, no trailing dot), fills defaults (port 0 -> 443, empty
-// environment -> "default") and drops exact duplicates.
-Status NormalizeBindings(std::vector<Binding>& bindings, EntryType type) {
-  if (!bindings.empty() && type == EntryType::kMobileProvisioning) {
-    return Invalid("bindings",
-                   "a mobile provisioning profile is never used for TLS and "
-                   "cannot be bound to a host");
-  }
-  std::vector<Binding> out;
-  for (size_t i = 0; i < bindings.size(); ++i) {
-    std::string field = "bindings[" + std::to_string(i) + "]";
-    Binding b = bindings[i];
-    std::string_view raw = b.host;
-    while (!raw.empty() && raw.front() == ' ') raw.remove_prefix(1);
-    while (!raw.empty() && raw.back() == ' ') raw.remove_suffix(1);
-    b.host = NormalizeHost(raw);
-    if (b.host.empty()) return Invalid(field + ".host", "required");
-    std::string_view rest = b.host;
-    if (rest.starts_with("*.")) rest.remove_prefix(2);
-    if (rest.empty() || rest.front() == '.') {
-      return Invalid(field + ".host", "'" + b.host + "' is not a host name");
-    }
-    for (char c : rest) {
-      if (!ValidHostChar(c)) {
-        return Invalid(field + ".host", "'" + b.host +
-                                            "' is not a host name (a wildcard is allowed only as "
-                                            "the whole first label: *.example.com)");
-      }
-    }
-    if (std::count(rest.begin(), rest.end(), ':') == 1) {
-      return Invalid(field + ".host",
-                     "'" + b.host + "' includes a port; give the port in " + field + ".port");
-    }
-    if (b.port == 0) b.port = kDefaultPort;
-    if (b.environment.empty()) b.environment = std::string(kDefaultEnvironment);
-    for (unsigned char c : b.environment) {
-      if (c < 0x20 || c == 0x7f)
-        return Invalid(field + ".environment", "contains a control character");
-    }
-    if (std::find(out.begin(), out.end(), b) == out.end()) out.push_back(std::move(b));
-  }
-  bindings = std::move(out);
-  return {};
 }
 
 // Replaces the fields DescribeMaterial owns with those of new material (`facts`), as a
@@ -636,58 +422,6 @@ CertificateInfo ReadCertificateInfo(const Statement& st, int first) {
   return c;
 }
 
-// Asks for transparent huge pages behind a large, not yet touched buffer. Touching fresh
-// memory page by page is what dominates loading 100,000s of entries (each 4 KiB page is a
-// fault, and faults are slow on virtual machines); with huge pages it is one per 2 MiB.
-// Advisory: ignored where THP is off.
-void AdviseHugePages(void* p, size_t bytes) {
-  constexpr uintptr_t kHuge = 2u << 20;
-  if (bytes < 4 * kHuge) return;
-  auto begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
-  auto end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
-
-// The strings and vectors of 100,000s of entries are small heap blocks (about 500 bytes
-// per entry), and touching their fresh pages one 4 KiB fault at a time was a third of the
-// first Open's time (14,000 faults, 0.15-0.4 s of system time). While it lives, this
-// grows glibc's main heap once by about what the load will allocate and asks for
-// transparent huge pages there, so those pages fault in 2 MiB at a time. Without glibc
-// (or under a sanitizer's allocator, which does not use the heap) it does nothing.
-class HeapReservation {
- public:
-  explicit HeapReservation(size_t bytes) {
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-    if (bytes < (16u << 20)) return;
-    // Large growth steps while loading; a free that shrinks the heap keeps this much too.
-    active_ = ::mallopt(M_TOP_PAD, static_cast<int>(std::min<size_t>(bytes, 1u << 30))) == 1;
-    if (!active_) return;
-    // A block larger than the free top of the heap makes malloc grow it now, by the pad.
-    const size_t probe = ::mallinfo2().keepcost + 4096;
-    if (probe >= (64u << 10)) return;  // could be served by mmap instead: no growth
-    char* before = static_cast<char*>(::sbrk(0));
-    probe_ = ::malloc(probe);
-    char* after = static_cast<char*>(::sbrk(0));
-    if (after > before) AdviseHugePages(before, static_cast<size_t>(after - before));
-#else
-    (void)bytes;
-#endif
-  }
-  ~HeapReservation() {
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-    ::free(probe_);
-    if (active_) ::mallopt(M_TOP_PAD, kGlibcDefaultTopPad);
-#endif
-  }
-  HeapReservation(const HeapReservation&) = delete;
-  HeapReservation& operator=(const HeapReservation&) = delete;
-
- private:
-  static constexpr int kGlibcDefaultTopPad = 128 * 1024;
-  bool active_ = false;
-  void* probe_ = nullptr;
-};
-
 // Calls `attach(entry, statement)` for each row of `st` (whose column 0 is an entry id,
 // rows in id order as a primary key returns them) with the entry of that id. A merge
 // join against `by_id` (entry indexes sorted by id): no per-row lookups or allocations.
@@ -702,32 +436,6 @@ Status JoinById(Statement& st, std::vector<EntryMetadata>& entries,
     while (pos < by_id.size() && std::string_view(entries[by_id[pos]].id) < id) ++pos;
     if (pos < by_id.size() && entries[by_id[pos]].id == id) attach(entries[by_id[pos]], st);
   }
-}
-
-// Entry positions in id order. Ids are compared by their first 8 bytes (big-endian, so
-// integer order is byte order) kept beside the position, and in full only on a tie:
-// sorting through the strings themselves missed the cache at every comparison.
-std::vector<uint32_t> SortedById(const std::vector<EntryMetadata>& entries) {
-  struct Key {
-    uint64_t prefix;
-    uint32_t pos;
-  };
-  std::vector<Key> keys(entries.size());
-  for (uint32_t i = 0; i < keys.size(); ++i) {
-    const std::string& id = entries[i].id;
-    uint64_t prefix = 0;
-    for (size_t b = 0; b < 8; ++b) {
-      prefix = prefix << 8 | (b < id.size() ? static_cast<unsigned char>(id[b]) : 0u);
-    }
-    keys[i] = Key{prefix, i};
-  }
-  std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
-    if (a.prefix != b.prefix) return a.prefix < b.prefix;
-    return entries[a.pos].id < entries[b.pos].id;
-  });
-  std::vector<uint32_t> out(keys.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = keys[i].pos;
-  return out;
 }
 
 // Every entry's metadata, in save order, without touching key material. Startup cost is
@@ -813,27 +521,7 @@ Result<std::vector<EntryMetadata>> LoadEntries(Database& db) {
       }
     }));
   }
-  // Into save order, in place (a second vector would double the memory touched). The
-  // keys are sorted beside the positions: an indirect comparison would miss the cache on
-  // every step (a sixth of Open's instructions went to these sorts).
-  std::vector<std::pair<int64_t, uint32_t>> keyed(entries.size());
-  for (uint32_t i = 0; i < keyed.size(); ++i) keyed[i] = {save_seq[i], i};
-  // Rows come in insertion order, which is save order unless entries were updated.
-  if (!std::is_sorted(keyed.begin(), keyed.end())) std::sort(keyed.begin(), keyed.end());
-  std::vector<uint32_t> order(entries.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = keyed[i].second;
-  std::vector<std::pair<int64_t, uint32_t>>().swap(keyed);
-  // order[i] = where the element for position i currently is; follow the cycles.
-  for (size_t i = 0; i < order.size(); ++i) {
-    size_t cur = i;
-    while (order[cur] != i) {
-      size_t next = order[cur];
-      std::swap(entries[cur], entries[next]);
-      order[cur] = static_cast<uint32_t>(cur);
-      cur = next;
-    }
-    order[cur] = static_cast<uint32_t>(cur);
-  }
+  PutInSaveOrder(entries, save_seq);
   return entries;
 }
 
@@ -1636,10 +1324,7 @@ Result<EntryMetadata> CertificateStore::Get(std::string_view id_or_name) const {
 }
 
 Result<ListPage> CertificateStore::List(const ListFilter& filter) const {
-  size_t page_size = filter.page_size == 0 ? kDefaultPageSize : filter.page_size;
-  if (page_size > kMaxPageSize) {
-    return Invalid("page_size", "at most " + std::to_string(kMaxPageSize));
-  }
+  WSSTEP_ASSIGN_OR_RETURN(size_t page_size, PageSize(filter.page_size));
   std::string after;
   if (!filter.page_token.empty()) {
     auto decoded = Unhex(filter.page_token);
@@ -1935,10 +1620,7 @@ Status CertificateStore::Flush() const {
 // Audit.
 
 Result<AuditPage> CertificateStore::ListAudit(const AuditFilter& filter) const {
-  size_t page_size = filter.page_size == 0 ? kDefaultPageSize : filter.page_size;
-  if (page_size > kMaxPageSize) {
-    return Invalid("page_size", "at most " + std::to_string(kMaxPageSize));
-  }
+  WSSTEP_ASSIGN_OR_RETURN(size_t page_size, PageSize(filter.page_size));
   int64_t before = 0;
   if (!filter.page_token.empty()) {
     char* end = nullptr;
