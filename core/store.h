@@ -199,10 +199,9 @@ class CertificateStore {
   // Opens or creates the store in options.data_dir: runs schema migrations, loads the
   // master key (see the file comment), checks it against the store, completes an
   // interrupted key rotation, and loads every entry's metadata into the first snapshot
-  // without decrypting or parsing any key. With 100,000 entries this takes about 0.3 s of
-  // CPU and 115 MiB; with glibc, loading grows the heap once and asks for transparent
-  // huge pages there (it sets M_TOP_PAD while loading and then restores glibc's default),
-  // so first-touch page faults no longer dominate and no GLIBC_TUNABLES are needed.
+  // without decrypting or parsing any key. With 100,000 entries this takes 0.7-1.0 s on a
+  // busy two-core machine (scripts/bench.sh --only store measures it) and about 115 MiB;
+  // it changes no allocator setting of the process.
   // Errors: STORAGE_ERROR (directory, file, SQLite), MASTER_KEY_ERROR.
   static Result<std::unique_ptr<CertificateStore>> Open(StoreOptions options);
 

@@ -1,8 +1,6 @@
 #include "core/store/bulk_load.h"
 
-#include <malloc.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -59,31 +57,6 @@ void AdviseHugePages(void* p, size_t bytes) {
   auto begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
   auto end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
-
-HeapReservation::HeapReservation(size_t bytes) {
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-  if (bytes < (16u << 20)) return;
-  // Large growth steps while loading; a free that shrinks the heap keeps this much too.
-  active_ = ::mallopt(M_TOP_PAD, static_cast<int>(std::min<size_t>(bytes, 1u << 30))) == 1;
-  if (!active_) return;
-  // A block larger than the free top of the heap makes malloc grow it now, by the pad.
-  const size_t probe = ::mallinfo2().keepcost + 4096;
-  if (probe >= (64u << 10)) return;  // could be served by mmap instead: no growth
-  char* before = static_cast<char*>(::sbrk(0));
-  probe_ = ::malloc(probe);
-  char* after = static_cast<char*>(::sbrk(0));
-  if (after > before) AdviseHugePages(before, static_cast<size_t>(after - before));
-#else
-  (void)bytes;
-#endif
-}
-
-HeapReservation::~HeapReservation() {
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-  ::free(probe_);
-  if (active_) ::mallopt(M_TOP_PAD, kGlibcDefaultTopPad);
-#endif
 }
 
 }  // namespace wsstep::core

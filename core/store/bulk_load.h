@@ -37,26 +37,6 @@ void PutInSaveOrder(std::vector<EntryMetadata>& entries, const std::vector<int64
 // Advisory: ignored where THP is off, and for buffers under 8 MiB.
 void AdviseHugePages(void* p, size_t bytes);
 
-// The strings and vectors of 100,000s of entries are small heap blocks (about 500 bytes
-// per entry), and touching their fresh pages one 4 KiB fault at a time was a third of the
-// first Open's time (14,000 faults, 0.15-0.4 s of system time). While it lives, this
-// grows glibc's main heap once by about what the load will allocate and asks for
-// transparent huge pages there, so those pages fault in 2 MiB at a time. Without glibc
-// (or under a sanitizer's allocator, which does not use the heap) it does nothing.
-// Sets M_TOP_PAD process-wide while it lives, and restores glibc's default after.
-class HeapReservation {
- public:
-  explicit HeapReservation(size_t bytes);
-  ~HeapReservation();
-  HeapReservation(const HeapReservation&) = delete;
-  HeapReservation& operator=(const HeapReservation&) = delete;
-
- private:
-  static constexpr int kGlibcDefaultTopPad = 128 * 1024;
-  bool active_ = false;
-  void* probe_ = nullptr;
-};
-
 }  // namespace wsstep::core
 
 #endif  // WSSTEP_CORE_STORE_BULK_LOAD_H_

@@ -233,9 +233,6 @@ AuditEvent ReadAuditRow(const Statement& st) {
 }
 
 Result<LoadedEntries> LoadEntryRows(Database& db) {
-  // Heap blocks per entry: id, name, bindings, leaf facts, chain subjects (measured ~500).
-  constexpr size_t kHeapBytesPerEntry = 560;
-  std::optional<HeapReservation> heap;
   std::vector<EntryMetadata> entries;
   std::vector<int64_t> save_seq;
   {
@@ -245,7 +242,6 @@ Result<LoadedEntries> LoadEntryRows(Database& db) {
     entries.reserve(n);
     save_seq.reserve(n);
     AdviseHugePages(entries.data(), n * sizeof(EntryMetadata));
-    heap.emplace(n * kHeapBytesPerEntry);
   }
   {
     // Table order, not the save_seq index: a sequential read; sorted below.

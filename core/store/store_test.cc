@@ -955,8 +955,8 @@ COMMIT;
 }
 
 // 100,000 entries open and resolve correctly. Their speed (PRODUCT.md §5) is the
-// benchmark harness's job (tests/bench, store phase); Open prepares the heap itself, so
-// the test runs the store as `wsstep serve` does, with no tunables from outside.
+// benchmark harness's job (tests/bench, store phase). The test runs the store as
+// `wsstep serve` does, with no tunables from outside.
 TEST(StoreScaleTest, HundredThousandEntriesOpenAndResolve) {
   TempDir dir;
   TestClock clock;
