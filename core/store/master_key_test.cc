@@ -12,7 +12,7 @@ namespace {
 
 using ::wsstep::testing::TempDir;
 
-TEST(MasterKeyTest, TheRecordRecognizesOnlyItsKey) {
+TEST(StoreMasterKeyTest, TheRecordRecognizesOnlyItsKey) {
   Vault vault(MasterKey::Generate().value());
   MasterKeyRecord record = MasterKeyRecordFor(vault).value();
   EXPECT_EQ(record.key_id, vault.key_id());
@@ -29,7 +29,7 @@ TEST(MasterKeyTest, TheRecordRecognizesOnlyItsKey) {
   EXPECT_TRUE(CheckMasterKey(vault, {vault.key_id(), std::nullopt}).ok());
 }
 
-TEST(MasterKeyTest, ANewStoreGetsAKeyFileAnExistingOneNeverDoes) {
+TEST(StoreMasterKeyTest, ANewStoreGetsAKeyFileAnExistingOneNeverDoes) {
   TempDir dir;
   const std::string path = dir.Path("master.key");
   auto created = ObtainMasterKey(std::nullopt, path, dir.path(), std::nullopt, false);
@@ -42,7 +42,7 @@ TEST(MasterKeyTest, ANewStoreGetsAKeyFileAnExistingOneNeverDoes) {
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
-TEST(MasterKeyTest, StaleTemporariesOfTheKeyFileAreRemoved) {
+TEST(StoreMasterKeyTest, StaleTemporariesOfTheKeyFileAreRemoved) {
   TempDir dir;
   ::wsstep::testing::WriteFile(dir.Path("master.key.tmp-abc123"), "half");
   ::wsstep::testing::WriteFile(dir.Path("master.key.new.tmp-x"), "half");
@@ -53,7 +53,7 @@ TEST(MasterKeyTest, StaleTemporariesOfTheKeyFileAreRemoved) {
   EXPECT_TRUE(std::filesystem::exists(dir.Path("other.tmp-1")));
 }
 
-TEST(MasterKeyTest, ResealingMovesEveryKeyToTheNewVault) {
+TEST(StoreMasterKeyTest, ResealingMovesEveryKeyToTheNewVault) {
   Vault old_vault(MasterKey::Generate().value());
   Vault new_vault(MasterKey::Generate().value());
   testing::MemoryStorage storage;

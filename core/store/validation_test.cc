@@ -11,7 +11,7 @@ void ExpectInvalid(const Status& s, std::string_view field) {
   EXPECT_TRUE(s.error().message.starts_with(std::string(field) + ": ")) << s.error().message;
 }
 
-TEST(ValidationTest, Names) {
+TEST(StoreValidationTest, Names) {
   EXPECT_TRUE(ValidateName("Bank Client").ok());
   EXPECT_TRUE(ValidateName(std::string(kMaxNameLength, 'n')).ok());
   EXPECT_TRUE(ValidateName("\xc3\xa9t\xc3\xa9").ok());  // UTF-8 is fine
@@ -23,7 +23,7 @@ TEST(ValidationTest, Names) {
   ExpectInvalid(ValidateName("del\x7f"), "name");
 }
 
-TEST(ValidationTest, DescriptionAndNotifications) {
+TEST(StoreValidationTest, DescriptionAndNotifications) {
   EXPECT_TRUE(ValidateDescription(std::string(kMaxDescriptionLength, 'd')).ok());
   ExpectInvalid(ValidateDescription(std::string(kMaxDescriptionLength + 1, 'd')), "description");
   NotificationSettings n;
@@ -35,7 +35,7 @@ TEST(ValidationTest, DescriptionAndNotifications) {
   ExpectInvalid(ValidateNotifications(n), "notifications.warning_days");
 }
 
-TEST(ValidationTest, BindingsAreNormalizedAndDeduplicated) {
+TEST(StoreValidationTest, BindingsAreNormalizedAndDeduplicated) {
   std::vector<Binding> b = {{" API.Example.COM. ", 0, ""},
                             {"api.example.com", 443, "default"},
                             {"*.example.com", 8443, "sandbox"}};
@@ -44,7 +44,7 @@ TEST(ValidationTest, BindingsAreNormalizedAndDeduplicated) {
                                      {"*.example.com", 8443, "sandbox"}}));
 }
 
-TEST(ValidationTest, BindingsThatAreNotHostsNameTheField) {
+TEST(StoreValidationTest, BindingsThatAreNotHostsNameTheField) {
   auto check = [](std::string host, std::string_view field) {
     std::vector<Binding> b = {{"ok.example.com", 443, "default"}, {std::move(host), 443, ""}};
     ExpectInvalid(NormalizeBindings(b, EntryType::kKeyPair), field);
@@ -61,21 +61,21 @@ TEST(ValidationTest, BindingsThatAreNotHostsNameTheField) {
   ExpectInvalid(NormalizeBindings(env, EntryType::kKeyPair), "bindings[0].environment");
 }
 
-TEST(ValidationTest, MobileProvisioningProfilesCannotBeBound) {
+TEST(StoreValidationTest, MobileProvisioningProfilesCannotBeBound) {
   std::vector<Binding> b = {{"a.example.com", 443, ""}};
   ExpectInvalid(NormalizeBindings(b, EntryType::kMobileProvisioning), "bindings");
   std::vector<Binding> none;
   EXPECT_TRUE(NormalizeBindings(none, EntryType::kMobileProvisioning).ok());
 }
 
-TEST(ValidationTest, PageSizes) {
+TEST(StoreValidationTest, PageSizes) {
   EXPECT_EQ(PageSize(0).value(), kDefaultPageSize);
   EXPECT_EQ(PageSize(1).value(), 1u);
   EXPECT_EQ(PageSize(kMaxPageSize).value(), kMaxPageSize);
   ExpectInvalid(PageSize(kMaxPageSize + 1).status(), "page_size");
 }
 
-TEST(ValidationTest, ErrorsNameWhatWasAskedFor) {
+TEST(StoreValidationTest, ErrorsNameWhatWasAskedFor) {
   Error nf = NotFound("bank");
   EXPECT_EQ(nf.code, Code::kNotFound);
   EXPECT_EQ(nf.detail.at("certificate"), "bank");
