@@ -5,24 +5,33 @@ function(wsstep_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
 endfunction()
 
-# wsstep_component(NAME name DIR dir DEPS ...): one library from every *.cc in DIR
-# that is not a *_test.cc, plus one test executable per *_test.cc in DIR. Components
-# glob so that several people can add files to one folder without editing its list.
+# wsstep_component(NAME name DEPS ... TEST_DEPS ...): one library from every *.cc in the
+# current folder that is not a *_test.cc, plus one test executable per *_test.cc there.
+# Components glob so that several people can add files to one folder without editing
+# its list.
+# wsstep_component(EXTEND name TEST_DEPS ...): the same for a subfolder whose sources
+# belong to the library `name` of an enclosing folder (core/store/ in wsstep_core).
 function(wsstep_component)
-  cmake_parse_arguments(ARG "" "NAME" "DEPS;TEST_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;EXTEND" "DEPS;TEST_DEPS" ${ARGN})
   file(GLOB _all CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cc)
   file(GLOB _tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cc)
   set(_srcs ${_all})
   if(_tests)
     list(REMOVE_ITEM _srcs ${_tests})
   endif()
-  add_library(${ARG_NAME} STATIC ${_srcs})
-  target_include_directories(${ARG_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
-  target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
-  wsstep_warnings(${ARG_NAME})
+  if(ARG_EXTEND)
+    set(_lib ${ARG_EXTEND})
+    target_sources(${_lib} PRIVATE ${_srcs})
+  else()
+    set(_lib ${ARG_NAME})
+    add_library(${_lib} STATIC ${_srcs})
+    target_include_directories(${_lib} PUBLIC ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${_lib} PUBLIC ${ARG_DEPS})
+    wsstep_warnings(${_lib})
+  endif()
   foreach(_t ${_tests})
     get_filename_component(_n ${_t} NAME_WE)
-    wsstep_test(${_n} SOURCES ${_t} DEPS ${ARG_NAME} ${ARG_TEST_DEPS})
+    wsstep_test(${_n} SOURCES ${_t} DEPS ${_lib} ${ARG_TEST_DEPS})
   endforeach()
 endfunction()
 

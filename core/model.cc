@@ -5,25 +5,10 @@
 #include <chrono>
 #include <utility>
 
+#include "core/enum_names.h"
+
 namespace wsstep::core {
 namespace {
-
-template <typename E, size_t N>
-std::string_view NameOf(const std::array<std::pair<E, std::string_view>, N>& table, E v) {
-  for (const auto& [e, n] : table) {
-    if (e == v) return n;
-  }
-  return "UNKNOWN";
-}
-
-template <typename E, size_t N>
-std::optional<E> FromName(const std::array<std::pair<E, std::string_view>, N>& table,
-                          std::string_view name) {
-  for (const auto& [e, n] : table) {
-    if (n == name) return e;
-  }
-  return std::nullopt;
-}
 
 constexpr std::array<std::pair<EntryType, std::string_view>, 5> kEntryTypes = {{
     {EntryType::kKeyPair, "KEY_PAIR"},
@@ -63,14 +48,14 @@ Clock SystemClock() {
   };
 }
 
-std::string_view EntryTypeName(EntryType t) { return NameOf(kEntryTypes, t); }
-std::optional<EntryType> EntryTypeFromName(std::string_view n) { return FromName(kEntryTypes, n); }
-std::string_view SourceFormatName(SourceFormat f) { return NameOf(kFormats, f); }
+std::string_view EntryTypeName(EntryType t) { return NameIn(kEntryTypes, t); }
+std::optional<EntryType> EntryTypeFromName(std::string_view n) { return ValueIn(kEntryTypes, n); }
+std::string_view SourceFormatName(SourceFormat f) { return NameIn(kFormats, f); }
 std::optional<SourceFormat> SourceFormatFromName(std::string_view n) {
-  return FromName(kFormats, n);
+  return ValueIn(kFormats, n);
 }
-std::string_view CertStatusName(CertStatus s) { return NameOf(kStatuses, s); }
-std::optional<CertStatus> CertStatusFromName(std::string_view n) { return FromName(kStatuses, n); }
+std::string_view CertStatusName(CertStatus s) { return NameIn(kStatuses, s); }
+std::optional<CertStatus> CertStatusFromName(std::string_view n) { return ValueIn(kStatuses, n); }
 
 std::string_view NotificationFrequencyName(NotificationFrequency f) {
   return f == NotificationFrequency::kWeekly ? "WEEKLY" : "DAILY";

@@ -24,12 +24,13 @@
 //   ... hand call.credentials to the transfer engine ...
 //   store->RecordUse(call.chosen_id(), request, {"engine", step_id, workflow_id}, "OK");
 //
-// Storage: one SQLite file `store.db` in the data directory (WAL, synchronous=FULL, schema
-// migrations). Metadata and certificates are stored in clear; each private key is stored
-// only as its unencrypted PKCS#8, sealed with AES-256-GCM under the master key
-// (core/vault.h) and bound to its row. Passwords and uploaded files are never stored.
+// Storage: by default one SQLite file `store.db` in the data directory (WAL,
+// synchronous=FULL, schema migrations), behind the seam of core/store/storage.h
+// (StoreOptions::storage). Metadata and certificates are stored in clear; each private
+// key is stored only as its unencrypted PKCS#8, sealed with AES-256-GCM under the master
+// key (core/vault.h) and bound to its row. Passwords and uploaded files are never stored.
 //
-// Consistency: every change is one SQLite transaction; when it has committed, a new
+// Consistency: every change is one storage transaction; when it has committed, a new
 // immutable Snapshot of all metadata is published atomically. Readers (Get, List,
 // ResolveForCall, ...) never wait for writers and never see a half-applied change; a call
 // that resolved against the previous snapshot keeps its Identity alive until it finishes,
@@ -43,6 +44,9 @@
 // not match the key this store was written with (id Y)").
 //
 // Thread safety: every method may be called from any thread, concurrently.
+//
+// The implementation lives in core/store/: store.cc orchestrates the pieces named there
+// (storage, snapshot publishing, use recording, the change feed, validation).
 #ifndef WSSTEP_CORE_STORE_H_
 #define WSSTEP_CORE_STORE_H_
 
@@ -62,6 +66,8 @@
 #include "core/notifications.h"
 #include "core/resolver.h"
 #include "core/secret.h"
+#include "core/store/audit.h"
+#include "core/store/storage.h"
 #include "core/vault.h"
 
 namespace wsstep::core {
@@ -81,6 +87,9 @@ struct StoreOptions {
   Clock clock = SystemClock();
   // Use records (RecordUse) are written in batches at most this far apart.
   std::chrono::milliseconds use_flush_interval{500};
+  // Where entries, the audit log and the store's state are kept (core/store/storage.h).
+  // Empty: SQLite, store.db in data_dir (OpenSqliteStorage, core/store/sqlite_storage.h).
+  StorageFactory storage;
 };
 
 // An uploaded file (or pair of files) and what is needed to read it. Only the parsed,
@@ -120,69 +129,6 @@ struct UpdateRequest {
   std::optional<bool> disabled;
   std::optional<bool> revoked;
   std::optional<MaterialUpload> material;  // parsed as the entry's type
-};
-
-// Who did it, for the audit log. Step and workflow ids come from the engine's request.
-struct AuditContext {
-  AuditContext() = default;
-  AuditContext(std::string actor_, std::string step_id_ = {},  // NOLINT: {"alice"} reads well
-               std::string workflow_id_ = {})
-      : actor(std::move(actor_)),
-        step_id(std::move(step_id_)),
-        workflow_id(std::move(workflow_id_)) {}
-  AuditContext(const char* actor_) : AuditContext(std::string(actor_)) {}  // NOLINT
-  std::string actor;
-  std::string step_id;
-  std::string workflow_id;
-};
-
-enum class AuditAction {
-  kCreate,
-  kUpdate,
-  kDelete,
-  kImportFailure,  // a Create/Update/Attach whose material was refused; `code` says why
-  kUse,            // a step used the store for a call (RecordUse)
-  kGenerateKey,    // GenerateKeyAndCsr created a pending entry
-  kAttachCertificate,
-  kRotateMasterKey,
-};
-std::string_view AuditActionName(AuditAction a);  // "CREATE", "IMPORT_FAILURE", "USE", ...
-std::optional<AuditAction> AuditActionFromName(std::string_view name);
-
-// One row of the append-only audit log. Never holds secret material.
-struct AuditEvent {
-  int64_t sequence = 0;  // increasing; the newest event has the greatest
-  UnixSeconds at = 0;
-  AuditAction action = AuditAction::kCreate;
-  std::string actor;
-  std::string entry_id;    // empty for events without an entry (rotation, failed create)
-  std::string entry_name;  // the name at the time of the event
-  // kUse: the call's target and ids.
-  std::string host;
-  uint16_t port = 0;
-  std::string environment;
-  std::string step_id;
-  std::string workflow_id;
-  std::string outcome;  // kUse: "OK" or a catalog code name; others: "OK"
-  std::string code;     // kImportFailure: the catalog code, e.g. "WRONG_PASSWORD"
-  std::string detail;   // what changed ("name, bindings"), or the failure's message
-};
-
-struct AuditFilter {
-  std::string entry_id;  // exact id; empty: any
-  std::optional<AuditAction> action;
-  std::string actor;
-  std::string step_id;
-  std::string workflow_id;
-  UnixSeconds since = 0;   // inclusive; 0: no lower bound
-  UnixSeconds until = 0;   // exclusive; 0: no upper bound
-  size_t page_size = 100;  // 0 means 100; at most 1000
-  std::string page_token;  // from the previous page; empty: the newest events first
-};
-
-struct AuditPage {
-  std::vector<AuditEvent> events;  // newest first
-  std::string next_page_token;     // empty: no more
 };
 
 struct ListFilter {
@@ -253,10 +199,9 @@ class CertificateStore {
   // Opens or creates the store in options.data_dir: runs schema migrations, loads the
   // master key (see the file comment), checks it against the store, completes an
   // interrupted key rotation, and loads every entry's metadata into the first snapshot
-  // without decrypting or parsing any key. With 100,000 entries this takes about 0.3 s of
-  // CPU and 115 MiB; with glibc, loading grows the heap once and asks for transparent
-  // huge pages there (it sets M_TOP_PAD while loading and then restores glibc's default),
-  // so first-touch page faults no longer dominate and no GLIBC_TUNABLES are needed.
+  // without decrypting or parsing any key. With 100,000 entries this takes 0.7-1.0 s on a
+  // busy two-core machine (scripts/bench.sh --only store measures it) and about 115 MiB;
+  // it changes no allocator setting of the process.
   // Errors: STORAGE_ERROR (directory, file, SQLite), MASTER_KEY_ERROR.
   static Result<std::unique_ptr<CertificateStore>> Open(StoreOptions options);
 

@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "core/store.h"
-#include "core/store_testing.h"
+#include "core/store/store_testing.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 

@@ -1,9 +1,10 @@
-// Helpers shared by the certificate store's tests (core/store_test.cc,
-// core/store_crash_test.cc): a movable clock, store options, requests built from the
-// generated PKI, whole-entry comparison, and running code in a child process. Test-only;
-// header-only so that core's library does not carry it.
-#ifndef WSSTEP_CORE_STORE_TESTING_H_
-#define WSSTEP_CORE_STORE_TESTING_H_
+// Helpers shared by the certificate store's tests (core/store/store_test.cc,
+// core/store/store_crash_test.cc): the storage backend under test, a movable clock,
+// store options, requests built from the generated PKI, whole-entry comparison, and
+// running code in a child process. Test-only; header-only so that core's library does
+// not carry it.
+#ifndef WSSTEP_CORE_STORE_STORE_TESTING_H_
+#define WSSTEP_CORE_STORE_STORE_TESTING_H_
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -20,6 +21,8 @@
 #include <vector>
 
 #include "core/store.h"
+#include "core/store/sqlite_storage.h"
+#include "core/store/storage.h"
 #include "tests/support/pki.h"
 
 namespace wsstep::core::testing {
@@ -47,10 +50,18 @@ struct TestClock {
   void Advance(UnixSeconds s) { *now += s; }
 };
 
+// The storage backend the store's tests run against: every store the tests open goes
+// through OptionsFor, so a second backend is tested by returning its factory here (or,
+// to run the suites against several, by parameterizing the fixtures over a list of
+// factories). Tests that look at the SQLite file itself say so in their names or
+// comments.
+inline StorageFactory TestStorage() { return OpenSqliteStorage; }
+
 inline StoreOptions OptionsFor(const std::string& dir, const TestClock& clock) {
   StoreOptions o;
   o.data_dir = dir;
   o.clock = clock.clock();
+  o.storage = TestStorage();
   return o;
 }
 
@@ -139,4 +150,4 @@ inline void ExpectSameEntry(const EntryMetadata& a, const EntryMetadata& b) {
 
 }  // namespace wsstep::core::testing
 
-#endif  // WSSTEP_CORE_STORE_TESTING_H_
+#endif  // WSSTEP_CORE_STORE_STORE_TESTING_H_

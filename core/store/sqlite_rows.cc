@@ -1,0 +1,320 @@
+#include "core/store/sqlite_rows.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/store/bulk_load.h"
+#include "core/store/codec.h"
+#include "core/store/validation.h"
+
+namespace wsstep::core {
+namespace {
+
+constexpr std::string_view kUpsertEntry = R"sql(
+INSERT INTO entries (id, name, name_key, description, type, source_format, key_alias,
+  has_private_key, has_password, private_trust_only, disabled, revoked, pending_certificate,
+  created_at, updated_at, version, save_seq, notify_enabled, notify_warning_days,
+  notify_frequency, notify_alert_ref, last_notified_at, chain_subjects, attributes)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+  ?20, ?21, ?22, ?23, ?24)
+ON CONFLICT(id) DO UPDATE SET name=excluded.name, name_key=excluded.name_key,
+  description=excluded.description, source_format=excluded.source_format,
+  key_alias=excluded.key_alias, has_private_key=excluded.has_private_key,
+  has_password=excluded.has_password, private_trust_only=excluded.private_trust_only,
+  disabled=excluded.disabled, revoked=excluded.revoked,
+  pending_certificate=excluded.pending_certificate, updated_at=excluded.updated_at,
+  version=excluded.version, save_seq=excluded.save_seq, notify_enabled=excluded.notify_enabled,
+  notify_warning_days=excluded.notify_warning_days, notify_frequency=excluded.notify_frequency,
+  notify_alert_ref=excluded.notify_alert_ref, last_notified_at=excluded.last_notified_at,
+  chain_subjects=excluded.chain_subjects, attributes=excluded.attributes
+)sql";
+
+Status InsertCertificateRow(Statement& ins, std::string_view id, std::string_view role,
+                            size_t ordinal, const CertificateInfo& c) {
+  ins.Bind(1, id)
+      .Bind(2, role)
+      .Bind(3, static_cast<int64_t>(ordinal))
+      .Bind(4, c.subject)
+      .Bind(5, c.issuer)
+      .Bind(6, c.serial)
+      .Bind(7, c.not_before)
+      .Bind(8, c.not_after)
+      .BindBlob(9, EncodeList(c.sans))
+      .Bind(10, c.key_algorithm)
+      .Bind(11, int64_t{c.key_bits})
+      .Bind(12, c.curve)
+      .Bind(13, c.sha256_fingerprint)
+      .Bind(14, int64_t{c.is_ca});
+  return ins.Run();
+}
+
+CertificateInfo ReadCertificateInfo(const Statement& st, int first) {
+  CertificateInfo c;
+  c.subject = st.ColumnText(first);
+  c.issuer = st.ColumnText(first + 1);
+  c.serial = st.ColumnText(first + 2);
+  c.not_before = st.ColumnInt64(first + 3);
+  c.not_after = st.ColumnInt64(first + 4);
+  c.sans = DecodeList(st.ColumnBlobView(first + 5));
+  c.key_algorithm = st.ColumnText(first + 6);
+  c.key_bits = static_cast<int>(st.ColumnInt64(first + 7));
+  c.curve = st.ColumnText(first + 8);
+  c.sha256_fingerprint = st.ColumnText(first + 9);
+  c.is_ca = st.ColumnInt64(first + 10) != 0;
+  return c;
+}
+
+// Calls `attach(entry, statement)` for each row of `st` (whose column 0 is an entry id,
+// rows in id order as a primary key returns them) with the entry of that id. A merge
+// join against `by_id` (entry indexes sorted by id): no per-row lookups or allocations.
+template <typename Attach>
+Status JoinById(Statement& st, std::vector<EntryMetadata>& entries,
+                const std::vector<uint32_t>& by_id, Attach attach) {
+  size_t pos = 0;
+  for (;;) {
+    WSSTEP_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return {};
+    std::string_view id = st.ColumnBlobView(0);
+    while (pos < by_id.size() && std::string_view(entries[by_id[pos]].id) < id) ++pos;
+    if (pos < by_id.size() && entries[by_id[pos]].id == id) attach(entries[by_id[pos]], st);
+  }
+}
+
+}  // namespace
+
+Status WriteEntryRow(Database& db, const EntryMetadata& e, int64_t save_sequence) {
+  WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare(kUpsertEntry));
+  st.Bind(1, e.id)
+      .Bind(2, e.name)
+      .Bind(3, AsciiLower(e.name))
+      .Bind(4, e.description)
+      .Bind(5, EntryTypeName(e.type))
+      .Bind(6, SourceFormatName(e.source_format))
+      .Bind(7, e.key_alias)
+      .Bind(8, int64_t{e.has_private_key})
+      .Bind(9, int64_t{e.has_password})
+      .Bind(10, int64_t{e.private_trust_only})
+      .Bind(11, int64_t{e.disabled})
+      .Bind(12, int64_t{e.revoked})
+      .Bind(13, int64_t{e.pending_certificate})
+      .Bind(14, e.created_at)
+      .Bind(15, e.updated_at)
+      .Bind(16, static_cast<int64_t>(e.version))
+      .Bind(17, save_sequence)
+      .Bind(18, int64_t{e.notifications.enabled})
+      .Bind(19, int64_t{e.notifications.warning_days})
+      .Bind(20, NotificationFrequencyName(e.notifications.frequency))
+      .Bind(21, e.notifications.alert_ref)
+      .Bind(22, e.last_notified_at)
+      .BindBlob(23, EncodeList(e.chain_subjects))
+      .BindBlob(24, EncodeMap(e.attributes));
+  Status s = st.Run();
+  if (!s.ok() && s.error().message.find("entries.name_key") != std::string::npos) {
+    return DuplicateName(e.name, e.name);
+  }
+  return s;
+}
+
+Status WriteBindingRows(Database& db, const EntryMetadata& e) {
+  WSSTEP_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM bindings WHERE entry_id=?"));
+  del.Bind(1, e.id);
+  WSSTEP_RETURN_IF_ERROR(del.Run());
+  WSSTEP_ASSIGN_OR_RETURN(
+      auto ins, db.Prepare("INSERT INTO bindings (entry_id, ordinal, host, port, environment) "
+                           "VALUES (?, ?, ?, ?, ?)"));
+  for (size_t i = 0; i < e.bindings.size(); ++i) {
+    const Binding& b = e.bindings[i];
+    ins.Bind(1, e.id)
+        .Bind(2, static_cast<int64_t>(i))
+        .Bind(3, b.host)
+        .Bind(4, int64_t{b.port})
+        .Bind(5, b.environment);
+    WSSTEP_RETURN_IF_ERROR(ins.Run());
+  }
+  return {};
+}
+
+Status WriteCertificateRows(Database& db, const EntryMetadata& e) {
+  WSSTEP_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM certificates WHERE entry_id=?"));
+  del.Bind(1, e.id);
+  WSSTEP_RETURN_IF_ERROR(del.Run());
+  WSSTEP_ASSIGN_OR_RETURN(
+      auto ins,
+      db.Prepare("INSERT INTO certificates (entry_id, role, ordinal, subject, issuer, serial, "
+                 "not_before, not_after, sans, key_algorithm, key_bits, curve, "
+                 "sha256_fingerprint, is_ca) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  if (e.certificate)
+    WSSTEP_RETURN_IF_ERROR(InsertCertificateRow(ins, e.id, "leaf", 0, *e.certificate));
+  for (size_t i = 0; i < e.trusted.size(); ++i) {
+    WSSTEP_RETURN_IF_ERROR(InsertCertificateRow(ins, e.id, "trusted", i, e.trusted[i]));
+  }
+  return {};
+}
+
+Status WriteMaterialRow(Database& db, std::string_view id, const StoredMaterial& m) {
+  WSSTEP_ASSIGN_OR_RETURN(
+      auto st, db.Prepare("INSERT OR REPLACE INTO material (entry_id, version, leaf_der, "
+                          "chain_der, trusted_der, sealed_key, key_id, csr_pem) "
+                          "VALUES (?,?,?,?,?,?,?,?)"));
+  st.Bind(1, id)
+      .Bind(2, static_cast<int64_t>(m.version))
+      .BindBlob(3, m.leaf_der)
+      .BindBlob(4, EncodeList(m.chain_der))
+      .BindBlob(5, EncodeList(m.trusted_der));
+  if (m.sealed_key) {
+    st.BindBlob(6, *m.sealed_key).Bind(7, m.sealed_key_id);
+  } else {
+    st.BindNull(6).BindNull(7);
+  }
+  if (m.csr_pem) {
+    st.Bind(8, *m.csr_pem);
+  } else {
+    st.BindNull(8);
+  }
+  return st.Run();
+}
+
+Result<std::optional<StoredMaterial>> ReadMaterialRow(Database& db, std::string_view id) {
+  WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT version, leaf_der, chain_der, trusted_der, "
+                                              "sealed_key, key_id, csr_pem FROM material "
+                                              "WHERE entry_id=?"));
+  st.Bind(1, id);
+  WSSTEP_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<StoredMaterial>();
+  StoredMaterial m;
+  m.version = static_cast<uint64_t>(st.ColumnInt64(0));
+  m.leaf_der = st.ColumnBlob(1);
+  m.chain_der = DecodeList(st.ColumnBlobView(2));
+  m.trusted_der = DecodeList(st.ColumnBlobView(3));
+  if (!st.ColumnIsNull(4)) {
+    m.sealed_key = st.ColumnBlob(4);
+    m.sealed_key_id = st.ColumnText(5);
+  }
+  if (!st.ColumnIsNull(6)) m.csr_pem = st.ColumnText(6);
+  return std::optional<StoredMaterial>(std::move(m));
+}
+
+Status InsertAuditRow(Statement& st, const AuditEvent& ev) {
+  st.Bind(1, ev.at)
+      .BindUncopied(2, AuditActionName(ev.action))
+      .BindUncopied(3, ev.actor)
+      .BindUncopied(4, ev.entry_id)
+      .BindUncopied(5, ev.entry_name)
+      .BindUncopied(6, ev.host)
+      .Bind(7, int64_t{ev.port})
+      .BindUncopied(8, ev.environment)
+      .BindUncopied(9, ev.step_id)
+      .BindUncopied(10, ev.workflow_id)
+      .BindUncopied(11, ev.outcome)
+      .BindUncopied(12, ev.code)
+      .BindUncopied(13, ev.detail);
+  return st.Run();
+}
+
+AuditEvent ReadAuditRow(const Statement& st) {
+  AuditEvent ev;
+  ev.sequence = st.ColumnInt64(0);
+  ev.at = st.ColumnInt64(1);
+  ev.action = AuditActionFromName(st.ColumnText(2)).value_or(AuditAction::kUse);
+  ev.actor = st.ColumnText(3);
+  ev.entry_id = st.ColumnText(4);
+  ev.entry_name = st.ColumnText(5);
+  ev.host = st.ColumnText(6);
+  ev.port = static_cast<uint16_t>(st.ColumnInt64(7));
+  ev.environment = st.ColumnText(8);
+  ev.step_id = st.ColumnText(9);
+  ev.workflow_id = st.ColumnText(10);
+  ev.outcome = st.ColumnText(11);
+  ev.code = st.ColumnText(12);
+  ev.detail = st.ColumnText(13);
+  return ev;
+}
+
+Result<LoadedEntries> LoadEntryRows(Database& db) {
+  std::vector<EntryMetadata> entries;
+  std::vector<int64_t> save_seq;
+  {
+    WSSTEP_ASSIGN_OR_RETURN(auto count, db.Prepare("SELECT count(*) FROM entries"));
+    WSSTEP_ASSIGN_OR_RETURN(bool row, count.Step());
+    size_t n = row ? static_cast<size_t>(count.ColumnInt64(0)) : 0;
+    entries.reserve(n);
+    save_seq.reserve(n);
+    AdviseHugePages(entries.data(), n * sizeof(EntryMetadata));
+  }
+  {
+    // Table order, not the save_seq index: a sequential read; sorted below.
+    WSSTEP_ASSIGN_OR_RETURN(
+        auto st,
+        db.Prepare("SELECT save_seq, id, name, description, type, source_format, key_alias, "
+                   "has_private_key, has_password, private_trust_only, disabled, revoked, "
+                   "pending_certificate, created_at, updated_at, last_used_at, use_count, "
+                   "version, notify_enabled, notify_warning_days, notify_frequency, "
+                   "notify_alert_ref, last_notified_at, chain_subjects, attributes "
+                   "FROM entries"));
+    for (;;) {
+      WSSTEP_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      save_seq.push_back(st.ColumnInt64(0));
+      EntryMetadata& e = entries.emplace_back();
+      e.id = st.ColumnText(1);
+      e.name = st.ColumnText(2);
+      e.description = st.ColumnText(3);
+      e.type = EntryTypeFromName(st.ColumnBlobView(4)).value_or(EntryType::kKeyPair);
+      e.source_format = SourceFormatFromName(st.ColumnBlobView(5)).value_or(SourceFormat::kPem);
+      e.key_alias = st.ColumnText(6);
+      e.has_private_key = st.ColumnInt64(7) != 0;
+      e.has_password = st.ColumnInt64(8) != 0;
+      e.private_trust_only = st.ColumnInt64(9) != 0;
+      e.disabled = st.ColumnInt64(10) != 0;
+      e.revoked = st.ColumnInt64(11) != 0;
+      e.pending_certificate = st.ColumnInt64(12) != 0;
+      e.created_at = st.ColumnInt64(13);
+      e.updated_at = st.ColumnInt64(14);
+      e.last_used_at = st.ColumnInt64(15);
+      e.use_count = static_cast<uint64_t>(st.ColumnInt64(16));
+      e.version = static_cast<uint64_t>(st.ColumnInt64(17));
+      e.notifications.enabled = st.ColumnInt64(18) != 0;
+      e.notifications.warning_days = static_cast<int>(st.ColumnInt64(19));
+      e.notifications.frequency = st.ColumnBlobView(20) == "WEEKLY" ? NotificationFrequency::kWeekly
+                                                                    : NotificationFrequency::kDaily;
+      e.notifications.alert_ref = st.ColumnText(21);
+      e.last_notified_at = st.ColumnInt64(22);
+      e.chain_subjects = DecodeList(st.ColumnBlobView(23));
+      e.attributes = DecodeMap(st.ColumnBlobView(24));
+    }
+  }
+  const std::vector<uint32_t> by_id = SortedById(entries);
+  {
+    WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT entry_id, host, port, environment FROM "
+                                                "bindings ORDER BY entry_id, ordinal"));
+    WSSTEP_RETURN_IF_ERROR(JoinById(st, entries, by_id, [](EntryMetadata& e, Statement& row) {
+      e.bindings.push_back(
+          Binding{row.ColumnText(1), static_cast<uint16_t>(row.ColumnInt64(2)), row.ColumnText(3)});
+    }));
+  }
+  {
+    WSSTEP_ASSIGN_OR_RETURN(
+        auto st, db.Prepare("SELECT entry_id, role, subject, issuer, serial, not_before, "
+                            "not_after, sans, key_algorithm, key_bits, curve, "
+                            "sha256_fingerprint, is_ca FROM certificates "
+                            "ORDER BY entry_id, role, ordinal"));
+    WSSTEP_RETURN_IF_ERROR(JoinById(st, entries, by_id, [](EntryMetadata& e, Statement& row) {
+      if (row.ColumnBlobView(1) == "leaf") {
+        e.certificate = ReadCertificateInfo(row, 2);
+      } else {
+        e.trusted.push_back(ReadCertificateInfo(row, 2));
+      }
+    }));
+  }
+  LoadedEntries loaded;
+  if (!save_seq.empty()) {
+    loaded.latest_save_sequence = *std::max_element(save_seq.begin(), save_seq.end());
+  }
+  PutInSaveOrder(entries, save_seq);
+  loaded.entries = std::move(entries);
+  return loaded;
+}
+
+}  // namespace wsstep::core
