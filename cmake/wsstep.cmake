@@ -9,26 +9,21 @@ endfunction()
 # current folder that is not a *_test.cc, plus one test executable per *_test.cc there.
 # Components glob so that several people can add files to one folder without editing
 # its list.
-# wsstep_component(EXTEND name TEST_DEPS ...): the same for a subfolder whose sources
-# belong to the library `name` of an enclosing folder (core/store/ in wsstep_core).
+# A folder nested in another (core/store/, plugin/server/) is a component of its own
+# with its own CMakeLists.txt; the order between them is in docs/architecture.md.
 function(wsstep_component)
-  cmake_parse_arguments(ARG "" "NAME;EXTEND" "DEPS;TEST_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME" "DEPS;TEST_DEPS" ${ARGN})
   file(GLOB _all CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cc)
   file(GLOB _tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cc)
   set(_srcs ${_all})
   if(_tests)
     list(REMOVE_ITEM _srcs ${_tests})
   endif()
-  if(ARG_EXTEND)
-    set(_lib ${ARG_EXTEND})
-    target_sources(${_lib} PRIVATE ${_srcs})
-  else()
-    set(_lib ${ARG_NAME})
-    add_library(${_lib} STATIC ${_srcs})
-    target_include_directories(${_lib} PUBLIC ${PROJECT_SOURCE_DIR})
-    target_link_libraries(${_lib} PUBLIC ${ARG_DEPS})
-    wsstep_warnings(${_lib})
-  endif()
+  set(_lib ${ARG_NAME})
+  add_library(${_lib} STATIC ${_srcs})
+  target_include_directories(${_lib} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${_lib} PUBLIC ${ARG_DEPS})
+  wsstep_warnings(${_lib})
   foreach(_t ${_tests})
     get_filename_component(_n ${_t} NAME_WE)
     wsstep_test(${_n} SOURCES ${_t} DEPS ${_lib} ${ARG_TEST_DEPS})

@@ -1,7 +1,7 @@
 // SQLite, owned: one Database per connection, one Statement per prepared statement, one
 // Transaction per BEGIN. Every failure is a STORAGE_ERROR naming the database file and
 // carrying SQLite's own message, so "disk full" or "read-only directory" reach the
-// administrator as such. Used by the certificate store (core/store.h); nothing else in
+// administrator as such. Used by the certificate store (core/store/store.h); nothing else in
 // wsstep talks to SQLite.
 //
 //   WSSTEP_ASSIGN_OR_RETURN(auto db, Database::Open(dir + "/store.db", {}));

@@ -3,7 +3,7 @@
 
 The order, lowest first (docs/architecture.md):
 
-    core -> rest -> soap -> plugin/process -> plugin/server -> plugin/adapters -> plugin/cli
+    core -> core/store -> rest -> soap -> plugin/process -> plugin/server -> plugin/adapters -> plugin/cli
 
 A file may include headers of its own component and of components below it, never above.
 Besides that:
@@ -88,7 +88,7 @@ def check_file(root, rel):
                 problems.append(f"{where}: {own[0]} may not include {theirs[0]} "
                                 f"(\"{target}\"): dependencies point "
                                 "plugin/cli -> plugin/adapters -> plugin/server -> "
-                                "plugin/process -> soap -> rest -> core")
+                                "plugin/process -> soap -> rest -> core/store -> core")
     return problems
 
 

@@ -1,6 +1,6 @@
 // The audit log's vocabulary (PRODUCT.md §1 "Audit log"): who did what to which entry,
 // and every use of the store by a step. Part of the store's public API: include
-// core/store.h, which includes this; the store's storage backends
+// core/store/store.h, which includes this; the store's storage backends
 // (core/store/storage.h) write and read these events.
 //
 //   std::vector<AuditEvent> uses =

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "core/model.h"
-#include "core/store.h"
+#include "core/store/store.h"
 
 namespace wsstep::core {
 

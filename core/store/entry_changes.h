@@ -14,7 +14,7 @@
 #include <string>
 
 #include "core/model.h"
-#include "core/store.h"
+#include "core/store/store.h"
 
 namespace wsstep::core {
 

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "core/resolver.h"
-#include "core/store.h"
+#include "core/store/store.h"
 
 namespace wsstep::core {
 

@@ -36,7 +36,7 @@
 #include "core/identity.h"
 #include "core/material.h"
 #include "core/resolver.h"
-#include "core/store.h"
+#include "core/store/store.h"
 #include "core/store/storage.h"
 #include "core/vault.h"
 

@@ -1,4 +1,4 @@
-// The certificate store's persistence seam: what CertificateStore (core/store.h) needs
+// The certificate store's persistence seam: what CertificateStore (core/store/store.h) needs
 // from a database, and nothing of how a database provides it. The store keeps every
 // entry's metadata in memory and asks its Storage only to load them at startup, to make
 // each change durable, to fetch an entry's material on its first use, and to keep the

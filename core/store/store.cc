@@ -1,8 +1,8 @@
-// CertificateStore (core/store.h): the public API, orchestrating the pieces of
+// CertificateStore (core/store/store.h): the public API, orchestrating the pieces of
 // core/store/. Each change validates its input and parses its material first, then, under
 // the write lock, writes one storage transaction and publishes the next snapshot, and
 // last tells the change feed. Reads go to the published snapshot.
-#include "core/store.h"
+#include "core/store/store.h"
 
 #include <unistd.h>
 

@@ -18,7 +18,7 @@
 #include <sstream>
 #include <thread>
 
-#include "core/store.h"
+#include "core/store/store.h"
 #include "core/store/store_testing.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "core/store.h"
+#include "core/store/store.h"
 #include "core/store/sqlite_storage.h"
 #include "core/store/storage.h"
 #include "tests/support/pki.h"

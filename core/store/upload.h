@@ -17,7 +17,7 @@
 #include "core/material.h"
 #include "core/model.h"
 #include "core/secret.h"
-#include "core/store.h"
+#include "core/store/store.h"
 #include "core/store/storage.h"
 #include "core/vault.h"
 

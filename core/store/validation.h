@@ -1,6 +1,6 @@
 // What the certificate store checks in an administrator's input before it parses any
 // material or writes anything, and the errors that name the offending field. Internal to
-// the store (core/store.h documents the codes each call returns).
+// the store (core/store/store.h documents the codes each call returns).
 //
 //   WSSTEP_RETURN_IF_ERROR(ValidateName(request.name));
 //   WSSTEP_RETURN_IF_ERROR(NormalizeBindings(request.bindings, request.type));

@@ -17,7 +17,7 @@
 #include "core/error.h"
 #include "core/model.h"
 #include "core/notifications.h"
-#include "core/store.h"
+#include "core/store/store.h"
 #include "wsstep/v1/certificate.pb.h"
 #include "wsstep/v1/certificate_service.pb.h"
 

@@ -23,7 +23,7 @@
 #include <set>
 #include <string>
 
-#include "core/store.h"
+#include "core/store/store.h"
 #include "plugin/server/backends.h"
 #include "plugin/adapters/store_backend.h"
 #include "rest/credential_source.h"

@@ -1,4 +1,4 @@
-// CertificateBackend (plugin/server/backends.h) over the certificate store (core/store.h): the
+// CertificateBackend (plugin/server/backends.h) over the certificate store (core/store/store.h): the
 // CertificateService's requests converted to store calls and back. Connection tests go
 // through a ConnectionTester (plugin/adapters/rest_runner.h) when the build has a transfer engine.
 //
@@ -10,7 +10,7 @@
 #include <functional>
 #include <memory>
 
-#include "core/store.h"
+#include "core/store/store.h"
 #include "plugin/server/backends.h"
 
 namespace wsstep::plugin {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/store.h"
+#include "core/store/store.h"
 #include "plugin/adapters/rest_runner.h"
 #include "plugin/adapters/store_backend.h"
 

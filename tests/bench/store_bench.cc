@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "core/resolver.h"
-#include "core/store.h"
+#include "core/store/store.h"
 #include "tests/bench/engine_bench.h"
 #include "tests/support/pki.h"
 #include "tests/support/process.h"

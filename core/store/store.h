@@ -47,8 +47,8 @@
 //
 // The implementation lives in core/store/: store.cc orchestrates the pieces named there
 // (storage, snapshot publishing, use recording, the change feed, validation).
-#ifndef WSSTEP_CORE_STORE_H_
-#define WSSTEP_CORE_STORE_H_
+#ifndef WSSTEP_CORE_STORE_STORE_H_
+#define WSSTEP_CORE_STORE_STORE_H_
 
 #include <chrono>
 #include <cstddef>
@@ -338,4 +338,4 @@ class CertificateStore {
 
 }  // namespace wsstep::core
 
-#endif  // WSSTEP_CORE_STORE_H_
+#endif  // WSSTEP_CORE_STORE_STORE_H_
