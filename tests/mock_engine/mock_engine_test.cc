@@ -8,10 +8,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "tests/mock_engine/mock_engine.h"
@@ -457,8 +459,9 @@ TEST_F(MockEngineTest, FailingStepsCarryTheirCatalogCodes) {
 // --- Deadlines and draining -----------------------------------------------------------
 
 // An mTLS origin that holds every request until the test calls Release() (or, as a
-// safety bound, until `delay` passed), then answers "slow done"; it tells when a request
-// arrived and when it answered. The destructor releases what is still held.
+// safety bound, until `delay` passed; or, after ReleaseAfter(hold), until `hold` later),
+// then answers "slow done"; it tells when a request arrived and when it answered. The
+// destructor releases what is still held.
 struct SlowOrigin {
   explicit SlowOrigin(std::chrono::milliseconds delay) {
     testing::TlsServerConfig config;
@@ -470,7 +473,11 @@ struct SlowOrigin {
       arrived.Add();
       {
         std::unique_lock<std::mutex> lock(mu);
-        stop_cv.wait_for(lock, delay, [this] { return stopping; });
+        const auto give_up = std::chrono::steady_clock::now() + delay;
+        auto until = [&] { return release_at ? std::min(*release_at, give_up) : give_up; };
+        while (!stopping && std::chrono::steady_clock::now() < until()) {
+          stop_cv.wait_until(lock, until());
+        }
       }
       answered.Add();
       testing::ServerResponse r;
@@ -490,11 +497,19 @@ struct SlowOrigin {
     }
     stop_cv.notify_all();
   }
+  void ReleaseAfter(std::chrono::milliseconds hold) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release_at = std::chrono::steady_clock::now() + hold;
+    }
+    stop_cv.notify_all();
+  }
   EventCounter arrived;
   EventCounter answered;
   std::mutex mu;
   std::condition_variable stop_cv;
   bool stopping = false;
+  std::optional<std::chrono::steady_clock::time_point> release_at;
   std::unique_ptr<testing::TlsServer> server;
 };
 
@@ -546,12 +561,14 @@ TEST_F(MockEngineTest, SigtermDrainsAnInFlightSlowStepThenExitsZero) {
   ASSERT_TRUE(slow.arrived.WaitFor(1, "the slow step reached the origin"));
   ASSERT_EQ(slow.arrived.value(), 1);
   engine_.process().Signal(SIGTERM);
-  // The origin answers only once the plugin is draining: the step is still in flight
-  // when the drain begins, so it finishing proves the drain waited for it.
+  // The step is still in flight when the drain begins (the origin holds it until then),
+  // and a second into it: the plugin must wait for it (its shutdown_grace is 10 s), where
+  // a server that gave running calls only gRPC's last 100 ms would cancel it. The hold is
+  // the origin's behaviour, not a wait for anything.
   EXPECT_TRUE(testing::WaitUntil("the plugin logs that it drains its in-flight calls", [&] {
     return engine_.StderrText().find("\"msg\":\"draining in-flight calls\"") != std::string::npos;
   }));
-  slow.Release();
+  slow.ReleaseAfter(std::chrono::seconds(1));
   const auto r = in_flight.get();
   ASSERT_TRUE(r.ok()) << r.status.error_message();
   ASSERT_TRUE(r.response.outcome().has_http())
