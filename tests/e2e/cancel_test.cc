@@ -341,15 +341,19 @@ TEST_F(EngineCancelTest, AStepCancelledWhileQueuedNeverReachesTheOriginAndEndsAt
                 queued_token, [&](Result<rest::RestResult> r) { queued.set_value(std::move(r)); });
   queued_token.Cancel();
   auto queued_result = queued.get_future();
-  // The only worker is held at the origin until the gate opens below: the cancelled step
-  // can complete before that only if it does not wait for a worker.
+  auto held_result = held.get_future();
+  // The only worker is held at the origin until the gate opens below (or until the held
+  // step's own timeout): the cancelled step may complete while the held one still runs
+  // only if it does not wait for a worker.
   ASSERT_EQ(queued_result.wait_for(testing::kWaitBound), std::future_status::ready)
       << "a cancelled queued step waits for a worker";
+  EXPECT_EQ(held_result.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "a cancelled queued step waited for the worker (it ended after the held step)";
   gate.Open();
   const auto r = queued_result.get();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Code::kCancelled);
-  EXPECT_TRUE(held.get_future().get().ok());
+  EXPECT_TRUE(held_result.get().ok());
   for (const auto& rec : origin.requests()) EXPECT_NE(rec.request.target, "/queued");
 }
 
