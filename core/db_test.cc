@@ -1,4 +1,5 @@
 #include "core/db.h"
+#include "tests/support/pki.h"
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
@@ -19,9 +20,7 @@ namespace fs = std::filesystem;
 class DbTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/wsstep-db-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = ::wsstep::testing::MakeTempDir("wsstep-db-test-");  // in $TMPDIR; TearDown removes it
     path_ = dir_ + "/store.db";
   }
   void TearDown() override { fs::remove_all(dir_); }

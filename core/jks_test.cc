@@ -106,7 +106,9 @@ const JavaKeystoreEntry* Find(const JavaKeystore& ks, std::string_view alias) {
 // ~0.5-1.5 s each, in two parallel chains.
 std::string FixtureScript() {
   return std::string("SP='") + kStorePass + "'\nKP='" + kKeyPass + "'\nTP='" + kTrustPass + "'\n" +
-         R"(gen() {  # store type alias keytool-options...
+         // No hsperfdata_<user> in /tmp (the JVM writes it there whatever TMPDIR says).
+         R"(keytool() { command keytool -J-XX:-UsePerfData "$@"; }
+gen() {  # store type alias keytool-options...
   s=$1; t=$2; a=$3; shift 3
   keytool -genkeypair -keystore "$s" -storetype "$t" -storepass "$SP" -keypass "$KP" \
     -alias "$a" -dname "CN=$a $t test" -validity 30 "$@"

@@ -1,4 +1,5 @@
 #include "core/vault.h"
+#include "tests/support/pki.h"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -32,9 +33,7 @@ std::string ReadAll(const std::string& path) {
 class VaultFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/wsstep-vault-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = ::wsstep::testing::MakeTempDir("wsstep-vault-test-");  // in $TMPDIR; TearDown removes it
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string dir_;

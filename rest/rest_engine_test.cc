@@ -116,8 +116,7 @@ TEST(EngineTest, MethodsWithoutBodyAndHead) {
 TEST(EngineTest, ALentThreadRunsAStepItselfOnlyWhenTheEngineIsIdle) {
   auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
   RestEngine engine;
-  int slow_calls = 0;
-  auto lease = engine.LendThisThread([&] { ++slow_calls; });
+  auto lease = engine.LendThisThread();
   const auto here = std::this_thread::get_id();
 
   // Idle: the step runs here, and `done` has run when Submit returns.
@@ -154,9 +153,8 @@ TEST(EngineTest, ALentThreadRunsAStepItselfOnlyWhenTheEngineIsIdle) {
                   [&](Result<RestResult> r) { stalled.set_value(r.ok() ? Code::kOk : r.error().code); });
   });
   other.join();  // not a lent thread: queued for a worker, which is now stalled
-  for (int i = 0; i < 500 && server->requests().size() < 3; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  // The stalled request is recorded when the stall begins: the worker is busy from here.
+  ASSERT_TRUE(server->WaitForRequests(3)) << "the stalled step never reached the server";
   ASSERT_EQ(server->requests().size(), 3u);
   std::promise<std::thread::id> busy;
   engine.Submit(Get(server->BaseUrl() + "/c"), Creds(""), Soon(), {},
@@ -167,12 +165,20 @@ TEST(EngineTest, ALentThreadRunsAStepItselfOnlyWhenTheEngineIsIdle) {
   EXPECT_NE(busy.get_future().get(), here);
   stall_cancel.Cancel();
   EXPECT_EQ(stalled.get_future().get(), Code::kCancelled);
-  // The worker counts itself idle just after its `done` returned.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
 
-  // A slow step run here says so, once. (The first step may have too: its TLS handshake
-  // can take longer than kSlowLentStep.)
-  slow_calls = 0;
+// A fresh engine is idle, so the step runs on the lent thread (the worker of an earlier
+// step counts itself idle only after its `done` returned: nothing a test could wait for).
+TEST(EngineTest, ASlowStepOnALentThreadSaysSoOnce) {
+  auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
+  server->SetHandler([](const testing::ServerRequest&) {
+    testing::ServerResponse r;
+    r.mode = testing::ServerResponse::Mode::kStall;
+    return r;
+  });
+  RestEngine engine;
+  int slow_calls = 0;
+  auto lease = engine.LendThisThread([&] { ++slow_calls; });
   RestStep slow = Get(server->BaseUrl() + "/stall");
   slow.timeouts.total = std::chrono::milliseconds(300);
   std::optional<Code> slow_code;
@@ -711,8 +717,8 @@ TEST(EngineTest, FullQueueIsEngineBusy) {
     step.timeouts.total = 1500ms;
     engine.Submit(std::move(step), Creds(""), Soon(), {},
                   [&promises, i](Result<RestResult> r) { promises[i].set_value(std::move(r)); });
-    if (i == 0) {
-      for (int k = 0; k < 200 && server->request_count() == 0; ++k) std::this_thread::sleep_for(5ms);
+    if (i == 0) {  // the one worker is stalled at the server: the next step must queue
+      ASSERT_TRUE(server->WaitForRequests(1)) << "the first step never reached the server";
     }
   }
   auto third = promises[2].get_future().get();  // refused at once

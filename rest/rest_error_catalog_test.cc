@@ -215,8 +215,11 @@ TEST_F(ErrorCatalogTest, TimeoutHonoursTheStepTimeout) {
   EXPECT_EQ(r.error().code, Code::kTimeout) << r.error().ToString();
   EXPECT_EQ(r.error().detail.at("phase"), "response");
   EXPECT_EQ(r.error().detail.at("limit"), "step_timeout");
+  // Timing is the behaviour under test here: never before the step timeout, and well
+  // before the caller's 20 s deadline (the generous upper bound only tells the two apart;
+  // the detail above already names which limit fired).
   EXPECT_GE(took, 750ms);
-  EXPECT_LT(took, 2500ms);  // generous: CI machines are loaded
+  EXPECT_LT(took, 10s);
 }
 
 TEST_F(ErrorCatalogTest, TimeoutHonoursTheCallersDeadline) {
@@ -229,7 +232,10 @@ TEST_F(ErrorCatalogTest, TimeoutHonoursTheCallersDeadline) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Code::kTimeout) << r.error().ToString();
   EXPECT_EQ(r.error().detail.at("limit"), "caller_deadline");
-  EXPECT_LT(took, 2500ms);
+  // Timing is the behaviour under test: the stall would last until the server stops, so
+  // the call ends because of the 600 ms deadline (generous bound: a loaded machine).
+  EXPECT_GE(took, 550ms);
+  EXPECT_LT(took, 10s);
 }
 
 TEST_F(ErrorCatalogTest, CancelAbortsTheTransfer) {
@@ -237,17 +243,19 @@ TEST_F(ErrorCatalogTest, CancelAbortsTheTransfer) {
   config.handler = Stall;
   auto server = Serve(std::move(config));
   CancelToken cancel;
-  std::thread canceller([cancel] {
-    std::this_thread::sleep_for(300ms);
+  // Cancels once the request is at the server and the response has stalled: the
+  // transfer is under way, so this is an abort, not a step that never started.
+  std::thread canceller([cancel, &server] {
+    EXPECT_TRUE(server->WaitForRequests(1)) << "the request never reached the server";
     cancel.Cancel();
   });
-  auto start = std::chrono::steady_clock::now();
   auto r = engine_.Execute(Get(server->BaseUrl() + "/"), Creds(""), Soon(), cancel);
-  auto took = std::chrono::steady_clock::now() - start;
   canceller.join();
   ASSERT_FALSE(r.ok());
+  // Not TIMEOUT: the stall would last until the 20 s deadline.
   EXPECT_EQ(r.error().code, Code::kCancelled) << r.error().ToString();
-  EXPECT_LT(took, 2500ms);  // the stall would last until the 20 s deadline
+  EXPECT_EQ(r.error().detail.count("started"), 0u)
+      << "started=false: the step was answered as never started, not aborted";
 }
 
 TEST_F(ErrorCatalogTest, ResponseTooLargeWithAndWithoutContentLength) {

@@ -20,6 +20,7 @@
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
 #include "tests/support/process.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::soap {
 namespace {
@@ -55,17 +56,16 @@ class SoapInterop : public ::testing::Test {
       setup_error_ = "cannot start the spyne service: " + service_->error();
       return;
     }
-    // spyne and lxml take a moment to import; bounded wait for the port file.
+    // spyne and lxml take a moment to import; the service writes its port file when it
+    // listens (or exits).
     uint16_t port = 0;
-    for (int i = 0; i < 300 && port == 0; ++i) {
+    (void)wsstep::testing::WaitUntil("the spyne service writes its port file", [&] {
       if (std::filesystem::exists(port_file)) {
-        port = static_cast<uint16_t>(std::stoi(wsstep::testing::ReadFile(port_file)));
-      } else if (!service_->Running()) {
-        break;
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const std::string text = wsstep::testing::ReadFile(port_file);
+        if (!text.empty()) port = static_cast<uint16_t>(std::stoi(text));
       }
-    }
+      return port != 0 || !service_->Running();
+    });
     if (port == 0) {
       setup_error_ = "the spyne service did not come up: " +
                      wsstep::testing::ReadFile(dir_->Path("service.log"));

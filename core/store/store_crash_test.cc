@@ -7,16 +7,17 @@
 #include <openssl/x509.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <random>
 #include <sstream>
-#include <thread>
 
 #include "core/store/store.h"
 #include "core/store/store_testing.h"
@@ -30,11 +31,7 @@ using namespace wsstep::core::testing;  // NOLINT
 
 // Lines the child wrote before it died. A line is written with one write() of less than
 // PIPE_BUF bytes, so it arrives whole or not at all.
-std::vector<std::string> ReadLines(int fd) {
-  std::string all;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0) all.append(buf, static_cast<size_t>(n));
+std::vector<std::string> SplitLines(const std::string& all) {
   std::vector<std::string> lines;
   std::istringstream in(all);
   for (std::string line; std::getline(in, line);) {
@@ -48,10 +45,12 @@ void WriteLine(int fd, const std::string& line) {
   if (::write(fd, l.data(), l.size()) != static_cast<ssize_t>(l.size())) ::_exit(5);
 }
 
-// Runs `child(write_fd)` in a child process, kills it with SIGKILL after `delay`, and
-// returns what it acknowledged.
+// Runs `child(write_fd)` in a child process, kills it with SIGKILL as soon as it has
+// written `lines_before_kill` lines (it is then busy with its next change: the kill lands
+// somewhere in it, at a point the test does not choose), and returns what it acknowledged.
+// Reading the pipe is the wait: no guess at how long the child needs to get there.
 std::vector<std::string> RunAndKill(const std::function<void(int)>& child,
-                                    std::chrono::milliseconds delay) {
+                                    size_t lines_before_kill) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   std::fflush(stdout);
@@ -63,11 +62,25 @@ std::vector<std::string> RunAndKill(const std::function<void(int)>& child,
     ::_exit(0);
   }
   ::close(fds[1]);
-  std::this_thread::sleep_for(delay);
+  std::string all;
+  char buf[4096];
+  ssize_t n = 0;
+  auto line_count = [&] { return static_cast<size_t>(std::count(all.begin(), all.end(), '\n')); };
+  // A child that stops writing (it failed, or it hangs) ends the wait at EOF or after a
+  // generous safety bound; the checks below then fail.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (line_count() < lines_before_kill && std::chrono::steady_clock::now() < give_up) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, 1000) <= 0) continue;
+    if ((n = ::read(fds[0], buf, sizeof(buf))) <= 0) break;
+    all.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_GE(line_count(), lines_before_kill) << "the child stopped acknowledging changes";
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  std::vector<std::string> lines = ReadLines(fds[0]);
+  while ((n = ::read(fds[0], buf, sizeof(buf))) > 0) all.append(buf, static_cast<size_t>(n));
+  std::vector<std::string> lines = SplitLines(all);
   ::close(fds[0]);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << "the child ended on its own (status " << status << ") before it was killed";
@@ -112,8 +125,8 @@ class StoreCrashTest : public ::testing::Test {
   TempDir dir_;
   TestClock clock_;
 
-  std::chrono::milliseconds RandomDelay(int lo, int hi) {
-    return std::chrono::milliseconds(std::uniform_int_distribution<int>(lo, hi)(rng_));
+  size_t RandomCount(int lo, int hi) {
+    return static_cast<size_t>(std::uniform_int_distribution<int>(lo, hi)(rng_));
   }
 };
 
@@ -124,7 +137,9 @@ TEST_F(StoreCrashTest, KilledWhileCreatingLosesNothingAcknowledged) {
   // name -> id of every acknowledged entry, over all rounds.
   std::map<std::string, std::string> acknowledged;
   for (int round = 0; round < 6; ++round) {
-    auto delay = RandomDelay(round == 0 ? 5 : 40, 500);
+    // The first round is killed right after its first create (the store was just made),
+    // the others after a random number of them.
+    const size_t kill_after = round == 0 ? 1 : RandomCount(1, 20);
     auto lines = RunAndKill(
         [&](int fd) {
           auto s = CertificateStore::Open(OptionsFor(dir_.path(), clock_));
@@ -140,7 +155,7 @@ TEST_F(StoreCrashTest, KilledWhileCreatingLosesNothingAcknowledged) {
             (*s)->RecordUse(e->id, {"crash.test", 443, "default"}, {"crash"}, "OK");
           }
         },
-        delay);
+        kill_after);
     for (const auto& line : lines) {
       auto space = line.find(' ');
       acknowledged[line.substr(0, space)] = line.substr(space + 1);
@@ -163,8 +178,8 @@ TEST_F(StoreCrashTest, KilledWhileCreatingLosesNothingAcknowledged) {
       EXPECT_EQ(e->version, 1u);
       ExpectUsable(**s, id);
     }
-    std::printf("round %d: killed after %d ms, %zu entries acknowledged in total\n", round,
-                static_cast<int>(delay.count()), acknowledged.size());
+    std::printf("round %d: killed after %zu acknowledged creates, %zu entries acknowledged in total\n",
+                round, lines.size(), acknowledged.size());
   }
   EXPECT_GT(acknowledged.size(), 0u);
 }
@@ -192,7 +207,8 @@ TEST_F(StoreCrashTest, KilledWhileRotatingTheMasterKeyKeepsEveryKeyReadable) {
             WriteLine(fd, "rotated " + id);
           }
         },
-        RandomDelay(20, 400));
+        // Killed after a "rotating" line (mid-rotation) or a "rotated" one (between two).
+        RandomCount(1, 12));
     std::string last_done, in_flight;
     for (const auto& line : lines) {
       if (line.starts_with("rotated ")) last_done = line.substr(8);

@@ -15,6 +15,7 @@
 #include "core/store/storage_testing.h"
 #include "core/store/store_testing.h"
 #include "tests/support/process.h"
+#include "tests/support/wait.h"
 
 // Requests and filters are written as designated initializers; GCC 12 would ask for
 // every field of them.
@@ -528,13 +529,12 @@ TEST_F(StoreTest, UseRecordsAreFlushedInTheBackground) {
   store_ = std::move(CertificateStore::Open(std::move(o))).value();
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   store_->RecordUse(e.id, {"api.example.test", 443, "production"}, {"engine"}, "OK");
-  bool seen = false;
-  for (int i = 0; i < 200 && !seen; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // The flusher thread tells nobody when it wrote: look at what it writes. No Flush()
+  // here, so the row can only come from the background.
+  EXPECT_TRUE(::wsstep::testing::WaitUntil("the flusher wrote the use record", [&] {
     auto page = store_->ListAudit({.action = AuditAction::kUse});
-    seen = page.ok() && page->events.size() == 1;
-  }
-  EXPECT_TRUE(seen);
+    return page.ok() && page->events.size() == 1;
+  }));
 }
 
 TEST_F(StoreTest, AuditPagingAndFilters) {
@@ -614,7 +614,8 @@ TEST_F(StoreTest, WaitForChangesStreamsCreateUpdateDelete) {
   std::thread watcher([&] {
     uint64_t after = start;
     while (seen.size() < 3) {
-      auto events = store_->WaitForChanges(after, std::chrono::milliseconds(2000));
+      // A safety bound, not a pace: each change wakes the wait at once.
+      auto events = store_->WaitForChanges(after, ::wsstep::testing::kWaitBound);
       if (events.empty()) break;
       for (auto& ev : events) {
         after = ev.sequence;

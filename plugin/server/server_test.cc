@@ -6,12 +6,16 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <future>
 #include <thread>
 
 #include "google/rpc/error_details.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugin/process/listen.h"
+#include "plugin/process/log.h"
 #include "plugin/server/call_context.h"
 #include "plugin/server/server.h"
 #include "plugin/server/status_map.h"
@@ -43,16 +47,28 @@ class FakeRestRunner : public RestStepRunner {
                v1::ExecuteRestStepResponse* response, Done done) override {
     last_call = call;
     if (request.step().url() == "block") {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ++blocked;
+      }
+      cv.notify_all();
       // Hold the step until the test releases it (in-flight limit, cancellation).
       std::thread([this, call, response, done] {
-        // Polls the cancelled flag as the real engine does (nobody notifies on cancel).
+        // Polls the cancelled flag as the real engine does (nobody notifies on cancel);
+        // a release wakes it at once. Gives up after a safety bound, as a held step would
+        // at its deadline.
         std::unique_lock<std::mutex> lock(mu);
-        for (int i = 0; i < 1000 && !release && !call.Cancelled(); ++i) {
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (!release && !call.Cancelled() && std::chrono::steady_clock::now() < give_up) {
           cv.wait_for(lock, std::chrono::milliseconds(10));
         }
         saw_cancel = call.Cancelled();
         response->mutable_outcome()->mutable_error()->set_code("CANCELLED");
-        done(Status());
+        lock.unlock();
+        done(Status());  // releases the in-flight slot
+        lock.lock();
+        ++finished;
+        cv.notify_all();
       }).detach();
       return;
     }
@@ -65,8 +81,24 @@ class FakeRestRunner : public RestStepRunner {
     FillStepError(e, response->mutable_outcome()->mutable_error());
     done(Status());
   }
+  // Until `n` "block" steps are held here (each holds its in-flight slot from then on).
+  bool WaitForBlocked(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return blocked >= n; });
+  }
+  // Until `n` "block" steps were answered (their `done` returned: the slot is free).
+  bool WaitForFinished(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return finished >= n; });
+  }
+  bool SawCancel() {
+    std::lock_guard<std::mutex> lock(mu);
+    return saw_cancel;
+  }
   std::mutex mu;
   std::condition_variable cv;
+  int blocked = 0;
+  int finished = 0;
   bool release = false;
   bool saw_cancel = false;
   CallContext last_call;
@@ -294,15 +326,10 @@ TEST_F(ServiceTest, InFlightLimitRefusesWithUnavailableAndCancellationReachesThe
   v1::ExecuteRestStepRequest req;
   req.mutable_step()->set_url("block");
   v1::ExecuteRestStepResponse blocked_resp;
-  grpc::Status blocked_status;
-  std::atomic<bool> blocked_done{false};
-  steps_->async()->ExecuteRestStep(&blocked, &req, &blocked_resp, [&](grpc::Status s) {
-    blocked_status = s;
-    blocked_done = true;
-  });
-  for (int i = 0; i < 200 && server_->step_service().in_flight() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  std::promise<grpc::Status> blocked_done;
+  steps_->async()->ExecuteRestStep(&blocked, &req, &blocked_resp,
+                                   [&](grpc::Status s) { blocked_done.set_value(s); });
+  ASSERT_TRUE(rest->WaitForBlocked(1)) << "the blocked step never reached the runner";
   ASSERT_EQ(server_->step_service().in_flight(), 1);
 
   grpc::ClientContext second;
@@ -315,15 +342,13 @@ TEST_F(ServiceTest, InFlightLimitRefusesWithUnavailableAndCancellationReachesThe
   EXPECT_THAT(s.error_message(), HasSubstr("max_in_flight_steps"));
 
   blocked.TryCancel();
-  for (int i = 0; i < 500 && !blocked_done; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(blocked_done);
-  EXPECT_EQ(blocked_status.error_code(), grpc::StatusCode::CANCELLED);
-  for (int i = 0; i < 200 && server_->step_service().in_flight() != 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(rest->saw_cancel);
+  auto blocked_future = blocked_done.get_future();
+  ASSERT_EQ(blocked_future.wait_for(std::chrono::seconds(30)), std::future_status::ready)
+      << "the cancelled call never completed";
+  EXPECT_EQ(blocked_future.get().error_code(), grpc::StatusCode::CANCELLED);
+  // The runner's `done` releases the slot; the runner answers once it saw the cancel.
+  ASSERT_TRUE(rest->WaitForFinished(1)) << "the runner never answered";
+  EXPECT_TRUE(rest->SawCancel());
   EXPECT_EQ(server_->step_service().in_flight(), 0);
 }
 
@@ -335,28 +360,39 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
   v1::ExecuteRestStepRequest req;
   req.mutable_step()->set_url("block");
   v1::ExecuteRestStepResponse resp;
-  std::atomic<bool> done{false};
-  grpc::Status status;
-  steps_->async()->ExecuteRestStep(&blocked, &req, &resp, [&](grpc::Status s) {
-    status = s;
-    done = true;
+  std::promise<grpc::Status> done;
+  steps_->async()->ExecuteRestStep(&blocked, &req, &resp,
+                                   [&](grpc::Status s) { done.set_value(s); });
+  ASSERT_TRUE(rest->WaitForBlocked(1)) << "the blocked step never reached the runner";
+  // Shutdown logs "draining in-flight calls" once it stopped accepting steps and turned
+  // health NOT_SERVING: the releaser waits for that line (other lines still reach stderr).
+  std::promise<void> draining;
+  std::atomic<bool> draining_seen{false};
+  Log().SetSink([&](std::string_view line) {
+    if (line.find("\"msg\":\"draining in-flight calls\"") != std::string_view::npos &&
+        !draining_seen.exchange(true)) {
+      draining.set_value();
+    }
+    std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
   });
-  for (int i = 0; i < 200 && server_->step_service().in_flight() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  struct RestoreSink {
+    ~RestoreSink() { Log().SetSink({}); }
+  } restore_sink;
   grpc::Status during_drain;
   grpc::health::v1::HealthCheckResponse health_during_drain;
   std::thread releaser([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const bool drain_began = draining.get_future().wait_for(std::chrono::seconds(30)) ==
+                             std::future_status::ready;
+    EXPECT_TRUE(drain_began) << "Shutdown never logged that it was draining";
     // The server is draining: new steps are refused, health says NOT_SERVING.
     grpc::ClientContext ctx;
-    Deadline(&ctx, 2);
+    Deadline(&ctx);
     v1::ExecuteRestStepRequest other;
     other.mutable_step()->set_url("https://api.example/");
     v1::ExecuteRestStepResponse other_resp;
     during_drain = steps_->ExecuteRestStep(&ctx, other, &other_resp);
     grpc::ClientContext hctx;
-    Deadline(&hctx, 2);
+    Deadline(&hctx);
     grpc::health::v1::HealthCheckRequest hreq;
     hreq.set_service("plugin");
     grpc::health::v1::Health::NewStub(channel_)->Check(&hctx, hreq, &health_during_drain);
@@ -364,12 +400,15 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
     rest->release = true;
     rest->cv.notify_all();
   });
-  server_->Shutdown(std::chrono::seconds(5));  // returns once the step has finished
+  // Returns once the step has finished (the grace is a safety bound: the step is released
+  // as soon as the releaser has made its two calls).
+  server_->Shutdown(std::chrono::seconds(30));
   releaser.join();
-  for (int i = 0; i < 200 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_TRUE(done);
+  auto finished = done.get_future();
+  ASSERT_EQ(finished.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  const grpc::Status status = finished.get();
   EXPECT_TRUE(status.ok()) << status.error_message();
-  EXPECT_FALSE(rest->saw_cancel);
+  EXPECT_FALSE(rest->SawCancel());
   EXPECT_EQ(during_drain.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(during_drain.error_message(), HasSubstr("shutting down"));
   EXPECT_EQ(health_during_drain.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);

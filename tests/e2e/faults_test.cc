@@ -20,6 +20,7 @@
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
 #include "tests/support/tls_server.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::e2e {
 namespace {
@@ -75,6 +76,7 @@ TEST(FaultsTest, SigkillWhileImportingLosesNothingAcknowledgedAndTheStoreReopens
   ASSERT_TRUE(first.Create(TrustStoreFromFile("trust", "trust/bundle.pem", {{"localhost", port, ""}})).ok());
 
   std::mutex mu;
+  std::condition_variable acked_more;
   std::vector<std::string> acked;
   std::string in_flight;
   grpc::Status failure;
@@ -91,21 +93,24 @@ TEST(FaultsTest, SigkillWhileImportingLosesNothingAcknowledgedAndTheStoreReopens
       std::lock_guard<std::mutex> lock(mu);
       if (!r.ok()) {
         failure = r.status;
+        acked_more.notify_all();
         return;
       }
       acked.push_back(name);
+      acked_more.notify_all();
     }
   });
   // Kill at a random moment once a good number were acknowledged, while the loop runs.
   std::mt19937 rng(std::random_device{}());
   const size_t kill_after = 15 + rng() % 10;
-  for (int i = 0; i < 2000; ++i) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (acked.size() >= kill_after) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_TRUE(acked_more.wait_for(lock, testing::kWaitBound, [&] {
+      return acked.size() >= kill_after || !failure.ok();
+    })) << acked.size() << " of " << kill_after << " imports acknowledged";
   }
+  // Not a wait for anything: a random offset of up to 4 ms puts the kill at a random
+  // point of the next import (the fault under test), wherever that import has got to.
   std::this_thread::sleep_for(std::chrono::microseconds(rng() % 4000));
   first.process().Signal(SIGKILL);
   importer.join();
@@ -290,8 +295,11 @@ TEST_F(OriginFaultTest, StallAfterHeadersAndPartOfTheBodyIsTimeoutWithinTheStepD
   EXPECT_EQ(e.code(), "TIMEOUT") << e.message();
   EXPECT_EQ(e.error_code(), v1::ERROR_CODE_TIMEOUT);
   EXPECT_FALSE(e.hint().empty());
+  // Timing is the behaviour under test: the step's own 1.5 s timeout ended it, not the
+  // 20 s deadline and not the origin (which would stall until it is stopped). The lower
+  // bound cannot fail on a slow machine; the upper one only separates 1.5 s from 20 s.
   EXPECT_GE(elapsed, kTotal - std::chrono::milliseconds(50));
-  EXPECT_LT(elapsed, kTotal + std::chrono::milliseconds(700));
+  EXPECT_LT(elapsed, std::chrono::seconds(10));
   std::cout << "[figures] stalled origin: TIMEOUT after "
             << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
             << " ms for a 1500 ms step timeout: " << e.message() << std::endl;
@@ -303,42 +311,44 @@ TEST_F(OriginFaultTest, AStepStalledOnTheDispatchingThreadDoesNotHoldUpTheNextSt
   // The plugin runs a step that arrives while it is idle on the thread that received it
   // (plugin/server/step_service.h); a stand-in must take the next calls while that step waits.
   ExpectHealthyStep("warm");
-  origin_->SetHandler([](const testing::ServerRequest& request) {
-    testing::ServerResponse r;
-    if (request.target == "/stall") {
-      r.mode = testing::ServerResponse::Mode::kStall;
-      r.huge_body_bytes = 64 * 1024;
-      r.partial_body_bytes = 100;
-    }
-    return r;  // otherwise 200 "ok"
+  // The stalled step is held at the origin until the next steps are done: they can only
+  // finish first if they do not wait behind it (then they would wait until their own
+  // deadline, and fail).
+  Gate held;
+  auto hold = held.Handler();
+  origin_->SetHandler([hold](const testing::ServerRequest& request) {
+    if (request.target == "/stall") return hold(request);
+    return testing::ServerResponse{};  // 200 "ok"
   });
   auto stalled_step = mock_engine::GetStep(Url("/stall"));
-  stalled_step.mutable_timeouts()->mutable_total()->set_seconds(3);
   std::atomic<bool> stalled_done{false};
   mock_engine::Reply<v1::ExecuteRestStepResponse> stalled;
   std::thread stalled_caller([&] {
-    stalled = engine_.Rest(stalled_step, "", Opts("stalled", std::chrono::seconds(20)));
+    stalled = engine_.Rest(stalled_step, "", Opts("stalled", std::chrono::seconds(50)));
     stalled_done = true;
   });
-  // Until the stalled request has reached the origin.
-  for (int i = 0; i < 500 && origin_->requests().size() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  ASSERT_EQ(origin_->requests().size(), 2u);
+  struct JoinOnExit {
+    Gate& gate;
+    std::thread& thread;
+    ~JoinOnExit() {
+      gate.Open();
+      if (thread.joinable()) thread.join();
+    }
+  } join_on_exit{held, stalled_caller};
+  ASSERT_TRUE(held.WaitForWaiting(1, testing::kWaitBound)) << "the stalled request never reached the origin";
   for (int i = 0; i < 5; ++i) {
-    const auto start = Clock::now();
-    auto r = engine_.Rest(mock_engine::GetStep(Url("/ok")), "", Opts("next-" + std::to_string(i)));
-    const auto elapsed = Clock::now() - start;
-    ASSERT_TRUE(r.ok()) << r.status.error_message();
+    auto r = engine_.Rest(mock_engine::GetStep(Url("/ok")), "",
+                          Opts("next-" + std::to_string(i), std::chrono::seconds(20)));
+    ASSERT_TRUE(r.ok()) << "step " << i << " waited for the stall: " << r.status.error_message();
     ASSERT_TRUE(r.response.outcome().has_http()) << r.response.outcome().error().message();
     EXPECT_EQ(r.response.outcome().http().body(), "ok");
-    EXPECT_LT(elapsed, std::chrono::milliseconds(1000)) << "step " << i << " waited for the stall";
   }
   EXPECT_FALSE(stalled_done) << "the stalled step ended before the others were run";
+  held.Open();
   stalled_caller.join();
   ASSERT_TRUE(stalled.ok()) << stalled.status.error_message();
-  ASSERT_TRUE(stalled.response.outcome().has_error());
-  EXPECT_EQ(stalled.response.outcome().error().code(), "TIMEOUT");
+  ASSERT_TRUE(stalled.response.outcome().has_http()) << stalled.response.outcome().error().code();
+  EXPECT_EQ(stalled.response.outcome().http().body(), "released /stall");
 }
 
 TEST_F(OriginFaultTest, ResetMidResponseIsTransferFailedAndTheNextStepOnTheIdentitySucceeds) {
@@ -360,7 +370,6 @@ TEST_F(OriginFaultTest, ResetMidResponseIsTransferFailedAndTheNextStepOnTheIdent
   EXPECT_EQ(e.side(), v1::ERROR_SIDE_NETWORK) << e.message();
   EXPECT_FALSE(e.message().empty());
   EXPECT_FALSE(e.hint().empty());
-  EXPECT_LT(elapsed, std::chrono::seconds(5));
   std::cout << "[figures] reset mid-response: " << e.code() << " after "
             << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
             << " ms: " << e.message() << std::endl;

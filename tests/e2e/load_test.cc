@@ -14,6 +14,7 @@
 #include "tests/mock_engine/mock_engine.h"
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::e2e {
 namespace {
@@ -115,6 +116,8 @@ TEST_F(LoadTest, ThousandConcurrentStepsOverFourIdentitiesAllPresentTheBoundCert
     while (sampling) {
       const int64_t v = VmRssKib(pid).value_or(0);
       if (v > rss_peak_sampled) rss_peak_sampled = v;
+      // A sampling interval of a measurement (printed, and checked against VmHWM), not a
+      // wait for anything.
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   });
@@ -213,11 +216,12 @@ TEST_F(LoadTest, BeyondTheDefaultInFlightLimitCallsAreRefusedUnavailableAndNever
   EXPECT_THAT(other, ::testing::IsEmpty());
   EXPECT_EQ(accepted + refused, kSteps);
   EXPECT_GE(accepted, limit);
-  size_t logged = n1_->AccessLog(0).size() + n2_->AccessLog(0).size();
-  for (int i = 0; i < 100 && logged < static_cast<size_t>(accepted); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // nginx writes each line after its response, in its own processes.
+  size_t logged = 0;
+  EXPECT_TRUE(testing::WaitUntil("nginx logged every accepted step", [&] {
     logged = n1_->AccessLog(0).size() + n2_->AccessLog(0).size();
-  }
+    return logged >= static_cast<size_t>(accepted);
+  }));
   EXPECT_EQ(logged, static_cast<size_t>(accepted)) << "refused steps must never reach the origin";
   EXPECT_EQ(engine.Health("plugin"), "SERVING");
   EXPECT_EQ(engine.Stop(), 0);

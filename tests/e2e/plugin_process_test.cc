@@ -21,6 +21,8 @@
 #include "plugin/process/automtls.h"
 #include "plugin/process/handshake.h"
 #include "plugin/cli/host_launcher.h"
+#include "tests/support/pki.h"
+#include "tests/support/wait.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
 
 namespace wsstep::plugin {
@@ -32,13 +34,19 @@ using ::testing::StartsWith;
 
 constexpr auto kExitTimeout = std::chrono::seconds(20);
 
+// This test process's files: the plugin's log and data directory, the Python host's
+// output. Removed with everything in it when the process exits.
+const testing::TempDir& Work() {
+  static const testing::TempDir dir("wsstep-plugin-test-");
+  return dir;
+}
+
 LaunchOptions Options() {
   LaunchOptions o;
   o.binary = WSSTEP_BINARY;
-  o.stderr_path = ::testing::TempDir() + "/wsstep-plugin-" + std::to_string(::getpid()) + ".log";
+  o.stderr_path = Work().Path("plugin.log");
   // A data directory of its own, so the test never touches the user's.
-  o.env.push_back({"WSSTEP_DATA_DIR", ::testing::TempDir() + "/wsstep-data-" +
-                                          std::to_string(::getpid())});
+  o.env.push_back({"WSSTEP_DATA_DIR", Work().Path("data")});
   o.start_timeout = std::chrono::seconds(30);
   return o;
 }
@@ -246,10 +254,19 @@ TEST(PluginProcessTest, SigtermExitsZero) {
 }
 
 TEST(PluginProcessTest, SigintIsIgnoredInPluginModeLikeGoPlugin) {
-  auto p = LaunchOrDie(Options());
+  const LaunchOptions o = Options();
+  auto p = LaunchOrDie(o);
   ASSERT_TRUE(p);
   p->Signal(SIGINT);
-  EXPECT_EQ(p->Wait(std::chrono::milliseconds(700)), std::nullopt);
+  // The plugin says when it has received SIGINT and let it pass; only then is "still
+  // running" a fact rather than a race.
+  EXPECT_TRUE(testing::WaitUntil("the plugin logs that it ignores SIGINT", [&] {
+    std::ifstream err(o.stderr_path);
+    std::stringstream text;
+    text << err.rdbuf();
+    return text.str().find("ignoring SIGINT") != std::string::npos;
+  }));
+  EXPECT_EQ(p->Wait(std::chrono::milliseconds(0)), std::nullopt) << "SIGINT stopped the plugin";
   grpc::health::v1::HealthCheckResponse resp;
   EXPECT_TRUE(Check(p->channel(), "", &resp).ok());
   p->CloseStdin();
@@ -279,7 +296,7 @@ TEST(PluginProcessTest, ServeRefusesANonLoopbackAddress) {
 // Runs docs/examples/python_host/host.py against the binary with `args`; its JSON report
 // (stdout), or a test failure.
 std::string RunPythonHost(const std::string& args) {
-  const std::string out = ::testing::TempDir() + "/python-host-" + std::to_string(::getpid());
+  const std::string out = Work().Path("python-host");
   const std::string cmd = std::string("/usr/bin/python3 ") + WSSTEP_PYTHON_HOST + " --plugin " +
                           WSSTEP_BINARY + " --proto-dir " + WSSTEP_PROTO_DIR + " --json " + args +
                           " > " + out + ".out 2> " + out + ".err";

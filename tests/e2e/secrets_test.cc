@@ -49,7 +49,10 @@ std::string ExtractKeyPem(const testing::TempDir& dir, const std::string& store_
   const std::string p12 = dir.Path(store_rel.substr(store_rel.find('/') + 1) + ".p12");
   std::string source = PkiPath(store_rel);
   if (store_type != "PKCS12") {
-    auto r = testing::RunCommand({"keytool", "-importkeystore", "-noprompt", "-srckeystore", source,
+    // -XX:-UsePerfData: no hsperfdata_<user> in /tmp, where the JVM puts it whatever
+    // TMPDIR says.
+    auto r = testing::RunCommand({"keytool", "-J-XX:-UsePerfData", "-importkeystore", "-noprompt",
+                                  "-srckeystore", source,
                                   "-srcstoretype", store_type, "-srcstorepass", store_pass,
                                   "-srcalias", "client", "-srckeypass", key_pass, "-destkeystore", p12,
                                   "-deststoretype", "PKCS12", "-deststorepass", "tmp-pass",

@@ -12,6 +12,7 @@
 #include "tests/e2e/e2e_util.h"
 #include "tests/mock_engine/mock_engine.h"
 #include "tests/support/tls_server.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::e2e {
 namespace {
@@ -204,8 +205,8 @@ TEST_F(StepsStreamTest, CancelDeadlineAndDuplicateIdsAffectOnlyTheirCall) {
   // Call 2 again while it runs: refused, alone.
   ExpectRefused(*stream, RestCall(2, "/other"), grpc::StatusCode::INVALID_ARGUMENT, "already running");
 
-  // Call 3's own timeout ends it with the TIMEOUT outcome; call 1 is cancelled.
-  const auto cancel_at = Clock::now();
+  // Call 3's own timeout ends it with the TIMEOUT outcome; call 1 is cancelled. Both end
+  // while the origin still holds every request (the gate opens only below).
   v1::ExecuteStepsRequest cancel;
   cancel.add_cancel_call_ids(1);
   cancel.add_cancel_call_ids(99);  // unknown: ignored
@@ -216,7 +217,6 @@ TEST_F(StepsStreamTest, CancelDeadlineAndDuplicateIdsAffectOnlyTheirCall) {
   EXPECT_EQ(ended[1].rest().outcome().error().code(), "CANCELLED");
   EXPECT_EQ(ended[3].code(), 0) << ended[3].message();
   EXPECT_EQ(ended[3].rest().outcome().error().code(), "TIMEOUT");
-  EXPECT_LT(Clock::now() - cancel_at, 2s);
 
   // Call 2 still runs and succeeds when the origin answers.
   gate_.Open();
@@ -236,8 +236,8 @@ TEST_F(StepsStreamLimitTest, AHostThatCancelsTheStreamCancelsItsStepsAndTheSlots
   stream->Cancel();
   EXPECT_FALSE(stream->Read().has_value());
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  // The plugin ends each step (its log says so) without waiting for the origin.
-  const auto until = Clock::now() + 5s;
+  // The plugin ends each step (its log says so, at info level only when a step ends)
+  // without waiting for the origin: the gate is still closed.
   std::string log;
   auto all_logged = [&log] {
     for (int id = 1; id <= 4; ++id) {
@@ -245,11 +245,10 @@ TEST_F(StepsStreamLimitTest, AHostThatCancelsTheStreamCancelsItsStepsAndTheSlots
     }
     return true;
   };
-  while (Clock::now() < until) {
+  EXPECT_TRUE(testing::WaitUntil("the plugin logs the end of steps s1..s4", [&] {
     log = engine_.StderrText();
-    if (all_logged()) break;
-    std::this_thread::sleep_for(50ms);
-  }
+    return all_logged();
+  }));
   for (int id = 1; id <= 4; ++id) {
     EXPECT_NE(log.find("\"step_id\":\"s" + std::to_string(id) + "\""), std::string::npos) << id;
   }

@@ -50,6 +50,9 @@ bool MockEngine::Start(std::vector<std::pair<std::string, std::string>> extra_en
   stderr_path_ = work_dir_.Path("plugin.stderr");
   o.stderr_path = stderr_path_;
   o.env.push_back({"WSSTEP_DATA_DIR", data_dir_.path()});
+  // The plugin's socket directory inside ours: removed with it even when a test kills
+  // the plugin (which then cannot remove the directory itself).
+  o.env.push_back({"PLUGIN_UNIX_SOCKET_DIR", work_dir_.path()});
   o.env.push_back({"WSSTEP_LOG_LEVEL", "debug"});  // the most verbose logs must be clean too
   for (auto& e : extra_env) o.env.push_back(std::move(e));
   o.start_timeout = std::chrono::seconds(30);

@@ -8,14 +8,19 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "tests/mock_engine/mock_engine.h"
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
 #include "tests/support/tls_server.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::mock_engine {
 namespace {
@@ -27,6 +32,7 @@ using testing::NginxEcho;
 using testing::NginxServer;
 using testing::NginxVerifyClient;
 using testing::PkiPath;
+using testing::EventCounter;
 using testing::Sha256FingerprintOfPemFile;
 
 constexpr char kBearerToken[] = "tok-SECRET-123";
@@ -302,7 +308,11 @@ TEST_F(MockEngineTest, RotationInTheMiddleOfARun) {
     std::string failure;
   };
   std::vector<std::vector<Run>> runs(kWorkers);
-  std::atomic<int> done{0};
+  // The import lands mid-run by construction: it starts once a third of the steps ran,
+  // while the workers go on with their second third; each worker's last third starts
+  // only after it (so steps surely follow it).
+  EventCounter done;
+  EventCounter imported;
   std::atomic<int64_t> import_done_ns{INT64_MAX};
   auto now_ns = [] {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -313,6 +323,9 @@ TEST_F(MockEngineTest, RotationInTheMiddleOfARun) {
   for (int w = 0; w < kWorkers; ++w) {
     workers.emplace_back([&, w] {
       for (int i = 0; i < kPerWorker; ++i) {
+        if (i == kPerWorker * 2 / 3) {
+          EXPECT_TRUE(imported.WaitFor(1, "the import of the newer certificate"));
+        }
         Run run;
         run.started_ns = now_ns();
         auto r = engine_.Rest(GetStep(Url(*n1, "localhost", "/echo")), "",
@@ -326,19 +339,16 @@ TEST_F(MockEngineTest, RotationInTheMiddleOfARun) {
           run.name = r.response.outcome().tls().client_certificate().name();
         }
         runs[w].push_back(run);
-        ++done;
-        // Pace the run so that the import lands in its middle.
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        done.Add();
       }
     });
   }
-  for (int i = 0; i < 400 && done.load() < kPerWorker * kWorkers / 3; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  EXPECT_TRUE(done.WaitFor(kPerWorker * kWorkers / 3, "a third of the steps ran"));
   const auto rotated = engine_.Create(
       KeyPairFromFiles("bank-2027", "client/second.pem", "client/second.key.pem", {{"localhost", p1, ""}}));
   import_done_ns = now_ns();
-  const int done_at_import = done.load();
+  const int done_at_import = done.value();
+  imported.Add();
   for (auto& t : workers) t.join();
   ASSERT_TRUE(rotated.ok()) << rotated.status.error_message();
   EXPECT_LT(done_at_import, kPerWorker * kWorkers) << "the import must land mid-run";
@@ -448,8 +458,10 @@ TEST_F(MockEngineTest, FailingStepsCarryTheirCatalogCodes) {
 
 // --- Deadlines and draining -----------------------------------------------------------
 
-// An mTLS origin whose /slow answers after `delay`, and which tells when a request
-// arrived. The handler polls a stop flag so that stopping it never waits for a sleep.
+// An mTLS origin that holds every request until the test calls Release() (or, as a
+// safety bound, until `delay` passed; or, after ReleaseAfter(hold), until `hold` later),
+// then answers "slow done"; it tells when a request arrived and when it answered. The
+// destructor releases what is still held.
 struct SlowOrigin {
   explicit SlowOrigin(std::chrono::milliseconds delay) {
     testing::TlsServerConfig config;
@@ -458,11 +470,16 @@ struct SlowOrigin {
     config.client_auth = testing::ClientAuth::kRequired;
     config.client_ca_file = PkiPath("trust/bundle.pem");
     config.handler = [this, delay](const testing::ServerRequest&) {
-      ++arrived;
-      const auto until = std::chrono::steady_clock::now() + delay;
-      while (!stopping && std::chrono::steady_clock::now() < until) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      arrived.Add();
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        const auto give_up = std::chrono::steady_clock::now() + delay;
+        auto until = [&] { return release_at ? std::min(*release_at, give_up) : give_up; };
+        while (!stopping && std::chrono::steady_clock::now() < until()) {
+          stop_cv.wait_until(lock, until());
+        }
       }
+      answered.Add();
       testing::ServerResponse r;
       r.body = "slow done";
       return r;
@@ -470,28 +487,45 @@ struct SlowOrigin {
     server = std::make_unique<testing::TlsServer>(std::move(config));
   }
   ~SlowOrigin() {
-    stopping = true;
+    Release();
     server->Stop();
   }
-  std::atomic<int> arrived{0};
-  std::atomic<bool> stopping{false};
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stopping = true;
+    }
+    stop_cv.notify_all();
+  }
+  void ReleaseAfter(std::chrono::milliseconds hold) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release_at = std::chrono::steady_clock::now() + hold;
+    }
+    stop_cv.notify_all();
+  }
+  EventCounter arrived;
+  EventCounter answered;
+  std::mutex mu;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+  std::optional<std::chrono::steady_clock::time_point> release_at;
   std::unique_ptr<testing::TlsServer> server;
 };
 
 TEST_F(MockEngineTest, DeadlineExceededMapsToDeadlineOrTimeoutOutcome) {
   WSSTEP_REQUIRE("rest", "certificate-store");
-  SlowOrigin slow(std::chrono::seconds(6));
+  SlowOrigin slow(std::chrono::seconds(60));
   ASSERT_TRUE(slow.server->Start()) << slow.server->start_error();
   const uint32_t port = slow.server->port();
   MustCreate(TrustStoreFromFile("pki-trust", "trust/bundle.pem", {{"localhost", port, ""}}));
   MustCreate(KeyPairFromFiles("identity-a", "client/rsa.pem", "client/rsa.key.pem", {{"localhost", port, ""}}));
 
-  const auto start = std::chrono::steady_clock::now();
   auto r = engine_.Rest(GetStep("https://localhost:" + std::to_string(port) + "/slow"), "",
                         Opts("deadline", std::chrono::milliseconds(1500)));
-  const auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(elapsed, std::chrono::seconds(4)) << "the deadline must bound the transfer";
-  EXPECT_EQ(slow.arrived.load(), 1) << "the step started: this is a transfer timeout";
+  // Ordering, not a stopwatch: the call came back while the origin was still holding it.
+  EXPECT_EQ(slow.answered.value(), 0) << "the deadline must bound the transfer";
+  EXPECT_EQ(slow.arrived.value(), 1) << "the step started: this is a transfer timeout";
   // The proto: the deadline bounds the step; the plugin answers a TIMEOUT outcome when
   // it gets there first, gRPC reports DEADLINE_EXCEEDED when the deadline wins the race.
   if (r.ok()) {
@@ -514,7 +548,7 @@ TEST_F(MockEngineTest, DeadlineExceededMapsToDeadlineOrTimeoutOutcome) {
 
 TEST_F(MockEngineTest, SigtermDrainsAnInFlightSlowStepThenExitsZero) {
   WSSTEP_REQUIRE("rest", "certificate-store");
-  SlowOrigin slow(std::chrono::milliseconds(2500));
+  SlowOrigin slow(std::chrono::seconds(60));
   ASSERT_TRUE(slow.server->Start()) << slow.server->start_error();
   const uint32_t port = slow.server->port();
   MustCreate(TrustStoreFromFile("pki-trust", "trust/bundle.pem", {{"localhost", port, ""}}));
@@ -524,11 +558,17 @@ TEST_F(MockEngineTest, SigtermDrainsAnInFlightSlowStepThenExitsZero) {
     return engine_.Rest(GetStep("https://localhost:" + std::to_string(port) + "/slow"), "",
                         Opts("drained", std::chrono::seconds(20)));
   });
-  for (int i = 0; i < 500 && slow.arrived.load() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_EQ(slow.arrived.load(), 1) << "the slow step never reached the origin";
+  ASSERT_TRUE(slow.arrived.WaitFor(1, "the slow step reached the origin"));
+  ASSERT_EQ(slow.arrived.value(), 1);
   engine_.process().Signal(SIGTERM);
+  // The step is still in flight when the drain begins (the origin holds it until then),
+  // and a second into it: the plugin must wait for it (its shutdown_grace is 10 s), where
+  // a server that gave running calls only gRPC's last 100 ms would cancel it. The hold is
+  // the origin's behaviour, not a wait for anything.
+  EXPECT_TRUE(testing::WaitUntil("the plugin logs that it drains its in-flight calls", [&] {
+    return engine_.StderrText().find("\"msg\":\"draining in-flight calls\"") != std::string::npos;
+  }));
+  slow.ReleaseAfter(std::chrono::seconds(1));
   const auto r = in_flight.get();
   ASSERT_TRUE(r.ok()) << r.status.error_message();
   ASSERT_TRUE(r.response.outcome().has_http())

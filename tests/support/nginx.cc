@@ -12,16 +12,14 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "core/ossl.h"
 #include "tests/support/pki.h"
 #include "tests/support/process.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::testing {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // Bodies longer than this are served from a file: nginx refuses configuration
 // parameters longer than its 4 KiB read buffer.
@@ -431,20 +429,22 @@ bool NginxServer::StartOnce(bool* retry_with_new_ports) {
   if (tls_port_ != 0) ports.push_back(tls_port_);
   if (gateway_port_ != 0) ports.push_back(gateway_port_);
 
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < deadline) {
-    if (!process_->Running()) break;
-    bool all = true;
-    for (uint16_t p : ports) all = all && LoopbackPortAccepts(p);
-    if (all) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  // nginx tells nothing when it is ready: poll its ports (or notice that it exited).
+  bool accepting = false;
+  (void)WaitUntil("nginx accepts connections on every port", [&] {
+    if (!process_->Running()) return true;
+    accepting = true;
+    for (uint16_t p : ports) accepting = accepting && LoopbackPortAccepts(p);
+    return accepting;
+  });
+  if (accepting) return true;
   bool exited = !process_->Running();
   process_->Stop(SIGKILL, std::chrono::seconds(1));
   std::string log = ErrorLog() + ReadOrEmpty(dir_->Path("nginx.out"));
   *retry_with_new_ports = log.find("Address already in use") != std::string::npos;
   start_error_ = std::string(exited ? "nginx exited during start-up"
-                                    : "nginx did not accept connections within 10 s") +
+                                    : "nginx did not accept connections within " +
+                                          std::to_string(kWaitBound.count()) + " ms") +
                  " (config " + conf + "):\n" + log;
   return false;
 }
@@ -459,16 +459,16 @@ std::vector<NginxAccessLogEntry> NginxServer::AccessLog(size_t wait_for_lines,
                                                         std::chrono::milliseconds timeout) const {
   std::vector<NginxAccessLogEntry> out;
   if (dir_ == nullptr) return out;
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
+  // nginx writes the line after the response, in its own process: poll the file.
+  (void)WaitUntil("nginx logged " + std::to_string(wait_for_lines) + " requests", [&] {
     out.clear();
     std::istringstream in(ReadOrEmpty(dir_->Path("access.log")));
     for (std::string line; std::getline(in, line);) {
       if (!line.empty()) out.push_back(ParseLine(line));
     }
-    if (out.size() >= wait_for_lines || Clock::now() >= deadline) return out;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+    return out.size() >= wait_for_lines;
+  }, timeout);
+  return out;
 }
 
 void NginxServer::ClearAccessLog() const {

@@ -177,11 +177,11 @@ class NginxServer {
   // "http://127.0.0.1:GATEWAY_PORT".
   std::string gateway_url() const;
 
-  // Parsed access-log lines, oldest first. Waits up to `timeout` for at least
-  // `wait_for_lines` lines (nginx logs after responding).
+  // Parsed access-log lines, oldest first. Waits until there are at least
+  // `wait_for_lines` lines (nginx logs after responding); `timeout` is a safety bound.
   std::vector<NginxAccessLogEntry> AccessLog(
       size_t wait_for_lines = 0,
-      std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
+      std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
   // Empties the access log (nginx keeps appending to the same file).
   void ClearAccessLog() const;
   std::string ErrorLog() const;

@@ -5,10 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <thread>
 
 #include "tests/support/pki.h"
 #include "tests/support/process.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::testing {
 namespace {
@@ -167,10 +167,8 @@ TEST(NginxServerTest, ProxyRouteReachesAPlainHttpBackend) {
   ASSERT_TRUE(backend.Start({"/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1",
                              "--directory", docroot.path(), std::to_string(backend_port)}))
       << backend.error();
-  for (int i = 0; i < 500 && !LoopbackPortAccepts(backend_port); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_TRUE(LoopbackPortAccepts(backend_port));
+  ASSERT_TRUE(WaitUntil("the python backend accepts connections",
+                        [&] { return LoopbackPortAccepts(backend_port); }));
 
   NginxConfig config = MutualTlsConfig();
   config.proxy_routes.emplace_back("/soap/", backend_port);

@@ -10,7 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <thread>
+
+#include "tests/support/wait.h"
 
 extern char** environ;
 
@@ -221,10 +222,8 @@ int ChildProcess::Stop(int signal, std::chrono::milliseconds grace) {
   if (pid_ <= 0) return exit_code_.value_or(-1);
   if (!Reap(false)) {
     kill(pid_, signal);
-    const auto deadline = Clock::now() + grace;
-    while (!Reap(false) && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    // A child's exit cannot be waited for with a timeout: poll it for the grace period.
+    (void)WaitUntil("the child exits after its signal", [&] { return Reap(false); }, grace);
     if (pid_ > 0) {
       kill(-pid_, SIGKILL);
       Reap(true);

@@ -240,6 +240,7 @@ void TlsServer::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     live_.clear();
   }
+  changed_.notify_all();
   auto close_fd = [](int& fd) {
     if (fd >= 0) ::close(fd);
     fd = -1;
@@ -277,6 +278,21 @@ size_t TlsServer::connection_count() const {
 size_t TlsServer::open_connection_count() const {
   std::lock_guard<std::mutex> lock(mu_);
   return live_.size();
+}
+
+bool TlsServer::WaitForRequests(size_t n, std::chrono::milliseconds bound) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return changed_.wait_for(lock, bound, [&] { return requests_.size() >= n; });
+}
+
+bool TlsServer::WaitForConnections(size_t n, std::chrono::milliseconds bound) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return changed_.wait_for(lock, bound, [&] { return connections_.size() >= n; });
+}
+
+bool TlsServer::WaitForOpenConnectionsAtMost(size_t n, std::chrono::milliseconds bound) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return changed_.wait_for(lock, bound, [&] { return live_.size() <= n; });
 }
 
 void TlsServer::Clear() {
@@ -323,6 +339,7 @@ void TlsServer::Serve(std::shared_ptr<Connection> conn) {
         std::lock_guard<std::mutex> lock(mu_);
         connections_.push_back(std::move(record));
       }
+      changed_.notify_all();
       LingeringClose(conn->fd);
       Forget(conn);
       return;
@@ -344,6 +361,7 @@ void TlsServer::Serve(std::shared_ptr<Connection> conn) {
     std::lock_guard<std::mutex> lock(mu_);
     connections_.push_back(record);
   }
+  changed_.notify_all();
   for (int index = 1; !stopping_ && ServeOne(*conn, index); ++index) {
   }
   if (conn->abort) {
@@ -360,8 +378,11 @@ void TlsServer::Serve(std::shared_ptr<Connection> conn) {
 
 // Drops a finished connection from the live list; its socket closes with the last owner.
 void TlsServer::Forget(const std::shared_ptr<Connection>& conn) {
-  std::lock_guard<std::mutex> lock(mu_);
-  live_.erase(std::remove(live_.begin(), live_.end(), conn), live_.end());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_.erase(std::remove(live_.begin(), live_.end(), conn), live_.end());
+  }
+  changed_.notify_all();
 }
 
 // Reads and answers one request. False when the connection should end.
@@ -431,6 +452,7 @@ bool TlsServer::ServeOne(Connection& conn, int index) {
     std::lock_guard<std::mutex> lock(mu_);
     requests_.push_back(record);
   }
+  changed_.notify_all();
 
   const bool partial = resp.mode != ServerResponse::Mode::kNormal && resp.partial_body_bytes > 0;
   if (resp.mode == ServerResponse::Mode::kReset && !partial) {

@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -137,6 +138,15 @@ class TlsServer {
   size_t connection_count() const;
   // Connections open right now (accepted and not yet closed by either side).
   size_t open_connection_count() const;
+  // Waits (on the server's own events, no polling) until at least `n` requests were
+  // answered or at least `n` connections were recorded (handshakes done or failed), or
+  // until at most `n` connections are open. False after `bound`, a safety net only. A
+  // request counts once its handler returned: a stalled or reset response counts when the
+  // stall or reset begins, a request held in its handler (a gate) only when released.
+  bool WaitForRequests(size_t n, std::chrono::milliseconds bound = std::chrono::seconds(30)) const;
+  bool WaitForConnections(size_t n, std::chrono::milliseconds bound = std::chrono::seconds(30)) const;
+  bool WaitForOpenConnectionsAtMost(size_t n,
+                                    std::chrono::milliseconds bound = std::chrono::seconds(30)) const;
   void Clear();  // forgets recorded requests and connections
 
   // Replaces the handler while running.
@@ -160,6 +170,7 @@ class TlsServer {
 
   mutable std::mutex mu_;
   std::condition_variable stop_cv_;
+  mutable std::condition_variable changed_;  // requests_, connections_ or live_ changed
   std::vector<std::shared_ptr<Connection>> live_;
   std::vector<std::thread> workers_;
   std::vector<RequestRecord> requests_;
