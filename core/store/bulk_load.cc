@@ -31,7 +31,8 @@ std::vector<uint32_t> SortedById(const std::vector<EntryMetadata>& entries) {
   return out;
 }
 
-void PutInSaveOrder(std::vector<EntryMetadata>& entries, const std::vector<int64_t>& save_sequence) {
+void PutInSaveOrder(std::vector<EntryMetadata>& entries,
+                    const std::vector<int64_t>& save_sequence) {
   std::vector<std::pair<int64_t, uint32_t>> keyed(entries.size());
   for (uint32_t i = 0; i < keyed.size(); ++i) keyed[i] = {save_sequence[i], i};
   if (!std::is_sorted(keyed.begin(), keyed.end())) std::sort(keyed.begin(), keyed.end());

@@ -37,9 +37,9 @@ TEST(CodecTest, HexRoundTripsAndRefusesWhatItDoesNotWrite) {
   EXPECT_EQ(Hex(std::string("\x00\x0f\xa0\xff", 4)), "000fa0ff");
   EXPECT_EQ(Unhex("000fa0ff"), std::string("\x00\x0f\xa0\xff", 4));
   EXPECT_EQ(Unhex(""), std::string());
-  EXPECT_FALSE(Unhex("abc").has_value());   // odd length
-  EXPECT_FALSE(Unhex("0G").has_value());    // not hex
-  EXPECT_FALSE(Unhex("0A").has_value());    // upper case is never written
+  EXPECT_FALSE(Unhex("abc").has_value());  // odd length
+  EXPECT_FALSE(Unhex("0G").has_value());   // not hex
+  EXPECT_FALSE(Unhex("0A").has_value());   // upper case is never written
 }
 
 TEST(CodecTest, AsciiLowerLeavesOtherBytesAlone) {

@@ -82,7 +82,8 @@ AppliedUpdate ApplyUpdate(EntryMetadata& e, const UpdateRequest& request, EntryM
     e.private_trust_only = *request.private_trust_only;
   }
   if (request.disabled) {
-    if (e.disabled != *request.disabled) changed.push_back(*request.disabled ? "disabled" : "enabled");
+    if (e.disabled != *request.disabled)
+      changed.push_back(*request.disabled ? "disabled" : "enabled");
     e.disabled = *request.disabled;
   }
   if (request.revoked) {

@@ -94,12 +94,13 @@ std::string SealedKeyAad(std::string_view entry_id) {
 }
 
 Result<size_t> ResealStoredKeys(Storage::Transaction& tx, const Vault& from, const Vault& to) {
-  return tx.ResealKeys(to.key_id(), [&](const std::string& entry_id, std::string_view sealed)
-                                        -> Result<std::string> {
-    const std::string aad = SealedKeyAad(entry_id);
-    WSSTEP_ASSIGN_OR_RETURN(SecretBytes plain, from.Open(sealed, aad));
-    return to.Seal(plain, aad);
-  });
+  return tx.ResealKeys(
+      to.key_id(),
+      [&](const std::string& entry_id, std::string_view sealed) -> Result<std::string> {
+        const std::string aad = SealedKeyAad(entry_id);
+        WSSTEP_ASSIGN_OR_RETURN(SecretBytes plain, from.Open(sealed, aad));
+        return to.Seal(plain, aad);
+      });
 }
 
 }  // namespace wsstep::core

@@ -145,8 +145,7 @@ Result<bool> SnapshotPublisher::LoadSlot(MaterialSlot& slot) const {
     return Error(Code::kStorageError,
                  "certificate '" + slot.name + "' (id " + slot.id +
                      "): stored material cannot be read: " + e.message,
-                 "upload the certificate again, or restore the store from a backup",
-                 Side::kStore);
+                 "upload the certificate again, or restore the store from a backup", Side::kStore);
   };
   ossl::X509Ptr leaf;
   std::vector<ossl::X509Ptr> chain, trusted;

@@ -36,8 +36,8 @@
 #include "core/identity.h"
 #include "core/material.h"
 #include "core/resolver.h"
-#include "core/store/store.h"
 #include "core/store/storage.h"
+#include "core/store/store.h"
 #include "core/vault.h"
 
 namespace wsstep::core {

@@ -11,15 +11,17 @@
 namespace wsstep::core {
 namespace {
 
+using testing::MemoryStorage;
 using ::wsstep::testing::PkiPath;
 using ::wsstep::testing::ReadSecretFile;
-using testing::MemoryStorage;
 
 const Binding kApi{"api.example.test", 443, "default"};
 
 class SnapshotPublisherTest : public ::testing::Test {
  protected:
-  SnapshotPublisherTest() { vault_.store(std::make_shared<const Vault>(MasterKey::Generate().value())); }
+  SnapshotPublisherTest() {
+    vault_.store(std::make_shared<const Vault>(MasterKey::Generate().value()));
+  }
 
   // The key pair client/<base> as entry `id` at `version`: its metadata, and (unless
   // `store` is false) its material in storage. `parsed` receives the parsed material.

@@ -213,8 +213,8 @@ class SqliteStorage final : public Storage {
 
   Result<std::unique_ptr<Transaction>> Begin() override {
     if (read_only_) {
-      return Error(Code::kStorageError, path_ + ": opened read-only; nothing can be written",
-                   "", Side::kStore)
+      return Error(Code::kStorageError, path_ + ": opened read-only; nothing can be written", "",
+                   Side::kStore)
           .With("path", path_);
     }
     std::unique_lock lk(writer_mu_);

@@ -115,9 +115,8 @@ struct CertificateStore::Impl {
 
   // Writes `e` as saved at `save_sequence`: its row, its bindings when they changed, and
   // its facts and material when `stored` is set. write_mu held.
-  static Status WriteEntry(Storage::Transaction& tx, const EntryMetadata& e,
-                           int64_t save_sequence, const StoredMaterial* stored,
-                           bool bindings_changed) {
+  static Status WriteEntry(Storage::Transaction& tx, const EntryMetadata& e, int64_t save_sequence,
+                           const StoredMaterial* stored, bool bindings_changed) {
     WSSTEP_RETURN_IF_ERROR(tx.PutEntry(e, save_sequence));
     if (bindings_changed) WSSTEP_RETURN_IF_ERROR(tx.PutBindings(e));
     if (stored != nullptr) WSSTEP_RETURN_IF_ERROR(tx.PutMaterial(e, *stored));
@@ -168,14 +167,12 @@ Result<std::unique_ptr<CertificateStore>> CertificateStore::Open(StoreOptions op
                      : options.master_key_file;
   }
 
-  WSSTEP_ASSIGN_OR_RETURN(std::optional<MasterKeyRecord> record,
-                          s.storage->ReadMasterKeyRecord());
+  WSSTEP_ASSIGN_OR_RETURN(std::optional<MasterKeyRecord> record, s.storage->ReadMasterKeyRecord());
   std::optional<std::string> stored_id;
   if (record) stored_id = record->key_id;
   if (!s.key_path.empty() && !s.read_only) RemoveStaleKeyTemporaries(s.key_path);
-  WSSTEP_ASSIGN_OR_RETURN(MasterKey key,
-                          ObtainMasterKey(std::move(options.master_key), s.key_path,
-                                          options.data_dir, stored_id, s.read_only));
+  WSSTEP_ASSIGN_OR_RETURN(MasterKey key, ObtainMasterKey(std::move(options.master_key), s.key_path,
+                                                         options.data_dir, stored_id, s.read_only));
   auto vault = std::make_shared<const Vault>(key.Clone());
   if (record) {
     WSSTEP_RETURN_IF_ERROR(CheckMasterKey(*vault, *record));
@@ -268,9 +265,9 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
     for (const auto& item : items) {
       WSSTEP_RETURN_IF_ERROR(
           Impl::WriteEntry(*tx, item.meta, save_sequence++, &item.prepared.stored, true));
-      WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(EntryAuditEvent(
-          AuditAction::kCreate, ctx, item.meta, std::string(EntryTypeName(item.meta.type)),
-          s.Now())));
+      WSSTEP_RETURN_IF_ERROR(
+          tx->AppendAudit(EntryAuditEvent(AuditAction::kCreate, ctx, item.meta,
+                                          std::string(EntryTypeName(item.meta.type)), s.Now())));
     }
     WSSTEP_RETURN_IF_ERROR(tx->Commit());
     s.next_save_sequence = save_sequence;
@@ -332,9 +329,9 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
   }
   std::optional<PreparedUpload> prepared;
   if (request.material) {
-    WSSTEP_ASSIGN_OR_RETURN(PreparedUpload p, s.ParseUpload(type, *request.material,
-                                                            target_bindings, ctx, id, old_name,
-                                                            nullptr, ""));
+    WSSTEP_ASSIGN_OR_RETURN(
+        PreparedUpload p,
+        s.ParseUpload(type, *request.material, target_bindings, ctx, id, old_name, nullptr, ""));
     WSSTEP_RETURN_IF_ERROR(SealPreparedKey(p, *s.vault.load(), id));
     prepared = std::move(p);
   }
@@ -350,10 +347,10 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
     AppliedUpdate applied =
         ApplyUpdate(updated, request, prepared ? &prepared->facts : nullptr, s.Now());
     if (prepared) prepared->stored.version = updated.version;
-    WSSTEP_RETURN_IF_ERROR(s.SaveOne(
-        updated, prepared ? &prepared->stored : nullptr, applied.bindings_changed,
-        EntryAuditEvent(AuditAction::kUpdate, ctx, updated, applied.detail, s.Now()),
-        prepared ? &prepared->parsed : nullptr));
+    WSSTEP_RETURN_IF_ERROR(
+        s.SaveOne(updated, prepared ? &prepared->stored : nullptr, applied.bindings_changed,
+                  EntryAuditEvent(AuditAction::kUpdate, ctx, updated, applied.detail, s.Now()),
+                  prepared ? &prepared->parsed : nullptr));
   }
   s.changes->Append(ChangeKind::kUpdated, updated.id, updated.name);
   if (warnings != nullptr && prepared) {
@@ -568,8 +565,8 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
   upload.content = std::move(certificate);
   upload.content_name = content_name.empty() ? "certificate" : std::string(content_name);
   WSSTEP_ASSIGN_OR_RETURN(
-      PreparedUpload p, s.ParseUpload(EntryType::kKeyPair, upload, bindings, ctx, id, name,
-                                      &pkcs8, "the private key of '" + name + "'"));
+      PreparedUpload p, s.ParseUpload(EntryType::kKeyPair, upload, bindings, ctx, id, name, &pkcs8,
+                                      "the private key of '" + name + "'"));
   WSSTEP_RETURN_IF_ERROR(SealPreparedKey(p, *s.vault.load(), id));
 
   EntryMetadata updated;

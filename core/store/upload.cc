@@ -8,8 +8,8 @@
 
 namespace wsstep::core {
 
-ImportInput ImportInputFor(EntryType type, MaterialUpload& upload,
-                           const SecretBytes* key_override, std::string_view key_name) {
+ImportInput ImportInputFor(EntryType type, MaterialUpload& upload, const SecretBytes* key_override,
+                           std::string_view key_name) {
   ImportInput in;
   in.type = type;
   in.declared_format = upload.declared_format;

@@ -17,8 +17,8 @@
 #include "core/material.h"
 #include "core/model.h"
 #include "core/secret.h"
-#include "core/store/store.h"
 #include "core/store/storage.h"
+#include "core/store/store.h"
 #include "core/vault.h"
 
 namespace wsstep::core {
@@ -34,8 +34,8 @@ struct PreparedUpload {
 // (they are zeroized with the input). `key_override` replaces upload.key (attaching a
 // certificate to a stored key), and `key_name` upload.key_name, when set. The caller
 // adds bound_trust and now.
-ImportInput ImportInputFor(EntryType type, MaterialUpload& upload,
-                           const SecretBytes* key_override, std::string_view key_name);
+ImportInput ImportInputFor(EntryType type, MaterialUpload& upload, const SecretBytes* key_override,
+                           std::string_view key_name);
 
 // Parses and describes the material. Errors: the import codes of core/material.h.
 Result<PreparedUpload> PrepareUpload(const ImportInput& input);

@@ -126,7 +126,8 @@ void UseRecorder::Forget(const std::string& entry_id) {
 void UseRecorder::FlusherLoop() {
   std::unique_lock lk(mu_);
   while (!stopping_) {
-    cv_.wait_for(lk, flush_interval_, [&] { return stopping_ || pending_.size() >= kUseBatchWakeup; });
+    cv_.wait_for(lk, flush_interval_,
+                 [&] { return stopping_ || pending_.size() >= kUseBatchWakeup; });
     lk.unlock();
     (void)Flush();
     lk.lock();

@@ -18,7 +18,7 @@
 
 namespace wsstep::core {
 
-inline constexpr size_t kMaxNameLength = 200;           // bytes
+inline constexpr size_t kMaxNameLength = 200;          // bytes
 inline constexpr size_t kMaxDescriptionLength = 2000;  // bytes
 inline constexpr size_t kDefaultPageSize = 100;
 inline constexpr size_t kMaxPageSize = 1000;

@@ -25,9 +25,8 @@ int PrintOutcome(const ClientOptions& o, const google::protobuf::Message& respon
     case v1::StepOutcome::kHttp: {
       const auto& h = outcome.http();
       if (!o.json) {
-        std::cerr << "HTTP " << h.status() << (h.application_refused()
-                                                   ? " (TLS succeeded; the application refused)"
-                                                   : "")
+        std::cerr << "HTTP " << h.status()
+                  << (h.application_refused() ? " (TLS succeeded; the application refused)" : "")
                   << "\n";
         if (output.empty()) {
           std::cout << h.body();
@@ -78,7 +77,9 @@ int CallRest(Client& client, const RestFlags& f) {
     return UsageError(st.error().message);
   }
   v1::ExecuteRestStepResponse resp;
-  if (auto rc = client.Call("ExecuteRestStep", &v1::StepPluginService::Stub::ExecuteRestStep, req, &resp)) return *rc;
+  if (auto rc =
+          client.Call("ExecuteRestStep", &v1::StepPluginService::Stub::ExecuteRestStep, req, &resp))
+    return *rc;
   return PrintOutcome(client.options(), resp, resp.outcome(), f.fail, f.output);
 }
 
@@ -125,7 +126,8 @@ int CallSoap(Client& client, const SoapFlags& f) {
     ut->set_username(f.ws_user);
     if (!f.ws_password_env.empty()) {
       const char* v = std::getenv(f.ws_password_env.c_str());
-      if (v == nullptr) return UsageError("--ws-password-env: " + f.ws_password_env + " is not set");
+      if (v == nullptr)
+        return UsageError("--ws-password-env: " + f.ws_password_env + " is not set");
       ut->set_password(v);
     }
     ut->set_password_type(f.ws_digest ? v1::WsSecurity::UsernameToken::PASSWORD_TYPE_DIGEST
@@ -139,7 +141,9 @@ int CallSoap(Client& client, const SoapFlags& f) {
     return UsageError(st.error().message);
   }
   v1::ExecuteSoapStepResponse resp;
-  if (auto rc = client.Call("ExecuteSoapStep", &v1::StepPluginService::Stub::ExecuteSoapStep, req, &resp)) return *rc;
+  if (auto rc =
+          client.Call("ExecuteSoapStep", &v1::StepPluginService::Stub::ExecuteSoapStep, req, &resp))
+    return *rc;
   return PrintOutcome(client.options(), resp, resp.outcome(), f.fail, "");
 }
 
@@ -148,19 +152,23 @@ int TestConnection(Client& client, const std::string& target, const TlsFlags& tl
   v1::TestConnectionRequest req;
   std::string host;
   uint32_t port = 0;
-  if (!SplitHostPort(target, &host, &port)) return UsageError("expected HOST:PORT, got '" + target + "'");
+  if (!SplitHostPort(target, &host, &port))
+    return UsageError("expected HOST:PORT, got '" + target + "'");
   req.set_host(host);
   req.set_port(port);
   req.set_environment(tls.environment);
   tls.Fill(req.mutable_tls());
   if (timeout_seconds > 0) TransportFlags::SetDuration(timeout_seconds, req.mutable_timeout());
   v1::TestConnectionResponse resp;
-  if (auto rc = client.Call("TestConnection", &v1::CertificateService::Stub::TestConnection, req, &resp)) return *rc;
+  if (auto rc =
+          client.Call("TestConnection", &v1::CertificateService::Stub::TestConnection, req, &resp))
+    return *rc;
   PrintResult(client.options(), resp, [&] {
     PrintWarnings(resp.warnings());
     const auto& t = resp.tls();
     std::cout << (resp.ok() ? "handshake OK" : "handshake FAILED") << "\n";
-    if (!t.protocol().empty()) std::cout << "protocol: " << t.protocol() << " " << t.cipher() << "\n";
+    if (!t.protocol().empty())
+      std::cout << "protocol: " << t.protocol() << " " << t.cipher() << "\n";
     for (const auto& c : resp.server_chain()) std::cout << "server chain: " << c.subject() << "\n";
     std::cout << "client certificate offered: "
               << (t.has_client_certificate() ? t.client_certificate().name() : "(none)") << "\n";
@@ -196,17 +204,20 @@ void AddCallCommands(CLI::App& app, CommandLine& line) {
   auto sf = std::make_shared<SoapFlags>();
   auto* call_soap = call->add_subcommand("soap", "execute a SOAP step");
   call_soap->add_option("--endpoint", sf->endpoint, "https URL")->required();
-  call_soap->add_option("--soap-version", sf->version, "1.1 or 1.2")->check(CLI::IsMember({"1.1", "1.2"}));
+  call_soap->add_option("--soap-version", sf->version, "1.1 or 1.2")
+      ->check(CLI::IsMember({"1.1", "1.2"}));
   call_soap->add_option("--action", sf->action, "SOAP action");
   call_soap->add_option("--body-file", sf->body_file, "raw XML body fragment");
   call_soap->add_option("--operation", sf->operation, "operation element name");
   call_soap->add_option("--namespace", sf->ns, "operation namespace URI");
   call_soap->add_option("--param", sf->params, "name=value parameter (repeatable)");
-  call_soap->add_option("--header-block-file", sf->header_block_files, "SOAP header block (repeatable)");
+  call_soap->add_option("--header-block-file", sf->header_block_files,
+                        "SOAP header block (repeatable)");
   call_soap->add_option("--ws-username", sf->ws_user, "WS-Security UsernameToken user");
   call_soap->add_option("--ws-password-env", sf->ws_password_env, "its password, from a variable");
   call_soap->add_flag("--ws-digest", sf->ws_digest, "PasswordDigest instead of PasswordText");
-  call_soap->add_option("--ws-timestamp", sf->ws_timestamp_seconds, "add a Timestamp valid N seconds");
+  call_soap->add_option("--ws-timestamp", sf->ws_timestamp_seconds,
+                        "add a Timestamp valid N seconds");
   call_soap->add_flag("--must-understand", sf->must_understand, "mustUnderstand on Security");
   call_soap->add_flag("--fail,-f", sf->fail, "exit 1 on a SOAP Fault");
   sf->tls.Add(call_soap);

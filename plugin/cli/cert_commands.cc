@@ -7,12 +7,11 @@
 namespace wsstep::plugin {
 namespace {
 
-
 void PrintCertificate(const v1::Certificate& c) {
   std::cout << "name:          " << c.name() << "\n"
             << "id:            " << c.id() << "\n"
-            << "type:          " << EnumName(v1::CertificateType_Name(c.type()), "CERTIFICATE_TYPE_")
-            << "\n"
+            << "type:          "
+            << EnumName(v1::CertificateType_Name(c.type()), "CERTIFICATE_TYPE_") << "\n"
             << "status:        "
             << EnumName(v1::CertificateStatus_Name(c.status()), "CERTIFICATE_STATUS_") << "\n";
   if (c.has_certificate()) {
@@ -71,8 +70,10 @@ std::string BaseName(const std::string& path) {
 int CertImport(Client& client, const ImportFlags& f) {
   auto type = TypeFromFlag(f.type, f.file, !f.key_file.empty());
   if (!type) {
-    return UsageError("cert import: give --type (key-pair, pkcs12, trust-store, java-keystore, "
-                      "mobile-provisioning); it cannot be guessed from '" + f.file + "'");
+    return UsageError(
+        "cert import: give --type (key-pair, pkcs12, trust-store, java-keystore, "
+        "mobile-provisioning); it cannot be guessed from '" +
+        f.file + "'");
   }
   v1::CreateCertificateRequest req;
   auto* c = req.mutable_certificate();
@@ -106,9 +107,11 @@ int CertImport(Client& client, const ImportFlags& f) {
   if (!f.format.empty()) {
     v1::SourceFormat fmt;
     std::string upper = "SOURCE_FORMAT_";
-    for (char ch : f.format) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    for (char ch : f.format)
+      upper += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     if (upper == "SOURCE_FORMAT_MOBILEPROVISION") upper = "SOURCE_FORMAT_MOBILE_PROVISION";
-    if (!v1::SourceFormat_Parse(upper, &fmt)) return UsageError("--format '" + f.format + "' is unknown");
+    if (!v1::SourceFormat_Parse(upper, &fmt))
+      return UsageError("--format '" + f.format + "' is unknown");
     m->set_format(fmt);
   }
   auto password = ReadSecret(f.password_file, f.password_env, f.password_stdin, "password");
@@ -149,7 +152,8 @@ int CertList(Client& client, const ListFlags& f) {
   if (!f.status.empty()) {
     v1::CertificateStatus st;
     if (!v1::CertificateStatus_Parse("CERTIFICATE_STATUS_" + f.status, &st)) {
-      return UsageError("--status '" + f.status + "' is unknown (VALID, EXPIRING_SOON, EXPIRED, ...)");
+      return UsageError("--status '" + f.status +
+                        "' is unknown (VALID, EXPIRING_SOON, EXPIRED, ...)");
     }
     req.set_status(st);
   }
@@ -191,7 +195,9 @@ int CertShow(Client& client, const std::string& which, bool by_id) {
   v1::GetCertificateRequest req;
   by_id ? req.set_id(which) : req.set_name(which);
   v1::GetCertificateResponse resp;
-  if (auto rc = client.Call("GetCertificate", &v1::CertificateService::Stub::GetCertificate, req, &resp)) return *rc;
+  if (auto rc =
+          client.Call("GetCertificate", &v1::CertificateService::Stub::GetCertificate, req, &resp))
+    return *rc;
   return PrintResult(client.options(), resp, [&] { PrintCertificate(resp.certificate()); });
 }
 
@@ -203,7 +209,9 @@ int CertDelete(Client& client, const std::string& which, bool by_id, bool yes) {
   v1::DeleteCertificateRequest req;
   by_id ? req.set_id(which) : req.set_name(which);
   v1::DeleteCertificateResponse resp;
-  if (auto rc = client.Call("DeleteCertificate", &v1::CertificateService::Stub::DeleteCertificate, req, &resp)) return *rc;
+  if (auto rc = client.Call("DeleteCertificate", &v1::CertificateService::Stub::DeleteCertificate,
+                            req, &resp))
+    return *rc;
   return PrintResult(client.options(), resp,
                      [&] { std::cout << "deleted " << resp.certificate().name() << "\n"; });
 }
@@ -215,13 +223,16 @@ int CertResolve(Client& client, const std::string& target, const std::string& en
   v1::ResolveCertificateRequest req;
   std::string host;
   uint32_t port = 0;
-  if (!SplitHostPort(target, &host, &port)) return UsageError("expected HOST[:PORT], got '" + target + "'");
+  if (!SplitHostPort(target, &host, &port))
+    return UsageError("expected HOST[:PORT], got '" + target + "'");
   req.set_host(host);
   req.set_port(port);
   req.set_environment(environment);
   req.set_certificate(certificate);
   v1::ResolveCertificateResponse resp;
-  if (auto rc = client.Call("ResolveCertificate", &v1::CertificateService::Stub::ResolveCertificate, req, &resp)) return *rc;
+  if (auto rc = client.Call("ResolveCertificate", &v1::CertificateService::Stub::ResolveCertificate,
+                            req, &resp))
+    return *rc;
   PrintResult(client.options(), resp, [&] {
     if (resp.has_chosen()) std::cout << "chosen: " << resp.chosen().name() << "\n";
     for (const auto& r : resp.rejected()) {
@@ -247,7 +258,8 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_import->add_option("--file", imp->file, "certificate / PKCS#12 / JKS / bundle file")
       ->required();
   cert_import->add_option("--key-file", imp->key_file, "private key file (key pairs)");
-  cert_import->add_option("--format", imp->format, "declared format: pem, der, pkcs12, jks, jceks, mobileprovision");
+  cert_import->add_option("--format", imp->format,
+                          "declared format: pem, der, pkcs12, jks, jceks, mobileprovision");
   cert_import->add_option("--password-file", imp->password_file, "password from a file");
   cert_import->add_option("--password-env", imp->password_env, "password from a variable");
   cert_import->add_flag("--password-stdin", imp->password_stdin, "read the password from stdin");
@@ -256,7 +268,8 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_import->add_option("--alias", imp->alias, "key entry alias in a key store");
   cert_import->add_option("--bind", imp->bindings, "HOST[:PORT][@ENV] (repeatable)");
   cert_import->add_option("--description", imp->description, "free text");
-  cert_import->add_flag("--private-trust-only", imp->private_trust_only, "trust stores: no system CAs");
+  cert_import->add_flag("--private-trust-only", imp->private_trust_only,
+                        "trust stores: no system CAs");
   cert_import->add_flag("--disabled", imp->disabled, "import disabled");
   cert_import->add_flag("--no-notifications", imp->no_notifications, "no expiry notifications");
   cert_import->add_option("--warning-days", imp->warning_days, "days before expiry to warn (30)");
@@ -317,7 +330,8 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
     std::string target, environment, certificate;
   };
   auto rf = std::make_shared<ResolveFlags>();
-  auto* cert_resolve = cert->add_subcommand("resolve", "explain which certificate a call would use");
+  auto* cert_resolve =
+      cert->add_subcommand("resolve", "explain which certificate a call would use");
   cert_resolve->add_option("target", rf->target, "HOST[:PORT]")->required();
   cert_resolve->add_option("--environment,-e", rf->environment, "environment");
   cert_resolve->add_option("--certificate", rf->certificate, "as a step naming this certificate");

@@ -70,7 +70,6 @@ Result<std::optional<SecretBytes>> ReadSecret(const std::string& file, const std
   return std::optional<SecretBytes>();
 }
 
-
 std::string FormatTime(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
   const std::time_t s = static_cast<std::time_t>(t.seconds());
@@ -138,8 +137,9 @@ Result<v1::Binding> ParseBinding(const std::string& text) {
     char* end = nullptr;
     const long p = std::strtol(port.c_str(), &end, 10);
     if (end == port.c_str() || *end != '\0' || p < 1 || p > 65535) {
-      return Error(Code::kInvalidArgument, "binding '" + text + "': port '" + port + "' is not 1-65535",
-                   "", Side::kConfiguration);
+      return Error(Code::kInvalidArgument,
+                   "binding '" + text + "': port '" + port + "' is not 1-65535", "",
+                   Side::kConfiguration);
     }
     b.set_port(static_cast<uint32_t>(p));
   }

@@ -67,7 +67,8 @@ struct TlsFlags {
     cmd->add_flag("--insecure,-k", insecure,
                   "turn off server verification (refused in protected environments)");
     cmd->add_option("--tls-server-name", server_name, "SNI and verification name");
-    cmd->add_option("--min-tls", min_tls, "minimum TLS version")->check(CLI::IsMember({"1.2", "1.3"}));
+    cmd->add_option("--min-tls", min_tls, "minimum TLS version")
+        ->check(CLI::IsMember({"1.2", "1.3"}));
     cmd->add_option("--pin", pin, "sha256//BASE64 public key pin(s), ';'-separated");
     cmd->add_flag("--private-trust-only", private_trust_only,
                   "trust only bound trust stores, not the system CAs");
@@ -122,8 +123,7 @@ struct TransportFlags {
   }
 
   Status Fill(google::protobuf::RepeatedPtrField<v1::Header>* out_headers, v1::HttpAuth* auth,
-              v1::Timeouts* timeouts, v1::RedirectPolicy* redirects,
-              int64_t* max_response) const {
+              v1::Timeouts* timeouts, v1::RedirectPolicy* redirects, int64_t* max_response) const {
     for (const auto& h : headers) {
       const size_t colon = h.find(':');
       if (colon == std::string::npos || colon == 0) {
@@ -307,7 +307,6 @@ class Client {
     }
   }
 };
-
 
 }  // namespace wsstep::plugin
 

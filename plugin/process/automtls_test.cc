@@ -1,9 +1,10 @@
 // AutoMTLS: the certificate the plugin makes has the shape go-plugin expects.
+#include "plugin/process/automtls.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "core/ossl.h"
-#include "plugin/process/automtls.h"
 
 namespace wsstep::plugin {
 namespace {

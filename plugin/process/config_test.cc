@@ -1,13 +1,12 @@
 // Configuration layering: flags > environment > file > defaults, and errors naming the input.
+#include "plugin/process/config.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <fstream>
 #include <map>
-
-#include "plugin/process/config.h"
 
 namespace wsstep::plugin {
 namespace {
@@ -42,15 +41,15 @@ TEST(ConfigTest, FlagsBeatEnvironmentWhichBeatsTheFile) {
   ConfigLayer flags;
   flags.listen = "unix:///from/flags.sock";
   auto c = LoadConfig(flags, FixedEnvironment({{"WSSTEP_CONFIG", file},
-                                     {"WSSTEP_DATA_DIR", "/from/env"},
-                                     {"WSSTEP_LISTEN", "127.0.0.1:8000"},
-                                     {"WSSTEP_MAX_IN_FLIGHT_STEPS", "9"}}));
+                                               {"WSSTEP_DATA_DIR", "/from/env"},
+                                               {"WSSTEP_LISTEN", "127.0.0.1:8000"},
+                                               {"WSSTEP_MAX_IN_FLIGHT_STEPS", "9"}}));
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   EXPECT_EQ(c->config_file, file);
-  EXPECT_EQ(c->data_dir, "/from/env");               // env over file
-  EXPECT_EQ(c->listen, "unix:///from/flags.sock");   // flags over env
-  EXPECT_EQ(c->limits.max_in_flight_steps, 9);       // env over file
-  EXPECT_EQ(c->limits.max_body_bytes, 1000);         // file over default
+  EXPECT_EQ(c->data_dir, "/from/env");              // env over file
+  EXPECT_EQ(c->listen, "unix:///from/flags.sock");  // flags over env
+  EXPECT_EQ(c->limits.max_in_flight_steps, 9);      // env over file
+  EXPECT_EQ(c->limits.max_body_bytes, 1000);        // file over default
   EXPECT_THAT(c->protected_environments, ElementsAre("prod", "live"));
   EXPECT_EQ(c->shutdown_grace, std::chrono::seconds(3));
   EXPECT_EQ(c->log_level, LogLevel::kDebug);
@@ -86,7 +85,8 @@ TEST(ConfigTest, SpinWaitComesFromFileOrEnvironmentWithinItsBounds) {
 }
 
 TEST(ConfigTest, EmptyProtectedEnvironmentsVariableProtectsNone) {
-  auto c = LoadConfig({}, FixedEnvironment({{"WSSTEP_PROTECTED_ENVIRONMENTS", ""}, {"HOME", "/h"}}));
+  auto c =
+      LoadConfig({}, FixedEnvironment({{"WSSTEP_PROTECTED_ENVIRONMENTS", ""}, {"HOME", "/h"}}));
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c->protected_environments.empty());
 }

@@ -1,10 +1,10 @@
 // The go-plugin handshake line and the host environment it reads.
+#include "plugin/process/handshake.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <map>
-
-#include "plugin/process/handshake.h"
 
 namespace wsstep::plugin {
 namespace {
@@ -47,11 +47,11 @@ TEST(HandshakeTest, Base64RawStdMatchesGo) {
 
 TEST(HandshakeTest, ReadsTheHostEnvironment) {
   auto h = ReadHandshakeEnv(FixedEnvironment({{"WSSTEP_PLUGIN", std::string(kMagicCookieValue)},
-                                    {"PLUGIN_PROTOCOL_VERSIONS", "3, 1,x"},
-                                    {"PLUGIN_MIN_PORT", "10000"},
-                                    {"PLUGIN_MAX_PORT", "10010"},
-                                    {"WSSTEP_PLUGIN_NETWORK", "tcp"},
-                                    {"WSSTEP_PLUGIN_WATCH_STDIN", "false"}}));
+                                              {"PLUGIN_PROTOCOL_VERSIONS", "3, 1,x"},
+                                              {"PLUGIN_MIN_PORT", "10000"},
+                                              {"PLUGIN_MAX_PORT", "10010"},
+                                              {"WSSTEP_PLUGIN_NETWORK", "tcp"},
+                                              {"WSSTEP_PLUGIN_WATCH_STDIN", "false"}}));
   EXPECT_EQ(h.cookie, CookieState::kMatches);
   EXPECT_THAT(h.protocol_versions, ElementsAre(3, 1));
   EXPECT_EQ(h.min_port, 10000);
@@ -59,7 +59,8 @@ TEST(HandshakeTest, ReadsTheHostEnvironment) {
   EXPECT_TRUE(h.use_tcp);
   EXPECT_FALSE(h.watch_stdin);
   EXPECT_EQ(ReadHandshakeEnv(FixedEnvironment({})).cookie, CookieState::kAbsent);
-  EXPECT_EQ(ReadHandshakeEnv(FixedEnvironment({{"WSSTEP_PLUGIN", "other"}})).cookie, CookieState::kWrong);
+  EXPECT_EQ(ReadHandshakeEnv(FixedEnvironment({{"WSSTEP_PLUGIN", "other"}})).cookie,
+            CookieState::kWrong);
 
   bool compatible = false;
   EXPECT_EQ(NegotiateAppProtocol({3, 1}, &compatible), 1);

@@ -1,21 +1,18 @@
 // Listen addresses: unix and TCP forms, the loopback rule, private socket directories.
+#include "plugin/process/listen.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
-
-#include "plugin/process/listen.h"
 
 namespace wsstep::plugin {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-
 
 TEST(ListenTest, ParsesUnixAndTcpForms) {
   EXPECT_EQ(ParseListenAddress("unix:///run/w.sock")->path, "/run/w.sock");
@@ -47,7 +44,7 @@ TEST(ListenTest, RefusesRemoteTcpUnlessAllowed) {
 TEST(ListenTest, PreparesPrivateDirectories) {
   auto dir = MakePrivateTempDir("");
   ASSERT_TRUE(dir.ok()) << dir.error().ToString();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(dir->c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   const std::string nested = *dir + "/a/b/plugin.sock";

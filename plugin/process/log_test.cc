@@ -1,11 +1,12 @@
 // The JSON log: one object per line, the frame first, exact escaping, redaction of secrets.
+#include "plugin/process/log.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "plugin/process/log.h"
 #include "wsstep/v1/certificate_service.pb.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
 
@@ -44,7 +45,8 @@ TEST(LogTest, FieldsFollowTheFrameExactlyWithInvalidUtf8Replaced) {
   ASSERT_EQ(lines.size(), 3u);
   // After "{"time":"2026-...Z"," comes the rest, byte for byte.
   auto rest = [](const std::string& line) { return line.substr(line.find("\"level\"")); };
-  EXPECT_EQ(rest(lines[0]), "\"level\":\"info\",\"msg\":\"m\",\"a\":\"x\xef\xbf\xbd\",\"n\":{\"k\":1},\"b\":true}");
+  EXPECT_EQ(rest(lines[0]),
+            "\"level\":\"info\",\"msg\":\"m\",\"a\":\"x\xef\xbf\xbd\",\"n\":{\"k\":1},\"b\":true}");
   EXPECT_EQ(rest(lines[1]), "\"level\":\"warn\",\"msg\":\"no fields\"}");
   EXPECT_EQ(rest(lines[2]), "\"level\":\"error\",\"msg\":\"null fields\"}");
   for (const auto& line : lines) EXPECT_TRUE(nlohmann::ordered_json::accept(line)) << line;
@@ -60,7 +62,8 @@ TEST(LogTest, AppendJsonStringEscapesAsNlohmannDoes) {
     cases.push_back("a" + std::string(1, static_cast<char>(c)) + "\xc3\xa9z");
   }
   std::mt19937 rng(7);
-  const std::vector<std::string> pieces = {"a", "\"", "\\", "\x01", "\x1f", "\n", "\xc3\xa9", "\xe2\x82\xac", " "};
+  const std::vector<std::string> pieces = {"a",  "\"",       "\\",           "\x01", "\x1f",
+                                           "\n", "\xc3\xa9", "\xe2\x82\xac", " "};
   for (int i = 0; i < 500; ++i) {
     std::string t;
     for (int k = static_cast<int>(rng() % 12); k > 0; --k) t += pieces[rng() % pieces.size()];
@@ -94,9 +97,10 @@ TEST(LogTest, LineFieldsFollowTheFrameExactly) {
   logger.Write(LogLevel::kDebug, "hidden at info", f);
   ASSERT_EQ(lines.size(), 2u);
   auto rest = [](const std::string& line) { return line.substr(line.find("\"level\"")); };
-  EXPECT_EQ(rest(lines[0]),
-            "\"level\":\"info\",\"msg\":\"step finished\",\"method\":\"/wsstep.v1.StepPluginService/"
-            "ExecuteRestStep\",\"step_id\":\"s\\\"1\",\"http_status\":200,\"duration_ms\":-3}");
+  EXPECT_EQ(
+      rest(lines[0]),
+      "\"level\":\"info\",\"msg\":\"step finished\",\"method\":\"/wsstep.v1.StepPluginService/"
+      "ExecuteRestStep\",\"step_id\":\"s\\\"1\",\"http_status\":200,\"duration_ms\":-3}");
   EXPECT_EQ(rest(lines[1]), "\"level\":\"warn\",\"msg\":\"no fields\"}");
   for (const auto& line : lines) {
     ASSERT_TRUE(nlohmann::ordered_json::accept(line)) << line;

@@ -1,8 +1,8 @@
 // Text leaving the process is valid UTF-8.
+#include "plugin/process/utf8.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include "plugin/process/utf8.h"
 
 namespace wsstep::plugin {
 namespace {
@@ -12,13 +12,14 @@ using ::testing::HasSubstr;
 
 TEST(StatusMapTest, ValidUtf8KeepsWellFormedTextAndReplacesEveryOtherByte) {
   EXPECT_EQ(ValidUtf8("plain ascii"), "plain ascii");
-  EXPECT_EQ(ValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(ValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
   const std::string r = "\xef\xbf\xbd";
-  EXPECT_EQ(ValidUtf8("caf\xe9"), "caf" + r);                      // Latin-1
-  EXPECT_EQ(ValidUtf8("\xc0\xaf"), r + r);                         // overlong '/'
-  EXPECT_EQ(ValidUtf8("\xed\xa0\x80"), r + r + r);                 // a UTF-16 surrogate
-  EXPECT_EQ(ValidUtf8("\xf4\x90\x80\x80"), r + r + r + r);         // above U+10FFFF
-  EXPECT_EQ(ValidUtf8("a\xe2\x82"), "a" + r + r);                  // cut short
+  EXPECT_EQ(ValidUtf8("caf\xe9"), "caf" + r);               // Latin-1
+  EXPECT_EQ(ValidUtf8("\xc0\xaf"), r + r);                  // overlong '/'
+  EXPECT_EQ(ValidUtf8("\xed\xa0\x80"), r + r + r);          // a UTF-16 surrogate
+  EXPECT_EQ(ValidUtf8("\xf4\x90\x80\x80"), r + r + r + r);  // above U+10FFFF
+  EXPECT_EQ(ValidUtf8("a\xe2\x82"), "a" + r + r);           // cut short
   EXPECT_EQ(ValidUtf8(std::string("\x00\xff", 2)), std::string("\x00", 1) + r);
 }
 

@@ -1,15 +1,15 @@
 // grpc.health.v1: Check and Watch, through the shutdown.
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
+#include "plugin/server/health_service.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugin/process/listen.h"
-#include "plugin/server/health_service.h"
 
 namespace wsstep::plugin {
 namespace {

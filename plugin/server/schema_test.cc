@@ -1,10 +1,11 @@
 // The step configs' JSON Schemas, generated from the proto and its comments.
+#include "plugin/server/schema.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "plugin/server/schema.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
 
 namespace wsstep::plugin {

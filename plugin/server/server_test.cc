@@ -1,9 +1,10 @@
 // The services in process, against fake backends: unimplemented methods, unparseable
 // requests, step outcomes, contract errors, the in-flight limit, drain and health.
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
+#include "plugin/server/server.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,7 +18,6 @@
 #include "plugin/process/listen.h"
 #include "plugin/process/log.h"
 #include "plugin/server/call_context.h"
-#include "plugin/server/server.h"
 #include "plugin/server/status_map.h"
 #include "wsstep/v1/certificate_service.grpc.pb.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
@@ -192,8 +192,8 @@ TEST_F(ServiceTest, WithoutBackendsEveryWorkingMethodIsUnimplemented) {
 TEST_F(ServiceTest, UnparseableRequestsAreInvalidArgumentNamingTheProblem) {
   StartServer({});
   auto expect_unparseable = [](const grpc::Status& s, const std::string& method) {
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": "
-                                                                   << s.error_message();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr("the request to " + method + " could not be parsed"));
     EXPECT_THAT(s.error_message(), HasSubstr("not valid UTF-8"));
     StatusDetails d = DecodeStatusDetails(s);
@@ -313,8 +313,7 @@ TEST_F(ServiceTest, ContractErrorsAreGrpcStatusesWithFieldViolations) {
     v1::ValidateStepRequest req;
     req.mutable_soap();
     v1::ValidateStepResponse resp;
-    EXPECT_EQ(steps_->ValidateStep(&ctx, req, &resp).error_code(),
-              grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_EQ(steps_->ValidateStep(&ctx, req, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
   }
 }
 
@@ -381,8 +380,8 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
   grpc::Status during_drain;
   grpc::health::v1::HealthCheckResponse health_during_drain;
   std::thread releaser([&] {
-    const bool drain_began = draining.get_future().wait_for(std::chrono::seconds(30)) ==
-                             std::future_status::ready;
+    const bool drain_began =
+        draining.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready;
     EXPECT_TRUE(drain_began) << "Shutdown never logged that it was draining";
     // The server is draining: new steps are refused, health says NOT_SERVING.
     grpc::ClientContext ctx;
@@ -445,7 +444,6 @@ TEST_F(ServiceTest, HealthAnswersKnownServicesAndWatchesUnknownOnes) {
   EXPECT_EQ(seen.status(), grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
   unknown_ctx.TryCancel();
   EXPECT_EQ(unknown_watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
-
 }
 
 // The service on its own, so that its Shutdown ends the stream itself (through the

@@ -1,12 +1,12 @@
 // The one mapping from wsstep errors to wire errors: step errors and gRPC statuses.
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
+#include "plugin/server/status_map.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
-#include "plugin/server/status_map.h"
 
 namespace wsstep::plugin {
 namespace {

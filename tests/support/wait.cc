@@ -42,9 +42,9 @@ int EventCounter::value() const {
   if (cv_.wait_for(lock, bound, [&] { return value_ >= n; })) {
     return ::testing::AssertionSuccess();
   }
-  return ::testing::AssertionFailure() << "waited " << bound.count()
-                                       << " ms (the safety bound) for: " << std::string(what)
-                                       << " (" << value_ << " of " << n << ")";
+  return ::testing::AssertionFailure()
+         << "waited " << bound.count() << " ms (the safety bound) for: " << std::string(what)
+         << " (" << value_ << " of " << n << ")";
 }
 
 }  // namespace wsstep::testing

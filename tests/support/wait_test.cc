@@ -19,8 +19,8 @@ TEST(WaitUntilTest, ReturnsAsSoonAsTheConditionHolds) {
 
 TEST(WaitUntilTest, AFailureNamesTheConditionAndTheBound) {
   // The bound is the behaviour under test here, so it is tiny.
-  const ::testing::AssertionResult r =
-      WaitUntil("a thing that never happens", [] { return false; }, std::chrono::milliseconds(5));
+  const ::testing::AssertionResult r = WaitUntil(
+      "a thing that never happens", [] { return false; }, std::chrono::milliseconds(5));
   EXPECT_FALSE(r);
   EXPECT_THAT(r.message(), HasSubstr("a thing that never happens"));
   EXPECT_THAT(r.message(), HasSubstr("5 ms"));
@@ -40,7 +40,8 @@ TEST(EventCounterTest, WaitForWakesWhenAnotherThreadAdds) {
 TEST(EventCounterTest, AFailureSaysHowFarItGot) {
   EventCounter counter;
   counter.Add();
-  const ::testing::AssertionResult r = counter.WaitFor(2, "two events", std::chrono::milliseconds(5));
+  const ::testing::AssertionResult r =
+      counter.WaitFor(2, "two events", std::chrono::milliseconds(5));
   EXPECT_FALSE(r);
   EXPECT_THAT(r.message(), HasSubstr("two events (1 of 2)"));
 }
