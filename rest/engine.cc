@@ -18,6 +18,7 @@
 #include "rest/tls_diagnosis.h"
 #include "rest/tls_util.h"
 #include "rest/transfer.h"
+#include "rest/warning.h"
 
 namespace wsstep::rest {
 
@@ -412,13 +413,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   if (display_url.empty()) display_url = *url;
 
   RestResult result;
-  if (!step.tls.verify_peer) {
-    result.warnings.push_back("verify_peer is off: the server's certificate is not checked, "
-                              "anyone on the path can impersonate it");
-  }
-  if (!step.tls.verify_host) {
-    result.warnings.push_back("verify_host is off: a certificate for any host name is accepted");
-  }
+  result.warnings = TlsOptionWarnings(step.tls);
 
   const auto* oauth = std::get_if<OAuth2ClientCredentials>(&step.auth);
   bool token_refreshed = false;
@@ -539,9 +534,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
             .count();
     if (result.tls.client_certificate_requested && !result.tls.client_certificate) {
       result.warnings.push_back(
-          "the server asked for a client certificate and none was presented: bind one to " +
-          current.host + ":" + std::to_string(current.port) +
-          (step.tls.ssl_verification ? "" : " and switch on SSL certificate verification"));
+          ClientCertificateNotSent(current.host, current.port, step.tls.ssl_verification));
     }
     if (result.status == 401 || result.status == 403) {
       result.application_refused = true;

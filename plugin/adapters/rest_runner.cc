@@ -177,11 +177,9 @@ void ValidateResolution(Transfers& t, const std::string& url, const rest::TlsOpt
   AddDiagnostic(e, v1::SEVERITY_ERROR, response);
 }
 
+// The same warnings, and words, as the step's outcome will carry.
 void AddTlsWarnings(const rest::TlsOptions& tls, v1::ValidateStepResponse* response) {
-  std::vector<std::string> w;
-  if (!tls.verify_peer) w.push_back("verify_peer is off: the server's certificate is not checked");
-  if (!tls.verify_host) w.push_back("verify_host is off: the server's name is not checked");
-  FillWarnings(w, response->mutable_diagnostics());
+  FillWarnings(rest::TlsOptionWarnings(tls), response->mutable_diagnostics());
 }
 
 class RestRunner final : public RestStepRunner {
