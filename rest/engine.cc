@@ -18,6 +18,7 @@
 #include "rest/tls_diagnosis.h"
 #include "rest/tls_util.h"
 #include "rest/transfer.h"
+#include "rest/warning.h"
 
 namespace wsstep::rest {
 
@@ -135,6 +136,12 @@ struct RestEngine::Impl {
   // busy workers between socket waits: a queue only forms when every worker is busy.
   void AnswerCancelledInQueue();
   static Error CancelledBeforeStart(const Job& job);
+  // Validates, then queues the step or runs it on this thread (a lent one). A refusal
+  // leaves `done` uncalled and unmoved; otherwise `done` is taken and runs exactly once.
+  std::optional<Refusal> Admit(RestStep step, core::CallCredentials credentials,
+                               Deadline deadline, CancelToken cancel, StepCallback& done);
+  // What Submit answers a refusal with: FAILED_PRECONDITION, detail reason.
+  Error RefusalError(Refusal refusal) const;
 
   EngineOptions options;
   TrustStoreCache trust;
@@ -412,13 +419,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   if (display_url.empty()) display_url = *url;
 
   RestResult result;
-  if (!step.tls.verify_peer) {
-    result.warnings.push_back("verify_peer is off: the server's certificate is not checked, "
-                              "anyone on the path can impersonate it");
-  }
-  if (!step.tls.verify_host) {
-    result.warnings.push_back("verify_host is off: a certificate for any host name is accepted");
-  }
+  result.warnings = TlsOptionWarnings(step.tls);
 
   const auto* oauth = std::get_if<OAuth2ClientCredentials>(&step.auth);
   bool token_refreshed = false;
@@ -539,9 +540,7 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
             .count();
     if (result.tls.client_certificate_requested && !result.tls.client_certificate) {
       result.warnings.push_back(
-          "the server asked for a client certificate and none was presented: bind one to " +
-          current.host + ":" + std::to_string(current.port) +
-          (step.tls.ssl_verification ? "" : " and switch on SSL certificate verification"));
+          ClientCertificateNotSent(current.host, current.port, step.tls.ssl_verification));
     }
     if (result.status == 401 || result.status == 403) {
       result.application_refused = true;
@@ -665,61 +664,88 @@ void RestEngine::Shutdown() {
   impl_->workers.clear();
 }
 
+std::string_view RefusalName(Refusal refusal) {
+  switch (refusal) {
+    case Refusal::kEngineBusy: return "engine_busy";
+    case Refusal::kShuttingDown: return "shutting_down";
+  }
+  return "refused";  // unreachable: -Wswitch names a missing value
+}
+
+Error RestEngine::Impl::RefusalError(Refusal refusal) const {
+  Error e;
+  switch (refusal) {
+    case Refusal::kEngineBusy:
+      // A refusal happens when the queue holds max_queue steps (it never holds more).
+      e = Error(Code::kFailedPrecondition,
+                "engine busy: " + std::to_string(options.max_queue) + " steps are already waiting",
+                "Retry later or raise the engine's queue limit.", Side::kNone);
+      break;
+    case Refusal::kShuttingDown:
+      e = Error(Code::kFailedPrecondition, "the REST engine is shutting down",
+                "Retry on another plugin instance.", Side::kNone);
+      break;
+  }
+  return std::move(e).With("reason", std::string(RefusalName(refusal)));
+}
+
 void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
                         CancelToken cancel, StepCallback done) {
-  if (Status valid = impl_->Validate(step); !valid.ok()) {
-    done(valid.error());
-    return;
+  if (auto refusal = impl_->Admit(std::move(step), std::move(credentials), deadline,
+                                  std::move(cancel), done)) {
+    done(impl_->RefusalError(*refusal));
   }
-  std::optional<Error> refused;
-  Lease* lease = t_lease != nullptr && t_lease->impl == impl_.get() ? t_lease : nullptr;
+}
+
+std::optional<Refusal> RestEngine::TrySubmit(RestStep step, core::CallCredentials credentials,
+                                             Deadline deadline, CancelToken cancel,
+                                             StepCallback done) {
+  return impl_->Admit(std::move(step), std::move(credentials), deadline, std::move(cancel), done);
+}
+
+std::optional<Refusal> RestEngine::Impl::Admit(RestStep step, core::CallCredentials credentials,
+                                               Deadline deadline, CancelToken cancel,
+                                               StepCallback& done) {
+  if (Status valid = Validate(step); !valid.ok()) {
+    done(valid.error());
+    return std::nullopt;
+  }
+  Lease* lease = t_lease != nullptr && t_lease->impl == this ? t_lease : nullptr;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    if (impl_->stopping) {
-      refused = Error(Code::kFailedPrecondition, "the REST engine is shutting down",
-                      "Retry on another plugin instance.", Side::kNone)
-                    .With("reason", "shutting_down");
-    } else if (impl_->queue.size() >= impl_->options.max_queue) {
-      refused = Error(Code::kFailedPrecondition,
-                      "engine busy: " + std::to_string(impl_->queue.size()) +
-                          " steps are already waiting",
-                      "Retry later or raise the engine's queue limit.", Side::kNone)
-                    .With("reason", "engine_busy");
-    } else if (lease != nullptr && lease->allow_run_here() && impl_->running == 0 &&
-               impl_->queue.empty()) {
-      ++impl_->running;  // runs here, below
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopping) return Refusal::kShuttingDown;
+    if (queue.size() >= options.max_queue) return Refusal::kEngineBusy;
+    if (lease != nullptr && lease->allow_run_here() && running == 0 && queue.empty()) {
+      ++running;  // runs here, below
     } else {
+      queue.push_back(Job{std::move(step), std::move(credentials), deadline, std::move(cancel),
+                          std::move(done)});
+      queued.store(queue.size(), std::memory_order_relaxed);
       lease = nullptr;
-      impl_->queue.push_back(Job{std::move(step), std::move(credentials), deadline,
-                                 std::move(cancel), std::move(done)});
-      impl_->queued.store(impl_->queue.size(), std::memory_order_relaxed);
     }
   }
-  if (refused) {
-    done(std::move(*refused));  // outside the lock: `done` may submit again
-    return;
-  }
   if (lease == nullptr) {
-    impl_->cv.notify_one();
-    return;
+    cv.notify_one();
+    return std::nullopt;
   }
   // On the lent thread, outside the lock.
-  Result<RestResult> result = cancel.cancelled()
-                                  ? Result<RestResult>(impl_->CancelledBeforeStart(
-                                        Job{std::move(step), {}, deadline, cancel, nullptr}))
-                                  : impl_->Run(lease->driver, step, std::move(credentials),
-                                               deadline, cancel, lease->on_slow,
-                                               lease->spin.Budget());
+  Result<RestResult> result =
+      cancel.cancelled()
+          ? Result<RestResult>(
+                CancelledBeforeStart(Job{std::move(step), {}, deadline, cancel, nullptr}))
+          : Run(lease->driver, step, std::move(credentials), deadline, cancel, lease->on_slow,
+                lease->spin.Budget());
   if (result.ok()) {
     lease->spin.Observe(std::chrono::microseconds(result->timings.total_us));
   } else {
     lease->spin.ObserveFailure();
   }
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    --impl_->running;
+    std::lock_guard<std::mutex> lock(mu);
+    --running;
   }
   done(std::move(result));
+  return std::nullopt;
 }
 
 Result<RestResult> RestEngine::Execute(RestStep step, core::CallCredentials credentials,

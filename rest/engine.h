@@ -20,8 +20,9 @@
 //
 // Concurrency: a fixed pool of worker threads takes steps from a bounded queue; each
 // worker drives one transfer at a time through its own curl multi handle (so a cancel or
-// the deadline is noticed within ~50 ms). When the queue is full, Submit completes at once
-// with FAILED_PRECONDITION, detail reason=engine_busy. A caller with a thread of its own
+// the deadline is noticed within ~50 ms). When the queue is full, TrySubmit returns
+// Refusal::kEngineBusy (Submit completes at once with FAILED_PRECONDITION, detail
+// reason=engine_busy). A caller with a thread of its own
 // (the plugin's gRPC step thread) can lend it (LendThisThread): a step submitted on it
 // while the engine is idle runs right there, which saves the hand-off to a worker and
 // back (thread switches are the larger part of a warm step's cost on a small machine).
@@ -33,6 +34,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -91,6 +93,15 @@ struct EngineOptions {
 
 using StepCallback = std::function<void(Result<RestResult>)>;
 
+// Why the engine did not take a step (TrySubmit). The step never started: nothing was sent.
+enum class Refusal {
+  kEngineBusy,    // EngineOptions::max_queue steps are already waiting
+  kShuttingDown,  // Shutdown() was called
+};
+// "engine_busy", "shutting_down": what Submit's error says in detail "reason", and what
+// the plugin tells hosts there.
+std::string_view RefusalName(Refusal refusal);
+
 // Counters of one identity partition, for tests and benchmarks.
 struct PartitionStats {
   std::string key;                   // the partition key (no secrets: fingerprints and ids)
@@ -120,6 +131,14 @@ class RestEngine {
   // cancelling `cancel` aborts it within ~50 ms with CANCELLED.
   void Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
               CancelToken cancel, StepCallback done);
+
+  // Submit for a caller that answers a refusal in its own terms: when the engine does not
+  // take the step (queue full, shutting down), `done` is never called and the refusal is
+  // returned. Otherwise nullopt, and `done` runs exactly once, as with Submit (an invalid
+  // step is an answer, not a refusal).
+  [[nodiscard]] std::optional<Refusal> TrySubmit(RestStep step, core::CallCredentials credentials,
+                                                 Deadline deadline, CancelToken cancel,
+                                                 StepCallback done);
 
   // While the returned lease lives (on this thread) and allows it, a Submit made on this
   // thread when no other step is running or queued runs the step right here, before
@@ -151,7 +170,8 @@ class RestEngine {
 
   // Stops accepting steps, lets queued and running ones finish (each bounded by its own
   // deadline; cancel their tokens to cut that short), joins the workers. Idempotent;
-  // later Submit calls complete with FAILED_PRECONDITION, detail reason=shutting_down.
+  // later Submit calls complete with FAILED_PRECONDITION, detail reason=shutting_down
+  // (TrySubmit returns Refusal::kShuttingDown).
   void Shutdown();
 
   // A snapshot of every live partition's counters.

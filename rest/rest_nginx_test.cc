@@ -111,7 +111,8 @@ TEST(NginxTest, OptionalCertificateNotConfiguredIsAResultWithAWarning) {
   EXPECT_TRUE(r->tls.client_certificate_requested);
   EXPECT_FALSE(r->tls.client_certificate.has_value());
   ASSERT_FALSE(r->warnings.empty());
-  EXPECT_NE(r->warnings.back().find("asked for a client certificate"), std::string::npos);
+  EXPECT_EQ(r->warnings.back().code, WarningCode::kClientCertRequestedNoneSent);
+  EXPECT_NE(r->warnings.back().message.find("asked for a client certificate"), std::string::npos);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "core/model.h"
 #include "core/secret.h"
+#include "rest/warning.h"
 
 namespace wsstep::rest {
 
@@ -188,7 +189,7 @@ struct RestResult {
   int redirects_followed = 0;
   Timings timings;
   TlsFacts tls;
-  std::vector<std::string> warnings;  // e.g. "verify_peer is off: ..."
+  std::vector<Warning> warnings;  // in the order they arose (rest/warning.h)
   // 401 and 403: the TLS handshake (and client certificate) was accepted, the
   // application refused the request. The message says so.
   bool application_refused = false;

@@ -125,24 +125,43 @@ Result<SoapResult> SoapClient::Execute(const SoapStep& step, rest::RestStep tran
   return InterpretHttpResult(std::move(http).value(), step.version, step.endpoint, max_bytes);
 }
 
-void SoapClient::Submit(const SoapStep& step, rest::RestStep transport,
-                        core::CallCredentials credentials, rest::Deadline deadline,
-                        rest::CancelToken cancel, SoapCallback done) {
+std::optional<SoapClient::Outgoing> SoapClient::Prepare(const SoapStep& step,
+                                                        rest::RestStep transport,
+                                                        SoapCallback done) const {
   Result<rest::RestStep> request = PrepareRequest(step, std::move(transport));
   if (!request.ok()) {
     done(request.error());
-    return;
+    return std::nullopt;
   }
   const size_t max_bytes = request->max_response_bytes;
-  engine_.Submit(std::move(request).value(), std::move(credentials), deadline, std::move(cancel),
-                 [done = std::move(done), version = step.version, url = step.endpoint,
-                  max_bytes](Result<rest::RestResult> http) {
-                   if (!http.ok()) {
-                     done(RenameUrlField(http.error()));
-                     return;
-                   }
-                   done(InterpretHttpResult(std::move(http).value(), version, url, max_bytes));
-                 });
+  return Outgoing{std::move(request).value(),
+                  [done = std::move(done), version = step.version, url = step.endpoint,
+                   max_bytes](Result<rest::RestResult> http) {
+                    if (!http.ok()) {
+                      done(RenameUrlField(http.error()));
+                      return;
+                    }
+                    done(InterpretHttpResult(std::move(http).value(), version, url, max_bytes));
+                  }};
+}
+
+void SoapClient::Submit(const SoapStep& step, rest::RestStep transport,
+                        core::CallCredentials credentials, rest::Deadline deadline,
+                        rest::CancelToken cancel, SoapCallback done) {
+  std::optional<Outgoing> out = Prepare(step, std::move(transport), std::move(done));
+  if (!out) return;
+  engine_.Submit(std::move(out->request), std::move(credentials), deadline, std::move(cancel),
+                 std::move(out->on_http));
+}
+
+std::optional<rest::Refusal> SoapClient::TrySubmit(const SoapStep& step, rest::RestStep transport,
+                                                   core::CallCredentials credentials,
+                                                   rest::Deadline deadline,
+                                                   rest::CancelToken cancel, SoapCallback done) {
+  std::optional<Outgoing> out = Prepare(step, std::move(transport), std::move(done));
+  if (!out) return std::nullopt;
+  return engine_.TrySubmit(std::move(out->request), std::move(credentials), deadline,
+                           std::move(cancel), std::move(out->on_http));
 }
 
 }  // namespace wsstep::soap

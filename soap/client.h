@@ -20,6 +20,7 @@
 #define WSSTEP_SOAP_CLIENT_H_
 
 #include <functional>
+#include <optional>
 
 #include "core/error.h"
 #include "core/identity.h"
@@ -70,8 +71,25 @@ class SoapClient {
   // calling thread when the request is refused before it is queued.
   void Submit(const SoapStep& step, rest::RestStep transport, core::CallCredentials credentials,
               rest::Deadline deadline, rest::CancelToken cancel, SoapCallback done);
+  // Submit with the engine's refusal typed (rest::RestEngine::TrySubmit): when the engine
+  // does not take the call, `done` is never called and the refusal is returned.
+  [[nodiscard]] std::optional<rest::Refusal> TrySubmit(const SoapStep& step,
+                                                       rest::RestStep transport,
+                                                       core::CallCredentials credentials,
+                                                       rest::Deadline deadline,
+                                                       rest::CancelToken cancel,
+                                                       SoapCallback done);
 
  private:
+  // The envelope POST for `step` and the engine callback that interprets its answer for
+  // `done`; nullopt when the request cannot be built (`done` has had the error).
+  struct Outgoing {
+    rest::RestStep request;
+    rest::StepCallback on_http;
+  };
+  std::optional<Outgoing> Prepare(const SoapStep& step, rest::RestStep transport,
+                                  SoapCallback done) const;
+
   rest::RestEngine& engine_;
   core::Clock clock_;
   RandomSource& random_;

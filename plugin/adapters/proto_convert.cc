@@ -1,5 +1,7 @@
 #include "plugin/adapters/proto_convert.h"
 
+#include "plugin/process/utf8.h"
+
 namespace wsstep::plugin {
 
 void SetTimestamp(core::UnixSeconds t, google::protobuf::Timestamp* out) {
@@ -209,6 +211,27 @@ void ErrorToDiagnostic(const Error& e, v1::Severity severity, v1::Diagnostic* ou
   out->set_detail(e.hint);
   auto it = e.detail.find("field");
   if (it != e.detail.end()) out->set_field_path(it->second);
+}
+
+std::string_view WarningCodeName(v1::WarningCode code) {
+  constexpr std::string_view kPrefix = "WARNING_CODE_";
+  std::string_view name = v1::WarningCode_Name(code);
+  if (name.starts_with(kPrefix)) name.remove_prefix(kPrefix.size());
+  return name;
+}
+
+void FillWarningDiagnostic(v1::WarningCode code, v1::Severity severity, std::string_view summary,
+                           std::string_view field_path, v1::Diagnostic* out) {
+  out->set_severity(severity);
+  out->set_warning_code(code);
+  out->set_code(std::string(WarningCodeName(code)));
+  out->set_summary(ValidUtf8(summary));
+  out->set_field_path(std::string(field_path));
+}
+
+v1::WarningCode ImportWarningCode(Code code) {
+  return code == Code::kChainIncomplete ? v1::WARNING_CODE_CHAIN_INCOMPLETE
+                                        : v1::WARNING_CODE_UNSPECIFIED;
 }
 
 void AuditEventToProto(const core::AuditEvent& e, v1::AuditEvent* out) {

@@ -49,8 +49,20 @@ void NotificationsToProto(const core::NotificationSettings& n, v1::NotificationS
 // warning_days 0 -> 30, frequency unset -> daily; `enabled` as given.
 core::NotificationSettings NotificationsFromProto(const v1::NotificationSettings& n);
 
-// A catalog error as a Diagnostic (warnings of imports and step outcomes).
+// A catalog error as a Diagnostic: ValidateStep's error findings, and import warnings
+// (whose warning_code ImportWarningCode gives).
 void ErrorToDiagnostic(const Error& e, v1::Severity severity, v1::Diagnostic* out);
+
+// What a host reads in Diagnostic.code for a warning: the value's name without
+// "WARNING_CODE_", e.g. "CHAIN_INCOMPLETE".
+std::string_view WarningCodeName(v1::WarningCode code);
+// A warning as a Diagnostic: warning_code, its name in code, severity, summary (made
+// valid UTF-8) and field path.
+void FillWarningDiagnostic(v1::WarningCode code, v1::Severity severity, std::string_view summary,
+                           std::string_view field_path, v1::Diagnostic* out);
+// The warning an import reports as a catalog code (core's warnings are Errors):
+// CHAIN_INCOMPLETE; WARNING_CODE_UNSPECIFIED for a code that is no warning.
+v1::WarningCode ImportWarningCode(Code code);
 
 void AuditEventToProto(const core::AuditEvent& e, v1::AuditEvent* out);
 

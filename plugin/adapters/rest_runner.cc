@@ -145,18 +145,18 @@ namespace {
 
 // A refused submission (queue full, stopping) is the contract's UNAVAILABLE, not an
 // outcome: the step never ran.
-std::optional<Error> EngineRefusal(const Error& e) {
-  if (e.code != Code::kFailedPrecondition) return std::nullopt;
-  auto it = e.detail.find("reason");
-  if (it == e.detail.end() || (it->second != "engine_busy" && it->second != "shutting_down")) {
-    return std::nullopt;
+Error Unavailable(rest::Refusal refusal) {
+  std::string message;
+  switch (refusal) {
+    case rest::Refusal::kEngineBusy:
+      message = "the transfer engine's queue is full; the step was not started, retry later";
+      break;
+    case rest::Refusal::kShuttingDown:
+      message = "the transfer engine is shutting down; the step was not started";
+      break;
   }
-  Error out(Code::kTransferFailed,
-            it->second == "engine_busy"
-                ? "the transfer engine's queue is full; the step was not started, retry later"
-                : "the transfer engine is shutting down; the step was not started");
-  out.With("reason", it->second);
-  return out;
+  return Error(Code::kTransferFailed, std::move(message))
+      .With("reason", std::string(rest::RefusalName(refusal)));
 }
 
 void AddDiagnostic(const Error& e, v1::Severity severity, v1::ValidateStepResponse* response) {
@@ -177,11 +177,9 @@ void ValidateResolution(Transfers& t, const std::string& url, const rest::TlsOpt
   AddDiagnostic(e, v1::SEVERITY_ERROR, response);
 }
 
+// The same warnings, and words, as the step's outcome will carry.
 void AddTlsWarnings(const rest::TlsOptions& tls, v1::ValidateStepResponse* response) {
-  std::vector<std::string> w;
-  if (!tls.verify_peer) w.push_back("verify_peer is off: the server's certificate is not checked");
-  if (!tls.verify_host) w.push_back("verify_host is off: the server's name is not checked");
-  FillWarnings(w, response->mutable_diagnostics());
+  FillWarnings(rest::TlsOptionWarnings(tls), response->mutable_diagnostics());
 }
 
 class RestRunner final : public RestStepRunner {
@@ -227,14 +225,10 @@ class RestRunner final : public RestStepRunner {
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     core::CallCredentials credentials = res->credentials;
-    t_->engine().Submit(
+    auto refusal = t_->engine().TrySubmit(
         std::move(step).value(), std::move(credentials), call.SteadyDeadline(), token,
         [t, res, call, outcome, done](Result<rest::RestResult> r) {
           if (!r.ok()) {
-            if (auto refusal = EngineRefusal(r.error())) {
-              done(*refusal);
-              return;
-            }
             FillStepError(TranslateField(r.error(), RestFieldToProto), outcome->mutable_error());
             t->RecordUse(*res, call, CodeName(r.error().code));
           } else {
@@ -243,6 +237,7 @@ class RestRunner final : public RestStepRunner {
           }
           done(Status());
         });
+    if (refusal) done(Unavailable(*refusal));
   }
 
  private:
@@ -308,14 +303,10 @@ class SoapRunner final : public SoapStepRunner {
     rest::CancelToken token(call.cancelled);
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
-    t_->soap().Submit(
+    auto refusal = t_->soap().TrySubmit(
         *s, std::move(transport).value(), res->credentials, call.SteadyDeadline(), token,
         [t, res, call, outcome, done](Result<soap::SoapResult> r) {
           if (!r.ok()) {
-            if (auto refusal = EngineRefusal(r.error())) {
-              done(*refusal);
-              return;
-            }
             FillStepError(TranslateField(r.error(), SoapFieldToProto), outcome->mutable_error());
             t->RecordUse(*res, call, CodeName(r.error().code));
           } else {
@@ -327,6 +318,7 @@ class SoapRunner final : public SoapStepRunner {
           }
           done(Status());
         });
+    if (refusal) done(Unavailable(*refusal));
   }
 
  private:
@@ -395,14 +387,10 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
   }
   rest::CancelToken token(call.cancelled);
   auto res = std::make_shared<Resolved>(std::move(resolved).value());
-  t->engine().Submit(
+  auto refusal = t->engine().TrySubmit(
       std::move(step).value(), res->credentials, call.SteadyDeadline(), token,
       [t, res, call, response, done](Result<rest::RestResult> r) {
         if (!r.ok()) {
-          if (auto refusal = EngineRefusal(r.error())) {
-            done(*refusal);
-            return;
-          }
           response->set_ok(false);
           FillStepError(r.error(), response->mutable_error());
           t->RecordUse(*res, call, CodeName(r.error().code));
@@ -418,6 +406,7 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
         }
         done(Status());
       });
+  if (refusal) done(Unavailable(*refusal));
 }
 
 }  // namespace

@@ -408,21 +408,21 @@ void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
   out->set_server_name(server_name);
 }
 
-void FillWarnings(const std::vector<std::string>& warnings,
+v1::WarningCode ToProtoWarningCode(rest::WarningCode code) {
+  switch (code) {
+    case rest::WarningCode::kVerifyPeerDisabled: return v1::WARNING_CODE_VERIFY_PEER_DISABLED;
+    case rest::WarningCode::kVerifyHostDisabled: return v1::WARNING_CODE_VERIFY_HOST_DISABLED;
+    case rest::WarningCode::kClientCertRequestedNoneSent:
+      return v1::WARNING_CODE_CLIENT_CERT_REQUESTED_NONE_SENT;
+  }
+  return v1::WARNING_CODE_UNSPECIFIED;  // unreachable: -Wswitch names a missing value
+}
+
+void FillWarnings(const std::vector<rest::Warning>& warnings,
                   google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
   for (const auto& w : warnings) {
-    auto* d = out->Add();
-    d->set_severity(v1::SEVERITY_WARNING);
-    if (w.starts_with("verify_peer")) {
-      d->set_code("VERIFY_PEER_DISABLED");
-      d->set_field_path("tls.verify_peer");
-    } else if (w.starts_with("verify_host")) {
-      d->set_code("VERIFY_HOST_DISABLED");
-      d->set_field_path("tls.verify_host");
-    } else {
-      d->set_code("WARNING");
-    }
-    d->set_summary(ValidUtf8(w));
+    FillWarningDiagnostic(ToProtoWarningCode(w.code), v1::SEVERITY_WARNING, w.message,
+                          rest::WarningField(w.code), out->Add());
   }
 }
 
@@ -447,10 +447,8 @@ void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
   FillTlsFacts(r.tls, client_version, server_name, out->mutable_tls());
   FillWarnings(r.warnings, out->mutable_warnings());
   if (r.application_refused && !r.application_refused_message.empty()) {
-    auto* d = out->add_warnings();
-    d->set_severity(v1::SEVERITY_INFO);
-    d->set_code("APPLICATION_REFUSED");
-    d->set_summary(ValidUtf8(r.application_refused_message));
+    FillWarningDiagnostic(v1::WARNING_CODE_APPLICATION_REFUSED, v1::SEVERITY_INFO,
+                          r.application_refused_message, "", out->add_warnings());
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "rest/step.h"
+#include "rest/warning.h"
 #include "soap/client.h"
 #include "soap/envelope.h"
 #include "wsstep/v1/step.pb.h"
@@ -54,8 +55,12 @@ void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
 void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
                   const std::string& server_name, v1::TlsFacts* out);
 void FillTimings(const rest::Timings& t, v1::Timings* out);
-void FillWarnings(const std::vector<std::string>& warnings,
+// The engine's warnings as Diagnostics (SEVERITY_WARNING, warning_code and its name,
+// field path).
+void FillWarnings(const std::vector<rest::Warning>& warnings,
                   google::protobuf::RepeatedPtrField<v1::Diagnostic>* out);
+// The proto value of an engine warning (each has its own).
+v1::WarningCode ToProtoWarningCode(rest::WarningCode code);
 void FillSoapResult(const soap::SoapResult& r, v1::SoapResult* out);
 
 }  // namespace wsstep::plugin

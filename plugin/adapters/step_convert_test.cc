@@ -4,6 +4,10 @@
 
 #include "plugin/adapters/step_convert.h"
 
+#include <set>
+
+#include "plugin/adapters/proto_convert.h"
+
 namespace wsstep::plugin {
 namespace {
 
@@ -76,6 +80,65 @@ TEST(PluginStepConvertTest, SoapRawBodyAndHeaderBlocksAreBoundedByMaxBodyBytes) 
   EXPECT_EQ(big_body.error().code, Code::kInvalidStepConfig);
   EXPECT_EQ(big_body.error().detail.at("field"), "raw_body");
   EXPECT_EQ(big_body.error().message, "raw_body: 101 bytes, above the plugin's max_body_bytes of 100");
+}
+
+// Every warning the plugin gives has its own proto value, and Diagnostic.code is that
+// value's name: engine warnings, the import warning, and APPLICATION_REFUSED.
+TEST(PluginStepConvertTest, EveryWarningHasItsOwnProtoValueAndName) {
+  std::set<v1::WarningCode> produced;
+  for (rest::WarningCode code : rest::kAllWarningCodes) {
+    const v1::WarningCode proto = ToProtoWarningCode(code);
+    EXPECT_NE(proto, v1::WARNING_CODE_UNSPECIFIED) << rest::WarningName(code);
+    EXPECT_EQ(WarningCodeName(proto), rest::WarningName(code));
+    EXPECT_TRUE(produced.insert(proto).second) << rest::WarningName(code);
+  }
+  // core reports import warnings as catalog codes: only CHAIN_INCOMPLETE is one.
+  for (int c = static_cast<int>(Code::kOk); c <= static_cast<int>(Code::kInternal); ++c) {
+    const Code code = static_cast<Code>(c);
+    const v1::WarningCode proto = ImportWarningCode(code);
+    if (code != Code::kChainIncomplete) {
+      EXPECT_EQ(proto, v1::WARNING_CODE_UNSPECIFIED) << CodeName(code);
+      continue;
+    }
+    EXPECT_EQ(WarningCodeName(proto), CodeName(code));
+    EXPECT_TRUE(produced.insert(proto).second);
+  }
+  rest::RestResult refused;
+  refused.status = 403;
+  refused.application_refused = true;
+  refused.application_refused_message = "TLS succeeded, the application refused: HTTP 403";
+  v1::StepOutcome outcome;
+  FillHttpOutcome(std::move(refused), 0, "", &outcome);
+  ASSERT_EQ(outcome.warnings_size(), 1);
+  EXPECT_EQ(outcome.warnings(0).severity(), v1::SEVERITY_INFO);
+  EXPECT_EQ(outcome.warnings(0).code(), "APPLICATION_REFUSED");
+  produced.insert(outcome.warnings(0).warning_code());
+
+  // ... and nothing in the proto is left without a source.
+  const auto* values = v1::WarningCode_descriptor();
+  for (int i = 0; i < values->value_count(); ++i) {
+    const auto proto = static_cast<v1::WarningCode>(values->value(i)->number());
+    if (proto == v1::WARNING_CODE_UNSPECIFIED) continue;
+    EXPECT_EQ(produced.count(proto), 1u) << values->value(i)->name() << " has no source";
+  }
+}
+
+TEST(PluginStepConvertTest, WarningsCarryTheirCodeNameAndField) {
+  rest::TlsOptions tls;
+  tls.verify_peer = false;
+  std::vector<rest::Warning> warnings = rest::TlsOptionWarnings(tls);
+  warnings.push_back(rest::ClientCertificateNotSent("api.example.test", 443, true));
+  google::protobuf::RepeatedPtrField<v1::Diagnostic> out;
+  FillWarnings(warnings, &out);
+  ASSERT_EQ(out.size(), 2);
+  EXPECT_EQ(out[0].severity(), v1::SEVERITY_WARNING);
+  EXPECT_EQ(out[0].warning_code(), v1::WARNING_CODE_VERIFY_PEER_DISABLED);
+  EXPECT_EQ(out[0].code(), "VERIFY_PEER_DISABLED");
+  EXPECT_EQ(out[0].field_path(), "tls.verify_peer");
+  EXPECT_EQ(out[0].summary(), warnings[0].message);
+  EXPECT_EQ(out[1].warning_code(), v1::WARNING_CODE_CLIENT_CERT_REQUESTED_NONE_SENT);
+  EXPECT_EQ(out[1].code(), "CLIENT_CERT_REQUESTED_NONE_SENT");
+  EXPECT_EQ(out[1].field_path(), "");
 }
 
 }  // namespace

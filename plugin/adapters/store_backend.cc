@@ -48,7 +48,11 @@ core::MaterialUpload MaterialFromProto(const v1::CertificateMaterial& m) {
 
 void WarningsToProto(const std::vector<Error>& warnings,
                      google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
-  for (const auto& w : warnings) ErrorToDiagnostic(w, v1::SEVERITY_WARNING, out->Add());
+  for (const auto& w : warnings) {
+    v1::Diagnostic* d = out->Add();
+    ErrorToDiagnostic(w, v1::SEVERITY_WARNING, d);
+    d->set_warning_code(ImportWarningCode(w.code));
+  }
 }
 
 core::AuditContext Audit(const CallContext& call) {
