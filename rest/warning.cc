@@ -6,18 +6,24 @@ namespace wsstep::rest {
 
 std::string_view WarningName(WarningCode code) {
   switch (code) {
-    case WarningCode::kVerifyPeerDisabled: return "VERIFY_PEER_DISABLED";
-    case WarningCode::kVerifyHostDisabled: return "VERIFY_HOST_DISABLED";
-    case WarningCode::kClientCertRequestedNoneSent: return "CLIENT_CERT_REQUESTED_NONE_SENT";
+    case WarningCode::kVerifyPeerDisabled:
+      return "VERIFY_PEER_DISABLED";
+    case WarningCode::kVerifyHostDisabled:
+      return "VERIFY_HOST_DISABLED";
+    case WarningCode::kClientCertRequestedNoneSent:
+      return "CLIENT_CERT_REQUESTED_NONE_SENT";
   }
   return "UNKNOWN_WARNING";  // unreachable: -Wswitch names a missing value
 }
 
 std::string_view WarningField(WarningCode code) {
   switch (code) {
-    case WarningCode::kVerifyPeerDisabled: return "tls.verify_peer";
-    case WarningCode::kVerifyHostDisabled: return "tls.verify_host";
-    case WarningCode::kClientCertRequestedNoneSent: return "";
+    case WarningCode::kVerifyPeerDisabled:
+      return "tls.verify_peer";
+    case WarningCode::kVerifyHostDisabled:
+      return "tls.verify_host";
+    case WarningCode::kClientCertRequestedNoneSent:
+      return "";
   }
   return "";
 }

@@ -77,8 +77,7 @@ class SoapClient {
                                                        rest::RestStep transport,
                                                        core::CallCredentials credentials,
                                                        rest::Deadline deadline,
-                                                       rest::CancelToken cancel,
-                                                       SoapCallback done);
+                                                       rest::CancelToken cancel, SoapCallback done);
 
  private:
   // The envelope POST for `step` and the engine callback that interprets its answer for
