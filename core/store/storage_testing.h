@@ -140,10 +140,11 @@ class MemoryStorage : public Storage {
       for (auto& [id, m] : copy) {
         if (!m.sealed_key) continue;
         WSSTEP_ASSIGN_OR_RETURN(std::string sealed, reseal(id, *m.sealed_key));
-        WSSTEP_RETURN_IF_ERROR(Then([id, sealed, key = std::string(new_key_id)](MemoryStorage& s) {
-          s.material[id].sealed_key = sealed;
-          s.material[id].sealed_key_id = key;
-        }));
+        WSSTEP_RETURN_IF_ERROR(
+            Then([id = id, sealed, key = std::string(new_key_id)](MemoryStorage& s) {
+              s.material[id].sealed_key = sealed;
+              s.material[id].sealed_key_id = key;
+            }));
         ++n;
       }
       return n;
