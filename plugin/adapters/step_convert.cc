@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "plugin/adapters/proto_convert.h"
+#include "plugin/process/utf8.h"
 #include "plugin/server/status_map.h"
 #include "rest/http_text.h"
 

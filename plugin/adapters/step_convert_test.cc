@@ -11,9 +11,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-
 v1::RestStep OAuth2RestStep(v1::OAuth2ClientCredentials::ClientAuthentication method) {
   v1::RestStep step;
   step.set_url("https://api.example.test/x");

@@ -194,12 +194,7 @@ void AddCallCommands(CLI::App& app, CommandLine& line) {
   call_rest->add_flag("--fail,-f", rf->fail, "exit 1 on HTTP status >= 400");
   rf->tls.Add(call_rest);
   rf->transport.Add(call_rest);
-  call_rest->callback([&line, rf] {
-    line.run = [&line, rf] {
-      Client client(line.global);
-      return CallRest(client, *rf);
-    };
-  });
+  AddClientCommand(call_rest, line, [rf](Client& client) { return CallRest(client, *rf); });
 
   auto sf = std::make_shared<SoapFlags>();
   auto* call_soap = call->add_subcommand("soap", "execute a SOAP step");
@@ -222,12 +217,7 @@ void AddCallCommands(CLI::App& app, CommandLine& line) {
   call_soap->add_flag("--fail,-f", sf->fail, "exit 1 on a SOAP Fault");
   sf->tls.Add(call_soap);
   sf->transport.Add(call_soap);
-  call_soap->callback([&line, sf] {
-    line.run = [&line, sf] {
-      Client client(line.global);
-      return CallSoap(client, *sf);
-    };
-  });
+  AddClientCommand(call_soap, line, [sf](Client& client) { return CallSoap(client, *sf); });
 }
 
 void AddTestConnectionCommand(CLI::App& app, CommandLine& line) {
@@ -241,11 +231,8 @@ void AddTestConnectionCommand(CLI::App& app, CommandLine& line) {
   test->add_option("target", tf->target, "HOST:PORT")->required();
   test->add_option("--handshake-timeout", tf->timeout, "seconds for connect + handshake");
   tf->tls.Add(test);
-  test->callback([&line, tf] {
-    line.run = [&line, tf] {
-      Client client(line.global);
-      return TestConnection(client, tf->target, tf->tls, tf->timeout);
-    };
+  AddClientCommand(test, line, [tf](Client& client) {
+    return TestConnection(client, tf->target, tf->tls, tf->timeout);
   });
 }
 

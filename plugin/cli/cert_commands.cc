@@ -275,12 +275,7 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_import->add_option("--warning-days", imp->warning_days, "days before expiry to warn (30)");
   cert_import->add_flag("--weekly", imp->weekly, "notify weekly instead of daily");
   cert_import->add_option("--alert-ref", imp->alert_ref, "the host's alert reference");
-  cert_import->callback([&line, imp] {
-    line.run = [&line, imp] {
-      Client client(line.global);
-      return CertImport(client, *imp);
-    };
-  });
+  AddClientCommand(cert_import, line, [imp](Client& client) { return CertImport(client, *imp); });
 
   auto lf = std::make_shared<ListFlags>();
   auto* cert_list = cert->add_subcommand("list", "list certificates");
@@ -292,12 +287,7 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_list->add_option("--name-contains", lf->name_contains, "name filter");
   cert_list->add_option("--page-size", lf->page_size, "entries per page");
   cert_list->add_flag("--all", lf->all, "fetch every page");
-  cert_list->callback([&line, lf] {
-    line.run = [&line, lf] {
-      Client client(line.global);
-      return CertList(client, *lf);
-    };
-  });
+  AddClientCommand(cert_list, line, [lf](Client& client) { return CertList(client, *lf); });
 
   struct Which {
     std::string which;
@@ -307,23 +297,16 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   auto* cert_show = cert->add_subcommand("show", "show one certificate's metadata");
   cert_show->add_option("certificate", show->which, "name (or id with --id)")->required();
   cert_show->add_flag("--id", show->by_id, "the argument is an id");
-  cert_show->callback([&line, show] {
-    line.run = [&line, show] {
-      Client client(line.global);
-      return CertShow(client, show->which, show->by_id);
-    };
-  });
+  AddClientCommand(cert_show, line,
+                   [show](Client& client) { return CertShow(client, show->which, show->by_id); });
 
   auto del = std::make_shared<Which>();
   auto* cert_delete = cert->add_subcommand("delete", "delete a certificate (irreversible)");
   cert_delete->add_option("certificate", del->which, "name (or id with --id)")->required();
   cert_delete->add_flag("--id", del->by_id, "the argument is an id");
   cert_delete->add_flag("--yes,-y", del->yes, "confirm");
-  cert_delete->callback([&line, del] {
-    line.run = [&line, del] {
-      Client client(line.global);
-      return CertDelete(client, del->which, del->by_id, del->yes);
-    };
+  AddClientCommand(cert_delete, line, [del](Client& client) {
+    return CertDelete(client, del->which, del->by_id, del->yes);
   });
 
   struct ResolveFlags {
@@ -335,11 +318,8 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_resolve->add_option("target", rf->target, "HOST[:PORT]")->required();
   cert_resolve->add_option("--environment,-e", rf->environment, "environment");
   cert_resolve->add_option("--certificate", rf->certificate, "as a step naming this certificate");
-  cert_resolve->callback([&line, rf] {
-    line.run = [&line, rf] {
-      Client client(line.global);
-      return CertResolve(client, rf->target, rf->environment, rf->certificate);
-    };
+  AddClientCommand(cert_resolve, line, [rf](Client& client) {
+    return CertResolve(client, rf->target, rf->environment, rf->certificate);
   });
 }
 

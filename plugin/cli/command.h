@@ -308,6 +308,18 @@ class Client {
   }
 };
 
+// Makes `command`, when it is the one parsed, run `fn(client)` with a Client of the
+// global flags: AddClientCommand(import, line, [f](Client& c) { return CertImport(c, *f); });
+template <typename Fn>
+void AddClientCommand(CLI::App* command, CommandLine& line, Fn fn) {
+  command->callback([&line, fn] {
+    line.run = [&line, fn] {
+      Client client(line.global);
+      return fn(client);
+    };
+  });
+}
+
 }  // namespace wsstep::plugin
 
 #endif  // WSSTEP_PLUGIN_CLI_COMMAND_H_

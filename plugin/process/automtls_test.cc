@@ -9,7 +9,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(AutoMtlsTest, SelfSignedCertificateHasTheGoPluginShape) {

@@ -10,7 +10,6 @@ namespace wsstep::plugin {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 
 TEST(HandshakeTest, FormatsFiveFieldsWithoutCertificateAndSixWith) {
   HandshakeLine line;

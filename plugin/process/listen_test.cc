@@ -11,9 +11,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-
 TEST(ListenTest, ParsesUnixAndTcpForms) {
   EXPECT_EQ(ParseListenAddress("unix:///run/w.sock")->path, "/run/w.sock");
   EXPECT_EQ(ParseListenAddress("unix:/run/w.sock")->path, "/run/w.sock");

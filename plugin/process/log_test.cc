@@ -13,7 +13,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(LogTest, LinesAreOneJsonObjectWithTheFrameFirst) {

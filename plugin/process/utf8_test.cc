@@ -7,9 +7,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-
 TEST(StatusMapTest, ValidUtf8KeepsWellFormedTextAndReplacesEveryOtherByte) {
   EXPECT_EQ(ValidUtf8("plain ascii"), "plain ascii");
   EXPECT_EQ(ValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),

@@ -14,9 +14,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-
 TEST(HealthServiceTest, WatchSeesAChangeAndTheShutdownThenEnds) {
   const std::string dir = *MakePrivateTempDir("");
   const std::string address = "unix://" + dir + "/h.sock";

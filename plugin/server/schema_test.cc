@@ -11,7 +11,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(SchemaTest, RestStepSchemaIsGeneratedFromTheProto) {

@@ -25,7 +25,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // A REST runner that answers from a script and records what it saw.

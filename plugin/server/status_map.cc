@@ -4,6 +4,7 @@
 
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "plugin/process/utf8.h"
 
 namespace wsstep::plugin {
 namespace {

@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "plugin/process/utf8.h"
 #include "wsstep/v1/step.pb.h"
 
 namespace wsstep::plugin {

@@ -11,9 +11,6 @@
 namespace wsstep::plugin {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-
 TEST(StatusMapTest, EveryCatalogCodeHasItsProtoValue) {
   for (int i = static_cast<int>(Code::kInvalidCertificateFormat);
        i <= static_cast<int>(Code::kInternal); ++i) {
