@@ -1,6 +1,8 @@
 #include "core/error.h"
 
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 
 namespace wsstep {
 namespace {
@@ -82,5 +84,15 @@ std::string Error::ToString() const {
   out += message;
   return out;
 }
+
+namespace internal {
+
+void DieOnValueOfError(const Error& error) {
+  std::fprintf(stderr, "wsstep: Result::value() called on an error: %s\n",
+               error.ToString().c_str());
+  std::abort();
+}
+
+}  // namespace internal
 
 }  // namespace wsstep

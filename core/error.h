@@ -88,7 +88,15 @@ struct Error {
   std::string ToString() const;
 };
 
-class Status {
+namespace internal {
+// Result::value() on an error is a bug in the caller: it says so on stderr, naming the
+// error, and aborts, in release builds too (a silent empty value would travel on).
+[[noreturn]] void DieOnValueOfError(const Error& error);
+}  // namespace internal
+
+// A Status nobody looks at is a failure nobody handles: discarding one is a compile error.
+// Where dropping it is the decision (best-effort cleanup), IgnoreError() says so.
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(Error e) : error_(std::move(e)), ok_(false) {}  // NOLINT: implicit by design
@@ -99,6 +107,7 @@ class Status {
   }
   Code code() const { return ok_ ? Code::kOk : error_.code; }
   std::string ToString() const { return ok_ ? "OK" : error_.ToString(); }
+  void IgnoreError() const {}
 
  private:
   Error error_;
@@ -121,15 +130,15 @@ class [[nodiscard]] Result {
   Status status() const { return ok() ? Status() : Status(error()); }
 
   T& value() & {
-    assert(ok());
+    CheckOk();
     return std::get<0>(v_);
   }
   const T& value() const& {
-    assert(ok());
+    CheckOk();
     return std::get<0>(v_);
   }
   T&& value() && {
-    assert(ok());
+    CheckOk();
     return std::get<0>(std::move(v_));
   }
   T* operator->() { return &value(); }
@@ -138,6 +147,10 @@ class [[nodiscard]] Result {
   const T& operator*() const& { return value(); }
 
  private:
+  void CheckOk() const {
+    if (!ok()) internal::DieOnValueOfError(std::get<1>(v_));
+  }
+
   std::variant<T, Error> v_;
 };
 

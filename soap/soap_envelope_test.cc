@@ -390,7 +390,7 @@ std::string OctalEscapes(std::span<const uint8_t> bytes) {
 
 TEST(SoapWsSecurity, PasswordDigestMatchesTheOpensslCli) {
   std::array<uint8_t, 16> nonce;
-  FixedRandom().Fill(nonce);
+  ASSERT_TRUE(FixedRandom().Fill(nonce).ok());
   const std::string password = "p\xC3\xA4ss w\xC3\xB6rd 1";
   // The raw nonce bytes through printf's octal escapes; created and password as text.
   const std::string octal = OctalEscapes(nonce);
@@ -426,7 +426,7 @@ TEST(SoapWsSecurity, PasswordDigestMatchesTheOpensslCli) {
 
 TEST(SoapWsSecurity, Base64MatchesTheOpensslCli) {
   std::array<uint8_t, 16> nonce;
-  FixedRandom().Fill(nonce);
+  ASSERT_TRUE(FixedRandom().Fill(nonce).ok());
   const std::string octal = OctalEscapes(nonce);
   EXPECT_EQ(Base64Encode(nonce), RunShell("printf '" + octal + "' | openssl base64"));
   EXPECT_EQ(Base64Encode({}), "");
