@@ -79,7 +79,7 @@ bool IsCredentialHeader(std::string_view name, const Auth& auth) {
 }
 
 struct Job {
-  RestStep step;
+  PreparedStep step;
   core::CallCredentials credentials;
   Deadline deadline;
   CancelToken cancel;
@@ -103,7 +103,8 @@ struct RestEngine::Impl {
 
   // Everything one step needs while it runs.
   struct StepRun {
-    RestStep* step;
+    const PreparedStep* prepared;
+    const RestStep* step;  // prepared->step()
     UrlParts origin;              // the step URL's origin: auth belongs to it
     core::CallCredentials credentials;  // for `origin`
     Deadline deadline;
@@ -115,8 +116,10 @@ struct RestEngine::Impl {
     std::chrono::microseconds spin{0};  // TransferLimits::spin
   };
 
-  Status Validate(const RestStep& step) const;
-  Result<RestResult> Run(TransferDriver& driver, RestStep& step, core::CallCredentials creds,
+  // The design-time and pre-send checks; `url` and `token_url` receive the parsed URLs.
+  Status Check(const RestStep& step, UrlParts* url, std::optional<UrlParts>* token_url) const;
+  Result<RestResult> Run(TransferDriver& driver, const PreparedStep& step,
+                         core::CallCredentials creds,
                          Deadline deadline, const CancelToken& cancel,
                          std::function<void()> on_slow = {},
                          std::chrono::microseconds spin = {});
@@ -125,7 +128,8 @@ struct RestEngine::Impl {
   Result<core::CallCredentials> CredentialsFor(StepRun& run, const UrlParts& target,
                                                CredentialPurpose purpose);
   Result<SecretBytes> OAuth2Token(StepRun& run, const OAuth2ClientCredentials& oauth,
-                                  bool refresh, std::string* cache_key);
+                                  const UrlParts& token_url, bool refresh,
+                                  std::string* cache_key);
   void WorkerLoop();
   // Idle connections a TransferDriver (a worker's or a lent thread's) keeps per partition.
   size_t DriverCacheSize() const {
@@ -135,10 +139,10 @@ struct RestEngine::Impl {
   // Answers queued steps whose token was cancelled (CANCELLED, never started). Called by
   // busy workers between socket waits: a queue only forms when every worker is busy.
   void AnswerCancelledInQueue();
-  static Error CancelledBeforeStart(const Job& job);
+  static Error CancelledBeforeStart(const std::string& url);
   // Validates, then queues the step or runs it on this thread (a lent one). A refusal
   // leaves `done` uncalled and unmoved; otherwise `done` is taken and runs exactly once.
-  std::optional<Refusal> Admit(RestStep step, core::CallCredentials credentials,
+  std::optional<Refusal> Admit(PreparedStep step, core::CallCredentials credentials,
                                Deadline deadline, CancelToken cancel, StepCallback& done);
   // What Submit answers a refusal with: FAILED_PRECONDITION, detail reason.
   Error RefusalError(Refusal refusal) const;
@@ -158,13 +162,14 @@ struct RestEngine::Impl {
   std::vector<std::thread> workers;
 };
 
-Status RestEngine::Impl::Validate(const RestStep& step) const {
+Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
+                               std::optional<UrlParts>* token_url_out) const {
   if (!IsToken(step.method)) {
     return InvalidStep("method", "\"" + step.method + "\" is not a valid HTTP method",
                        "Use GET, POST, PUT, PATCH, DELETE, HEAD or another token.");
   }
-  WSSTEP_ASSIGN_OR_RETURN(UrlParts url, ParseHttpUrl(step.url, "url"));
-  if (step.tls.ssl_verification && url.scheme != "https") {
+  WSSTEP_ASSIGN_OR_RETURN(*url_out, ParseHttpUrl(step.url, "url"));
+  if (step.tls.ssl_verification && url_out->scheme != "https") {
     return InvalidStep("tls.ssl_verification",
                        "SSL certificate verification is on but the URL " + step.url +
                            " is plain http: a client certificate is only ever sent over TLS",
@@ -211,7 +216,9 @@ Status RestEngine::Impl::Validate(const RestStep& step) const {
   } else if (const auto* oauth = std::get_if<OAuth2ClientCredentials>(&step.auth)) {
     WSSTEP_ASSIGN_OR_RETURN(UrlParts token_url,
                             ParseHttpUrl(oauth->token_url, "auth.oauth2.token_url"));
-    if (token_url.scheme != "https" && step.tls.ssl_verification) {
+    const bool https = token_url.scheme == "https";
+    *token_url_out = std::move(token_url);
+    if (!https && step.tls.ssl_verification) {
       return InvalidStep("auth.oauth2.token_url", "must be https when SSL verification is on",
                          "Use the token endpoint's https:// URL.");
     }
@@ -331,8 +338,8 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
 
 Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
                                                   const OAuth2ClientCredentials& oauth,
-                                                  bool refresh, std::string* cache_key) {
-  WSSTEP_ASSIGN_OR_RETURN(UrlParts target, ParseHttpUrl(oauth.token_url, "auth.oauth2.token_url"));
+                                                  const UrlParts& target, bool refresh,
+                                                  std::string* cache_key) {
   auto creds = CredentialsFor(run, target, CredentialPurpose::kOAuth2Token);
   if (!creds.ok()) {
     Error e = creds.error();
@@ -371,14 +378,16 @@ Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
   return std::move(token.value);
 }
 
-Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
+Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, const PreparedStep& prepared,
                                          core::CallCredentials creds, Deadline deadline,
                                          const CancelToken& cancel,
                                          std::function<void()> on_slow,
                                          std::chrono::microseconds spin) {
   auto start = steady_clock::now();
-  // Submit validated the step before queueing it.
+  // Prepare checked the step and parsed its URLs before it was submitted.
+  const RestStep& step = prepared.step();
   StepRun run;
+  run.prepared = &prepared;
   run.step = &step;
   run.credentials = std::move(creds);
   run.deadline = deadline;
@@ -415,7 +424,8 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   auto url = AppendQuery(step.url, query);
   for (auto& q : query) OPENSSL_cleanse(q.value.data(), q.value.size());
   if (!url.ok()) return url.error();
-  WSSTEP_ASSIGN_OR_RETURN(run.origin, ParseHttpUrl(*url));
+  // Query parameters change neither scheme, host nor port: the prepared parts stand.
+  run.origin = prepared.url();
   if (display_url.empty()) display_url = *url;
 
   RestResult result;
@@ -458,7 +468,8 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
         request.secret_headers.push_back({key->name, key->value.Clone()});
       } else if (oauth != nullptr) {
         if (!token) {
-          WSSTEP_ASSIGN_OR_RETURN(token, OAuth2Token(run, *oauth, token_refreshed, &token_key));
+          WSSTEP_ASSIGN_OR_RETURN(token, OAuth2Token(run, *oauth, *prepared.token_url(),
+                                                     token_refreshed, &token_key));
         }
         request.secret_headers.push_back({"Authorization", Concat("Bearer ", token->view())});
       }
@@ -553,9 +564,9 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, RestStep& step,
   }
 }
 
-Error RestEngine::Impl::CancelledBeforeStart(const Job& job) {
+Error RestEngine::Impl::CancelledBeforeStart(const std::string& url) {
   FailureContext failure;
-  failure.url = job.step.url;
+  failure.url = url;
   failure.cancelled = true;
   return Classify(failure).With("started", "false");
 }
@@ -575,24 +586,25 @@ void RestEngine::Impl::AnswerCancelledInQueue() {
     }
     queued.store(queue.size(), std::memory_order_relaxed);
   }
-  for (auto& job : cancelled) job.done(CancelledBeforeStart(job));  // outside the lock
+  for (auto& job : cancelled) job.done(CancelledBeforeStart(job.step.step().url));  // unlocked
 }
 
 void RestEngine::Impl::WorkerLoop() {
   TransferDriver driver(DriverCacheSize());
   for (;;) {
-    Job job;
+    std::optional<Job> next;
     {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return stopping || !queue.empty(); });
       if (queue.empty()) return;  // stopping and drained
-      job = std::move(queue.front());
+      next.emplace(std::move(queue.front()));
       queue.pop_front();
       queued.store(queue.size(), std::memory_order_relaxed);
       ++running;
     }
+    Job& job = *next;
     if (job.cancel.cancelled()) {  // the caller gave up while it waited: never start it
-      job.done(CancelledBeforeStart(job));
+      job.done(CancelledBeforeStart(job.step.step().url));
     } else {
       Result<RestResult> result =
           Run(driver, job.step, std::move(job.credentials), job.deadline, job.cancel);
@@ -689,7 +701,22 @@ Error RestEngine::Impl::RefusalError(Refusal refusal) const {
   return std::move(e).With("reason", std::string(RefusalName(refusal)));
 }
 
+Result<PreparedStep> RestEngine::Prepare(RestStep step) const {
+  UrlParts url;
+  std::optional<UrlParts> token_url;
+  WSSTEP_RETURN_IF_ERROR(impl_->Check(step, &url, &token_url));
+  return PreparedStep(std::move(step), std::move(url), std::move(token_url));
+}
+
 void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
+                        CancelToken cancel, StepCallback done) {
+  Result<PreparedStep> prepared = Prepare(std::move(step));
+  if (!prepared.ok()) return done(prepared.error());
+  Submit(std::move(prepared).value(), std::move(credentials), deadline, std::move(cancel),
+         std::move(done));
+}
+
+void RestEngine::Submit(PreparedStep step, core::CallCredentials credentials, Deadline deadline,
                         CancelToken cancel, StepCallback done) {
   if (auto refusal = impl_->Admit(std::move(step), std::move(credentials), deadline,
                                   std::move(cancel), done)) {
@@ -697,19 +724,16 @@ void RestEngine::Submit(RestStep step, core::CallCredentials credentials, Deadli
   }
 }
 
-std::optional<Refusal> RestEngine::TrySubmit(RestStep step, core::CallCredentials credentials,
+std::optional<Refusal> RestEngine::TrySubmit(PreparedStep step, core::CallCredentials credentials,
                                              Deadline deadline, CancelToken cancel,
                                              StepCallback done) {
   return impl_->Admit(std::move(step), std::move(credentials), deadline, std::move(cancel), done);
 }
 
-std::optional<Refusal> RestEngine::Impl::Admit(RestStep step, core::CallCredentials credentials,
+std::optional<Refusal> RestEngine::Impl::Admit(PreparedStep step,
+                                               core::CallCredentials credentials,
                                                Deadline deadline, CancelToken cancel,
                                                StepCallback& done) {
-  if (Status valid = Validate(step); !valid.ok()) {
-    done(valid.error());
-    return std::nullopt;
-  }
   Lease* lease = t_lease != nullptr && t_lease->impl == this ? t_lease : nullptr;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -732,7 +756,7 @@ std::optional<Refusal> RestEngine::Impl::Admit(RestStep step, core::CallCredenti
   Result<RestResult> result =
       cancel.cancelled()
           ? Result<RestResult>(
-                CancelledBeforeStart(Job{std::move(step), {}, deadline, cancel, nullptr}))
+                CancelledBeforeStart(step.step().url))
           : Run(lease->driver, step, std::move(credentials), deadline, cancel, lease->on_slow,
                 lease->spin.Budget());
   if (result.ok()) {
@@ -757,7 +781,11 @@ Result<RestResult> RestEngine::Execute(RestStep step, core::CallCredentials cred
   return future.get();
 }
 
-Status RestEngine::Validate(const RestStep& step) const { return impl_->Validate(step); }
+Status RestEngine::Validate(const RestStep& step) const {
+  UrlParts url;
+  std::optional<UrlParts> token_url;
+  return impl_->Check(step, &url, &token_url);
+}
 
 std::vector<PartitionStats> RestEngine::Stats() const { return impl_->partitions.Stats(); }
 

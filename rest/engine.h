@@ -37,11 +37,13 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
 #include "core/identity.h"
 #include "rest/credential_source.h"
+#include "rest/prepared_step.h"
 #include "rest/spin_wait.h"
 #include "rest/step.h"
 
@@ -72,13 +74,20 @@ struct SystemTrust {
   std::string ca_path;
 };
 
+// The engine's defaults, in one place: the plugin's configuration and transfer options
+// start from these too.
+inline constexpr int kDefaultWorkers = 8;
+inline constexpr size_t kDefaultMaxQueue = 1024;
+// Where verify_peer / verify_host may not be turned off unless configured otherwise.
+inline constexpr std::string_view kDefaultProtectedEnvironment = "production";
+
 struct EngineOptions {
-  int workers = 8;           // steps executed at once
-  size_t max_queue = 1024;   // steps waiting beyond those; more: engine busy
+  int workers = kDefaultWorkers;       // steps executed at once
+  size_t max_queue = kDefaultMaxQueue;  // steps waiting beyond those; more: engine busy
   size_t max_partitions = 256;  // idle partitions beyond this are dropped, oldest first
   size_t max_idle_handles_per_partition = 64;
   // Environments where verify_peer / verify_host may not be turned off.
-  std::set<std::string> protected_environments = {"production"};
+  std::set<std::string> protected_environments = {std::string(kDefaultProtectedEnvironment)};
   // Credentials for other hosts (redirect hops, OAuth2 token endpoints). Null: such
   // hosts get no client certificate and system trust.
   std::shared_ptr<CredentialSource> credentials;
@@ -131,12 +140,16 @@ class RestEngine {
   // cancelling `cancel` aborts it within ~50 ms with CANCELLED.
   void Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
               CancelToken cancel, StepCallback done);
+  // Submit of a step Prepare already checked: its URLs are not parsed again.
+  void Submit(PreparedStep step, core::CallCredentials credentials, Deadline deadline,
+              CancelToken cancel, StepCallback done);
 
   // Submit for a caller that answers a refusal in its own terms: when the engine does not
   // take the step (queue full, shutting down), `done` is never called and the refusal is
   // returned. Otherwise nullopt, and `done` runs exactly once, as with Submit (an invalid
   // step is an answer, not a refusal).
-  [[nodiscard]] std::optional<Refusal> TrySubmit(RestStep step, core::CallCredentials credentials,
+  [[nodiscard]] std::optional<Refusal> TrySubmit(PreparedStep step,
+                                                 core::CallCredentials credentials,
                                                  Deadline deadline, CancelToken cancel,
                                                  StepCallback done);
 
@@ -167,6 +180,9 @@ class RestEngine {
   // query parameters, TLS option values, verification off in a protected environment,
   // ssl_verification over http. INVALID_STEP_CONFIG naming the field, or OK.
   Status Validate(const RestStep& step) const;
+  // Validate, keeping what it parsed: the step with its URL's parts, for Submit and for
+  // the caller's own use (resolving the client certificate for url()).
+  Result<PreparedStep> Prepare(RestStep step) const;
 
   // Stops accepting steps, lets queued and running ones finish (each bounded by its own
   // deadline; cancel their tokens to cut that short), joins the workers. Idempotent;

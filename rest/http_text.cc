@@ -65,9 +65,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
          });
 }
 
-namespace {
-
-Result<UrlParts> ParseHttpUrlUncached(std::string_view url, std::string_view field) {
+Result<UrlParts> ParseHttpUrl(std::string_view url, std::string_view field) {
   WSSTEP_ASSIGN_OR_RETURN(UrlPtr u, Parse(url, field));
   UrlParts parts;
   parts.scheme = Part(u.get(), CURLUPART_SCHEME);
@@ -108,27 +106,6 @@ Result<UrlParts> ParseHttpUrlUncached(std::string_view url, std::string_view fie
   parts.host = host;
   std::string port = Part(u.get(), CURLUPART_PORT, CURLU_DEFAULT_PORT);
   parts.port = static_cast<uint16_t>(port.empty() ? 0 : std::stoi(port));
-  return parts;
-}
-
-}  // namespace
-
-Result<UrlParts> ParseHttpUrl(std::string_view url, std::string_view field) {
-  // A step's URL is checked where the call is converted, where its certificate is
-  // resolved, by the engine's validation and when the step runs, on the same thread or
-  // two; libcurl's URL parser costs ~8,000 instructions each time. The last URL this
-  // thread parsed successfully is kept with its parts (errors name `field`, so they are
-  // not kept). Not kept: long URLs, and URLs with a query, which may carry an API key the
-  // engine appended (secrets are wiped after use, not left in a cache).
-  constexpr size_t kMaxRememberedUrl = 2048;
-  thread_local std::string last_url;
-  thread_local UrlParts last_parts;
-  if (!last_url.empty() && url == last_url) return last_parts;
-  WSSTEP_ASSIGN_OR_RETURN(UrlParts parts, ParseHttpUrlUncached(url, field));
-  if (url.size() <= kMaxRememberedUrl && url.find('?') == std::string_view::npos) {
-    last_url.assign(url);
-    last_parts = parts;
-  }
   return parts;
 }
 

@@ -1,5 +1,6 @@
 #include "soap/client.h"
 
+#include <future>
 #include <utility>
 
 #include "soap/xml_util.h"
@@ -114,54 +115,52 @@ Status SoapClient::Validate(const SoapStep& step, const rest::RestStep& transpor
   return Status();
 }
 
+Result<SoapClient::PreparedCall> SoapClient::Prepare(const SoapStep& step,
+                                                     rest::RestStep transport) const {
+  WSSTEP_ASSIGN_OR_RETURN(rest::RestStep request, PrepareRequest(step, std::move(transport)));
+  Result<rest::PreparedStep> prepared = engine_.Prepare(std::move(request));
+  if (!prepared.ok()) return RenameUrlField(prepared.error());
+  return PreparedCall(std::move(prepared).value(), step.version, step.endpoint);
+}
+
 Result<SoapResult> SoapClient::Execute(const SoapStep& step, rest::RestStep transport,
                                        core::CallCredentials credentials, rest::Deadline deadline,
                                        rest::CancelToken cancel) {
-  WSSTEP_ASSIGN_OR_RETURN(rest::RestStep request, PrepareRequest(step, std::move(transport)));
-  const size_t max_bytes = request.max_response_bytes;
-  Result<rest::RestResult> http =
-      engine_.Execute(std::move(request), std::move(credentials), deadline, std::move(cancel));
-  if (!http.ok()) return RenameUrlField(http.error());
-  return InterpretHttpResult(std::move(http).value(), step.version, step.endpoint, max_bytes);
-}
-
-std::optional<SoapClient::Outgoing> SoapClient::Prepare(const SoapStep& step,
-                                                        rest::RestStep transport,
-                                                        SoapCallback done) const {
-  Result<rest::RestStep> request = PrepareRequest(step, std::move(transport));
-  if (!request.ok()) {
-    done(request.error());
-    return std::nullopt;
-  }
-  const size_t max_bytes = request->max_response_bytes;
-  return Outgoing{std::move(request).value(),
-                  [done = std::move(done), version = step.version, url = step.endpoint,
-                   max_bytes](Result<rest::RestResult> http) {
-                    if (!http.ok()) {
-                      done(RenameUrlField(http.error()));
-                      return;
-                    }
-                    done(InterpretHttpResult(std::move(http).value(), version, url, max_bytes));
-                  }};
+  std::promise<Result<SoapResult>> promise;
+  auto future = promise.get_future();
+  Submit(step, std::move(transport), std::move(credentials), deadline, std::move(cancel),
+         [&promise](Result<SoapResult> r) { promise.set_value(std::move(r)); });
+  return future.get();
 }
 
 void SoapClient::Submit(const SoapStep& step, rest::RestStep transport,
                         core::CallCredentials credentials, rest::Deadline deadline,
                         rest::CancelToken cancel, SoapCallback done) {
-  std::optional<Outgoing> out = Prepare(step, std::move(transport), std::move(done));
-  if (!out) return;
-  engine_.Submit(std::move(out->request), std::move(credentials), deadline, std::move(cancel),
-                 std::move(out->on_http));
+  Result<PreparedCall> call = Prepare(step, std::move(transport));
+  if (!call.ok()) return done(call.error());
+  const size_t max_bytes = call->request().step().max_response_bytes;
+  engine_.Submit(
+      std::move(call->request_), std::move(credentials), deadline, std::move(cancel),
+      Interpreting(std::move(done), call->version_, std::move(call->endpoint_), max_bytes));
 }
 
-std::optional<rest::Refusal> SoapClient::TrySubmit(const SoapStep& step, rest::RestStep transport,
+std::optional<rest::Refusal> SoapClient::TrySubmit(PreparedCall call,
                                                    core::CallCredentials credentials,
                                                    rest::Deadline deadline,
                                                    rest::CancelToken cancel, SoapCallback done) {
-  std::optional<Outgoing> out = Prepare(step, std::move(transport), std::move(done));
-  if (!out) return std::nullopt;
-  return engine_.TrySubmit(std::move(out->request), std::move(credentials), deadline,
-                           std::move(cancel), std::move(out->on_http));
+  const size_t max_bytes = call.request().step().max_response_bytes;
+  return engine_.TrySubmit(
+      std::move(call.request_), std::move(credentials), deadline, std::move(cancel),
+      Interpreting(std::move(done), call.version_, std::move(call.endpoint_), max_bytes));
+}
+
+rest::StepCallback SoapClient::Interpreting(SoapCallback done, SoapVersion version, std::string url,
+                                            size_t max_bytes) {
+  return [done = std::move(done), version, url = std::move(url),
+          max_bytes](Result<rest::RestResult> http) {
+    if (!http.ok()) return done(RenameUrlField(http.error()));
+    done(InterpretHttpResult(std::move(http).value(), version, url, max_bytes));
+  };
 }
 
 }  // namespace wsstep::soap

@@ -21,6 +21,8 @@
 
 #include <functional>
 #include <optional>
+#include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "core/identity.h"
@@ -67,27 +69,39 @@ class SoapClient {
                              core::CallCredentials credentials, rest::Deadline deadline,
                              rest::CancelToken cancel = {});
 
+  // A SOAP call built and checked, ready for the engine: the envelope POST with its
+  // endpoint parsed once (request().url() is what a caller resolves credentials for).
+  class PreparedCall {
+   public:
+    const rest::PreparedStep& request() const { return request_; }
+
+   private:
+    friend class SoapClient;
+    PreparedCall(rest::PreparedStep request, SoapVersion version, std::string endpoint)
+        : request_(std::move(request)), version_(version), endpoint_(std::move(endpoint)) {}
+    rest::PreparedStep request_;
+    SoapVersion version_;
+    std::string endpoint_;
+  };
+  // PrepareRequest and the engine's checks: INVALID_STEP_CONFIG naming the field.
+  Result<PreparedCall> Prepare(const SoapStep& step, rest::RestStep transport) const;
+
   // Asynchronous Execute: `done` runs exactly once, on an engine worker thread, or on the
   // calling thread when the request is refused before it is queued.
   void Submit(const SoapStep& step, rest::RestStep transport, core::CallCredentials credentials,
               rest::Deadline deadline, rest::CancelToken cancel, SoapCallback done);
-  // Submit with the engine's refusal typed (rest::RestEngine::TrySubmit): when the engine
-  // does not take the call, `done` is never called and the refusal is returned.
-  [[nodiscard]] std::optional<rest::Refusal> TrySubmit(const SoapStep& step,
-                                                       rest::RestStep transport,
+  // Submit of a prepared call with the engine's refusal typed (rest::RestEngine::TrySubmit):
+  // when the engine does not take the call, `done` is never called and the refusal is
+  // returned.
+  [[nodiscard]] std::optional<rest::Refusal> TrySubmit(PreparedCall call,
                                                        core::CallCredentials credentials,
                                                        rest::Deadline deadline,
                                                        rest::CancelToken cancel, SoapCallback done);
 
  private:
-  // The envelope POST for `step` and the engine callback that interprets its answer for
-  // `done`; nullopt when the request cannot be built (`done` has had the error).
-  struct Outgoing {
-    rest::RestStep request;
-    rest::StepCallback on_http;
-  };
-  std::optional<Outgoing> Prepare(const SoapStep& step, rest::RestStep transport,
-                                  SoapCallback done) const;
+  // The engine callback that reads a finished exchange as a SOAP answer for `done`.
+  static rest::StepCallback Interpreting(SoapCallback done, SoapVersion version, std::string url,
+                                         size_t max_bytes);
 
   rest::RestEngine& engine_;
   core::Clock clock_;

@@ -23,16 +23,13 @@ struct Resolved {
 };
 
 // The store's view of a call to `url`: host (tls_server_name wins), port, environment,
-// named certificate. `https` tells whether TLS is involved at all.
-Result<core::ResolveRequest> TargetOf(std::string_view url, const rest::TlsOptions& tls,
-                                      std::string_view url_field, bool* https = nullptr) {
-  WSSTEP_ASSIGN_OR_RETURN(rest::UrlParts parts, rest::ParseHttpUrl(url, url_field));
+// named certificate.
+core::ResolveRequest TargetOf(const rest::UrlParts& url, const rest::TlsOptions& tls) {
   core::ResolveRequest r;
-  r.host = tls.tls_server_name.empty() ? parts.host : tls.tls_server_name;
-  r.port = parts.port;
+  r.host = tls.tls_server_name.empty() ? url.host : tls.tls_server_name;
+  r.port = url.port;
   r.environment = tls.environment;
   r.certificate_name = tls.certificate_name;
-  if (https != nullptr) *https = parts.scheme == "https";
   return r;
 }
 
@@ -90,14 +87,12 @@ class Transfers {
   // Credentials for a call to `url` with `tls`. With ssl_verification the store's
   // resolution (failures are outcomes); without it, trust only and no client
   // certificate.
-  Result<Resolved> ResolveFor(std::string_view url, const rest::TlsOptions& tls,
-                              std::string_view url_field) const {
+  Result<Resolved> ResolveFor(const rest::UrlParts& url, const rest::TlsOptions& tls) const {
     Resolved out;
-    bool https = false;
-    WSSTEP_ASSIGN_OR_RETURN(out.request, TargetOf(url, tls, url_field, &https));
+    out.request = TargetOf(url, tls);
     out.request.explain = false;  // a step never shows a successful resolution's explanation
     out.server_name = out.request.host;
-    if (!https) return out;
+    if (url.scheme != "https") return out;
     if (tls.ssl_verification) {
       out.used_store = true;
       WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call, store_->ResolveForCall(out.request));
@@ -114,15 +109,13 @@ class Transfers {
   }
 
   // A resolution failure is the step's outcome (in `out`), and a use of the store.
-  void ResolutionFailed(const Error& e, std::string_view url, const rest::TlsOptions& tls,
+  void ResolutionFailed(const Error& e, const rest::UrlParts& url, const rest::TlsOptions& tls,
                         const CallContext& call, v1::StepError* out) const {
     FillStepError(e, out);
     if (!IsResolutionOutcome(e.code)) return;
-    auto target = TargetOf(url, tls, "url");
-    if (!target.ok()) return;
     Resolved r;
     r.used_store = true;
-    r.request = std::move(target).value();
+    r.request = TargetOf(url, tls);
     RecordUse(r, call, CodeName(e.code));
   }
 
@@ -163,13 +156,13 @@ void AddDiagnostic(const Error& e, v1::Severity severity, v1::ValidateStepRespon
   ErrorToDiagnostic(e, severity, response->add_diagnostics());
 }
 
+// Checked even when another field is wrong, so the designer sees both at once.
 void ValidateResolution(Transfers& t, const std::string& url, const rest::TlsOptions& tls,
-                        const char* url_field, v1::ValidateStepResponse* response) {
+                        v1::ValidateStepResponse* response) {
   if (!tls.ssl_verification) return;
-  auto target = TargetOf(url, tls, url_field);
-  if (!target.ok()) return;  // reported by the engine's validation
-  const core::ResolveRequest& r = *target;
-  auto explained = t.store().Explain(r);
+  auto parts = rest::ParseHttpUrl(url);
+  if (!parts.ok()) return;  // reported by the engine's validation
+  auto explained = t.store().Explain(TargetOf(*parts, tls));
   if (explained.ok()) return;
   Error e = explained.error();
   e.message = "verification on, but " + e.message;
@@ -197,7 +190,7 @@ class RestRunner final : public RestStepRunner {
     if (!v.ok()) {
       AddDiagnostic(TranslateField(v.error(), RestFieldToProto), v1::SEVERITY_ERROR, response);
     }
-    ValidateResolution(*t_, s->url, s->tls, "url", response);
+    ValidateResolution(*t_, s->url, s->tls, response);
     AddTlsWarnings(s->tls, response);
     return Status();
   }
@@ -213,10 +206,18 @@ class RestRunner final : public RestStepRunner {
     }
     step->step_id = call.step_id;
     step->workflow_id = call.workflow_id;
-    auto resolved = t_->ResolveFor(step->url, step->tls, "url");
+    // Checked and parsed once: resolution and the engine read the same parts.
+    auto prepared = t_->engine().Prepare(std::move(step).value());
+    if (!prepared.ok()) {
+      FillStepError(TranslateField(prepared.error(), RestFieldToProto), outcome->mutable_error());
+      done(Status());
+      return;
+    }
+    const rest::TlsOptions& tls = prepared->step().tls;
+    auto resolved = t_->ResolveFor(prepared->url(), tls);
     if (!resolved.ok()) {
-      t_->ResolutionFailed(TranslateField(resolved.error(), RestFieldToProto), step->url,
-                           step->tls, call, outcome->mutable_error());
+      t_->ResolutionFailed(TranslateField(resolved.error(), RestFieldToProto), prepared->url(),
+                           tls, call, outcome->mutable_error());
       done(Status());
       return;
     }
@@ -226,7 +227,7 @@ class RestRunner final : public RestStepRunner {
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     core::CallCredentials credentials = res->credentials;
     auto refusal = t_->engine().TrySubmit(
-        std::move(step).value(), std::move(credentials), call.SteadyDeadline(), token,
+        std::move(prepared).value(), std::move(credentials), call.SteadyDeadline(), token,
         [t, res, call, outcome, done](Result<rest::RestResult> r) {
           if (!r.ok()) {
             FillStepError(TranslateField(r.error(), RestFieldToProto), outcome->mutable_error());
@@ -273,7 +274,7 @@ class SoapRunner final : public SoapStepRunner {
     if (!v.ok()) {
       AddDiagnostic(TranslateField(v.error(), SoapFieldToProto), v1::SEVERITY_ERROR, response);
     }
-    ValidateResolution(*t_, step.endpoint(), transport->tls, "endpoint", response);
+    ValidateResolution(*t_, step.endpoint(), transport->tls, response);
     AddTlsWarnings(transport->tls, response);
     return Status();
   }
@@ -291,10 +292,18 @@ class SoapRunner final : public SoapStepRunner {
     }
     transport->step_id = call.step_id;
     transport->workflow_id = call.workflow_id;
-    auto resolved = t_->ResolveFor(request.step().endpoint(), transport->tls, "endpoint");
+    // The envelope is built and the endpoint parsed once, before the store is asked.
+    auto prepared = t_->soap().Prepare(*s, std::move(transport).value());
+    if (!prepared.ok()) {
+      FillStepError(TranslateField(prepared.error(), SoapFieldToProto), outcome->mutable_error());
+      done(Status());
+      return;
+    }
+    const rest::UrlParts& endpoint = prepared->request().url();
+    const rest::TlsOptions& tls = prepared->request().step().tls;
+    auto resolved = t_->ResolveFor(endpoint, tls);
     if (!resolved.ok()) {
-      t_->ResolutionFailed(TranslateField(resolved.error(), SoapFieldToProto),
-                           request.step().endpoint(), transport->tls, call,
+      t_->ResolutionFailed(TranslateField(resolved.error(), SoapFieldToProto), endpoint, tls, call,
                            outcome->mutable_error());
       done(Status());
       return;
@@ -304,7 +313,7 @@ class SoapRunner final : public SoapStepRunner {
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     auto refusal = t_->soap().TrySubmit(
-        *s, std::move(transport).value(), res->credentials, call.SteadyDeadline(), token,
+        std::move(prepared).value(), res->credentials, call.SteadyDeadline(), token,
         [t, res, call, outcome, done](Result<soap::SoapResult> r) {
           if (!r.ok()) {
             FillStepError(TranslateField(r.error(), SoapFieldToProto), outcome->mutable_error());
@@ -366,29 +375,37 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
   step->step_id = call.step_id;
   step->workflow_id = call.workflow_id;
 
+  auto parts = rest::ParseHttpUrl(step->url, "host");
+  if (!parts.ok()) {
+    done(parts.error());
+    return;
+  }
   if (step->tls.ssl_verification) {
-    auto r = TargetOf(step->url, step->tls, "host");
-    if (!r.ok()) {
-      done(r.error());
-      return;
-    }
-    Status explained = ExplainResolution(t->store(), *r, response->mutable_resolution());
+    Status explained = ExplainResolution(t->store(), TargetOf(*parts, step->tls),
+                                         response->mutable_resolution());
     if (!explained.ok()) {
       done(explained);
       return;
     }
   }
-  auto resolved = t->ResolveFor(step->url, step->tls, "host");
+  auto resolved = t->ResolveFor(*parts, step->tls);
   if (!resolved.ok()) {
     response->set_ok(false);
     FillStepError(resolved.error(), response->mutable_error());
     done(Status());
     return;
   }
+  auto prepared = t->engine().Prepare(std::move(step).value());
+  if (!prepared.ok()) {
+    response->set_ok(false);
+    FillStepError(prepared.error(), response->mutable_error());
+    done(Status());
+    return;
+  }
   rest::CancelToken token(call.cancelled);
   auto res = std::make_shared<Resolved>(std::move(resolved).value());
   auto refusal = t->engine().TrySubmit(
-      std::move(step).value(), res->credentials, call.SteadyDeadline(), token,
+      std::move(prepared).value(), res->credentials, call.SteadyDeadline(), token,
       [t, res, call, response, done](Result<rest::RestResult> r) {
         if (!r.ok()) {
           response->set_ok(false);

@@ -24,6 +24,7 @@
 #include <string>
 
 #include "core/store/store.h"
+#include "plugin/process/config.h"
 #include "plugin/server/backends.h"
 #include "plugin/adapters/store_backend.h"
 #include "rest/credential_source.h"
@@ -47,10 +48,11 @@ class StoreCredentialSource final : public rest::CredentialSource {
 };
 
 struct TransferOptions {
-  std::set<std::string> protected_environments = {"production"};
-  size_t max_body_bytes = 8 << 20;
-  int workers = 8;
-  size_t max_queue = 1024;
+  std::set<std::string> protected_environments = {
+      std::string(rest::kDefaultProtectedEnvironment)};
+  size_t max_body_bytes = kDefaultMaxBodyBytes;
+  int workers = rest::kDefaultWorkers;
+  size_t max_queue = rest::kDefaultMaxQueue;
   // EngineOptions::spin_wait
   std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
 };

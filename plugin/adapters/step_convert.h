@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "plugin/process/config.h"
 #include "rest/step.h"
 #include "rest/warning.h"
 #include "soap/client.h"
@@ -20,7 +21,7 @@ namespace wsstep::plugin {
 struct StepLimits {
   // Caps max_response_bytes (0 in the step means this) and request bodies (REST body,
   // SOAP raw_body plus header_blocks).
-  size_t max_body_bytes = 8 << 20;
+  size_t max_body_bytes = kDefaultMaxBodyBytes;
 };
 
 // Proto field path of a REST engine field name ("max_redirects" ->

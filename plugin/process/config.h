@@ -40,14 +40,19 @@
 #include "core/error.h"
 #include "core/vault.h"
 #include "plugin/process/log.h"
+#include "rest/engine.h"
 #include "rest/spin_wait.h"
 
 namespace wsstep::plugin {
 
+// What a step's request or response body may hold unless configured otherwise; the
+// step conversion and the transfer options start from it too.
+inline constexpr size_t kDefaultMaxBodyBytes = size_t{8} << 20;
+
 struct Limits {
   int max_in_flight_steps = 256;             // concurrent Execute calls; more: UNAVAILABLE
   int64_t max_message_bytes = 16 << 20;      // gRPC send/receive limit
-  int64_t max_body_bytes = 8 << 20;          // step request/response bodies
+  int64_t max_body_bytes = kDefaultMaxBodyBytes;  // step request/response bodies
 };
 
 struct Config {
@@ -58,7 +63,8 @@ struct Config {
   std::optional<core::MasterKey> master_key;
   std::string listen;           // for `serve`: "unix:///path" or "host:port"
   bool allow_remote = false;    // permit a non-loopback TCP listen address
-  std::vector<std::string> protected_environments = {"production"};
+  std::vector<std::string> protected_environments = {
+      std::string(rest::kDefaultProtectedEnvironment)};
   Limits limits;
   std::chrono::milliseconds shutdown_grace{10000};
   LogLevel log_level = LogLevel::kInfo;

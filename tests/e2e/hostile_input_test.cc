@@ -178,6 +178,24 @@ TEST_F(HostileInputTest, CrOrLfInAHeaderNameOrValueIsInvalidStepConfigOnThatFiel
   ExpectStillServing("CR/LF headers");
 }
 
+// The step is checked before its certificate is resolved: a broken step to a host with no
+// binding is INVALID_STEP_CONFIG on the broken field, never CERTIFICATE_NOT_FOUND.
+TEST_F(HostileInputTest, ABrokenStepToAnUnboundHostIsInvalidStepConfigNotCertificateNotFound) {
+  const std::string unbound = "https://localhost:1/";
+  auto step = mock_engine::GetStep(unbound);
+  auto* h = step.add_headers();
+  h->set_name("X-Ok");
+  h->set_value("a\r\nX-Injected: 1");
+  auto r = engine_.Rest(step, "", Opts("unbound-crlf"));
+  ExpectInvalidStepConfig(r.status, r.response.outcome(), "headers[0].value", "unbound + CR/LF");
+  // The same step without the broken header is the resolution's outcome.
+  auto fine = engine_.Rest(mock_engine::GetStep(unbound), "", Opts("unbound"));
+  ASSERT_TRUE(fine.status.ok()) << fine.status.error_message();
+  EXPECT_EQ(fine.response.outcome().error().code(), "CERTIFICATE_NOT_FOUND")
+      << fine.response.outcome().error().message();
+  ExpectStillServing("unbound host");
+}
+
 TEST_F(HostileInputTest, BogusUrlsAreInvalidStepConfigOnTheUrl) {
   const std::vector<std::string> urls = {
       "",
