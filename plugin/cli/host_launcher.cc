@@ -55,6 +55,9 @@ Result<std::unique_ptr<PluginProcess>> PluginProcess::Spawn(const LaunchOptions&
     env["PLUGIN_CLIENT_CERT"] = p->client_cert_->cert_pem;
   }
   if (options.tcp) env["WSSTEP_PLUGIN_NETWORK"] = "tcp";
+  // stdin is a pipe of our own (CloseStdin), unlike go-plugin's, which passes the host's:
+  // the plugin may take its end-of-file as "stop".
+  env["WSSTEP_PLUGIN_WATCH_STDIN"] = "true";
   for (const auto& [k, v] : options.env) env[k] = v;
 
   std::vector<std::string> env_strings;

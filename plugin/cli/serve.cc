@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "plugin/process/automtls.h"
 #include "plugin/process/lifecycle.h"
@@ -93,6 +95,8 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
     LogError("cannot start", st.error());
     return 1;
   }
+  // The host that started us; if it is gone by the time the watcher starts, we stop.
+  const pid_t parent_at_start = ::getppid();
   ::umask(077);  // sockets, the store, key files: private to this user
   Log().SetLevel(config.log_level);
 
@@ -127,6 +131,11 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
       options.facts.automtls = true;
     }
     if (!handshake.use_tcp) {
+      // Directories of plugins that were killed (SIGKILL leaves them) go first.
+      const std::vector<std::string> swept = SweepStaleSocketDirs(handshake.unix_socket_dir);
+      if (!swept.empty()) {
+        Log().Info("removed socket directories of plugins that are gone", {{"paths", swept}});
+      }
       auto dir = MakePrivateTempDir(handshake.unix_socket_dir);
       if (!dir.ok()) {
         LogError("cannot create the socket directory", dir.error());
@@ -194,6 +203,8 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
 
   auto watcher = ProcessWatcher::Start(
       &stop, WatchOptions{.watch_stdin = plugin_mode && handshake.watch_stdin,
+                          .watch_parent = plugin_mode,
+                          .parent_at_start = parent_at_start,
                           .ignore_sigint = plugin_mode});
   if (!watcher.ok()) {
     LogError("cannot watch for stop signals", watcher.error());
@@ -204,7 +215,11 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
                        {"version", PluginVersion()},
                        {"mode", plugin_mode ? "go-plugin" : "standalone"},
                        {"automtls", options.facts.automtls}};
-  if (watcher.ok()) started["stops_on_stdin_eof"] = (*watcher)->watching_stdin();
+  if (watcher.ok()) {
+    started["stops_on_stdin_eof"] = (*watcher)->watching_stdin();
+    started["stops_with_parent"] = (*watcher)->watching_parent();
+    if ((*watcher)->watching_parent()) started["parent_watch"] = (*watcher)->parent_watch();
+  }
   if (!wiring->missing.empty()) started["not_wired"] = wiring->missing;
   Log().Info("serving", started);
 

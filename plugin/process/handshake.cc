@@ -55,7 +55,7 @@ HandshakeEnv ReadHandshakeEnv(const EnvLookup& env) {
   if (auto v = env("PLUGIN_MAX_PORT")) h.max_port = ParseSmallInt(*v);
   h.use_tcp = env("WSSTEP_PLUGIN_NETWORK").value_or("") == "tcp";
   const std::string watch = env("WSSTEP_PLUGIN_WATCH_STDIN").value_or("");
-  h.watch_stdin = !(watch == "0" || watch == "false" || watch == "no" || watch == "off");
+  h.watch_stdin = watch == "1" || watch == "true" || watch == "yes" || watch == "on";
   return h;
 }
 

@@ -8,8 +8,11 @@
 //   PLUGIN_UNIX_SOCKET_DIR=<dir>        (optional: where to create the socket)
 //   PLUGIN_MIN_PORT / PLUGIN_MAX_PORT   (optional: port range when TCP is used)
 //   WSSTEP_PLUGIN_NETWORK=tcp           (optional, wsstep's own: TCP instead of unix)
-//   WSSTEP_PLUGIN_WATCH_STDIN=false     (optional, wsstep's own: do not stop when stdin
-//                                        reaches end-of-file)
+//   WSSTEP_PLUGIN_WATCH_STDIN=true      (optional, wsstep's own: also stop when stdin
+//                                        reaches end-of-file; for a host that gives the
+//                                        plugin a pipe of its own. Off by default: go-plugin
+//                                        passes its own stdin, and the plugin stops when
+//                                        its parent dies instead)
 // The plugin binds an address and prints exactly one line on stdout, then nothing else:
 //   1|1|unix|/tmp/wsstep-Ab12Cd/plugin.sock|grpc
 //   1|1|tcp|127.0.0.1:41234|grpc|<base64 server certificate>       (with AutoMTLS)
@@ -49,7 +52,7 @@ struct HandshakeEnv {
   std::optional<int> min_port;         // PLUGIN_MIN_PORT
   std::optional<int> max_port;         // PLUGIN_MAX_PORT
   bool use_tcp = false;                // WSSTEP_PLUGIN_NETWORK=tcp
-  bool watch_stdin = true;             // WSSTEP_PLUGIN_WATCH_STDIN (false/0/no/off)
+  bool watch_stdin = false;            // WSSTEP_PLUGIN_WATCH_STDIN (true/1/yes/on)
 };
 HandshakeEnv ReadHandshakeEnv(const EnvLookup& env);
 

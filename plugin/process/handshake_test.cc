@@ -50,13 +50,17 @@ TEST(HandshakeTest, ReadsTheHostEnvironment) {
                                               {"PLUGIN_MIN_PORT", "10000"},
                                               {"PLUGIN_MAX_PORT", "10010"},
                                               {"WSSTEP_PLUGIN_NETWORK", "tcp"},
-                                              {"WSSTEP_PLUGIN_WATCH_STDIN", "false"}}));
+                                              {"WSSTEP_PLUGIN_WATCH_STDIN", "true"}}));
   EXPECT_EQ(h.cookie, CookieState::kMatches);
   EXPECT_THAT(h.protocol_versions, ElementsAre(3, 1));
   EXPECT_EQ(h.min_port, 10000);
   EXPECT_EQ(h.max_port, 10010);
   EXPECT_TRUE(h.use_tcp);
-  EXPECT_FALSE(h.watch_stdin);
+  EXPECT_TRUE(h.watch_stdin);
+  // Off unless asked for: go-plugin hands the plugin its own stdin, which may be at EOF.
+  EXPECT_FALSE(ReadHandshakeEnv(FixedEnvironment({})).watch_stdin);
+  EXPECT_FALSE(
+      ReadHandshakeEnv(FixedEnvironment({{"WSSTEP_PLUGIN_WATCH_STDIN", "false"}})).watch_stdin);
   EXPECT_EQ(ReadHandshakeEnv(FixedEnvironment({})).cookie, CookieState::kAbsent);
   EXPECT_EQ(ReadHandshakeEnv(FixedEnvironment({{"WSSTEP_PLUGIN", "other"}})).cookie,
             CookieState::kWrong);

@@ -3,8 +3,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,6 +76,24 @@ Result<std::unique_ptr<ProcessWatcher>> ProcessWatcher::Start(StopSignal* stop,
                  "", Side::kNone);
   }
   w->watching_stdin_ = options.watch_stdin && StdinIsPipeOrSocket();
+  if (options.watch_parent) {
+    // A pidfd of the parent becomes readable when the parent *process* exits, however it
+    // ends. (PR_SET_PDEATHSIG fires when the parent *thread* that forked us exits, which
+    // a host spawning plugins from a pool thread would trip over; it is the fallback for
+    // kernels without pidfd_open, before 5.3.) A parent that died before we looked has
+    // already made us the child of another process (init or a subreaper): getppid()
+    // differs from the parent at exec time.
+    const pid_t parent = options.parent_at_start > 0 ? options.parent_at_start : ::getppid();
+    w->parent_ = parent;
+    // (glibc 2.36's <sys/pidfd.h> lacks extern "C": the system call itself.)
+    w->parent_fd_ = static_cast<int>(::syscall(SYS_pidfd_open, parent, 0));
+    if (w->parent_fd_ < 0 && ::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+      return Error(Code::kInternal,
+                   std::string("cannot watch the parent process: ") + std::strerror(errno), "",
+                   Side::kNone);
+    }
+    if (::getppid() != parent) stop->Request("parent exited");
+  }
   w->thread_ = std::thread([raw = w.get()] { raw->Run(); });
   return w;
 }
@@ -84,15 +104,21 @@ ProcessWatcher::~ProcessWatcher() {
     (void)!::write(wake_fd_, &one, sizeof one);
   }
   if (thread_.joinable()) thread_.join();
-  if (signal_fd_ >= 0) ::close(signal_fd_);
-  if (wake_fd_ >= 0) ::close(wake_fd_);
+  for (int fd : {signal_fd_, wake_fd_, parent_fd_}) {
+    if (fd >= 0) ::close(fd);
+  }
 }
 
 void ProcessWatcher::Run() {
   bool stdin_open = watching_stdin_;
+  bool parent_alive = parent_fd_ >= 0;
   for (;;) {
-    pollfd fds[3] = {{signal_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
-    const nfds_t n = stdin_open ? 3 : 2;
+    // signals, destructor, the parent's pidfd (or -1: ignored), stdin (last: optional)
+    pollfd fds[4] = {{signal_fd_, POLLIN, 0},
+                     {wake_fd_, POLLIN, 0},
+                     {parent_alive ? parent_fd_ : -1, POLLIN, 0},
+                     {STDIN_FILENO, POLLIN, 0}};
+    const nfds_t n = stdin_open ? 4 : 3;
     const int r = ::poll(fds, n, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -107,10 +133,18 @@ void ProcessWatcher::Run() {
                      "GRPCController.Shutdown)");
           continue;
         }
-        stop_->Request(info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        if (info.ssi_signo == SIGTERM && parent_ > 0 && ::getppid() != parent_) {
+          stop_->Request("parent exited");
+        } else {
+          stop_->Request(info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        }
       }
     }
-    if (stdin_open && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+    if (parent_alive && fds[2].revents != 0) {
+      parent_alive = false;
+      stop_->Request("parent exited");
+    }
+    if (stdin_open && (fds[3].revents & (POLLIN | POLLHUP | POLLERR))) {
       char buf[4096];
       const ssize_t got = ::read(STDIN_FILENO, buf, sizeof buf);
       if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {

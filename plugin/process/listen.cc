@@ -1,15 +1,20 @@
 #include "plugin/process/listen.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <optional>
 
 namespace wsstep::plugin {
 namespace {
@@ -179,12 +184,19 @@ Status PrepareUnixSocketPath(const std::string& path) {
   return {};
 }
 
+namespace {
+
+// Where private socket directories go: `base`, else $TMPDIR, else /tmp.
+std::string SocketRoot(const std::string& base) {
+  if (!base.empty()) return base;
+  const char* t = std::getenv("TMPDIR");
+  return (t != nullptr && *t != '\0') ? t : "/tmp";
+}
+
+}  // namespace
+
 Result<std::string> MakePrivateTempDir(const std::string& base) {
-  std::string root = base;
-  if (root.empty()) {
-    const char* t = std::getenv("TMPDIR");
-    root = (t != nullptr && *t != '\0') ? t : "/tmp";
-  }
+  const std::string root = SocketRoot(base);
   std::string templ = root + "/wsstep-XXXXXX";
   if (::mkdtemp(templ.data()) == nullptr) {  // mkdtemp creates it 0700
     return Error(Code::kInvalidArgument,
@@ -193,6 +205,88 @@ Result<std::string> MakePrivateTempDir(const std::string& base) {
                  Side::kConfiguration);
   }
   return templ;
+}
+
+namespace {
+
+// "wsstep-" and the six characters mkdtemp chose: only what MakePrivateTempDir makes.
+bool IsPrivateSocketDirName(std::string_view name) {
+  constexpr std::string_view kPrefix = "wsstep-";
+  if (name.size() != kPrefix.size() + 6 || !name.starts_with(kPrefix)) return false;
+  for (char c : name.substr(kPrefix.size())) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+// Modified in the last kStaleAfter (or in the future): possibly a plugin starting now.
+bool ChangedRecently(const struct stat& st, time_t now) {
+  return now - st.st_mtime < static_cast<time_t>(kStaleAfter.count());
+}
+
+// Whether a unix socket file has nobody listening on it: connect() is refused.
+bool NobodyListens(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) return false;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  const int err = errno;
+  ::close(fd);
+  return r != 0 && err == ECONNREFUSED;
+}
+
+// The sockets of a stale directory, or nullopt when anything in it says otherwise.
+std::optional<std::vector<std::string>> StaleSockets(const std::string& dir, time_t now) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return std::nullopt;
+  std::vector<std::string> sockets;
+  bool stale = true;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    const std::string path = dir + "/" + std::string(name);
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || ChangedRecently(st, now) ||
+        !NobodyListens(path)) {
+      stale = false;
+      break;
+    }
+    sockets.push_back(path);
+  }
+  ::closedir(d);
+  if (!stale) return std::nullopt;
+  return sockets;
+}
+
+}  // namespace
+
+std::vector<std::string> SweepStaleSocketDirs(const std::string& base) {
+  const std::string root = SocketRoot(base);
+  std::vector<std::string> removed;
+  DIR* d = ::opendir(root.c_str());
+  if (d == nullptr) return removed;
+  std::vector<std::string> candidates;
+  while (const dirent* e = ::readdir(d)) {
+    if (IsPrivateSocketDirName(e->d_name)) candidates.push_back(root + "/" + e->d_name);
+  }
+  ::closedir(d);
+  const time_t now = std::time(nullptr);
+  for (const std::string& dir : candidates) {
+    struct stat st{};
+    // Ours only, a real directory (never a symlink), untouched for a while.
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+        ChangedRecently(st, now)) {
+      continue;
+    }
+    auto sockets = StaleSockets(dir, now);
+    if (!sockets) continue;
+    for (const std::string& s : *sockets) ::unlink(s.c_str());
+    if (::rmdir(dir.c_str()) == 0) removed.push_back(dir);
+  }
+  return removed;
 }
 
 void RemoveUnixSocket(const std::string& path, bool remove_dir) {

@@ -11,8 +11,10 @@
 #ifndef WSSTEP_PLUGIN_PROCESS_LISTEN_H_
 #define WSSTEP_PLUGIN_PROCESS_LISTEN_H_
 
+#include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 
@@ -65,6 +67,14 @@ Status PrepareUnixSocketPath(const std::string& path);
 // Creates a fresh directory "<base>/wsstep-XXXXXX" (mode 0700) and returns its path.
 // base "" means $TMPDIR, else /tmp.
 Result<std::string> MakePrivateTempDir(const std::string& base);
+
+// Removes the directories MakePrivateTempDir(base) made for plugins that are gone (a
+// plugin killed with SIGKILL cannot remove its own): "<base>/wsstep-XXXXXX" owned by this
+// user, holding nothing but sockets nobody listens on (connect is refused), or nothing
+// at all. Anything else is left alone, and so is anything changed in the last
+// kStaleAfter (a plugin starting right now). Returns the directories removed.
+inline constexpr std::chrono::seconds kStaleAfter{5};
+std::vector<std::string> SweepStaleSocketDirs(const std::string& base);
 
 // Removes a socket file and, when `remove_dir`, its (then empty) directory. Best effort.
 void RemoveUnixSocket(const std::string& path, bool remove_dir);

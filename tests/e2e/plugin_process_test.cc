@@ -5,14 +5,18 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -271,6 +275,121 @@ TEST(PluginProcessTest, SigintIsIgnoredInPluginModeLikeGoPlugin) {
   EXPECT_TRUE(Check(p->channel(), "", &resp).ok());
   p->CloseStdin();
   EXPECT_EQ(p->Wait(kExitTimeout), 0);
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// go-plugin passes the host's own stdin through; a host run as `: | host` gives the plugin
+// a stdin already at end-of-file. Unless the host asks (WSSTEP_PLUGIN_WATCH_STDIN=true),
+// that is not a reason to stop.
+TEST(PluginProcessTest, StdinAtEndOfFileDoesNotStopAPluginLaunchedLikeGoPlugin) {
+  LaunchOptions o = Options();
+  o.stderr_path = Work().Path("stdin-eof.log");
+  o.env.push_back({"WSSTEP_PLUGIN_WATCH_STDIN", ""});  // what go-plugin sets: nothing
+  auto p = LaunchOrDie(o);
+  ASSERT_TRUE(p);
+  p->CloseStdin();
+  ASSERT_TRUE(testing::WaitUntil("the plugin logs that it serves", [&] {
+    return ReadText(o.stderr_path).find("\"serving\"") != std::string::npos;
+  }));
+  const std::string log = ReadText(o.stderr_path);
+  EXPECT_THAT(log, HasSubstr("\"stops_on_stdin_eof\":false"));
+  EXPECT_THAT(log, HasSubstr("\"stops_with_parent\":true"));
+  // The process, not the thread that forked it (PR_SET_PDEATHSIG's catch): Debian 12's
+  // kernel has pidfd_open.
+  EXPECT_THAT(log, HasSubstr("\"parent_watch\":\"pidfd\""));
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(Check(p->channel(), "", &resp).ok()) << "stdin EOF stopped the plugin";
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  p->Signal(SIGTERM);
+  EXPECT_EQ(p->Wait(kExitTimeout), 0);
+  EXPECT_THAT(ReadText(o.stderr_path), HasSubstr("\"reason\":\"SIGTERM\""));
+}
+
+// A host killed with SIGKILL (go-plugin's own host crashing, or `kill -9`): its plugin
+// must not stay behind serving with parent 1. The host here is a shell that starts the
+// plugin in the background, as go-plugin's exec does, and is then killed.
+TEST(PluginProcessTest, AHostKilledWithSigkillTakesItsPluginWithItAndNoSocketStays) {
+  // Orphans become children of this test process, so the plugin's exit can be reaped.
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  const std::string sockets = Work().Path("orphan-sockets");
+  ASSERT_EQ(::mkdir(sockets.c_str(), 0700), 0);
+  const std::string handshake = Work().Path("orphan-handshake.txt");
+  const std::string pid_file = Work().Path("orphan-pid.txt");
+  const std::string log = Work().Path("orphan.log");
+  LaunchOptions host = Options();
+  host.binary = "/bin/sh";
+  host.args = {"-c", "\"$0\" >\"$1\" 2>>\"$2\" & echo $! >\"$3\"; wait", WSSTEP_BINARY,
+               handshake, log, pid_file};
+  host.env.push_back({"PLUGIN_UNIX_SOCKET_DIR", sockets});
+  host.env.push_back({"WSSTEP_PLUGIN_WATCH_STDIN", ""});
+  auto sh = PluginProcess::Spawn(host);
+  ASSERT_TRUE(sh.ok()) << sh.error().ToString();
+  ASSERT_TRUE(testing::WaitUntil("the plugin prints its handshake line", [&] {
+    return ReadText(handshake).find('\n') != std::string::npos && !ReadText(pid_file).empty();
+  }));
+  const pid_t plugin = static_cast<pid_t>(std::stol(ReadText(pid_file)));
+  auto line = ParseHandshakeLine(ReadText(handshake));
+  ASSERT_TRUE(line.ok()) << line.error().ToString();
+  struct stat st{};
+  ASSERT_EQ(::stat(line->address.c_str(), &st), 0) << "no socket at " << line->address;
+
+  (*sh)->Signal(SIGKILL);
+  EXPECT_EQ((*sh)->Wait(kExitTimeout), 128 + SIGKILL);
+  int status = -1;
+  const bool exited = testing::WaitUntil("the orphaned plugin exits", [&] {
+    return ::waitpid(plugin, &status, WNOHANG) == plugin;
+  });
+  if (!exited) {  // never leave it running
+    ::kill(plugin, SIGKILL);
+    ::waitpid(plugin, &status, 0);
+  }
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  ASSERT_TRUE(exited) << "the plugin outlived its host";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  EXPECT_THAT(ReadText(log), HasSubstr("\"reason\":\"parent exited\""));
+  EXPECT_NE(::stat(line->address.c_str(), &st), 0) << "socket left behind";
+  EXPECT_TRUE(std::filesystem::is_empty(sockets)) << "socket directory left behind";
+}
+
+// What a SIGKILLed plugin leaves (its socket directory) is removed by the next one.
+TEST(PluginProcessTest, ASocketDirectoryLeftByAKilledPluginIsRemovedByTheNextOne) {
+  const std::string sockets = Work().Path("sweep-sockets");
+  ASSERT_EQ(::mkdir(sockets.c_str(), 0700), 0);
+  LaunchOptions o = Options();
+  o.env.push_back({"PLUGIN_UNIX_SOCKET_DIR", sockets});
+  o.stderr_path = Work().Path("sweep.log");
+  std::string left;
+  {
+    auto first = LaunchOrDie(o);
+    ASSERT_TRUE(first);
+    left = first->handshake().address;
+    first->Signal(SIGKILL);
+    EXPECT_EQ(first->Wait(kExitTimeout), 128 + SIGKILL);
+  }
+  const std::string left_dir = left.substr(0, left.rfind('/'));
+  struct stat st{};
+  ASSERT_EQ(::stat(left.c_str(), &st), 0) << "SIGKILL left nothing to sweep";
+  // Killed a while ago: the sweep leaves directories changed in the last seconds alone.
+  timespec old[2];
+  ::clock_gettime(CLOCK_REALTIME, &old[0]);
+  old[0].tv_sec -= 60;
+  old[1] = old[0];
+  ASSERT_EQ(::utimensat(AT_FDCWD, left.c_str(), old, AT_SYMLINK_NOFOLLOW), 0);
+  ASSERT_EQ(::utimensat(AT_FDCWD, left_dir.c_str(), old, AT_SYMLINK_NOFOLLOW), 0);
+
+  auto second = LaunchOrDie(o);
+  ASSERT_TRUE(second);
+  EXPECT_NE(::stat(left_dir.c_str(), &st), 0) << left_dir << " is still there";
+  EXPECT_THAT(ReadText(o.stderr_path), HasSubstr(left_dir));
+  second->Signal(SIGTERM);
+  EXPECT_EQ(second->Wait(kExitTimeout), 0);
+  EXPECT_TRUE(std::filesystem::is_empty(sockets));
 }
 
 TEST(PluginProcessTest, GoPluginControllerShutdownExitsZero) {

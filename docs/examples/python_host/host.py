@@ -190,8 +190,10 @@ def main():
             cert_pem, key_pem = make_client_certificate()
             env["PLUGIN_CLIENT_CERT"] = cert_pem.decode()
 
-        # stdin is a pipe we own: closing it tells the plugin to stop. stderr carries
-        # the plugin's JSON log lines; a real host would forward them to its own log.
+        # stdin is a pipe we own, so we ask the plugin to stop when it is closed
+        # (WSSTEP_PLUGIN_WATCH_STDIN). stderr carries the plugin's JSON log lines; a real
+        # host would forward them to its own log.
+        env["WSSTEP_PLUGIN_WATCH_STDIN"] = "true"
         proc = subprocess.Popen([args.plugin], env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=sys.stderr)
         line = read_handshake_line(proc, timeout=30)
