@@ -1,9 +1,11 @@
 #include "rest/engine.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <signal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -76,6 +78,25 @@ bool IsCredentialHeader(std::string_view name, const Auth& auth) {
     return key->location == ApiKeyLocation::kHeader && EqualsIgnoreCase(name, key->name);
   }
   return false;
+}
+
+// A DNS name, or an IPv4 address written the one usual way. A name whose last label is
+// a number ("1", "10.1", "0x7f.1", "010.0.0.1") is an IPv4 address to URL parsers in
+// another spelling: the connection would go to, and verify, an address the designer
+// never wrote ("1" is 0.0.0.1).
+bool IsServerName(std::string_view name) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  const size_t dot = name.rfind('.');
+  std::string_view last = dot == std::string_view::npos ? name : name.substr(dot + 1);
+  const bool hex = last.size() > 2 && (last.starts_with("0x") || last.starts_with("0X"));
+  if (hex) last.remove_prefix(2);
+  const bool numeric =
+      !last.empty() && std::all_of(last.begin(), last.end(), [hex](unsigned char c) {
+        return hex ? std::isxdigit(c) != 0 : std::isdigit(c) != 0;
+      });
+  if (!numeric) return true;
+  in_addr addr{};
+  return !hex && ::inet_pton(AF_INET, std::string(name).c_str(), &addr) == 1;
 }
 
 struct Job {
@@ -253,7 +274,7 @@ Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
     WSSTEP_RETURN_IF_ERROR(NormalizePin(tls.pinned_public_key).status());
   }
   if (!tls.tls_server_name.empty()) {
-    bool ok = tls.tls_server_name.size() < 254;
+    bool ok = tls.tls_server_name.size() < 254 && IsServerName(tls.tls_server_name);
     for (char c : tls.tls_server_name) {
       ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.');
     }

@@ -246,6 +246,28 @@ TEST(EngineTest, VerificationOffWarnsAndIsRefusedInProduction) {
   EXPECT_TRUE(custom.Validate(bank).ok());
 }
 
+// Found by fuzz_rest_step: "1" passed as a DNS name, then reached the wire as 0.0.0.1.
+TEST(EngineTest, TlsServerNameIsADnsNameOrAnIpv4AddressWrittenTheUsualWay) {
+  RestEngine engine;
+  auto with_name = [](std::string name) {
+    RestStep step = Get("https://[2001:db8::1]:9443/v2/items/7");
+    step.tls.tls_server_name = std::move(name);
+    return step;
+  };
+  for (const char* ok : {"api.example.com", "api.example.com.", "a-1.example", "10.0.0.1",
+                         "1a", "example.0x", "192.0.2.7"}) {
+    EXPECT_TRUE(engine.Validate(with_name(ok)).ok()) << ok;
+  }
+  for (const char* bad : {"1", "10.1", "0x7f.1", "a.0x1f", "010.0.0.1", "1.2.3.4.5", "host.123",
+                          "256.0.0.1"}) {
+    Status st = engine.Validate(with_name(bad));
+    EXPECT_EQ(st.code(), Code::kInvalidStepConfig) << bad;
+    if (!st.ok()) {
+      EXPECT_EQ(st.error().detail.at("field"), "tls.tls_server_name") << bad;
+    }
+  }
+}
+
 TEST(EngineTest, AuthSchemes) {
   auto server = Serve(ServerConfig("localhost", ClientAuth::kNone));
   RestEngine engine;
