@@ -27,7 +27,7 @@ TEST(HandshakeTest, ParsesWhatItFormatsAndRejectsLogLines) {
   EXPECT_EQ(p->address, "127.0.0.1:4321");
   EXPECT_EQ(p->protocol, "grpc");
   EXPECT_EQ(p->server_cert_der, std::string("\x30\x82\x01\x0a\xff", 5));
-  EXPECT_FALSE(ParseHandshakeLine(R"({"level":"info","msg":"serving"})").ok());
+  EXPECT_FALSE(ParseHandshakeLine(R"({"@level":"info","@message":"serving"})").ok());
   EXPECT_FALSE(ParseHandshakeLine("x|1|unix|/s|grpc").ok());
   EXPECT_FALSE(ParseHandshakeLine("1|1|pipe|/s|grpc").ok());
 }

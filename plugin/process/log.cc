@@ -18,18 +18,21 @@
 namespace wsstep::plugin {
 namespace {
 
-std::string NowRfc3339Millis() {
+// hclog's JSON time layout, "2006-01-02T15:04:05.000000Z07:00" in Go's notation: go-plugin
+// parses @timestamp with exactly this layout (six fraction digits, Z for UTC) and drops
+// a line whose timestamp does not match.
+std::string NowHclogTimestamp() {
   const auto now = std::chrono::system_clock::now();
   const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now - secs).count();
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(now - secs).count();
   const std::time_t t = std::chrono::system_clock::to_time_t(secs);
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis));
+                static_cast<int>(micros));
   return buf;
 }
 
@@ -219,11 +222,11 @@ void LineFields::Add(std::string_view key, int64_t value) {
 std::string Logger::Frame(LogLevel level, std::string_view msg) const {
   std::string text;
   text.reserve(256);
-  text += "{\"time\":\"";
-  text += NowRfc3339Millis();
-  text += "\",\"level\":\"";
+  text += "{\"@timestamp\":\"";
+  text += NowHclogTimestamp();
+  text += "\",\"@level\":\"";
   text += LogLevelName(level);
-  text += "\",\"msg\":";
+  text += "\",\"@message\":";
   AppendJsonString(msg, text);
   return text;
 }
@@ -248,7 +251,8 @@ void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields
   };
   std::string text = Frame(level, msg);
   if (fields.is_object() && !fields.empty()) {
-    if (!fields.contains("time") && !fields.contains("level") && !fields.contains("msg")) {
+    if (!fields.contains("@timestamp") && !fields.contains("@level") &&
+        !fields.contains("@message")) {
       // "{...}" with its opening brace replaced by the separator; its closing brace
       // closes the line.
       const size_t at = text.size();
@@ -258,7 +262,7 @@ void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields
       return;
     }
     for (const auto& [k, v] : fields.items()) {
-      if (k == "time" || k == "level" || k == "msg") continue;  // never shadow the frame
+      if (k == "@timestamp" || k == "@level" || k == "@message") continue;  // the frame's
       text += ',';
       dump(LogFields(k), text);
       text += ':';

@@ -5,8 +5,10 @@
 //   Log().Warn("verification disabled", Redact(fields));   // masks password/token/... keys
 //   Log().Debug("request", {{"request", RedactedJson(request)}});  // clears secret fields
 //
-// A line looks like
-//   {"time":"2026-11-23T13:53:24.123Z","level":"info","msg":"step finished","step_id":"s1"}
+// A line has hclog's JSON shape, so a go-plugin host logs it at its own level with its
+// fields (anything else it relays verbatim at DEBUG, which a host at INFO never shows):
+//   {"@timestamp":"2026-11-23T13:53:24.123456Z","@level":"info","@message":"step finished",
+//    "step_id":"s1"}
 // Every line is written with one write(2), so lines from concurrent threads never mix.
 //
 // Redaction is a safety net, not the mechanism: secrets live in SecretBytes and the
@@ -75,8 +77,8 @@ class Logger {
   void SetSink(Sink sink);
 
   // Writes one line if `level` is enabled. `fields` must be a JSON object (or null); its
-  // keys follow "time", "level" and "msg". Values are written as given: redact first
-  // when they may hold request data.
+  // keys follow "@timestamp", "@level" and "@message". Values are written as given:
+  // redact first when they may hold request data.
   void Write(LogLevel level, std::string_view msg, const LogFields& fields = nullptr);
   // The same line from fields already serialized (LineFields): the per-step path.
   void Write(LogLevel level, std::string_view msg, const LineFields& fields);
@@ -95,7 +97,8 @@ class Logger {
 
  private:
   void WriteLine(const std::string& text);  // to the sink, under the lock
-  std::string Frame(LogLevel level, std::string_view msg) const;  // {"time":..,"msg":..
+  // {"@timestamp":..,"@level":..,"@message":..
+  std::string Frame(LogLevel level, std::string_view msg) const;
 
   LogLevel level_ = LogLevel::kInfo;
   mutable std::mutex mu_;

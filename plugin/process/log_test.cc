@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 
 #include "wsstep/v1/certificate_service.pb.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
@@ -19,16 +20,18 @@ TEST(LogTest, LinesAreOneJsonObjectWithTheFrameFirst) {
   Logger logger;
   std::vector<std::string> lines;
   logger.SetSink([&](std::string_view l) { lines.emplace_back(l); });
-  logger.Info("step finished", {{"step_id", "s-1"}, {"http_status", 200}, {"msg", "spoof"}});
+  logger.Info("step finished",
+              {{"step_id", "s-1"}, {"http_status", 200}, {"@message", "spoof"}, {"msg", "kept"}});
   logger.Debug("hidden at info");
   ASSERT_EQ(lines.size(), 1u);
   const auto j = nlohmann::ordered_json::parse(lines[0]);
   auto it = j.begin();
-  EXPECT_EQ(it.key(), "time");
-  EXPECT_EQ((++it).key(), "level");
-  EXPECT_EQ((++it).key(), "msg");
-  EXPECT_EQ(j["level"], "info");
-  EXPECT_EQ(j["msg"], "step finished");  // a field cannot overwrite the frame
+  EXPECT_EQ(it.key(), "@timestamp");
+  EXPECT_EQ((++it).key(), "@level");
+  EXPECT_EQ((++it).key(), "@message");
+  EXPECT_EQ(j["@level"], "info");
+  EXPECT_EQ(j["@message"], "step finished");  // a field cannot overwrite the frame
+  EXPECT_EQ(j["msg"], "kept");                // an ordinary field by that name is a field
   EXPECT_EQ(j["step_id"], "s-1");
   EXPECT_EQ(j["http_status"], 200);
   EXPECT_EQ(lines[0].find('\n'), std::string::npos);
@@ -42,12 +45,13 @@ TEST(LogTest, FieldsFollowTheFrameExactlyWithInvalidUtf8Replaced) {
   logger.Warn("no fields", LogFields::object());
   logger.Error("null fields");
   ASSERT_EQ(lines.size(), 3u);
-  // After "{"time":"2026-...Z"," comes the rest, byte for byte.
-  auto rest = [](const std::string& line) { return line.substr(line.find("\"level\"")); };
-  EXPECT_EQ(rest(lines[0]),
-            "\"level\":\"info\",\"msg\":\"m\",\"a\":\"x\xef\xbf\xbd\",\"n\":{\"k\":1},\"b\":true}");
-  EXPECT_EQ(rest(lines[1]), "\"level\":\"warn\",\"msg\":\"no fields\"}");
-  EXPECT_EQ(rest(lines[2]), "\"level\":\"error\",\"msg\":\"null fields\"}");
+  // After "{"@timestamp":"2026-...Z"," comes the rest, byte for byte.
+  auto rest = [](const std::string& line) { return line.substr(line.find("\"@level\"")); };
+  EXPECT_EQ(
+      rest(lines[0]),
+      "\"@level\":\"info\",\"@message\":\"m\",\"a\":\"x\xef\xbf\xbd\",\"n\":{\"k\":1},\"b\":true}");
+  EXPECT_EQ(rest(lines[1]), "\"@level\":\"warn\",\"@message\":\"no fields\"}");
+  EXPECT_EQ(rest(lines[2]), "\"@level\":\"error\",\"@message\":\"null fields\"}");
   for (const auto& line : lines) EXPECT_TRUE(nlohmann::ordered_json::accept(line)) << line;
 }
 
@@ -95,16 +99,30 @@ TEST(LogTest, LineFieldsFollowTheFrameExactly) {
   logger.Write(LogLevel::kWarn, "no fields", LineFields());
   logger.Write(LogLevel::kDebug, "hidden at info", f);
   ASSERT_EQ(lines.size(), 2u);
-  auto rest = [](const std::string& line) { return line.substr(line.find("\"level\"")); };
-  EXPECT_EQ(
-      rest(lines[0]),
-      "\"level\":\"info\",\"msg\":\"step finished\",\"method\":\"/wsstep.v1.StepPluginService/"
-      "ExecuteRestStep\",\"step_id\":\"s\\\"1\",\"http_status\":200,\"duration_ms\":-3}");
-  EXPECT_EQ(rest(lines[1]), "\"level\":\"warn\",\"msg\":\"no fields\"}");
+  auto rest = [](const std::string& line) { return line.substr(line.find("\"@level\"")); };
+  EXPECT_EQ(rest(lines[0]),
+            "\"@level\":\"info\",\"@message\":\"step "
+            "finished\",\"method\":\"/wsstep.v1.StepPluginService/"
+            "ExecuteRestStep\",\"step_id\":\"s\\\"1\",\"http_status\":200,\"duration_ms\":-3}");
+  EXPECT_EQ(rest(lines[1]), "\"@level\":\"warn\",\"@message\":\"no fields\"}");
   for (const auto& line : lines) {
     ASSERT_TRUE(nlohmann::ordered_json::accept(line)) << line;
-    EXPECT_EQ(line.rfind("{\"time\":\"", 0), 0u) << line;
+    EXPECT_EQ(line.rfind("{\"@timestamp\":\"", 0), 0u) << line;
   }
+}
+
+// go-plugin (log_entry.go) parses @timestamp with Go's layout
+// "2006-01-02T15:04:05.000000Z07:00" and, when it does not match, relays the raw line
+// at DEBUG. Six fraction digits and Z, nothing else.
+TEST(LogTest, TimestampHasHclogsLayoutExactly) {
+  Logger logger;
+  std::vector<std::string> lines;
+  logger.SetSink([&](std::string_view l) { lines.emplace_back(l); });
+  logger.Error("e");
+  ASSERT_EQ(lines.size(), 1u);
+  const std::string ts = nlohmann::json::parse(lines[0])["@timestamp"];
+  EXPECT_TRUE(std::regex_match(ts, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"))) << ts;
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["@level"], "error");
 }
 
 TEST(LogTest, RedactMasksSecretKeysAndSecretHeaders) {

@@ -367,7 +367,7 @@ TEST_F(ServiceTest, DrainLetsARunningStepFinishAndRefusesNewOnes) {
   std::promise<void> draining;
   std::atomic<bool> draining_seen{false};
   Log().SetSink([&](std::string_view line) {
-    if (line.find("\"msg\":\"draining in-flight calls\"") != std::string_view::npos &&
+    if (line.find("\"@message\":\"draining in-flight calls\"") != std::string_view::npos &&
         !draining_seen.exchange(true)) {
       draining.set_value();
     }

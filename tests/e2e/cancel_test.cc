@@ -53,9 +53,9 @@ SlotLines LoggedSlots(const std::string& log, const std::function<bool(const std
     if (end == std::string::npos) end = log.size();
     const std::string_view line(log.data() + line_start, end - line_start);
     line_start = end + 1;
-    const bool started = line.find("\"msg\":\"step started\"") != std::string_view::npos;
-    const bool ended = line.find("\"msg\":\"step finished\"") != std::string_view::npos ||
-                       line.find("\"msg\":\"step refused\"") != std::string_view::npos;
+    const bool started = line.find("\"@message\":\"step started\"") != std::string_view::npos;
+    const bool ended = line.find("\"@message\":\"step finished\"") != std::string_view::npos ||
+                       line.find("\"@message\":\"step refused\"") != std::string_view::npos;
     if (!started && !ended) continue;
     constexpr std::string_view kKey = "\"step_id\":\"";
     const size_t at = line.find(kKey);

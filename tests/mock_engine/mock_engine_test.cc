@@ -566,7 +566,7 @@ TEST_F(MockEngineTest, SigtermDrainsAnInFlightSlowStepThenExitsZero) {
   // a server that gave running calls only gRPC's last 100 ms would cancel it. The hold is
   // the origin's behaviour, not a wait for anything.
   EXPECT_TRUE(testing::WaitUntil("the plugin logs that it drains its in-flight calls", [&] {
-    return engine_.StderrText().find("\"msg\":\"draining in-flight calls\"") != std::string::npos;
+    return engine_.StderrText().find("\"@message\":\"draining in-flight calls\"") != std::string::npos;
   }));
   slow.ReleaseAfter(std::chrono::seconds(1));
   const auto r = in_flight.get();
