@@ -8,10 +8,12 @@
 #include <grpcpp/support/server_interceptor.h>
 #include <sys/stat.h>
 
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "goplugin/grpc_controller.grpc.pb.h"
+#include "goplugin/grpc_stdio.grpc.pb.h"
 #include "plugin/server/certificate_service.h"
 #include "plugin/process/handshake.h"
 #include "plugin/server/health_service.h"
@@ -36,6 +38,38 @@ class ControllerService final : public ::plugin::GRPCController::Service {
 
  private:
   std::function<void(std::string)> on_shutdown_;
+};
+
+// go-plugin's stdio stream. Newer go-plugin hosts open it when they connect and warn when
+// it is missing. Our stdout carries only the handshake line and the log goes to stderr,
+// which the host reads from the process itself: the stream is held open without data
+// until the host cancels it or the plugin stops, then ends OK.
+class StdioService final : public ::plugin::GRPCStdio::Service {
+ public:
+  grpc::Status StreamStdio(grpc::ServerContext* context, const google::protobuf::Empty*,
+                           grpc::ServerWriter<::plugin::StdioData>* writer) override {
+    writer->SendInitialMetadata();  // the host sees the stream accepted at once
+    std::unique_lock<std::mutex> lock(mu_);
+    // A cancelled call has no event that wakes this thread: look every 100 ms.
+    while (!stopping_ && !context->IsCancelled()) {
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+    return grpc::Status::OK;
+  }
+
+  // Ends every open stream (OK); a stream opened after this ends at once.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
 };
 
 // gRPC answers a request protobuf cannot parse (a string field that is not UTF-8, messages
@@ -106,6 +140,7 @@ struct PluginServer::Services {
   HealthService health;
   std::unique_ptr<CertificateServiceImpl> certificates;
   std::unique_ptr<ControllerService> controller;
+  StdioService stdio;
 };
 
 Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options) {
@@ -137,6 +172,7 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Start(ServerOptions options)
   builder.RegisterService(self->step_service_.get());
   builder.RegisterService(s.certificates.get());
   builder.RegisterService(s.controller.get());
+  builder.RegisterService(&s.stdio);
   builder.RegisterService(&s.health);
   std::unique_ptr<grpc::ServerCompletionQueue> step_queue = builder.AddCompletionQueue();
   self->server_ = builder.BuildAndStart();
@@ -190,6 +226,7 @@ void PluginServer::Shutdown(std::chrono::milliseconds grace) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   // Whatever is left (event streams, calls past the grace period) is cancelled now.
+  services_->stdio.Stop();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   server_->Wait();
   step_service_->StopServing();

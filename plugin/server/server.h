@@ -1,6 +1,6 @@
 // The plugin's gRPC server: StepPluginService, CertificateService, go-plugin's
-// GRPCController, the standard health service (SERVING for "" and "plugin") and server
-// reflection, on one listening address. No service uses gRPC's callback API: its
+// GRPCController and GRPCStdio, the standard health service (SERVING for "" and
+// "plugin") and server reflection, on one listening address. No service uses gRPC's callback API: its
 // threads would poll the plugin's sockets too and add thread switches to every step
 // (plugin/server/step_service.h).
 //

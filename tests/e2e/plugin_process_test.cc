@@ -22,6 +22,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "goplugin/grpc_controller.grpc.pb.h"
+#include "goplugin/grpc_stdio.grpc.pb.h"
 #include "plugin/process/automtls.h"
 #include "plugin/process/handshake.h"
 #include "plugin/cli/host_launcher.h"
@@ -158,6 +159,7 @@ TEST(PluginProcessTest, HandshakeOnUnixSocketHealthReflectionAndInfo) {
   EXPECT_THAT(services, Contains("wsstep.v1.StepPluginService"));
   EXPECT_THAT(services, Contains("wsstep.v1.CertificateService"));
   EXPECT_THAT(services, Contains("plugin.GRPCController"));
+  EXPECT_THAT(services, Contains("plugin.GRPCStdio"));
 
   auto stub = v1::StepPluginService::NewStub(p->channel());
   grpc::ClientContext ctx;
@@ -390,6 +392,28 @@ TEST(PluginProcessTest, ASocketDirectoryLeftByAKilledPluginIsRemovedByTheNextOne
   second->Signal(SIGTERM);
   EXPECT_EQ(second->Wait(kExitTimeout), 0);
   EXPECT_TRUE(std::filesystem::is_empty(sockets));
+}
+
+// Newer go-plugin hosts open GRPCStdio.StreamStdio when they connect (and warn when it
+// is UNIMPLEMENTED). The stream carries nothing (stdout holds only the handshake, the log
+// is on stderr) and ends OK when the plugin stops, without holding up the stop.
+TEST(PluginProcessTest, GoPluginStdioStreamStaysOpenAndEndsOkWhenThePluginStops) {
+  auto p = LaunchOrDie(Options());
+  ASSERT_TRUE(p);
+  auto stdio = ::plugin::GRPCStdio::NewStub(p->channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  google::protobuf::Empty empty;
+  auto reader = stdio->StreamStdio(&ctx, empty);
+  reader->WaitForInitialMetadata();  // the plugin sends it when the stream is open
+  p->Signal(SIGTERM);
+  ::plugin::StdioData data;
+  int messages = 0;
+  while (reader->Read(&data)) ++messages;
+  const grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  EXPECT_EQ(messages, 0);
+  EXPECT_EQ(p->Wait(kExitTimeout), 0);
 }
 
 TEST(PluginProcessTest, GoPluginControllerShutdownExitsZero) {
