@@ -1,5 +1,7 @@
 #include "plugin/adapters/rest_runner.h"
 
+#include <algorithm>
+
 #include "plugin/adapters/proto_convert.h"
 #include "plugin/server/status_map.h"
 #include "plugin/adapters/step_convert.h"
@@ -63,6 +65,7 @@ class Transfers {
   Transfers(std::shared_ptr<core::CertificateStore> store, const TransferOptions& options)
       : store_(std::move(store)) {
     limits_.max_body_bytes = options.max_body_bytes;
+    propagate_trace_ = options.propagate_trace_context;
     rest::EngineOptions eo;
     eo.workers = options.workers;
     eo.max_queue = options.max_queue;
@@ -80,6 +83,22 @@ class Transfers {
   void Shutdown() { engine_->Shutdown(); }
 
   const StepLimits& limits() const { return limits_; }
+
+  // With propagation on and a traceparent on the call: the step's requests carry a child
+  // traceparent (this call's span) and the host's tracestate. A header of that name the
+  // designer set wins.
+  void AddTraceHeaders(const CallContext& call, std::vector<rest::Header>& headers) const {
+    if (!propagate_trace_ || !call.trace.valid()) return;
+    auto has = [&headers](std::string_view name) {
+      return std::any_of(headers.begin(), headers.end(),
+                         [name](const rest::Header& h) { return rest::EqualsIgnoreCase(h.name, name); });
+    };
+    if (has("traceparent")) return;
+    headers.push_back({"traceparent", call.trace.ChildTraceparent()});
+    if (!call.trace.state.empty() && !has("tracestate")) {
+      headers.push_back({"tracestate", call.trace.state});
+    }
+  }
   rest::RestEngine& engine() { return *engine_; }
   soap::SoapClient& soap() { return *soap_; }
   core::CertificateStore& store() { return *store_; }
@@ -130,6 +149,7 @@ class Transfers {
  private:
   std::shared_ptr<core::CertificateStore> store_;
   StepLimits limits_;
+  bool propagate_trace_ = false;
   std::unique_ptr<rest::RestEngine> engine_;
   std::unique_ptr<soap::SoapClient> soap_;
 };
@@ -206,6 +226,7 @@ class RestRunner final : public RestStepRunner {
     }
     step->step_id = call.step_id;
     step->workflow_id = call.workflow_id;
+    t_->AddTraceHeaders(call, step->headers);
     // Checked and parsed once: resolution and the engine read the same parts.
     auto prepared = t_->engine().Prepare(std::move(step).value());
     if (!prepared.ok()) {
@@ -292,6 +313,7 @@ class SoapRunner final : public SoapStepRunner {
     }
     transport->step_id = call.step_id;
     transport->workflow_id = call.workflow_id;
+    t_->AddTraceHeaders(call, transport->headers);
     // The envelope is built and the endpoint parsed once, before the store is asked.
     auto prepared = t_->soap().Prepare(*s, std::move(transport).value());
     if (!prepared.ok()) {

@@ -55,6 +55,8 @@ struct TransferOptions {
   size_t max_queue = rest::kDefaultMaxQueue;
   // EngineOptions::spin_wait
   std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
+  // Config::propagate_trace_context
+  bool propagate_trace_context = false;
 };
 
 class Transfers;  // the engine and the SOAP client

@@ -14,6 +14,7 @@ TransferOptions TransferOptionsFor(const Config& config) {
                                      config.protected_environments.end()};
   transfer.max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes);
   transfer.spin_wait = config.spin_wait;
+  transfer.propagate_trace_context = config.propagate_trace_context;
   // Every step the plugin admits fits in the queue even when no worker is free; with the
   // fixed 1,024 of old, a max_in_flight_steps above workers + 1,024 made the engine
   // refuse first, with a different message than the plugin's UNAVAILABLE.

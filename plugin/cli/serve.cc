@@ -240,11 +240,11 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
   struct ServeFlags {
     std::string listen, master_key_file, log_level, shutdown_grace;
     std::vector<std::string> protected_envs;
-    bool allow_remote = false, print_config = false;
+    bool allow_remote = false, print_config = false, propagate_trace = false;
     int max_in_flight = 0;
     int64_t max_message = 0, max_body = 0;
     CLI::Option *listen_opt, *remote_opt, *key_file_opt, *envs_opt, *in_flight_opt, *message_opt,
-        *body_opt, *grace_opt, *level_opt;
+        *body_opt, *grace_opt, *level_opt, *trace_opt;
   };
   auto f = std::make_shared<ServeFlags>();
   auto* serve = app.add_subcommand("serve", "run the plugin server (go-plugin aware)");
@@ -261,6 +261,8 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
   f->body_opt = serve->add_option("--max-body-bytes", f->max_body, "step body limit");
   f->grace_opt = serve->add_option("--shutdown-grace", f->shutdown_grace, "drain time, e.g. 10s");
   f->level_opt = serve->add_option("--log-level", f->log_level, "debug, info, warn, error");
+  f->trace_opt = serve->add_flag("--propagate-trace-context", f->propagate_trace,
+                                 "send a child W3C traceparent on outbound requests");
   serve->add_flag("--print-config", f->print_config,
                   "print the effective configuration and exit");
 
@@ -283,6 +285,7 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
     if (f->message_opt->count()) flags.max_message_bytes = f->max_message;
     if (f->body_opt->count()) flags.max_body_bytes = f->max_body;
     if (f->level_opt->count()) flags.log_level = f->log_level;
+    if (f->trace_opt->count()) flags.propagate_trace_context = f->propagate_trace;
     if (f->grace_opt->count()) {
       auto grace = ParseDuration(f->shutdown_grace, "--shutdown-grace");
       if (!grace.ok()) {

@@ -72,6 +72,7 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.shutdown_grace, upper.shutdown_grace);
   take(lower.log_level, upper.log_level);
   take(lower.spin_wait_us, upper.spin_wait_us);
+  take(lower.propagate_trace_context, upper.propagate_trace_context);
 }
 
 }  // namespace
@@ -91,6 +92,7 @@ LogFields Config::Describe() const {
   j["shutdown_grace_ms"] = shutdown_grace.count();
   j["log_level"] = LogLevelName(log_level);
   j["spin_wait_us"] = spin_wait.count();
+  j["propagate_trace_context"] = propagate_trace_context;
   return j;
 }
 
@@ -140,6 +142,10 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
   str("WSSTEP_LOG_LEVEL", l.log_level);
   if (auto v = env("WSSTEP_ALLOW_REMOTE"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.allow_remote, ParseBool(*v, "WSSTEP_ALLOW_REMOTE"));
+  }
+  if (auto v = env("WSSTEP_PROPAGATE_TRACE_CONTEXT"); v && !v->empty()) {
+    WSSTEP_ASSIGN_OR_RETURN(l.propagate_trace_context,
+                            ParseBool(*v, "WSSTEP_PROPAGATE_TRACE_CONTEXT"));
   }
   // Set but empty is meaningful here: protect no environment.
   if (auto v = env("WSSTEP_PROTECTED_ENVIRONMENTS")) l.protected_environments = SplitList(*v);
@@ -193,6 +199,9 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
     } else if (key == "allow_remote") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::boolean));
       l.allow_remote = v.get<bool>();
+    } else if (key == "propagate_trace_context") {
+      WSSTEP_RETURN_IF_ERROR(want(v, key, T::boolean));
+      l.propagate_trace_context = v.get<bool>();
     } else if (key == "protected_environments") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::array));
       std::vector<std::string> envs;
@@ -272,6 +281,7 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   }
   c.listen = merged.listen.value_or(DefaultListenAddress(c.data_dir));
   c.allow_remote = merged.allow_remote.value_or(false);
+  c.propagate_trace_context = merged.propagate_trace_context.value_or(false);
   if (merged.protected_environments) c.protected_environments = *merged.protected_environments;
   if (merged.max_in_flight_steps) c.limits.max_in_flight_steps = *merged.max_in_flight_steps;
   if (merged.max_message_bytes) c.limits.max_message_bytes = *merged.max_message_bytes;

@@ -16,7 +16,8 @@
 //                "max_body_bytes": 8388608},
 //     "shutdown_grace": "10s",
 //     "log_level": "info",
-//     "spin_wait_us": 250
+//     "spin_wait_us": 250,
+//     "propagate_trace_context": false
 //   }
 // The master key itself is never read from the config file (it would sit beside the
 // data it protects): give a key file, or WSSTEP_MASTER_KEY (base64 of 32 bytes).
@@ -25,7 +26,8 @@
 // WSSTEP_LISTEN, WSSTEP_ALLOW_REMOTE (true/false), WSSTEP_PROTECTED_ENVIRONMENTS
 // (comma-separated; empty protects none), WSSTEP_MAX_IN_FLIGHT_STEPS,
 // WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_SHUTDOWN_GRACE ("10s", "500ms",
-// or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US.
+// or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US,
+// WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false).
 #ifndef WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 #define WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 
@@ -71,6 +73,10 @@ struct Config {
   // How long a thread with nothing else to do looks at its socket before it sleeps
   // (rest/spin_wait.h); 0: never spins. At most kMaxSpinWait.
   std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
+  // Send a child W3C traceparent (and the host's tracestate) on every outbound request of
+  // a step whose call carried a traceparent. Off by default: some APIs refuse unknown
+  // headers, and a trace id tells the partner which calls belong together.
+  bool propagate_trace_context = false;
 
   // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
   // startup log line); says whether a master key was given.
@@ -92,6 +98,7 @@ struct ConfigLayer {
   std::optional<std::chrono::milliseconds> shutdown_grace;
   std::optional<std::string> log_level;
   std::optional<int64_t> spin_wait_us;
+  std::optional<bool> propagate_trace_context;
 };
 
 // The largest spin_wait accepted: beyond it a spin would cost more than the sleep it saves.

@@ -3,7 +3,13 @@
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/time.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+
 namespace wsstep::plugin {
+
 std::string SanitizeClientValue(std::string_view value) {
   std::string out;
   out.reserve(std::min<size_t>(value.size(), 256));
@@ -25,6 +31,18 @@ std::string MetadataValue(const grpc::ServerContextBase& context, std::string_vi
   return SanitizeClientValue(std::string_view(it->second.data(), it->second.size()));
 }
 
+// tracestate is passed on whole or not at all: cutting it could split a vendor's entry.
+// At most 512 characters (W3C's limit for what a vendor must propagate), printable ASCII.
+std::string TracestateValue(const grpc::ServerContextBase& context) {
+  const auto& md = context.client_metadata();
+  auto it = md.find(grpc::string_ref(kTracestateMetadata.data(), kTracestateMetadata.size()));
+  if (it == md.end() || it->second.size() > 512) return "";
+  const std::string_view v(it->second.data(), it->second.size());
+  const bool printable =
+      std::all_of(v.begin(), v.end(), [](char ch) { return ch >= 0x20 && ch < 0x7f; });
+  return printable ? std::string(v) : "";
+}
+
 }  // namespace
 
 std::chrono::milliseconds CallContext::TimeLeft() const {
@@ -44,6 +62,11 @@ LogFields CallContext::Fields() const {
   if (!step_id.empty()) f["step_id"] = step_id;
   if (!workflow_id.empty()) f["workflow_id"] = workflow_id;
   if (!actor.empty()) f["actor"] = actor;
+  if (trace.valid()) {
+    f["trace_id"] = trace.trace_id;
+    f["span_id"] = trace.span_id;
+    f["parent_span_id"] = trace.parent_span_id;
+  }
   return f;
 }
 
@@ -52,6 +75,55 @@ void CallContext::AddFields(LineFields& f) const {
   if (!step_id.empty()) f.Add("step_id", step_id);
   if (!workflow_id.empty()) f.Add("workflow_id", workflow_id);
   if (!actor.empty()) f.Add("actor", actor);
+  if (trace.valid()) {
+    f.Add("trace_id", trace.trace_id);
+    f.Add("span_id", trace.span_id);
+    f.Add("parent_span_id", trace.parent_span_id);
+  }
+}
+
+namespace {
+
+bool IsLowerHex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
+}
+
+bool AllZeros(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) { return ch == '0'; });
+}
+
+}  // namespace
+
+TraceContext ParseTraceparent(std::string_view tp, std::string_view tracestate) {
+  // version "-" trace-id "-" parent-id "-" trace-flags: 2+1+32+1+16+1+2 = 55 characters;
+  // a later version may append "-..." fields, which are ignored.
+  TraceContext t;
+  if (tp.size() < 55 || (tp.size() > 55 && tp[55] != '-')) return t;
+  if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return t;
+  const std::string_view version = tp.substr(0, 2), trace_id = tp.substr(3, 32),
+                         parent = tp.substr(36, 16), flags = tp.substr(53, 2);
+  if (!IsLowerHex(version) || version == "ff" || (version == "00" && tp.size() != 55)) return t;
+  if (!IsLowerHex(trace_id) || !IsLowerHex(parent) || !IsLowerHex(flags)) return t;
+  if (AllZeros(trace_id) || AllZeros(parent)) return t;
+  t.trace_id = std::string(trace_id);
+  t.parent_span_id = std::string(parent);
+  t.flags = std::string(flags);
+  t.state = std::string(tracestate);
+  return t;
+}
+
+std::string NewSpanId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t id = 0;
+  while (id == 0) id = rng();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+std::string TraceContext::ChildTraceparent() const {
+  return "00-" + trace_id + "-" + span_id + "-" + flags;
 }
 
 CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_view method) {
@@ -60,6 +132,9 @@ CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_
   c.actor = MetadataValue(context, kActorMetadata);
   c.step_id = MetadataValue(context, kStepIdMetadata);
   c.workflow_id = MetadataValue(context, kWorkflowIdMetadata);
+  c.trace =
+      ParseTraceparent(MetadataValue(context, kTraceparentMetadata), TracestateValue(context));
+  if (c.trace.valid()) c.trace.span_id = NewSpanId();
   c.peer = context.peer();
   const auto deadline = context.deadline();
   // gRPC reports "no deadline" as a time far in the future.

@@ -26,6 +26,29 @@ namespace wsstep::plugin {
 inline constexpr std::string_view kActorMetadata = "x-wsstep-actor";
 inline constexpr std::string_view kStepIdMetadata = "x-wsstep-step-id";
 inline constexpr std::string_view kWorkflowIdMetadata = "x-wsstep-workflow-id";
+// W3C Trace Context (https://www.w3.org/TR/trace-context/), as OpenTelemetry's gRPC
+// instrumentation sends it.
+inline constexpr std::string_view kTraceparentMetadata = "traceparent";
+inline constexpr std::string_view kTracestateMetadata = "tracestate";
+
+// The host's trace, and this call's own span in it.
+struct TraceContext {
+  std::string trace_id;        // 32 lowercase hex digits; "" when the host sent none
+  std::string parent_span_id;  // the host's span: 16 hex digits
+  std::string span_id;         // ours, new for every call: 16 hex digits
+  std::string flags;           // 2 hex digits ("01": sampled)
+  std::string state;           // tracestate, passed on as received
+
+  bool valid() const { return !trace_id.empty(); }
+  // "00-<trace_id>-<span_id>-<flags>": the traceparent of a request this call sends.
+  std::string ChildTraceparent() const;
+};
+
+// Parses a traceparent header value; an invalid one (wrong length, not hex, all-zero ids,
+// version ff) is no trace at all, as the specification asks. `span_id` is left empty.
+TraceContext ParseTraceparent(std::string_view traceparent, std::string_view tracestate);
+// A fresh span id: 16 hex digits, never all zeros.
+std::string NewSpanId();
 
 struct CallContext {
   std::string method;       // "wsstep.v1.StepPluginService/ExecuteRestStep"
@@ -38,6 +61,7 @@ struct CallContext {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   // Set to true when the client cancels or the server shuts the call down.
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  TraceContext trace;  // from traceparent / tracestate metadata
 
   bool Cancelled() const { return cancelled->load(); }
   bool HasDeadline() const { return deadline != std::chrono::system_clock::time_point::max(); }
@@ -47,7 +71,8 @@ struct CallContext {
   std::chrono::steady_clock::time_point SteadyDeadline() const;
   // The audit actor: x-wsstep-actor, else "host".
   std::string ActorOrDefault() const { return actor.empty() ? "host" : actor; }
-  // {"method", "step_id", "workflow_id", "actor"} (empty ones left out) for log lines.
+  // {"method", "step_id", "workflow_id", "actor", "trace_id", "span_id",
+  // "parent_span_id"} (empty ones left out) for log lines.
   LogFields Fields() const;
   // The same fields, for a line built with LineFields (the per-step lines).
   void AddFields(LineFields& f) const;

@@ -447,6 +447,7 @@ class StepStream {
         continue;
       }
       CallContext call = stream_call_;
+      if (call.trace.valid()) call.trace.span_id = NewSpanId();  // a span per call
       call.started = std::chrono::steady_clock::now();
       if (!c.step_id().empty()) call.step_id = SanitizeClientValue(c.step_id());
       if (!c.workflow_id().empty()) call.workflow_id = SanitizeClientValue(c.workflow_id());

@@ -73,6 +73,8 @@ void MockEngine::ConfigureContext(grpc::ClientContext* ctx, const CallOptions& o
   if (!options.step_id.empty()) ctx->AddMetadata("x-wsstep-step-id", options.step_id);
   if (!options.workflow_id.empty()) ctx->AddMetadata("x-wsstep-workflow-id", options.workflow_id);
   if (!options.actor.empty()) ctx->AddMetadata("x-wsstep-actor", options.actor);
+  if (!options.traceparent.empty()) ctx->AddMetadata("traceparent", options.traceparent);
+  if (!options.tracestate.empty()) ctx->AddMetadata("tracestate", options.tracestate);
 }
 
 template <typename Response>

@@ -53,6 +53,8 @@ struct CallOptions {
   std::string step_id;
   std::string workflow_id;
   std::string actor = "mock-engine";
+  std::string traceparent;  // W3C trace context metadata, as OpenTelemetry sends it
+  std::string tracestate;
 };
 
 // A binding as a test writes it.
