@@ -41,19 +41,33 @@ struct ImportFlags {
   std::vector<std::string> bindings;
 };
 
+// An enum value as a person types it ("pkcs12", "PKCS12", "trust-store", "TRUST_STORE",
+// "Expiring-Soon") in the spelling of the proto's names: upper case, '_' between words.
+std::string EnumKey(std::string_view text) {
+  std::string key;
+  for (char ch : text) {
+    key += ch == '-' || ch == ' ' ? '_'
+                                  : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  }
+  return key;
+}
+
+constexpr std::string_view kTypeNames =
+    "key-pair, pkcs12, trust-store, java-keystore, mobile-provisioning";
+
+// --type, in any case: nullopt when it names no type.
+std::optional<v1::CertificateType> ParseTypeFlag(const std::string& type) {
+  v1::CertificateType t;
+  if (!v1::CertificateType_Parse("CERTIFICATE_TYPE_" + EnumKey(type), &t) ||
+      t == v1::CERTIFICATE_TYPE_UNSPECIFIED) {
+    return std::nullopt;
+  }
+  return t;
+}
+
 std::optional<v1::CertificateType> TypeFromFlag(const std::string& type, const std::string& file,
                                                 bool has_key_file) {
-  static const std::map<std::string, v1::CertificateType> kTypes = {
-      {"key-pair", v1::CERTIFICATE_TYPE_KEY_PAIR},
-      {"pkcs12", v1::CERTIFICATE_TYPE_PKCS12},
-      {"trust-store", v1::CERTIFICATE_TYPE_TRUST_STORE},
-      {"java-keystore", v1::CERTIFICATE_TYPE_JAVA_KEYSTORE},
-      {"mobile-provisioning", v1::CERTIFICATE_TYPE_MOBILE_PROVISIONING}};
-  if (!type.empty()) {
-    auto it = kTypes.find(type);
-    if (it == kTypes.end()) return std::nullopt;
-    return it->second;
-  }
+  if (!type.empty()) return ParseTypeFlag(type);
   auto ends = [&](std::string_view s) { return file.ends_with(s); };
   if (ends(".p12") || ends(".pfx")) return v1::CERTIFICATE_TYPE_PKCS12;
   if (ends(".jks") || ends(".jceks")) return v1::CERTIFICATE_TYPE_JAVA_KEYSTORE;
@@ -69,11 +83,13 @@ std::string BaseName(const std::string& path) {
 
 int CertImport(Client& client, const ImportFlags& f) {
   auto type = TypeFromFlag(f.type, f.file, !f.key_file.empty());
+  if (!type && !f.type.empty()) {
+    return UsageError("cert import: --type '" + f.type + "' is unknown (" +
+                      std::string(kTypeNames) + ")");
+  }
   if (!type) {
-    return UsageError(
-        "cert import: give --type (key-pair, pkcs12, trust-store, java-keystore, "
-        "mobile-provisioning); it cannot be guessed from '" +
-        f.file + "'");
+    return UsageError("cert import: give --type (" + std::string(kTypeNames) +
+                      "); it cannot be guessed from '" + f.file + "'");
   }
   v1::CreateCertificateRequest req;
   auto* c = req.mutable_certificate();
@@ -106,9 +122,7 @@ int CertImport(Client& client, const ImportFlags& f) {
   }
   if (!f.format.empty()) {
     v1::SourceFormat fmt;
-    std::string upper = "SOURCE_FORMAT_";
-    for (char ch : f.format)
-      upper += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    std::string upper = "SOURCE_FORMAT_" + EnumKey(f.format);
     if (upper == "SOURCE_FORMAT_MOBILEPROVISION") upper = "SOURCE_FORMAT_MOBILE_PROVISION";
     if (!v1::SourceFormat_Parse(upper, &fmt))
       return UsageError("--format '" + f.format + "' is unknown");
@@ -151,15 +165,18 @@ int CertList(Client& client, const ListFlags& f) {
   req.set_page_size(f.page_size);
   if (!f.status.empty()) {
     v1::CertificateStatus st;
-    if (!v1::CertificateStatus_Parse("CERTIFICATE_STATUS_" + f.status, &st)) {
+    if (!v1::CertificateStatus_Parse("CERTIFICATE_STATUS_" + EnumKey(f.status), &st) ||
+        st == v1::CERTIFICATE_STATUS_UNSPECIFIED) {
       return UsageError("--status '" + f.status +
                         "' is unknown (VALID, EXPIRING_SOON, EXPIRED, ...)");
     }
     req.set_status(st);
   }
   if (!f.type.empty()) {
-    auto t = TypeFromFlag(f.type, "", false);
-    if (!t) return UsageError("--type '" + f.type + "' is unknown");
+    auto t = ParseTypeFlag(f.type);
+    if (!t) {
+      return UsageError("--type '" + f.type + "' is unknown (" + std::string(kTypeNames) + ")");
+    }
     req.set_type(*t);
   }
   v1::ListCertificatesResponse all;

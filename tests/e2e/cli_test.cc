@@ -1,0 +1,96 @@
+// The `wsstep` command line against a running `wsstep serve`, as an administrator types
+// it: enum values in any case (the README's own `--type PKCS12`, `cert list`'s TYPE and
+// STATUS columns copied back), and unknown values named with the accepted ones.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <string>
+
+#include "tests/support/pki.h"
+#include "tests/support/process.h"
+#include "tests/support/wait.h"
+
+namespace wsstep::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    socket_ = work_.Path("w.sock");
+    ASSERT_TRUE(server_.Start({WSSTEP_BINARY, "serve", "--listen", "unix://" + socket_},
+                              work_.Path("serve.log"), {{"WSSTEP_DATA_DIR", work_.Path("data")}}))
+        << server_.error();
+    ASSERT_TRUE(testing::WaitUntil("wsstep serve listens on " + socket_, [&] {
+      struct stat st {};
+      return ::stat(socket_.c_str(), &st) == 0;
+    }));
+  }
+  void TearDown() override { server_.Stop(SIGTERM, std::chrono::seconds(20)); }
+
+  // `wsstep --plugin unix://... <args>`, with the PKCS#12 password in P12_PASSWORD.
+  testing::CommandResult Wsstep(std::vector<std::string> args) {
+    std::vector<std::string> argv = {WSSTEP_BINARY, "--plugin", "unix://" + socket_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::RunCommand(argv, {{"P12_PASSWORD", std::string(testing::pki::kP12Password)}});
+  }
+
+  testing::TempDir work_{"wsstep-cli-test-"};
+  testing::ChildProcess server_;
+  std::string socket_;
+};
+
+TEST_F(CliTest, TheReadmesImportRunsAsWrittenAndEnumsTakeAnyCase) {
+  // README quick start: --type PKCS12, upper case.
+  auto imported = Wsstep({"cert", "import", "--name", "bank", "--type", "PKCS12", "--file",
+                          testing::PkiPath("p12/rsa-modern.p12"), "--password-env", "P12_PASSWORD",
+                          "--bind", "api.bank.example:443@production"});
+  ASSERT_EQ(imported.exit_code, 0) << imported.output;
+  EXPECT_THAT(imported.output, HasSubstr("imported:"));
+  auto trust = Wsstep({"cert", "import", "--name", "partners", "--type", "Trust-Store", "--file",
+                       testing::PkiPath("trust/bundle.pem")});
+  ASSERT_EQ(trust.exit_code, 0) << trust.output;
+
+  // What `cert list` prints in its TYPE and STATUS columns, given back, and lower case.
+  for (const char* type : {"PKCS12", "pkcs12", "Pkcs12"}) {
+    auto listed = Wsstep({"cert", "list", "--type", type});
+    ASSERT_EQ(listed.exit_code, 0) << type << ": " << listed.output;
+    EXPECT_THAT(listed.output, HasSubstr("bank")) << type;
+    EXPECT_THAT(listed.output, Not(HasSubstr("partners"))) << type;
+  }
+  for (const char* type : {"TRUST_STORE", "trust-store"}) {
+    auto listed = Wsstep({"cert", "list", "--type", type});
+    ASSERT_EQ(listed.exit_code, 0) << type << ": " << listed.output;
+    EXPECT_THAT(listed.output, HasSubstr("partners")) << type;
+    EXPECT_THAT(listed.output, Not(HasSubstr("bank"))) << type;
+  }
+  for (const char* status : {"VALID", "valid", "expiring-soon", "EXPIRED"}) {
+    auto listed = Wsstep({"cert", "list", "--status", status});
+    EXPECT_EQ(listed.exit_code, 0) << status << ": " << listed.output;
+  }
+}
+
+TEST_F(CliTest, AnUnknownValueIsNamedWithTheOnesAccepted) {
+  auto bad_type = Wsstep({"cert", "import", "--name", "x", "--type", "pfx", "--file",
+                          testing::PkiPath("p12/rsa-modern.p12")});
+  EXPECT_NE(bad_type.exit_code, 0);
+  EXPECT_THAT(bad_type.output, HasSubstr("--type 'pfx' is unknown (key-pair, pkcs12, "
+                                         "trust-store, java-keystore, mobile-provisioning)"));
+  EXPECT_THAT(bad_type.output, Not(HasSubstr("cannot be guessed")));
+  auto list_type = Wsstep({"cert", "list", "--type", "unspecified"});
+  EXPECT_NE(list_type.exit_code, 0);
+  EXPECT_THAT(list_type.output, HasSubstr("--type 'unspecified' is unknown"));
+  auto list_status = Wsstep({"cert", "list", "--status", "fine"});
+  EXPECT_NE(list_status.exit_code, 0);
+  EXPECT_THAT(list_status.output, HasSubstr("--status 'fine' is unknown"));
+  // Nothing was imported by any of them.
+  auto listed = Wsstep({"cert", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_THAT(listed.output, Not(HasSubstr(" x ")));
+}
+
+}  // namespace
+}  // namespace wsstep::e2e
