@@ -220,8 +220,19 @@ int CertShow(Client& client, const std::string& which, bool by_id) {
 
 int CertDelete(Client& client, const std::string& which, bool by_id, bool yes) {
   if (!yes) {
-    return UsageError("cert delete: deleting '" + which +
-                      "' is irreversible (its key is destroyed); add --yes to confirm");
+    // Say what would go, about an entry that exists: an unknown name is NOT_FOUND, as
+    // with --yes, and only an entry with a key has a key to destroy.
+    v1::GetCertificateRequest get;
+    by_id ? get.set_id(which) : get.set_name(which);
+    v1::GetCertificateResponse found;
+    if (auto rc = client.Call("GetCertificate", &v1::CertificateService::Stub::GetCertificate, get,
+                              &found)) {
+      return *rc;
+    }
+    const bool has_key = found.certificate().has_private_key();
+    return UsageError("cert delete: deleting '" + which + "' is irreversible" +
+                      (has_key ? " (its private key is destroyed)" : "") +
+                      "; add --yes to confirm");
   }
   v1::DeleteCertificateRequest req;
   by_id ? req.set_id(which) : req.set_name(which);

@@ -92,5 +92,35 @@ TEST_F(CliTest, AnUnknownValueIsNamedWithTheOnesAccepted) {
   EXPECT_THAT(listed.output, Not(HasSubstr(" x ")));
 }
 
+// Without --yes, delete says what would go, about an entry that exists.
+TEST_F(CliTest, DeleteWithoutYesNamesWhatWouldGoAndAnUnknownNameIsNotFound) {
+  ASSERT_EQ(Wsstep({"cert", "import", "--name", "bank", "--type", "pkcs12", "--file",
+                    testing::PkiPath("p12/rsa-modern.p12"), "--password-env", "P12_PASSWORD"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Wsstep({"cert", "import", "--name", "partners", "--type", "trust-store", "--file",
+                    testing::PkiPath("trust/bundle.pem")})
+                .exit_code,
+            0);
+  auto nope = Wsstep({"cert", "delete", "nope"});
+  EXPECT_NE(nope.exit_code, 0);
+  EXPECT_THAT(nope.output, HasSubstr("NOT_FOUND")) << nope.output;
+  EXPECT_THAT(nope.output, Not(HasSubstr("destroyed"))) << nope.output;
+  auto keyed = Wsstep({"cert", "delete", "bank"});
+  EXPECT_NE(keyed.exit_code, 0);
+  EXPECT_THAT(keyed.output, HasSubstr("deleting 'bank' is irreversible (its private key is "
+                                      "destroyed); add --yes to confirm"));
+  auto trust = Wsstep({"cert", "delete", "partners"});
+  EXPECT_NE(trust.exit_code, 0);
+  EXPECT_THAT(trust.output, HasSubstr("deleting 'partners' is irreversible; add --yes to confirm"));
+  // Nothing went: both are still listed, and --yes deletes.
+  auto listed = Wsstep({"cert", "list"});
+  EXPECT_THAT(listed.output, HasSubstr("bank"));
+  EXPECT_THAT(listed.output, HasSubstr("partners"));
+  auto deleted = Wsstep({"cert", "delete", "partners", "--yes"});
+  EXPECT_EQ(deleted.exit_code, 0) << deleted.output;
+  EXPECT_THAT(deleted.output, HasSubstr("deleted partners"));
+}
+
 }  // namespace
 }  // namespace wsstep::e2e
