@@ -80,11 +80,17 @@ bool IsCredentialHeader(std::string_view name, const Auth& auth) {
   return false;
 }
 
-// A DNS name, or an IPv4 address written the one usual way. A name whose last label is
-// a number ("1", "10.1", "0x7f.1", "010.0.0.1") is an IPv4 address to URL parsers in
-// another spelling: the connection would go to, and verify, an address the designer
-// never wrote ("1" is 0.0.0.1).
+// A DNS name (letters, digits, '-' and '.', under 254 characters), or an IPv4 address
+// written the one usual way. A name whose last label is a number ("1", "10.1",
+// "0x7f.1", "010.0.0.1") is an IPv4 address to URL parsers in another spelling: the
+// connection would go to, and verify, an address the designer never wrote ("1" is
+// 0.0.0.1).
 bool IsServerName(std::string_view name) {
+  const bool dns_chars =
+      name.size() < 254 && std::all_of(name.begin(), name.end(), [](unsigned char c) {
+        return std::isalnum(c) != 0 || c == '-' || c == '.';
+      });
+  if (!dns_chars) return false;
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
   const size_t dot = name.rfind('.');
   std::string_view last = dot == std::string_view::npos ? name : name.substr(dot + 1);
@@ -274,11 +280,7 @@ Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
     WSSTEP_RETURN_IF_ERROR(NormalizePin(tls.pinned_public_key).status());
   }
   if (!tls.tls_server_name.empty()) {
-    bool ok = tls.tls_server_name.size() < 254 && IsServerName(tls.tls_server_name);
-    for (char c : tls.tls_server_name) {
-      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.');
-    }
-    if (!ok) {
+    if (!IsServerName(tls.tls_server_name)) {
       return InvalidStep("tls.tls_server_name",
                          "\"" + tls.tls_server_name + "\" is not a DNS name",
                          "Give the name in the server's certificate, e.g. api.example.com.");

@@ -24,20 +24,23 @@ std::string SanitizeClientValue(std::string_view value) {
 
 namespace {
 
-std::string MetadataValue(const grpc::ServerContextBase& context, std::string_view key) {
+// The value of metadata `key` as the client sent it; "" when absent.
+std::string_view RawMetadata(const grpc::ServerContextBase& context, std::string_view key) {
   const auto& md = context.client_metadata();
   auto it = md.find(grpc::string_ref(key.data(), key.size()));
-  if (it == md.end()) return "";
-  return SanitizeClientValue(std::string_view(it->second.data(), it->second.size()));
+  if (it == md.end()) return {};
+  return std::string_view(it->second.data(), it->second.size());
+}
+
+std::string MetadataValue(const grpc::ServerContextBase& context, std::string_view key) {
+  return SanitizeClientValue(RawMetadata(context, key));
 }
 
 // tracestate is passed on whole or not at all: cutting it could split a vendor's entry.
 // At most 512 characters (W3C's limit for what a vendor must propagate), printable ASCII.
 std::string TracestateValue(const grpc::ServerContextBase& context) {
-  const auto& md = context.client_metadata();
-  auto it = md.find(grpc::string_ref(kTracestateMetadata.data(), kTracestateMetadata.size()));
-  if (it == md.end() || it->second.size() > 512) return "";
-  const std::string_view v(it->second.data(), it->second.size());
+  const std::string_view v = RawMetadata(context, kTracestateMetadata);
+  if (v.size() > 512) return "";
   const bool printable =
       std::all_of(v.begin(), v.end(), [](char ch) { return ch >= 0x20 && ch < 0x7f; });
   return printable ? std::string(v) : "";
