@@ -11,6 +11,8 @@ WSSTEP_PACKAGES=(
   openjdk-17-jdk-headless
   nginx-light wrk python3-grpcio python3-grpc-tools python3-spyne
   clang libclang-rt-14-dev
+  prometheus-cpp-dev prometheus
+  golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-goprotobuf-dev
 )
 
 missing=()
