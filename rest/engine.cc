@@ -819,13 +819,21 @@ PartitionStats RestEngine::StatsForIdentity(const std::string& fingerprint) cons
     if (s.identity_fingerprint != fingerprint) continue;
     sum.key += (sum.key.empty() ? "" : " | ") + s.key;
     sum.identity_entry_id = s.identity_entry_id;
-    sum.requests += s.requests;
-    sum.new_connections += s.new_connections;
-    sum.reused_connections += s.reused_connections;
-    sum.resumed_sessions += s.resumed_sessions;
-    sum.full_handshakes += s.full_handshakes;
+    sum.AddCounters(s);
   }
   return sum;
+}
+
+std::vector<PartitionStats> RestEngine::TotalsByEntry() const {
+  return impl_->partitions.TotalsByEntry();
+}
+
+void PartitionStats::AddCounters(const PartitionStats& other) {
+  requests += other.requests;
+  new_connections += other.new_connections;
+  reused_connections += other.reused_connections;
+  resumed_sessions += other.resumed_sessions;
+  full_handshakes += other.full_handshakes;
 }
 
 }  // namespace wsstep::rest

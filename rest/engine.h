@@ -121,6 +121,9 @@ struct PartitionStats {
   uint64_t reused_connections = 0;   // requests that went over a kept-alive connection
   uint64_t resumed_sessions = 0;     // new connections whose TLS session was resumed
   uint64_t full_handshakes = 0;      // new TLS connections without resumption
+
+  // Adds the other's counters to these (keys and ids are left as they are).
+  void AddCounters(const PartitionStats& other);
 };
 
 class RestEngine {
@@ -195,6 +198,10 @@ class RestEngine {
   // Counters of all partitions whose client certificate has this fingerprint, summed
   // ("" = partitions without a client certificate).
   PartitionStats StatsForIdentity(const std::string& fingerprint) const;
+  // Counters per store entry since the engine started, partitions dropped from the table
+  // included (so they only ever grow: what metrics counters need). One element per
+  // identity_entry_id ("" = no client certificate); key is empty.
+  std::vector<PartitionStats> TotalsByEntry() const;
 
   struct Impl;
 

@@ -200,7 +200,12 @@ void PartitionTable::EvictLocked() {
       }
     }
     if (oldest == partitions_.end()) return;  // all busy: let it grow for now
-    // Dropped from the table; destroyed when the last transfer holding it finishes.
+    // Dropped from the table; destroyed when the last transfer holding it finishes. It
+    // is idle (active == 0), so its counters are final: keep their sum for the totals.
+    const PartitionStats last = oldest->second->Stats();
+    PartitionStats& retired = retired_[last.identity_entry_id];
+    retired.identity_entry_id = last.identity_entry_id;
+    retired.AddCounters(last);
     partitions_.erase(oldest);
   }
 }
@@ -209,6 +214,22 @@ std::vector<PartitionStats> PartitionTable::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<PartitionStats> out;
   for (const auto& [key, p] : partitions_) out.push_back(p->Stats());
+  return out;
+}
+
+std::vector<PartitionStats> PartitionTable::TotalsByEntry() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, PartitionStats> totals = retired_;
+  for (const auto& [key, p] : partitions_) {
+    const PartitionStats s = p->Stats();
+    PartitionStats& t = totals[s.identity_entry_id];
+    t.identity_entry_id = s.identity_entry_id;
+    t.identity_fingerprint = s.identity_fingerprint;
+    t.AddCounters(s);
+  }
+  std::vector<PartitionStats> out;
+  out.reserve(totals.size());
+  for (auto& [id, t] : totals) out.push_back(std::move(t));
   return out;
 }
 

@@ -118,6 +118,8 @@ class PartitionTable {
                                          const TlsOptions& tls, const std::string& pin);
 
   std::vector<PartitionStats> Stats() const;
+  // RestEngine::TotalsByEntry: live partitions plus those evicted, summed per entry id.
+  std::vector<PartitionStats> TotalsByEntry() const;
 
  private:
   void EvictLocked();
@@ -126,6 +128,8 @@ class PartitionTable {
   size_t max_partitions_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Partition>> partitions_;
+  // The counters of evicted partitions, by identity entry id.
+  std::map<std::string, PartitionStats> retired_;
 };
 
 }  // namespace wsstep::rest

@@ -267,5 +267,34 @@ TEST(IdentityTest, DefaultSystemTrustDoesNotKnowThePrivateRoot) {
   EXPECT_EQ(r.error().code, Code::kServerCertUntrusted) << r.error().ToString();
 }
 
+TEST(IdentityTest, TotalsByEntryKeepCountingWhenPartitionsAreDropped) {
+  // One partition at a time: every switch of identity drops the other's partition. The
+  // totals per entry (what metrics counters read) still only grow.
+  auto config = ServerConfig("localhost", ClientAuth::kRequired);
+  TlsServer server(std::move(config));
+  ASSERT_TRUE(server.Start()) << server.start_error();
+  EngineOptions options;
+  options.workers = 1;
+  options.max_partitions = 1;
+  RestEngine engine(options);
+  const core::CallCredentials a = Creds("rsa");
+  const core::CallCredentials b = Creds("second");
+  for (int i = 0; i < 6; ++i) {
+    auto r = engine.Execute(Get(server.BaseUrl() + "/t"), i % 2 == 0 ? a : b, Soon());
+    ASSERT_TRUE(r.ok()) << i << ": " << r.error().ToString();
+  }
+  EXPECT_EQ(engine.Stats().size(), 1u) << "the older partition was dropped";
+  std::map<std::string, PartitionStats> totals;
+  for (const auto& t : engine.TotalsByEntry()) totals[t.identity_entry_id] = t;
+  ASSERT_EQ(totals.size(), 2u);
+  for (const std::string& id : {a.identity->entry_id, b.identity->entry_id}) {
+    ASSERT_TRUE(totals.count(id)) << id;
+    EXPECT_EQ(totals[id].requests, 3u) << id;
+    // Each return of an identity is a new partition, so a new connection.
+    EXPECT_EQ(totals[id].new_connections, 3u) << id;
+    EXPECT_EQ(totals[id].full_handshakes + totals[id].resumed_sessions, 3u) << id;
+  }
+}
+
 }  // namespace
 }  // namespace wsstep::rest

@@ -100,6 +100,7 @@ class Transfers {
     }
   }
   rest::RestEngine& engine() { return *engine_; }
+  const rest::RestEngine& engine() const { return *engine_; }
   soap::SoapClient& soap() { return *soap_; }
   core::CertificateStore& store() { return *store_; }
 
@@ -456,6 +457,10 @@ std::shared_ptr<Transfers> MakeTransfers(std::shared_ptr<core::CertificateStore>
 }
 
 void ShutdownTransfers(Transfers& transfers) { transfers.Shutdown(); }
+
+std::vector<rest::PartitionStats> ConnectionTotals(const Transfers& transfers) {
+  return transfers.engine().TotalsByEntry();
+}
 
 std::unique_ptr<StepThreadLease> LendThreadToEngine(Transfers& transfers,
                                                     std::function<void()> on_slow) {

@@ -65,6 +65,8 @@ std::shared_ptr<Transfers> MakeTransfers(std::shared_ptr<core::CertificateStore>
                                          const TransferOptions& options);
 // Stops the engine (in-flight steps finish within their deadlines). Idempotent.
 void ShutdownTransfers(Transfers& transfers);
+// The engine's connection counters per store entry (rest::RestEngine::TotalsByEntry).
+std::vector<rest::PartitionStats> ConnectionTotals(const Transfers& transfers);
 
 // Lends the calling thread to the engine (rest/engine.h LendThisThread) until the result
 // is destroyed, on the same thread (Backends::lend_step_thread).

@@ -43,6 +43,10 @@ Result<Wiring> BuildBackends(const Config& config) {
   w.backends.lend_step_thread = [transfers](std::function<void()> on_slow) {
     return LendThreadToEngine(*transfers, std::move(on_slow));
   };
+  if (!config.metrics_listen.empty()) {
+    w.metrics = std::make_shared<PluginMetrics>(store, transfers);
+    w.backends.observer = w.metrics->observer();
+  }
   w.close = [store, transfers]() {
     // The server has drained: stop the engine's workers, then write pending use records.
     ShutdownTransfers(*transfers);

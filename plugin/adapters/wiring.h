@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "plugin/server/backends.h"
 #include "plugin/process/config.h"
+#include "plugin/adapters/metrics.h"
 #include "plugin/adapters/rest_runner.h"
 
 namespace wsstep::plugin {
@@ -20,6 +21,10 @@ struct Wiring {
   std::function<void()> close;
   // What is not wired in this build, for the startup log line.
   std::vector<std::string> missing;
+  // With config.metrics_listen set: the metrics, already observing steps
+  // (backends.observer); serve them with MetricsEndpoint. Null otherwise: steps pay
+  // nothing for metrics nobody reads.
+  std::shared_ptr<PluginMetrics> metrics;
 };
 
 // The engine's options from the plugin's configuration. The engine queue is sized from

@@ -175,6 +175,22 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
   }
   options.backends = wiring->backends;
 
+  std::unique_ptr<MetricsEndpoint> metrics;
+  if (wiring->metrics) {
+    auto metrics_addr = ParseListenAddress(config.metrics_listen);  // checked by LoadConfig
+    auto endpoint = metrics_addr.ok() ? MetricsEndpoint::Start(*metrics_addr, config.allow_remote,
+                                                               wiring->metrics)
+                                      : Result<std::unique_ptr<MetricsEndpoint>>(
+                                            metrics_addr.error());
+    if (!endpoint.ok()) {
+      LogError("cannot serve metrics", endpoint.error());
+      wiring->close();
+      if (!socket_dir.empty()) ::rmdir(socket_dir.c_str());
+      return 1;
+    }
+    metrics = std::move(endpoint).value();
+  }
+
   StopSignal stop;
   options.on_shutdown_rpc = [&stop](std::string why) { stop.Request(std::move(why)); };
 
@@ -221,11 +237,13 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
     if ((*watcher)->watching_parent()) started["parent_watch"] = (*watcher)->parent_watch();
   }
   if (!wiring->missing.empty()) started["not_wired"] = wiring->missing;
+  if (metrics) started["metrics"] = metrics->url();
   Log().Info("serving", started);
 
   const std::string reason = stop.Wait();
   Log().Info("stopping", {{"reason", reason}, {"grace_ms", config.shutdown_grace.count()}});
   (*server)->Shutdown(config.shutdown_grace);
+  metrics.reset();  // a last scrape may still have seen the drained steps
   wiring->close();
   if (bound.kind == ListenAddress::Kind::kUnix) {
     RemoveUnixSocket(bound.path, /*remove_dir=*/!socket_dir.empty());
@@ -238,13 +256,13 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
 std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std::string& config_file,
                                                         const std::string& data_dir) {
   struct ServeFlags {
-    std::string listen, master_key_file, log_level, shutdown_grace;
+    std::string listen, master_key_file, log_level, shutdown_grace, metrics_listen;
     std::vector<std::string> protected_envs;
     bool allow_remote = false, print_config = false, propagate_trace = false;
     int max_in_flight = 0;
     int64_t max_message = 0, max_body = 0;
     CLI::Option *listen_opt, *remote_opt, *key_file_opt, *envs_opt, *in_flight_opt, *message_opt,
-        *body_opt, *grace_opt, *level_opt, *trace_opt;
+        *body_opt, *grace_opt, *level_opt, *trace_opt, *metrics_opt;
   };
   auto f = std::make_shared<ServeFlags>();
   auto* serve = app.add_subcommand("serve", "run the plugin server (go-plugin aware)");
@@ -263,6 +281,8 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
   f->level_opt = serve->add_option("--log-level", f->log_level, "debug, info, warn, error");
   f->trace_opt = serve->add_flag("--propagate-trace-context", f->propagate_trace,
                                  "send a child W3C traceparent on outbound requests");
+  f->metrics_opt = serve->add_option("--metrics-listen", f->metrics_listen,
+                                     "serve Prometheus metrics at http://HOST:PORT/metrics");
   serve->add_flag("--print-config", f->print_config,
                   "print the effective configuration and exit");
 
@@ -286,6 +306,7 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
     if (f->body_opt->count()) flags.max_body_bytes = f->max_body;
     if (f->level_opt->count()) flags.log_level = f->log_level;
     if (f->trace_opt->count()) flags.propagate_trace_context = f->propagate_trace;
+    if (f->metrics_opt->count()) flags.metrics_listen = f->metrics_listen;
     if (f->grace_opt->count()) {
       auto grace = ParseDuration(f->shutdown_grace, "--shutdown-grace");
       if (!grace.ok()) {

@@ -73,6 +73,7 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.log_level, upper.log_level);
   take(lower.spin_wait_us, upper.spin_wait_us);
   take(lower.propagate_trace_context, upper.propagate_trace_context);
+  take(lower.metrics_listen, upper.metrics_listen);
 }
 
 }  // namespace
@@ -93,6 +94,7 @@ LogFields Config::Describe() const {
   j["log_level"] = LogLevelName(log_level);
   j["spin_wait_us"] = spin_wait.count();
   j["propagate_trace_context"] = propagate_trace_context;
+  j["metrics_listen"] = metrics_listen;
   return j;
 }
 
@@ -140,6 +142,8 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
   str("WSSTEP_MASTER_KEY", l.master_key_base64);
   str("WSSTEP_LISTEN", l.listen);
   str("WSSTEP_LOG_LEVEL", l.log_level);
+  // Set but empty is meaningful: no metrics, whatever the config file says.
+  if (auto v = env("WSSTEP_METRICS_LISTEN")) l.metrics_listen = *v;
   if (auto v = env("WSSTEP_ALLOW_REMOTE"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.allow_remote, ParseBool(*v, "WSSTEP_ALLOW_REMOTE"));
   }
@@ -186,11 +190,12 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
   using T = nlohmann::json::value_t;
   for (const auto& [key, v] : j.items()) {
     if (key == "data_dir" || key == "master_key_file" || key == "listen" ||
-        key == "log_level") {
+        key == "log_level" || key == "metrics_listen") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::string));
       std::optional<std::string>& dst = key == "data_dir"          ? l.data_dir
                                         : key == "master_key_file" ? l.master_key_file
                                         : key == "listen"          ? l.listen
+                                        : key == "metrics_listen"  ? l.metrics_listen
                                                                    : l.log_level;
       dst = v.get<std::string>();
     } else if (key == "spin_wait_us") {
@@ -282,6 +287,7 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   c.listen = merged.listen.value_or(DefaultListenAddress(c.data_dir));
   c.allow_remote = merged.allow_remote.value_or(false);
   c.propagate_trace_context = merged.propagate_trace_context.value_or(false);
+  c.metrics_listen = merged.metrics_listen.value_or("");
   if (merged.protected_environments) c.protected_environments = *merged.protected_environments;
   if (merged.max_in_flight_steps) c.limits.max_in_flight_steps = *merged.max_in_flight_steps;
   if (merged.max_message_bytes) c.limits.max_message_bytes = *merged.max_message_bytes;
@@ -322,6 +328,14 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   if (c.data_dir.empty()) return Invalid("data_dir must not be empty");
   auto addr = ParseListenAddress(c.listen);
   if (!addr.ok()) return addr.error();
+  if (!c.metrics_listen.empty()) {
+    auto metrics = ParseListenAddress(c.metrics_listen);
+    if (!metrics.ok()) return Invalid("metrics_listen: " + metrics.error().message);
+    if (metrics->kind != ListenAddress::Kind::kTcp) {
+      return Invalid("metrics_listen: '" + c.metrics_listen +
+                     "' is not host:port (Prometheus scrapes over TCP), e.g. 127.0.0.1:9464");
+    }
+  }
   return c;
 }
 

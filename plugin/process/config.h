@@ -17,7 +17,8 @@
 //     "shutdown_grace": "10s",
 //     "log_level": "info",
 //     "spin_wait_us": 250,
-//     "propagate_trace_context": false
+//     "propagate_trace_context": false,
+//     "metrics_listen": "127.0.0.1:9464"
 //   }
 // The master key itself is never read from the config file (it would sit beside the
 // data it protects): give a key file, or WSSTEP_MASTER_KEY (base64 of 32 bytes).
@@ -27,7 +28,7 @@
 // (comma-separated; empty protects none), WSSTEP_MAX_IN_FLIGHT_STEPS,
 // WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_SHUTDOWN_GRACE ("10s", "500ms",
 // or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US,
-// WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false).
+// WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false), WSSTEP_METRICS_LISTEN (host:port; empty: off).
 #ifndef WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 #define WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 
@@ -77,6 +78,9 @@ struct Config {
   // a step whose call carried a traceparent. Off by default: some APIs refuse unknown
   // headers, and a trace id tells the partner which calls belong together.
   bool propagate_trace_context = false;
+  // Where `serve` offers Prometheus metrics (http://HOST:PORT/metrics): a loopback
+  // host:port (a remote one needs allow_remote). "": no metrics (the default).
+  std::string metrics_listen;
 
   // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
   // startup log line); says whether a master key was given.
@@ -99,6 +103,7 @@ struct ConfigLayer {
   std::optional<std::string> log_level;
   std::optional<int64_t> spin_wait_us;
   std::optional<bool> propagate_trace_context;
+  std::optional<std::string> metrics_listen;
 };
 
 // The largest spin_wait accepted: beyond it a spin would cost more than the sleep it saves.
@@ -121,7 +126,8 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
 
 // Defaults < file < environment < flags. The file is flags.config_file, else
 // WSSTEP_CONFIG, else none. Validates the result: limits positive, log level known,
-// master key 32 bytes of valid base64, listen address parseable (plugin/process/listen.h).
+// master key 32 bytes of valid base64, listen address parseable (plugin/process/listen.h),
+// metrics address a host:port.
 Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env);
 
 // The default data directory: $WSSTEP_DATA_DIR is handled by the layers; this is the

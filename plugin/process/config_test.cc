@@ -91,6 +91,46 @@ TEST(ConfigTest, EmptyProtectedEnvironmentsVariableProtectsNone) {
   EXPECT_TRUE(c->protected_environments.empty());
 }
 
+TEST(ConfigTest, MetricsAreOffUntilAnAddressIsGiven) {
+  auto off = LoadConfig({}, FixedEnvironment({{"HOME", "/h"}}));
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->metrics_listen, "");
+  EXPECT_EQ(off->Describe()["metrics_listen"], "");
+
+  auto file = LayerFromJson(R"({"metrics_listen": "127.0.0.1:9464"})", "c.json");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_EQ(file->metrics_listen, "127.0.0.1:9464");
+  auto on =
+      LoadConfig({}, FixedEnvironment({{"WSSTEP_METRICS_LISTEN", "[::1]:9464"}, {"HOME", "/h"}}));
+  ASSERT_TRUE(on.ok()) << on.error().ToString();
+  EXPECT_EQ(on->metrics_listen, "[::1]:9464");
+
+  // Set but empty turns off what a config file turned on.
+  const std::string path = TempPath("metrics.json");
+  {
+    std::ofstream out(path);
+    out << R"({"metrics_listen": "127.0.0.1:9464"})";
+  }
+  auto cleared = LoadConfig(
+      {},
+      FixedEnvironment({{"WSSTEP_CONFIG", path}, {"WSSTEP_METRICS_LISTEN", ""}, {"HOME", "/h"}}));
+  ::unlink(path.c_str());
+  ASSERT_TRUE(cleared.ok()) << cleared.error().ToString();
+  EXPECT_EQ(cleared->metrics_listen, "");
+
+  auto unix_socket = LoadConfig(
+      {}, FixedEnvironment({{"WSSTEP_METRICS_LISTEN", "unix:///run/m.sock"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(unix_socket.ok());
+  EXPECT_EQ(unix_socket.error().message,
+            "metrics_listen: 'unix:///run/m.sock' is not host:port (Prometheus scrapes over TCP), "
+            "e.g. 127.0.0.1:9464");
+  auto port = LoadConfig(
+      {}, FixedEnvironment({{"WSSTEP_METRICS_LISTEN", "127.0.0.1:99999"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(port.ok());
+  EXPECT_THAT(port.error().message, HasSubstr("metrics_listen: "));
+  EXPECT_THAT(port.error().message, HasSubstr("99999"));
+}
+
 TEST(ConfigTest, ErrorsNameTheInput) {
   auto unknown = LayerFromJson(R"({"lissten": "x"})", "wsstep.json");
   ASSERT_FALSE(unknown.ok());

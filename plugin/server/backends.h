@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -104,7 +105,28 @@ class CertificateBackend {
                               v1::TestConnectionResponse* response, Done done) = 0;
 };
 
-// Everything the server serves; null members are not available in this build.
+// The kinds of step the service runs (metrics labels, logs).
+enum class StepKind { kRest, kSoap };
+std::string_view StepKindName(StepKind kind);  // "rest", "soap"
+
+// Told about every step the service sees (the metrics). Called on the steps' own threads,
+// on the per-step path: implementations must be cheap, thread-safe and never block.
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  // The service admitted a step (it counts against max_in_flight_steps until Finished).
+  virtual void Started(StepKind kind) = 0;
+  // An admitted step ended. With `status` OK, `outcome` is the step's result (an HTTP or
+  // SOAP answer, or a step error with its catalog code); otherwise the runner refused the
+  // step (an invalid config, ...) and `outcome` is null. `elapsed` runs from the call's
+  // arrival.
+  virtual void Finished(StepKind kind, const Status& status, const v1::StepOutcome* outcome,
+                        std::chrono::nanoseconds elapsed) = 0;
+  // The service refused a step before admitting it: "max_in_flight_steps",
+  // "shutting_down", "deadline_passed", "invalid_request", "not_available".
+  virtual void Refused(StepKind kind, std::string_view reason) = 0;
+};
+
 // The dispatching step thread, lent to the transfer engine.
 class StepThreadLease {
  public:
@@ -114,6 +136,7 @@ class StepThreadLease {
   virtual void AllowInline(bool allow) = 0;
 };
 
+// Everything the server serves; null members are not available in this build.
 struct Backends {
   std::shared_ptr<RestStepRunner> rest;
   std::shared_ptr<SoapStepRunner> soap;
@@ -125,6 +148,8 @@ struct Backends {
   // Null: every step goes to the engine's workers.
   std::function<std::unique_ptr<StepThreadLease>(std::function<void()> on_slow)>
       lend_step_thread;
+  // Sees every step (plugin/adapters/metrics.h). Null: nobody is told.
+  std::shared_ptr<StepObserver> observer;
 };
 
 }  // namespace wsstep::plugin

@@ -66,9 +66,9 @@ LogFields CallContext::Fields() const {
   if (!workflow_id.empty()) f["workflow_id"] = workflow_id;
   if (!actor.empty()) f["actor"] = actor;
   if (trace.valid()) {
-    f["trace_id"] = trace.trace_id;
-    f["span_id"] = trace.span_id;
-    f["parent_span_id"] = trace.parent_span_id;
+    f["trace_id"] = trace.trace_id.str();
+    f["span_id"] = trace.span_id.str();
+    f["parent_span_id"] = trace.parent_span_id.str();
   }
   return f;
 }
@@ -79,9 +79,9 @@ void CallContext::AddFields(LineFields& f) const {
   if (!workflow_id.empty()) f.Add("workflow_id", workflow_id);
   if (!actor.empty()) f.Add("actor", actor);
   if (trace.valid()) {
-    f.Add("trace_id", trace.trace_id);
-    f.Add("span_id", trace.span_id);
-    f.Add("parent_span_id", trace.parent_span_id);
+    f.Add("trace_id", trace.trace_id.view());
+    f.Add("span_id", trace.span_id.view());
+    f.Add("parent_span_id", trace.parent_span_id.view());
   }
 }
 
@@ -109,24 +109,29 @@ TraceContext ParseTraceparent(std::string_view tp, std::string_view tracestate) 
   if (!IsLowerHex(version) || version == "ff" || (version == "00" && tp.size() != 55)) return t;
   if (!IsLowerHex(trace_id) || !IsLowerHex(parent) || !IsLowerHex(flags)) return t;
   if (AllZeros(trace_id) || AllZeros(parent)) return t;
-  t.trace_id = std::string(trace_id);
-  t.parent_span_id = std::string(parent);
-  t.flags = std::string(flags);
+  t.trace_id = HexId<32>(trace_id);
+  t.parent_span_id = HexId<16>(parent);
+  t.flags = HexId<2>(flags);
   t.state = std::string(tracestate);
   return t;
 }
 
-std::string NewSpanId() {
+HexId<16> NewSpanId() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   uint64_t id = 0;
   while (id == 0) id = rng();
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-  return buf;
+  static constexpr char kHex[] = "0123456789abcdef";
+  char digits[16];
+  for (int i = 15; i >= 0; --i, id >>= 4) digits[i] = kHex[id & 0xf];
+  return HexId<16>(std::string_view(digits, sizeof digits));
 }
 
 std::string TraceContext::ChildTraceparent() const {
-  return "00-" + trace_id + "-" + span_id + "-" + flags;
+  std::string tp;
+  tp.reserve(55);
+  tp.append("00-").append(trace_id.view()).append("-").append(span_id.view());
+  tp.append("-").append(flags.view());
+  return tp;
 }
 
 CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_view method) {

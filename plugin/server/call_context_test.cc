@@ -41,10 +41,10 @@ TEST(TraceparentTest, AnythingElseIsNoTrace) {
 TEST(TraceparentTest, AChildCarriesOurSpanInTheHostsTrace) {
   TraceContext t = ParseTraceparent(kValid, "");
   t.span_id = NewSpanId();
-  EXPECT_EQ(t.ChildTraceparent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-" + t.span_id + "-01");
+  EXPECT_EQ(t.ChildTraceparent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-" + t.span_id.str() + "-01");
   std::set<std::string> ids;
   for (int i = 0; i < 100; ++i) {
-    const std::string id = NewSpanId();
+    const std::string id = NewSpanId().str();
     EXPECT_TRUE(std::regex_match(id, std::regex("[0-9a-f]{16}"))) << id;
     EXPECT_NE(id, "0000000000000000");
     ids.insert(id);

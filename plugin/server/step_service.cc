@@ -5,6 +5,7 @@
 #include <grpcpp/support/proto_buffer_writer.h>
 
 #include <map>
+#include <type_traits>
 
 #include "plugin/process/log.h"
 #include "plugin/server/schema.h"
@@ -49,6 +50,10 @@ void AddOutcomeFields(const v1::StepOutcome& outcome, LineFields& f) {
 }  // namespace
 
 std::string_view PluginVersion() { return WSSTEP_VERSION; }
+
+std::string_view StepKindName(StepKind kind) {
+  return kind == StepKind::kRest ? "rest" : "soap";
+}
 
 v1::GetPluginInfoResponse BuildPluginInfo(const Backends& backends, const PluginFacts& facts) {
   v1::GetPluginInfoResponse info;
@@ -157,26 +162,34 @@ void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_p
                                     std::string_view missing_part, const Request& request,
                                     Response* response, std::function<void(grpc::Status)> finish) {
   const std::string_view method = std::string_view(call.method).substr(kService.size());
+  constexpr StepKind kind =
+      std::is_same_v<Runner, RestStepRunner> ? StepKind::kRest : StepKind::kSoap;
+  StepObserver* const observer = backends_.observer.get();
+  auto refuse = [&](std::string_view reason, grpc::Status status) {
+    if (observer != nullptr) observer->Refused(kind, reason);
+    finish(std::move(status));
+  };
   if (stopping_) {
-    finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "the plugin is shutting down; the step was not started"));
+    refuse("shutting_down", grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "the plugin is shutting down; the step was not started"));
     return;
   }
   if (!runner) {
-    finish(NotAvailable(method, missing_part));
+    refuse("not_available", NotAvailable(method, missing_part));
     return;
   }
   if (!request.has_step()) {
-    finish(InvalidArgument(std::string(method) + ": `step` is required", {{"step", "required"}}));
+    refuse("invalid_request", InvalidArgument(std::string(method) + ": `step` is required",
+                                              {{"step", "required"}}));
     return;
   }
   if (call.HasDeadline() && call.TimeLeft().count() == 0) {
-    finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                        "the deadline passed before the step could start"));
+    refuse("deadline_passed", grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                           "the deadline passed before the step could start"));
     return;
   }
   if (!TryAcquire()) {
-    finish(grpc::Status(
+    refuse("max_in_flight_steps", grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         "the plugin is running its maximum of " +
             std::to_string(facts_.limits.max_in_flight_steps) +
@@ -184,11 +197,11 @@ void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_p
     return;
   }
   if (Log().Enabled(LogLevel::kDebug)) Log().Debug("step started", call.Fields());
+  if (observer != nullptr) observer->Started(kind);
   runner->Execute(call, request, response,
-                  [this, response, call, finish = std::move(finish)](Status status) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - call.started)
-                        .count();
+                  [this, response, call, observer, finish = std::move(finish)](Status status) {
+    const auto elapsed = std::chrono::steady_clock::now() - call.started;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
     const bool ok = status.ok();
     const LogLevel level = ok ? LogLevel::kInfo : LogLevel::kWarn;
     const bool log = Log().Enabled(level);
@@ -203,6 +216,10 @@ void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_p
         fields.Add("code", CodeName(status.error().code));
         fields.Add("message", status.error().message);
       }
+    }
+    if (observer != nullptr) {
+      // Read the outcome now: after finish the response belongs to gRPC.
+      observer->Finished(kind, status, ok ? &response->outcome() : nullptr, elapsed);
     }
     in_flight_.fetch_sub(1);
     finish(ToGrpcStatus(status));

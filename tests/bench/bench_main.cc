@@ -10,7 +10,7 @@
 // something could not be measured, 2 on a usage error.
 //
 //   wsstep_bench [--pki DIR] [--plugin PATH] [--out-dir DIR] [--duration S] [--smoke]
-//                [--only wrk,curl,stime,engine,plugin,formats,store] [--automtls]
+//                [--only wrk,curl,stime,engine,plugin,observability,formats,store] [--automtls]
 //   wsstep_bench store-generate|store-measure --data-dir DIR ...   (child processes)
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
@@ -53,6 +53,7 @@ const char* const kSectionCurl = "2 direct libcurl";
 const char* const kSectionSTime = "3 openssl s_time -new";
 const char* const kSectionPlugin = "4 wsstep plugin over gRPC";
 const char* const kSectionEngine = "4b wsstep REST engine in-process";
+const char* const kSectionObservability = "4c metrics and tracing: off / on";
 const char* const kSectionFormats = "5 identity formats";
 
 struct Options {
@@ -380,6 +381,53 @@ int RunAll(Options& o) {
     }
   }
 
+  if (o.Runs("observability")) {
+    std::cerr << "[bench] metrics and tracing off / on\n";
+    PluginBenchOptions p;
+    p.binary = o.plugin;
+    p.automtls = o.automtls;
+    p.work_dir = work.Path("observability");
+    for (const char* side : {"off", "metrics", "on"}) {
+      std::filesystem::create_directories(p.work_dir + "/" + side);
+    }
+    p.origin_port = origin.port();
+    p.path = std::string(kPath);
+    p.files = files;
+    p.warmup = o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1));
+    // Many short rounds: the median of 7 resolves a few percent where one long run
+    // cannot (this machine's noise is larger than that).
+    p.duration = o.smoke ? duration : std::max<Nanos>(duration / 4, std::chrono::seconds(2));
+    p.max_count = o.max_count;
+    p.in_flight = o.in_flight;
+    constexpr int kRounds = 7;
+    const std::string what = "CPU per warm step (stream, " + n + " open): metrics + tracing on / off";
+    ObservabilityBenchResult r = RunObservabilityBench(p, kRounds);
+    if (!r.error.empty()) {
+      report.AddMissing(kSectionObservability, "all rows", r.error);
+      report.AddRatio(what, std::nullopt, RatioTarget::AtMost(1.03), "×", r.error);
+    } else {
+      auto rounds = [](const std::vector<double>& v) {
+        std::string s;
+        for (double x : v) s += (s.empty() ? "" : ", ") + FormatNumber(x, 1);
+        return "median of " + std::to_string(v.size()) + " interleaved rounds: " + s;
+      };
+      report.AddFigure(kSectionObservability, "plugin CPU per step, metrics and tracing off",
+                       r.off_median_us, "µs", 1, rounds(r.off_cpu_us));
+      report.AddFigure(kSectionObservability, "plugin CPU per step, metrics on",
+                       r.metrics_median_us, "µs", 1, rounds(r.metrics_cpu_us));
+      report.AddFigure(kSectionObservability,
+                       "plugin CPU per step, metrics on + traceparent propagated", r.on_median_us,
+                       "µs", 1,
+                       rounds(r.on_cpu_us) + "; its endpoint counted " +
+                           FormatNumber(r.scraped_http_steps, 0) + " HTTP steps (" +
+                           std::to_string(r.on_steps) + " measured + warm-up)");
+      report.AddRatio(what, Ratio(r.on_median_us, r.off_median_us), RatioTarget::AtMost(1.03), "×",
+                      "metrics alone: " + FormatNumber(Ratio(r.metrics_median_us, r.off_median_us), 3) + "×");
+    }
+  } else {
+    report.AddSkippedRatio("CPU per warm step: metrics + tracing on / off", RatioTarget::AtMost(1.03));
+  }
+
   if (o.Runs("engine")) {
     std::cerr << "[bench] engine in-process\n";
     auto creds = CredentialsFromFiles(files);
@@ -683,7 +731,8 @@ int main(int argc, char** argv) {
                "skip the new-connection rows (e.g. to profile only the warm per-step path)");
   app.add_option("--plugin-prefix", o.plugin_prefix,
                  "run the plugin under this command (absolute path first), e.g. \"/usr/bin/valgrind --tool=callgrind\"");
-  app.add_option("--only", o.only, "comma-separated phases: wrk,curl,stime,plugin,engine,formats,store");
+  app.add_option("--only", o.only,
+                 "comma-separated phases: wrk,curl,stime,plugin,observability,engine,formats,store");
 
   for (const char* name : {"store-generate", "store-measure"}) {
     CLI::App* sub = app.add_subcommand(name, "child process of the store phase");
@@ -702,7 +751,8 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("store-generate")) return StoreGenerateMain(store);
   if (app.got_subcommand("store-measure")) return StoreMeasureMain(store);
 
-  const std::set<std::string> all = {"wrk", "curl", "stime", "plugin", "engine", "formats", "store"};
+  const std::set<std::string> all = {"wrk",    "curl",    "stime", "plugin", "observability",
+                                     "engine", "formats", "store"};
   if (o.only.empty()) {
     o.phases = all;
   } else {

@@ -1,8 +1,10 @@
 #include "tests/bench/plugin_bench.h"
 
+#include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -207,10 +209,12 @@ LoopOutcome Drive(QueueClient* client, v1::StepPluginService::Stub* stub,
 // With `request` null every call is empty (neither rest nor soap): the plugin answers
 // each at once with INVALID_ARGUMENT, which is then the expected outcome.
 LoopOutcome DriveStream(v1::StepPluginService::Stub* stub, const v1::ExecuteRestStepRequest* request,
-                        int in_flight, Nanos duration, uint64_t max_count) {
+                        int in_flight, Nanos duration, uint64_t max_count,
+                        const std::string& traceparent = "") {
   LoopOutcome out;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + duration + kCallTimeout);
+  if (!traceparent.empty()) ctx.AddMetadata("traceparent", traceparent);
   auto io = stub->ExecuteSteps(&ctx);
   std::map<uint64_t, Clock::time_point> open;
   uint64_t next_id = 1;
@@ -278,10 +282,30 @@ std::string LogTail(const std::string& path) {
   return s.size() <= keep ? s : "..." + s.substr(s.size() - keep);
 }
 
-PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
-  PluginBenchResult result;
-  result.log_path = o.work_dir + "/plugin-stderr.log";
+// A plugin launched the way a host does, with the bench's credentials imported and one
+// step run (a clear error if ExecuteRestStep is not wired or the step fails).
+struct LaunchedPlugin {
+  std::string error;     // "" when it is ready for steps
+  std::string log_path;  // its stderr
+  std::unique_ptr<plugin::PluginProcess> process;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::StepPluginService::Stub> steps;
 
+  // Closes its stdin (the host going away) and waits; SIGKILL after 15 s.
+  void Stop() {
+    if (!process) return;
+    process->CloseStdin();
+    if (!process->Wait(std::chrono::seconds(15))) process->Signal(SIGKILL);
+    process.reset();
+  }
+};
+
+// `dir` holds the plugin's data directory and stderr log; `env` is added to its
+// environment.
+LaunchedPlugin LaunchPlugin(const PluginBenchOptions& o, const std::string& dir,
+                            const std::vector<std::pair<std::string, std::string>>& env = {}) {
+  LaunchedPlugin p;
+  p.log_path = dir + "/plugin-stderr.log";
   plugin::LaunchOptions launch;
   launch.binary = o.binary;
   if (!o.prefix.empty()) {
@@ -290,45 +314,52 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
     launch.args.push_back(o.binary);
   }
   launch.automtls = o.automtls;
-  launch.stderr_path = result.log_path;
-  launch.env.push_back({"WSSTEP_DATA_DIR", o.work_dir + "/data"});
+  launch.stderr_path = p.log_path;
+  launch.env.push_back({"WSSTEP_DATA_DIR", dir + "/data"});
+  launch.env.insert(launch.env.end(), env.begin(), env.end());
   launch.start_timeout = std::chrono::seconds(60);
   auto launched = plugin::PluginProcess::Launch(launch);
   if (!launched.ok()) {
-    result.error = "launching " + o.binary + ": " + launched.error().ToString();
-    return result;
+    p.error = "launching " + o.binary + ": " + launched.error().ToString();
+    return p;
   }
-  std::unique_ptr<plugin::PluginProcess> process = std::move(launched).value();
-  auto channel = process->channel();
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
-    result.error = "could not connect to the plugin at " + process->target();
-    return result;
+  p.process = std::move(launched).value();
+  p.channel = p.process->channel();
+  if (!p.channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
+    p.error = "could not connect to the plugin at " + p.process->target();
+    return p;
   }
-  auto certs = v1::CertificateService::NewStub(channel);
-  auto steps = v1::StepPluginService::NewStub(channel);
+  auto certs = v1::CertificateService::NewStub(p.channel);
+  p.steps = v1::StepPluginService::NewStub(p.channel);
+  p.error = ImportCredentials(*certs, o);
+  if (!p.error.empty()) return p;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::ExecuteRestStepResponse response;
+  grpc::Status s = p.steps->ExecuteRestStep(&ctx, StepRequest(o, false), &response);
+  p.error = CheckOutcome(s, response);
+  return p;
+}
+
+PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
+  PluginBenchResult result;
+  LaunchedPlugin launched = LaunchPlugin(o, o.work_dir);
+  result.log_path = launched.log_path;
+  result.error = launched.error;
+  if (!result.error.empty()) return result;
+  plugin::PluginProcess* process = launched.process.get();
+  auto channel = launched.channel;
+  v1::StepPluginService::Stub* const steps = launched.steps.get();
   QueueClient client;
 
-  result.error = ImportCredentials(*certs, o);
-  if (!result.error.empty()) return result;
-
-  // One step first: a clear error if ExecuteRestStep is not wired or the step fails.
-  {
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx);
-    v1::ExecuteRestStepResponse response;
-    grpc::Status s = steps->ExecuteRestStep(&ctx, StepRequest(o, false), &response);
-    result.error = CheckOutcome(s, response);
-    if (!result.error.empty()) return result;
-  }
-
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
-  Drive(&client, steps.get(), warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
+  Drive(&client, steps, warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
   auto measure = [&](int in_flight, double* cpu_us_per_step, double* client_cpu_us_per_step,
                      bool stream = false) {
     const double cpu0 = ProcessCpuSeconds(process->pid());
     const double self0 = ProcessCpuSeconds(getpid());
-    LoopOutcome out = stream ? DriveStream(steps.get(), &warm, in_flight, o.duration, o.max_count)
-                             : Drive(&client, steps.get(), warm, in_flight, o.duration, o.max_count, nullptr);
+    LoopOutcome out = stream ? DriveStream(steps, &warm, in_flight, o.duration, o.max_count)
+                             : Drive(&client, steps, warm, in_flight, o.duration, o.max_count, nullptr);
     const double cpu1 = ProcessCpuSeconds(process->pid());
     const double self1 = ProcessCpuSeconds(getpid());
     const auto steps_done = static_cast<double>(out.throughput.count);
@@ -350,7 +381,7 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
     }
   }
 
-  LoopOutcome noop = DriveStream(steps.get(), nullptr, 1, o.duration / 2, o.max_count);
+  LoopOutcome noop = DriveStream(steps, nullptr, 1, o.duration / 2, o.max_count);
   if (LoopError(noop).empty()) result.stream_noop_single = noop;
 
   auto health = grpc::health::v1::Health::NewStub(channel);
@@ -358,12 +389,11 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   if (LoopError(h).empty()) result.health_single = h;
 
   if (!o.fresh) {
-    process->CloseStdin();
-    if (!process->Wait(std::chrono::seconds(15))) process->Signal(SIGKILL);
+    launched.Stop();
     return result;
   }
   ConnectionCounts counts;
-  auto fresh = Drive(&client, steps.get(), StepRequest(o, true), 1, o.duration, o.max_count, &counts);
+  auto fresh = Drive(&client, steps, StepRequest(o, true), 1, o.duration, o.max_count, &counts);
   if (std::string e = LoopError(fresh); !e.empty()) {
     result.fresh_error = e;
   } else {
@@ -373,12 +403,122 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
                         " of those resumed a TLS session";
   }
 
-  process->CloseStdin();
-  if (!process->Wait(std::chrono::seconds(15))) process->Signal(SIGKILL);
+  launched.Stop();
   return result;
 }
 
+size_t AppendBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+// GET `url` (the metrics endpoint); "" on failure.
+std::string HttpGet(const std::string& url) {
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return "";
+  std::string body;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  const bool ok = curl_easy_perform(curl) == CURLE_OK;
+  curl_easy_cleanup(curl);
+  return ok ? body : "";
+}
+
+// The value of one series line that starts with `series` ("name{labels}"); -1 if absent.
+double SeriesValue(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.compare(0, series.size() + 1, series + " ") == 0) {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return -1;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 }  // namespace
+
+ObservabilityBenchResult RunObservabilityBench(const PluginBenchOptions& o, int rounds) {
+  ObservabilityBenchResult result;
+  // Every step on a traced stream is a span of the host's trace, and goes out with a
+  // child traceparent.
+  const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  struct Side {
+    const char* dir;
+    std::vector<std::pair<std::string, std::string>> env;
+    bool traced;
+    std::vector<double>* cpu;
+    LaunchedPlugin plugin;
+  };
+  Side sides[] = {
+      {"off", {}, false, &result.off_cpu_us, {}},
+      {"metrics", {{"WSSTEP_METRICS_LISTEN", "127.0.0.1:0"}}, false, &result.metrics_cpu_us, {}},
+      {"on",
+       {{"WSSTEP_METRICS_LISTEN", "127.0.0.1:0"}, {"WSSTEP_PROPAGATE_TRACE_CONTEXT", "true"}},
+       true,
+       &result.on_cpu_us,
+       {}},
+  };
+  for (Side& side : sides) {
+    side.plugin = LaunchPlugin(o, o.work_dir + "/" + side.dir, side.env);
+    if (side.plugin.error.empty() || !result.error.empty()) continue;
+    result.error = side.plugin.error;
+    if (std::string tail = LogTail(side.plugin.log_path); !tail.empty()) {
+      result.error += "; plugin stderr: " + tail;
+    }
+  }
+  const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
+  auto drive = [&](Side& side, Nanos duration, uint64_t max_count) {
+    return DriveStream(side.plugin.steps.get(), &warm, o.in_flight, duration, max_count,
+                       side.traced ? traceparent : "");
+  };
+  if (result.error.empty()) {
+    for (Side& side : sides) drive(side, o.warmup, 0);
+  }
+  // Interleaved rounds, each in another order, so that a noisy moment of the machine
+  // (or running first) does not favour one side.
+  constexpr size_t kSides = sizeof(sides) / sizeof(sides[0]);
+  for (int round = 0; round < rounds && result.error.empty(); ++round) {
+    for (size_t i = 0; i < kSides && result.error.empty(); ++i) {
+      Side& side = sides[(static_cast<size_t>(round) + i) % kSides];
+      const double cpu0 = ProcessCpuSeconds(side.plugin.process->pid());
+      LoopOutcome out = drive(side, o.duration, o.max_count);
+      const double cpu1 = ProcessCpuSeconds(side.plugin.process->pid());
+      if (std::string e = LoopError(out); !e.empty()) {
+        result.error = e;
+        break;
+      }
+      side.cpu->push_back((cpu1 - cpu0) * 1e6 / static_cast<double>(out.throughput.count));
+      if (side.traced) result.on_steps += out.throughput.count;
+    }
+  }
+  result.off_median_us = Median(result.off_cpu_us);
+  result.metrics_median_us = Median(result.metrics_cpu_us);
+  result.on_median_us = Median(result.on_cpu_us);
+  if (result.error.empty()) {
+    // The observed plugin really counted: what its endpoint says after the rounds.
+    std::ifstream log(sides[kSides - 1].plugin.log_path);
+    std::stringstream text;
+    text << log.rdbuf();
+    const std::string stderr_text = text.str();
+    const std::string key = "\"metrics\":\"";
+    if (const size_t at = stderr_text.find(key); at != std::string::npos) {
+      const size_t from = at + key.size();
+      const std::string url = stderr_text.substr(from, stderr_text.find('"', from) - from);
+      result.scraped_http_steps = SeriesValue(
+          HttpGet(url), R"(wsstep_steps_total{code="",kind="rest",outcome="http"})");
+    }
+  }
+  for (Side& side : sides) side.plugin.Stop();
+  return result;
+}
 
 PluginBenchResult RunPluginBench(const PluginBenchOptions& o) {
   PluginBenchResult result = RunMeasurements(o);
