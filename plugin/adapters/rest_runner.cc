@@ -84,11 +84,16 @@ class Transfers {
 
   const StepLimits& limits() const { return limits_; }
 
-  // With propagation on and a traceparent on the call: the step's requests carry a child
-  // traceparent (this call's span) and the host's tracestate. A header of that name the
-  // designer set wins.
-  void AddTraceHeaders(const CallContext& call, std::vector<rest::Header>& headers) const {
-    if (!propagate_trace_ || !call.trace.valid()) return;
+  // With propagation on (the step's propagate_trace_context, else the plugin's setting)
+  // and a traceparent on the call: the step's requests carry a child traceparent (this
+  // call's span) and the host's tracestate. A header of that name the designer set wins.
+  template <typename StepProto>
+  void AddTraceHeaders(const CallContext& call, const StepProto& step,
+                       std::vector<rest::Header>& headers) const {
+    const bool propagate = step.has_propagate_trace_context()
+                               ? step.propagate_trace_context().value()
+                               : propagate_trace_;
+    if (!propagate || !call.trace.valid()) return;
     auto has = [&headers](std::string_view name) {
       return std::any_of(headers.begin(), headers.end(),
                          [name](const rest::Header& h) { return rest::EqualsIgnoreCase(h.name, name); });
@@ -227,7 +232,7 @@ class RestRunner final : public RestStepRunner {
     }
     step->step_id = call.step_id;
     step->workflow_id = call.workflow_id;
-    t_->AddTraceHeaders(call, step->headers);
+    t_->AddTraceHeaders(call, request.step(), step->headers);
     // Checked and parsed once: resolution and the engine read the same parts.
     auto prepared = t_->engine().Prepare(std::move(step).value());
     if (!prepared.ok()) {
@@ -314,7 +319,7 @@ class SoapRunner final : public SoapStepRunner {
     }
     transport->step_id = call.step_id;
     transport->workflow_id = call.workflow_id;
-    t_->AddTraceHeaders(call, transport->headers);
+    t_->AddTraceHeaders(call, request.step(), transport->headers);
     // The envelope is built and the endpoint parsed once, before the store is asked.
     auto prepared = t_->soap().Prepare(*s, std::move(transport).value());
     if (!prepared.ok()) {

@@ -151,5 +151,29 @@ TEST_F(TraceContextTest, ABrokenTraceparentIsNoTraceAtAll) {
   }
 }
 
+TEST_F(TraceContextTest, AStepCanAskForPropagationThePluginDoesNotDo) {
+  Start(/*propagate=*/false);
+  v1::RestStep step = mock_engine::GetStep(Url());
+  step.mutable_propagate_trace_context()->set_value(true);
+  auto r = engine_.Rest(step, "", Traced("asks", HostTraceparent()));
+  ASSERT_TRUE(r.ok() && r.response.outcome().has_http()) << r.status.error_message();
+  EXPECT_TRUE(std::regex_match(origin_->requests().back().request.Header("traceparent"),
+                               std::regex("00-" + std::string(kTraceId) + "-[0-9a-f]{16}-01")));
+  EXPECT_EQ(origin_->requests().back().request.Header("tracestate"),
+            "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+}
+
+TEST_F(TraceContextTest, AStepCanRefusePropagationThePluginDoes) {
+  Start(/*propagate=*/true);
+  v1::RestStep step = mock_engine::GetStep(Url());
+  step.mutable_propagate_trace_context()->set_value(false);
+  auto r = engine_.Rest(step, "", Traced("refuses", HostTraceparent()));
+  ASSERT_TRUE(r.ok() && r.response.outcome().has_http()) << r.status.error_message();
+  EXPECT_FALSE(origin_->requests().back().request.HasHeader("traceparent"));
+  EXPECT_FALSE(origin_->requests().back().request.HasHeader("tracestate"));
+  // The log still names the trace: that stays between the host and the plugin.
+  EXPECT_THAT(FinishedLine("refuses"), HasSubstr("\"trace_id\":\"" + std::string(kTraceId) + "\""));
+}
+
 }  // namespace
 }  // namespace wsstep::e2e
