@@ -11,6 +11,7 @@
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/mock_engine/mock_engine.h"
+#include "tests/support/nginx.h"
 #include "tests/support/tls_server.h"
 #include "tests/support/wait.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
@@ -36,6 +37,23 @@ std::string HostTraceparent() {
   return "00-" + std::string(kTraceId) + "-" + std::string(kHostSpan) + "-01";
 }
 
+// The plugin's "step finished" line of `step_id` (waits for it).
+std::string FinishedLineOf(MockEngine& engine, const std::string& step_id) {
+  std::string line;
+  EXPECT_TRUE(testing::WaitUntil("the plugin logs the step " + step_id, [&] {
+    std::istringstream in(engine.StderrText());
+    for (std::string l; std::getline(in, l);) {
+      if (l.find("\"@message\":\"step finished\"") != std::string::npos &&
+          l.find("\"step_id\":\"" + step_id + "\"") != std::string::npos) {
+        line = l;
+        return true;
+      }
+    }
+    return false;
+  }));
+  return line;
+}
+
 class TraceContextTest : public ::testing::Test {
  protected:
   void Start(bool propagate) {
@@ -52,22 +70,7 @@ class TraceContextTest : public ::testing::Test {
   }
   std::string Url() const { return "https://localhost:" + std::to_string(origin_->port()) + "/t"; }
 
-  // The "step finished" line of `step_id`.
-  std::string FinishedLine(const std::string& step_id) {
-    std::string line;
-    EXPECT_TRUE(testing::WaitUntil("the plugin logs the step " + step_id, [&] {
-      std::istringstream in(engine_.StderrText());
-      for (std::string l; std::getline(in, l);) {
-        if (l.find("\"@message\":\"step finished\"") != std::string::npos &&
-            l.find("\"step_id\":\"" + step_id + "\"") != std::string::npos) {
-          line = l;
-          return true;
-        }
-      }
-      return false;
-    }));
-    return line;
-  }
+  std::string FinishedLine(const std::string& step_id) { return FinishedLineOf(engine_, step_id); }
 
   std::unique_ptr<testing::TlsServer> origin_;
   MockEngine engine_;
@@ -173,6 +176,41 @@ TEST_F(TraceContextTest, AStepCanRefusePropagationThePluginDoes) {
   EXPECT_FALSE(origin_->requests().back().request.HasHeader("tracestate"));
   // The log still names the trace: that stays between the host and the plugin.
   EXPECT_THAT(FinishedLine("refuses"), HasSubstr("\"trace_id\":\"" + std::string(kTraceId) + "\""));
+}
+
+TEST(TraceContextNginxTest, NginxReceivesTheChildTraceparentTheLogNames) {
+  // A real nginx with client certificates required answers with the trace headers it
+  // received; the step's span in the plugin's log is the span nginx saw.
+  testing::NginxConfig config;
+  config.verify_client = testing::NginxVerifyClient::kOn;
+  config.extra_server_directives =
+      "location = /trace { return 200 \"$http_traceparent|$http_tracestate\"; }";
+  testing::NginxServer nginx(config);
+  ASSERT_TRUE(nginx.Start()) << nginx.start_error();
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start({{"WSSTEP_PROPAGATE_TRACE_CONTEXT", "true"}})) << engine.start_error();
+  ASSERT_FALSE(ImportRsaIdentity(engine, nginx.port()).id().empty());
+
+  auto r = engine.Rest(
+      mock_engine::GetStep("https://localhost:" + std::to_string(nginx.port()) + "/trace"), "",
+      Traced("at-nginx", HostTraceparent()));
+  ASSERT_TRUE(r.ok()) << r.status.error_message();
+  ASSERT_TRUE(r.response.outcome().has_http()) << r.response.outcome().error().message();
+  EXPECT_EQ(r.response.outcome().http().status(), 200);
+  std::smatch m;
+  const std::string body = r.response.outcome().http().body();
+  ASSERT_TRUE(
+      std::regex_match(body, m,
+                       std::regex("00-" + std::string(kTraceId) +
+                                  "-([0-9a-f]{16})-01\\|congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")))
+      << body;
+  const std::string span = m[1].str();
+  EXPECT_NE(span, kHostSpan);
+  const std::string line = FinishedLineOf(engine, "at-nginx");
+  EXPECT_THAT(line, HasSubstr("\"trace_id\":\"" + std::string(kTraceId) + "\""));
+  EXPECT_THAT(line, HasSubstr("\"span_id\":\"" + span + "\""));
+  EXPECT_THAT(line, HasSubstr("\"parent_span_id\":\"" + std::string(kHostSpan) + "\""));
+  EXPECT_EQ(engine.Stop(), 0);
 }
 
 }  // namespace
