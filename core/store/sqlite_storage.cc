@@ -1,9 +1,13 @@
 #include "core/store/sqlite_storage.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -30,6 +34,72 @@ bool FileExists(const std::string& path) {
 }
 
 bool Writable(const std::string& path) { return ::access(path.c_str(), W_OK) == 0; }
+
+// One data directory, one writer: an exclusive flock on <data_dir>/wsstep.lock, held from
+// open to close (the OS drops it when the process ends, however it ends). A second
+// process — or a second store in this one — that opens the directory for writing is
+// refused at once, naming the process that holds it (its pid is written in the file).
+class DataDirLock {
+ public:
+  static Result<DataDirLock> Acquire(const std::string& dir) {
+    const std::string path = dir + "/" + std::string(kDataDirLockFileName);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      return Error(Code::kStorageError,
+                   path + ": cannot open the lock file: " + std::strerror(errno),
+                   "check the data directory's permissions", Side::kStore);
+    }
+    DataDirLock lock(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      if (err != EWOULDBLOCK) {
+        return Error(Code::kStorageError, path + ": cannot lock: " + std::strerror(err), "",
+                     Side::kStore);
+      }
+      char buf[32] = {};
+      const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+      std::string holder(buf, n > 0 ? static_cast<size_t>(n) : 0);
+      holder.erase(
+          std::find_if(holder.begin(), holder.end(), [](char c) { return c < '0' || c > '9'; }),
+          holder.end());
+      Error e(Code::kStorageError,
+              dir + ": the data directory is in use by another wsstep process" +
+                  (holder.empty() ? std::string() : " (pid " + holder + ")"),
+              "one data directory serves one plugin: stop the other process, or give this one "
+              "its own data directory (--data-dir or WSSTEP_DATA_DIR)",
+              Side::kStore);
+      e.detail["data_dir"] = dir;
+      if (!holder.empty()) e.detail["pid"] = holder;
+      return e;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 ||
+        ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      // The lock holds without the pid; a second process then cannot name us.
+    }
+    return lock;
+  }
+
+  DataDirLock(DataDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  DataDirLock& operator=(DataDirLock&& other) noexcept {
+    if (this != &other) {
+      Release();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  DataDirLock(const DataDirLock&) = delete;
+  DataDirLock& operator=(const DataDirLock&) = delete;
+  ~DataDirLock() { Release(); }
+
+ private:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  void Release() {
+    if (fd_ >= 0) ::close(fd_);  // closing the last descriptor drops the flock
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
 
 Result<std::optional<std::string>> ReadMeta(Database& db, std::string_view key) {
   WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT value FROM meta WHERE key=?"));
@@ -143,9 +213,10 @@ class SqliteTransaction final : public Storage::Transaction {
 
 class SqliteStorage final : public Storage {
  public:
-  SqliteStorage(std::string path, bool read_only, std::unique_ptr<Database> writer,
-                std::unique_ptr<Database> reader)
-      : path_(std::move(path)),
+  SqliteStorage(std::string path, bool read_only, std::optional<DataDirLock> lock,
+                std::unique_ptr<Database> writer, std::unique_ptr<Database> reader)
+      : lock_(std::move(lock)),
+        path_(std::move(path)),
         read_only_(read_only),
         writer_(std::move(writer)),
         reader_(std::move(reader)) {}
@@ -224,6 +295,8 @@ class SqliteStorage final : public Storage {
   }
 
  private:
+  // Declared first: released after both connections have closed.
+  std::optional<DataDirLock> lock_;  // none when read-only
   const std::string path_;
   const bool read_only_;
   // The one write transaction at a time. Held by the open SqliteTransaction.
@@ -244,6 +317,13 @@ Result<std::unique_ptr<Storage>> OpenSqliteStorage(const StorageOpenRequest& req
   bool read_only = request.read_only;
   // A directory or file we may not write: serve reads, refuse changes.
   if (!read_only && (!Writable(dir) || (FileExists(path) && !Writable(path)))) read_only = true;
+
+  // A read-only store changes nothing, so it takes no lock (a backup or an inspection
+  // may read a served store).
+  std::optional<DataDirLock> lock;
+  if (!read_only) {
+    WSSTEP_ASSIGN_OR_RETURN(lock, DataDirLock::Acquire(dir));
+  }
 
   Database::Options db_options;
   db_options.read_only = read_only;
@@ -269,8 +349,8 @@ Result<std::unique_ptr<Storage>> OpenSqliteStorage(const StorageOpenRequest& req
     WSSTEP_RETURN_IF_ERROR(writer->Migrate(SqliteStoreMigrations()));
   }
   WSSTEP_ASSIGN_OR_RETURN(std::unique_ptr<Database> reader, Database::Open(path, db_options));
-  return std::unique_ptr<Storage>(
-      std::make_unique<SqliteStorage>(path, read_only, std::move(writer), std::move(reader)));
+  return std::unique_ptr<Storage>(std::make_unique<SqliteStorage>(
+      path, read_only, std::move(lock), std::move(writer), std::move(reader)));
 }
 
 }  // namespace wsstep::core

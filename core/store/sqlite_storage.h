@@ -21,11 +21,17 @@ namespace wsstep::core {
 
 // The database file's name inside the data directory.
 inline constexpr std::string_view kSqliteStoreFileName = "store.db";
+// The lock file a writable store holds for as long as it is open (its holder's pid inside).
+inline constexpr std::string_view kDataDirLockFileName = "wsstep.lock";
 
 // Opens (creating when absent) <data_dir>/store.db and brings its schema up to date.
 // The storage is read-only when asked to be, or when the data directory or the file is
 // not writable by this process; a read-only store must already have this build's schema
-// version. Before opening, a file of at most an eighth of the memory (and 1 GiB) is read
+// version. A writable store locks the data directory first (an exclusive flock on
+// <data_dir>/wsstep.lock, held until the storage is destroyed): while another process —
+// or another storage in this one — holds it, STORAGE_ERROR "<data_dir>: the data
+// directory is in use by another wsstep process (pid N)", detail data_dir and pid.
+// Before opening, a file of at most an eighth of the memory (and 1 GiB) is read
 // into the page cache in order (WarmPageCache, core/db.h says why). STORAGE_ERROR naming
 // the file on failure.
 Result<std::unique_ptr<Storage>> OpenSqliteStorage(const StorageOpenRequest& request);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/store/sqlite_schema.h"
 #include "tests/support/pki.h"
@@ -75,6 +76,27 @@ TEST_F(SqliteStorageTest, ANewFileHasTheSchemaAndIsPrivate) {
   EXPECT_EQ(Load().latest_save_sequence, 0);
   EXPECT_FALSE(storage_->ReadMasterKeyRecord()->has_value());
   EXPECT_EQ(SqliteStoreSchemaVersion(), static_cast<int>(SqliteStoreMigrations().size()));
+}
+
+TEST_F(SqliteStorageTest, AWritableStoreLocksItsDirectoryUntilClosed) {
+  const std::string pid = std::to_string(::getpid());
+  auto second = OpenSqliteStorage({dir_.path(), false});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, Code::kStorageError);
+  EXPECT_EQ(
+      second.error().message,
+      dir_.path() + ": the data directory is in use by another wsstep process (pid " + pid + ")");
+  EXPECT_EQ(second.error().detail.at("pid"), pid);
+  EXPECT_EQ(second.error().detail.at("data_dir"), dir_.path());
+  // A read-only store changes nothing and takes no lock.
+  auto reader = OpenSqliteStorage({dir_.path(), true});
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_TRUE((*reader)->read_only());
+  // Closed, the directory is free again.
+  storage_.reset();
+  auto after = OpenSqliteStorage({dir_.path(), false});
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_FALSE((*after)->read_only());
 }
 
 TEST_F(SqliteStorageTest, EntriesLoadAsSavedInSaveOrder) {

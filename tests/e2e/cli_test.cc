@@ -1,6 +1,7 @@
 // The `wsstep` command line against a running `wsstep serve`, as an administrator types
 // it: enum values in any case (the README's own `--type PKCS12`, `cert list`'s TYPE and
-// STATUS columns copied back), and unknown values named with the accepted ones.
+// STATUS columns copied back), unknown values named with the accepted ones, and one data
+// directory served by one plugin.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -120,6 +121,26 @@ TEST_F(CliTest, DeleteWithoutYesNamesWhatWouldGoAndAnUnknownNameIsNotFound) {
   auto deleted = Wsstep({"cert", "delete", "partners", "--yes"});
   EXPECT_EQ(deleted.exit_code, 0) << deleted.output;
   EXPECT_THAT(deleted.output, HasSubstr("deleted partners"));
+}
+
+TEST_F(CliTest, ASecondServeOnTheSameDataDirectoryExitsAtOnceNamingTheFirst) {
+  // Same data directory, another socket: it must not start, and must not take over.
+  const std::string other = work_.Path("other.sock");
+  const auto started = std::chrono::steady_clock::now();
+  auto second =
+      testing::RunCommand({WSSTEP_BINARY, "serve", "--listen", "unix://" + other},
+                          {{"WSSTEP_DATA_DIR", work_.Path("data")}}, std::chrono::seconds(20));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_EQ(second.exit_code, 1) << second.output;
+  EXPECT_THAT(second.output, HasSubstr(work_.Path("data") +
+                                       ": the data directory is in use by another wsstep "
+                                       "process (pid " +
+                                       std::to_string(server_.pid()) + ")"));
+  struct stat st {};
+  EXPECT_NE(::stat(other.c_str(), &st), 0) << "the second one never listened";
+  // The first one still serves.
+  auto listed = Wsstep({"cert", "list"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
 }
 
 }  // namespace
