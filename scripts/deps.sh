@@ -12,6 +12,7 @@ WSSTEP_PACKAGES=(
   nginx-light wrk python3-grpcio python3-grpc-tools python3-spyne
   clang libclang-rt-14-dev
   prometheus-cpp-dev prometheus
+  postgresql-15 libpq-dev
   golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-goprotobuf-dev
 )
 
