@@ -7,29 +7,11 @@
 
 #include "core/store/bulk_load.h"
 #include "core/store/codec.h"
+#include "core/store/entry_columns.h"
 #include "core/store/validation.h"
 
 namespace wsstep::core {
 namespace {
-
-constexpr std::string_view kUpsertEntry = R"sql(
-INSERT INTO entries (id, name, name_key, description, type, source_format, key_alias,
-  has_private_key, has_password, private_trust_only, disabled, revoked, pending_certificate,
-  created_at, updated_at, version, save_seq, notify_enabled, notify_warning_days,
-  notify_frequency, notify_alert_ref, last_notified_at, chain_subjects, attributes)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-  ?20, ?21, ?22, ?23, ?24)
-ON CONFLICT(id) DO UPDATE SET name=excluded.name, name_key=excluded.name_key,
-  description=excluded.description, source_format=excluded.source_format,
-  key_alias=excluded.key_alias, has_private_key=excluded.has_private_key,
-  has_password=excluded.has_password, private_trust_only=excluded.private_trust_only,
-  disabled=excluded.disabled, revoked=excluded.revoked,
-  pending_certificate=excluded.pending_certificate, updated_at=excluded.updated_at,
-  version=excluded.version, save_seq=excluded.save_seq, notify_enabled=excluded.notify_enabled,
-  notify_warning_days=excluded.notify_warning_days, notify_frequency=excluded.notify_frequency,
-  notify_alert_ref=excluded.notify_alert_ref, last_notified_at=excluded.last_notified_at,
-  chain_subjects=excluded.chain_subjects, attributes=excluded.attributes
-)sql";
 
 Status InsertCertificateRow(Statement& ins, std::string_view id, std::string_view role,
                             size_t ordinal, const CertificateInfo& c) {
@@ -50,21 +32,14 @@ Status InsertCertificateRow(Statement& ins, std::string_view id, std::string_vie
   return ins.Run();
 }
 
-CertificateInfo ReadCertificateInfo(const Statement& st, int first) {
-  CertificateInfo c;
-  c.subject = st.ColumnText(first);
-  c.issuer = st.ColumnText(first + 1);
-  c.serial = st.ColumnText(first + 2);
-  c.not_before = st.ColumnInt64(first + 3);
-  c.not_after = st.ColumnInt64(first + 4);
-  c.sans = DecodeList(st.ColumnBlobView(first + 5));
-  c.key_algorithm = st.ColumnText(first + 6);
-  c.key_bits = static_cast<int>(st.ColumnInt64(first + 7));
-  c.curve = st.ColumnText(first + 8);
-  c.sha256_fingerprint = st.ColumnText(first + 9);
-  c.is_ca = st.ColumnInt64(first + 10) != 0;
-  return c;
-}
+// A Statement as entry_columns.h reads rows.
+struct SqliteRow {
+  const Statement& st;
+  std::string Text(int i) const { return st.ColumnText(i); }
+  int64_t Int(int i) const { return st.ColumnInt64(i); }
+  std::string_view View(int i) const { return st.ColumnBlobView(i); }
+  std::string_view Blob(int i) const { return st.ColumnBlobView(i); }
+};
 
 // Calls `attach(entry, statement)` for each row of `st` (whose column 0 is an entry id,
 // rows in id order as a primary key returns them) with the entry of that id. A merge
@@ -85,7 +60,7 @@ Status JoinById(Statement& st, std::vector<EntryMetadata>& entries,
 }  // namespace
 
 Status WriteEntryRow(Database& db, const EntryMetadata& e, int64_t save_sequence) {
-  WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare(kUpsertEntry));
+  WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare(EntryUpsertSql('?')));
   st.Bind(1, e.id)
       .Bind(2, e.name)
       .Bind(3, AsciiLower(e.name))
@@ -213,24 +188,7 @@ Status InsertAuditRow(Statement& st, const AuditEvent& ev) {
   return st.Run();
 }
 
-AuditEvent ReadAuditRow(const Statement& st) {
-  AuditEvent ev;
-  ev.sequence = st.ColumnInt64(0);
-  ev.at = st.ColumnInt64(1);
-  ev.action = AuditActionFromName(st.ColumnText(2)).value_or(AuditAction::kUse);
-  ev.actor = st.ColumnText(3);
-  ev.entry_id = st.ColumnText(4);
-  ev.entry_name = st.ColumnText(5);
-  ev.host = st.ColumnText(6);
-  ev.port = static_cast<uint16_t>(st.ColumnInt64(7));
-  ev.environment = st.ColumnText(8);
-  ev.step_id = st.ColumnText(9);
-  ev.workflow_id = st.ColumnText(10);
-  ev.outcome = st.ColumnText(11);
-  ev.code = st.ColumnText(12);
-  ev.detail = st.ColumnText(13);
-  return ev;
-}
+AuditEvent ReadAuditRow(const Statement& st) { return ReadAuditColumns(SqliteRow{st}); }
 
 Result<LoadedEntries> LoadEntryRows(Database& db) {
   std::vector<EntryMetadata> entries;
@@ -245,44 +203,12 @@ Result<LoadedEntries> LoadEntryRows(Database& db) {
   }
   {
     // Table order, not the save_seq index: a sequential read; sorted below.
-    WSSTEP_ASSIGN_OR_RETURN(
-        auto st,
-        db.Prepare("SELECT save_seq, id, name, description, type, source_format, key_alias, "
-                   "has_private_key, has_password, private_trust_only, disabled, revoked, "
-                   "pending_certificate, created_at, updated_at, last_used_at, use_count, "
-                   "version, notify_enabled, notify_warning_days, notify_frequency, "
-                   "notify_alert_ref, last_notified_at, chain_subjects, attributes "
-                   "FROM entries"));
+    WSSTEP_ASSIGN_OR_RETURN(auto st,
+                            db.Prepare("SELECT " + std::string(kEntryColumns) + " FROM entries"));
     for (;;) {
       WSSTEP_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
-      save_seq.push_back(st.ColumnInt64(0));
-      EntryMetadata& e = entries.emplace_back();
-      e.id = st.ColumnText(1);
-      e.name = st.ColumnText(2);
-      e.description = st.ColumnText(3);
-      e.type = EntryTypeFromName(st.ColumnBlobView(4)).value_or(EntryType::kKeyPair);
-      e.source_format = SourceFormatFromName(st.ColumnBlobView(5)).value_or(SourceFormat::kPem);
-      e.key_alias = st.ColumnText(6);
-      e.has_private_key = st.ColumnInt64(7) != 0;
-      e.has_password = st.ColumnInt64(8) != 0;
-      e.private_trust_only = st.ColumnInt64(9) != 0;
-      e.disabled = st.ColumnInt64(10) != 0;
-      e.revoked = st.ColumnInt64(11) != 0;
-      e.pending_certificate = st.ColumnInt64(12) != 0;
-      e.created_at = st.ColumnInt64(13);
-      e.updated_at = st.ColumnInt64(14);
-      e.last_used_at = st.ColumnInt64(15);
-      e.use_count = static_cast<uint64_t>(st.ColumnInt64(16));
-      e.version = static_cast<uint64_t>(st.ColumnInt64(17));
-      e.notifications.enabled = st.ColumnInt64(18) != 0;
-      e.notifications.warning_days = static_cast<int>(st.ColumnInt64(19));
-      e.notifications.frequency = st.ColumnBlobView(20) == "WEEKLY" ? NotificationFrequency::kWeekly
-                                                                    : NotificationFrequency::kDaily;
-      e.notifications.alert_ref = st.ColumnText(21);
-      e.last_notified_at = st.ColumnInt64(22);
-      e.chain_subjects = DecodeList(st.ColumnBlobView(23));
-      e.attributes = DecodeMap(st.ColumnBlobView(24));
+      save_seq.push_back(ReadEntryColumns(SqliteRow{st}, entries.emplace_back()));
     }
   }
   const std::vector<uint32_t> by_id = SortedById(entries);
@@ -296,15 +222,13 @@ Result<LoadedEntries> LoadEntryRows(Database& db) {
   }
   {
     WSSTEP_ASSIGN_OR_RETURN(
-        auto st, db.Prepare("SELECT entry_id, role, subject, issuer, serial, not_before, "
-                            "not_after, sans, key_algorithm, key_bits, curve, "
-                            "sha256_fingerprint, is_ca FROM certificates "
-                            "ORDER BY entry_id, role, ordinal"));
+        auto st, db.Prepare("SELECT entry_id, role, " + std::string(kCertificateColumns) +
+                            " FROM certificates ORDER BY entry_id, role, ordinal"));
     WSSTEP_RETURN_IF_ERROR(JoinById(st, entries, by_id, [](EntryMetadata& e, Statement& row) {
       if (row.ColumnBlobView(1) == "leaf") {
-        e.certificate = ReadCertificateInfo(row, 2);
+        e.certificate = ReadCertificateColumns(SqliteRow{row}, 2);
       } else {
-        e.trusted.push_back(ReadCertificateInfo(row, 2));
+        e.trusted.push_back(ReadCertificateColumns(SqliteRow{row}, 2));
       }
     }));
   }

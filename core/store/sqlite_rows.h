@@ -38,10 +38,7 @@ inline constexpr std::string_view kInsertAuditRow =
 // parameters and `event` outlives the run, so the texts are bound without a copy (a use
 // record is written per step).
 Status InsertAuditRow(Statement& insert, const AuditEvent& event);
-// SELECT of audit rows (a WHERE clause and ORDER follow); read each with ReadAuditRow.
-inline constexpr std::string_view kSelectAuditRows =
-    "SELECT sequence, at, action, actor, entry_id, entry_name, host, port, environment, "
-    "step_id, workflow_id, outcome, code, detail FROM audit";
+// An audit row selected with core/store/entry_columns.h kAuditColumns.
 AuditEvent ReadAuditRow(const Statement& row);
 
 // Every entry with its bindings and certificate facts, in save order, and the greatest

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/db.h"
+#include "core/store/entry_columns.h"
 #include "core/store/sqlite_rows.h"
 #include "core/store/sqlite_schema.h"
 
@@ -246,7 +247,7 @@ class SqliteStorage final : public Storage {
 
   Result<std::vector<AuditEvent>> ReadAudit(const AuditFilter& filter, int64_t before_sequence,
                                             size_t limit) override {
-    std::string sql = std::string(kSelectAuditRows) + " WHERE 1=1";
+    std::string sql = "SELECT " + std::string(kAuditColumns) + " FROM audit WHERE 1=1";
     std::vector<std::pair<int, std::string>> text_args;
     std::vector<std::pair<int, int64_t>> int_args;
     int n = 0;

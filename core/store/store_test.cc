@@ -12,8 +12,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/store/codec.h"
 #include "core/store/storage_testing.h"
 #include "core/store/store_testing.h"
+#include "tests/support/postgres.h"
 #include "tests/support/process.h"
 #include "tests/support/wait.h"
 
@@ -30,9 +32,34 @@ constexpr std::string_view kKeyPassword = ::wsstep::testing::pki::kKeyPassword;
 
 const Binding kApi{"api.example.test", 443, "production"};
 
-class StoreTest : public ::testing::Test {
+// Runs on both storage backends: SQLite in the data directory, and PostgreSQL in a
+// scratch database of the shared test server.
+class StoreTest : public ::testing::TestWithParam<Backend> {
  protected:
-  void SetUp() override { Open(); }
+  void SetUp() override {
+    if (GetParam() == Backend::kPostgres) {
+      pg_ = std::make_unique<::wsstep::testing::ScratchDatabase>();
+      ASSERT_TRUE(pg_->ok()) << pg_->error();
+      TestPostgresConnInfo() = pg_->conninfo();
+    }
+    Open();
+  }
+  void TearDown() override {
+    store_.reset();  // before its database is dropped
+    TestPostgresConnInfo().clear();
+  }
+  bool OnSqlite() const { return GetParam() == Backend::kSqlite; }
+  // Options for a second, separate store in `dir`: on PostgreSQL in a database of its own
+  // (the same one on every call of a test).
+  StoreOptions OtherStoreOptions(const std::string& dir) {
+    StoreOptions o = OptionsFor(dir, clock_);
+    if (!OnSqlite()) {
+      if (!other_pg_) other_pg_ = std::make_unique<::wsstep::testing::ScratchDatabase>();
+      EXPECT_TRUE(other_pg_->ok()) << other_pg_->error();
+      o.storage = PostgresStorageFactory(other_pg_->conninfo());
+    }
+    return o;
+  }
 
   void Open() {
     store_.reset();
@@ -54,14 +81,19 @@ class StoreTest : public ::testing::Test {
     return page.ok() ? page->events : std::vector<AuditEvent>{};
   }
 
+  std::unique_ptr<::wsstep::testing::ScratchDatabase> pg_;
+  std::unique_ptr<::wsstep::testing::ScratchDatabase> other_pg_;
   TempDir dir_;
   TestClock clock_;
   std::unique_ptr<CertificateStore> store_;
 };
 
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
+
 // ---- Create / Get ----
 
-TEST_F(StoreTest, CreateKeyPairDescribesAndPersists) {
+TEST_P(StoreTest, CreateKeyPairDescribesAndPersists) {
   EntryMetadata e = MustCreate(KeyPairRequest("Bank Client", "rsa", {kApi}));
   EXPECT_EQ(e.id.size(), 15u);
   EXPECT_EQ(e.name, "Bank Client");
@@ -88,7 +120,7 @@ TEST_F(StoreTest, CreateKeyPairDescribesAndPersists) {
   EXPECT_EQ(store_->size(), 1u);
 }
 
-TEST_F(StoreTest, EveryEntryTypeRoundTrips) {
+TEST_P(StoreTest, EveryEntryTypeRoundTrips) {
   std::vector<EntryMetadata> made;
   made.push_back(MustCreate(KeyPairRequest("pem", "ec256")));
   made.push_back(
@@ -112,7 +144,7 @@ TEST_F(StoreTest, EveryEntryTypeRoundTrips) {
   }
 }
 
-TEST_F(StoreTest, DuplicateNameIsCaseInsensitive) {
+TEST_P(StoreTest, DuplicateNameIsCaseInsensitive) {
   MustCreate(KeyPairRequest("Bank", "rsa"));
   auto dup = store_->Create(KeyPairRequest("bANK", "ec256"), {"alice"}, nullptr);
   ASSERT_EQ(dup.code(), Code::kDuplicateName);
@@ -127,7 +159,7 @@ TEST_F(StoreTest, DuplicateNameIsCaseInsensitive) {
   EXPECT_EQ(store_->size(), 1u);
 }
 
-TEST_F(StoreTest, InvalidInputNamesTheField) {
+TEST_P(StoreTest, InvalidInputNamesTheField) {
   auto r = KeyPairRequest("", "rsa");
   EXPECT_EQ(store_->Create(std::move(r), {}, nullptr).error().message, "name: required");
   r = KeyPairRequest("ok", "rsa", {{"*.*.example.com", 443, "default"}});
@@ -141,7 +173,7 @@ TEST_F(StoreTest, InvalidInputNamesTheField) {
   EXPECT_EQ(store_->size(), 0u);
 }
 
-TEST_F(StoreTest, BindingsAreNormalized) {
+TEST_P(StoreTest, BindingsAreNormalized) {
   EntryMetadata e = MustCreate(
       KeyPairRequest("n", "rsa", {{"API.Example.TEST.", 0, ""}, {"api.example.test", 443, ""}}));
   ASSERT_EQ(e.bindings.size(), 1u);
@@ -150,7 +182,7 @@ TEST_F(StoreTest, BindingsAreNormalized) {
 
 // ---- Import failures ----
 
-TEST_F(StoreTest, ImportFailureIsAuditedWithoutSecrets) {
+TEST_P(StoreTest, ImportFailureIsAuditedWithoutSecrets) {
   auto r = store_->Create(
       FileRequest("p12", EntryType::kPkcs12, "p12/rsa-modern.p12", "wrong secret pw"),
       {"bob", "step-1", "wf-1"}, nullptr);
@@ -168,21 +200,34 @@ TEST_F(StoreTest, ImportFailureIsAuditedWithoutSecrets) {
 
 // ---- Secrets at rest ----
 
-// Every byte the store wrote, main file and WAL, must be free of the key and passwords.
+// Every byte the store wrote must be free of the key and passwords: on SQLite the main
+// file and the WAL; on PostgreSQL the whole database as pg_dump writes it (BYTEA in hex,
+// so each needle is looked for in hex too).
 void ExpectNoneIn(const std::string& dir, const std::vector<std::string>& needles) {
-  for (const char* f : {"store.db", "store.db-wal"}) {
-    std::string path = dir + "/" + f;
+  std::vector<std::string> files = {dir + "/store.db", dir + "/store.db-wal"};
+  std::vector<std::string> wanted = needles;
+  if (const std::string& pg = TestPostgresConnInfo(); !pg.empty()) {
+    const std::string dump = dir + "/pg_dump.sql";
+    const auto r = ::wsstep::testing::RunCommand(
+        {"/usr/lib/postgresql/15/bin/pg_dump", "--data-only", "-f", dump, pg});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    files = {dump};
+    for (const auto& n : needles) wanted.push_back(Hex(n));
+  }
+  for (const std::string& path : files) {
     if (!std::filesystem::exists(path)) continue;
     std::string bytes = ReadFile(path);
-    for (const auto& n : needles) {
+    ASSERT_GT(bytes.size(), 0u) << path;
+    for (const auto& n : wanted) {
       ASSERT_FALSE(n.empty());
       EXPECT_EQ(bytes.find(n), std::string::npos)
-          << f << " holds a secret (" << n.size() << " bytes)";
+          << path << " holds a secret (" << n.size() << " bytes)";
     }
   }
+  if (!TestPostgresConnInfo().empty()) std::filesystem::remove(dir + "/pg_dump.sql");
 }
 
-TEST_F(StoreTest, NothingSecretIsStoredInClear) {
+TEST_P(StoreTest, NothingSecretIsStoredInClear) {
   CreateRequest enc = KeyPairRequest("enc", "rsa", {kApi});
   enc.material.key = ReadSecret(Pki("client/rsa.key.pkcs8-aes.pem"));
   enc.material.password = SecretBytes(kKeyPassword);
@@ -210,15 +255,17 @@ TEST_F(StoreTest, NothingSecretIsStoredInClear) {
   ExpectNoneIn(dir_.path(), needles);
 
   struct stat st;
-  ASSERT_EQ(stat(dir_.Path("store.db").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  if (OnSqlite()) {
+    ASSERT_EQ(stat(dir_.Path("store.db").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
   ASSERT_EQ(stat(dir_.Path("master.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 // ---- Resolution ----
 
-TEST_F(StoreTest, ResolveForCallReturnsCachedIdentityAndTrust) {
+TEST_P(StoreTest, ResolveForCallReturnsCachedIdentityAndTrust) {
   CreateRequest with_chain = KeyPairRequest("client", "rsa", {kApi});
   with_chain.material.content = ReadSecret(Pki("client/rsa.chain.pem"));
   EntryMetadata id = MustCreate(std::move(with_chain));
@@ -255,7 +302,7 @@ TEST_F(StoreTest, ResolveForCallReturnsCachedIdentityAndTrust) {
   EXPECT_EQ(c->credentials.trust->certs.size(), 2u);
 }
 
-TEST_F(StoreTest, TwoTrustEntriesAreMergedOnce) {
+TEST_P(StoreTest, TwoTrustEntriesAreMergedOnce) {
   MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   MustCreate(TrustRequest("t1", "trust/bundle.pem", {kApi}));
   CreateRequest t2 = TrustRequest("t2", "trust/other-bundle.pem", {kApi});
@@ -271,7 +318,7 @@ TEST_F(StoreTest, TwoTrustEntriesAreMergedOnce) {
   EXPECT_EQ(a->credentials.trust.get(), b->credentials.trust.get());
 }
 
-TEST_F(StoreTest, NotFoundAndExplain) {
+TEST_P(StoreTest, NotFoundAndExplain) {
   auto none = store_->ResolveForCall({"nowhere.test", 443, "default"});
   ASSERT_EQ(none.code(), Code::kCertificateNotFound);
   EXPECT_FALSE(none.error().detail.at("explanation").empty());
@@ -295,7 +342,7 @@ TEST_F(StoreTest, NotFoundAndExplain) {
       << disabled.error().detail.at("explanation");
 }
 
-TEST_F(StoreTest, RotationKeepsInFlightIdentity) {
+TEST_P(StoreTest, RotationKeepsInFlightIdentity) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   ResolveRequest req{"api.example.test", 443, "production"};
   auto before = store_->ResolveForCall(req);
@@ -328,7 +375,7 @@ TEST_F(StoreTest, RotationKeepsInFlightIdentity) {
   EXPECT_EQ(reopened->credentials.identity->fingerprint, updated->certificate->sha256_fingerprint);
 }
 
-TEST_F(StoreTest, ConcurrentCallsDuringUpdatesAlwaysGetAMatchingIdentity) {
+TEST_P(StoreTest, ConcurrentCallsDuringUpdatesAlwaysGetAMatchingIdentity) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   std::atomic<bool> stop{false};
   std::atomic<int> calls{0}, bad{0};
@@ -363,7 +410,7 @@ TEST_F(StoreTest, ConcurrentCallsDuringUpdatesAlwaysGetAMatchingIdentity) {
 
 // ---- Update / Delete ----
 
-TEST_F(StoreTest, UpdateFieldsAndFlags) {
+TEST_P(StoreTest, UpdateFieldsAndFlags) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   clock_.Advance(60);
   UpdateRequest u;
@@ -401,7 +448,7 @@ TEST_F(StoreTest, UpdateFieldsAndFlags) {
   EXPECT_EQ(got->bindings, (std::vector<Binding>{{"other.test", 8443, "sandbox"}}));
 }
 
-TEST_F(StoreTest, UpdateToTakenNameOrBadMaterialChangesNothing) {
+TEST_P(StoreTest, UpdateToTakenNameOrBadMaterialChangesNothing) {
   MustCreate(KeyPairRequest("a", "rsa"));
   EntryMetadata b = MustCreate(KeyPairRequest("b", "ec256"));
   UpdateRequest u;
@@ -417,7 +464,7 @@ TEST_F(StoreTest, UpdateToTakenNameOrBadMaterialChangesNothing) {
   EXPECT_EQ(store_->Update("nope", UpdateRequest{}, {}, nullptr).code(), Code::kNotFound);
 }
 
-TEST_F(StoreTest, DeleteIsAuditedAndPermanent) {
+TEST_P(StoreTest, DeleteIsAuditedAndPermanent) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   ASSERT_TRUE(store_->ResolveForCall({"api.example.test", 443, "production"}).ok());
   ASSERT_TRUE(store_->Delete("client", {"dave"}).ok());
@@ -440,7 +487,7 @@ TEST_F(StoreTest, DeleteIsAuditedAndPermanent) {
 
 // ---- List ----
 
-TEST_F(StoreTest, ListFiltersAndPages) {
+TEST_P(StoreTest, ListFiltersAndPages) {
   MustCreate(KeyPairRequest("delta", "rsa", {{"*.example.test", 443, "production"}}));
   MustCreate(KeyPairRequest("Alpha", "ec256", {kApi}));
   MustCreate(KeyPairRequest("charlie", "ec384", {{"other.test", 8443, "sandbox"}}));
@@ -489,7 +536,7 @@ TEST_F(StoreTest, ListFiltersAndPages) {
 
 // ---- Use records and audit ----
 
-TEST_F(StoreTest, RecordUseCountsAndAudits) {
+TEST_P(StoreTest, RecordUseCountsAndAudits) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   ResolveRequest req{"api.example.test", 443, "production"};
   clock_.Advance(5);
@@ -522,7 +569,7 @@ TEST_F(StoreTest, RecordUseCountsAndAudits) {
   EXPECT_EQ(store_->Get(e.id)->last_used_at, clock_.now->load());
 }
 
-TEST_F(StoreTest, UseRecordsAreFlushedInTheBackground) {
+TEST_P(StoreTest, UseRecordsAreFlushedInTheBackground) {
   store_.reset();
   StoreOptions o = OptionsFor(dir_.path(), clock_);
   o.use_flush_interval = std::chrono::milliseconds(20);
@@ -537,7 +584,7 @@ TEST_F(StoreTest, UseRecordsAreFlushedInTheBackground) {
   }));
 }
 
-TEST_F(StoreTest, AuditPagingAndFilters) {
+TEST_P(StoreTest, AuditPagingAndFilters) {
   for (int i = 0; i < 7; ++i) {
     MustCreate(KeyPairRequest("c" + std::to_string(i), "ec256"));
     clock_.Advance(10);
@@ -564,7 +611,7 @@ TEST_F(StoreTest, AuditPagingAndFilters) {
 
 // ---- Notifications ----
 
-TEST_F(StoreTest, NotificationsAreDueUntilAcknowledgedAcrossRestarts) {
+TEST_P(StoreTest, NotificationsAreDueUntilAcknowledgedAcrossRestarts) {
   CreateRequest r = KeyPairRequest("client", "rsa");
   r.notifications.warning_days = 30;
   r.notifications.alert_ref = "alert-7";
@@ -589,7 +636,7 @@ TEST_F(StoreTest, NotificationsAreDueUntilAcknowledgedAcrossRestarts) {
 
 // ---- CHAIN_INCOMPLETE ----
 
-TEST_F(StoreTest, ChainIncompleteCountsBoundTrustStores) {
+TEST_P(StoreTest, ChainIncompleteCountsBoundTrustStores) {
   std::vector<Error> warnings;
   CreateRequest leaf_only = KeyPairRequest("leaf", "rsa", {kApi});
   leaf_only.material.content = ReadSecret(Pki("client/rsa.leaf-only.pem"));
@@ -607,7 +654,7 @@ TEST_F(StoreTest, ChainIncompleteCountsBoundTrustStores) {
 
 // ---- Change events ----
 
-TEST_F(StoreTest, WaitForChangesStreamsCreateUpdateDelete) {
+TEST_P(StoreTest, WaitForChangesStreamsCreateUpdateDelete) {
   uint64_t start = store_->LatestChangeSequence();
   EXPECT_TRUE(store_->WaitForChanges(start, std::chrono::milliseconds(1)).empty());
   std::vector<ChangeEvent> seen;
@@ -639,7 +686,7 @@ TEST_F(StoreTest, WaitForChangesStreamsCreateUpdateDelete) {
 
 // ---- Key generation ----
 
-TEST_F(StoreTest, GenerateKeyThenAttachTheIssuedCertificate) {
+TEST_P(StoreTest, GenerateKeyThenAttachTheIssuedCertificate) {
   KeyGenerationRequest g;
   g.name = "generated";
   g.bindings = {kApi};
@@ -694,9 +741,9 @@ TEST_F(StoreTest, GenerateKeyThenAttachTheIssuedCertificate) {
 
 // ---- Master key ----
 
-TEST_F(StoreTest, KeyFromOptionsIsNeverWrittenAndMustMatch) {
+TEST_P(StoreTest, KeyFromOptionsIsNeverWrittenAndMustMatch) {
   TempDir other;
-  StoreOptions o = OptionsFor(other.path(), clock_);
+  StoreOptions o = OtherStoreOptions(other.path());
   o.master_key =
       MasterKey::FromBase64("a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=", "WSSTEP_MASTER_KEY")
           .value();
@@ -709,14 +756,14 @@ TEST_F(StoreTest, KeyFromOptionsIsNeverWrittenAndMustMatch) {
   }
   EXPECT_FALSE(std::filesystem::exists(other.Path("master.key")));
   // Without the key: refused, and no key file is made up.
-  auto missing = CertificateStore::Open(OptionsFor(other.path(), clock_));
+  auto missing = CertificateStore::Open(OtherStoreOptions(other.path()));
   ASSERT_EQ(missing.code(), Code::kMasterKeyError);
   EXPECT_NE(missing.error().message.find("written with master key id " + id), std::string::npos)
       << missing.error().ToString();
   EXPECT_FALSE(std::filesystem::exists(other.Path("master.key")));
 }
 
-TEST_F(StoreTest, RotateMasterKeyReencryptsAndSurvivesRestart) {
+TEST_P(StoreTest, RotateMasterKeyReencryptsAndSurvivesRestart) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   ResolveRequest req{"api.example.test", 443, "production"};
   std::string old_id = store_->master_key_id();
@@ -749,7 +796,7 @@ TEST_F(StoreTest, RotateMasterKeyReencryptsAndSurvivesRestart) {
                                      new_id + ")");
 }
 
-TEST_F(StoreTest, InterruptedRotationIsCompletedOrDiscardedAtOpen) {
+TEST_P(StoreTest, InterruptedRotationIsCompletedOrDiscardedAtOpen) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   ResolveRequest req{"api.example.test", 443, "production"};
   std::string old_key = ReadFile(dir_.Path("master.key"));
@@ -780,7 +827,9 @@ TEST_F(StoreTest, InterruptedRotationIsCompletedOrDiscardedAtOpen) {
 
 // ---- Read-only ----
 
-TEST_F(StoreTest, ReadOnlyStoreServesReadsAndRefusesChanges) {
+TEST_P(StoreTest, ReadOnlyStoreServesReadsAndRefusesChanges) {
+  if (!OnSqlite())
+    GTEST_SKIP() << "SQLite only: a read-only store is a SQLite file opened read-only";
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   store_.reset();
   StoreOptions o = OptionsFor(dir_.path(), clock_);
@@ -832,7 +881,8 @@ int ExpectServesReadsRefusesWrites(CertificateStore& s, const EntryMetadata& e,
   return 0;
 }
 
-TEST_F(StoreTest, ReadOnlyDataDirectoryIsDetected) {
+TEST_P(StoreTest, ReadOnlyDataDirectoryIsDetected) {
+  if (!OnSqlite()) GTEST_SKIP() << "SQLite only: the permissions of SQLite's data directory";
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   store_.reset();
   // Root ignores permission bits: the child drops to "nobody", owner of the directory.
@@ -860,7 +910,8 @@ TEST_F(StoreTest, ReadOnlyDataDirectoryIsDetected) {
   EXPECT_EQ(rc, 0);
 }
 
-TEST_F(StoreTest, FullDiskFailsChangesAndKeepsServing) {
+TEST_P(StoreTest, FullDiskFailsChangesAndKeepsServing) {
+  if (!OnSqlite()) GTEST_SKIP() << "SQLite only: a full disk under SQLite's file";
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   store_.reset();
   CreateRequest attempt = KeyPairRequest("new", "ec256");

@@ -20,9 +20,10 @@
 #include <string>
 #include <vector>
 
-#include "core/store/store.h"
+#include "core/store/pg_storage.h"
 #include "core/store/sqlite_storage.h"
 #include "core/store/storage.h"
+#include "core/store/store.h"
 #include "tests/support/pki.h"
 
 namespace wsstep::core::testing {
@@ -50,12 +51,24 @@ struct TestClock {
   void Advance(UnixSeconds s) { *now += s; }
 };
 
-// The storage backend the store's tests run against: every store the tests open goes
-// through OptionsFor, so a second backend is tested by returning its factory here (or,
-// to run the suites against several, by parameterizing the fixtures over a list of
-// factories). Tests that look at the SQLite file itself say so in their names or
-// comments.
-inline StorageFactory TestStorage() { return OpenSqliteStorage; }
+// The storage backends the store's tests run against. Every store the tests open goes
+// through OptionsFor, which uses the backend of the running test: SQLite unless a
+// parameterized fixture (StoreTest) switched this thread to PostgreSQL with a scratch
+// database of the shared test server (tests/support/postgres.h). Tests that look at the
+// SQLite file itself say so in their names or comments.
+enum class Backend { kSqlite, kPostgres };
+inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+}
+// The PostgreSQL database of the running test; "" while it runs on SQLite.
+inline std::string& TestPostgresConnInfo() {
+  thread_local std::string conninfo;
+  return conninfo;
+}
+inline StorageFactory TestStorage() {
+  const std::string& pg = TestPostgresConnInfo();
+  return pg.empty() ? StorageFactory(OpenSqliteStorage) : PostgresStorageFactory(pg);
+}
 
 inline StoreOptions OptionsFor(const std::string& dir, const TestClock& clock) {
   StoreOptions o;
