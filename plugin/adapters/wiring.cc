@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/store/pg_storage.h"
 #include "core/store/store.h"
 #include "plugin/adapters/rest_runner.h"
 #include "plugin/adapters/store_backend.h"
@@ -28,6 +29,7 @@ Result<Wiring> BuildBackends(const Config& config) {
   options.data_dir = config.data_dir;
   options.master_key_file = config.master_key_file;
   if (config.master_key) options.master_key = config.master_key->Clone();
+  if (!config.store.empty()) options.storage = core::PostgresStorageFactory(config.store);
   WSSTEP_ASSIGN_OR_RETURN(std::unique_ptr<core::CertificateStore> opened,
                           core::CertificateStore::Open(std::move(options)));
   std::shared_ptr<core::CertificateStore> store(std::move(opened));

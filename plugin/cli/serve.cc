@@ -256,13 +256,13 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
 std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std::string& config_file,
                                                         const std::string& data_dir) {
   struct ServeFlags {
-    std::string listen, master_key_file, log_level, shutdown_grace, metrics_listen;
+    std::string listen, master_key_file, log_level, shutdown_grace, metrics_listen, store;
     std::vector<std::string> protected_envs;
     bool allow_remote = false, print_config = false, propagate_trace = false;
     int max_in_flight = 0;
     int64_t max_message = 0, max_body = 0;
     CLI::Option *listen_opt, *remote_opt, *key_file_opt, *envs_opt, *in_flight_opt, *message_opt,
-        *body_opt, *grace_opt, *level_opt, *trace_opt, *metrics_opt;
+        *body_opt, *grace_opt, *level_opt, *trace_opt, *metrics_opt, *store_opt;
   };
   auto f = std::make_shared<ServeFlags>();
   auto* serve = app.add_subcommand("serve", "run the plugin server (go-plugin aware)");
@@ -283,6 +283,9 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
                                  "send a child W3C traceparent on outbound requests");
   f->metrics_opt = serve->add_option("--metrics-listen", f->metrics_listen,
                                      "serve Prometheus metrics at http://HOST:PORT/metrics");
+  f->store_opt = serve->add_option(
+      "--store", f->store,
+      "PostgreSQL connection string for the store (default: SQLite in the data directory)");
   serve->add_flag("--print-config", f->print_config,
                   "print the effective configuration and exit");
 
@@ -307,6 +310,7 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
     if (f->level_opt->count()) flags.log_level = f->log_level;
     if (f->trace_opt->count()) flags.propagate_trace_context = f->propagate_trace;
     if (f->metrics_opt->count()) flags.metrics_listen = f->metrics_listen;
+    if (f->store_opt->count()) flags.store = f->store;
     if (f->grace_opt->count()) {
       auto grace = ParseDuration(f->shutdown_grace, "--shutdown-grace");
       if (!grace.ok()) {

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/store/pg_storage.h"
+#include "core/store/sqlite_storage.h"
 #include "plugin/process/listen.h"
 
 namespace wsstep::plugin {
@@ -74,6 +76,7 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.spin_wait_us, upper.spin_wait_us);
   take(lower.propagate_trace_context, upper.propagate_trace_context);
   take(lower.metrics_listen, upper.metrics_listen);
+  take(lower.store, upper.store);
 }
 
 }  // namespace
@@ -95,6 +98,8 @@ LogFields Config::Describe() const {
   j["spin_wait_us"] = spin_wait.count();
   j["propagate_trace_context"] = propagate_trace_context;
   j["metrics_listen"] = metrics_listen;
+  j["store"] = store.empty() ? "sqlite:" + data_dir + "/" + std::string(core::kSqliteStoreFileName)
+                             : core::PostgresLocation(store);
   return j;
 }
 
@@ -144,6 +149,8 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
   str("WSSTEP_LOG_LEVEL", l.log_level);
   // Set but empty is meaningful: no metrics, whatever the config file says.
   if (auto v = env("WSSTEP_METRICS_LISTEN")) l.metrics_listen = *v;
+  // Set but empty: the embedded SQLite store, whatever the file says.
+  if (auto v = env("WSSTEP_STORE")) l.store = *v;
   if (auto v = env("WSSTEP_ALLOW_REMOTE"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.allow_remote, ParseBool(*v, "WSSTEP_ALLOW_REMOTE"));
   }
@@ -190,12 +197,13 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
   using T = nlohmann::json::value_t;
   for (const auto& [key, v] : j.items()) {
     if (key == "data_dir" || key == "master_key_file" || key == "listen" ||
-        key == "log_level" || key == "metrics_listen") {
+        key == "log_level" || key == "metrics_listen" || key == "store") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::string));
       std::optional<std::string>& dst = key == "data_dir"          ? l.data_dir
                                         : key == "master_key_file" ? l.master_key_file
                                         : key == "listen"          ? l.listen
                                         : key == "metrics_listen"  ? l.metrics_listen
+                                        : key == "store"           ? l.store
                                                                    : l.log_level;
       dst = v.get<std::string>();
     } else if (key == "spin_wait_us") {
@@ -288,6 +296,7 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   c.allow_remote = merged.allow_remote.value_or(false);
   c.propagate_trace_context = merged.propagate_trace_context.value_or(false);
   c.metrics_listen = merged.metrics_listen.value_or("");
+  c.store = merged.store.value_or("");
   if (merged.protected_environments) c.protected_environments = *merged.protected_environments;
   if (merged.max_in_flight_steps) c.limits.max_in_flight_steps = *merged.max_in_flight_steps;
   if (merged.max_message_bytes) c.limits.max_message_bytes = *merged.max_message_bytes;
@@ -328,6 +337,12 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   if (c.data_dir.empty()) return Invalid("data_dir must not be empty");
   auto addr = ParseListenAddress(c.listen);
   if (!addr.ok()) return addr.error();
+  if (!c.store.empty() && !core::IsPostgresConnectionString(c.store)) {
+    // Not echoed: a connection string may hold a password.
+    return Invalid("store: not a PostgreSQL connection string (postgresql://user@host/db or "
+                   "\"host=... dbname=...\"); leave it unset for the embedded SQLite store in "
+                   "the data directory");
+  }
   if (!c.metrics_listen.empty()) {
     auto metrics = ParseListenAddress(c.metrics_listen);
     if (!metrics.ok()) return Invalid("metrics_listen: " + metrics.error().message);

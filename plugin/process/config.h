@@ -18,7 +18,8 @@
 //     "log_level": "info",
 //     "spin_wait_us": 250,
 //     "propagate_trace_context": false,
-//     "metrics_listen": "127.0.0.1:9464"
+//     "metrics_listen": "127.0.0.1:9464",
+//     "store": "postgresql://wsstep@db.internal/wsstep"
 //   }
 // The master key itself is never read from the config file (it would sit beside the
 // data it protects): give a key file, or WSSTEP_MASTER_KEY (base64 of 32 bytes).
@@ -28,7 +29,8 @@
 // (comma-separated; empty protects none), WSSTEP_MAX_IN_FLIGHT_STEPS,
 // WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_SHUTDOWN_GRACE ("10s", "500ms",
 // or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US,
-// WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false), WSSTEP_METRICS_LISTEN (host:port; empty: off).
+// WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false), WSSTEP_METRICS_LISTEN (host:port; empty: off),
+// WSSTEP_STORE (a PostgreSQL connection string; empty: SQLite in the data directory).
 #ifndef WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 #define WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 
@@ -81,6 +83,10 @@ struct Config {
   // Where `serve` offers Prometheus metrics (http://HOST:PORT/metrics): a loopback
   // host:port (a remote one needs allow_remote). "": no metrics (the default).
   std::string metrics_listen;
+  // Where the certificate store lives: "" for SQLite in data_dir (the embedded default),
+  // or a libpq connection string (core/store/pg_storage.h). It may hold a password:
+  // Describe() and logs show only its location.
+  std::string store;
 
   // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
   // startup log line); says whether a master key was given.
@@ -104,6 +110,7 @@ struct ConfigLayer {
   std::optional<int64_t> spin_wait_us;
   std::optional<bool> propagate_trace_context;
   std::optional<std::string> metrics_listen;
+  std::optional<std::string> store;
 };
 
 // The largest spin_wait accepted: beyond it a spin would cost more than the sleep it saves.

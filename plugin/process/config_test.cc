@@ -13,6 +13,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string TempPath(const std::string& name) {
   return ::testing::TempDir() + "/" + name + "-" + std::to_string(::getpid());
@@ -129,6 +130,32 @@ TEST(ConfigTest, MetricsAreOffUntilAnAddressIsGiven) {
   ASSERT_FALSE(port.ok());
   EXPECT_THAT(port.error().message, HasSubstr("metrics_listen: "));
   EXPECT_THAT(port.error().message, HasSubstr("99999"));
+}
+
+TEST(ConfigTest, TheStoreIsSqliteUnlessAPostgresConnectionStringIsGiven) {
+  auto sqlite = LoadConfig({}, FixedEnvironment({{"WSSTEP_DATA_DIR", "/d"}}));
+  ASSERT_TRUE(sqlite.ok());
+  EXPECT_EQ(sqlite->store, "");
+  EXPECT_EQ(sqlite->Describe()["store"], "sqlite:/d/store.db");
+
+  // The password is used, never shown.
+  auto pg = LoadConfig(
+      {}, FixedEnvironment({{"WSSTEP_DATA_DIR", "/d"},
+                            {"WSSTEP_STORE", "postgresql://wsstep:pw-s3cret@db:5433/inventory"}}));
+  ASSERT_TRUE(pg.ok()) << pg.error().ToString();
+  EXPECT_EQ(pg->store, "postgresql://wsstep:pw-s3cret@db:5433/inventory");
+  EXPECT_EQ(pg->Describe()["store"], "postgresql://wsstep@db:5433/inventory");
+  EXPECT_THAT(pg->Describe().dump(), Not(HasSubstr("pw-s3cret")));
+
+  auto file = LayerFromJson(R"({"store": "host=db dbname=w"})", "c.json");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_EQ(file->store, "host=db dbname=w");
+
+  auto bad = LoadConfig(
+      {}, FixedEnvironment({{"WSSTEP_STORE", "mysql://u:pw-s3cret@db/w"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.error().message, HasSubstr("store: not a PostgreSQL connection string"));
+  EXPECT_THAT(bad.error().ToString(), Not(HasSubstr("pw-s3cret")));
 }
 
 TEST(ConfigTest, ErrorsNameTheInput) {
