@@ -1,0 +1,189 @@
+// What the contract says the plugin does, checked through the real binary (launched by
+// the mock engine over the go-plugin handshake) against in-process TLS servers that
+// record what they received:
+// - the step's ssl_verification toggle: on, the store's client certificate and bound
+//   trust; off, a plain HTTPS call (no client certificate, the system CAs only, whatever
+//   trust is bound to the host).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/mock_engine/mock_engine.h"
+#include "tests/support/pki.h"
+#include "tests/support/tls_server.h"
+
+namespace wsstep::mock_engine {
+namespace {
+
+using testing::PkiPath;
+using testing::TlsServer;
+using testing::TlsServerConfig;
+
+// A TLS server on 127.0.0.1 for localhost with `cert` (a leaf issued by the test
+// intermediate), asking for a client certificate issued under the test root.
+std::unique_ptr<TlsServer> StartServer(const std::string& cert, const std::string& key,
+                                       testing::ClientAuth client_auth) {
+  TlsServerConfig config;
+  config.cert_file = PkiPath(cert);
+  config.key_file = PkiPath(key);
+  config.chain_file = PkiPath("ca/intermediate.pem");
+  config.client_auth = client_auth;
+  config.client_ca_file = PkiPath("trust/bundle.pem");
+  auto server = std::make_unique<TlsServer>(std::move(config));
+  EXPECT_TRUE(server->Start()) << server->start_error();
+  return server;
+}
+
+std::string UrlOf(const TlsServer& server) {
+  return "https://localhost:" + std::to_string(server.port()) + "/toggle";
+}
+
+v1::RestStep Step(const std::string& url, bool ssl_verification) {
+  v1::RestStep step = GetStep(url);
+  step.mutable_tls()->set_ssl_verification(ssl_verification);
+  return step;
+}
+
+std::vector<std::string> WarningCodes(const v1::StepOutcome& outcome) {
+  std::vector<std::string> codes;
+  for (const auto& w : outcome.warnings()) codes.push_back(w.code());
+  return codes;
+}
+
+class SemanticsTest : public ::testing::Test {
+ protected:
+  void TearDown() override { EXPECT_EQ(engine_.Stop(), 0) << "plugin exit code"; }
+
+  v1::Certificate MustCreate(const v1::CreateCertificateRequest& request) {
+    auto r = engine_.Create(request);
+    EXPECT_TRUE(r.ok()) << request.certificate().name() << ": " << r.status.error_message();
+    return r.response.certificate();
+  }
+
+  v1::StepOutcome Run(const v1::RestStep& step, const std::string& environment = "") {
+    auto r = engine_.Rest(step, environment);
+    EXPECT_TRUE(r.ok()) << r.status.error_message();
+    return r.response.outcome();
+  }
+
+  MockEngine engine_;
+};
+
+// The server's certificate has expired. Its CA is bound to the host as a trust store, so
+// with verification on the chain is trusted and the expiry is what fails. Off, that trust
+// store does not count: the chain is not trusted by the system CAs, and no client
+// certificate is offered, although one is bound and the server asks for it.
+TEST_F(SemanticsTest, VerificationOffIgnoresTheTrustBoundToTheHostAndSendsNoCertificate) {
+  ASSERT_TRUE(engine_.Start()) << engine_.start_error();
+  auto server =
+      StartServer("server/expired.pem", "server/expired.key.pem", testing::ClientAuth::kOptional);
+  const uint32_t port = server->port();
+  MustCreate(TrustStoreFromFile("test-ca", "trust/bundle.pem", {{"localhost", port, ""}}));
+  MustCreate(KeyPairFromFiles("client-rsa", "client/rsa.pem", "client/rsa.key.pem",
+                              {{"localhost", port, ""}}));
+
+  const v1::StepOutcome on = Run(Step(UrlOf(*server), true));
+  ASSERT_TRUE(on.has_error());
+  EXPECT_EQ(on.error().code(), "SERVER_CERT_EXPIRED") << on.error().message();
+  EXPECT_EQ(on.error().side(), v1::ERROR_SIDE_SERVER);
+
+  const v1::StepOutcome off = Run(Step(UrlOf(*server), false));
+  ASSERT_TRUE(off.has_error());
+  EXPECT_EQ(off.error().code(), "SERVER_CERT_UNTRUSTED") << off.error().message();
+  EXPECT_EQ(off.error().side(), v1::ERROR_SIDE_SERVER);
+  EXPECT_EQ(off.error().detail().at("subject"), "CN=localhost,O=wsstep tests");
+
+  // Off and verify_peer off too (allowed outside protected environments): the call goes
+  // through with its warning, and still without a client certificate.
+  v1::RestStep unverified = Step(UrlOf(*server), false);
+  unverified.mutable_tls()->mutable_verify_peer()->set_value(false);
+  const v1::StepOutcome through = Run(unverified);
+  ASSERT_TRUE(through.has_http()) << through.error().message();
+  EXPECT_EQ(through.http().status(), 200);
+  EXPECT_THAT(
+      WarningCodes(through),
+      ::testing::UnorderedElementsAre("VERIFY_PEER_DISABLED", "CLIENT_CERT_REQUESTED_NONE_SENT"));
+  EXPECT_FALSE(through.tls().has_client_certificate());
+
+  // The server never saw the bound certificate: one request, anonymous.
+  ASSERT_EQ(server->requests().size(), 1u);
+  EXPECT_EQ(server->requests()[0].client_cert_fingerprint, "");
+  EXPECT_EQ(server->requests()[0].request.target, "/toggle");
+}
+
+// The plugin's system CAs are the test root here (OpenSSL's SSL_CERT_FILE, read by the
+// plugin process). A trust store bound to the host holds only an unrelated root and is
+// private-trust-only: with verification on it replaces the system CAs, so the server is
+// untrusted; off, it is not consulted and the system CAs trust the server.
+TEST_F(SemanticsTest, VerificationOffKeepsTheSystemCasWhenABoundTrustStoreIsPrivateOnly) {
+  testing::TempDir no_ca_dir("wsstep-no-ca-dir-");
+  ASSERT_TRUE(engine_.Start(
+      {{"SSL_CERT_FILE", PkiPath("trust/bundle.pem")}, {"SSL_CERT_DIR", no_ca_dir.path()}}))
+      << engine_.start_error();
+  auto server = StartServer("server/localhost.pem", "server/localhost.key.pem",
+                            testing::ClientAuth::kOptional);
+  const uint32_t port = server->port();
+  v1::CreateCertificateRequest other =
+      TrustStoreFromFile("other-ca-only", "trust/other-bundle.pem", {{"localhost", port, ""}});
+  other.mutable_certificate()->set_private_trust_only(true);
+  MustCreate(other);
+  const v1::Certificate client = MustCreate(KeyPairFromFiles(
+      "client-rsa", "client/rsa.pem", "client/rsa.key.pem", {{"localhost", port, ""}}));
+
+  const v1::StepOutcome on = Run(Step(UrlOf(*server), true));
+  ASSERT_TRUE(on.has_error());
+  EXPECT_EQ(on.error().code(), "SERVER_CERT_UNTRUSTED") << on.error().message();
+  EXPECT_EQ(server->request_count(), 0u);
+
+  const v1::StepOutcome off = Run(Step(UrlOf(*server), false));
+  ASSERT_TRUE(off.has_http()) << off.error().code() << ": " << off.error().message();
+  EXPECT_EQ(off.http().status(), 200);
+  EXPECT_FALSE(off.tls().has_client_certificate());
+  EXPECT_TRUE(off.tls().client_certificate_requested());
+  EXPECT_THAT(WarningCodes(off), ::testing::ElementsAre("CLIENT_CERT_REQUESTED_NONE_SENT"));
+  ASSERT_EQ(server->requests().size(), 1u);
+  EXPECT_EQ(server->requests()[0].client_cert_fingerprint, "");
+
+  // The same private-only store with the server's own CA beside it: on, the bound trust
+  // and the bound certificate are used, as before.
+  MustCreate(TrustStoreFromFile("test-ca", "trust/bundle.pem", {{"localhost", port, ""}}));
+  server->Clear();
+  const v1::StepOutcome bound = Run(Step(UrlOf(*server), true));
+  ASSERT_TRUE(bound.has_http()) << bound.error().code() << ": " << bound.error().message();
+  EXPECT_EQ(bound.tls().client_certificate().certificate_id(), client.id());
+  ASSERT_EQ(server->requests().size(), 1u);
+  EXPECT_EQ(server->requests()[0].client_cert_fingerprint,
+            testing::Sha256FingerprintOfPemFile(PkiPath("client/rsa.pem")));
+}
+
+// Off with private_trust_only would trust nothing: refused at design time and at run
+// time, naming the field, before anything is sent.
+TEST_F(SemanticsTest, PrivateTrustOnlyWithVerificationOffIsInvalidStepConfig) {
+  ASSERT_TRUE(engine_.Start()) << engine_.start_error();
+  auto server =
+      StartServer("server/localhost.pem", "server/localhost.key.pem", testing::ClientAuth::kNone);
+  v1::RestStep step = Step(UrlOf(*server), false);
+  step.mutable_tls()->set_private_trust_only(true);
+
+  const v1::StepOutcome run = Run(step);
+  ASSERT_TRUE(run.has_error());
+  EXPECT_EQ(run.error().code(), "INVALID_STEP_CONFIG");
+  EXPECT_EQ(run.error().detail().at("field"), "tls.private_trust_only");
+  EXPECT_EQ(run.error().message(),
+            "tls.private_trust_only: trusting only the bound trust stores requires "
+            "tls.ssl_verification");
+
+  v1::ValidateStepRequest validate;
+  *validate.mutable_rest() = step;
+  auto checked = engine_.Validate(validate);
+  ASSERT_TRUE(checked.ok()) << checked.status.error_message();
+  ASSERT_EQ(checked.response.diagnostics_size(), 1);
+  EXPECT_EQ(checked.response.diagnostics(0).code(), "INVALID_STEP_CONFIG");
+  EXPECT_EQ(checked.response.diagnostics(0).field_path(), "tls.private_trust_only");
+  EXPECT_EQ(server->connection_count(), 0u);
+}
+
+}  // namespace
+}  // namespace wsstep::mock_engine
