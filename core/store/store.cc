@@ -308,6 +308,9 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
   EntryType type;
   std::string old_name;
   std::vector<Binding> target_bindings;
+    // Before the material is parsed: a refused change leaves no trace, not even an
+    // import failure in the audit log.
+    WSSTEP_RETURN_IF_ERROR(CheckRevocationIsFinal(*e, request));
   {
     auto pub = s.publisher->current();
     const EntryMetadata* e = Find(*pub->snapshot, id_or_name);
@@ -339,6 +342,7 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
   EntryMetadata updated;
   {
     std::lock_guard lk(s.write_mu);
+    WSSTEP_RETURN_IF_ERROR(CheckRevocationIsFinal(*current, request));  // revoked meanwhile
     auto pub = s.publisher->current();
     const EntryMetadata* current = pub->snapshot->FindById(id);
     if (current == nullptr) return NotFound(id_or_name);

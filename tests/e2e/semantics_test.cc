@@ -4,6 +4,8 @@
 // - the step's ssl_verification toggle: on, the store's client certificate and bound
 //   trust; off, a plain HTTPS call (no client certificate, the system CAs only, whatever
 //   trust is bound to the host).
+// - revocation is final: an UpdateCertificate that would un-revoke or re-enable a revoked
+//   entry is refused, and nothing about it is audited.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -183,6 +185,64 @@ TEST_F(SemanticsTest, PrivateTrustOnlyWithVerificationOffIsInvalidStepConfig) {
   EXPECT_EQ(checked.response.diagnostics(0).code(), "INVALID_STEP_CONFIG");
   EXPECT_EQ(checked.response.diagnostics(0).field_path(), "tls.private_trust_only");
   EXPECT_EQ(server->connection_count(), 0u);
+}
+
+v1::UpdateCertificateRequest SetFlag(const std::string& id, const std::string& flag, bool value) {
+  v1::UpdateCertificateRequest r;
+  r.mutable_certificate()->set_id(id);
+  if (flag == "revoked") r.mutable_certificate()->set_revoked(value);
+  if (flag == "disabled") r.mutable_certificate()->set_disabled(value);
+  r.mutable_update_mask()->add_paths(flag);
+  return r;
+}
+
+// Revoked is final (PRODUCT.md §1): UpdateCertificate may not withdraw a revocation nor
+// enable a revoked entry. The refusal is FAILED_PRECONDITION naming the entry, the entry
+// is unchanged, and the audit log holds nothing about the attempt.
+TEST_F(SemanticsTest, ARevokedEntryCannotBeUnrevokedOrEnabledOverGrpc) {
+  ASSERT_TRUE(engine_.Start()) << engine_.start_error();
+  const v1::Certificate bank = MustCreate(KeyPairFromFiles(
+      "bank", "client/rsa.pem", "client/rsa.key.pem", {{"api.bank.example", 443, ""}}));
+  auto revoked = engine_.Update(SetFlag(bank.id(), "revoked", true));
+  ASSERT_TRUE(revoked.ok()) << revoked.status.error_message();
+  auto disabled = engine_.Update(SetFlag(bank.id(), "disabled", true));
+  ASSERT_TRUE(disabled.ok()) << disabled.status.error_message();
+  v1::ListAuditEventsRequest audit;
+  audit.set_certificate_id(bank.id());
+  auto before = engine_.Audit(audit);
+  ASSERT_TRUE(before.ok()) << before.status.error_message();
+  ASSERT_EQ(before.response.events_size(), 3);  // create, revoke, disable
+
+  auto unrevoke = engine_.Update(SetFlag(bank.id(), "revoked", false));
+  EXPECT_EQ(unrevoke.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  const std::string hint =
+      " (Import the renewed certificate as a new entry and bind it where this one was bound; "
+      "delete the revoked entry when it is no longer needed.)";
+  EXPECT_EQ(
+      unrevoke.status.error_message(),
+      "certificate 'bank' is revoked, and revocation is final: it cannot be un-revoked" + hint);
+  EXPECT_EQ(unrevoke.details.reason, "FAILED_PRECONDITION");
+  EXPECT_EQ(unrevoke.details.metadata.at("certificate"), "bank");
+  EXPECT_EQ(unrevoke.details.metadata.at("field"), "certificate.revoked");
+
+  auto enable = engine_.Update(SetFlag(bank.id(), "disabled", false));
+  EXPECT_EQ(enable.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(
+      enable.status.error_message(),
+      "certificate 'bank' is revoked, and revocation is final: it cannot be enabled again" + hint);
+  EXPECT_EQ(enable.details.metadata.at("field"), "certificate.disabled");
+
+  v1::GetCertificateRequest get;
+  get.set_id(bank.id());
+  auto after = engine_.Get(get);
+  ASSERT_TRUE(after.ok()) << after.status.error_message();
+  EXPECT_TRUE(after.response.certificate().revoked());
+  EXPECT_TRUE(after.response.certificate().disabled());
+  EXPECT_EQ(after.response.certificate().update_time().seconds(),
+            disabled.response.certificate().update_time().seconds());
+  auto audited = engine_.Audit(audit);
+  ASSERT_TRUE(audited.ok()) << audited.status.error_message();
+  EXPECT_EQ(audited.response.events_size(), 3);
 }
 
 }  // namespace
