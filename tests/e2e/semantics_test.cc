@@ -6,6 +6,7 @@
 //   trust is bound to the host).
 // - revocation is final: an UpdateCertificate that would un-revoke or re-enable a revoked
 //   entry is refused, and nothing about it is audited.
+// - CERTIFICATE_NOT_FOUND is the store's side, whichever way it comes about.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -243,6 +244,44 @@ TEST_F(SemanticsTest, ARevokedEntryCannotBeUnrevokedOrEnabledOverGrpc) {
   auto audited = engine_.Audit(audit);
   ASSERT_TRUE(audited.ok()) << audited.status.error_message();
   EXPECT_EQ(audited.response.events_size(), 3);
+}
+
+// CERTIFICATE_NOT_FOUND says ERROR_SIDE_STORE, as ErrorCode documents it ("certificate
+// resolution (store side)"), for each way a step gets it.
+TEST_F(SemanticsTest, CertificateNotFoundIsTheStoresSide) {
+  ASSERT_TRUE(engine_.Start()) << engine_.start_error();
+  const std::string url = "https://localhost:9/none";  // nothing is ever sent
+  MustCreate(KeyPairFromFiles("elsewhere", "client/rsa.pem", "client/rsa.key.pem",
+                              {{"api.bank.example", 443, ""}}));
+  MustCreate(TrustStoreFromFile("only-trust", "trust/bundle.pem", {}));
+  const v1::Certificate off = MustCreate(
+      KeyPairFromFiles("switched-off", "client/second.pem", "client/second.key.pem", {}));
+  ASSERT_TRUE(engine_.Update(SetFlag(off.id(), "disabled", true)).ok());
+
+  struct Case {
+    std::string certificate;  // the step's tls.certificate
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"",
+            "SSL Certificate Not Found: no client certificate is bound to localhost:9 in "
+            "environment default"},
+           {"missing", "no certificate named 'missing'"},
+           {"elsewhere",
+            "certificate 'elsewhere' is bound to api.bank.example:443 (default), not to "
+            "localhost:9 (default)"},
+           {"only-trust",
+            "certificate 'only-trust' has no private key, so it cannot be presented as a client "
+            "certificate"},
+           {"switched-off", "certificate 'switched-off' is disabled"}}) {
+    v1::RestStep step = GetStep(url);
+    step.mutable_tls()->set_certificate(c.certificate);
+    const v1::StepOutcome outcome = Run(step);
+    ASSERT_TRUE(outcome.has_error()) << c.certificate;
+    EXPECT_EQ(outcome.error().code(), "CERTIFICATE_NOT_FOUND") << c.certificate;
+    EXPECT_EQ(outcome.error().side(), v1::ERROR_SIDE_STORE) << c.certificate;
+    EXPECT_EQ(outcome.error().message(), c.message) << c.certificate;
+  }
 }
 
 }  // namespace
