@@ -7,14 +7,18 @@
 // - revocation is final: an UpdateCertificate that would un-revoke or re-enable a revoked
 //   entry is refused, and nothing about it is audited.
 // - CERTIFICATE_NOT_FOUND is the store's side, whichever way it comes about.
+// - a PKCS#12 made by keytool that lists each CA twice: stored and sent once each, in
+//   order from the leaf up.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "tests/mock_engine/mock_engine.h"
 #include "tests/support/pki.h"
+#include "tests/support/process.h"
 #include "tests/support/tls_server.h"
 
 namespace wsstep::mock_engine {
@@ -282,6 +286,113 @@ TEST_F(SemanticsTest, CertificateNotFoundIsTheStoresSide) {
     EXPECT_EQ(outcome.error().side(), v1::ERROR_SIDE_STORE) << c.certificate;
     EXPECT_EQ(outcome.error().message(), c.message) << c.certificate;
   }
+}
+
+// The subjects `openssl pkcs12 -info` lists, bag by bag, as openssl prints them.
+std::vector<std::string> BagSubjects(const std::string& p12, const std::string& password) {
+  auto r = testing::RunCommand(
+      {"openssl", "pkcs12", "-info", "-nokeys", "-in", p12, "-passin", "pass:" + password});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> subjects;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("subject=", 0) == 0) subjects.push_back(line.substr(8));
+  }
+  return subjects;
+}
+
+// The subject of a PKI certificate as `openssl x509 -subject` prints it (as BagSubjects).
+std::string OpensslSubject(const std::string& rel) {
+  auto r = testing::RunCommand({"openssl", "x509", "-in", PkiPath(rel), "-noout", "-subject"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::string line = r.output.substr(r.output.find('=') + 1);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  return line;
+}
+
+// A key entry with its chain plus the root and the intermediate as trusted entries, made
+// the way an administrator makes it (openssl, then keytool -importcert and
+// -importkeystore): the PKCS#12 lists leaf, intermediate, root, root, intermediate.
+std::string KeytoolPkcs12WithRepeatedCas(const testing::TempDir& dir, const std::string& pass) {
+  const std::string cas = dir.Path("cas.pem");
+  testing::WriteFile(cas, testing::ReadFile(PkiPath("ca/intermediate.pem")) +
+                              testing::ReadFile(PkiPath("ca/root.pem")));
+  const std::string source = dir.Path("source.p12"), work = dir.Path("work.p12"),
+                    out = dir.Path("keytool.p12");
+  auto must = [](const std::vector<std::string>& argv) {
+    auto r = testing::RunCommand(argv);
+    EXPECT_EQ(r.exit_code, 0) << argv[0] << " " << argv[1] << ": " << r.output;
+  };
+  must({"openssl", "pkcs12", "-export", "-in", PkiPath("client/rsa.pem"), "-inkey",
+        PkiPath("client/rsa.key.pem"), "-certfile", cas, "-name", "client", "-passout",
+        "pass:" + pass, "-out", source});
+  // -XX:-UsePerfData: no hsperfdata_<user> in /tmp.
+  const std::vector<std::string> keytool = {"keytool", "-J-XX:-UsePerfData"};
+  auto run_keytool = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = keytool;
+    argv.insert(argv.end(), args.begin(), args.end());
+    must(argv);
+  };
+  run_keytool({"-importkeystore", "-noprompt", "-srckeystore", source, "-srcstoretype", "PKCS12",
+               "-srcstorepass", pass, "-destkeystore", work, "-deststoretype", "PKCS12",
+               "-deststorepass", pass});
+  run_keytool({"-importcert", "-noprompt", "-alias", "root", "-file", PkiPath("ca/root.pem"),
+               "-keystore", work, "-storetype", "PKCS12", "-storepass", pass});
+  run_keytool({"-importcert", "-noprompt", "-alias", "ca", "-file", PkiPath("ca/intermediate.pem"),
+               "-keystore", work, "-storetype", "PKCS12", "-storepass", pass});
+  run_keytool({"-importkeystore", "-noprompt", "-srckeystore", work, "-srcstoretype", "PKCS12",
+               "-srcstorepass", pass, "-destkeystore", out, "-deststoretype", "PKCS12",
+               "-deststorepass", pass});
+  return out;
+}
+
+// The stored chain and the chain the server receives hold each certificate once, leaf
+// first and then each issuer, although the file lists the CAs twice.
+TEST_F(SemanticsTest, AKeytoolPkcs12ListingItsCasTwiceIsStoredAndSentWithEachOnce) {
+  ASSERT_TRUE(engine_.Start()) << engine_.start_error();
+  testing::TempDir dir("wsstep-keytool-chain-");
+  const std::string pass = "keytool chain pass";
+  const std::string p12 = KeytoolPkcs12WithRepeatedCas(dir, pass);
+  const std::string leaf = "CN=rsa,O=wsstep tests";
+  const std::string intermediate = "CN=wsstep Test Intermediate CA,O=wsstep tests";
+  const std::string root = "CN=wsstep Test Root CA,O=wsstep tests";
+  const std::string leaf_bag = OpensslSubject("client/rsa.pem");
+  const std::string intermediate_bag = OpensslSubject("ca/intermediate.pem");
+  const std::string root_bag = OpensslSubject("ca/root.pem");
+  ASSERT_THAT(BagSubjects(p12, pass), ::testing::ElementsAre(leaf_bag, intermediate_bag, root_bag,
+                                                             root_bag, intermediate_bag));
+
+  // A server that trusts only the root: it needs the intermediate from us.
+  TlsServerConfig config;
+  config.cert_file = PkiPath("server/localhost.chain.pem");
+  config.key_file = PkiPath("server/localhost.key.pem");
+  config.client_auth = testing::ClientAuth::kRequired;
+  config.client_ca_file = PkiPath("ca/root.pem");
+  TlsServer server(std::move(config));
+  ASSERT_TRUE(server.Start()) << server.start_error();
+  const uint32_t port = server.port();
+
+  v1::CreateCertificateRequest create;
+  create.mutable_certificate()->set_name("keytool-client");
+  create.mutable_certificate()->set_type(v1::CERTIFICATE_TYPE_PKCS12);
+  v1::Binding* b = create.mutable_certificate()->add_bindings();
+  b->set_host("localhost");
+  b->set_port(port);
+  create.mutable_material()->set_content(testing::ReadFile(p12));
+  create.mutable_material()->set_content_name("keytool.p12");
+  create.mutable_material()->mutable_password()->set_value(pass);
+  const v1::Certificate stored = MustCreate(create);
+  EXPECT_THAT(stored.chain_subjects(), ::testing::ElementsAre(leaf, intermediate, root));
+  EXPECT_EQ(stored.key_alias(), "client");
+  MustCreate(TrustStoreFromFile("test-ca", "trust/bundle.pem", {{"localhost", port, ""}}));
+
+  const v1::StepOutcome outcome = Run(GetStep("https://localhost:" + std::to_string(port) + "/"));
+  ASSERT_TRUE(outcome.has_http()) << outcome.error().code() << ": " << outcome.error().message();
+  EXPECT_EQ(outcome.tls().client_certificate().certificate_id(), stored.id());
+  ASSERT_EQ(server.requests().size(), 1u);
+  EXPECT_EQ(server.requests()[0].client_cert_subject, leaf);
+  EXPECT_THAT(server.requests()[0].client_chain_subjects,
+              ::testing::ElementsAre(intermediate, root));
 }
 
 }  // namespace
