@@ -1,11 +1,12 @@
 // The `wsstep` command line against a running `wsstep serve`, as an administrator types
 // it: enum values in any case (the README's own `--type PKCS12`, `cert list`'s TYPE and
 // STATUS columns copied back), unknown values named with the accepted ones, and one data
-// directory served by one plugin.
+// directory served by one plugin; `serve --print-config` names the master key in use.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "tests/support/pki.h"
@@ -141,6 +142,41 @@ TEST_F(CliTest, ASecondServeOnTheSameDataDirectoryExitsAtOnceNamingTheFirst) {
   // The first one still serves.
   auto listed = Wsstep({"cert", "list"});
   EXPECT_EQ(listed.exit_code, 0) << listed.output;
+}
+
+// The JSON `wsstep serve --print-config` prints.
+nlohmann::json PrintConfig(const testing::TempDir& dir, std::vector<std::string> flags,
+                           testing::EnvList env) {
+  std::vector<std::string> argv = {WSSTEP_BINARY, "serve", "--print-config"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  env.push_back({"WSSTEP_DATA_DIR", dir.Path("data")});
+  auto r = testing::RunCommand(argv, env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return nlohmann::json::parse(r.output.substr(r.output.find('{')));
+}
+
+// --print-config says which master key the store will use: the file (by default
+// <data_dir>/master.key), or WSSTEP_MASTER_KEY, and never the key itself.
+TEST(CliPrintConfigTest, NamesTheMasterKeyInUse) {
+  testing::TempDir dir("wsstep-print-config-");
+  auto by_default = PrintConfig(dir, {}, {});
+  EXPECT_EQ(by_default["master_key_file"], dir.Path("data") + "/master.key");
+  EXPECT_EQ(by_default["master_key_source"], "file");
+  EXPECT_EQ(by_default["master_key_from_environment"], false);
+
+  auto flag = PrintConfig(dir, {"--master-key-file", dir.Path("keys/wsstep.key")}, {});
+  EXPECT_EQ(flag["master_key_file"], dir.Path("keys/wsstep.key"));
+  EXPECT_EQ(flag["master_key_source"], "file");
+
+  const std::string key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+  auto env = PrintConfig(dir, {}, {{"WSSTEP_MASTER_KEY", key}});
+  EXPECT_EQ(env["master_key_file"], "");
+  EXPECT_EQ(env["master_key_source"], "WSSTEP_MASTER_KEY");
+  EXPECT_EQ(env["master_key_from_environment"], true);
+  EXPECT_EQ(env.dump().find(key), std::string::npos);
+  // Printing the configuration creates nothing: no data directory, no key file.
+  struct stat st {};
+  EXPECT_NE(::stat(dir.Path("data").c_str(), &st), 0);
 }
 
 }  // namespace
