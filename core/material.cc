@@ -5,7 +5,7 @@
 // - The leaf of a PEM upload is the certificate that matches the private key, so bundles
 //   that list the intermediate first still import.
 // - The chain is put in sending order: the issuer path from the leaf through the
-//   uploaded certificates, then any others in upload order.
+//   uploaded certificates, then any others in upload order; each certificate once.
 // - ImportInput::now == 0 means "the current time".
 // - had_password: a non-empty password was needed to open the upload; a PKCS#12 with the
 //   empty password counts as unprotected, whichever way it was opened.
@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include "core/detect.h"
 #include "core/import_error.h"
@@ -85,9 +86,13 @@ bool KeyMatches(X509* cert, EVP_PKEY* key) {
 constexpr size_t kMaxChainToOrder = 32;
 
 // Sending order: the issuer path up from the leaf, then whatever is left as uploaded.
-// Copies of the leaf are dropped.
+// Each certificate once: copies of the leaf and repeats are dropped (keytool's PKCS#12
+// lists a key entry's chain and then the same CAs again as trusted entries).
 std::vector<ossl::X509Ptr> OrderChain(X509* leaf, std::vector<ossl::X509Ptr> pool) {
-  std::erase_if(pool, [&](const ossl::X509Ptr& c) { return X509_cmp(c.get(), leaf) == 0; });
+  std::set<std::string> seen = {ossl::Sha256Fingerprint(leaf)};
+  std::erase_if(pool, [&](const ossl::X509Ptr& c) {
+    return !seen.insert(ossl::Sha256Fingerprint(c.get())).second;
+  });
   std::vector<ossl::X509Ptr> ordered;
   X509* current = leaf;
   while (!pool.empty() && pool.size() <= kMaxChainToOrder && !SelfSigned(current)) {

@@ -88,32 +88,34 @@ TEST(JavaTest, JavaPkcs12KeyStore) {
                           OpensslX509("ca/root.pem", "-subject -nameopt RFC2253")));
 }
 
-// A PKCS#12 with two identities, built here because no tool writes one in one command.
-std::string TwoIdentityPkcs12(std::string_view password) {
+// One bag of a PKCS#12 built here: a certificate, and its key when `key` is set (paired
+// by localKeyID and friendly name).
+struct Bag {
+  const char* cert;
+  const char* key = nullptr;
+  const char* alias = nullptr;
+};
+
+// A PKCS#12 of `bags` in this order, AES-256 keys and a SHA-256 MAC: for layouts no tool
+// writes in one command.
+std::string Pkcs12OfBags(const std::vector<Bag>& list, std::string_view password) {
   STACK_OF(PKCS12_SAFEBAG)* bags = nullptr;
   std::string pw(password);
-  struct Id {
-    const char* cert;
-    const char* key;
-    const char* alias;
-  };
   std::vector<ossl::X509Ptr> certs;
   std::vector<ossl::EvpPkeyPtr> keys;
-  for (const Id& id : {Id{"client/rsa.pem", "client/rsa.key.pem", "first"},
-                       Id{"client/ec256.pem", "client/ec256.key.pem", "second"}}) {
-    certs.push_back(PemCert(id.cert));
-    keys.push_back(PemKey(id.key));
-    unsigned char kid[1] = {static_cast<unsigned char>(certs.size())};
+  for (const Bag& bag : list) {
+    certs.push_back(PemCert(bag.cert));
     PKCS12_SAFEBAG* cb = PKCS12_add_cert(&bags, certs.back().get());
-    PKCS12_add_friendlyname_asc(cb, id.alias, -1);
+    if (bag.key == nullptr) continue;
+    keys.push_back(PemKey(bag.key));
+    unsigned char kid[1] = {static_cast<unsigned char>(keys.size())};
+    PKCS12_add_friendlyname_asc(cb, bag.alias, -1);
     PKCS12_add_localkeyid(cb, kid, 1);
     PKCS12_SAFEBAG* kb =
         PKCS12_add_key(&bags, keys.back().get(), 0, 2048, NID_aes_256_cbc, pw.c_str());
-    PKCS12_add_friendlyname_asc(kb, id.alias, -1);
+    PKCS12_add_friendlyname_asc(kb, bag.alias, -1);
     PKCS12_add_localkeyid(kb, kid, 1);
   }
-  ossl::X509Ptr intermediate = PemCert("ca/intermediate.pem");
-  PKCS12_add_cert(&bags, intermediate.get());
   STACK_OF(PKCS7)* safes = nullptr;
   PKCS12_add_safe(&safes, bags, -1, 0, nullptr);
   sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
@@ -125,6 +127,54 @@ std::string TwoIdentityPkcs12(std::string_view password) {
   std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
   OPENSSL_free(der);
   return out;
+}
+
+// A PKCS#12 with two identities and the intermediate.
+std::string TwoIdentityPkcs12(std::string_view password) {
+  return Pkcs12OfBags({{"client/rsa.pem", "client/rsa.key.pem", "first"},
+                       {"client/ec256.pem", "client/ec256.key.pem", "second"},
+                       {"ca/intermediate.pem"}},
+                      password);
+}
+
+// keytool's PKCS#12 of a key entry plus the CAs as trusted entries lists every CA twice:
+// leaf, intermediate, root, root, intermediate. The chain keeps each once, in sending
+// order, whatever order the repeats come in.
+TEST(JavaTest, ACertificateListedTwiceIsInTheChainOnce) {
+  const std::string intermediate = OpensslX509("ca/intermediate.pem", "-subject -nameopt RFC2253");
+  const std::string root = OpensslX509("ca/root.pem", "-subject -nameopt RFC2253");
+  for (const auto& order :
+       std::vector<std::vector<Bag>>{{{"client/rsa.pem", "client/rsa.key.pem", "client"},
+                                      {"ca/intermediate.pem"},
+                                      {"ca/root.pem"},
+                                      {"ca/root.pem"},
+                                      {"ca/intermediate.pem"}},
+                                     {{"ca/root.pem"},
+                                      {"client/rsa.pem", "client/rsa.key.pem", "client"},
+                                      {"ca/root.pem"},
+                                      {"client/rsa.pem"},
+                                      {"ca/intermediate.pem"},
+                                      {"ca/intermediate.pem"}}}) {
+    SecretBytes p12(Pkcs12OfBags(order, kP12Password));
+    auto r = ImportBytes(OfType(EntryType::kPkcs12, "keytool.p12", kP12Password), p12, nullptr);
+    ASSERT_TRUE(r.ok()) << Describe(r);
+    EntryMetadata m;
+    DescribeMaterial(*r, m);
+    EXPECT_THAT(m.chain_subjects, ElementsAre("CN=rsa,O=wsstep tests", intermediate, root));
+    ASSERT_EQ(r->chain.size(), 2u);
+  }
+  // A PEM bundle with a repeated intermediate, the same.
+  Upload pem;
+  pem.content = "bundle.pem";
+  SecretBytes bundle(Pki("client/rsa.pem") + Pki("ca/intermediate.pem") + Pki("ca/root.pem") +
+                     Pki("ca/intermediate.pem"));
+  SecretBytes key(Pki("client/rsa.key.pem"));
+  pem.key = "rsa.key.pem";
+  auto r = ImportBytes(pem, bundle, &key);
+  ASSERT_TRUE(r.ok()) << Describe(r);
+  EntryMetadata m;
+  DescribeMaterial(*r, m);
+  EXPECT_THAT(m.chain_subjects, ElementsAre("CN=rsa,O=wsstep tests", intermediate, root));
 }
 
 TEST(JavaTest, SeveralKeysNeedAnAlias) {

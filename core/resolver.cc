@@ -523,7 +523,7 @@ Result<Resolution> ResolveNamed(const Snapshot& snapshot, const Target& t, std::
   if (e == nullptr) {
     return fail(Code::kCertificateNotFound, "no certificate named '" + std::string(name) + "'",
                 "Check the certificate name in the step, or upload the certificate.",
-                Side::kConfiguration);
+                Side::kStore);
   }
   if (!IsKeyBearing(*e)) {
     std::string why = e->type == EntryType::kMobileProvisioning
@@ -533,7 +533,7 @@ Result<Resolution> ResolveNamed(const Snapshot& snapshot, const Target& t, std::
                           : "has no private key, so it cannot be presented as a client certificate";
     return fail(Code::kCertificateNotFound, "certificate '" + e->name + "' " + why,
                 "Name a certificate that has a private key, or attach the issued certificate.",
-                Side::kConfiguration)
+                Side::kStore)
         .With("certificate", e->name);
   }
   if (!e->bindings.empty() && !BoundTo(*e, t)) {
@@ -544,7 +544,7 @@ Result<Resolution> ResolveNamed(const Snapshot& snapshot, const Target& t, std::
                 "Bind the certificate to " + t.host + ":" + std::to_string(t.port) +
                     " in environment " + std::string(t.environment) +
                     ", or name a certificate bound there.",
-                Side::kConfiguration)
+                Side::kStore)
         .With("certificate", e->name);
   }
   const CertStatus status = StatusAt(*e, t.now);
@@ -717,7 +717,7 @@ Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& reque
                     " in environment " + std::string(t.environment) +
                     ", or switch off \"Enable SSL certificate verification\" if the server does "
                     "not ask for one.",
-                Side::kConfiguration);
+                Side::kStore);
   }
   if (first_future != nullptr) {
     const EntryMetadata& e = *first_future->entry;

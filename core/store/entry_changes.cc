@@ -53,6 +53,21 @@ void ApplyMaterialFacts(EntryMetadata& e, EntryMetadata&& facts, uint64_t versio
   e.version = version;
 }
 
+Status CheckRevocationIsFinal(const EntryMetadata& e, const UpdateRequest& request) {
+  if (!e.revoked) return {};
+  const bool unrevoke = request.revoked && !*request.revoked;
+  const bool enable = request.disabled && !*request.disabled && e.disabled;
+  if (!unrevoke && !enable) return {};
+  return Error(Code::kFailedPrecondition,
+               "certificate '" + e.name + "' is revoked, and revocation is final: it cannot be " +
+                   (unrevoke ? "un-revoked" : "enabled again"),
+               "Import the renewed certificate as a new entry and bind it where this one was "
+               "bound; delete the revoked entry when it is no longer needed.",
+               Side::kConfiguration)
+      .With("certificate", e.name)
+      .With("field", unrevoke ? "revoked" : "disabled");
+}
+
 AppliedUpdate ApplyUpdate(EntryMetadata& e, const UpdateRequest& request, EntryMetadata* new_facts,
                           UnixSeconds now) {
   AppliedUpdate applied;
@@ -86,10 +101,8 @@ AppliedUpdate ApplyUpdate(EntryMetadata& e, const UpdateRequest& request, EntryM
       changed.push_back(*request.disabled ? "disabled" : "enabled");
     e.disabled = *request.disabled;
   }
-  if (request.revoked) {
-    if (e.revoked != *request.revoked) {
-      changed.push_back(*request.revoked ? "revoked" : "revocation withdrawn");
-    }
+  if (request.revoked) {  // never from true to false: CheckRevocationIsFinal
+    note(e.revoked != *request.revoked, "revoked");
     e.revoked = *request.revoked;
   }
   if (new_facts != nullptr) {

@@ -36,6 +36,11 @@ struct AppliedUpdate {
   bool bindings_changed = false;  // the bindings must be rewritten
 };
 
+// Revocation is final (PRODUCT.md §1): FAILED_PRECONDITION naming `e` when `request`
+// would withdraw its revocation or enable it while it is revoked and disabled. OK for
+// everything else, including setting the flags to the values they already have.
+Status CheckRevocationIsFinal(const EntryMetadata& e, const UpdateRequest& request);
+
 // Applies the fields `request` sets to `e`, and `new_facts` (new material, when the
 // request has some) as the next version; `e` is updated at `now`.
 AppliedUpdate ApplyUpdate(EntryMetadata& e, const UpdateRequest& request, EntryMetadata* new_facts,

@@ -76,6 +76,30 @@ TEST(EntryChangesTest, AnUpdateSaysWhatChanged) {
   EXPECT_EQ(same.updated_at, 40);
 }
 
+TEST(EntryChangesTest, RevocationIsFinal) {
+  EntryMetadata e = Current();
+  UpdateRequest unrevoke;
+  unrevoke.revoked = false;
+  UpdateRequest enable;
+  enable.disabled = false;
+  EXPECT_TRUE(CheckRevocationIsFinal(e, unrevoke).ok());  // not revoked: nothing to keep
+  e.revoked = true;
+  EXPECT_EQ(CheckRevocationIsFinal(e, unrevoke).code(), Code::kFailedPrecondition);
+  EXPECT_TRUE(CheckRevocationIsFinal(e, enable).ok());  // not disabled: enabling changes nothing
+  e.disabled = true;
+  EXPECT_EQ(CheckRevocationIsFinal(e, enable).code(), Code::kFailedPrecondition);
+  UpdateRequest keep;
+  keep.revoked = true;
+  keep.disabled = true;
+  keep.name = "bank-revoked";
+  EXPECT_TRUE(CheckRevocationIsFinal(e, keep).ok());
+
+  UpdateRequest revoke;
+  revoke.revoked = true;
+  EntryMetadata fresh = Current();
+  EXPECT_EQ(ApplyUpdate(fresh, revoke, nullptr, 30).detail, "revoked");
+}
+
 TEST(EntryChangesTest, NewMaterialIsTheNextVersionAndEndsPending) {
   EntryMetadata e = Current();
   EntryMetadata facts;

@@ -21,6 +21,12 @@ bool FileExists(const std::string& path) {
 
 }  // namespace
 
+std::string MasterKeyFilePath(std::string_view data_dir, std::string_view master_key_file) {
+  if (!master_key_file.empty()) return std::string(master_key_file);
+  while (data_dir.size() > 1 && data_dir.back() == '/') data_dir.remove_suffix(1);
+  return std::string(data_dir) + "/master.key";
+}
+
 Result<MasterKey> ObtainMasterKey(std::optional<MasterKey> given, const std::string& key_path,
                                   const std::string& data_dir,
                                   const std::optional<std::string>& stored_id, bool read_only) {

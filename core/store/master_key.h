@@ -1,7 +1,9 @@
 // The certificate store's use of its master key (core/vault.h): where the key comes from
 // when the store opens (CertificateStore::Open documents the order of sources and the
 // recovery of an interrupted rotation), how the store recognizes it, and how each
-// entry's private key is sealed under it. Internal to the store.
+// entry's private key is sealed under it. Internal to the store, but for
+// MasterKeyFilePath, which is also for whoever has to say where the key is (the plugin's
+// --print-config).
 //
 //   WSSTEP_ASSIGN_OR_RETURN(MasterKey key, ObtainMasterKey(options, key_path, stored_id, ro));
 //   Vault vault(key.Clone());
@@ -19,6 +21,10 @@
 #include "core/vault.h"
 
 namespace wsstep::core {
+
+// The key file a store uses when no master key is given directly: `master_key_file`,
+// else <data_dir>/master.key (StoreOptions::master_key_file).
+std::string MasterKeyFilePath(std::string_view data_dir, std::string_view master_key_file);
 
 // The master key for a store whose recorded key id is `stored_id` (nullopt: a new store):
 // `given` when set; else the key file at `key_path`, created (0600) only for a new

@@ -29,6 +29,12 @@ TEST(StoreMasterKeyTest, TheRecordRecognizesOnlyItsKey) {
   EXPECT_TRUE(CheckMasterKey(vault, {vault.key_id(), std::nullopt}).ok());
 }
 
+TEST(StoreMasterKeyTest, TheKeyFileIsTheConfiguredOneElseMasterKeyInTheDataDirectory) {
+  EXPECT_EQ(MasterKeyFilePath("/var/lib/wsstep", ""), "/var/lib/wsstep/master.key");
+  EXPECT_EQ(MasterKeyFilePath("/var/lib/wsstep//", ""), "/var/lib/wsstep/master.key");
+  EXPECT_EQ(MasterKeyFilePath("/var/lib/wsstep", "/etc/wsstep/key"), "/etc/wsstep/key");
+}
+
 TEST(StoreMasterKeyTest, ANewStoreGetsAKeyFileAnExistingOneNeverDoes) {
   TempDir dir;
   const std::string path = dir.Path("master.key");

@@ -29,8 +29,6 @@ namespace wsstep::core {
 
 namespace {
 
-constexpr std::string_view kKeyFileName = "master.key";
-
 const EntryMetadata* Find(const Snapshot& s, std::string_view id_or_name) {
   const EntryMetadata* e = s.FindByName(id_or_name);
   return e != nullptr ? e : s.FindById(id_or_name);
@@ -162,9 +160,7 @@ Result<std::unique_ptr<CertificateStore>> CertificateStore::Open(StoreOptions op
   WSSTEP_ASSIGN_OR_RETURN(s.storage, options.storage({options.data_dir, options.read_only}));
   s.read_only = s.storage->read_only();
   if (!options.master_key) {
-    s.key_path = options.master_key_file.empty()
-                     ? options.data_dir + "/" + std::string(kKeyFileName)
-                     : options.master_key_file;
+    s.key_path = MasterKeyFilePath(options.data_dir, options.master_key_file);
   }
 
   WSSTEP_ASSIGN_OR_RETURN(std::optional<MasterKeyRecord> record, s.storage->ReadMasterKeyRecord());
@@ -312,6 +308,9 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
     auto pub = s.publisher->current();
     const EntryMetadata* e = Find(*pub->snapshot, id_or_name);
     if (e == nullptr) return NotFound(id_or_name);
+    // Before the material is parsed: a refused change leaves no trace, not even an
+    // import failure in the audit log.
+    WSSTEP_RETURN_IF_ERROR(CheckRevocationIsFinal(*e, request));
     id = e->id;
     type = e->type;
     old_name = e->name;
@@ -343,6 +342,7 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
     const EntryMetadata* current = pub->snapshot->FindById(id);
     if (current == nullptr) return NotFound(id_or_name);
     if (request.name) WSSTEP_RETURN_IF_ERROR(CheckNameFree(*pub->snapshot, *request.name, id));
+    WSSTEP_RETURN_IF_ERROR(CheckRevocationIsFinal(*current, request));  // revoked meanwhile
     updated = *current;
     AppliedUpdate applied =
         ApplyUpdate(updated, request, prepared ? &prepared->facts : nullptr, s.Now());

@@ -464,6 +464,57 @@ TEST_P(StoreTest, UpdateToTakenNameOrBadMaterialChangesNothing) {
   EXPECT_EQ(store_->Update("nope", UpdateRequest{}, {}, nullptr).code(), Code::kNotFound);
 }
 
+// Revoked is final: neither withdrawing the revocation nor enabling a revoked, disabled
+// entry is allowed; the refusal names the entry, changes nothing and audits nothing.
+TEST_P(StoreTest, ARevokedEntryCannotBeUnrevokedOrEnabled) {
+  EntryMetadata e = MustCreate(KeyPairRequest("bank", "rsa", {kApi}));
+  UpdateRequest revoke;
+  revoke.revoked = true;
+  revoke.disabled = true;
+  ASSERT_TRUE(store_->Update(e.id, std::move(revoke), {"carol"}, nullptr).ok());
+  auto revoked = store_->Get(e.id);
+  ASSERT_TRUE(revoked.ok());
+  const size_t audited = Audit({.entry_id = e.id}).size();
+
+  UpdateRequest unrevoke;
+  unrevoke.revoked = false;
+  auto refused = store_->Update("bank", std::move(unrevoke), {"carol"}, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Code::kFailedPrecondition);
+  EXPECT_EQ(refused.error().message,
+            "certificate 'bank' is revoked, and revocation is final: it cannot be un-revoked");
+  EXPECT_EQ(refused.error().detail.at("certificate"), "bank");
+  EXPECT_EQ(refused.error().detail.at("field"), "revoked");
+
+  UpdateRequest enable;
+  enable.disabled = false;
+  enable.description = "back in use";
+  enable.material.emplace();  // refused before it is even read
+  enable.material->content = ReadSecret(Pki("client/second.pem"));
+  enable.material->key = ReadSecret(Pki("client/second.key.pem"));
+  refused = store_->Update(e.id, std::move(enable), {"carol"}, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Code::kFailedPrecondition);
+  EXPECT_EQ(refused.error().message,
+            "certificate 'bank' is revoked, and revocation is final: it cannot be enabled again");
+  EXPECT_EQ(refused.error().detail.at("field"), "disabled");
+
+  ExpectSameEntry(*store_->Get(e.id), *revoked);
+  EXPECT_EQ(Audit({.entry_id = e.id}).size(), audited);
+  EXPECT_EQ(store_->ResolveForCall({"api.example.test", 443, "production"}).code(),
+            Code::kCertificateNotFound);
+
+  // What leaves it revoked is still allowed: a new description, the flags as they are.
+  UpdateRequest describe;
+  describe.description = "revoked by the CA on 2026-01-05";
+  describe.revoked = true;
+  describe.disabled = true;
+  auto described = store_->Update(e.id, std::move(describe), {"carol"}, nullptr);
+  ASSERT_TRUE(described.ok()) << described.status().ToString();
+  EXPECT_EQ(StatusAt(*described, store_->Now()), CertStatus::kDisabled);
+  EXPECT_TRUE(described->revoked);
+}
+
 TEST_P(StoreTest, DeleteIsAuditedAndPermanent) {
   EntryMetadata e = MustCreate(KeyPairRequest("client", "rsa", {kApi}));
   ASSERT_TRUE(store_->ResolveForCall({"api.example.test", 443, "production"}).ok());

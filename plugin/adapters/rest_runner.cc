@@ -110,26 +110,20 @@ class Transfers {
   core::CertificateStore& store() { return *store_; }
 
   // Credentials for a call to `url` with `tls`. With ssl_verification the store's
-  // resolution (failures are outcomes); without it, trust only and no client
-  // certificate.
+  // resolution: client certificate and bound trust (failures are outcomes). Without it a
+  // plain HTTPS call (PRODUCT.md §2): the store is not consulted at all, so no client
+  // certificate, no bound trust, and a bound private-trust-only store cannot take the
+  // system CAs away.
   Result<Resolved> ResolveFor(const rest::UrlParts& url, const rest::TlsOptions& tls) const {
     Resolved out;
     out.request = TargetOf(url, tls);
     out.request.explain = false;  // a step never shows a successful resolution's explanation
     out.server_name = out.request.host;
-    if (url.scheme != "https") return out;
-    if (tls.ssl_verification) {
-      out.used_store = true;
-      WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call, store_->ResolveForCall(out.request));
-      out.credentials = call.credentials;
-      if (out.credentials.identity) out.version = out.credentials.identity->version;
-      return out;
-    }
-    auto trust = store_->ResolveForCall(out.request, /*require_identity=*/false);
-    if (trust.ok()) {
-      out.credentials.trust = trust->credentials.trust;
-      out.credentials.private_trust_only = trust->credentials.private_trust_only;
-    }
+    if (url.scheme != "https" || !tls.ssl_verification) return out;
+    out.used_store = true;
+    WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call, store_->ResolveForCall(out.request));
+    out.credentials = call.credentials;
+    if (out.credentials.identity) out.version = out.credentials.identity->version;
     return out;
   }
 

@@ -260,6 +260,12 @@ Result<rest::RestStep> TransportFromProto(const v1::HttpAuth& auth, const v1::Tl
   if (tls.min_tls_version() == v1::TLS_VERSION_1_3) s.tls.min_tls_version = "1.3";
   s.tls.pinned_public_key = NormalizeProtoPins(tls.pinned_public_key());
   s.tls.private_trust_only = tls.private_trust_only();
+  if (tls.private_trust_only() && !tls.ssl_verification()) {
+    // Off means the system CAs only: trusting nothing but bound trust stores that are not
+    // used would fail every call.
+    return Invalid("tls.private_trust_only",
+                   "trusting only the bound trust stores requires tls.ssl_verification");
+  }
   if (timeouts.has_connect()) s.timeouts.connect = FromDuration(timeouts.connect());
   if (timeouts.has_total()) s.timeouts.total = FromDuration(timeouts.total());
   s.follow_redirects = redirects.follow();

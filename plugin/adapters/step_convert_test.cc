@@ -49,6 +49,26 @@ TEST(PluginStepConvertTest, UnknownOAuth2ClientAuthenticationIsInvalidStepConfig
   EXPECT_EQ(s.error().detail.at("field"), "auth.oauth2_client_credentials.client_authentication");
 }
 
+// Without the toggle a step trusts the system CAs only; "only the bound trust stores"
+// would trust nothing at all, so the two together are a mistake, named before any call.
+TEST(PluginStepConvertTest, PrivateTrustOnlyWithoutSslVerificationIsInvalidStepConfig) {
+  v1::RestStep step;
+  step.set_url("https://api.example.test/x");
+  step.mutable_tls()->set_private_trust_only(true);
+  auto off = RestStepFromProto(step, "", StepLimits{});
+  ASSERT_FALSE(off.ok());
+  EXPECT_EQ(off.error().code, Code::kInvalidStepConfig);
+  EXPECT_EQ(off.error().detail.at("field"), "tls.private_trust_only");
+  EXPECT_EQ(off.error().message,
+            "tls.private_trust_only: trusting only the bound trust stores requires "
+            "tls.ssl_verification");
+
+  step.mutable_tls()->set_ssl_verification(true);
+  auto on = RestStepFromProto(step, "", StepLimits{});
+  ASSERT_TRUE(on.ok()) << on.error().ToString();
+  EXPECT_TRUE(on->tls.private_trust_only);
+}
+
 TEST(PluginStepConvertTest, SoapRawBodyAndHeaderBlocksAreBoundedByMaxBodyBytes) {
   StepLimits limits;
   limits.max_body_bytes = 100;

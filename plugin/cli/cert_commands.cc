@@ -7,6 +7,20 @@
 namespace wsstep::plugin {
 namespace {
 
+// When the entry expires, by the rule that gives its status and days_remaining
+// (core::GoverningCertificate): the leaf's expiry, or for an entry without a leaf (a trust
+// store) the earliest expiry of its certificates. Unset (printed "-") without any.
+google::protobuf::Timestamp Expiry(const v1::Certificate& c) {
+  if (c.has_certificate()) return c.certificate().not_after();
+  google::protobuf::Timestamp earliest;
+  for (const auto& t : c.trusted()) {
+    if (earliest.seconds() == 0 || t.not_after().seconds() < earliest.seconds()) {
+      earliest = t.not_after();
+    }
+  }
+  return earliest;
+}
+
 void PrintCertificate(const v1::Certificate& c) {
   std::cout << "name:          " << c.name() << "\n"
             << "id:            " << c.id() << "\n"
@@ -25,6 +39,10 @@ void PrintCertificate(const v1::Certificate& c) {
               << "fingerprint:   " << i.sha256_fingerprint() << "\n";
   }
   for (const auto& t : c.trusted()) std::cout << "trusts:        " << t.subject() << "\n";
+  if (!c.has_certificate() && c.trusted_size() > 0) {
+    std::cout << "expires:       " << FormatTime(Expiry(c)) << " (" << c.days_remaining()
+              << " days; the first of its certificates to expire)\n";
+  }
   for (const auto& b : c.bindings()) std::cout << "bound to:      " << BindingText(b) << "\n";
   std::cout << "private key:   " << (c.has_private_key() ? "yes" : "no") << "\n"
             << "uses:          " << c.use_count() << "\n";
@@ -200,7 +218,7 @@ int CertList(Client& client, const ListFlags& f) {
       std::printf("%-28s %-20s %-16s %-21s %s\n", c.name().c_str(),
                   EnumName(v1::CertificateType_Name(c.type()), "CERTIFICATE_TYPE_").c_str(),
                   EnumName(v1::CertificateStatus_Name(c.status()), "CERTIFICATE_STATUS_").c_str(),
-                  FormatTime(c.certificate().not_after()).c_str(), bindings.c_str());
+                  FormatTime(Expiry(c)).c_str(), bindings.c_str());
     }
     if (!all.next_page_token().empty()) {
       std::printf("(%d in all; --all lists every page)\n", all.total_size());

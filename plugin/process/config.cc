@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/store/master_key.h"
 #include "core/store/pg_storage.h"
 #include "core/store/sqlite_storage.h"
 #include "plugin/process/listen.h"
@@ -85,7 +86,9 @@ LogFields Config::Describe() const {
   LogFields j = LogFields::object();
   j["config_file"] = config_file;
   j["data_dir"] = data_dir;
-  j["master_key_file"] = master_key_file;
+  // Where the key the store will use comes from; never the key itself.
+  j["master_key_source"] = master_key ? "WSSTEP_MASTER_KEY" : "file";
+  j["master_key_file"] = master_key ? "" : core::MasterKeyFilePath(data_dir, master_key_file);
   j["master_key_from_environment"] = master_key.has_value();
   j["listen"] = listen;
   j["allow_remote"] = allow_remote;

@@ -89,7 +89,9 @@ struct Config {
   std::string store;
 
   // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
-  // startup log line); says whether a master key was given.
+  // startup log line). Says where the key comes from: "master_key_source" is
+  // "WSSTEP_MASTER_KEY" (then "master_key_file" is "") or "file", with "master_key_file"
+  // the file the store reads (<data_dir>/master.key unless one is configured).
   LogFields Describe() const;
 };
 

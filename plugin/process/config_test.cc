@@ -195,6 +195,23 @@ TEST(ConfigTest, MasterKeyFromEnvironmentIsDecodedAndNeverDescribed) {
   const std::string described = c->Describe().dump();
   EXPECT_THAT(described, HasSubstr("\"master_key_from_environment\":true"));
   EXPECT_THAT(described, ::testing::Not(HasSubstr(b64)));
+  EXPECT_EQ(c->Describe()["master_key_source"], "WSSTEP_MASTER_KEY");
+  EXPECT_EQ(c->Describe()["master_key_file"], "");  // no file is read
+}
+
+// Describe names the key file the store will read, not "" for the default.
+TEST(ConfigTest, DescribeNamesTheMasterKeyFileInUse) {
+  auto by_default = LoadConfig({}, FixedEnvironment({{"WSSTEP_DATA_DIR", "/var/lib/wsstep/"}}));
+  ASSERT_TRUE(by_default.ok()) << by_default.error().ToString();
+  EXPECT_EQ(by_default->master_key_file, "");
+  EXPECT_EQ(by_default->Describe()["master_key_file"], "/var/lib/wsstep/master.key");
+  EXPECT_EQ(by_default->Describe()["master_key_source"], "file");
+
+  ConfigLayer flags;
+  flags.master_key_file = "/etc/wsstep/master.key";
+  auto given = LoadConfig(flags, FixedEnvironment({{"WSSTEP_DATA_DIR", "/var/lib/wsstep"}}));
+  ASSERT_TRUE(given.ok()) << given.error().ToString();
+  EXPECT_EQ(given->Describe()["master_key_file"], "/etc/wsstep/master.key");
 }
 
 TEST(ConfigTest, ParseDuration) {

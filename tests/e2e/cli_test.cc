@@ -1,11 +1,14 @@
 // The `wsstep` command line against a running `wsstep serve`, as an administrator types
 // it: enum values in any case (the README's own `--type PKCS12`, `cert list`'s TYPE and
 // STATUS columns copied back), unknown values named with the accepted ones, and one data
-// directory served by one plugin.
+// directory served by one plugin; `cert list` and `cert show` give a trust store's
+// expiry; `serve --print-config` names the master key in use.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "tests/support/pki.h"
@@ -141,6 +144,72 @@ TEST_F(CliTest, ASecondServeOnTheSameDataDirectoryExitsAtOnceNamingTheFirst) {
   // The first one still serves.
   auto listed = Wsstep({"cert", "list"});
   EXPECT_EQ(listed.exit_code, 0) << listed.output;
+}
+
+// "2036-11-20T10:00:00Z": the expiry of a PKI certificate as the CLI prints times.
+std::string NotAfter(const std::string& rel) {
+  auto r = testing::RunCommand({"openssl", "x509", "-in", testing::PkiPath(rel), "-noout",
+                                "-enddate", "-dateopt", "iso_8601"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // "notAfter=2036-11-20 10:00:00Z"
+  std::string date = r.output.substr(r.output.find('=') + 1, 20);
+  date[10] = 'T';
+  return date;
+}
+
+// A trust store's EXPIRES is the earliest expiry among its certificates (the one that
+// governs its status), not "-".
+TEST_F(CliTest, ATrustStoreExpiresWhenItsFirstCertificateDoes) {
+  auto imported = Wsstep({"cert", "import", "--name", "partners", "--type", "trust-store", "--file",
+                          testing::PkiPath("trust/bundle.pem")});
+  ASSERT_EQ(imported.exit_code, 0) << imported.output;
+  const std::string earliest = std::min(NotAfter("ca/root.pem"), NotAfter("ca/intermediate.pem"));
+
+  auto listed = Wsstep({"cert", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_THAT(listed.output,
+              ::testing::ContainsRegex("partners +TRUST_STORE +VALID +" + earliest + " "))
+      << listed.output;
+
+  auto shown = Wsstep({"cert", "show", "partners"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.output;
+  EXPECT_THAT(shown.output, HasSubstr("expires:       " + earliest + " ("));
+  EXPECT_THAT(shown.output, HasSubstr(" days; the first of its certificates to expire)"));
+}
+
+// The JSON `wsstep serve --print-config` prints.
+nlohmann::json PrintConfig(const testing::TempDir& dir, std::vector<std::string> flags,
+                           testing::EnvList env) {
+  std::vector<std::string> argv = {WSSTEP_BINARY, "serve", "--print-config"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  env.push_back({"WSSTEP_DATA_DIR", dir.Path("data")});
+  auto r = testing::RunCommand(argv, env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return nlohmann::json::parse(r.output.substr(r.output.find('{')));
+}
+
+// --print-config says which master key the store will use: the file (by default
+// <data_dir>/master.key), or WSSTEP_MASTER_KEY, and never the key itself.
+TEST(CliPrintConfigTest, NamesTheMasterKeyInUse) {
+  testing::TempDir dir("wsstep-print-config-");
+  auto by_default = PrintConfig(dir, {}, {});
+  EXPECT_EQ(by_default["master_key_file"], dir.Path("data") + "/master.key");
+  EXPECT_EQ(by_default["master_key_source"], "file");
+  EXPECT_EQ(by_default["master_key_from_environment"], false);
+
+  auto flag = PrintConfig(dir, {"--master-key-file", dir.Path("keys/wsstep.key")}, {});
+  EXPECT_EQ(flag["master_key_file"], dir.Path("keys/wsstep.key"));
+  EXPECT_EQ(flag["master_key_source"], "file");
+
+  const std::string key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+  auto env = PrintConfig(dir, {}, {{"WSSTEP_MASTER_KEY", key}});
+  EXPECT_EQ(env["master_key_file"], "");
+  EXPECT_EQ(env["master_key_source"], "WSSTEP_MASTER_KEY");
+  EXPECT_EQ(env["master_key_from_environment"], true);
+  EXPECT_EQ(env.dump().find(key), std::string::npos);
+  // Printing the configuration creates nothing: no data directory, no key file.
+  struct stat st {};
+  EXPECT_NE(::stat(dir.Path("data").c_str(), &st), 0);
 }
 
 }  // namespace

@@ -144,6 +144,18 @@ Reply<v1::ListCertificatesResponse> MockEngine::List(const v1::ListCertificatesR
   return Call(certs_.get(), &v1::CertificateService::Stub::ListCertificates, request, {});
 }
 
+Reply<v1::GetCertificateResponse> MockEngine::Get(const v1::GetCertificateRequest& request) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::GetCertificate, request, {});
+}
+
+Reply<v1::UpdateCertificateResponse> MockEngine::Update(const v1::UpdateCertificateRequest& request) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::UpdateCertificate, request, {});
+}
+
+Reply<v1::ListAuditEventsResponse> MockEngine::Audit(const v1::ListAuditEventsRequest& request) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::ListAuditEvents, request, {});
+}
+
 std::string MockEngine::Health(const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest req;

@@ -122,6 +122,9 @@ class MockEngine {
   // CertificateService.
   Reply<v1::CreateCertificateResponse> Create(const v1::CreateCertificateRequest& request);
   Reply<v1::ListCertificatesResponse> List(const v1::ListCertificatesRequest& request);
+  Reply<v1::GetCertificateResponse> Get(const v1::GetCertificateRequest& request);
+  Reply<v1::UpdateCertificateResponse> Update(const v1::UpdateCertificateRequest& request);
+  Reply<v1::ListAuditEventsResponse> Audit(const v1::ListAuditEventsRequest& request);
 
   // grpc.health.v1 status of `service` ("" or "plugin"): "SERVING", ... or the error.
   std::string Health(const std::string& service);

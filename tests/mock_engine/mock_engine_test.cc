@@ -413,7 +413,7 @@ TEST_F(MockEngineTest, FailingStepsCarryTheirCatalogCodes) {
   // Nothing bound for this environment.
   {
     const auto e = MustFail(GetStep(Url(*good, "localhost", "/echo")), "sandbox", "CERTIFICATE_NOT_FOUND");
-    EXPECT_EQ(e.side(), v1::ERROR_SIDE_CONFIGURATION);
+    EXPECT_EQ(e.side(), v1::ERROR_SIDE_STORE);  // as the proto's ErrorCode documents
     EXPECT_EQ(e.detail().at("environment"), "sandbox");
     EXPECT_EQ(e.detail().at("port"), std::to_string(pg));
   }

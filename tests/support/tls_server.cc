@@ -349,6 +349,13 @@ void TlsServer::Serve(std::shared_ptr<Connection> conn) {
     if (X509* peer = SSL_get0_peer_certificate(conn->ssl)) {
       record.client_cert_fingerprint = ossl::Sha256Fingerprint(peer);
       conn->facts.client_cert_subject = core::NameOneLine(X509_get_subject_name(peer));
+      // On a server the peer's chain leaves out the peer's own certificate.
+      if (STACK_OF(X509)* sent = SSL_get_peer_cert_chain(conn->ssl)) {
+        for (int i = 0; i < sk_X509_num(sent); ++i) {
+          conn->facts.client_chain_subjects.push_back(
+              core::NameOneLine(X509_get_subject_name(sk_X509_value(sent, i))));
+        }
+      }
     }
     conn->facts.tls = true;
   }

@@ -81,6 +81,9 @@ struct RequestRecord {
   bool session_resumed = false;
   std::string client_cert_fingerprint;  // SHA-256 "ab:cd:..", "" if none was presented
   std::string client_cert_subject;      // one line; "" if none
+  // Subjects of the certificates the client sent after its own, in the order it sent
+  // them (duplicates included); empty if it sent none.
+  std::vector<std::string> client_chain_subjects;
   std::string request_line;             // "GET /x HTTP/1.1"
   ServerRequest request;
 };
