@@ -152,6 +152,14 @@ struct RestEngine::Impl {
                          std::chrono::microseconds spin = {});
   Result<HttpResponse> Send(StepRun& run, HttpRequest& request, const UrlParts& target,
                             const core::CallCredentials& creds, bool same_origin);
+  // The partition of a request to `target` with `creds` (the step's pin and server name
+  // only for its own origin).
+  Result<std::shared_ptr<Partition>> PartitionFor(const StepRun& run, const UrlParts& target,
+                                                  const core::CallCredentials& creds,
+                                                  bool same_origin);
+  TransferLimits LimitsFor(const StepRun& run) const;
+  // A RestStep::probe, instead of the step's request.
+  Result<RestResult> Probe(const StepRun& run, const HandshakeProbe& probe);
   Result<core::CallCredentials> CredentialsFor(StepRun& run, const UrlParts& target,
                                                CredentialPurpose purpose);
   Result<SecretBytes> OAuth2Token(StepRun& run, const OAuth2ClientCredentials& oauth,
@@ -327,8 +335,15 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
                                             const UrlParts& target,
                                             const core::CallCredentials& creds,
                                             bool same_origin) {
-  const RestStep& step = *run.step;
-  TlsOptions tls = step.tls;
+  WSSTEP_ASSIGN_OR_RETURN(std::shared_ptr<Partition> partition,
+                          PartitionFor(run, target, creds, same_origin));
+  return run.driver->Perform(*partition, request, LimitsFor(run));
+}
+
+Result<std::shared_ptr<Partition>> RestEngine::Impl::PartitionFor(
+    const StepRun& run, const UrlParts& target, const core::CallCredentials& creds,
+    bool same_origin) {
+  TlsOptions tls = run.step->tls;
   std::string pin;
   if (same_origin) {
     if (!tls.pinned_public_key.empty()) {
@@ -341,8 +356,11 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
   }
   // A client certificate is only ever attached to a TLS connection.
   core::CallCredentials hop_creds = target.scheme == "https" ? creds : core::CallCredentials{};
-  WSSTEP_ASSIGN_OR_RETURN(std::shared_ptr<Partition> partition,
-                          partitions.Get(hop_creds, tls, pin));
+  return partitions.Get(hop_creds, tls, pin);
+}
+
+TransferLimits RestEngine::Impl::LimitsFor(const StepRun& run) const {
+  const RestStep& step = *run.step;
   TransferLimits limits;
   limits.deadline = run.deadline;
   limits.deadline_is_caller = run.deadline_is_caller;
@@ -356,7 +374,24 @@ Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
   limits.while_waiting = run.while_waiting;
   limits.poll_interval = run.poll_interval;
   limits.spin = run.spin;
-  return run.driver->Perform(*partition, request, limits);
+  return limits;
+}
+
+Result<RestResult> RestEngine::Impl::Probe(const StepRun& run, const HandshakeProbe& probe) {
+  WSSTEP_ASSIGN_OR_RETURN(std::shared_ptr<Partition> partition,
+                          PartitionFor(run, run.origin, run.credentials, /*same_origin=*/true));
+  HttpRequest request;
+  request.method = "GET";
+  request.url = run.step->url;
+  request.url_parts = &run.origin;
+  WSSTEP_ASSIGN_OR_RETURN(RestResult result,
+                          run.driver->Probe(*partition, request, LimitsFor(run), probe));
+  result.warnings = TlsOptionWarnings(run.step->tls);
+  if (result.tls.client_certificate_requested && !result.tls.client_certificate) {
+    result.warnings.push_back(ClientCertificateNotSent(run.origin.host, run.origin.port,
+                                                       run.step->tls.ssl_verification));
+  }
+  return result;
 }
 
 Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
@@ -434,6 +469,11 @@ Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, const PreparedS
     };
   } else {
     run.while_waiting = [this] { AnswerCancelledInQueue(); };
+  }
+
+  if (step.probe) {
+    run.origin = prepared.url();
+    return Probe(run, *step.probe);
   }
 
   std::vector<QueryParam> query = step.query;

@@ -10,13 +10,16 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "core/model.h"
+#include "core/error.h"
 #include "core/secret.h"
+#include "rest/tls_diagnosis.h"
 #include "rest/warning.h"
 
 namespace wsstep::rest {
@@ -118,6 +121,32 @@ struct Timeouts {
 };
 
 inline constexpr size_t kDefaultMaxResponseBytes = 10 * 1024 * 1024;
+
+// A step that is a connection test (TestConnection) rather than a request: one new
+// connection with a full handshake (no reuse, no resumption), then `GET /` with
+// "Connection: close" and a short wait for what comes back. The verdict comes from that
+// exchange, not from the HTTP status: a TLS alert during the handshake or on the first read
+// (TLS 1.3 servers judge the client certificate after the client has finished its
+// handshake), the connection closed right after our certificate, or a TLS front end's
+// certificate error page (tls_diagnosis.h ClassifyHttpRefusal) is a failure; any other
+// answer, or none within answer_wait, is success.
+struct HandshakeProbe {
+  std::chrono::milliseconds handshake_timeout{10'000};  // connect + TLS handshake
+  std::chrono::milliseconds answer_wait{1'000};         // after the handshake
+};
+
+// What a probe found (RestResult::probe). The TLS facts are in RestResult::tls, also when
+// the probe failed.
+struct ProbeReport {
+  std::optional<Error> failure;  // the catalog error; nullopt: nothing failed
+  // Every certificate the server sent, leaf first (empty if it sent none).
+  std::vector<PeerCertificateFacts> server_chain;
+  int http_status = 0;              // of the answer to the GET; 0 when none came
+  // The limit that ended the probe with TIMEOUT, and its length.
+  std::optional<TimeLimit> timed_out;
+  std::chrono::milliseconds time_limit{0};
+  bool answer_wait_expired = false;  // no answer, no refusal within answer_wait
+};
 inline constexpr int kDefaultMaxRedirects = 5;
 
 struct RestStep {
@@ -139,6 +168,9 @@ struct RestStep {
   bool resume_tls_sessions = true;  // false: every new connection makes a full handshake
   std::string step_id;            // for logs and the audit trail
   std::string workflow_id;
+  // Set: test the connection instead of sending the step's request (see HandshakeProbe);
+  // the result's `probe` holds the verdict. method, body, auth and redirects are ignored.
+  std::optional<HandshakeProbe> probe;
 };
 
 // ---------------------------------------------------------------- result
@@ -194,6 +226,9 @@ struct RestResult {
   // application refused the request. The message says so.
   bool application_refused = false;
   std::string application_refused_message;
+  // Only for a RestStep::probe: the verdict and what the server sent. (Held by pointer:
+  // an inline optional makes GCC 12 warn maybe-uninitialized about every Result of this.)
+  std::shared_ptr<ProbeReport> probe;
 
   // First header with this name (case-insensitive); nullopt if absent.
   std::optional<std::string> FindHeader(std::string_view name) const;

@@ -82,11 +82,10 @@ void RecordPeer(TlsObservation& obs, X509_STORE_CTX* xs) {
   if (leaf != nullptr) obs.peer = DescribePeer(leaf);
   STACK_OF(X509)* sent = X509_STORE_CTX_get0_untrusted(xs);
   for (int i = 0; sent != nullptr && i < sk_X509_num(sent); ++i) {
-    obs.chain_subjects.push_back(core::NameOneLine(X509_get_subject_name(sk_X509_value(sent, i))));
+    obs.chain.push_back(DescribePeer(sk_X509_value(sent, i)));
   }
-  if (obs.chain_subjects.empty() && leaf != nullptr) {
-    obs.chain_subjects.push_back(obs.peer.subject);
-  }
+  if (obs.chain.empty() && leaf != nullptr) obs.chain.push_back(obs.peer);
+  for (const auto& cert : obs.chain) obs.chain_subjects.push_back(cert.subject);
 }
 
 int VerifyCallback(int ok, X509_STORE_CTX* xs) {
@@ -214,6 +213,15 @@ Error ServerCertificateError(const FailureContext& f) {
 
 }  // namespace
 
+std::string_view TimeLimitName(TimeLimit limit) {
+  switch (limit) {
+    case TimeLimit::kStepTimeout: return "step_timeout";
+    case TimeLimit::kCallerDeadline: return "caller_deadline";
+    case TimeLimit::kHandshakeTimeout: return "handshake_timeout";
+  }
+  return "step_timeout";  // unreachable: -Wswitch names a missing value
+}
+
 std::string AlertName(int d) {
   switch (d) {
     case 0: return "close_notify";
@@ -289,18 +297,27 @@ Error Classify(const FailureContext& f) {
   if (f.deadline_exceeded || f.curl_code == CURLE_OPERATION_TIMEDOUT) {
     std::string phase = !f.connected ? "connect" : (f.https && !f.tls_connected) ? "tls_handshake"
                                                                                    : "response";
-    std::string limit = f.caller_deadline ? "the caller's deadline" : "the step's timeout";
+    std::string limit = f.limit == TimeLimit::kCallerDeadline ? "the caller's deadline"
+                        : f.limit == TimeLimit::kHandshakeTimeout ? "the handshake timeout"
+                                                                  : "the step's timeout";
+    std::string hint;
+    if (phase == "connect") {
+      hint = "The server did not accept a connection in time: check that it is up and "
+             "reachable from the plugin, or raise the connect timeout.";
+    } else if (phase == "tls_handshake") {
+      hint = "The server accepted the TCP connection but did not complete the TLS handshake "
+             "in time: check that this port speaks TLS (not plain HTTP or another protocol), "
+             "or raise the timeout.";
+    } else {
+      hint = "The server accepted the connection but did not answer in time: raise the "
+             "step's timeout or check the server.";
+    }
     Error e(Code::kTimeout,
             f.url + ": no " + (phase == "response" ? "complete response" : phase) +
                 " within " + limit + " (" + std::to_string(f.time_limit.count()) + " ms)",
-            phase == "connect"
-                ? "The server did not accept a connection in time: check that it is up and "
-                  "reachable from the plugin, or raise the connect timeout."
-                : "The server accepted the connection but did not answer in time: raise the "
-                  "step's timeout or check the server.",
-            phase == "connect" ? Side::kNetwork : Side::kServer);
+            std::move(hint), phase == "connect" ? Side::kNetwork : Side::kServer);
     e.With("phase", phase).With("timeout_ms", std::to_string(f.time_limit.count()));
-    e.With("limit", f.caller_deadline ? "caller_deadline" : "step_timeout");
+    e.With("limit", std::string(TimeLimitName(f.limit)));
     return WithCommon(std::move(e), f);
   }
   if (f.curl_code == CURLE_COULDNT_RESOLVE_HOST) {

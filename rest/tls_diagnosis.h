@@ -60,6 +60,7 @@ struct TlsObservation {
   bool peer_recorded = false;
   PeerCertificateFacts peer;
   std::vector<std::string> chain_subjects;  // as the server sent them, leaf first
+  std::vector<PeerCertificateFacts> chain;  // every certificate it sent, leaf first
   // Stamped when the handshake completes.
   std::string protocol;
   std::string cipher;
@@ -71,6 +72,15 @@ struct TlsObservation {
 std::shared_ptr<TlsObservation> ObserveConnection(SSL_CTX* ctx);
 // The observation attached to an existing connection's SSL, or null.
 std::shared_ptr<TlsObservation> ObservationOf(const SSL* ssl);
+
+// The limit that ended a transfer or a probe, as errors name it (detail "limit").
+enum class TimeLimit {
+  kStepTimeout,       // the step's timeouts (total, or connect)
+  kCallerDeadline,    // the caller's deadline (the gRPC call's)
+  kHandshakeTimeout,  // a probe's limit for connect + TLS handshake
+};
+// "step_timeout", "caller_deadline", "handshake_timeout".
+std::string_view TimeLimitName(TimeLimit limit);
 
 // Everything Classify needs to know about the failed transfer.
 struct FailureContext {
@@ -88,8 +98,8 @@ struct FailureContext {
   bool had_client_certificate = false;
   std::string client_certificate_name;
   bool cancelled = false;
-  bool deadline_exceeded = false;   // our own deadline (caller's or step total) aborted it
-  bool caller_deadline = false;     // ... and it was the caller's deadline
+  bool deadline_exceeded = false;   // one of our limits aborted it
+  TimeLimit limit = TimeLimit::kStepTimeout;  // ... this one, of time_limit
   std::chrono::milliseconds time_limit{0};
   bool response_too_large = false;
   size_t max_response_bytes = 0;

@@ -3,8 +3,11 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -26,7 +29,8 @@ using std::chrono::steady_clock;
 // Header lists may carry Authorization values: wipe them before freeing.
 struct SlistDeleter {
   void operator()(curl_slist* list) const {
-    for (curl_slist* n = list; n != nullptr; n = n->next) OPENSSL_cleanse(n->data, std::strlen(n->data));
+    for (curl_slist* n = list; n != nullptr; n = n->next)
+      OPENSSL_cleanse(n->data, std::strlen(n->data));
     curl_slist_free_all(list);
   }
 };
@@ -165,6 +169,82 @@ long TlsVersionOption(const std::string& min) {
   return CURL_SSLVERSION_TLSv1_2;  // never below 1.2
 }
 
+// The failure context both a transfer and a probe start from.
+FailureContext BaseFailure(const std::string& shown_url, const UrlParts& url,
+                           const TlsProfile& profile, const TransferLimits& limits,
+                           milliseconds remaining) {
+  FailureContext failure;
+  const bool https = url.scheme == "https";
+  failure.url = shown_url;
+  failure.host = url.host;
+  failure.port = url.port;
+  failure.https = https;
+  failure.verify_peer = profile.verify_peer;
+  failure.verify_host = profile.verify_host;
+  failure.min_tls_version = profile.min_tls_version;
+  failure.pinned_public_key = profile.pin;
+  failure.had_client_certificate = https && profile.identity != nullptr;
+  if (failure.had_client_certificate) failure.client_certificate_name = profile.identity->name;
+  failure.max_response_bytes = limits.max_response_bytes;
+  failure.limit = limits.deadline_is_caller ? TimeLimit::kCallerDeadline : TimeLimit::kStepTimeout;
+  failure.time_limit = std::max(remaining, milliseconds(0));
+  return failure;
+}
+
+// Where libcurl connects and whom it speaks to: with tls_server_name, the URL names the
+// server (SNI, Host, verification) and CONNECT_TO sends the connection to the URL's host.
+struct ConnectionTarget {
+  std::string url;
+  SlistPtr connect_to;  // must outlive the transfer
+};
+
+Result<ConnectionTarget> TargetOf(const std::string& request_url, const UrlParts& url,
+                                  const TlsProfile& profile, TransferState& st) {
+  ConnectionTarget target;
+  target.url = request_url;
+  st.verify_name = url.host;
+  st.verify_name_is_ip = url.host_is_ip;
+  if (url.scheme == "https" && !profile.tls_server_name.empty()) {
+    WSSTEP_ASSIGN_OR_RETURN(target.url, ReplaceHost(request_url, profile.tls_server_name));
+    std::string to_host = url.host_is_ipv6 ? "[" + url.host + "]" : url.host;
+    std::string port = std::to_string(url.port);
+    if (!Append(target.connect_to,
+                profile.tls_server_name + ":" + port + ":" + to_host + ":" + port)) {
+      return Error(Code::kInternal, "out of memory building CONNECT_TO");
+    }
+    st.verify_name = profile.tls_server_name;
+    st.verify_name_is_ip = false;
+  }
+  return target;
+}
+
+// The connection options a transfer and a probe share: target, trust (the partition's
+// store only), verification, TLS version, pin, and the SSL_CTX callback that installs the
+// client certificate and observes the handshake.
+void SetConnectionOptions(CURL* easy, TransferState& st, const TlsProfile& profile,
+                          const ConnectionTarget& target) {
+  curl_easy_setopt(easy, CURLOPT_URL, target.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st.error);
+  if (target.connect_to) curl_easy_setopt(easy, CURLOPT_CONNECT_TO, target.connect_to.get());
+  // Trust comes only from the partition's X509_STORE. Debian's libcurl has a built-in
+  // CAPATH (/etc/ssl/certs) and CAINFO: clear both, or the system CAs would still count
+  // for private-only trust (and libcurl would re-read the bundle for every connection).
+  curl_easy_setopt(easy, CURLOPT_CAINFO, nullptr);
+  curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+  // libcurl (7.87+) caches the X509_STORE of a connection in the *multi* handle and puts
+  // it on the next connection's SSL_CTX. The multi belongs to a worker, not a partition,
+  // so that cache would carry one partition's trust into another's connections.
+  curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, profile.verify_peer ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, profile.verify_host ? 2L : 0L);
+  curl_easy_setopt(easy, CURLOPT_SSLVERSION, TlsVersionOption(profile.min_tls_version));
+  if (!profile.pin.empty()) curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, profile.pin.c_str());
+  curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &SslCtxCallback);
+  curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, &st);
+}
+
 }  // namespace
 
 TransferDriver::TransferDriver(size_t max_cached_connections) : multi_(curl_multi_init()) {
@@ -190,21 +270,8 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   auto start = steady_clock::now();
   auto remaining = std::chrono::duration_cast<milliseconds>(limits.deadline - start);
 
-  FailureContext failure;
   const std::string& shown_url = request.display_url.empty() ? request.url : request.display_url;
-  failure.url = shown_url;
-  failure.host = url.host;
-  failure.port = url.port;
-  failure.https = https;
-  failure.verify_peer = profile.verify_peer;
-  failure.verify_host = profile.verify_host;
-  failure.min_tls_version = profile.min_tls_version;
-  failure.pinned_public_key = profile.pin;
-  failure.had_client_certificate = https && profile.identity != nullptr;
-  if (failure.had_client_certificate) failure.client_certificate_name = profile.identity->name;
-  failure.max_response_bytes = limits.max_response_bytes;
-  failure.caller_deadline = limits.deadline_is_caller;
-  failure.time_limit = std::max(remaining, milliseconds(0));
+  FailureContext failure = BaseFailure(shown_url, url, profile, limits, remaining);
   if (remaining.count() <= 0) {
     failure.deadline_exceeded = true;
     return Classify(failure);
@@ -213,22 +280,7 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   TransferState st;
   st.partition = &partition;
   st.limits = &limits;
-  st.verify_name = url.host;
-  st.verify_name_is_ip = url.host_is_ip;
-
-  std::string target = request.url;
-  SlistPtr connect_to;
-  if (https && !profile.tls_server_name.empty()) {
-    // Speak to the server name (SNI, Host, verification) but connect to the URL's host.
-    WSSTEP_ASSIGN_OR_RETURN(target, ReplaceHost(request.url, profile.tls_server_name));
-    std::string to_host = url.host_is_ipv6 ? "[" + url.host + "]" : url.host;
-    std::string port = std::to_string(url.port);
-    if (!Append(connect_to, profile.tls_server_name + ":" + port + ":" + to_host + ":" + port)) {
-      return Error(Code::kInternal, "out of memory building CONNECT_TO");
-    }
-    st.verify_name = profile.tls_server_name;
-    st.verify_name_is_ip = false;
-  }
+  WSSTEP_ASSIGN_OR_RETURN(ConnectionTarget target, TargetOf(request.url, url, profile, st));
   failure.verify_name = st.verify_name;
 
   SlistPtr headers;
@@ -248,8 +300,8 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
     OPENSSL_cleanse(line.data(), line.size());
     if (!ok) return Error(Code::kInternal, "out of memory building headers");
   }
-  bool send_body = !request.body.empty() || request.method == "POST" ||
-                   request.method == "PUT" || request.method == "PATCH";
+  bool send_body = !request.body.empty() || request.method == "POST" || request.method == "PUT" ||
+                   request.method == "PATCH";
   if (!has_content_type) {
     // Without this libcurl would label every body application/x-www-form-urlencoded.
     Append(headers, request.content_type.empty() ? "Content-Type:"
@@ -263,29 +315,9 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   partition.active++;
   curl_easy_reset(easy);
 
-  curl_easy_setopt(easy, CURLOPT_URL, target.c_str());
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  SetConnectionOptions(easy, st, profile, target);
   curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);  // hops are the engine's business
-  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st.error);
-  if (connect_to) curl_easy_setopt(easy, CURLOPT_CONNECT_TO, connect_to.get());
-
-  // Trust comes only from the partition's X509_STORE. Debian's libcurl has a built-in
-  // CAPATH (/etc/ssl/certs) and CAINFO: clear both, or the system CAs would still count
-  // for private-only trust (and libcurl would re-read the bundle for every connection).
-  curl_easy_setopt(easy, CURLOPT_CAINFO, nullptr);
-  curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
-  // libcurl (7.87+) caches the X509_STORE of a connection in the *multi* handle and puts
-  // it on the next connection's SSL_CTX. The multi belongs to a worker, not a partition,
-  // so that cache would carry one partition's trust into another's connections.
-  curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, profile.verify_peer ? 1L : 0L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, profile.verify_host ? 2L : 0L);
-  curl_easy_setopt(easy, CURLOPT_SSLVERSION, TlsVersionOption(profile.min_tls_version));
-  if (!profile.pin.empty()) curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, profile.pin.c_str());
-  curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &SslCtxCallback);
-  curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, &st);
   if (!limits.reuse_connections) {
     curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
@@ -350,9 +382,9 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
       failure.deadline_exceeded = true;
       break;
     }
-    auto wait = std::min(limits.poll_interval,
-                         std::chrono::duration_cast<milliseconds>(limits.deadline - now) +
-                             milliseconds(1));
+    auto wait =
+        std::min(limits.poll_interval,
+                 std::chrono::duration_cast<milliseconds>(limits.deadline - now) + milliseconds(1));
     bool ready = false;
     if (limits.spin.count() > 0) {
       const auto spin_until = std::min(steady_clock::now() + limits.spin, limits.deadline);
@@ -400,14 +432,15 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   if (!finished || result != CURLE_OK) {
     failure.curl_code = finished ? static_cast<int>(result) : 0;
     failure.curl_message = st.error[0] != 0 ? st.error
-                                           : finished ? curl_easy_strerror(result) : "aborted";
+                           : finished       ? curl_easy_strerror(result)
+                                            : "aborted";
     failure.response_too_large = st.too_large;
     failure.connected = t_connect > 0 || resp.status > 0;
     failure.tls_connected = t_tls > 0 || resp.status > 0;
     failure.response_started = st.facts_captured;
     if (!failure.connected && connect_limit < remaining) {
       failure.time_limit = connect_limit;
-      failure.caller_deadline = false;
+      failure.limit = TimeLimit::kStepTimeout;
     }
     std::shared_ptr<TlsObservation> obs = st.created ? st.created : st.used;
     failure.tls = https ? obs.get() : nullptr;
@@ -426,11 +459,266 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   bool presented = obs != nullptr && (obs->certificate_sent || resp.tls.session_resumed);
   resp.tls.client_certificate_requested = obs != nullptr && obs->certificate_requested;
   if (https && profile.identity && presented) {
-    resp.tls.client_certificate =
-        PresentedCertificate{profile.identity->entry_id, profile.identity->name,
-                             profile.identity->fingerprint};
+    resp.tls.client_certificate = PresentedCertificate{
+        profile.identity->entry_id, profile.identity->name, profile.identity->fingerprint};
   }
   return std::move(st.response);
+}
+
+namespace {
+
+struct EasyCleanup {
+  void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
+};
+using EasyPtr = std::unique_ptr<CURL, EasyCleanup>;
+
+// Aborts a probe's connect and handshake when the caller cancels.
+int ProbeProgress(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* token = static_cast<const CancelToken*>(cancel);
+  return token != nullptr && token->cancelled() ? 1 : 0;
+}
+
+// The TLS facts of a probe's connection, from what the callbacks observed: also after a
+// failed handshake (the certificate we offered, the chain the server sent).
+void FactsFromObservation(const TlsObservation& obs, const TlsProfile& profile, TlsFacts& f) {
+  f.used_tls = obs.handshake_started;
+  f.protocol = obs.protocol;
+  f.cipher = obs.cipher;
+  if (obs.peer_recorded) {
+    f.server_subject = obs.peer.subject;
+    f.server_issuer = obs.peer.issuer;
+    f.server_not_after = obs.peer.not_after;
+  }
+  f.client_certificate_requested = obs.certificate_requested;
+  if (profile.identity && obs.certificate_sent) {
+    f.client_certificate = PresentedCertificate{profile.identity->entry_id, profile.identity->name,
+                                                profile.identity->fingerprint};
+  }
+}
+
+// Waits until `fd` is ready for `events`, the cancel token fires or `until` passes.
+// True when ready.
+bool WaitForSocket(curl_socket_t fd, short events, steady_clock::time_point until,
+                   const CancelToken* cancel) {
+  for (;;) {
+    if (cancel != nullptr && cancel->cancelled()) return false;
+    auto now = steady_clock::now();
+    if (now >= until) return false;
+    auto wait = std::min(std::chrono::duration_cast<milliseconds>(until - now) + milliseconds(1),
+                         milliseconds(50));
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, static_cast<int>(wait.count()));
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return false;
+  }
+}
+
+// Status and body of an HTTP/1.x answer, once its head is complete; status 0 otherwise.
+struct ProbeAnswer {
+  int status = 0;
+  std::string_view body;
+  bool complete = false;  // the whole body (Content-Length) is here
+};
+
+ProbeAnswer ParseProbeAnswer(std::string_view bytes) {
+  ProbeAnswer a;
+  size_t head_end = bytes.find("\r\n\r\n");
+  if (!bytes.starts_with("HTTP/") || head_end == std::string_view::npos) return a;
+  size_t space = bytes.find(' ');
+  if (space == std::string_view::npos || space + 4 > bytes.size()) return a;
+  int status = 0;
+  for (size_t i = space + 1; i < space + 4; ++i) {
+    if (bytes[i] < '0' || bytes[i] > '9') return a;
+    status = status * 10 + (bytes[i] - '0');
+  }
+  a.status = status;
+  a.body = bytes.substr(head_end + 4);
+  std::string_view head = bytes.substr(0, head_end);
+  size_t pos = 0;
+  while ((pos = head.find("\r\n", pos)) != std::string_view::npos) {
+    pos += 2;
+    std::string_view line = head.substr(pos, head.find("\r\n", pos) - pos);
+    constexpr std::string_view kLength = "content-length:";
+    if (line.size() > kLength.size() && EqualsIgnoreCase(line.substr(0, kLength.size()), kLength)) {
+      size_t length = std::strtoul(std::string(line.substr(kLength.size())).c_str(), nullptr, 10);
+      a.complete = a.body.size() >= length;
+    }
+  }
+  return a;
+}
+
+}  // namespace
+
+Result<RestResult> TransferDriver::Probe(Partition& partition, const HttpRequest& request,
+                                         const TransferLimits& limits,
+                                         const HandshakeProbe& probe) {
+  UrlParts parsed;
+  if (request.url_parts == nullptr) {
+    WSSTEP_ASSIGN_OR_RETURN(parsed, ParseHttpUrl(request.url));
+  }
+  const UrlParts& url = request.url_parts != nullptr ? *request.url_parts : parsed;
+  const TlsProfile& profile = partition.profile();
+  const auto start = steady_clock::now();
+  auto remaining = std::chrono::duration_cast<milliseconds>(limits.deadline - start);
+  const std::string& shown_url = request.display_url.empty() ? request.url : request.display_url;
+  FailureContext failure = BaseFailure(shown_url, url, profile, limits, remaining);
+
+  RestResult result;
+  result.effective_url = shown_url;
+  result.probe = std::make_shared<ProbeReport>();
+  ProbeReport& report = *result.probe;
+  // The handshake's own limit, unless the caller's deadline comes first.
+  milliseconds handshake_limit = probe.handshake_timeout;
+  failure.limit = TimeLimit::kHandshakeTimeout;
+  if (remaining < handshake_limit) {
+    handshake_limit = std::max(remaining, milliseconds(0));
+    failure.limit =
+        limits.deadline_is_caller ? TimeLimit::kCallerDeadline : TimeLimit::kStepTimeout;
+  }
+  failure.time_limit = handshake_limit;
+  if (handshake_limit.count() <= 0) {
+    failure.deadline_exceeded = true;
+    report.failure = Classify(failure);
+    report.timed_out = failure.limit;
+    return result;
+  }
+
+  TransferState st;
+  st.partition = &partition;
+  st.limits = &limits;
+  WSSTEP_ASSIGN_OR_RETURN(ConnectionTarget target, TargetOf(request.url, url, profile, st));
+  failure.verify_name = st.verify_name;
+  EasyPtr easy(curl_easy_init());
+  if (!easy) return Error(Code::kInternal, "curl_easy_init failed");
+  st.easy = easy.get();
+  SetConnectionOptions(easy.get(), st, profile, target);
+  // One new connection with a full handshake: the server judges the certificate now.
+  curl_easy_setopt(easy.get(), CURLOPT_CONNECT_ONLY, 1L);
+  curl_easy_setopt(easy.get(), CURLOPT_FRESH_CONNECT, 1L);
+  curl_easy_setopt(easy.get(), CURLOPT_SSL_SESSIONID_CACHE, 0L);
+  curl_easy_setopt(easy.get(), CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(handshake_limit.count()));
+  curl_easy_setopt(easy.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(handshake_limit.count()));
+  curl_easy_setopt(easy.get(), CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(easy.get(), CURLOPT_XFERINFOFUNCTION, &ProbeProgress);
+  curl_easy_setopt(easy.get(), CURLOPT_XFERINFODATA, limits.cancel);
+
+  const CURLcode connected = curl_easy_perform(easy.get());
+  const int64_t t_dns = InfoMicros(easy.get(), CURLINFO_NAMELOOKUP_TIME_T);
+  const int64_t t_connect = InfoMicros(easy.get(), CURLINFO_CONNECT_TIME_T);
+  const int64_t t_tls = InfoMicros(easy.get(), CURLINFO_APPCONNECT_TIME_T);
+  result.timings.dns_us = t_dns;
+  result.timings.connect_us = t_connect > t_dns ? t_connect - t_dns : 0;
+  result.timings.tls_us = t_tls > t_connect ? t_tls - t_connect : 0;
+  auto finish = [&](std::optional<Error> error) {
+    if (st.created) {
+      FactsFromObservation(*st.created, profile, result.tls);
+      report.server_chain = st.created->chain;
+    }
+    if (failure.deadline_exceeded && error && error->code == Code::kTimeout) {
+      report.timed_out = failure.limit;
+      report.time_limit = failure.time_limit;
+    }
+    report.failure = std::move(error);
+    result.timings.total_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - start).count();
+    return result;
+  };
+  failure.tls = st.created.get();
+  if (connected != CURLE_OK) {
+    failure.curl_code = static_cast<int>(connected);
+    failure.curl_message = st.error[0] != 0 ? st.error : curl_easy_strerror(connected);
+    // libcurl stamps the connect time only when the TLS layer above it has connected
+    // too; the observation knows that the handshake started (after TCP connected).
+    failure.connected = t_connect > 0 || (st.created && st.created->handshake_started);
+    failure.tls_connected = t_tls > 0;
+    failure.cancelled = connected == CURLE_ABORTED_BY_CALLBACK;
+    failure.deadline_exceeded = connected == CURLE_OPERATION_TIMEDOUT;
+    return finish(Classify(failure));
+  }
+  failure.connected = failure.tls_connected = true;
+
+  // The request; then whatever comes back first: an alert (TLS 1.3 servers judge our
+  // certificate after our handshake is done), a close, an answer, or nothing.
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  curl_easy_getinfo(easy.get(), CURLINFO_ACTIVESOCKET, &fd);
+  const std::string host =
+      st.verify_name_is_ip && url.host_is_ipv6 ? "[" + st.verify_name + "]" : st.verify_name;
+  std::string head = request.method + " / HTTP/1.1\r\nHost: " + host +
+                     (url.port == 443 ? std::string() : ":" + std::to_string(url.port)) +
+                     "\r\nUser-Agent: " + limits.user_agent +
+                     "\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+  const auto answer_until = std::min(steady_clock::now() + probe.answer_wait, limits.deadline);
+  CURLcode io = CURLE_OK;
+  for (size_t sent = 0; sent < head.size();) {
+    size_t n = 0;
+    io = curl_easy_send(easy.get(), head.data() + sent, head.size() - sent, &n);
+    if (io == CURLE_AGAIN) {
+      if (!WaitForSocket(fd, POLLOUT, answer_until, limits.cancel)) break;
+      continue;
+    }
+    if (io != CURLE_OK) break;
+    sent += n;
+  }
+  std::string answer;
+  bool closed = false;
+  ProbeAnswer parsed_answer;
+  if (io == CURLE_OK || io == CURLE_AGAIN || io == CURLE_SEND_ERROR) {
+    // After a failed send the server's alert may still be waiting to be read.
+    CURLcode read = CURLE_OK;
+    char buf[4096];
+    while (answer.size() < 64 * 1024) {
+      size_t n = 0;
+      read = curl_easy_recv(easy.get(), buf, sizeof buf, &n);
+      if (read == CURLE_AGAIN) {
+        if (!WaitForSocket(fd, POLLIN, answer_until, limits.cancel)) break;
+        continue;
+      }
+      if (read != CURLE_OK) break;
+      if (n == 0) {
+        closed = true;
+        break;
+      }
+      answer.append(buf, n);
+      parsed_answer = ParseProbeAnswer(answer);
+      if (parsed_answer.complete) break;
+    }
+    if (read != CURLE_OK && read != CURLE_AGAIN) io = read;
+    if (io == CURLE_AGAIN) io = CURLE_OK;
+  }
+  failure.cancelled = limits.cancel != nullptr && limits.cancel->cancelled();
+  parsed_answer = ParseProbeAnswer(answer);
+  if (parsed_answer.status != 0) {
+    report.http_status = parsed_answer.status;
+    HttpRefusalFacts refusal;
+    refusal.url = shown_url;
+    refusal.status = parsed_answer.status;
+    refusal.body = parsed_answer.body;
+    refusal.used_tls = url.scheme == "https";
+    if (st.created) {
+      refusal.certificate_requested = st.created->certificate_requested;
+      refusal.certificate_presented = profile.identity && st.created->certificate_sent;
+    }
+    if (refusal.certificate_presented) {
+      refusal.certificate_name = profile.identity->name;
+      refusal.certificate_fingerprint = profile.identity->fingerprint;
+    }
+    return finish(ClassifyHttpRefusal(refusal));
+  }
+  if (failure.cancelled) return finish(Classify(failure));
+  if (io != CURLE_OK || closed) {
+    // Refused (an alert, or the connection closed right after our certificate), or the
+    // connection broke before any answer.
+    failure.curl_code = io != CURLE_OK ? static_cast<int>(io) : CURLE_GOT_NOTHING;
+    failure.curl_message = st.error[0] != 0 ? std::string(st.error)
+                           : io != CURLE_OK ? std::string(curl_easy_strerror(io))
+                                            : "the server closed the connection without answering";
+    failure.response_started = !answer.empty();
+    return finish(Classify(failure));
+  }
+  report.answer_wait_expired = true;
+  report.time_limit = probe.answer_wait;
+  return finish(std::nullopt);
 }
 
 }  // namespace wsstep::rest

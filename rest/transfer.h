@@ -87,6 +87,16 @@ class TransferDriver {
   Result<HttpResponse> Perform(Partition& partition, const HttpRequest& request,
                                const TransferLimits& limits);
 
+  // Tests the connection to `request`'s URL over `partition`'s TLS setup (step.h
+  // HandshakeProbe): a new connection, a full handshake, `request.method` of "/" with
+  // "Connection: close", and what comes back within probe.answer_wait. Runs on the
+  // calling thread (not on this driver's multi handle). connect_timeout is ignored:
+  // probe.handshake_timeout bounds connect + handshake, limits.deadline everything. The
+  // verdict is in the result's `probe` (a failure is classified there, not returned);
+  // an error only when the probe could not be set up.
+  Result<RestResult> Probe(Partition& partition, const HttpRequest& request,
+                           const TransferLimits& limits, const HandshakeProbe& probe);
+
  private:
   CURLM* multi_;
 };

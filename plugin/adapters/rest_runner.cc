@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "plugin/adapters/proto_convert.h"
-#include "plugin/server/status_map.h"
 #include "plugin/adapters/step_convert.h"
+#include "plugin/server/status_map.h"
 #include "rest/http_text.h"
 
 namespace wsstep::plugin {
@@ -46,13 +46,13 @@ Result<rest::ResolvedCredentials> StoreCredentialSource::Resolve(
   core::ResolveRequest r;
   r.host = std::string(host);
   r.port = port;
-  r.environment = environment.empty() ? std::string(core::kDefaultEnvironment)
-                                      : std::string(environment);
+  r.environment =
+      environment.empty() ? std::string(core::kDefaultEnvironment) : std::string(environment);
   r.certificate_name = std::string(certificate_name);
   // Only the step's own host must have a client certificate; a redirect target or a token
   // endpoint without one bound gets its bound trust (or the system CAs).
-  const bool require = context.purpose == rest::CredentialPurpose::kStep ||
-                       !certificate_name.empty();
+  const bool require =
+      context.purpose == rest::CredentialPurpose::kStep || !certificate_name.empty();
   WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call, store_->ResolveForCall(r, require));
   rest::ResolvedCredentials out;
   out.credentials = call.credentials;
@@ -95,8 +95,9 @@ class Transfers {
                                : propagate_trace_;
     if (!propagate || !call.trace.valid()) return;
     auto has = [&headers](std::string_view name) {
-      return std::any_of(headers.begin(), headers.end(),
-                         [name](const rest::Header& h) { return rest::EqualsIgnoreCase(h.name, name); });
+      return std::any_of(headers.begin(), headers.end(), [name](const rest::Header& h) {
+        return rest::EqualsIgnoreCase(h.name, name);
+      });
     };
     if (has("traceparent")) return;
     headers.push_back({"traceparent", call.trace.ChildTraceparent()});
@@ -237,8 +238,8 @@ class RestRunner final : public RestStepRunner {
     const rest::TlsOptions& tls = prepared->step().tls;
     auto resolved = t_->ResolveFor(prepared->url(), tls);
     if (!resolved.ok()) {
-      t_->ResolutionFailed(TranslateField(resolved.error(), RestFieldToProto), prepared->url(),
-                           tls, call, outcome->mutable_error());
+      t_->ResolutionFailed(TranslateField(resolved.error(), RestFieldToProto), prepared->url(), tls,
+                           call, outcome->mutable_error());
       done(Status());
       return;
     }
@@ -268,10 +269,10 @@ class RestRunner final : public RestStepRunner {
 
 Result<rest::RestStep> SoapTransport(const v1::SoapStep& step, const std::string& environment,
                                      const StepLimits& limits) {
-  WSSTEP_ASSIGN_OR_RETURN(rest::RestStep s,
-                          TransportFromProto(step.auth(), step.tls(), step.timeouts(),
-                                             step.redirects(), step.max_response_bytes(),
-                                             environment, limits));
+  WSSTEP_ASSIGN_OR_RETURN(
+      rest::RestStep s,
+      TransportFromProto(step.auth(), step.tls(), step.timeouts(), step.redirects(),
+                         step.max_response_bytes(), environment, limits));
   s.url.clear();
   s.method = "POST";  // what SoapClient sends; anything else is refused
   for (const auto& h : step.http_headers()) s.headers.push_back({h.name(), h.value()});
@@ -356,6 +357,52 @@ class SoapRunner final : public SoapStepRunner {
   std::shared_ptr<Transfers> t_;
 };
 
+std::chrono::milliseconds DurationMillis(const google::protobuf::Duration& d) {
+  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1'000'000);
+}
+
+v1::ProbeTimeout ToProtoProbeTimeout(rest::TimeLimit limit) {
+  switch (limit) {
+    case rest::TimeLimit::kHandshakeTimeout:
+      return v1::PROBE_TIMEOUT_HANDSHAKE;
+    case rest::TimeLimit::kCallerDeadline:
+      return v1::PROBE_TIMEOUT_CALLER_DEADLINE;
+    case rest::TimeLimit::kStepTimeout:
+      break;  // a probe has no step timeout
+  }
+  return v1::PROBE_TIMEOUT_UNSPECIFIED;
+}
+
+void SetMillis(std::chrono::milliseconds ms, google::protobuf::Duration* out) {
+  out->set_seconds(ms.count() / 1000);
+  out->set_nanos(static_cast<int32_t>(ms.count() % 1000) * 1'000'000);
+}
+
+// A probe's verdict and what the server showed, failed or not.
+void FillProbeResponse(const rest::RestResult& r, const Resolved& res,
+                       v1::TestConnectionResponse* response) {
+  const rest::ProbeReport& probe = *r.probe;
+  response->set_ok(!probe.failure);
+  if (probe.failure) FillStepError(*probe.failure, response->mutable_error());
+  FillTlsFacts(r.tls, res.version, res.server_name, response->mutable_tls());
+  response->mutable_tls()->clear_server_chain_subjects();
+  for (const auto& cert : probe.server_chain) {
+    FillPeerCertificate(cert, response->add_server_chain());
+    response->mutable_tls()->add_server_chain_subjects(
+        response->server_chain().rbegin()->subject());
+  }
+  FillTimings(r.timings, response->mutable_timings());
+  FillWarnings(r.warnings, response->mutable_warnings());
+  response->set_http_status(probe.http_status);
+  if (probe.timed_out) {
+    response->set_timed_out(ToProtoProbeTimeout(*probe.timed_out));
+    SetMillis(probe.time_limit, response->mutable_timeout_limit());
+  } else if (probe.answer_wait_expired) {
+    response->set_timed_out(v1::PROBE_TIMEOUT_ANSWER_WAIT);
+    SetMillis(probe.time_limit, response->mutable_timeout_limit());
+  }
+}
+
 void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& call,
                         const v1::TestConnectionRequest& request,
                         v1::TestConnectionResponse* response, const Done& done) {
@@ -373,8 +420,8 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
   } else {
     tls_proto.set_ssl_verification(true);
   }
-  auto step = TransportFromProto(v1::HttpAuth(), tls_proto, v1::Timeouts(), v1::RedirectPolicy(),
-                                 0, request.environment(), t->limits());
+  auto step = TransportFromProto(v1::HttpAuth(), tls_proto, v1::Timeouts(), v1::RedirectPolicy(), 0,
+                                 request.environment(), t->limits());
   if (!step.ok()) {
     Error e = step.error();
     e.code = Code::kInvalidArgument;
@@ -384,16 +431,13 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
   }
   const uint16_t port = request.port() == 0 ? 443 : static_cast<uint16_t>(request.port());
   const bool ipv6 = request.host().find(':') != std::string::npos;
-  step->method = "HEAD";
   step->url = "https://" + (ipv6 ? "[" + request.host() + "]" : request.host()) + ":" +
               std::to_string(port) + "/";
-  std::chrono::milliseconds limit(10'000);
-  if (request.has_timeout()) {
-    limit = std::chrono::milliseconds(request.timeout().seconds() * 1000 +
-                                      request.timeout().nanos() / 1'000'000);
-  }
-  step->timeouts.connect = limit;
-  step->timeouts.total = limit;
+  // The probe has its own limits (and the call's deadline); the step's do not apply.
+  rest::HandshakeProbe& probe = step->probe.emplace();
+  if (request.has_timeout()) probe.handshake_timeout = DurationMillis(request.timeout());
+  if (request.has_answer_wait()) probe.answer_wait = DurationMillis(request.answer_wait());
+  step->timeouts.connect = step->timeouts.total = std::chrono::milliseconds(0);
   step->step_id = call.step_id;
   step->workflow_id = call.workflow_id;
 
@@ -403,8 +447,8 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
     return;
   }
   if (step->tls.ssl_verification) {
-    Status explained = ExplainResolution(t->store(), TargetOf(*parts, step->tls),
-                                         response->mutable_resolution());
+    Status explained =
+        ExplainResolution(t->store(), TargetOf(*parts, step->tls), response->mutable_resolution());
     if (!explained.ok()) {
       done(explained);
       return;
@@ -433,16 +477,11 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
           response->set_ok(false);
           FillStepError(r.error(), response->mutable_error());
           t->RecordUse(*res, call, CodeName(r.error().code));
-        } else {
-          response->set_ok(true);
-          FillTlsFacts(r->tls, res->version, res->server_name, response->mutable_tls());
-          if (response->tls().has_server_certificate()) {
-            *response->add_server_chain() = response->tls().server_certificate();
-          }
-          FillTimings(r->timings, response->mutable_timings());
-          FillWarnings(r->warnings, response->mutable_warnings());
-          t->RecordUse(*res, call, "OK");
+          done(Status());
+          return;
         }
+        FillProbeResponse(*r, *res, response);
+        t->RecordUse(*res, call, r->probe->failure ? CodeName(r->probe->failure->code) : "OK");
         done(Status());
       });
   if (refusal) done(Unavailable(*refusal));
@@ -485,9 +524,8 @@ std::shared_ptr<SoapStepRunner> MakeSoapRunner(std::shared_ptr<Transfers> transf
 
 ConnectionTester MakeConnectionTester(std::shared_ptr<Transfers> transfers) {
   return [transfers](const CallContext& call, const v1::TestConnectionRequest& request,
-                     v1::TestConnectionResponse* response, Done done) {
-    TestConnectionImpl(transfers, call, request, response, done);
-  };
+                     v1::TestConnectionResponse* response,
+                     Done done) { TestConnectionImpl(transfers, call, request, response, done); };
 }
 
 }  // namespace wsstep::plugin

@@ -414,6 +414,15 @@ void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
   out->set_server_name(server_name);
 }
 
+void FillPeerCertificate(const rest::PeerCertificateFacts& cert, v1::CertificateInfo* out) {
+  // The server's certificate says what it likes in its names.
+  out->set_subject(ValidUtf8(cert.subject));
+  out->set_issuer(ValidUtf8(cert.issuer));
+  if (cert.not_before != 0) SetTimestamp(cert.not_before, out->mutable_not_before());
+  if (cert.not_after != 0) SetTimestamp(cert.not_after, out->mutable_not_after());
+  for (const auto& san : cert.sans) out->add_sans(ValidUtf8(san));
+}
+
 v1::WarningCode ToProtoWarningCode(rest::WarningCode code) {
   switch (code) {
     case rest::WarningCode::kVerifyPeerDisabled: return v1::WARNING_CODE_VERIFY_PEER_DISABLED;

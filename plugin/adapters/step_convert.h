@@ -56,6 +56,8 @@ void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
 void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
                   const std::string& server_name, v1::TlsFacts* out);
 void FillTimings(const rest::Timings& t, v1::Timings* out);
+// A certificate the server sent: subject, issuer, validity, SANs.
+void FillPeerCertificate(const rest::PeerCertificateFacts& cert, v1::CertificateInfo* out);
 // The engine's warnings as Diagnostics (SEVERITY_WARNING, warning_code and its name,
 // field path).
 void FillWarnings(const std::vector<rest::Warning>& warnings,

@@ -147,8 +147,26 @@ int CallSoap(Client& client, const SoapFlags& f) {
   return PrintOutcome(client.options(), resp, resp.outcome(), f.fail, "");
 }
 
+// What fired, in the words of the flags that set it.
+std::string ProbeTimeoutName(v1::ProbeTimeout t) {
+  switch (t) {
+    case v1::PROBE_TIMEOUT_HANDSHAKE:
+      return "the handshake timeout (--handshake-timeout)";
+    case v1::PROBE_TIMEOUT_CALLER_DEADLINE:
+      return "the call's deadline (--timeout)";
+    case v1::PROBE_TIMEOUT_ANSWER_WAIT:
+      return "the answer wait (--answer-wait)";
+    default:
+      return "";
+  }
+}
+
+int64_t Millis(const google::protobuf::Duration& d) {
+  return d.seconds() * 1000 + d.nanos() / 1'000'000;
+}
+
 int TestConnection(Client& client, const std::string& target, const TlsFlags& tls,
-                   double timeout_seconds) {
+                   double timeout_seconds, double answer_wait_seconds) {
   v1::TestConnectionRequest req;
   std::string host;
   uint32_t port = 0;
@@ -159,6 +177,9 @@ int TestConnection(Client& client, const std::string& target, const TlsFlags& tl
   req.set_environment(tls.environment);
   tls.Fill(req.mutable_tls());
   if (timeout_seconds > 0) TransportFlags::SetDuration(timeout_seconds, req.mutable_timeout());
+  if (answer_wait_seconds > 0) {
+    TransportFlags::SetDuration(answer_wait_seconds, req.mutable_answer_wait());
+  }
   v1::TestConnectionResponse resp;
   if (auto rc =
           client.Call("TestConnection", &v1::CertificateService::Stub::TestConnection, req, &resp))
@@ -170,8 +191,21 @@ int TestConnection(Client& client, const std::string& target, const TlsFlags& tl
     if (!t.protocol().empty())
       std::cout << "protocol: " << t.protocol() << " " << t.cipher() << "\n";
     for (const auto& c : resp.server_chain()) std::cout << "server chain: " << c.subject() << "\n";
+    std::cout << "client certificate requested: "
+              << (t.client_certificate_requested() ? "yes" : "no") << "\n";
     std::cout << "client certificate offered: "
               << (t.has_client_certificate() ? t.client_certificate().name() : "(none)") << "\n";
+    if (resp.http_status() != 0) {
+      std::cout << "HTTP answer: " << resp.http_status() << "\n";
+    } else if (resp.timed_out() == v1::PROBE_TIMEOUT_ANSWER_WAIT) {
+      std::cout << "HTTP answer: none within " << ProbeTimeoutName(resp.timed_out()) << " ("
+                << Millis(resp.timeout_limit()) << " ms); nothing was refused\n";
+    }
+    if (resp.timed_out() == v1::PROBE_TIMEOUT_HANDSHAKE ||
+        resp.timed_out() == v1::PROBE_TIMEOUT_CALLER_DEADLINE) {
+      std::cout << "timed out: " << ProbeTimeoutName(resp.timed_out()) << " ("
+                << Millis(resp.timeout_limit()) << " ms)\n";
+    }
   });
   return resp.ok() ? kExitOk : ReportStepError(client.options(), resp.error());
 }
@@ -224,15 +258,20 @@ void AddTestConnectionCommand(CLI::App& app, CommandLine& line) {
   struct TestFlags {
     std::string target;
     double timeout = 0;
+    double answer_wait = 0;
     TlsFlags tls;
   };
   auto tf = std::make_shared<TestFlags>();
   auto* test = app.add_subcommand("test-connection", "diagnose a TLS handshake to HOST:PORT");
   test->add_option("target", tf->target, "HOST:PORT")->required();
-  test->add_option("--handshake-timeout", tf->timeout, "seconds for connect + handshake");
+  test->add_option("--handshake-timeout", tf->timeout,
+                   "seconds for connect + handshake (default 10)");
+  test->add_option("--answer-wait", tf->answer_wait,
+                   "seconds to wait after the handshake for a refusal or the answer to "
+                   "GET / (default 1)");
   tf->tls.Add(test);
   AddClientCommand(test, line, [tf](Client& client) {
-    return TestConnection(client, tf->target, tf->tls, tf->timeout);
+    return TestConnection(client, tf->target, tf->tls, tf->timeout, tf->answer_wait);
   });
 }
 
