@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/e2e/e2e_util.h"
 #include "tests/support/pki.h"
 #include "tests/support/process.h"
 #include "tests/support/wait.h"
@@ -24,14 +25,8 @@ using ::testing::Not;
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    socket_ = work_.Path("w.sock");
-    ASSERT_TRUE(server_.Start({WSSTEP_BINARY, "serve", "--listen", "unix://" + socket_},
-                              work_.Path("serve.log"), {{"WSSTEP_DATA_DIR", work_.Path("data")}}))
-        << server_.error();
-    ASSERT_TRUE(testing::WaitUntil("wsstep serve listens on " + socket_, [&] {
-      struct stat st {};
-      return ::stat(socket_.c_str(), &st) == 0;
-    }));
+    socket_ = StartServeForCli(server_, work_);
+    ASSERT_FALSE(socket_.empty());
   }
   void TearDown() override { server_.Stop(SIGTERM, std::chrono::seconds(20)); }
 

@@ -1,16 +1,21 @@
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/wait.h"
+
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <sstream>
 
 #include "core/ossl.h"
 #include "tests/support/pki.h"
+#include "tests/support/wait.h"
 
 namespace wsstep::e2e {
 
@@ -210,6 +215,22 @@ mock_engine::Secret KeyNumberSecretFromPem(const std::string& label, const std::
 std::vector<std::string> Leaks(const std::string& where, const std::string& text,
                                const std::vector<mock_engine::Secret>& secrets) {
   return mock_engine::ScanForSecrets(where, text, secrets);
+}
+
+std::string StartServeForCli(testing::ChildProcess& server, const testing::TempDir& work) {
+  const std::string socket = work.Path("w.sock");
+  if (!server.Start({WSSTEP_BINARY, "serve", "--listen", "unix://" + socket},
+                    work.Path("serve.log"), {{"WSSTEP_DATA_DIR", work.Path("data")}})) {
+    ADD_FAILURE() << "wsstep serve did not start: " << server.error();
+    return "";
+  }
+  if (!testing::WaitUntil("wsstep serve listens on " + socket, [&] {
+        struct stat st {};
+        return ::stat(socket.c_str(), &st) == 0;
+      })) {
+    return "";
+  }
+  return socket;
 }
 
 }  // namespace wsstep::e2e

@@ -28,6 +28,8 @@
 #include <vector>
 
 #include "tests/mock_engine/mock_engine.h"
+#include "tests/support/pki.h"
+#include "tests/support/process.h"
 #include "tests/support/tls_server.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
 
@@ -127,6 +129,11 @@ testing::TlsServerConfig MtlsOriginConfig(
 // localhost:port in the default environment; returns the key pair's entry. A failed
 // import is a test failure (and an entry with an empty id).
 v1::Certificate ImportRsaIdentity(mock_engine::MockEngine& engine, uint32_t port);
+
+// Starts `wsstep serve` the way an administrator does before typing CLI commands: its
+// store in <work>/data, listening on unix://<work>/w.sock, its log in <work>/serve.log.
+// Returns the socket path once it listens; "" (and a test failure saying why) otherwise.
+std::string StartServeForCli(testing::ChildProcess& server, const testing::TempDir& work);
 
 // "<tag><tag>...x...</tag></tag>", `depth` elements deep.
 std::string NestedXml(const std::string& tag, int depth);

@@ -22,6 +22,7 @@
 
 #include "core/ossl.h"
 #include "core/x509_info.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/support/nginx.h"
 #include "tests/support/openssl_server.h"
 #include "tests/support/pki.h"
@@ -86,14 +87,8 @@ class SilentListener {
 class TestConnectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    socket_ = work_.Path("w.sock");
-    ASSERT_TRUE(server_.Start({WSSTEP_BINARY, "serve", "--listen", "unix://" + socket_},
-                              work_.Path("serve.log"), {{"WSSTEP_DATA_DIR", work_.Path("data")}}))
-        << server_.error();
-    ASSERT_TRUE(testing::WaitUntil("wsstep serve listens on " + socket_, [&] {
-      struct stat st {};
-      return ::stat(socket_.c_str(), &st) == 0;
-    }));
+    socket_ = StartServeForCli(server_, work_);
+    ASSERT_FALSE(socket_.empty());
     // Unbound key pairs: a test names the one to offer (--certificate).
     Import({"--name", "good", "--type", "key-pair", "--file", PkiPath("client/rsa.chain.pem"),
             "--key-file", PkiPath("client/rsa.key.pem")});
