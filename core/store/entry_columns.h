@@ -1,6 +1,6 @@
-// The columns of an entry, a certificate's facts and an audit event as both storage backends keep
-// them (core/store/sqlite_rows.cc, core/store/pg_storage.cc), and reading them back: one
-// place decides what each column means.
+// The columns of an entry, a certificate's facts, material and an audit event as both storage
+// backends keep them (core/store/sqlite_rows.cc, core/store/pg_storage.cc), and reading them back:
+// one place decides what each column means.
 //
 //   "SELECT " + std::string(kEntryColumns) + " FROM entries"
 //   int64_t save_seq = ReadEntryColumns(row, entry);   // row: Text/Int/View/Blob(i)
@@ -17,6 +17,7 @@
 #include "core/model.h"
 #include "core/store/audit.h"
 #include "core/store/codec.h"
+#include "core/store/storage.h"
 
 namespace wsstep::core {
 
@@ -111,6 +112,27 @@ CertificateInfo ReadCertificateColumns(const Row& row, int first) {
   c.sha256_fingerprint = row.Text(first + 9);
   c.is_ca = row.Int(first + 10) != 0;
   return c;
+}
+
+// The `material` columns of one entry, in this order.
+inline constexpr std::string_view kMaterialColumns =
+    "version, leaf_der, chain_der, trusted_der, sealed_key, key_id, csr_pem";
+
+// An entry's stored material from a row of kMaterialColumns (the row type also provides
+// IsNull(i)).
+template <typename Row>
+StoredMaterial ReadMaterialColumns(const Row& row) {
+  StoredMaterial m;
+  m.version = static_cast<uint64_t>(row.Int(0));
+  m.leaf_der = std::string(row.Blob(1));
+  m.chain_der = DecodeList(row.Blob(2));
+  m.trusted_der = DecodeList(row.Blob(3));
+  if (!row.IsNull(4)) {
+    m.sealed_key = std::string(row.Blob(4));
+    m.sealed_key_id = row.Text(5);
+  }
+  if (!row.IsNull(6)) m.csr_pem = row.Text(6);
+  return m;
 }
 
 // The `audit` columns, in this order.

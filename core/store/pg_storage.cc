@@ -581,22 +581,11 @@ class PgStorage final : public Storage {
 
   Result<std::optional<StoredMaterial>> ReadMaterial(std::string_view entry_id) override {
     std::lock_guard lk(reader_mu_);
-    WSSTEP_ASSIGN_OR_RETURN(
-        ResultPtr r, reader_.Run("SELECT version, leaf_der, chain_der, trusted_der, sealed_key, "
-                                 "key_id, csr_pem FROM material WHERE entry_id=$1",
-                                 Params().Text(entry_id)));
+    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, reader_.Run("SELECT " + std::string(kMaterialColumns) +
+                                                         " FROM material WHERE entry_id=$1",
+                                                     Params().Text(entry_id)));
     if (PQntuples(r.get()) == 0) return std::optional<StoredMaterial>();
-    const Row row(r.get(), 0);
-    StoredMaterial m;
-    m.version = static_cast<uint64_t>(row.Int(0));
-    m.leaf_der = row.Bytes(1);
-    m.chain_der = DecodeList(row.Bytes(2));
-    m.trusted_der = DecodeList(row.Bytes(3));
-    if (!row.IsNull(4)) {
-      m.sealed_key = row.Bytes(4);
-      m.sealed_key_id = row.Text(5);
-    }
-    if (!row.IsNull(6)) m.csr_pem = row.Text(6);
+    StoredMaterial m = ReadMaterialColumns(Row(r.get(), 0));
     return std::optional<StoredMaterial>(std::move(m));
   }
 

@@ -39,6 +39,7 @@ struct SqliteRow {
   int64_t Int(int i) const { return st.ColumnInt64(i); }
   std::string_view View(int i) const { return st.ColumnBlobView(i); }
   std::string_view Blob(int i) const { return st.ColumnBlobView(i); }
+  bool IsNull(int i) const { return st.ColumnIsNull(i); }
 };
 
 // Calls `attach(entry, statement)` for each row of `st` (whose column 0 is an entry id,
@@ -152,22 +153,12 @@ Status WriteMaterialRow(Database& db, std::string_view id, const StoredMaterial&
 }
 
 Result<std::optional<StoredMaterial>> ReadMaterialRow(Database& db, std::string_view id) {
-  WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT version, leaf_der, chain_der, trusted_der, "
-                                              "sealed_key, key_id, csr_pem FROM material "
-                                              "WHERE entry_id=?"));
+  WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT " + std::string(kMaterialColumns) +
+                                              " FROM material WHERE entry_id=?"));
   st.Bind(1, id);
   WSSTEP_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<StoredMaterial>();
-  StoredMaterial m;
-  m.version = static_cast<uint64_t>(st.ColumnInt64(0));
-  m.leaf_der = st.ColumnBlob(1);
-  m.chain_der = DecodeList(st.ColumnBlobView(2));
-  m.trusted_der = DecodeList(st.ColumnBlobView(3));
-  if (!st.ColumnIsNull(4)) {
-    m.sealed_key = st.ColumnBlob(4);
-    m.sealed_key_id = st.ColumnText(5);
-  }
-  if (!st.ColumnIsNull(6)) m.csr_pem = st.ColumnText(6);
+  StoredMaterial m = ReadMaterialColumns(SqliteRow{st});
   return std::optional<StoredMaterial>(std::move(m));
 }
 
