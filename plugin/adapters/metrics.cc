@@ -392,13 +392,6 @@ struct MetricsEndpoint::Impl {
 
 Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
     const ListenAddress& address, bool allow_remote, std::shared_ptr<PluginMetrics> metrics) {
-  if (address.kind != ListenAddress::Kind::kTcp) {
-    return Error(Code::kInvalidArgument,
-                 "metrics address " + address.Display() + " is not host:port",
-                 "Prometheus scrapes over TCP: give a loopback host:port such as "
-                 "127.0.0.1:9464",
-                 Side::kConfiguration);
-  }
   WSSTEP_RETURN_IF_ERROR(CheckListenPolicy(address, allow_remote));
   std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
   const bool v6 = host.find(':') != std::string::npos;

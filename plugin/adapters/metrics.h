@@ -51,8 +51,9 @@ class PluginMetrics {
 // host needs allow_remote (CheckListenPolicy), as for the plugin API.
 class MetricsEndpoint {
  public:
-  // INVALID_ARGUMENT for a unix or non-loopback address (unless allowed); INTERNAL naming
-  // the address when it cannot be bound. Port 0 picks a free port (see port()).
+  // `address` is TCP (ParseMetricsAddress). INVALID_ARGUMENT for a non-loopback host
+  // (unless allowed) and naming the address when it cannot be bound. Port 0 picks a free
+  // port (see port()).
   static Result<std::unique_ptr<MetricsEndpoint>> Start(const ListenAddress& address,
                                                         bool allow_remote,
                                                         std::shared_ptr<PluginMetrics> metrics);

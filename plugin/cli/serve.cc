@@ -21,6 +21,13 @@
 namespace wsstep::plugin {
 namespace {
 
+// Prometheus metrics at config.metrics_listen (checked by LoadConfig).
+Result<std::unique_ptr<MetricsEndpoint>> ServeMetrics(const Config& config,
+                                                      std::shared_ptr<PluginMetrics> metrics) {
+  WSSTEP_ASSIGN_OR_RETURN(ListenAddress address, ParseMetricsAddress(config.metrics_listen));
+  return MetricsEndpoint::Start(address, config.allow_remote, std::move(metrics));
+}
+
 void LogError(std::string_view msg, const Error& e) {
   Log().Error(msg, {{"code", CodeName(e.code)}, {"error", e.message}, {"hint", e.hint}});
 }
@@ -177,11 +184,7 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
 
   std::unique_ptr<MetricsEndpoint> metrics;
   if (wiring->metrics) {
-    auto metrics_addr = ParseListenAddress(config.metrics_listen);  // checked by LoadConfig
-    auto endpoint = metrics_addr.ok() ? MetricsEndpoint::Start(*metrics_addr, config.allow_remote,
-                                                               wiring->metrics)
-                                      : Result<std::unique_ptr<MetricsEndpoint>>(
-                                            metrics_addr.error());
+    auto endpoint = ServeMetrics(config, wiring->metrics);
     if (!endpoint.ok()) {
       LogError("cannot serve metrics", endpoint.error());
       wiring->close();

@@ -347,12 +347,8 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
                    "the data directory");
   }
   if (!c.metrics_listen.empty()) {
-    auto metrics = ParseListenAddress(c.metrics_listen);
-    if (!metrics.ok()) return Invalid("metrics_listen: " + metrics.error().message);
-    if (metrics->kind != ListenAddress::Kind::kTcp) {
-      return Invalid("metrics_listen: '" + c.metrics_listen +
-                     "' is not host:port (Prometheus scrapes over TCP), e.g. 127.0.0.1:9464");
-    }
+    auto metrics = ParseMetricsAddress(c.metrics_listen);
+    if (!metrics.ok()) return Invalid(metrics.error().message);
   }
   return c;
 }

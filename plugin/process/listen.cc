@@ -116,6 +116,21 @@ bool IsLoopbackHost(std::string_view host) {
   return false;
 }
 
+Result<ListenAddress> ParseMetricsAddress(std::string_view text) {
+  auto address = ParseListenAddress(text);
+  if (!address.ok()) {
+    return Error(Code::kInvalidArgument, "metrics_listen: " + address.error().message,
+                 address.error().hint, Side::kConfiguration);
+  }
+  if (address->kind != ListenAddress::Kind::kTcp) {
+    return Error(Code::kInvalidArgument,
+                 "metrics_listen: '" + std::string(text) +
+                     "' is not host:port (Prometheus scrapes over TCP), e.g. 127.0.0.1:9464",
+                 "", Side::kConfiguration);
+  }
+  return address;
+}
+
 Status CheckListenPolicy(const ListenAddress& address, bool allow_remote) {
   if (address.kind == ListenAddress::Kind::kTcp && !IsLoopbackHost(address.host) &&
       !allow_remote) {

@@ -59,6 +59,10 @@ bool IsLoopbackHost(std::string_view host);
 // Refuses a TCP address that is not loopback unless `allow_remote`.
 Status CheckListenPolicy(const ListenAddress& address, bool allow_remote);
 
+// The metrics address (Config::metrics_listen): host:port only, since Prometheus scrapes
+// over TCP. INVALID_ARGUMENT "metrics_listen: ..." naming the value otherwise.
+Result<ListenAddress> ParseMetricsAddress(std::string_view text);
+
 // Prepares `path` for a new socket: creates a missing parent directory 0700, refuses a
 // parent that another user owns or that is group/world writable without the sticky bit,
 // and removes a stale socket file left by a crashed run (never a regular file).
