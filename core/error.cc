@@ -45,6 +45,7 @@ constexpr std::array kCodes = {
     CodeEntry{Code::kFailedPrecondition, "FAILED_PRECONDITION"},
     CodeEntry{Code::kCancelled, "CANCELLED"},
     CodeEntry{Code::kStorageError, "STORAGE_ERROR"},
+    CodeEntry{Code::kStorageUnavailable, "STORAGE_UNAVAILABLE"},
     CodeEntry{Code::kMasterKeyError, "MASTER_KEY_ERROR"},
     CodeEntry{Code::kTransferFailed, "TRANSFER_FAILED"},
     CodeEntry{Code::kInternal, "INTERNAL"},

@@ -51,6 +51,7 @@ enum class Code {
   kFailedPrecondition,
   kCancelled,
   kStorageError,
+  kStorageUnavailable,  // a shared store's database cannot be reached now (retryable)
   kMasterKeyError,
   kTransferFailed,
   kInternal,

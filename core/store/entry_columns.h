@@ -27,6 +27,8 @@ inline constexpr std::string_view kEntryColumns =
     "has_password, private_trust_only, disabled, revoked, pending_certificate, created_at, "
     "updated_at, last_used_at, use_count, version, notify_enabled, notify_warning_days, "
     "notify_frequency, notify_alert_ref, last_notified_at, chain_subjects, attributes";
+// How many columns kEntryColumns names: a backend's own columns after them start here.
+inline constexpr int kEntryColumnCount = 25;
 
 // Fills `e` from a row of kEntryColumns; returns its save sequence.
 template <typename Row>

@@ -1,14 +1,18 @@
 #include "core/store/pg_storage.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -20,13 +24,22 @@
 namespace wsstep::core {
 namespace {
 
-// Advisory lock keys (one bigint each, scoped to the database): the writer session's
-// for its life (one plugin per database), and the migration's for its transaction.
-constexpr int64_t kPluginLockKey = 0x7773737470000001;     // "wsstp" + 1
+// Advisory lock keys (one bigint each, scoped to the database, held for a transaction):
+// the migration's, and the writers' (every plugin's write transactions, one at a time).
 constexpr int64_t kMigrationLockKey = 0x7773737470000002;  // "wsstp" + 2
+constexpr int64_t kWriteLockKey = 0x7773737470000003;      // "wsstp" + 3
 
-constexpr int kSchemaVersion = 1;
-constexpr const char* kSchema = R"sql(
+// The channel every commit that changed an entry notifies, with its change cursor.
+constexpr const char* kChangeChannel = "wsstep_changes";
+
+// Reconnection attempts after a lost connection are at least this far apart, doubling
+// up to the maximum.
+constexpr std::chrono::milliseconds kFirstRetryDelay{100};
+constexpr std::chrono::milliseconds kMaxRetryDelay{2000};
+
+constexpr int kSchemaVersion = 2;
+// Version 1: the tables of the SQLite backend.
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE entries (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
@@ -113,6 +126,27 @@ CREATE FUNCTION wsstep_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
   FOR EACH ROW EXECUTE FUNCTION wsstep_audit_append_only();
+)sql";
+
+// Version 2: several plugins on one database. Every change to an entry takes the next
+// value of change_cursor (one per transaction; transactions are serialized by the write
+// lock, so the values rise in commit order); a deleted entry leaves a tombstone with
+// its cursor; a due notification is claimed by one plugin.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE SEQUENCE change_cursor;
+ALTER TABLE entries ADD COLUMN change_seq BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX entries_by_change_seq ON entries(change_seq);
+CREATE TABLE tombstones (
+  entry_id TEXT PRIMARY KEY,
+  change_seq BIGINT NOT NULL
+);
+CREATE INDEX tombstones_by_change_seq ON tombstones(change_seq);
+CREATE TABLE notification_claims (
+  entry_id TEXT NOT NULL,
+  day BIGINT NOT NULL,
+  claimed_by TEXT NOT NULL,
+  PRIMARY KEY (entry_id, day)
+);
 )sql";
 
 struct ConnCloser {
@@ -202,7 +236,20 @@ Error StorageError(const std::string& location, const std::string& what) {
       .With("location", location);
 }
 
-// One libpq connection and what runs on it.
+Error Unavailable(const std::string& location, const std::string& what) {
+  std::string msg = what;
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return Error(Code::kStorageUnavailable,
+               location + ": the database cannot be reached (" + msg + ")",
+               "nothing was changed; steps go on with this plugin's copy of the store, and the "
+               "plugin reconnects by itself: retry when the database is back",
+               Side::kStore)
+      .With("location", location);
+}
+
+// One libpq connection and what runs on it. A connection that breaks (the server
+// restarted, the network went away) is reset on a later use, at most once per back-off
+// delay; until then its statements fail with STORAGE_UNAVAILABLE.
 class Connection {
  public:
   Connection(ConnPtr conn, std::string location)
@@ -211,15 +258,47 @@ class Connection {
   static Result<Connection> Open(const std::string& conninfo, const std::string& location,
                                  const std::string& application_name) {
     // The string's own settings win over the defaults before it; the application name
-    // after it names this plugin in pg_stat_activity.
-    const char* keys[] = {"connect_timeout", "dbname", "application_name", nullptr};
-    const char* values[] = {"10", conninfo.c_str(), application_name.c_str(), nullptr};
+    // after it names this plugin in pg_stat_activity. Keepalives notice a silent peer.
+    const char* keys[] = {"connect_timeout",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "dbname",
+                          "application_name",
+                          nullptr};
+    const char* values[] = {"10",   "10", "5", "3", conninfo.c_str(), application_name.c_str(),
+                            nullptr};
     ConnPtr conn(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
     if (!conn) return StorageError(location, "cannot allocate a connection");
     if (PQstatus(conn.get()) != CONNECTION_OK) {
       return StorageError(location, std::string("cannot connect: ") + PQerrorMessage(conn.get()));
     }
+    // The server's notices ("relation ... already exists, skipping") are not for the
+    // plugin's log, whose every line is one JSON object.
+    PQsetNoticeProcessor(
+        conn.get(), [](void*, const char*) {}, nullptr);
     return Connection(std::move(conn), location);
+  }
+
+  bool broken() const { return PQstatus(conn_.get()) != CONNECTION_OK; }
+  PGconn* raw() { return conn_.get(); }
+
+  // Makes a broken connection usable again, or says why it is not (STORAGE_UNAVAILABLE).
+  // Sets `*reset` when it reconnected.
+  Status Ready(bool* reset = nullptr) {
+    if (!broken()) return {};
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_attempt_) return Unavailable(location_, "reconnecting");
+    PQreset(conn_.get());
+    if (broken()) {
+      delay_ = std::min(kMaxRetryDelay, delay_ * 2);
+      next_attempt_ = std::chrono::steady_clock::now() + delay_;
+      return Unavailable(location_, PQerrorMessage(conn_.get()));
+    }
+    delay_ = kFirstRetryDelay / 2;
+    next_attempt_ = {};
+    if (reset != nullptr) *reset = true;
+    return {};
   }
 
   // Runs `sql`; the result of a statement that returns rows or completes.
@@ -228,6 +307,7 @@ class Connection {
                              params.lengths(), params.formats(), /*resultFormat=*/0));
     const ExecStatusType status = PQresultStatus(r.get());
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
+    if (broken()) return Unavailable(location_, PQerrorMessage(conn_.get()));
     const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
     Error e = StorageError(location_, PQresultErrorMessage(r.get()));
     if (state != nullptr) e.detail["sqlstate"] = state;
@@ -239,6 +319,16 @@ class Connection {
     auto r = Run(sql, std::move(params));
     if (!r.ok()) return r.error();
     return {};
+  }
+  // The first statement of a unit of work: on a connection found broken only now (the
+  // server restarted since its last use), reconnects once and runs it again.
+  Result<ResultPtr> RunFirst(const std::string& sql, const Params& params = {}) {
+    WSSTEP_RETURN_IF_ERROR(Ready());
+    auto r = Run(sql, params);
+    if (r.ok() || r.error().code != Code::kStorageUnavailable) return r;
+    next_attempt_ = {};
+    WSSTEP_RETURN_IF_ERROR(Ready());
+    return Run(sql, params);
   }
 
   // Several statements without parameters (the schema).
@@ -252,6 +342,8 @@ class Connection {
  private:
   ConnPtr conn_;
   std::string location_;
+  std::chrono::milliseconds delay_ = kFirstRetryDelay / 2;
+  std::chrono::steady_clock::time_point next_attempt_{};
 };
 
 Result<std::optional<std::string>> ReadMeta(Connection& c, std::string_view key) {
@@ -292,44 +384,31 @@ Status Migrate(Connection& c, const std::string& location) {
                           "run the newer wsstep this store was upgraded by", Side::kStore));
   }
   if (version < 1) {
-    s = c.ExecScript(kSchema);
-    if (s.ok()) s = WriteMeta(c, "schema_version", std::to_string(kSchemaVersion));
+    s = c.ExecScript(kSchemaV1);
+    if (!s.ok()) return rollback(s);
+  }
+  if (version < 2) {
+    s = c.ExecScript(kSchemaV2);
+    if (!s.ok()) return rollback(s);
+  }
+  if (version < kSchemaVersion) {
+    s = WriteMeta(c, "schema_version", std::to_string(kSchemaVersion));
     if (!s.ok()) return rollback(s);
   }
   return c.Exec("COMMIT");
 }
 
-// Holds the database for this plugin (session advisory lock), or says who does.
-Status LockDatabase(Connection& c, const std::string& location) {
-  WSSTEP_ASSIGN_OR_RETURN(ResultPtr r,
-                          c.Run("SELECT pg_try_advisory_lock($1)", Params().Int(kPluginLockKey)));
-  if (Row(r.get(), 0).View(0) == "t") return {};
-  std::string holder;
-  auto who = c.Run(
-      "SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid=l.pid "
-      "WHERE l.locktype='advisory' AND l.granted AND l.database=(SELECT oid FROM pg_database "
-      "WHERE datname=current_database()) AND l.classid=$1 AND l.objid=$2 AND l.objsubid=1",
-      Params()
-          .Int(static_cast<int64_t>(static_cast<uint64_t>(kPluginLockKey) >> 32))
-          .Int(kPluginLockKey & 0xffffffff));
-  if (who.ok() && PQntuples(who->get()) > 0) {
-    holder =
-        " (" + Row(who->get(), 0).Text(0) + ", server process " + Row(who->get(), 0).Text(1) + ")";
-  }
-  return Error(Code::kStorageError,
-               location + ": the database is in use by another wsstep plugin" + holder,
-               "one database serves one plugin in this version: stop the other plugin, or give "
-               "this one its own database",
-               Side::kStore)
-      .With("location", location);
-}
-
+// One write transaction, begun under the writers' advisory lock (held until it ends).
+// Each entry it changes is stamped with the transaction's change cursor, and its commit
+// notifies the other plugins.
 class PgTransaction final : public Storage::Transaction {
  public:
   PgTransaction(std::unique_lock<std::mutex> lock, Connection& c) : lock_(std::move(lock)), c_(c) {}
   ~PgTransaction() override {
     if (!done_) (void)c_.Exec("ROLLBACK");
   }
+
+  int64_t committed_cursor() const override { return committed_ ? cursor_ : 0; }
 
   Status PutEntry(const EntryMetadata& e, int64_t save_sequence) override {
     Params p;
@@ -362,7 +441,8 @@ class PgTransaction final : public Storage::Transaction {
         s.error().detail.at("constraint") == "entries_name_key") {
       return DuplicateName(e.name, e.name);
     }
-    return s;
+    WSSTEP_RETURN_IF_ERROR(s);
+    return Stamp(e.id);
   }
 
   Status PutBindings(const EntryMetadata& e) override {
@@ -436,18 +516,26 @@ class PgTransaction final : public Storage::Transaction {
   }
 
   Status DeleteEntry(std::string_view entry_id) override {
-    return c_.Exec("DELETE FROM entries WHERE id=$1", Params().Text(entry_id));
+    WSSTEP_RETURN_IF_ERROR(c_.Exec("DELETE FROM entries WHERE id=$1", Params().Text(entry_id)));
+    WSSTEP_ASSIGN_OR_RETURN(int64_t cursor, Cursor());
+    return c_.Exec(
+        "INSERT INTO tombstones (entry_id, change_seq) VALUES ($1, $2) "
+        "ON CONFLICT (entry_id) DO UPDATE SET change_seq=excluded.change_seq",
+        Params().Text(entry_id).Int(cursor));
   }
 
-  Status PutUsage(std::string_view entry_id, uint64_t use_count,
+  Status PutUsage(std::string_view entry_id, uint64_t added_uses,
                   UnixSeconds last_used_at) override {
-    return c_.Exec("UPDATE entries SET use_count=$1, last_used_at=$2 WHERE id=$3",
-                   Params().Int(static_cast<int64_t>(use_count)).Int(last_used_at).Text(entry_id));
+    return c_.Exec(
+        "UPDATE entries SET use_count=use_count+$1, last_used_at=GREATEST(last_used_at, $2) "
+        "WHERE id=$3",
+        Params().Int(static_cast<int64_t>(added_uses)).Int(last_used_at).Text(entry_id));
   }
 
   Status PutLastNotified(std::string_view entry_id, UnixSeconds at) override {
-    return c_.Exec("UPDATE entries SET last_notified_at=$1 WHERE id=$2",
-                   Params().Int(at).Text(entry_id));
+    WSSTEP_RETURN_IF_ERROR(c_.Exec("UPDATE entries SET last_notified_at=$1 WHERE id=$2",
+                                   Params().Int(at).Text(entry_id)));
+    return Stamp(entry_id);
   }
 
   Status AppendAudit(const AuditEvent& ev) override {
@@ -494,26 +582,132 @@ class PgTransaction final : public Storage::Transaction {
   }
 
   Status Commit() override {
+    if (cursor_ != 0) {
+      // Delivered to the listeners when (and only if) the transaction commits.
+      WSSTEP_RETURN_IF_ERROR(c_.Exec("SELECT pg_notify($1, $2)",
+                                     Params().Text(kChangeChannel).Text(std::to_string(cursor_))));
+    }
     done_ = true;
-    return c_.Exec("COMMIT");
+    WSSTEP_RETURN_IF_ERROR(c_.Exec("COMMIT"));
+    committed_ = true;
+    return {};
   }
 
  private:
+  // This transaction's change cursor, taken on its first entry change.
+  Result<int64_t> Cursor() {
+    if (cursor_ == 0) {
+      WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, c_.Run("SELECT nextval('change_cursor')"));
+      cursor_ = Row(r.get(), 0).Int(0);
+    }
+    return cursor_;
+  }
+  Status Stamp(std::string_view entry_id) {
+    WSSTEP_ASSIGN_OR_RETURN(int64_t cursor, Cursor());
+    return c_.Exec("UPDATE entries SET change_seq=$1 WHERE id=$2",
+                   Params().Int(cursor).Text(entry_id));
+  }
+
   std::unique_lock<std::mutex> lock_;
   Connection& c_;
   bool done_ = false;
+  bool committed_ = false;
+  int64_t cursor_ = 0;
 };
+
+// Entries (with bindings and certificate facts) read in one transaction: all of them,
+// or those changed after a cursor.
+struct EntryRows {
+  std::vector<EntryMetadata> entries;
+  std::vector<int64_t> save_seq;
+  int64_t max_change_seq = 0;
+};
+
+// `condition` filters the entries (a SQL condition on `entries`, $1 the cursor) or is
+// empty. Runs inside the caller's transaction.
+Result<EntryRows> ReadEntryRows(Connection& c, const std::string& condition, int64_t cursor) {
+  EntryRows rows;
+  std::vector<EntryMetadata>& entries = rows.entries;
+  Params filter;
+  std::string where;
+  if (!condition.empty()) {
+    where = " WHERE " + condition;
+    filter.Int(cursor);
+  }
+  {
+    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, c.Run("SELECT " + std::string(kEntryColumns) +
+                                                   ", change_seq FROM entries" + where,
+                                               filter));
+    const int n = PQntuples(r.get());
+    entries.reserve(static_cast<size_t>(n));
+    rows.save_seq.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      const Row row(r.get(), i);
+      rows.save_seq.push_back(ReadEntryColumns(row, entries.emplace_back()));
+      rows.max_change_seq = std::max(rows.max_change_seq, row.Int(kEntryColumnCount));
+    }
+  }
+  if (entries.empty()) return rows;
+  const std::string children =
+      condition.empty() ? "" : " WHERE entry_id IN (SELECT id FROM entries" + where + ")";
+  // Child rows joined through an id index (COLLATE "C": byte order, as std::string).
+  const std::vector<uint32_t> by_id = SortedById(entries);
+  auto find = [&](std::string_view id) -> EntryMetadata* {
+    auto it = std::lower_bound(by_id.begin(), by_id.end(), id,
+                               [&](uint32_t i, std::string_view v) { return entries[i].id < v; });
+    return it != by_id.end() && entries[*it].id == id ? &entries[*it] : nullptr;
+  };
+  {
+    WSSTEP_ASSIGN_OR_RETURN(
+        ResultPtr r, c.Run("SELECT entry_id, host, port, environment FROM bindings" + children +
+                               " ORDER BY entry_id, ordinal",
+                           filter));
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      const Row row(r.get(), i);
+      if (EntryMetadata* e = find(row.View(0))) {
+        e->bindings.push_back(Binding{row.Text(1), static_cast<uint16_t>(row.Int(2)), row.Text(3)});
+      }
+    }
+  }
+  {
+    WSSTEP_ASSIGN_OR_RETURN(
+        ResultPtr r,
+        c.Run("SELECT entry_id, role, " + std::string(kCertificateColumns) + " FROM certificates" +
+                  children + " ORDER BY entry_id, role, ordinal",
+              filter));
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      const Row row(r.get(), i);
+      EntryMetadata* e = find(row.View(0));
+      if (e == nullptr) continue;
+      if (row.View(1) == "leaf") {
+        e->certificate = ReadCertificateColumns(row, 2);
+      } else {
+        e->trusted.push_back(ReadCertificateColumns(row, 2));
+      }
+    }
+  }
+  PutInSaveOrder(entries, rows.save_seq);
+  std::sort(rows.save_seq.begin(), rows.save_seq.end());
+  return rows;
+}
 
 class PgStorage final : public Storage {
  public:
-  PgStorage(std::string location, Connection writer, Connection reader)
-      : location_(std::move(location)), writer_(std::move(writer)), reader_(std::move(reader)) {}
+  PgStorage(std::string location, std::string node, Connection writer, Connection reader,
+            Connection listener)
+      : location_(std::move(location)),
+        node_(std::move(node)),
+        writer_(std::move(writer)),
+        reader_(std::move(reader)),
+        listener_(std::move(listener)) {}
 
   bool read_only() const override { return false; }
   const std::string& location() const override { return location_; }
+  bool shared() const override { return true; }
 
   Result<std::optional<MasterKeyRecord>> ReadMasterKeyRecord() override {
     std::lock_guard lk(reader_mu_);
+    WSSTEP_RETURN_IF_ERROR(reader_.Ready());
     WSSTEP_ASSIGN_OR_RETURN(std::optional<std::string> id, ReadMeta(reader_, "master_key_id"));
     if (!id) return std::optional<MasterKeyRecord>();
     MasterKeyRecord record;
@@ -524,66 +718,85 @@ class PgStorage final : public Storage {
 
   Result<LoadedEntries> LoadEntries() override {
     std::lock_guard lk(reader_mu_);
-    std::vector<EntryMetadata> entries;
-    std::vector<int64_t> save_seq;
-    {
-      WSSTEP_ASSIGN_OR_RETURN(
-          ResultPtr r, reader_.Run("SELECT " + std::string(kEntryColumns) + " FROM entries"));
-      const int n = PQntuples(r.get());
-      entries.reserve(static_cast<size_t>(n));
-      save_seq.reserve(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) {
-        const Row row(r.get(), i);
-        save_seq.push_back(ReadEntryColumns(row, entries.emplace_back()));
-      }
-    }
-    // Child rows joined through an id index (COLLATE "C": byte order, as std::string).
-    const std::vector<uint32_t> by_id = SortedById(entries);
-    auto find = [&](std::string_view id) -> EntryMetadata* {
-      auto it = std::lower_bound(by_id.begin(), by_id.end(), id,
-                                 [&](uint32_t i, std::string_view v) { return entries[i].id < v; });
-      return it != by_id.end() && entries[*it].id == id ? &entries[*it] : nullptr;
-    };
-    {
-      WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, reader_.Run("SELECT entry_id, host, port, environment "
-                                                       "FROM bindings ORDER BY entry_id, ordinal"));
+    return InSnapshot([&]() -> Result<LoadedEntries> {
+      WSSTEP_ASSIGN_OR_RETURN(EntryRows rows, ReadEntryRows(reader_, "", 0));
+      WSSTEP_ASSIGN_OR_RETURN(int64_t tombstones, MaxTombstone());
+      LoadedEntries loaded;
+      if (!rows.save_seq.empty()) loaded.latest_save_sequence = rows.save_seq.back();
+      loaded.change_cursor = std::max(rows.max_change_seq, tombstones);
+      loaded.entries = std::move(rows.entries);
+      return loaded;
+    });
+  }
+
+  Result<StorageChanges> ReadChanges(int64_t cursor) override {
+    std::lock_guard lk(reader_mu_);
+    return InSnapshot([&]() -> Result<StorageChanges> {
+      WSSTEP_ASSIGN_OR_RETURN(EntryRows rows, ReadEntryRows(reader_, "change_seq > $1", cursor));
+      StorageChanges changes;
+      changes.cursor = std::max(cursor, rows.max_change_seq);
+      WSSTEP_ASSIGN_OR_RETURN(ResultPtr r,
+                              reader_.Run("SELECT entry_id, change_seq FROM tombstones WHERE "
+                                          "change_seq > $1 ORDER BY change_seq",
+                                          Params().Int(cursor)));
       for (int i = 0; i < PQntuples(r.get()); ++i) {
         const Row row(r.get(), i);
-        if (EntryMetadata* e = find(row.View(0))) {
-          e->bindings.push_back(
-              Binding{row.Text(1), static_cast<uint16_t>(row.Int(2)), row.Text(3)});
-        }
+        changes.deleted.push_back(row.Text(0));
+        changes.cursor = std::max(changes.cursor, row.Int(1));
       }
+      changes.saved = std::move(rows.entries);
+      changes.save_sequences = std::move(rows.save_seq);
+      return changes;
+    });
+  }
+
+  Result<bool> WaitForChange(std::chrono::milliseconds timeout) override {
+    std::lock_guard lk(listener_mu_);
+    bool reset = !listening_;
+    if (Status s = listener_.Ready(&reset); !s.ok()) {
+      std::this_thread::sleep_for(std::min(timeout, kFirstRetryDelay));
+      return s.error();
     }
-    {
-      WSSTEP_ASSIGN_OR_RETURN(
-          ResultPtr r, reader_.Run("SELECT entry_id, role, " + std::string(kCertificateColumns) +
-                                   " FROM certificates ORDER BY entry_id, role, ordinal"));
-      for (int i = 0; i < PQntuples(r.get()); ++i) {
-        const Row row(r.get(), i);
-        EntryMetadata* e = find(row.View(0));
-        if (e == nullptr) continue;
-        if (row.View(1) == "leaf") {
-          e->certificate = ReadCertificateColumns(row, 2);
-        } else {
-          e->trusted.push_back(ReadCertificateColumns(row, 2));
-        }
-      }
+    if (reset) {
+      // A new session: listen again; what was committed meanwhile is read from the cursor.
+      WSSTEP_RETURN_IF_ERROR(listener_.Exec(std::string("LISTEN ") + kChangeChannel));
+      listening_ = true;
+      return true;
     }
-    LoadedEntries loaded;
-    if (!save_seq.empty()) {
-      loaded.latest_save_sequence = *std::max_element(save_seq.begin(), save_seq.end());
+    PGconn* conn = listener_.raw();
+    if (TakeNotices(conn)) return true;
+    pollfd pfd{PQsocket(conn), POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+    if (ready <= 0) return false;
+    if (PQconsumeInput(conn) == 0 || listener_.broken()) {
+      listening_ = false;
+      return Unavailable(location_, PQerrorMessage(conn));
     }
-    PutInSaveOrder(entries, save_seq);
-    loaded.entries = std::move(entries);
-    return loaded;
+    return TakeNotices(conn);
+  }
+
+  Result<bool> ClaimNotification(std::string_view entry_id, int64_t day) override {
+    std::lock_guard lk(reader_mu_);
+    WSSTEP_ASSIGN_OR_RETURN(
+        ResultPtr r,
+        reader_.RunFirst("INSERT INTO notification_claims (entry_id, day, claimed_by) "
+                         "VALUES ($1, $2, $3) ON CONFLICT (entry_id, day) DO UPDATE SET "
+                         "claimed_by=notification_claims.claimed_by RETURNING claimed_by",
+                         Params().Text(entry_id).Int(day).Text(node_)));
+    const bool mine = PQntuples(r.get()) == 1 && Row(r.get(), 0).View(0) == node_;
+    // Claims of days long past are of no use to anyone.
+    if (mine) {
+      (void)reader_.Exec("DELETE FROM notification_claims WHERE day < $1", Params().Int(day - 31));
+    }
+    return mine;
   }
 
   Result<std::optional<StoredMaterial>> ReadMaterial(std::string_view entry_id) override {
     std::lock_guard lk(reader_mu_);
-    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, reader_.Run("SELECT " + std::string(kMaterialColumns) +
-                                                         " FROM material WHERE entry_id=$1",
-                                                     Params().Text(entry_id)));
+    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r,
+                            reader_.RunFirst("SELECT " + std::string(kMaterialColumns) +
+                                                 " FROM material WHERE entry_id=$1",
+                                             Params().Text(entry_id)));
     if (PQntuples(r.get()) == 0) return std::optional<StoredMaterial>();
     StoredMaterial m = ReadMaterialColumns(Row(r.get(), 0));
     return std::optional<StoredMaterial>(std::move(m));
@@ -613,7 +826,7 @@ class PgStorage final : public Storage {
     sql += " ORDER BY sequence DESC LIMIT $" + std::to_string(++n);
     p.Int(static_cast<int64_t>(limit));
     std::lock_guard lk(reader_mu_);
-    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, reader_.Run(sql, std::move(p)));
+    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, reader_.RunFirst(sql, p));
     std::vector<AuditEvent> events;
     for (int i = 0; i < PQntuples(r.get()); ++i)
       events.push_back(ReadAuditColumns(Row(r.get(), i)));
@@ -622,16 +835,54 @@ class PgStorage final : public Storage {
 
   Result<std::unique_ptr<Transaction>> Begin() override {
     std::unique_lock lock(writer_mu_);
-    WSSTEP_RETURN_IF_ERROR(writer_.Exec("BEGIN"));
+    WSSTEP_RETURN_IF_ERROR(writer_.RunFirst("BEGIN").status());
+    // Every plugin's writes, one transaction at a time: change cursors rise in commit
+    // order, and a writer that has caught up sees everything committed before it.
+    if (Status s = writer_.Exec("SELECT pg_advisory_xact_lock($1)", Params().Int(kWriteLockKey));
+        !s.ok()) {
+      (void)writer_.Exec("ROLLBACK");
+      return s.error();
+    }
     return std::unique_ptr<Transaction>(std::make_unique<PgTransaction>(std::move(lock), writer_));
   }
 
  private:
+  // Runs `read` in one REPEATABLE READ transaction on the reader: every statement sees
+  // the same committed state. reader_mu_ held.
+  template <typename Read>
+  auto InSnapshot(Read read) -> decltype(read()) {
+    WSSTEP_RETURN_IF_ERROR(
+        reader_.RunFirst("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").status());
+    auto result = read();
+    (void)reader_.Exec(result.ok() ? "COMMIT" : "ROLLBACK");
+    return result;
+  }
+
+  Result<int64_t> MaxTombstone() {
+    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r,
+                            reader_.Run("SELECT COALESCE(MAX(change_seq), 0) FROM tombstones"));
+    return Row(r.get(), 0).Int(0);
+  }
+
+  // Consumes the notices that arrived; true when there was one.
+  static bool TakeNotices(PGconn* conn) {
+    bool any = false;
+    while (PGnotify* n = PQnotifies(conn)) {
+      any = true;
+      PQfreemem(n);
+    }
+    return any;
+  }
+
   const std::string location_;
+  const std::string node_;  // names this process in notification claims
   std::mutex writer_mu_;
-  Connection writer_;  // guarded by writer_mu_; holds the plugin's advisory lock
+  Connection writer_;  // guarded by writer_mu_
   std::mutex reader_mu_;
   Connection reader_;  // guarded by reader_mu_
+  std::mutex listener_mu_;
+  Connection listener_;     // guarded by listener_mu_; LISTENs on kChangeChannel
+  bool listening_ = false;  // guarded by listener_mu_
 };
 
 std::string HostName() {
@@ -694,11 +945,15 @@ StorageFactory PostgresStorageFactory(std::string conninfo) {
     }
     const std::string app = "wsstep pid " + std::to_string(::getpid()) + " on " + HostName();
     WSSTEP_ASSIGN_OR_RETURN(Connection writer, Connection::Open(conninfo, location, app));
-    WSSTEP_RETURN_IF_ERROR(LockDatabase(writer, location));
     WSSTEP_RETURN_IF_ERROR(Migrate(writer, location));
     WSSTEP_ASSIGN_OR_RETURN(Connection reader, Connection::Open(conninfo, location, app));
-    return std::unique_ptr<Storage>(
-        std::make_unique<PgStorage>(location, std::move(writer), std::move(reader)));
+    WSSTEP_ASSIGN_OR_RETURN(Connection listener, Connection::Open(conninfo, location, app));
+    // Unique per process and start: a claim made before a restart is not this one's.
+    const std::string node =
+        app + " started " + std::to_string(::time(nullptr)) + "." +
+        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+    return std::unique_ptr<Storage>(std::make_unique<PgStorage>(
+        location, node, std::move(writer), std::move(reader), std::move(listener)));
   };
 }
 

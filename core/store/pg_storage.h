@@ -8,11 +8,13 @@
 //   options.data_dir = dir;                          // still holds the master key file
 //   options.storage = PostgresStorageFactory("postgresql://wsstep@db/wsstep");
 //
-// One plugin per database for now: the writer session holds a PostgreSQL advisory lock
-// for its life, and a second plugin on the same database is refused at startup, naming
-// the one that holds it (the way one data directory serves one SQLite plugin). Serving
-// one inventory from several plugins at once needs change propagation between their
-// snapshots, which this backend does not do yet.
+// Several plugins may share one database (Storage::shared): their write transactions
+// take turns under a transaction-scoped advisory lock; each change to an entry is stamped
+// with the next value of a change cursor (a sequence, rising in commit order because of
+// that lock), a deleted entry leaves a tombstone with its cursor, and every commit that
+// changed an entry notifies the others (LISTEN/NOTIFY on "wsstep_changes"). A lost
+// connection is reset on a later use, with a back-off of up to 2 s; meanwhile every
+// statement answers STORAGE_UNAVAILABLE.
 #ifndef WSSTEP_CORE_STORE_PG_STORAGE_H_
 #define WSSTEP_CORE_STORE_PG_STORAGE_H_
 

@@ -1,12 +1,22 @@
 // The PostgreSQL backend's own contract, beyond the store suite it shares with SQLite
-// (core/store/store_test.cc, Backends/StoreTest.*/Postgres): one plugin per database,
-// schema versions, and errors that name the database and never the password.
+// (core/store/store_test.cc, Backends/StoreTest.*/Postgres): several stores (plugins) on
+// one database, each following the others' changes; the database going away and coming
+// back; schema versions; errors that name the database and never the password.
 #include "core/store/pg_storage.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "core/store/store.h"
+#include "core/store/store_testing.h"
 #include "tests/support/postgres.h"
 
 namespace wsstep::core {
@@ -14,28 +24,203 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::wsstep::core::testing::KeyPairRequest;
+using ::wsstep::core::testing::OptionsFor;
+using ::wsstep::core::testing::TempDir;
+using ::wsstep::core::testing::TestClock;
+using ::wsstep::testing::PrivatePostgres;
 using ::wsstep::testing::ScratchDatabase;
 
 Result<std::unique_ptr<Storage>> OpenPg(const std::string& conninfo) {
   return PostgresStorageFactory(conninfo)({"/nonexistent-data-dir", false});
 }
 
-TEST(PgStorageTest, ASecondPluginOnTheDatabaseIsRefusedNamingTheFirst) {
-  ScratchDatabase db;
-  ASSERT_TRUE(db.ok()) << db.error();
-  auto first = OpenPg(db.conninfo());
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
-  auto second = OpenPg(db.conninfo());
-  ASSERT_FALSE(second.ok());
-  EXPECT_EQ(second.error().code, Code::kStorageError);
-  EXPECT_EQ(second.error().side, Side::kStore);
-  EXPECT_THAT(
-      second.error().message,
-      HasSubstr("/" + db.name() + ": the database is in use by another wsstep plugin (wsstep pid " +
-                std::to_string(::getpid()) + " on "));
-  first->reset();  // the session ends, and its lock with it
-  auto third = OpenPg(db.conninfo());
-  EXPECT_TRUE(third.ok()) << third.status().ToString();
+// Two stores on one database, as two plugins on two nodes would have them: each with its
+// own data directory, both given the same master key.
+class SharedStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(db_.ok()) << db_.error();
+    auto key = MasterKey::Generate();
+    ASSERT_TRUE(key.ok());
+    key_ = std::move(*key);
+    a_ = OpenNode(dir_a_.path());
+    b_ = OpenNode(dir_b_.path());
+    ASSERT_TRUE(a_ && b_);
+  }
+  void TearDown() override {
+    a_.reset();
+    b_.reset();
+  }
+
+  std::unique_ptr<CertificateStore> OpenNode(const std::string& dir) {
+    StoreOptions o = OptionsFor(dir, clock_);
+    o.storage = PostgresStorageFactory(db_.conninfo());
+    o.master_key = key_->Clone();
+    auto s = CertificateStore::Open(std::move(o));
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  // Waits (bounded: 10 s) until `done` holds; the nodes tell each other within a second.
+  static bool Eventually(const std::function<bool()>& done) {
+    for (int i = 0; i < 1000; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  }
+
+  ScratchDatabase db_;
+  TempDir dir_a_, dir_b_;
+  TestClock clock_;
+  std::optional<MasterKey> key_;
+  std::unique_ptr<CertificateStore> a_, b_;
+};
+
+TEST_F(SharedStoreTest, EveryChangeOnOneNodeReachesTheOther) {
+  const Binding api{"api.example.test", 443, "production"};
+  const uint64_t watched_from = b_->LatestChangeSequence();
+  auto created = a_->Create(KeyPairRequest("bank", "rsa", {api}), {"alice"}, nullptr);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  ASSERT_TRUE(Eventually([&] { return b_->Get("bank").ok(); }));
+  ResolveRequest at_api;
+  at_api.host = api.host;
+  at_api.port = api.port;
+  at_api.environment = api.environment;
+  auto resolved = b_->ResolveForCall(at_api);
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  EXPECT_EQ(resolved->chosen_id(), created->id);
+  ASSERT_NE(resolved->credentials.identity, nullptr);  // B opened the key A sealed
+
+  // A rotation: B's calls present the new certificate.
+  UpdateRequest rotate;
+  rotate.material = KeyPairRequest("x", "ec256").material;
+  auto rotated = a_->Update("bank", std::move(rotate), {"alice"}, nullptr);
+  ASSERT_TRUE(rotated.ok()) << rotated.status().ToString();
+  ASSERT_TRUE(Eventually([&] { return b_->Get("bank")->version == rotated->version; }));
+  resolved = b_->ResolveForCall(at_api);
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(resolved->resolution.identity->certificate->sha256_fingerprint,
+            rotated->certificate->sha256_fingerprint);
+
+  // Disabled on A: no longer a candidate on B.
+  UpdateRequest disable;
+  disable.disabled = true;
+  ASSERT_TRUE(a_->Update("bank", std::move(disable), {"alice"}, nullptr).ok());
+  ASSERT_TRUE(Eventually([&] { return b_->Get("bank")->disabled; }));
+  EXPECT_EQ(b_->ResolveForCall(at_api).error().code, Code::kCertificateNotFound);
+
+  // Deleted on B: gone on A.
+  ASSERT_TRUE(b_->Delete("bank", {"bob"}).ok());
+  ASSERT_TRUE(Eventually([&] { return !a_->Get("bank").ok(); }));
+  EXPECT_EQ(a_->Get("bank").error().code, Code::kNotFound);
+
+  // B's watchers saw A's changes as its own: created, updated twice (B deleted it itself).
+  std::string kinds;
+  for (const auto& ev : b_->WaitForChanges(watched_from, std::chrono::milliseconds(0))) {
+    kinds += std::string(ChangeKindName(ev.kind)) + " ";
+  }
+  EXPECT_EQ(kinds, "CREATED UPDATED UPDATED DELETED ");
+}
+
+TEST_F(SharedStoreTest, AChangeFirstCatchesUpSoNothingIsDecidedOnAStaleView) {
+  // Made on A and at once (no waiting for the notice) on B: B's checks see A's entry.
+  ASSERT_TRUE(a_->Create(KeyPairRequest("same", "rsa"), {"alice"}, nullptr).ok());
+  auto twin = b_->Create(KeyPairRequest("same", "ec256"), {"bob"}, nullptr);
+  ASSERT_FALSE(twin.ok());
+  EXPECT_EQ(twin.error().code, Code::kDuplicateName);
+
+  ASSERT_TRUE(a_->Create(KeyPairRequest("fresh", "rsa"), {"alice"}, nullptr).ok());
+  UpdateRequest describe;
+  describe.description = "updated on B right after A created it";
+  auto updated = b_->Update("fresh", std::move(describe), {"bob"}, nullptr);
+  ASSERT_TRUE(updated.ok()) << updated.status().ToString();
+  ASSERT_TRUE(Eventually([&] { return a_->Get("fresh")->description == updated->description; }));
+}
+
+TEST_F(SharedStoreTest, UsesAddUpAndANotificationIsClaimedByOneNode) {
+  auto e = a_->Create(KeyPairRequest("used", "rsa"), {"alice"}, nullptr);
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(Eventually([&] { return b_->Get("used").ok(); }));
+  ResolveRequest r;
+  r.host = "h.example.test";
+  r.port = 443;
+  r.environment = "production";
+  for (int i = 0; i < 3; ++i) a_->RecordUse(e->id, r, {"engine"}, "OK");
+  for (int i = 0; i < 2; ++i) b_->RecordUse(e->id, r, {"engine"}, "OK");
+  ASSERT_TRUE(a_->Flush().ok());
+  ASSERT_TRUE(b_->Flush().ok());
+  TempDir dir_c;
+  auto c = OpenNode(dir_c.path());
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->Get("used")->use_count, 5u);
+
+  DueNotification due;
+  due.entry_id = e->id;
+  auto first = b_->ClaimNotification(due);
+  auto second = a_->ClaimNotification(due);
+  auto again = b_->ClaimNotification(due);
+  ASSERT_TRUE(first.ok() && second.ok() && again.ok());
+  EXPECT_TRUE(*first);
+  EXPECT_FALSE(*second);
+  EXPECT_TRUE(*again);  // still B's: its other watchers hand it over too
+}
+
+TEST_F(SharedStoreTest, WithoutTheDatabaseStepsGoOnAndChangesAreRefusedUntilItIsBack) {
+  PrivatePostgres pg;
+  ASSERT_TRUE(pg.ok()) << pg.error();
+  std::vector<Status> states;
+  std::mutex states_mu;
+  auto open = [&](const std::string& dir) {
+    StoreOptions o = OptionsFor(dir, clock_);
+    o.storage = PostgresStorageFactory(pg.conninfo());
+    o.master_key = key_->Clone();
+    o.on_storage_state = [&](const Status& st) {
+      std::lock_guard lk(states_mu);
+      states.push_back(st);
+    };
+    auto s = CertificateStore::Open(std::move(o));
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  };
+  TempDir da, db;
+  auto a = open(da.path());
+  auto b = open(db.path());
+  ASSERT_TRUE(a && b);
+  const Binding api{"api.example.test", 443, "production"};
+  ASSERT_TRUE(a->Create(KeyPairRequest("before", "rsa", {api}), {"alice"}, nullptr).ok());
+  ResolveRequest at_api;
+  at_api.host = api.host;
+  at_api.port = api.port;
+  at_api.environment = api.environment;
+  ASSERT_TRUE(Eventually([&] { return b->ResolveForCall(at_api).ok(); }));
+
+  ASSERT_EQ(pg.Pause(), "");
+  // B resolves from its snapshot; B cannot write, and says why.
+  EXPECT_TRUE(b->ResolveForCall(at_api).ok());
+  auto refused = b->Create(KeyPairRequest("during", "ec256"), {"bob"}, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Code::kStorageUnavailable);
+  EXPECT_EQ(refused.error().side, Side::kStore);
+  EXPECT_THAT(refused.error().message, HasSubstr(": the database cannot be reached ("));
+  EXPECT_FALSE(b->Get("during").ok());  // nothing changed
+
+  ASSERT_EQ(pg.Resume(), "");
+  // A writes as soon as it can reconnect; B catches up without being asked.
+  Result<EntryMetadata> after = Error(Code::kInternal, "not tried");
+  ASSERT_TRUE(Eventually([&] {
+    after = a->Create(KeyPairRequest("after", "ec256"), {"alice"}, nullptr);
+    return after.ok();
+  })) << after.status().ToString();
+  ASSERT_TRUE(Eventually([&] { return b->Get("after").ok(); }));
+  EXPECT_TRUE(b->Create(KeyPairRequest("during", "ec256"), {"bob"}, nullptr).ok());
+  a.reset();
+  b.reset();
+  std::lock_guard lk(states_mu);
+  ASSERT_GE(states.size(), 2u);  // each follower: lost, then back
+  EXPECT_EQ(states.front().error().code, Code::kStorageUnavailable);
+  EXPECT_TRUE(states.back().ok());
 }
 
 TEST(PgStorageTest, ADatabaseWithANewerSchemaIsRefused) {
@@ -52,7 +237,7 @@ TEST(PgStorageTest, ADatabaseWithANewerSchemaIsRefused) {
   EXPECT_THAT(newer.error().message,
               HasSubstr("/" + db.name() +
                         ": the database holds a wsstep store of schema version 7, newer than "
-                        "this build's (1)"));
+                        "this build's (2)"));
 }
 
 TEST(PgStorageTest, ALoopbackUriWorksAndErrorsNameTheDatabaseNotThePassword) {
@@ -78,6 +263,13 @@ TEST(PgStorageTest, ALoopbackUriWorksAndErrorsNameTheDatabaseNotThePassword) {
   ASSERT_FALSE(no_db.ok());
   EXPECT_THAT(no_db.error().message,
               HasSubstr("database \"" + db.name() + "_missing\" does not exist"));
+
+  // A login the server does not know: its reason, naming the database.
+  auto stranger = OpenPg(db.conninfo() + " user=nobody_here");
+  ASSERT_FALSE(stranger.ok());
+  EXPECT_EQ(stranger.error().code, Code::kStorageError);
+  EXPECT_THAT(stranger.error().message, HasSubstr("postgresql://nobody_here@"));
+  EXPECT_THAT(stranger.error().message, HasSubstr("role \"nobody_here\" does not exist"));
 
   auto malformed = OpenPg("postgresql://wsstep@[::1");
   ASSERT_FALSE(malformed.ok());

@@ -1,6 +1,7 @@
 #include "core/store/snapshot_publisher.h"
 
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -75,27 +76,27 @@ void SnapshotPublisher::Publish(std::vector<EntryMetadata> entries) {
 std::vector<EntryMetadata> SnapshotPublisher::EntriesWith(
     const std::vector<const EntryMetadata*>& changed, std::string_view removed_id,
     bool keep_position) const {
+  Edit edit;
+  (keep_position ? edit.in_place : edit.saved) = changed;
+  if (!removed_id.empty()) edit.removed.push_back(removed_id);
+  return EntriesWith(edit);
+}
+
+std::vector<EntryMetadata> SnapshotPublisher::EntriesWith(const Edit& edit) const {
   auto pub = published_.load();
   const auto& old = pub->snapshot->entries();
-  std::unordered_set<std::string_view> replaced;
-  for (const auto* c : changed) replaced.insert(c->id);
+  std::unordered_map<std::string_view, const EntryMetadata*> in_place;
+  std::unordered_set<std::string_view> dropped(edit.removed.begin(), edit.removed.end());
+  for (const auto* c : edit.saved) dropped.insert(c->id);  // re-appended at the end
+  for (const auto* c : edit.in_place) in_place[c->id] = c;
   std::vector<EntryMetadata> out;
-  out.reserve(old.size() + changed.size());
+  out.reserve(old.size() + edit.saved.size());
   for (const auto& e : old) {
-    if (e.id == removed_id) continue;
-    if (replaced.count(e.id) != 0) {
-      if (keep_position) {
-        for (const auto* c : changed) {
-          if (c->id == e.id) out.push_back(*c);
-        }
-      }
-      continue;
-    }
-    out.push_back(e);
+    if (dropped.count(e.id) != 0) continue;
+    auto it = in_place.find(e.id);
+    out.push_back(it != in_place.end() ? *it->second : e);
   }
-  if (!keep_position) {
-    for (const auto* c : changed) out.push_back(*c);
-  }
+  for (const auto* c : edit.saved) out.push_back(*c);
   return out;
 }
 

@@ -90,6 +90,14 @@ class SnapshotPublisher {
   // A replaced entry moves to the end (most recently saved) unless `keep_position`.
   std::vector<EntryMetadata> EntriesWith(const std::vector<const EntryMetadata*>& changed,
                                          std::string_view removed_id, bool keep_position) const;
+  // The same for several changes at once: `saved` replaced or appended at the end (in
+  // this order), `in_place` replaced where they are, the entries of `removed` dropped.
+  struct Edit {
+    std::vector<const EntryMetadata*> saved;
+    std::vector<const EntryMetadata*> in_place;
+    std::vector<std::string_view> removed;
+  };
+  std::vector<EntryMetadata> EntriesWith(const Edit& edit) const;
   // A slot pre-built from freshly parsed material for `e` (committed, not yet published),
   // so that the first call after a change needs no decryption.
   void Prebuild(const EntryMetadata& e, const ParsedMaterial& parsed);

@@ -143,13 +143,16 @@ class SqliteTransaction final : public Storage::Transaction {
     return del.Run();
   }
 
-  Status PutUsage(std::string_view entry_id, uint64_t use_count,
+  Status PutUsage(std::string_view entry_id, uint64_t added_uses,
                   UnixSeconds last_used_at) override {
     if (!usage_update_) {
-      WSSTEP_ASSIGN_OR_RETURN(usage_update_, db_.Prepare("UPDATE entries SET use_count=?, "
-                                                         "last_used_at=? WHERE id=?"));
+      WSSTEP_ASSIGN_OR_RETURN(usage_update_,
+                              db_.Prepare("UPDATE entries SET use_count=use_count+?, "
+                                          "last_used_at=max(last_used_at, ?) WHERE id=?"));
     }
-    usage_update_->Bind(1, static_cast<int64_t>(use_count)).Bind(2, last_used_at).Bind(3, entry_id);
+    usage_update_->Bind(1, static_cast<int64_t>(added_uses))
+        .Bind(2, last_used_at)
+        .Bind(3, entry_id);
     return usage_update_->Run();
   }
 

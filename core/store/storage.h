@@ -19,7 +19,16 @@
 //
 // Errors: STORAGE_ERROR naming where the data is and what failed (with the backend's own
 // message: "disk full", "read-only"); DUPLICATE_NAME from PutEntry. A read-only storage
-// refuses Begin (and every write) with STORAGE_ERROR; its reads work.
+// refuses Begin (and every write) with STORAGE_ERROR; its reads work. A shared storage
+// whose database cannot be reached answers STORAGE_UNAVAILABLE (retryable) and reconnects
+// on later calls.
+//
+// Shared storages (PostgreSQL) are written by several plugin processes at once. Their
+// transactions are serialized among all of them, every change is numbered by a change
+// cursor in commit order, and the store follows the others' changes:
+//
+//   WSSTEP_ASSIGN_OR_RETURN(StorageChanges c, storage->ReadChanges(cursor));  // catch up
+//   WSSTEP_ASSIGN_OR_RETURN(bool changed, storage->WaitForChange(250ms));      // follow
 //
 // Thread safety: reads may be called from any thread, concurrently with each other and
 // with an open transaction, and never wait for a transaction to commit. Transactions are
@@ -28,6 +37,7 @@
 #ifndef WSSTEP_CORE_STORE_STORAGE_H_
 #define WSSTEP_CORE_STORE_STORAGE_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -68,9 +78,21 @@ struct LoadedEntries {
   // In save order: the entry saved least recently first (Snapshot's tie-break order).
   // use_count, last_used_at and last_notified_at as last written.
   std::vector<EntryMetadata> entries;
-  // The change cursor: the greatest save sequence of any entry (0 when there is none).
-  // The store gives each later save the next number.
+  // The greatest save sequence of any entry (0 when there is none). The store gives each
+  // later save the next number.
   int64_t latest_save_sequence = 0;
+  // Shared storages: where ReadChanges continues from to see every later change.
+  int64_t change_cursor = 0;
+};
+
+// What changed in a shared storage after a change cursor, made by any process.
+struct StorageChanges {
+  // Entries created or changed (saved, or their notification acknowledged), with their
+  // bindings and certificate facts as LoadEntries reads them, in save order.
+  std::vector<EntryMetadata> saved;
+  std::vector<int64_t> save_sequences;  // aligned with `saved`
+  std::vector<std::string> deleted;     // ids of entries deleted
+  int64_t cursor = 0;                   // where the next ReadChanges continues
 };
 
 // The store's first request to a backend.
@@ -110,8 +132,31 @@ class Storage {
   // ---- Writes ----
 
   // Begins the one write transaction. STORAGE_ERROR when read-only or when the backend
-  // cannot start one.
+  // cannot start one. A shared storage also waits for every other process's transaction
+  // to end: from Begin to Commit this process is the only writer.
   virtual Result<std::unique_ptr<Transaction>> Begin() = 0;
+
+  // ---- Sharing with other processes ----
+
+  // True when other plugin processes may write this storage at the same time.
+  virtual bool shared() const { return false; }
+  // Changes committed after `cursor` (LoadedEntries::change_cursor, then the last
+  // StorageChanges::cursor). Only shared storages have any.
+  virtual Result<StorageChanges> ReadChanges(int64_t cursor) {
+    StorageChanges none;
+    none.cursor = cursor;
+    return none;
+  }
+  // Waits up to `timeout` for another process's commit. True when one may have happened
+  // (also after a reconnect: notices may have been lost); then ReadChanges tells what.
+  // STORAGE_UNAVAILABLE while the database cannot be reached. Only shared storages wait.
+  virtual Result<bool> WaitForChange(std::chrono::milliseconds /*timeout*/) { return false; }
+  // Claims the expiry notification of `entry_id` due on UTC day `day` for this process,
+  // so that exactly one process hands it to its host. True when this process holds the
+  // claim (it made it now or earlier). A storage no other process writes always holds it.
+  virtual Result<bool> ClaimNotification(std::string_view /*entry_id*/, int64_t /*day*/) {
+    return true;
+  }
 };
 
 // The writes of one atomic change: all of them, or (destroyed before Commit, or Commit
@@ -132,8 +177,10 @@ class Storage::Transaction {
   // Removes the entry with its bindings, facts and material. Its audit events stay.
   virtual Status DeleteEntry(std::string_view entry_id) = 0;
 
-  // The live counters RecordUse keeps, written back in batches. Not a save.
-  virtual Status PutUsage(std::string_view entry_id, uint64_t use_count,
+  // Uses RecordUse counted, written back in batches: adds `added_uses` to the entry's
+  // use_count and raises its last_used_at to `last_used_at` (never lowers it), so that
+  // processes sharing the storage add up. Not a save.
+  virtual Status PutUsage(std::string_view entry_id, uint64_t added_uses,
                           UnixSeconds last_used_at) = 0;
   // When the entry's expiry notification was last sent. Not a save.
   virtual Status PutLastNotified(std::string_view entry_id, UnixSeconds at) = 0;
@@ -152,6 +199,10 @@ class Storage::Transaction {
 
   // Makes every write of this transaction durable (it survives a crash and power loss).
   virtual Status Commit() = 0;
+  // Shared storages, after Commit: the change cursor this transaction's entry changes
+  // were given (0 when it changed no entry). Nothing committed between the caller's last
+  // ReadChanges and this transaction, so the caller may continue from here.
+  virtual int64_t committed_cursor() const { return 0; }
 };
 
 // Opens the storage of the store in request.data_dir. StoreOptions::storage; the SQLite

@@ -106,13 +106,13 @@ class MemoryStorage : public Storage {
         s.material.erase(id);
       });
     }
-    Status PutUsage(std::string_view entry_id, uint64_t use_count,
+    Status PutUsage(std::string_view entry_id, uint64_t added_uses,
                     UnixSeconds last_used_at) override {
-      return Then([id = std::string(entry_id), use_count, last_used_at](MemoryStorage& s) {
+      return Then([id = std::string(entry_id), added_uses, last_used_at](MemoryStorage& s) {
         auto it = s.entries.find(id);
         if (it == s.entries.end()) return;
-        it->second.entry.use_count = use_count;
-        it->second.entry.last_used_at = last_used_at;
+        it->second.entry.use_count += added_uses;
+        it->second.entry.last_used_at = std::max(it->second.entry.last_used_at, last_used_at);
       });
     }
     Status PutLastNotified(std::string_view entry_id, UnixSeconds at) override {

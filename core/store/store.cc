@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -58,6 +59,7 @@ struct CertificateStore::Impl {
   // checks, writes and publication happen within one hold of it.
   std::mutex write_mu;
   int64_t next_save_sequence = 1;        // guarded by write_mu
+  int64_t change_cursor = 0;             // guarded by write_mu; shared storages
   std::optional<MasterKey> current_key;  // guarded by write_mu
 
   std::atomic<std::shared_ptr<const Vault>> vault;  // replaced by a master key rotation
@@ -65,7 +67,109 @@ struct CertificateStore::Impl {
   std::unique_ptr<UseRecorder> uses;
   std::unique_ptr<ChangeFeed> changes;
 
+  // Shared storages: the thread that follows the other plugins' changes.
+  std::thread follower;
+  std::atomic<bool> stopping{false};
+
   UnixSeconds Now() const { return options.clock(); }
+
+  // Begins a change: the storage's transaction, and with a shared storage (then the only
+  // writer until it ends) the others' changes applied first, so that the change's checks
+  // see everything committed before it. write_mu held.
+  Result<std::unique_ptr<Storage::Transaction>> BeginChange() {
+    WSSTEP_ASSIGN_OR_RETURN(auto tx, storage->Begin());
+    if (storage->shared()) WSSTEP_RETURN_IF_ERROR(CatchUp());
+    return tx;
+  }
+
+  // The published state for a change to `id_or_name`. With a shared storage, caught up
+  // first when the entry is not in it: another plugin may have created it a moment ago.
+  std::shared_ptr<const Published> CurrentFor(std::string_view id_or_name) {
+    auto pub = publisher->current();
+    if (!storage->shared() || Find(*pub->snapshot, id_or_name) != nullptr) return pub;
+    {
+      std::lock_guard lk(write_mu);
+      (void)CatchUp();  // unreachable: the change fails on its own, saying why
+    }
+    return publisher->current();
+  }
+
+  // Commits a change begun by BeginChange. write_mu held.
+  Status CommitChange(Storage::Transaction& tx) {
+    WSSTEP_RETURN_IF_ERROR(tx.Commit());
+    if (tx.committed_cursor() > 0) change_cursor = tx.committed_cursor();
+    return {};
+  }
+
+  // Applies the changes other plugins committed since change_cursor: one new snapshot,
+  // and their events on the change feed. write_mu held.
+  Status CatchUp() {
+    WSSTEP_ASSIGN_OR_RETURN(StorageChanges changed, storage->ReadChanges(change_cursor));
+    change_cursor = std::max(change_cursor, changed.cursor);
+    if (changed.saved.empty() && changed.deleted.empty()) return {};
+    auto pub = publisher->current();
+    const Snapshot& before = *pub->snapshot;
+    SnapshotPublisher::Edit edit;
+    std::vector<std::pair<ChangeKind, const EntryMetadata*>> events;
+    for (size_t i = 0; i < changed.saved.size(); ++i) {
+      const EntryMetadata& e = changed.saved[i];
+      const EntryMetadata* known = before.FindById(e.id);
+      // A save moves the entry to the end of the resolution order; an acknowledged
+      // notification (a change that is not a save) leaves it in place.
+      if (known != nullptr && changed.save_sequences[i] < next_save_sequence) {
+        edit.in_place.push_back(&e);
+        continue;
+      }
+      edit.saved.push_back(&e);
+      next_save_sequence = std::max(next_save_sequence, changed.save_sequences[i] + 1);
+      events.emplace_back(known != nullptr ? ChangeKind::kUpdated : ChangeKind::kCreated, &e);
+    }
+    std::vector<EntryMetadata> gone;
+    for (const auto& id : changed.deleted) {
+      const EntryMetadata* known = before.FindById(id);
+      if (known == nullptr) continue;
+      gone.push_back(*known);
+      edit.removed.push_back(known->id);
+    }
+    publisher->Publish(publisher->EntriesWith(edit));
+    for (const auto& [kind, e] : events) changes->Append(kind, e->id, e->name);
+    for (const auto& e : gone) {
+      uses->Forget(e.id);
+      changes->Append(ChangeKind::kDeleted, e.id, e.name);
+    }
+    return {};
+  }
+
+  // Follows the other plugins' changes until the store closes: at each notice, and every
+  // few seconds in case one was lost. While the database cannot be reached, steps go on
+  // from the snapshot; on reconnecting, everything committed meanwhile is read from the
+  // cursor. Reports each change of reachability to options.on_storage_state.
+  void Follow() {
+    constexpr auto kPollEvery = std::chrono::seconds(10);
+    auto last_read = std::chrono::steady_clock::now();
+    bool reachable = true;
+    auto report = [&](const Status& st) {
+      if (st.ok() == reachable) return;
+      reachable = st.ok();
+      if (options.on_storage_state) options.on_storage_state(st);
+    };
+    while (!stopping.load()) {
+      Result<bool> notice = storage->WaitForChange(std::chrono::milliseconds(250));
+      if (!notice.ok()) {
+        report(notice.error());
+        continue;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (!*notice && now - last_read < kPollEvery && reachable) continue;
+      Status st;
+      {
+        std::lock_guard lk(write_mu);
+        st = CatchUp();
+      }
+      if (st.ok()) last_read = now;
+      report(st);
+    }
+  }
 
   Error ReadOnlyError() const {
     return Error(Code::kStorageError,
@@ -122,13 +226,13 @@ struct CertificateStore::Impl {
   }
 
   // Commits one saved entry (`e`, with `stored` material when it changed) and its audit
-  // event, then publishes it as the most recently saved entry. write_mu held.
-  Status SaveOne(const EntryMetadata& e, const StoredMaterial* stored, bool bindings_changed,
-                 const AuditEvent& event, const ParsedMaterial* prebuild) {
-    WSSTEP_ASSIGN_OR_RETURN(auto tx, storage->Begin());
-    WSSTEP_RETURN_IF_ERROR(WriteEntry(*tx, e, next_save_sequence, stored, bindings_changed));
-    WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(event));
-    WSSTEP_RETURN_IF_ERROR(tx->Commit());
+  // event in `tx` (from BeginChange), then publishes it as the most recently saved entry.
+  // write_mu held.
+  Status SaveOne(Storage::Transaction& tx, const EntryMetadata& e, const StoredMaterial* stored,
+                 bool bindings_changed, const AuditEvent& event, const ParsedMaterial* prebuild) {
+    WSSTEP_RETURN_IF_ERROR(WriteEntry(tx, e, next_save_sequence, stored, bindings_changed));
+    WSSTEP_RETURN_IF_ERROR(tx.AppendAudit(event));
+    WSSTEP_RETURN_IF_ERROR(CommitChange(tx));
     ++next_save_sequence;
     if (prebuild != nullptr) publisher->Prebuild(e, *prebuild);
     publisher->Publish(publisher->EntriesWith({&e}, "", false));
@@ -142,6 +246,8 @@ struct CertificateStore::Impl {
 CertificateStore::CertificateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 CertificateStore::~CertificateStore() {
+  impl_->stopping.store(true);
+  if (impl_->follower.joinable()) impl_->follower.join();
   impl_->uses->Stop();
   if (!impl_->read_only) (void)impl_->uses->Flush();
 }
@@ -183,6 +289,7 @@ Result<std::unique_ptr<CertificateStore>> CertificateStore::Open(StoreOptions op
 
   WSSTEP_ASSIGN_OR_RETURN(LoadedEntries loaded, s.storage->LoadEntries());
   s.next_save_sequence = loaded.latest_save_sequence + 1;
+  s.change_cursor = loaded.change_cursor;
   s.options = std::move(options);
   s.publisher = std::make_unique<SnapshotPublisher>(*s.storage, s.vault);
   s.uses = std::make_unique<UseRecorder>(*s.storage, s.write_mu, s.options.clock,
@@ -193,6 +300,7 @@ Result<std::unique_ptr<CertificateStore>> CertificateStore::Open(StoreOptions op
     s.publisher->Publish(std::move(loaded.entries));
   }
   if (!s.read_only) s.uses->Start();
+  if (s.storage->shared()) s.follower = std::thread([&s] { s.Follow(); });
   return std::unique_ptr<CertificateStore>(new CertificateStore(std::move(impl)));
 }
 
@@ -249,6 +357,7 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
   std::vector<EntryMetadata> result;
   {
     std::lock_guard lk(s.write_mu);
+    WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     for (const auto& item : items) {
       WSSTEP_RETURN_IF_ERROR(CheckNameFree(*pub->snapshot, item.meta.name, ""));
@@ -256,7 +365,6 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
         return Error(Code::kInternal, "entry id collision; retry");
       }
     }
-    WSSTEP_ASSIGN_OR_RETURN(auto tx, s.storage->Begin());
     int64_t save_sequence = s.next_save_sequence;
     for (const auto& item : items) {
       WSSTEP_RETURN_IF_ERROR(
@@ -265,7 +373,7 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
           tx->AppendAudit(EntryAuditEvent(AuditAction::kCreate, ctx, item.meta,
                                           std::string(EntryTypeName(item.meta.type)), s.Now())));
     }
-    WSSTEP_RETURN_IF_ERROR(tx->Commit());
+    WSSTEP_RETURN_IF_ERROR(s.CommitChange(*tx));
     s.next_save_sequence = save_sequence;
     std::vector<const EntryMetadata*> changed;
     for (const auto& item : items) {
@@ -305,7 +413,7 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
   std::string old_name;
   std::vector<Binding> target_bindings;
   {
-    auto pub = s.publisher->current();
+    auto pub = s.CurrentFor(id_or_name);
     const EntryMetadata* e = Find(*pub->snapshot, id_or_name);
     if (e == nullptr) return NotFound(id_or_name);
     // Before the material is parsed: a refused change leaves no trace, not even an
@@ -338,6 +446,7 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
   EntryMetadata updated;
   {
     std::lock_guard lk(s.write_mu);
+    WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     const EntryMetadata* current = pub->snapshot->FindById(id);
     if (current == nullptr) return NotFound(id_or_name);
@@ -348,7 +457,7 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
         ApplyUpdate(updated, request, prepared ? &prepared->facts : nullptr, s.Now());
     if (prepared) prepared->stored.version = updated.version;
     WSSTEP_RETURN_IF_ERROR(
-        s.SaveOne(updated, prepared ? &prepared->stored : nullptr, applied.bindings_changed,
+        s.SaveOne(*tx, updated, prepared ? &prepared->stored : nullptr, applied.bindings_changed,
                   EntryAuditEvent(AuditAction::kUpdate, ctx, updated, applied.detail, s.Now()),
                   prepared ? &prepared->parsed : nullptr));
   }
@@ -365,17 +474,17 @@ Status CertificateStore::Delete(std::string_view id_or_name, const AuditContext&
   EntryMetadata gone;
   {
     std::lock_guard lk(s.write_mu);
+    WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     const EntryMetadata* e = Find(*pub->snapshot, id_or_name);
     if (e == nullptr) return NotFound(id_or_name);
     gone = *e;
-    WSSTEP_ASSIGN_OR_RETURN(auto tx, s.storage->Begin());
     WSSTEP_RETURN_IF_ERROR(tx->DeleteEntry(gone.id));
     WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(EntryAuditEvent(
         AuditAction::kDelete, ctx, gone,
         std::string(EntryTypeName(gone.type)) + ", version " + std::to_string(gone.version),
         s.Now())));
-    WSSTEP_RETURN_IF_ERROR(tx->Commit());
+    WSSTEP_RETURN_IF_ERROR(s.CommitChange(*tx));
     s.publisher->Publish(s.publisher->EntriesWith({}, gone.id, true));
   }
   s.uses->Forget(gone.id);
@@ -465,17 +574,21 @@ Status CertificateStore::AcknowledgeNotification(std::string_view id, UnixSecond
   Impl& s = *impl_;
   if (s.read_only) return s.ReadOnlyError();
   std::lock_guard lk(s.write_mu);
+  WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
   auto pub = s.publisher->current();
   const EntryMetadata* e = Find(*pub->snapshot, id);
   if (e == nullptr) return NotFound(id);
   EntryMetadata acked = *e;
   acked.last_notified_at = std::max(acked.last_notified_at, sent_at);
-  WSSTEP_ASSIGN_OR_RETURN(auto tx, s.storage->Begin());
   WSSTEP_RETURN_IF_ERROR(tx->PutLastNotified(acked.id, acked.last_notified_at));
-  WSSTEP_RETURN_IF_ERROR(tx->Commit());
+  WSSTEP_RETURN_IF_ERROR(s.CommitChange(*tx));
   // Not a save: the entry keeps its place in the resolution order.
   s.publisher->Publish(s.publisher->EntriesWith({&acked}, "", true));
   return {};
+}
+
+Result<bool> CertificateStore::ClaimNotification(const DueNotification& due) const {
+  return impl_->storage->ClaimNotification(due.entry_id, UtcDay(impl_->Now()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -504,9 +617,10 @@ Result<GeneratedKey> CertificateStore::GenerateKeyAndCsr(KeyGenerationRequest re
   stored.csr_pem = generated.csr_pem;
   {
     std::lock_guard lk(s.write_mu);
+    WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     WSSTEP_RETURN_IF_ERROR(CheckNameFree(*s.publisher->current()->snapshot, m.name, ""));
     WSSTEP_RETURN_IF_ERROR(s.SaveOne(
-        m, &stored, true,
+        *tx, m, &stored, true,
         EntryAuditEvent(AuditAction::kGenerateKey, ctx, m, "key and CSR generated", s.Now()),
         nullptr));
   }
@@ -540,7 +654,7 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
   uint64_t based_on = 0;
   std::vector<Binding> bindings;
   {
-    auto pub = s.publisher->current();
+    auto pub = s.CurrentFor(id_or_name);
     const EntryMetadata* e = Find(*pub->snapshot, id_or_name);
     if (e == nullptr) return NotFound(id_or_name);
     if (e->type != EntryType::kKeyPair || !e->has_private_key) {
@@ -572,6 +686,7 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
   EntryMetadata updated;
   {
     std::lock_guard lk(s.write_mu);
+    WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     const EntryMetadata* current = pub->snapshot->FindById(id);
     if (current == nullptr) return NotFound(id_or_name);
@@ -581,7 +696,7 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
     p.stored.version = updated.version;
     updated.updated_at = s.Now();
     WSSTEP_RETURN_IF_ERROR(s.SaveOne(
-        updated, &p.stored, false,
+        *tx, updated, &p.stored, false,
         EntryAuditEvent(AuditAction::kAttachCertificate, ctx, updated,
                         "certificate " + (updated.certificate ? updated.certificate->subject
                                                               : std::string("attached")),

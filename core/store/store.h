@@ -26,9 +26,13 @@
 //
 // Storage: by default one SQLite file `store.db` in the data directory (WAL,
 // synchronous=FULL, schema migrations), behind the seam of core/store/storage.h
-// (StoreOptions::storage). Metadata and certificates are stored in clear; each private
-// key is stored only as its unencrypted PKCS#8, sealed with AES-256-GCM under the master
-// key (core/vault.h) and bound to its row. Passwords and uploaded files are never stored.
+// (StoreOptions::storage). A shared storage (PostgreSQL, core/store/pg_storage.h) serves
+// several plugins at once: each keeps its own snapshot, catches up with the others'
+// changes before each change of its own, and follows them from a thread of its own
+// (within a second: the database notifies every commit). Metadata and certificates are stored in
+// clear; each private key is stored only as its unencrypted PKCS#8, sealed with AES-256-GCM under
+// the master key (core/vault.h) and bound to its row. Passwords and uploaded files are never
+// stored.
 //
 // Consistency: every change is one storage transaction; when it has committed, a new
 // immutable Snapshot of all metadata is published atomically. Readers (Get, List,
@@ -53,6 +57,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -90,6 +95,9 @@ struct StoreOptions {
   // Where entries, the audit log and the store's state are kept (core/store/storage.h).
   // Empty: SQLite, store.db in data_dir (OpenSqliteStorage, core/store/sqlite_storage.h).
   StorageFactory storage;
+  // Shared storages (PostgreSQL): told each time the database becomes unreachable (the
+  // STORAGE_UNAVAILABLE error) or reachable again (OK), from the store's own thread.
+  std::function<void(const Status&)> on_storage_state;
 };
 
 // An uploaded file (or pair of files) and what is needed to read it. Only the parsed,
@@ -278,6 +286,10 @@ class CertificateStore {
   // The host sent the notification for `id` at `sent_at`: remembered across restarts so
   // it is not due again before the frequency allows. NOT_FOUND, STORAGE_ERROR.
   Status AcknowledgeNotification(std::string_view id, UnixSeconds sent_at);
+  // Whether this plugin hands `due` to its host today: with a store shared by several
+  // plugins exactly one of them does (the first to claim it in the database); alone, it
+  // always does. STORAGE_UNAVAILABLE while the database cannot be reached (ask again).
+  Result<bool> ClaimNotification(const DueNotification& due) const;
 
   // ---- Key generation inside the store ----
 

@@ -46,7 +46,7 @@ void UseRecorder::Record(AuditEvent event, const Usage* counted) {
       auto [it, inserted] = usage_.try_emplace(event.entry_id, *counted);
       it->second.use_count++;
       it->second.last_used_at = std::max(it->second.last_used_at, event.at);
-      dirty_.insert(event.entry_id);
+      ++unwritten_[event.entry_id];
     }
     if (pending_.size() >= kMaxPendingUses) {
       ++dropped_;
@@ -60,13 +60,13 @@ void UseRecorder::Record(AuditEvent event, const Usage* counted) {
 
 Status UseRecorder::Flush() {
   std::deque<AuditEvent> events;
-  std::vector<std::pair<std::string, Usage>> counts;
+  std::vector<Unwritten> counts;
   size_t dropped = 0;
   {
     std::lock_guard lk(mu_);
     events.swap(pending_);
-    for (const auto& id : dirty_) counts.emplace_back(id, usage_[id]);
-    dirty_.clear();
+    for (const auto& [id, uses] : unwritten_) counts.push_back({id, uses, usage_[id].last_used_at});
+    unwritten_.clear();
     dropped = dropped_;
     dropped_ = 0;
   }
@@ -75,7 +75,9 @@ Status UseRecorder::Flush() {
   if (!st.ok()) {
     // Keep them for the next attempt, within the bound.
     std::lock_guard lk(mu_);
-    for (const auto& [id, u] : counts) dirty_.insert(id);
+    for (const auto& u : counts) {
+      if (usage_.count(u.entry_id) != 0) unwritten_[u.entry_id] += u.uses;  // not forgotten
+    }
     size_t room = kMaxPendingUses > pending_.size() ? kMaxPendingUses - pending_.size() : 0;
     size_t keep = std::min(room, events.size());
     dropped_ += dropped + (events.size() - keep);
@@ -86,12 +88,11 @@ Status UseRecorder::Flush() {
 }
 
 Status UseRecorder::Write(const std::deque<AuditEvent>& events,
-                          const std::vector<std::pair<std::string, Usage>>& counts,
-                          size_t dropped) {
+                          const std::vector<Unwritten>& counts, size_t dropped) {
   std::lock_guard lk(write_mu_);
   WSSTEP_ASSIGN_OR_RETURN(auto tx, storage_.Begin());
-  for (const auto& [id, u] : counts) {
-    WSSTEP_RETURN_IF_ERROR(tx->PutUsage(id, u.use_count, u.last_used_at));
+  for (const auto& u : counts) {
+    WSSTEP_RETURN_IF_ERROR(tx->PutUsage(u.entry_id, u.uses, u.last_used_at));
   }
   for (const auto& ev : events) WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(ev));
   if (dropped > 0) {
@@ -120,7 +121,7 @@ EntryMetadata UseRecorder::WithUsage(EntryMetadata e) const {
 void UseRecorder::Forget(const std::string& entry_id) {
   std::lock_guard lk(mu_);
   usage_.erase(entry_id);
-  dirty_.erase(entry_id);
+  unwritten_.erase(entry_id);
 }
 
 void UseRecorder::FlusherLoop() {

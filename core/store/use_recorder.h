@@ -27,7 +27,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
+#include <vector>
 
 #include "core/error.h"
 #include "core/model.h"
@@ -70,8 +70,14 @@ class UseRecorder {
   void Forget(const std::string& entry_id);
 
  private:
-  Status Write(const std::deque<AuditEvent>& events,
-               const std::vector<std::pair<std::string, Usage>>& counts, size_t dropped);
+  // Uses of one entry not written yet: how many, and the latest.
+  struct Unwritten {
+    std::string entry_id;
+    uint64_t uses = 0;
+    UnixSeconds last_used_at = 0;
+  };
+  Status Write(const std::deque<AuditEvent>& events, const std::vector<Unwritten>& counts,
+               size_t dropped);
   void FlusherLoop();
 
   Storage& storage_;
@@ -82,9 +88,9 @@ class UseRecorder {
   mutable std::mutex mu_;
   std::condition_variable cv_;  // wakes the flusher: a full batch, or stopping
   // Guarded by mu_:
-  std::unordered_map<std::string, Usage> usage_;  // entries used since the store opened
-  std::unordered_set<std::string> dirty_;         // counters not written yet
-  std::deque<AuditEvent> pending_;                // a deque: growing never moves events
+  std::unordered_map<std::string, Usage> usage_;         // entries used since the store opened
+  std::unordered_map<std::string, uint64_t> unwritten_;  // uses counted, not written yet
+  std::deque<AuditEvent> pending_;                       // a deque: growing never moves events
   size_t dropped_ = 0;
   bool stopping_ = false;
 

@@ -119,7 +119,13 @@ class StoreWatch final : public EventWatch {
       if (notifications_ && now - last_check_ >= std::chrono::seconds(30)) {
         last_check_ = now;
         for (const auto& n : store_->DueNotifications()) {
-          if (seen_.insert(Key(n)).second) Queue(n);
+          if (seen_.count(Key(n)) != 0) continue;
+          // Several plugins on one shared store: the one that claims it hands it over.
+          // Unclaimable now (the database is away): asked again at the next check.
+          auto mine = store_->ClaimNotification(n);
+          if (!mine.ok()) continue;
+          seen_.insert(Key(n));
+          if (*mine) Queue(n);
         }
         continue;
       }

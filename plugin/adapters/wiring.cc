@@ -6,6 +6,7 @@
 #include "core/store/store.h"
 #include "plugin/adapters/rest_runner.h"
 #include "plugin/adapters/store_backend.h"
+#include "plugin/process/log.h"
 
 namespace wsstep::plugin {
 
@@ -29,7 +30,24 @@ Result<Wiring> BuildBackends(const Config& config) {
   options.data_dir = config.data_dir;
   options.master_key_file = config.master_key_file;
   if (config.master_key) options.master_key = config.master_key->Clone();
-  if (!config.store.empty()) options.storage = core::PostgresStorageFactory(config.store);
+  if (!config.store.empty()) {
+    options.storage = core::PostgresStorageFactory(config.store);
+    options.on_storage_state = [location = core::PostgresLocation(config.store)](const Status& st) {
+      if (st.ok()) {
+        Log().Info(
+            "the shared store is reachable again; this plugin has caught up with every "
+            "change made meanwhile",
+            {{"store", location}});
+        return;
+      }
+      Log().Error(
+          "the shared store cannot be reached: steps go on with this plugin's copy of "
+          "the store, changes are refused with STORAGE_UNAVAILABLE until it is back",
+          {{"store", location},
+           {"code", CodeName(st.error().code)},
+           {"error", st.error().message}});
+    };
+  }
   WSSTEP_ASSIGN_OR_RETURN(std::unique_ptr<core::CertificateStore> opened,
                           core::CertificateStore::Open(std::move(options)));
   std::shared_ptr<core::CertificateStore> store(std::move(opened));

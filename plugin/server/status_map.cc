@@ -120,6 +120,7 @@ grpc::StatusCode GrpcCodeFor(Code code) {
     case Code::kCancelled:
       return grpc::StatusCode::CANCELLED;
     case Code::kStorageError:
+    case Code::kStorageUnavailable:
     case Code::kConnectionRefused:
     case Code::kDnsFailure:
     case Code::kTransferFailed:

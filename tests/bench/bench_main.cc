@@ -10,7 +10,7 @@
 // something could not be measured, 2 on a usage error.
 //
 //   wsstep_bench [--pki DIR] [--plugin PATH] [--out-dir DIR] [--duration S] [--smoke]
-//                [--only wrk,curl,stime,engine,plugin,observability,formats,store] [--automtls]
+//                [--only wrk,curl,stime,engine,plugin,observability,formats,store,cluster] [--automtls]
 //   wsstep_bench store-generate|store-measure --data-dir DIR ...   (child processes)
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
@@ -36,6 +36,7 @@
 #include "tests/bench/store_bench.h"
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
+#include "tests/support/postgres.h"
 #include "tests/support/process.h"
 
 namespace wsstep::bench {
@@ -185,6 +186,7 @@ struct Figures {
   std::optional<Throughput> engine1, engine16, engine_fresh1, engine_full1;
   std::optional<double> p12_ratio, jks_ratio, p12_resolve_ratio, jks_resolve_ratio;
   std::optional<double> store_startup_s, store_resolve_p99_us, store_hot_p99_us;
+  std::optional<double> cluster_startup_s, cluster_resolve_p99_us, cluster_propagation_p99_ms;
 };
 
 int RunAll(Options& o) {
@@ -576,6 +578,62 @@ int RunAll(Options& o) {
     }
   }
 
+  if (o.Runs("cluster")) {
+    const std::string kSectionCluster =
+        "7 several plugins on one PostgreSQL database, " + std::to_string(o.store_entries) + " certificates";
+    const std::string data_dir = o.out_dir + "/store-" + std::to_string(o.store_entries);
+    std::cerr << "[bench] the same store in PostgreSQL (a server of the run's own)\n";
+    std::filesystem::create_directories(o.out_dir);
+    const std::vector<std::string> common = {"--data-dir", data_dir, "--entries", std::to_string(o.store_entries),
+                                             "--cert", testing::PkiPath("client/ec256.pem"), "--key",
+                                             testing::PkiPath("client/ec256.key.pem"), "--lookups",
+                                             std::to_string(o.lookups)};
+    std::vector<std::string> gen_args = {"store-generate"};  // reuses the store phase's
+    gen_args.insert(gen_args.end(), common.begin(), common.end());
+    auto gen = RunSelf(gen_args, work.Path("cluster-generate.out"), std::chrono::minutes(60));
+    testing::PrivatePostgres pg;
+    if (gen.count("error")) {
+      report.AddMissing(kSectionCluster, "all rows", "generating: " + gen["error"]);
+    } else if (!pg.ok()) {
+      report.AddMissing(kSectionCluster, "all rows", "PostgreSQL: " + pg.error());
+    } else {
+      std::vector<std::string> with_store = common;
+      with_store.insert(with_store.end(), {"--store", pg.conninfo(), "--imports", o.smoke ? "100" : "1000",
+                                           "--changes", o.smoke ? "10" : "200"});
+      auto run = [&](const char* sub, std::chrono::minutes limit) {
+        std::vector<std::string> args = {sub};
+        args.insert(args.end(), with_store.begin(), with_store.end());
+        return RunSelf(args, work.Path(std::string(sub) + ".out"), limit);
+      };
+      auto load = run("cluster-load", std::chrono::minutes(30));
+      auto m = load.count("error") ? load : run("store-measure", std::chrono::minutes(20));
+      auto c = m.count("error") ? m : run("cluster-measure", std::chrono::minutes(20));
+      if (c.count("error")) {
+        report.AddMissing(kSectionCluster, "measurement", c["error"]);
+      } else {
+        fig.cluster_startup_s = Num(m, "first_open_s");
+        fig.cluster_resolve_p99_us = Num(m, "snapshot_resolve_p99_us");
+        fig.cluster_propagation_p99_ms = Num(c, "propagation_p99_ms");
+        report.AddFigure(kSectionCluster, "wsstep store copy from the SQLite store", Num(load, "copy_s"), "s", 1,
+                         load["copied"] + " entries, one transaction");
+        report.AddFigure(kSectionCluster, "startup: CertificateStore::Open, first in a fresh process",
+                         Num(m, "first_open_s"), "s", 3);
+        report.AddFigure(kSectionCluster, "resolve (snapshot, random hosts): p99", Num(m, "snapshot_resolve_p99_us"),
+                         "µs", 2, m["snapshot_resolve_count"] + " lookups");
+        report.AddFigure(kSectionCluster, "imports into PostgreSQL (CreateMany, batches of 100)",
+                         Num(c, "import_pg_per_s"), "entries/s", 0);
+        report.AddFigure(kSectionCluster, "imports into SQLite, same batches", Num(c, "import_sqlite_per_s"),
+                         "entries/s", 0);
+        report.AddFigure(kSectionCluster, "a change through one store until another store's feed has it: p50",
+                         Num(c, "propagation_p50_ms"), "ms", 2, c["propagation_count"] + " changes");
+        report.AddFigure(kSectionCluster, "the same: p99", Num(c, "propagation_p99_ms"), "ms", 2);
+        if (Num(c, "propagation_missed") > 0) {
+          report.AddMissing(kSectionCluster, "propagation", c["propagation_missed"] + " changes not seen in 10 s");
+        }
+      }
+    }
+  }
+
   // ---- ratios
   // The better of two figures (either may be missing).
   auto Best = [](std::optional<double> a, std::optional<double> b, bool higher) -> std::optional<double> {
@@ -681,6 +739,25 @@ int RunAll(Options& o) {
                                          : "");
   }
 
+  // Several plugins on PostgreSQL.
+  if (!o.Runs("cluster")) {
+    report.AddSkippedRatio(entries + " certificates in PostgreSQL: startup", RatioTarget::AtMost(2.0), "s");
+    report.AddSkippedRatio("resolve p99: PostgreSQL / SQLite", RatioTarget::About(1.0, 0.25));
+    report.AddSkippedRatio("a change reaches the other plugin: p99", RatioTarget::AtMost(1000), "ms");
+  } else {
+    report.AddRatio(entries + " certificates in PostgreSQL: startup (Open)", fig.cluster_startup_s,
+                    RatioTarget::AtMost(2.0), "s");
+    std::optional<double> resolve_ratio;
+    if (fig.cluster_resolve_p99_us && fig.store_resolve_p99_us && *fig.store_resolve_p99_us > 0) {
+      resolve_ratio = *fig.cluster_resolve_p99_us / *fig.store_resolve_p99_us;
+    }
+    report.AddRatio("resolve p99: PostgreSQL / SQLite (both served by the snapshot)", resolve_ratio,
+                    RatioTarget::About(1.0, 0.25), "×",
+                    o.Runs("store") ? "" : "run the store phase too for the SQLite side");
+    report.AddRatio("a change reaches the other plugin: p99", fig.cluster_propagation_p99_ms,
+                    RatioTarget::AtMost(1000), "ms");
+  }
+
   report.SetFact("load average (1 min) at end", FormatNumber(LoadAverage1(), 2));
   std::cout << report.Text() << std::flush;
 
@@ -732,15 +809,18 @@ int main(int argc, char** argv) {
   app.add_option("--plugin-prefix", o.plugin_prefix,
                  "run the plugin under this command (absolute path first), e.g. \"/usr/bin/valgrind --tool=callgrind\"");
   app.add_option("--only", o.only,
-                 "comma-separated phases: wrk,curl,stime,plugin,observability,engine,formats,store");
+                 "comma-separated phases: wrk,curl,stime,plugin,observability,engine,formats,store,cluster");
 
-  for (const char* name : {"store-generate", "store-measure"}) {
-    CLI::App* sub = app.add_subcommand(name, "child process of the store phase");
+  for (const char* name : {"store-generate", "store-measure", "cluster-load", "cluster-measure"}) {
+    CLI::App* sub = app.add_subcommand(name, "child process of the store and cluster phases");
     sub->add_option("--data-dir", store.data_dir)->required();
     sub->add_option("--entries", store.entries);
     sub->add_option("--cert", store.cert_file);
     sub->add_option("--key", store.key_file);
     sub->add_option("--lookups", store.lookups);
+    sub->add_option("--store", store.store);
+    sub->add_option("--imports", store.imports);
+    sub->add_option("--changes", store.changes);
   }
   CLI11_PARSE(app, argc, argv);
 
@@ -750,9 +830,11 @@ int main(int argc, char** argv) {
   }
   if (app.got_subcommand("store-generate")) return StoreGenerateMain(store);
   if (app.got_subcommand("store-measure")) return StoreMeasureMain(store);
+  if (app.got_subcommand("cluster-load")) return ClusterLoadMain(store);
+  if (app.got_subcommand("cluster-measure")) return ClusterMeasureMain(store);
 
   const std::set<std::string> all = {"wrk",    "curl",    "stime", "plugin", "observability",
-                                     "engine", "formats", "store"};
+                                     "engine", "formats", "store",  "cluster"};
   if (o.only.empty()) {
     o.phases = all;
   } else {

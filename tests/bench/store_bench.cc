@@ -11,7 +11,10 @@
 #include <sstream>
 
 #include "core/resolver.h"
+#include "core/store/pg_storage.h"
+#include "core/store/sqlite_storage.h"
 #include "core/store/store.h"
+#include "core/store/store_copy.h"
 #include "tests/bench/engine_bench.h"
 #include "tests/support/pki.h"
 #include "tests/support/process.h"
@@ -317,6 +320,7 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   auto open = [&]() -> Result<std::unique_ptr<CertificateStore>> {
     core::StoreOptions options;
     options.data_dir = o.data_dir;
+    if (!o.store.empty()) options.storage = core::PostgresStorageFactory(o.store);
     return CertificateStore::Open(std::move(options));
   };
   const Usage usage_before_open = UsageNow();
@@ -455,6 +459,128 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   Emit("reopen_s", list);
   std::sort(opens.begin(), opens.end());
   if (!opens.empty()) Emit("reopen_median_s", opens[opens.size() / 2]);
+  return Stopping() ? 1 : 0;
+}
+
+int ClusterLoadMain(const StoreScaleOptions& o) {
+  auto from = core::OpenSqliteStorage({o.data_dir, false});
+  if (!from.ok()) {
+    Emit("error", "opening " + o.data_dir + ": " + from.error().ToString());
+    return 1;
+  }
+  auto to = core::PostgresStorageFactory(o.store)({"", false});
+  if (!to.ok()) {
+    Emit("error", "opening the database: " + to.error().ToString());
+    return 1;
+  }
+  const auto start = Now();
+  auto copied = core::CopyStore(**from, **to, {});
+  if (!copied.ok()) {
+    Emit("error", "CopyStore: " + copied.error().ToString());
+    return 1;
+  }
+  Emit("copy_s", Seconds(Now() - start));
+  Emit("copied", copied->entries);
+  return 0;
+}
+
+namespace {
+
+// Imports `count` new entries into `store` in CreateMany batches of 100; entries per
+// second, or an error.
+Result<double> ImportRate(CertificateStore& store, const StoreScaleOptions& o,
+                          const std::string& prefix) {
+  SecretBytes cert = testing::ReadSecretFile(o.cert_file);
+  SecretBytes key = testing::ReadSecretFile(o.key_file);
+  constexpr size_t kBatch = 100;
+  const auto start = Now();
+  for (size_t first = 0; first < o.imports && !Stopping(); first += kBatch) {
+    std::vector<core::CreateRequest> batch;
+    for (size_t i = first; i < std::min(o.imports, first + kBatch); ++i) {
+      core::CreateRequest r;
+      r.name = prefix + std::to_string(i);
+      r.type = core::EntryType::kKeyPair;
+      r.material.content = cert.Clone();
+      r.material.key = key.Clone();
+      r.bindings = {{prefix + std::to_string(i) + ".bench.test", core::kDefaultPort,
+                     std::string(core::kDefaultEnvironment)}};
+      batch.push_back(std::move(r));
+    }
+    WSSTEP_RETURN_IF_ERROR(store.CreateMany(std::move(batch), "bench", nullptr).status());
+  }
+  return static_cast<double>(o.imports) / Seconds(Now() - start);
+}
+
+}  // namespace
+
+int ClusterMeasureMain(const StoreScaleOptions& o) {
+  auto open = [&](const std::string& dir, bool postgres) {
+    core::StoreOptions options;
+    options.data_dir = dir;
+    options.master_key_file = o.data_dir + "/master.key";
+    if (postgres) options.storage = core::PostgresStorageFactory(o.store);
+    return CertificateStore::Open(std::move(options));
+  };
+  testing::TempDir work("wsstep-bench-cluster-");
+  const std::string sqlite_dir = work.Path("sqlite");
+  fs::create_directories(sqlite_dir);
+  // Imports: the same batches into an empty SQLite store and into the shared database.
+  {
+    auto sqlite = open(sqlite_dir, false);
+    if (!sqlite.ok()) {
+      Emit("error", "opening SQLite: " + sqlite.error().ToString());
+      return 1;
+    }
+    auto rate = ImportRate(**sqlite, o, "sqlite-import-");
+    if (!rate.ok()) {
+      Emit("error", "importing into SQLite: " + rate.error().ToString());
+      return 1;
+    }
+    Emit("import_sqlite_per_s", *rate);
+  }
+  auto a = open(work.Path("node-a"), true);
+  auto b = open(work.Path("node-b"), true);
+  if (!a.ok() || !b.ok()) {
+    Emit("error", "opening the shared store: " + (!a.ok() ? a.error() : b.error()).ToString());
+    return 1;
+  }
+  auto rate = ImportRate(**a, o, "pg-import-");
+  if (!rate.ok()) {
+    Emit("error", "importing into PostgreSQL: " + rate.error().ToString());
+    return 1;
+  }
+  Emit("import_pg_per_s", *rate);
+
+  // Propagation: a description changed through A, until B's change feed reports it.
+  const std::string name = "pg-import-0";
+  LatencySamples reached;
+  size_t missed = 0;
+  for (size_t i = 0; i < o.changes && !Stopping(); ++i) {
+    const uint64_t after = (*b)->LatestChangeSequence();
+    core::UpdateRequest change;
+    change.description = "change " + std::to_string(i);
+    const auto start = Now();
+    auto updated = (*a)->Update(name, std::move(change), {"bench"}, nullptr);
+    if (!updated.ok()) {
+      Emit("error", "Update through A: " + updated.error().ToString());
+      return 1;
+    }
+    bool seen = false;
+    for (int waits = 0; waits < 100 && !seen; ++waits) {  // at most 10 s
+      for (const auto& ev : (*b)->WaitForChanges(after, std::chrono::milliseconds(100))) {
+        seen = seen || ev.entry_name == name;
+      }
+    }
+    if (!seen) {
+      ++missed;
+      continue;
+    }
+    reached.Add(Now() - start);
+  }
+  Emit("propagation_count", reached.count());
+  Emit("propagation_missed", missed);
+  Emit("propagation_p50_ms", reached.PercentileUs(0.5) / 1000);
+  Emit("propagation_p99_ms", reached.PercentileUs(0.99) / 1000);
   return Stopping() ? 1 : 0;
 }
 

@@ -67,11 +67,22 @@ struct StoreScaleOptions {
   size_t lookups = 300'000;  // timed resolutions
   size_t hot_hosts = 1'000;  // ResolveForCall working set
   int reopens = 3;           // Open() timings after the first
+  // store-measure and the cluster children: the store in this PostgreSQL database (its
+  // master key still in data_dir); empty: SQLite in data_dir.
+  std::string store;
+  size_t imports = 1'000;   // cluster-measure: entries imported, per backend
+  size_t changes = 200;     // cluster-measure: changes timed from one node to the other
 };
 
 // Child-process entry points: print "key=value" lines, return the exit code.
 int StoreGenerateMain(const StoreScaleOptions& options);
 int StoreMeasureMain(const StoreScaleOptions& options);
+// Several plugins on one PostgreSQL database (PRODUCT.md §1, issue 14): `cluster-load`
+// copies the generated store in data_dir into options.store (wsstep store copy);
+// `cluster-measure` times imports into PostgreSQL against SQLite, and how long a change
+// made through one store takes to reach another store on the same database.
+int ClusterLoadMain(const StoreScaleOptions& options);
+int ClusterMeasureMain(const StoreScaleOptions& options);
 
 // "key=value" lines into a map (the parent's side).
 std::map<std::string, std::string> ParseKeyValues(const std::string& text);

@@ -152,6 +152,10 @@ Reply<v1::UpdateCertificateResponse> MockEngine::Update(const v1::UpdateCertific
   return Call(certs_.get(), &v1::CertificateService::Stub::UpdateCertificate, request, {});
 }
 
+Reply<v1::DeleteCertificateResponse> MockEngine::Delete(const v1::DeleteCertificateRequest& request) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::DeleteCertificate, request, {});
+}
+
 Reply<v1::ListAuditEventsResponse> MockEngine::Audit(const v1::ListAuditEventsRequest& request) {
   return Call(certs_.get(), &v1::CertificateService::Stub::ListAuditEvents, request, {});
 }

@@ -124,6 +124,7 @@ class MockEngine {
   Reply<v1::ListCertificatesResponse> List(const v1::ListCertificatesRequest& request);
   Reply<v1::GetCertificateResponse> Get(const v1::GetCertificateRequest& request);
   Reply<v1::UpdateCertificateResponse> Update(const v1::UpdateCertificateRequest& request);
+  Reply<v1::DeleteCertificateResponse> Delete(const v1::DeleteCertificateRequest& request);
   Reply<v1::ListAuditEventsResponse> Audit(const v1::ListAuditEventsRequest& request);
 
   // grpc.health.v1 status of `service` ("" or "plugin"): "SERVING", ... or the error.

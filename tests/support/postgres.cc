@@ -4,9 +4,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
+
+#include "tests/support/process.h"
 
 namespace wsstep::testing {
 namespace {
@@ -90,6 +94,35 @@ ScratchDatabase::~ScratchDatabase() {
   if (name_.empty() || admin_.empty()) return;
   // WITH (FORCE) ends the connections a test left open (PostgreSQL 13+).
   (void)PostgresExec(admin_, "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+}
+
+PrivatePostgres::PrivatePostgres() {
+  char dir[] = "/tmp/wsstep-pgstate.XXXXXX";
+  if (::mkdtemp(dir) == nullptr) {
+    error_ = "mkdtemp failed";
+    return;
+  }
+  state_ = dir;
+  error_ = Run("start");
+  if (error_.empty()) conninfo_ = ReadTrimmed(state_ + "/conninfo");
+}
+
+PrivatePostgres::~PrivatePostgres() {
+  if (state_.empty()) return;
+  (void)Run("stop");
+  (void)RunCommand({"rm", "-rf", state_});
+}
+
+std::string PrivatePostgres::Pause() { return Run("pause"); }
+std::string PrivatePostgres::Resume() { return Run("resume"); }
+
+std::string PrivatePostgres::Run(const char* command) {
+  CommandResult r =
+      RunCommand({"bash", std::string(WSSTEP_SOURCE_DIR) + "/tests/support/postgres_fixture.sh",
+                  command, state_},
+                 {}, std::chrono::seconds(60));
+  if (r.exit_code == 0) return "";
+  return std::string("postgres_fixture.sh ") + command + " failed: " + r.output;
 }
 
 }  // namespace wsstep::testing

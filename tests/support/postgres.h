@@ -47,6 +47,38 @@ class ScratchDatabase {
   std::string error_;
 };
 
+// A PostgreSQL server of one test's own (tests/support/postgres_fixture.sh in a temporary
+// state directory), for tests that take the database away and bring it back. Starting
+// one takes about 1.5 s; prefer ScratchDatabase.
+//
+//   PrivatePostgres pg;
+//   ASSERT_TRUE(pg.ok()) << pg.error();
+//   ... pg.conninfo() ...
+//   ASSERT_EQ(pg.Pause(), "");    // the server stops; connections break
+//   ASSERT_EQ(pg.Resume(), "");   // back, same address, same data
+class PrivatePostgres {
+ public:
+  PrivatePostgres();
+  ~PrivatePostgres();  // stops the server and removes everything
+  PrivatePostgres(const PrivatePostgres&) = delete;
+  PrivatePostgres& operator=(const PrivatePostgres&) = delete;
+
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+  // The `postgres` database as superuser `wsstep`, over the unix socket.
+  const std::string& conninfo() const { return conninfo_; }
+
+  // "" on success, else what went wrong.
+  std::string Pause();
+  std::string Resume();
+
+ private:
+  std::string Run(const char* command);
+  std::string state_;
+  std::string conninfo_;
+  std::string error_;
+};
+
 }  // namespace wsstep::testing
 
 #endif  // WSSTEP_TESTS_SUPPORT_POSTGRES_H_
