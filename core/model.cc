@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/enum_names.h"
+#include "core/x509_info.h"
 
 namespace wsstep::core {
 namespace {
@@ -70,12 +71,27 @@ const CertificateInfo* GoverningCertificate(const EntryMetadata& e) {
   return earliest;
 }
 
+std::optional<ValidityWindow> GoverningWindow(const EntryMetadata& e) {
+  if (e.type == EntryType::kMobileProvisioning) {
+    auto attr = [&](const char* key) -> std::optional<UnixSeconds> {
+      auto it = e.attributes.find(key);
+      return it == e.attributes.end() ? std::nullopt : ParseUtc(it->second);
+    };
+    if (auto expires = attr("profile_expires")) {
+      return ValidityWindow{attr("profile_created").value_or(0), *expires};
+    }
+  }
+  const CertificateInfo* c = GoverningCertificate(e);
+  if (c == nullptr) return std::nullopt;
+  return ValidityWindow{c->not_before, c->not_after};
+}
+
 CertStatus StatusAt(const EntryMetadata& e, UnixSeconds now) {
   if (e.disabled) return CertStatus::kDisabled;
   if (e.revoked) return CertStatus::kRevoked;
   if (e.pending_certificate) return CertStatus::kPendingCertificate;
-  const CertificateInfo* c = GoverningCertificate(e);
-  if (c == nullptr) return CertStatus::kValid;
+  const auto c = GoverningWindow(e);
+  if (!c) return CertStatus::kValid;
   if (now < c->not_before) return CertStatus::kNotYetValid;
   if (now > c->not_after) return CertStatus::kExpired;
   if (c->not_after - now <= static_cast<UnixSeconds>(e.notifications.warning_days) * 86400) {
@@ -85,8 +101,8 @@ CertStatus StatusAt(const EntryMetadata& e, UnixSeconds now) {
 }
 
 int64_t DaysRemaining(const EntryMetadata& e, UnixSeconds now) {
-  const CertificateInfo* c = GoverningCertificate(e);
-  if (c == nullptr) return 0;
+  const auto c = GoverningWindow(e);
+  if (!c) return 0;
   UnixSeconds left = c->not_after - now;
   // Floor division, so one second past expiry is already day -1.
   return left >= 0 ? left / 86400 : -((-left + 86399) / 86400);

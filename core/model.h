@@ -131,6 +131,15 @@ struct EntryMetadata {
 // the earliest-expiring trusted / provisioning certificate. Null if it has none.
 const CertificateInfo* GoverningCertificate(const EntryMetadata& e);
 
+// The validity window that governs an entry's status, days left and notifications: a
+// provisioning profile's own CreationDate..ExpirationDate (attributes "profile_created",
+// "profile_expires"), else the governing certificate's. nullopt without either.
+struct ValidityWindow {
+  UnixSeconds not_before = 0;
+  UnixSeconds not_after = 0;
+};
+std::optional<ValidityWindow> GoverningWindow(const EntryMetadata& e);
+
 // Status at `now`: disabled, revoked and pending first, then validity dates, then
 // EXPIRING_SOON within notifications.warning_days.
 CertStatus StatusAt(const EntryMetadata& e, UnixSeconds now);

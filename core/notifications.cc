@@ -20,10 +20,10 @@ int64_t UtcDay(UnixSeconds t) {
 
 bool NotificationDue(const EntryMetadata& e, UnixSeconds now) {
   if (!e.notifications.enabled || e.disabled || e.revoked || e.pending_certificate) return false;
-  const CertificateInfo* cert = GoverningCertificate(e);
-  if (cert == nullptr) return false;
+  const auto window = GoverningWindow(e);
+  if (!window) return false;
   const int64_t warning_days = std::max(0, e.notifications.warning_days);
-  if (cert->not_after - now > warning_days * kSecondsPerDay) return false;
+  if (window->not_after - now > warning_days * kSecondsPerDay) return false;
   if (e.last_notified_at == 0) return true;
   return UtcDay(now) - UtcDay(e.last_notified_at) >= FrequencyDays(e.notifications.frequency);
 }
@@ -34,7 +34,7 @@ std::vector<DueNotification> DueNotifications(const std::vector<EntryMetadata>& 
   for (const EntryMetadata& e : entries) {
     if (!NotificationDue(e, now)) continue;
     due.push_back(DueNotification{e.id, e.name, e.notifications.alert_ref,
-                                  GoverningCertificate(e)->not_after, DaysRemaining(e, now),
+                                  GoverningWindow(e)->not_after, DaysRemaining(e, now),
                                   StatusAt(e, now)});
   }
   std::sort(due.begin(), due.end(), [](const DueNotification& a, const DueNotification& b) {

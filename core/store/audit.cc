@@ -19,6 +19,8 @@ constexpr std::pair<AuditAction, std::string_view> kAuditActionNames[] = {
     {AuditAction::kGenerateKey, "GENERATE_KEY"},
     {AuditAction::kAttachCertificate, "ATTACH_CERTIFICATE"},
     {AuditAction::kRotateMasterKey, "ROTATE_MASTER_KEY"},
+    {AuditAction::kNotify, "NOTIFY"},
+    {AuditAction::kAcknowledge, "ACKNOWLEDGE"},
 };
 
 }  // namespace

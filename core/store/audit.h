@@ -45,6 +45,8 @@ enum class AuditAction {
   kGenerateKey,    // GenerateKeyAndCsr created a pending entry
   kAttachCertificate,
   kRotateMasterKey,
+  kNotify,       // an expiry notification was handed to the host (once per entry and UTC day)
+  kAcknowledge,  // the host acknowledged an expiry notification
 };
 std::string_view AuditActionName(AuditAction a);  // "CREATE", "IMPORT_FAILURE", "USE", ...
 std::optional<AuditAction> AuditActionFromName(std::string_view name);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -61,6 +62,8 @@ struct CertificateStore::Impl {
   int64_t next_save_sequence = 1;        // guarded by write_mu
   int64_t change_cursor = 0;             // guarded by write_mu; shared storages
   std::optional<MasterKey> current_key;  // guarded by write_mu
+  // (entry id, UTC day) of the NOTIFY events written since the store opened.
+  std::set<std::pair<std::string, int64_t>> notify_audited;  // guarded by write_mu
 
   std::atomic<std::shared_ptr<const Vault>> vault;  // replaced by a master key rotation
   std::unique_ptr<SnapshotPublisher> publisher;
@@ -337,7 +340,18 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
       WSSTEP_RETURN_IF_ERROR(ValidateDescription(r.description));
       WSSTEP_RETURN_IF_ERROR(ValidateNotifications(r.notifications));
       WSSTEP_RETURN_IF_ERROR(NormalizeBindings(r.bindings, r.type));
-      WSSTEP_RETURN_IF_ERROR(CheckNameFree(*pub->snapshot, r.name, ""));
+      // Refused uploads are audited, these two as well as those the parser refuses.
+      if (Status name_free = CheckNameFree(*pub->snapshot, r.name, ""); !name_free.ok()) {
+        s.AuditImportFailure(name_free.error(), ctx, "", r.name);
+        return name_free;
+      }
+      if (r.material.content.empty()) {
+        Error empty(
+            Code::kInvalidCertificateFormat, r.material.content_name + ": the file is empty",
+            "upload the certificate, key store or bundle file itself", Side::kConfiguration);
+        s.AuditImportFailure(empty, ctx, "", r.name);
+        return empty;
+      }
       auto [it, fresh] = batch_names.emplace(AsciiLower(r.name), r.name);
       if (!fresh) return DuplicateName(r.name, it->second);
     }
@@ -570,7 +584,8 @@ std::vector<DueNotification> CertificateStore::DueNotifications() const {
   return core::DueNotifications(pub->snapshot->entries(), impl_->Now());
 }
 
-Status CertificateStore::AcknowledgeNotification(std::string_view id, UnixSeconds sent_at) {
+Status CertificateStore::AcknowledgeNotification(std::string_view id, UnixSeconds sent_at,
+                                                 const AuditContext& ctx) {
   Impl& s = *impl_;
   if (s.read_only) return s.ReadOnlyError();
   std::lock_guard lk(s.write_mu);
@@ -581,6 +596,9 @@ Status CertificateStore::AcknowledgeNotification(std::string_view id, UnixSecond
   EntryMetadata acked = *e;
   acked.last_notified_at = std::max(acked.last_notified_at, sent_at);
   WSSTEP_RETURN_IF_ERROR(tx->PutLastNotified(acked.id, acked.last_notified_at));
+  WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(EntryAuditEvent(
+      AuditAction::kAcknowledge, ctx, acked,
+      "expiry notification acknowledged; the next one falls due by its frequency", s.Now())));
   WSSTEP_RETURN_IF_ERROR(s.CommitChange(*tx));
   // Not a save: the entry keeps its place in the resolution order.
   s.publisher->Publish(s.publisher->EntriesWith({&acked}, "", true));
@@ -589,6 +607,31 @@ Status CertificateStore::AcknowledgeNotification(std::string_view id, UnixSecond
 
 Result<bool> CertificateStore::ClaimNotification(const DueNotification& due) const {
   return impl_->storage->ClaimNotification(due.entry_id, UtcDay(impl_->Now()));
+}
+
+void CertificateStore::RecordNotificationsHanded(const std::vector<DueNotification>& handed,
+                                                 const AuditContext& ctx) const {
+  Impl& s = *impl_;
+  if (s.read_only || handed.empty()) return;
+  const UnixSeconds now = s.Now();
+  std::lock_guard lk(s.write_mu);
+  auto pub = s.publisher->current();
+  auto tx = s.storage->Begin();
+  if (!tx.ok()) return;
+  bool any = false;
+  for (const DueNotification& n : handed) {
+    if (!s.notify_audited.emplace(n.entry_id, UtcDay(now)).second) continue;
+    const EntryMetadata* e = pub->snapshot->FindById(n.entry_id);
+    if (e == nullptr) continue;
+    AuditEvent ev = EntryAuditEvent(
+        AuditAction::kNotify, ctx, *e,
+        "expiry notification handed to the host: " + std::to_string(n.days_remaining) +
+            " days left" + (n.alert_ref.empty() ? "" : ", alert " + n.alert_ref),
+        now);
+    if (!(*tx)->AppendAudit(ev).ok()) return;
+    any = true;
+  }
+  if (any) (*tx)->Commit().IgnoreError();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -641,6 +684,19 @@ Result<std::string> CertificateStore::GetCsr(std::string_view id_or_name) const 
                  Side::kConfiguration);
   }
   return std::move(*m->csr_pem);
+}
+
+Result<PublicMaterial> CertificateStore::ExportPublic(std::string_view id_or_name) const {
+  auto pub = impl_->publisher->current();
+  const EntryMetadata* e = Find(*pub->snapshot, id_or_name);
+  if (e == nullptr) return NotFound(id_or_name);
+  WSSTEP_ASSIGN_OR_RETURN(std::optional<StoredMaterial> m, impl_->storage->ReadMaterial(e->id));
+  PublicMaterial out;
+  if (!m) return out;
+  out.leaf_der = std::move(m->leaf_der);
+  out.chain_der = std::move(m->chain_der);
+  out.trusted_der = std::move(m->trusted_der);
+  return out;
 }
 
 Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or_name,
@@ -766,6 +822,7 @@ Status CertificateStore::RotateMasterKey(MasterKey new_key, const AuditContext& 
 }
 
 std::string CertificateStore::master_key_id() const { return impl_->vault.load()->key_id(); }
+const std::string& CertificateStore::master_key_file() const { return impl_->key_path; }
 
 // ---------------------------------------------------------------------------------------
 // Snapshots, changes and facts.

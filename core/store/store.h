@@ -180,6 +180,14 @@ struct KeyGenerationRequest {
   CsrRequest csr;  // key algorithm and subject fields (core/csr.h)
 };
 
+// The public side of an entry, as stored (DER): what `cert export` hands to partners.
+// Never holds a private key.
+struct PublicMaterial {
+  std::string leaf_der;                  // empty: the entry has no leaf
+  std::vector<std::string> chain_der;    // the leaf's chain, in the order it is sent
+  std::vector<std::string> trusted_der;  // trust-store / JKS trusted / provisioning certs
+};
+
 struct GeneratedKey {
   EntryMetadata entry;  // pending_certificate = true; status PENDING_CERTIFICATE
   std::string csr_pem;  // hand this to the CA; the private key never leaves the store
@@ -285,11 +293,18 @@ class CertificateStore {
   std::vector<DueNotification> DueNotifications() const;
   // The host sent the notification for `id` at `sent_at`: remembered across restarts so
   // it is not due again before the frequency allows. NOT_FOUND, STORAGE_ERROR.
-  Status AcknowledgeNotification(std::string_view id, UnixSeconds sent_at);
+  // Audited as ACKNOWLEDGE.
+  Status AcknowledgeNotification(std::string_view id, UnixSeconds sent_at,
+                                 const AuditContext& ctx = AuditContext("plugin"));
   // Whether this plugin hands `due` to its host today: with a store shared by several
   // plugins exactly one of them does (the first to claim it in the database); alone, it
   // always does. STORAGE_UNAVAILABLE while the database cannot be reached (ask again).
   Result<bool> ClaimNotification(const DueNotification& due) const;
+  // The host was handed these due notifications (WatchEvents, ListPendingNotifications):
+  // audited as NOTIFY, once per entry and UTC day while the store is open. Best effort:
+  // a failed audit write does not fail the hand-over.
+  void RecordNotificationsHanded(const std::vector<DueNotification>& handed,
+                                 const AuditContext& ctx) const;
 
   // ---- Key generation inside the store ----
 
@@ -300,6 +315,8 @@ class CertificateStore {
   Result<GeneratedKey> GenerateKeyAndCsr(KeyGenerationRequest request, const AuditContext& ctx);
   // The CSR of an entry created by GenerateKeyAndCsr. NOT_FOUND if it has none.
   Result<std::string> GetCsr(std::string_view id_or_name) const;
+  // The entry's certificates (leaf, chain, trusted), never its key. NOT_FOUND.
+  Result<PublicMaterial> ExportPublic(std::string_view id_or_name) const;
   // Attaches the issued certificate (PEM or DER, optionally followed by its chain) to a
   // KEY_PAIR entry; it must match the entry's key (KEY_CERT_MISMATCH otherwise). Works for
   // a pending entry and for renewing the certificate of an existing key. Clears
@@ -321,6 +338,9 @@ class CertificateStore {
   // key before calling, and supply it from the next start on. Calls are not interrupted.
   Status RotateMasterKey(MasterKey new_key, const AuditContext& ctx);
   std::string master_key_id() const;
+  // The master key file in use; empty when the key was given directly
+  // (StoreOptions::master_key), when rotation needs the new key from the caller.
+  const std::string& master_key_file() const;
 
   // ---- Snapshots and changes ----
 

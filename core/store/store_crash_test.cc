@@ -282,7 +282,7 @@ TEST_F(StoreCrashTest, ReopenShowsExactlyWhatWasThere) {
     EXPECT_EQ(audit_after[i].action, audit_before[i].action);
     EXPECT_EQ(audit_after[i].detail, audit_before[i].detail);
   }
-  EXPECT_EQ(audit_before.size(), 7u);  // 4 creates, update, delete, use
+  EXPECT_EQ(audit_before.size(), 8u);  // 4 creates, update, delete, use, acknowledge
 }
 
 TEST_F(StoreCrashTest, WrongOrMissingMasterKeyIsRefusedWithoutTouchingTheData) {

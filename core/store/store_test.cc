@@ -198,6 +198,28 @@ TEST_P(StoreTest, ImportFailureIsAuditedWithoutSecrets) {
   EXPECT_EQ(events[0].detail.find("wrong secret pw"), std::string::npos);
 }
 
+// An empty upload and a taken name are refused before parsing, and audited like the
+// refusals the parser makes.
+TEST_P(StoreTest, EmptyUploadAndDuplicateNameAreAudited) {
+  MustCreate(KeyPairRequest("bank", "rsa"));
+  CreateRequest empty;
+  empty.name = "empty";
+  empty.type = EntryType::kTrustStore;
+  empty.material.content_name = "partners.pem";
+  auto r = store_->Create(std::move(empty), {"bob"}, nullptr);
+  ASSERT_EQ(r.code(), Code::kInvalidCertificateFormat);
+  EXPECT_EQ(r.error().message, "partners.pem: the file is empty");
+  ASSERT_EQ(store_->Create(KeyPairRequest("BANK", "ec256"), {"bob"}, nullptr).code(),
+            Code::kDuplicateName);
+  auto events = Audit({.action = AuditAction::kImportFailure});
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].entry_name, "BANK");  // newest first
+  EXPECT_EQ(events[0].code, "DUPLICATE_NAME");
+  EXPECT_EQ(events[1].entry_name, "empty");
+  EXPECT_EQ(events[1].code, "INVALID_CERTIFICATE_FORMAT");
+  EXPECT_EQ(store_->size(), 1u);
+}
+
 // ---- Secrets at rest ----
 
 // Every byte the store wrote must be free of the key and passwords: on SQLite the main

@@ -289,9 +289,9 @@ class InventoryCollector final : public prometheus::Collectable {
                                     {"status", std::string(core::CertStatusName(status))},
                                     {"type", std::string(core::EntryTypeName(e.type))}},
                                    1, MetricType::Gauge));
-      if (const core::CertificateInfo* cert = core::GoverningCertificate(e)) {
+      if (const auto window = core::GoverningWindow(e)) {
         expiry.metric.push_back(Sample(
-            {{"entry", e.name}}, static_cast<double>(cert->not_after - now), MetricType::Gauge));
+            {{"entry", e.name}}, static_cast<double>(window->not_after - now), MetricType::Gauge));
       }
       for (const core::Binding& b : e.bindings) {
         bindings.metric.push_back(Sample({{"binding", b.host + ":" + std::to_string(b.port)},

@@ -92,6 +92,8 @@ v1::AuditAction AuditActionToProto(core::AuditAction a) {
     case core::AuditAction::kGenerateKey: return v1::AUDIT_ACTION_GENERATE_KEY;
     case core::AuditAction::kAttachCertificate: return v1::AUDIT_ACTION_ATTACH_CERTIFICATE;
     case core::AuditAction::kRotateMasterKey: return v1::AUDIT_ACTION_ROTATE_MASTER_KEY;
+    case core::AuditAction::kNotify: return v1::AUDIT_ACTION_NOTIFY;
+    case core::AuditAction::kAcknowledge: return v1::AUDIT_ACTION_ACKNOWLEDGE;
   }
   return v1::AUDIT_ACTION_UNSPECIFIED;
 }
@@ -106,6 +108,8 @@ std::optional<core::AuditAction> AuditActionFromProto(v1::AuditAction a) {
     case v1::AUDIT_ACTION_GENERATE_KEY: return core::AuditAction::kGenerateKey;
     case v1::AUDIT_ACTION_ATTACH_CERTIFICATE: return core::AuditAction::kAttachCertificate;
     case v1::AUDIT_ACTION_ROTATE_MASTER_KEY: return core::AuditAction::kRotateMasterKey;
+    case v1::AUDIT_ACTION_NOTIFY: return core::AuditAction::kNotify;
+    case v1::AUDIT_ACTION_ACKNOWLEDGE: return core::AuditAction::kAcknowledge;
     default: return std::nullopt;  // NOTIFY / ACKNOWLEDGE: the store does not write them
   }
 }

@@ -1,7 +1,16 @@
 #include "plugin/adapters/store_backend.h"
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
 #include <deque>
+#include <map>
 #include <set>
+#include <tuple>
+
+#include "core/ossl.h"
+#include "core/x509_info.h"
 
 #include "plugin/adapters/proto_convert.h"
 #include "plugin/server/status_map.h"
@@ -21,7 +30,10 @@ Error WithImportField(Error e, std::string_view material) {
   std::string field;
   switch (e.code) {
     case Code::kWrongPassword:
-    case Code::kPasswordRequired: field = "password"; break;
+    case Code::kPasswordRequired:
+      // A key store's entry (detail "alias") is opened with the key password.
+      field = e.detail.count("alias") ? "key_password" : "password";
+      break;
     case Code::kPrivateKeyMissing:
     case Code::kKeyCertMismatch: field = "private_key"; break;
     case Code::kInvalidCertificateFormat:
@@ -76,6 +88,41 @@ void NotificationToProto(const core::CertificateStore& store, const core::DueNot
   SetTimestamp(store.Now(), out->mutable_due_time());
 }
 
+// A DER certificate as PEM, and its subject; nullopt if it does not parse.
+std::optional<std::pair<std::string, std::string>> PemAndSubject(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  ossl::X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  ossl::BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!x || !bio || PEM_write_bio_X509(bio.get(), x.get()) != 1) return std::nullopt;
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &data);
+  return std::make_pair(std::string(data, static_cast<size_t>(n)),
+                        core::NameOneLine(X509_get_subject_name(x.get())));
+}
+
+// DUPLICATE_CERTIFICATE: `entry`'s leaf is already stored under another name (two entries
+// for one certificate are usually a mistake: renewing one leaves the other to expire).
+void WarnIfStoredTwice(const core::CertificateStore& store, const core::EntryMetadata& entry,
+                       google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
+  if (!entry.certificate) return;
+  const std::string& fingerprint = entry.certificate->sha256_fingerprint;
+  for (const core::EntryMetadata& other : store.snapshot()->entries()) {
+    if (other.id == entry.id || !other.certificate ||
+        other.certificate->sha256_fingerprint != fingerprint) {
+      continue;
+    }
+    v1::Diagnostic* d = out->Add();
+    d->set_severity(v1::SEVERITY_WARNING);
+    d->set_code("DUPLICATE_CERTIFICATE");
+    d->set_warning_code(v1::WARNING_CODE_DUPLICATE_CERTIFICATE);
+    d->set_summary("this certificate (SHA-256 " + fingerprint.substr(0, 23) +
+                   "...) is already stored as '" + other.name + "'");
+    d->set_detail("keep one entry per certificate: bind the existing entry where this one "
+                  "is bound, then delete this one");
+    d->set_field_path("material.content");
+  }
+}
+
 Result<core::ResolveRequest> ResolveRequestFromProto(const std::string& host, uint32_t port,
                                                      const std::string& environment,
                                                      const std::string& certificate) {
@@ -92,8 +139,9 @@ Result<core::ResolveRequest> ResolveRequestFromProto(const std::string& host, ui
 // Streams store changes and expiry notifications that fall due while it is open.
 class StoreWatch final : public EventWatch {
  public:
-  StoreWatch(std::shared_ptr<core::CertificateStore> store, const v1::WatchEventsRequest& request)
-      : store_(std::move(store)), after_(store_->LatestChangeSequence()) {
+  StoreWatch(std::shared_ptr<core::CertificateStore> store, const v1::WatchEventsRequest& request,
+             core::AuditContext audit)
+      : store_(std::move(store)), audit_(std::move(audit)), after_(store_->LatestChangeSequence()) {
     for (int t : request.types()) {
       if (t == v1::EVENT_TYPE_EXPIRY_NOTIFICATION) notifications_ = true;
       if (t == v1::EVENT_TYPE_CERTIFICATE_CHANGE) changes_ = true;
@@ -145,6 +193,7 @@ class StoreWatch final : public EventWatch {
     return n.entry_id + "@" + std::to_string(core::UtcDay(store_->Now()));
   }
   void Queue(const core::DueNotification& n) {
+    store_->RecordNotificationsHanded({n}, audit_);
     v1::WatchEventsResponse e;
     e.set_id("n" + std::to_string(++serial_));
     SetTimestamp(store_->Now(), e.mutable_time());
@@ -178,6 +227,7 @@ class StoreWatch final : public EventWatch {
   }
 
   std::shared_ptr<core::CertificateStore> store_;
+  core::AuditContext audit_;
   uint64_t after_;
   bool notifications_ = false;
   bool changes_ = false;
@@ -186,6 +236,46 @@ class StoreWatch final : public EventWatch {
   std::chrono::steady_clock::time_point last_check_;
   uint64_t serial_ = 0;
 };
+
+// The USE events of entry `id` in the last `days`, grouped by target, workflow and step,
+// most recent first. Reads at most 100 pages of 1000 events.
+Result<std::vector<v1::CertificateUser>> RecentUsers(const core::CertificateStore& store,
+                                                     const std::string& id, int days) {
+  core::AuditFilter f;
+  f.entry_id = id;
+  f.action = core::AuditAction::kUse;
+  f.since = store.Now() - static_cast<core::UnixSeconds>(days) * 86400;
+  f.page_size = 1000;
+  using Key = std::tuple<std::string, uint16_t, std::string, std::string, std::string>;
+  std::map<Key, v1::CertificateUser> users;
+  for (int page = 0; page < 100; ++page) {
+    WSSTEP_ASSIGN_OR_RETURN(core::AuditPage events, store.ListAudit(f));
+    for (const auto& ev : events.events) {  // newest first
+      v1::CertificateUser& u =
+          users[Key(ev.host, ev.port, ev.environment, ev.workflow_id, ev.step_id)];
+      if (u.uses() == 0) {
+        core::Binding b;
+        b.host = ev.host;
+        b.port = ev.port;
+        b.environment = ev.environment;
+        BindingToProto(b, u.mutable_target());
+        u.set_workflow_id(ev.workflow_id);
+        u.set_step_id(ev.step_id);
+        SetTimestamp(ev.at, u.mutable_last_use_time());
+        u.set_last_outcome(ev.outcome);
+      }
+      u.set_uses(u.uses() + 1);
+    }
+    if (events.next_page_token.empty()) break;
+    f.page_token = events.next_page_token;
+  }
+  std::vector<v1::CertificateUser> out;
+  for (auto& [key, u] : users) out.push_back(std::move(u));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.last_use_time().seconds() > b.last_use_time().seconds();
+  });
+  return out;
+}
 
 }  // namespace
 
@@ -240,9 +330,7 @@ Status StoreBackend::Create(const CallContext& call, const v1::CreateCertificate
   auto type = EntryTypeFromProto(c.type());
   if (!type) return Invalid("certificate.type", "required (KEY_PAIR, PKCS12, TRUST_STORE, ...)");
   req.type = *type;
-  if (!request.has_material() || request.material().content().empty()) {
-    return Invalid("material.content", "required: the uploaded file");
-  }
+  if (!request.has_material()) return Invalid("material", "required: the uploaded file");
   req.material = MaterialFromProto(request.material());
   WSSTEP_ASSIGN_OR_RETURN(req.bindings, BindingsFromProto(c.bindings(), "certificate.bindings"));
   req.private_trust_only = c.private_trust_only();
@@ -255,6 +343,7 @@ Status StoreBackend::Create(const CallContext& call, const v1::CreateCertificate
   if (!created.ok()) return WithImportField(created.error(), "material");
   CertificateToProto(*created, store_->Now(), response->mutable_certificate());
   WarningsToProto(warnings, response->mutable_warnings());
+  WarnIfStoredTwice(*store_, *created, response->mutable_warnings());
   return Status();
 }
 
@@ -504,20 +593,20 @@ Status StoreBackend::ListAuditEvents(const CallContext& /*call*/,
   return Status();
 }
 
-Status StoreBackend::ListPendingNotifications(const CallContext& /*call*/,
+Status StoreBackend::ListPendingNotifications(const CallContext& call,
                                               const v1::ListPendingNotificationsRequest&,
                                               v1::ListPendingNotificationsResponse* response) {
-  for (const auto& n : store_->DueNotifications()) {
-    NotificationToProto(*store_, n, response->add_notifications());
-  }
+  const auto due = store_->DueNotifications();
+  for (const auto& n : due) NotificationToProto(*store_, n, response->add_notifications());
+  store_->RecordNotificationsHanded(due, Audit(call));
   return Status();
 }
 
-Status StoreBackend::AcknowledgeNotification(const CallContext& /*call*/,
+Status StoreBackend::AcknowledgeNotification(const CallContext& call,
                                              const v1::AcknowledgeNotificationRequest& request,
                                              v1::AcknowledgeNotificationResponse* /*response*/) {
   if (request.notification_id().empty()) return Invalid("notification_id", "required");
-  Status s = store_->AcknowledgeNotification(request.notification_id(), store_->Now());
+  Status s = store_->AcknowledgeNotification(request.notification_id(), store_->Now(), Audit(call));
   if (!s.ok() && s.error().code == Code::kNotFound) {
     Error e = s.error();
     e.With("field", "notification_id");
@@ -526,9 +615,94 @@ Status StoreBackend::AcknowledgeNotification(const CallContext& /*call*/,
   return s;
 }
 
-Result<std::unique_ptr<EventWatch>> StoreBackend::Watch(const CallContext& /*call*/,
+Status StoreBackend::Export(const CallContext& /*call*/,
+                            const v1::ExportCertificateRequest& request,
+                            v1::ExportCertificateResponse* response) {
+  WSSTEP_ASSIGN_OR_RETURN(std::string which, Selector(request.id(), request.name()));
+  WSSTEP_ASSIGN_OR_RETURN(core::EntryMetadata e, store_->Get(which));
+  WSSTEP_ASSIGN_OR_RETURN(core::PublicMaterial m, store_->ExportPublic(e.id));
+  std::vector<std::string> ders;
+  if (!m.leaf_der.empty()) {
+    ders.push_back(m.leaf_der);
+    if (!request.leaf_only()) {
+      for (const auto& c : m.chain_der) {
+        if (std::find(ders.begin(), ders.end(), c) == ders.end()) ders.push_back(c);
+      }
+    }
+  } else {
+    ders = m.trusted_der;
+  }
+  if (ders.empty()) {
+    return Error(Code::kFailedPrecondition,
+                 "certificate '" + e.name + "' has no certificate to export yet",
+                 "attach the certificate the CA issued for its CSR first (wsstep cert attach)",
+                 Side::kConfiguration)
+        .With("field", request.id().empty() ? "name" : "id");
+  }
+  CertificateToProto(e, store_->Now(), response->mutable_certificate());
+  for (const auto& der : ders) {
+    auto pem = PemAndSubject(der);
+    if (!pem) return Error(Code::kInternal, "certificate '" + e.name + "': a stored certificate does not parse");
+    response->add_der(der);
+    response->mutable_pem()->append(pem->first);
+    response->add_subjects(pem->second);
+  }
+  return Status();
+}
+
+Status StoreBackend::GetCsr(const CallContext& /*call*/, const v1::GetCsrRequest& request,
+                            v1::GetCsrResponse* response) {
+  WSSTEP_ASSIGN_OR_RETURN(std::string which, Selector(request.id(), request.name()));
+  WSSTEP_ASSIGN_OR_RETURN(core::EntryMetadata e, store_->Get(which));
+  WSSTEP_ASSIGN_OR_RETURN(std::string csr, store_->GetCsr(e.id));
+  CertificateToProto(e, store_->Now(), response->mutable_certificate());
+  response->set_csr_pem(std::move(csr));
+  return Status();
+}
+
+Status StoreBackend::Usage(const CallContext& /*call*/,
+                           const v1::GetCertificateUsageRequest& request,
+                           v1::GetCertificateUsageResponse* response) {
+  WSSTEP_ASSIGN_OR_RETURN(std::string which, Selector(request.id(), request.name()));
+  if (request.days() < 0 || request.days() > 3660) return Invalid("days", "must be 0-3660");
+  const int days = request.days() == 0 ? 30 : request.days();
+  WSSTEP_ASSIGN_OR_RETURN(core::EntryMetadata e, store_->Get(which));
+  WSSTEP_RETURN_IF_ERROR(store_->Flush());  // uses are written in batches
+  WSSTEP_ASSIGN_OR_RETURN(std::vector<v1::CertificateUser> users,
+                          RecentUsers(*store_, e.id, days));
+  CertificateToProto(e, store_->Now(), response->mutable_certificate());
+  response->set_days(days);
+  for (auto& u : users) *response->add_users() = std::move(u);
+  return Status();
+}
+
+Status StoreBackend::RotateMasterKey(const CallContext& call,
+                                     const v1::RotateMasterKeyRequest& request,
+                                     v1::RotateMasterKeyResponse* response) {
+  const std::string previous = store_->master_key_id();
+  std::optional<core::MasterKey> key;
+  if (request.new_key().empty()) {
+    if (store_->master_key_file().empty()) {
+      return Invalid("new_key",
+                     "required: the master key comes from the environment (WSSTEP_MASTER_KEY), "
+                     "so the plugin cannot keep a key it generates; give the new key");
+    }
+    WSSTEP_ASSIGN_OR_RETURN(key, core::MasterKey::Generate());
+  } else {
+    auto given = core::MasterKey::FromBytes(SecretBytes(request.new_key()), "new_key");
+    if (!given.ok()) return Invalid("new_key", given.error().message);
+    key = std::move(given).value();
+  }
+  WSSTEP_RETURN_IF_ERROR(store_->RotateMasterKey(std::move(*key), Audit(call)));
+  response->set_previous_key_id(previous);
+  response->set_key_id(store_->master_key_id());
+  response->set_key_file(store_->master_key_file());
+  return Status();
+}
+
+Result<std::unique_ptr<EventWatch>> StoreBackend::Watch(const CallContext& call,
                                                         const v1::WatchEventsRequest& request) {
-  return std::unique_ptr<EventWatch>(std::make_unique<StoreWatch>(store_, request));
+  return std::unique_ptr<EventWatch>(std::make_unique<StoreWatch>(store_, request, Audit(call)));
 }
 
 void StoreBackend::TestConnection(const CallContext& call, const v1::TestConnectionRequest& request,

@@ -54,6 +54,14 @@ class StoreBackend final : public CertificateBackend {
   Status AcknowledgeNotification(const CallContext& call,
                                  const v1::AcknowledgeNotificationRequest& request,
                                  v1::AcknowledgeNotificationResponse* response) override;
+  Status Export(const CallContext& call, const v1::ExportCertificateRequest& request,
+                v1::ExportCertificateResponse* response) override;
+  Status GetCsr(const CallContext& call, const v1::GetCsrRequest& request,
+                v1::GetCsrResponse* response) override;
+  Status Usage(const CallContext& call, const v1::GetCertificateUsageRequest& request,
+               v1::GetCertificateUsageResponse* response) override;
+  Status RotateMasterKey(const CallContext& call, const v1::RotateMasterKeyRequest& request,
+                         v1::RotateMasterKeyResponse* response) override;
   Result<std::unique_ptr<EventWatch>> Watch(const CallContext& call,
                                             const v1::WatchEventsRequest& request) override;
   bool SupportsTestConnection() const override { return static_cast<bool>(tester_); }

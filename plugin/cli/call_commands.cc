@@ -17,11 +17,11 @@ struct RestFlags {
 
 int PrintOutcome(const ClientOptions& o, const google::protobuf::Message& response,
                  const v1::StepOutcome& outcome, bool fail, const std::string& output) {
-  if (o.json) std::cout << ToJson(response) << std::endl;
+  if (o.json && !outcome.has_error()) std::cout << ToJson(response) << std::endl;
   if (!o.json) PrintWarnings(outcome.warnings());
   switch (outcome.result_case()) {
     case v1::StepOutcome::kError:
-      return ReportStepError(o, outcome.error());
+      return ReportStepError(o, outcome.error(), response);
     case v1::StepOutcome::kHttp: {
       const auto& h = outcome.http();
       if (!o.json) {
@@ -184,6 +184,9 @@ int TestConnection(Client& client, const std::string& target, const TlsFlags& tl
   if (auto rc =
           client.Call("TestConnection", &v1::CertificateService::Stub::TestConnection, req, &resp))
     return *rc;
+  if (client.options().json && !resp.ok()) {
+    return ReportStepError(client.options(), resp.error(), resp);
+  }
   PrintResult(client.options(), resp, [&] {
     PrintWarnings(resp.warnings());
     const auto& t = resp.tls();
@@ -207,7 +210,7 @@ int TestConnection(Client& client, const std::string& target, const TlsFlags& tl
                 << Millis(resp.timeout_limit()) << " ms)\n";
     }
   });
-  return resp.ok() ? kExitOk : ReportStepError(client.options(), resp.error());
+  return resp.ok() ? kExitOk : ReportStepError(client.options(), resp.error(), resp);
 }
 
 }  // namespace

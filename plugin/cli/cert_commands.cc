@@ -1,5 +1,9 @@
 #include "plugin/cli/cert_commands.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <map>
 
 #include "plugin/cli/command.h"
@@ -7,19 +11,38 @@
 namespace wsstep::plugin {
 namespace {
 
+constexpr int64_t kMiB = 1 << 20;
+
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string Mib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / kMiB);
+  return buf;
+}
+
 // When the entry expires, by the rule that gives its status and days_remaining
-// (core::GoverningCertificate): the leaf's expiry, or for an entry without a leaf (a trust
-// store) the earliest expiry of its certificates. Unset (printed "-") without any.
-google::protobuf::Timestamp Expiry(const v1::Certificate& c) {
-  if (c.has_certificate()) return c.certificate().not_after();
+// (core::GoverningWindow): a provisioning profile's own ExpirationDate, the leaf's expiry,
+// or for an entry without a leaf (a trust store) the earliest expiry of its certificates.
+// "-" without any.
+std::string Expiry(const v1::Certificate& c) {
+  if (auto it = c.attributes().find("profile_expires"); it != c.attributes().end()) {
+    return it->second;
+  }
+  if (c.has_certificate()) return FormatTime(c.certificate().not_after());
   google::protobuf::Timestamp earliest;
   for (const auto& t : c.trusted()) {
     if (earliest.seconds() == 0 || t.not_after().seconds() < earliest.seconds()) {
       earliest = t.not_after();
     }
   }
-  return earliest;
+  return FormatTime(earliest);
 }
+
+}  // namespace
 
 void PrintCertificate(const v1::Certificate& c) {
   std::cout << "name:          " << c.name() << "\n"
@@ -31,36 +54,50 @@ void PrintCertificate(const v1::Certificate& c) {
   if (c.has_certificate()) {
     const auto& i = c.certificate();
     std::cout << "subject:       " << i.subject() << "\n"
-              << "issuer:        " << i.issuer() << "\n"
-              << "expires:       " << FormatTime(i.not_after()) << " (" << c.days_remaining()
-              << " days)\n"
-              << "key:           " << i.key_algorithm() << " " << i.key_bits()
+              << "issuer:        " << i.issuer() << "\n";
+    if (c.attributes().count("profile_expires") == 0) {
+      std::cout << "expires:       " << FormatTime(i.not_after()) << " (" << c.days_remaining()
+                << " days)\n";
+    }
+    std::cout << "key:           " << i.key_algorithm() << " " << i.key_bits()
               << (i.curve().empty() ? "" : " " + i.curve()) << "\n"
               << "fingerprint:   " << i.sha256_fingerprint() << "\n";
   }
   for (const auto& t : c.trusted()) std::cout << "trusts:        " << t.subject() << "\n";
-  if (!c.has_certificate() && c.trusted_size() > 0) {
-    std::cout << "expires:       " << FormatTime(Expiry(c)) << " (" << c.days_remaining()
+  if (c.attributes().count("profile_expires") != 0) {
+    std::cout << "expires:       " << Expiry(c) << " (" << c.days_remaining()
+              << " days; the profile's ExpirationDate)\n";
+  } else if (!c.has_certificate() && c.trusted_size() > 0) {
+    std::cout << "expires:       " << Expiry(c) << " (" << c.days_remaining()
               << " days; the first of its certificates to expire)\n";
   }
   for (const auto& b : c.bindings()) std::cout << "bound to:      " << BindingText(b) << "\n";
+  if (c.has_notifications()) {
+    const auto& n = c.notifications();
+    std::cout << "notifications: "
+              << (n.enabled() ? std::to_string(n.warning_days()) + " days before expiry, " +
+                                    (n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
+                                         ? std::string("weekly")
+                                         : std::string("daily"))
+                              : std::string("off"))
+              << (n.alert_ref().empty() ? "" : ", alert " + n.alert_ref()) << "\n";
+  }
   std::cout << "private key:   " << (c.has_private_key() ? "yes" : "no") << "\n"
             << "uses:          " << c.use_count() << "\n";
+  if (c.has_last_use_time())
+    std::cout << "last used:     " << FormatTime(c.last_use_time()) << "\n";
 }
 
-// The `--json` or human output of a successful call.
+std::optional<int> AddBindings(const std::vector<std::string>& texts,
+                               google::protobuf::RepeatedPtrField<v1::Binding>* out) {
+  for (const auto& text : texts) {
+    auto binding = ParseBinding(text);
+    if (!binding.ok()) return UsageError(binding.error().message, binding.error().hint);
+    *out->Add() = *binding;
+  }
+  return std::nullopt;
+}
 
-struct ImportFlags {
-  std::string name, type, file, key_file, format, description, alias, alert_ref;
-  std::string password_file, password_env, key_password_file, key_password_env;
-  bool password_stdin = false, private_trust_only = false, disabled = false;
-  bool no_notifications = false, weekly = false;
-  int warning_days = 0;
-  std::vector<std::string> bindings;
-};
-
-// An enum value as a person types it ("pkcs12", "PKCS12", "trust-store", "TRUST_STORE",
-// "Expiring-Soon") in the spelling of the proto's names: upper case, '_' between words.
 std::string EnumKey(std::string_view text) {
   std::string key;
   for (char ch : text) {
@@ -69,6 +106,95 @@ std::string EnumKey(std::string_view text) {
   }
   return key;
 }
+
+Result<std::string> ReadUploadFile(const std::string& path, std::string_view flag,
+                                   int64_t max_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return Error(Code::kInvalidArgument,
+                 std::string(flag) + " " + path + ": " + std::strerror(errno), "",
+                 Side::kConfiguration);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    return Error(Code::kInvalidArgument,
+                 std::string(flag) + " " + path + ": is a directory, not a file",
+                 "give the certificate, key or key store file itself", Side::kConfiguration);
+  }
+  if (st.st_size == 0) {
+    return Error(Code::kInvalidArgument, std::string(flag) + " " + path + ": the file is empty", "",
+                 Side::kConfiguration);
+  }
+  // The request carries the file and a few fields besides; keep room for them.
+  if (max_bytes > 0 && st.st_size + 64 * 1024 > max_bytes) {
+    return Error(Code::kInvalidArgument,
+                 std::string(flag) + " " + path + ": the file is " + Mib(st.st_size) +
+                     "; the plugin accepts uploads up to " + Mib(max_bytes - 64 * 1024),
+                 "certificates and key stores are kilobytes; check that this is the right file "
+                 "(or raise limits.max_message_bytes of the plugin)",
+                 Side::kConfiguration)
+        .With("size_bytes", std::to_string(st.st_size))
+        .With("limit_bytes", std::to_string(max_bytes));
+  }
+  return ReadWholeFile(path);
+}
+
+void MaterialFlags::Add(CLI::App* cmd, bool file_required) {
+  auto* f = cmd->add_option("--file", file, "certificate / PKCS#12 / JKS / bundle file");
+  if (file_required) f->required();
+  cmd->add_option("--key-file", key_file, "private key file (key pairs)");
+  cmd->add_option("--format", format,
+                  "declared format: pem, der, pkcs12, jks, jceks, mobileprovision");
+  cmd->add_option("--password-file", password_file, "password from a file");
+  cmd->add_option("--password-env", password_env, "password from a variable");
+  cmd->add_flag("--password-stdin", password_stdin, "read the password from stdin");
+  cmd->add_option("--key-password-file", key_password_file, "JKS key password file");
+  cmd->add_option("--key-password-env", key_password_env, "JKS key password variable");
+  cmd->add_option("--alias", alias, "key entry alias in a key store");
+}
+
+std::optional<int> MaterialFlags::Fill(Client& client, v1::CertificateMaterial* m) const {
+  if (auto rc = client.Connect()) return rc;
+  const int64_t limit = client.options().max_message_bytes;
+  auto content = ReadUploadFile(file, "--file", limit);
+  if (!content.ok()) return UsageError(content.error().message, content.error().hint);
+  m->set_content(*content);
+  m->set_content_name(BaseName(file));
+  if (!key_file.empty()) {
+    auto key = ReadUploadFile(key_file, "--key-file", limit);
+    if (!key.ok()) return UsageError(key.error().message, key.error().hint);
+    m->set_private_key(*key);
+    m->set_private_key_name(BaseName(key_file));
+  }
+  if (!format.empty()) {
+    v1::SourceFormat fmt;
+    std::string upper = "SOURCE_FORMAT_" + EnumKey(format);
+    if (upper == "SOURCE_FORMAT_MOBILEPROVISION") upper = "SOURCE_FORMAT_MOBILE_PROVISION";
+    if (!v1::SourceFormat_Parse(upper, &fmt) || fmt == v1::SOURCE_FORMAT_UNSPECIFIED) {
+      return UsageError("--format '" + format +
+                        "' is unknown (pem, der, pkcs12, jks, jceks, mobileprovision)");
+    }
+    m->set_format(fmt);
+  }
+  auto password = ReadSecret(password_file, password_env, password_stdin, "password");
+  if (!password.ok()) return UsageError(password.error().message);
+  if (*password) m->mutable_password()->set_value(std::string((*password)->view()));
+  auto key_password = ReadSecret(key_password_file, key_password_env, false, "key password");
+  if (!key_password.ok()) return UsageError(key_password.error().message);
+  if (*key_password) m->mutable_key_password()->set_value(std::string((*key_password)->view()));
+  m->set_alias(alias);
+  return std::nullopt;
+}
+
+namespace {
+
+struct ImportFlags {
+  std::string name, type, description, alert_ref;
+  MaterialFlags material;
+  bool private_trust_only = false, disabled = false;
+  bool no_notifications = false, weekly = false;
+  int warning_days = 0;
+  std::vector<std::string> bindings;
+};
 
 constexpr std::string_view kTypeNames =
     "key-pair, pkcs12, trust-store, java-keystore, mobile-provisioning";
@@ -94,20 +220,15 @@ std::optional<v1::CertificateType> TypeFromFlag(const std::string& type, const s
   return std::nullopt;
 }
 
-std::string BaseName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 int CertImport(Client& client, const ImportFlags& f) {
-  auto type = TypeFromFlag(f.type, f.file, !f.key_file.empty());
+  auto type = TypeFromFlag(f.type, f.material.file, !f.material.key_file.empty());
   if (!type && !f.type.empty()) {
     return UsageError("cert import: --type '" + f.type + "' is unknown (" +
                       std::string(kTypeNames) + ")");
   }
   if (!type) {
     return UsageError("cert import: give --type (" + std::string(kTypeNames) +
-                      "); it cannot be guessed from '" + f.file + "'");
+                      "); it cannot be guessed from '" + f.material.file + "'");
   }
   v1::CreateCertificateRequest req;
   auto* c = req.mutable_certificate();
@@ -116,43 +237,14 @@ int CertImport(Client& client, const ImportFlags& f) {
   c->set_type(*type);
   c->set_private_trust_only(f.private_trust_only);
   c->set_disabled(f.disabled);
-  for (const auto& b : f.bindings) {
-    auto binding = ParseBinding(b);
-    if (!binding.ok()) return UsageError(binding.error().message);
-    *c->add_bindings() = *binding;
-  }
+  if (auto rc = AddBindings(f.bindings, c->mutable_bindings())) return *rc;
   auto* n = c->mutable_notifications();
   n->set_enabled(!f.no_notifications);
   n->set_warning_days(f.warning_days);
   n->set_frequency(f.weekly ? v1::NOTIFICATION_FREQUENCY_WEEKLY : v1::NOTIFICATION_FREQUENCY_DAILY);
   n->set_alert_ref(f.alert_ref);
 
-  auto* m = req.mutable_material();
-  auto content = ReadWholeFile(f.file);
-  if (!content.ok()) return UsageError(content.error().message);
-  m->set_content(*content);
-  m->set_content_name(BaseName(f.file));
-  if (!f.key_file.empty()) {
-    auto key = ReadWholeFile(f.key_file);
-    if (!key.ok()) return UsageError(key.error().message);
-    m->set_private_key(*key);
-    m->set_private_key_name(BaseName(f.key_file));
-  }
-  if (!f.format.empty()) {
-    v1::SourceFormat fmt;
-    std::string upper = "SOURCE_FORMAT_" + EnumKey(f.format);
-    if (upper == "SOURCE_FORMAT_MOBILEPROVISION") upper = "SOURCE_FORMAT_MOBILE_PROVISION";
-    if (!v1::SourceFormat_Parse(upper, &fmt))
-      return UsageError("--format '" + f.format + "' is unknown");
-    m->set_format(fmt);
-  }
-  auto password = ReadSecret(f.password_file, f.password_env, f.password_stdin, "password");
-  if (!password.ok()) return UsageError(password.error().message);
-  if (*password) m->mutable_password()->set_value(std::string((*password)->view()));
-  auto key_password = ReadSecret(f.key_password_file, f.key_password_env, false, "key password");
-  if (!key_password.ok()) return UsageError(key_password.error().message);
-  if (*key_password) m->mutable_key_password()->set_value(std::string((*key_password)->view()));
-  m->set_alias(f.alias);
+  if (auto rc = f.material.Fill(client, req.mutable_material())) return *rc;
 
   v1::CreateCertificateResponse resp;
   const auto rc = client.Call("CreateCertificate", &v1::CertificateService::Stub::CreateCertificate,
@@ -218,7 +310,7 @@ int CertList(Client& client, const ListFlags& f) {
       std::printf("%-28s %-20s %-16s %-21s %s\n", c.name().c_str(),
                   EnumName(v1::CertificateType_Name(c.type()), "CERTIFICATE_TYPE_").c_str(),
                   EnumName(v1::CertificateStatus_Name(c.status()), "CERTIFICATE_STATUS_").c_str(),
-                  FormatTime(Expiry(c)).c_str(), bindings.c_str());
+                  Expiry(c).c_str(), bindings.c_str());
     }
     if (!all.next_page_token().empty()) {
       std::printf("(%d in all; --all lists every page)\n", all.total_size());
@@ -236,24 +328,54 @@ int CertShow(Client& client, const std::string& which, bool by_id) {
   return PrintResult(client.options(), resp, [&] { PrintCertificate(resp.certificate()); });
 }
 
-int CertDelete(Client& client, const std::string& which, bool by_id, bool yes) {
-  if (!yes) {
+struct DeleteFlags {
+  std::string which;
+  bool by_id = false, yes = false, force = false;
+  int recent_days = 7;
+};
+
+int CertDelete(Client& client, const DeleteFlags& f) {
+  if (!f.yes) {
     // Say what would go, about an entry that exists: an unknown name is NOT_FOUND, as
     // with --yes, and only an entry with a key has a key to destroy.
     v1::GetCertificateRequest get;
-    by_id ? get.set_id(which) : get.set_name(which);
+    f.by_id ? get.set_id(f.which) : get.set_name(f.which);
     v1::GetCertificateResponse found;
     if (auto rc = client.Call("GetCertificate", &v1::CertificateService::Stub::GetCertificate, get,
                               &found)) {
       return *rc;
     }
     const bool has_key = found.certificate().has_private_key();
-    return UsageError("cert delete: deleting '" + which + "' is irreversible" +
+    return UsageError("cert delete: deleting '" + f.which + "' is irreversible" +
                       (has_key ? " (its private key is destroyed)" : "") +
                       "; add --yes to confirm");
   }
+  if (!f.force && f.recent_days > 0) {
+    // An entry in use is deleted on purpose only: name who used it.
+    v1::GetCertificateUsageRequest ureq;
+    f.by_id ? ureq.set_id(f.which) : ureq.set_name(f.which);
+    ureq.set_days(f.recent_days);
+    v1::GetCertificateUsageResponse used;
+    if (auto rc = client.Call("GetCertificateUsage",
+                              &v1::CertificateService::Stub::GetCertificateUsage, ureq, &used)) {
+      return *rc;
+    }
+    if (!used.users().empty()) {
+      std::string who;
+      for (const auto& u : used.users()) {
+        who += "\n    " + BindingText(u.target()) +
+               (u.workflow_id().empty() ? "" : " workflow " + u.workflow_id()) +
+               (u.step_id().empty() ? "" : " step " + u.step_id()) + " (" +
+               std::to_string(u.uses()) + " uses, last " + FormatTime(u.last_use_time()) + ")";
+      }
+      return UsageError("cert delete: '" + used.certificate().name() + "' was used in the last " +
+                            std::to_string(used.days()) + " days by:" + who,
+                        "steps that use it will fail with CERTIFICATE_NOT_FOUND; add --force to "
+                        "delete it anyway");
+    }
+  }
   v1::DeleteCertificateRequest req;
-  by_id ? req.set_id(which) : req.set_name(which);
+  f.by_id ? req.set_id(f.which) : req.set_name(f.which);
   v1::DeleteCertificateResponse resp;
   if (auto rc = client.Call("DeleteCertificate", &v1::CertificateService::Stub::DeleteCertificate,
                             req, &resp))
@@ -263,6 +385,8 @@ int CertDelete(Client& client, const std::string& which, bool by_id, bool yes) {
 }
 
 // "host", "host:port".
+
+void PrintResolution(const v1::ResolveCertificateResponse& resp);
 
 int CertResolve(Client& client, const std::string& target, const std::string& environment,
                 const std::string& certificate) {
@@ -279,15 +403,22 @@ int CertResolve(Client& client, const std::string& target, const std::string& en
   if (auto rc = client.Call("ResolveCertificate", &v1::CertificateService::Stub::ResolveCertificate,
                             req, &resp))
     return *rc;
-  PrintResult(client.options(), resp, [&] {
+  if (resp.has_error()) {
+    if (!client.options().json) PrintResolution(resp);
+    return ReportStepError(client.options(), resp.error(), resp);
+  }
+  return PrintResult(client.options(), resp, [&] { PrintResolution(resp); });
+}
+
+void PrintResolution(const v1::ResolveCertificateResponse& resp) {
+  {
     if (resp.has_chosen()) std::cout << "chosen: " << resp.chosen().name() << "\n";
     for (const auto& r : resp.rejected()) {
       std::cout << "rejected: " << r.certificate().name() << ": " << r.reason() << "\n";
     }
     for (const auto& t : resp.trust()) std::cout << "trust: " << t.name() << "\n";
     if (!resp.explanation().empty()) std::cout << resp.explanation() << "\n";
-  });
-  return resp.has_error() ? ReportStepError(client.options(), resp.error()) : kExitOk;
+  }
 }
 
 }  // namespace
@@ -301,17 +432,7 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_import->add_option("--name", imp->name, "unique name")->required();
   cert_import->add_option("--type", imp->type,
                           "key-pair, pkcs12, trust-store, java-keystore, mobile-provisioning");
-  cert_import->add_option("--file", imp->file, "certificate / PKCS#12 / JKS / bundle file")
-      ->required();
-  cert_import->add_option("--key-file", imp->key_file, "private key file (key pairs)");
-  cert_import->add_option("--format", imp->format,
-                          "declared format: pem, der, pkcs12, jks, jceks, mobileprovision");
-  cert_import->add_option("--password-file", imp->password_file, "password from a file");
-  cert_import->add_option("--password-env", imp->password_env, "password from a variable");
-  cert_import->add_flag("--password-stdin", imp->password_stdin, "read the password from stdin");
-  cert_import->add_option("--key-password-file", imp->key_password_file, "JKS key password file");
-  cert_import->add_option("--key-password-env", imp->key_password_env, "JKS key password variable");
-  cert_import->add_option("--alias", imp->alias, "key entry alias in a key store");
+  imp->material.Add(cert_import, /*file_required=*/true);
   cert_import->add_option("--bind", imp->bindings, "HOST[:PORT][@ENV] (repeatable)");
   cert_import->add_option("--description", imp->description, "free text");
   cert_import->add_flag("--private-trust-only", imp->private_trust_only,
@@ -337,7 +458,7 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
 
   struct Which {
     std::string which;
-    bool by_id = false, yes = false;
+    bool by_id = false;
   };
   auto show = std::make_shared<Which>();
   auto* cert_show = cert->add_subcommand("show", "show one certificate's metadata");
@@ -346,14 +467,15 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   AddClientCommand(cert_show, line,
                    [show](Client& client) { return CertShow(client, show->which, show->by_id); });
 
-  auto del = std::make_shared<Which>();
+  auto del = std::make_shared<DeleteFlags>();
   auto* cert_delete = cert->add_subcommand("delete", "delete a certificate (irreversible)");
   cert_delete->add_option("certificate", del->which, "name (or id with --id)")->required();
   cert_delete->add_flag("--id", del->by_id, "the argument is an id");
   cert_delete->add_flag("--yes,-y", del->yes, "confirm");
-  AddClientCommand(cert_delete, line, [del](Client& client) {
-    return CertDelete(client, del->which, del->by_id, del->yes);
-  });
+  cert_delete->add_flag("--force", del->force, "delete even if steps used it recently");
+  cert_delete->add_option("--recent-days", del->recent_days,
+                          "refuse when used within this many days (default 7; 0: never)");
+  AddClientCommand(cert_delete, line, [del](Client& client) { return CertDelete(client, *del); });
 
   struct ResolveFlags {
     std::string target, environment, certificate;
@@ -367,6 +489,8 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   AddClientCommand(cert_resolve, line, [rf](Client& client) {
     return CertResolve(client, rf->target, rf->environment, rf->certificate);
   });
+
+  AddCertAdminCommands(cert, line);
 }
 
 }  // namespace wsstep::plugin

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
 
 #include "plugin/cli/call_commands.h"
@@ -42,6 +43,8 @@ int RunCli(int argc, char** argv) {
 
   auto serve = AddServeCommand(app, g.config_file, g.data_dir);
   AddCertCommands(app, line);
+  AddNotificationCommands(app, line);
+  AddMasterKeyCommands(app, line);
   AddCallCommands(app, line);
   AddTestConnectionCommand(app, line);
   AddStoreCommands(app, line);
@@ -56,8 +59,24 @@ int RunCli(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? kExitOk : kExitUsage;
+    // --help and --version are not failures; a usage error with --json is JSON too.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    for (int i = 1; i < argc; ++i) {
+      if (std::string_view(argv[i]) == "--json") {
+        SetJsonOutput(true);
+        return UsageError(e.what(),
+                          "wsstep --help lists the commands; wsstep COMMAND --help "
+                          "their flags");
+      }
+    }
+    app.exit(e);
+    return kExitUsage;
+  }
+  SetJsonOutput(g.json);
+  // WSSTEP_CHECK_COMMAND_LINE=1: parse only, run nothing (the docs test checks that
+  // every command the guides show is one this binary accepts).
+  if (const char* check = std::getenv("WSSTEP_CHECK_COMMAND_LINE"); check && *check == '1') {
+    return kExitOk;
   }
 
   // No command at all: this is how hosts launch plugins.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "plugin/server/call_context.h"
@@ -38,6 +39,13 @@ std::string StatusCodeName(grpc::StatusCode code) {
     default: return "CODE_" + std::to_string(static_cast<int>(code));
   }
 }
+
+// Request fields of uploads, and the flags of `cert import` / `cert update` that set them.
+const std::map<std::string, std::string> kUploadFlags = {
+    {"material.password", "--password-env VAR, --password-file FILE or --password-stdin"},
+    {"material.key_password", "--key-password-env VAR or --key-password-file FILE"},
+    {"material.private_key", "--key-file FILE"},
+};
 
 std::string DefaultActor() {
   const passwd* pw = ::getpwuid(::geteuid());
@@ -78,32 +86,98 @@ void PrepareContext(const ClientOptions& options, grpc::ClientContext* context) 
   }
 }
 
+int ReportFailure(bool json, const CliFailure& failure, int exit_code,
+                  const google::protobuf::Message* result) {
+  const Error& e = failure.error;
+  // detail "code" carries a code the catalog does not know (a gRPC status name).
+  const auto named = e.detail.find("code");
+  const std::string code =
+      named != e.detail.end() ? named->second : std::string(CodeName(e.code));
+  if (json) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    if (result != nullptr) {
+      auto parsed = nlohmann::ordered_json::parse(ToJson(*result), nullptr, false);
+      if (parsed.is_object()) j = std::move(parsed);
+    }
+    nlohmann::ordered_json err;
+    err["code"] = code;
+    err["message"] = e.message;
+    err["hint"] = e.hint;
+    err["side"] = std::string(SideName(e.side));
+    err["detail"] = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : e.detail) {
+      if (k != "code") err["detail"][k] = v;
+    }
+    if (!failure.status.empty()) {
+      err["status"] = failure.status;
+      err["method"] = failure.method;
+      err["fieldViolations"] = nlohmann::ordered_json::array();
+      for (const auto& [field, why] : failure.violations) {
+        err["fieldViolations"].push_back({{"field", field}, {"description", why}});
+      }
+    }
+    j["error"] = std::move(err);
+    std::cout << j.dump(2) << std::endl;
+    return exit_code;
+  }
+  std::cerr << "wsstep: " << code << ": " << e.message << "\n";
+  if (!e.hint.empty()) std::cerr << "  hint: " << e.hint << "\n";
+  if (e.side != Side::kNone) std::cerr << "  side: " << SideName(e.side) << "\n";
+  for (const auto& [k, v] : e.detail) {
+    if (k != "code" && k != "field") std::cerr << "  " << k << ": " << v << "\n";
+  }
+  for (const auto& [field, why] : failure.violations) {
+    std::cerr << "  field " << field << ": " << why << "\n";
+  }
+  if (!failure.method.empty()) {
+    std::cerr << "  call: " << failure.method << " (" << failure.status << ")\n";
+  }
+  return exit_code;
+}
+
 int ReportRpcError(const ClientOptions& options, std::string_view method,
                    const grpc::Status& status) {
   const StatusDetails details = DecodeStatusDetails(status);
   const bool unreachable = details.reason.empty() &&
                            (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                             status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
-  if (options.json) {
-    nlohmann::ordered_json j;
-    j["error"]["method"] = method;
-    j["error"]["status"] = StatusCodeName(status.error_code());
-    j["error"]["message"] = status.error_message();
-    if (!details.reason.empty()) j["error"]["reason"] = details.reason;
-    if (!details.metadata.empty()) j["error"]["metadata"] = details.metadata;
-    for (const auto& v : details.violations) {
-      j["error"]["field_violations"].push_back({{"field", v.field}, {"description", v.description}});
-    }
-    std::cout << j.dump(2) << std::endl;
-  } else {
-    std::cerr << "wsstep: " << method << ": " << StatusCodeName(status.error_code());
-    if (!details.reason.empty()) std::cerr << " (" << details.reason << ")";
-    std::cerr << ": " << status.error_message() << "\n";
-    for (const auto& v : details.violations) {
-      std::cerr << "  field " << v.field << ": " << v.description << "\n";
+  CliFailure f;
+  f.status = StatusCodeName(status.error_code());
+  f.method = std::string(method);
+  f.error.message = status.error_message();
+  // The catalog code from ErrorInfo; without one, the status name stands in for it.
+  const std::string reason = details.reason.empty() ? f.status : details.reason;
+  f.error.code = CodeFromName(reason);
+  if (CodeName(f.error.code) != reason) f.error.With("code", reason);
+  for (const auto& [k, v] : details.metadata) {
+    if (k == "hint") {
+      f.error.hint = v;
+    } else if (k == "side") {
+      for (Side side : {Side::kConfiguration, Side::kClient, Side::kServer, Side::kNetwork,
+                        Side::kStore}) {
+        if (SideName(side) == v) f.error.side = side;
+      }
+    } else {
+      f.error.With(k, v);
     }
   }
-  return unreachable ? kExitUnreachable : kExitRefused;
+  if (unreachable && f.error.side == Side::kNone) f.error.side = Side::kNetwork;
+  // The wire message carries the hint in brackets for clients that show only it; here
+  // the hint has its own line.
+  const std::string bracketed = " (" + f.error.hint + ")";
+  if (!f.error.hint.empty() && f.error.message.ends_with(bracketed)) {
+    f.error.message.resize(f.error.message.size() - bracketed.size());
+  }
+  for (const auto& v : details.violations) {
+    f.violations.emplace_back(v.field, v.description);
+    // The API's field, in the words of the command line that fills it.
+    const auto flag = kUploadFlags.find(v.field);
+    if (flag != kUploadFlags.end()) {
+      f.error.hint += std::string(f.error.hint.empty() ? "" : " ") + "On the command line: " +
+                      flag->second + ".";
+    }
+  }
+  return ReportFailure(options.json, f, unreachable ? kExitUnreachable : kExitRefused);
 }
 
 std::string ToJson(const google::protobuf::Message& message) {

@@ -1,17 +1,28 @@
 #include "plugin/cli/command.h"
 
+#include <idn2.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <fstream>
 #include <sstream>
 
+#include "plugin/server/status_map.h"
+
 namespace wsstep::plugin {
 
-int UsageError(const std::string& message) {
-  std::cerr << "wsstep: " << message << "\n";
-  return kExitUsage;
+namespace {
+bool json_output = false;
+}  // namespace
+
+void SetJsonOutput(bool json) { json_output = json; }
+
+int UsageError(const std::string& message, const std::string& hint) {
+  CliFailure failure;
+  failure.error = Error(Code::kInvalidArgument, message, hint, Side::kConfiguration);
+  return ReportFailure(json_output, failure, kExitUsage);
 }
 
 Result<std::string> ReadWholeFile(const std::string& path) {
@@ -85,30 +96,39 @@ std::string EnumName(const std::string& full, std::string_view prefix) {
 }
 
 std::string BindingText(const v1::Binding& b) {
-  std::string s = b.host() + ":" + std::to_string(b.port() == 0 ? 443 : b.port());
+  const bool v6 = b.host().find(':') != std::string::npos;
+  std::string s =
+      (v6 ? "[" + b.host() + "]" : b.host()) + ":" + std::to_string(b.port() == 0 ? 443 : b.port());
   s += "@" + (b.environment().empty() ? std::string("default") : b.environment());
   return s;
 }
 
 // Prints a StepError and returns kExitStepFailed.
-int ReportStepError(const ClientOptions& o, const v1::StepError& e) {
-  if (!o.json) {
-    std::cerr << "wsstep: " << e.code() << ": " << e.message() << "\n";
-    if (!e.hint().empty()) std::cerr << "  hint: " << e.hint() << "\n";
-    for (const auto& [k, v] : e.detail()) std::cerr << "  " << k << ": " << v << "\n";
-  }
-  return kExitStepFailed;
+int ReportStepError(const ClientOptions& o, const v1::StepError& e,
+                    const google::protobuf::Message& result) {
+  CliFailure failure;
+  failure.error = FromStepError(e);
+  if (CodeName(failure.error.code) != e.code()) failure.error.With("code", e.code());
+  return ReportFailure(o.json, failure, kExitStepFailed, &result);
 }
 
 void PrintWarnings(const google::protobuf::RepeatedPtrField<v1::Diagnostic>& warnings) {
   for (const auto& w : warnings) {
-    std::cerr << "warning: " << w.code() << ": " << w.summary() << "\n";
+    // "warning: CHAIN_INCOMPLETE: ...": the code once, never the severity again.
+    std::cerr << "warning: ";
+    if (!w.code().empty() && w.code() != "WARNING") std::cerr << w.code() << ": ";
+    std::cerr << w.summary() << "\n";
+    if (!w.detail().empty()) std::cerr << "  hint: " << w.detail() << "\n";
   }
 }
 
 // "host", "host:port", "host@env", "host:port@env", "[v6]:port".
 Result<v1::Binding> ParseBinding(const std::string& text) {
   v1::Binding b;
+  if (text.find("://") != std::string::npos || text.find('/') != std::string::npos) {
+    return Error(Code::kInvalidArgument, "binding '" + text + "' is a URL; give host:port",
+                 "e.g. api.bank.example:443@production (no scheme, no path)", Side::kConfiguration);
+  }
   std::string rest = text;
   if (const size_t at = rest.rfind('@'); at != std::string::npos) {
     b.set_environment(rest.substr(at + 1));
@@ -116,7 +136,11 @@ Result<v1::Binding> ParseBinding(const std::string& text) {
   }
   std::string host = rest;
   std::string port;
-  if (rest.starts_with("[")) {
+  const bool bare_ipv6 = !rest.starts_with("[") && std::count(rest.begin(), rest.end(), ':') > 1;
+  if (bare_ipv6) {
+    // "::1", "fe80::1": an IPv6 address without a port; "[::1]:8443" has one.
+    host = rest;
+  } else if (rest.starts_with("[")) {
     const size_t close = rest.find(']');
     if (close == std::string::npos) {
       return Error(Code::kInvalidArgument, "binding '" + text + "': missing ']'", "",
@@ -131,6 +155,21 @@ Result<v1::Binding> ParseBinding(const std::string& text) {
   if (host.empty()) {
     return Error(Code::kInvalidArgument, "binding '" + text + "': no host", "",
                  Side::kConfiguration);
+  }
+  if (std::any_of(host.begin(), host.end(), [](char c) { return (c & 0x80) != 0; })) {
+    // An internationalized name: bindings hold the ASCII (punycode) form that TLS and
+    // DNS use.
+    char* ascii = nullptr;
+    const int rc = idn2_to_ascii_8z(host.c_str(), &ascii, IDN2_NONTRANSITIONAL);
+    if (rc != IDN2_OK) {
+      return Error(Code::kInvalidArgument,
+                   "binding '" + text + "': '" + host + "' is not a valid host name (" +
+                       idn2_strerror(rc) + ")",
+                   "write an internationalized name in its xn-- (punycode) form",
+                   Side::kConfiguration);
+    }
+    host = ascii;
+    idn2_free(ascii);
   }
   b.set_host(host);
   if (!port.empty()) {

@@ -194,8 +194,12 @@ struct CommandLine {
 // Input and output helpers
 // ------------------------------------------------------------------------------------
 
-// Prints "wsstep: MESSAGE" and returns kExitUsage.
-int UsageError(const std::string& message);
+// Whether failures print as JSON (--json). RunCli sets it once the command line is
+// parsed, so that usage errors found before any call take the same shape.
+void SetJsonOutput(bool json);
+// A usage error (code INVALID_ARGUMENT, side CONFIGURATION) in the one failure shape of
+// client.h; returns kExitUsage.
+int UsageError(const std::string& message, const std::string& hint = "");
 
 // The bytes of a file; an error naming it when it cannot be read.
 Result<std::string> ReadWholeFile(const std::string& path);
@@ -229,8 +233,10 @@ int PrintResult(const ClientOptions& o, const google::protobuf::Message& m, Prin
   return kExitOk;
 }
 
-// Prints a StepError (text mode) and returns kExitStepFailed.
-int ReportStepError(const ClientOptions& o, const v1::StepError& e);
+// Prints a failed step's StepError in the one failure shape (with --json: `result`, the
+// step's response, with "error" beside its fields) and returns kExitStepFailed.
+int ReportStepError(const ClientOptions& o, const v1::StepError& e,
+                    const google::protobuf::Message& result);
 // Prints each warning on stderr.
 void PrintWarnings(const google::protobuf::RepeatedPtrField<v1::Diagnostic>& warnings);
 
@@ -256,17 +262,13 @@ class Client {
     options_.step_id = g_.step_id;
     options_.workflow_id = g_.workflow_id;
     options_.json = g_.json;
+    options_.max_message_bytes = config->limits.max_message_bytes;
     auto channel = ConnectToPlugin(options_);
     if (!channel.ok()) {
-      if (g_.json) {
-        nlohmann::ordered_json j;
-        j["error"] = {{"status", "UNAVAILABLE"}, {"message", channel.error().message}};
-        std::cout << j.dump(2) << std::endl;
-      } else {
-        std::cerr << "wsstep: " << channel.error().message << "\n  " << channel.error().hint
-                  << "\n";
-      }
-      return kExitUnreachable;
+      CliFailure failure;
+      failure.error = channel.error();
+      failure.error.With("code", "UNAVAILABLE");
+      return ReportFailure(g_.json, failure, kExitUnreachable);
     }
     channel_ = *channel;
     return std::nullopt;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -222,6 +223,9 @@ v1::StepOutcome Call(v1::StepPluginService::Stub& stub, const std::string& url,
 }  // namespace
 
 int RunDemo(const std::string& self, bool json) {
+  // With --json, the narrative goes to stderr and stdout holds one JSON document: the
+  // two steps' outcomes and the verdict.
+  std::ostream& say = json ? std::cerr : std::cout;
   Scene scene;
   char tmpl[] = "/tmp/wsstep-demo-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
@@ -232,7 +236,7 @@ int RunDemo(const std::string& self, bool json) {
   const std::string& d = scene.dir;
   const std::string log = d + "/tools.log";
 
-  std::cout << "1. Making a throwaway PKI in " << d << " (openssl): a CA, a server "
+  say << "1. Making a throwaway PKI in " << d << " (openssl): a CA, a server "
             << "certificate for localhost, a client certificate, a self-signed server\n";
   if (!MakePki(d, log)) {
     std::cerr << "demo: openssl failed:\n" << ReadText(log);
@@ -240,7 +244,7 @@ int RunDemo(const std::string& self, bool json) {
   }
 
   const uint16_t good = FreePort(), bad = FreePort();
-  std::cout << "2. Starting nginx: https://localhost:" << good
+  say << "2. Starting nginx: https://localhost:" << good
             << " requires a client certificate from the CA (ssl_verify_client on); "
             << "https://localhost:" << bad << " has a self-signed certificate\n";
   std::string error;
@@ -250,7 +254,7 @@ int RunDemo(const std::string& self, bool json) {
     return 1;
   }
 
-  std::cout << "3. Launching " << self << " as a workflow host would (go-plugin handshake, "
+  say << "3. Launching " << self << " as a workflow host would (go-plugin handshake, "
             << "AutoMTLS)\n";
   LaunchOptions launch;
   launch.binary = self;
@@ -266,7 +270,7 @@ int RunDemo(const std::string& self, bool json) {
   auto certs = v1::CertificateService::NewStub(scene.plugin->channel());
   auto steps = v1::StepPluginService::NewStub(scene.plugin->channel());
 
-  std::cout << "4. Importing over the API: the client certificate + key (KEY_PAIR) and the "
+  say << "4. Importing over the API: the client certificate + key (KEY_PAIR) and the "
             << "CA (TRUST_STORE), bound to localhost:" << good << " and localhost:" << bad
             << "\n";
   v1::Certificate client, ca;
@@ -281,22 +285,21 @@ int RunDemo(const std::string& self, bool json) {
     std::cerr << "demo: import failed: " << s.error_message() << "\n";
     return 1;
   }
-  std::cout << "   imported '" << client.name() << "' (" << client.certificate().subject()
+  say << "   imported '" << client.name() << "' (" << client.certificate().subject()
             << ", SHA-256 " << client.certificate().sha256_fingerprint().substr(0, 23)
             << "...) and '" << ca.name() << "'\n";
 
   int rc = 0;
-  std::cout << "5. REST step: GET https://localhost:" << good
+  say << "5. REST step: GET https://localhost:" << good
             << "/ with SSL certificate verification on\n";
   v1::StepOutcome ok = Call(*steps, "https://localhost:" + std::to_string(good) + "/", "demo-ok", &s);
-  if (json && s.ok()) std::cout << ToJson(ok) << "\n";
   if (!s.ok() || !ok.has_http() || ok.http().status() != 200) {
-    std::cout << "   FAILED: " << (s.ok() ? ok.error().code() + ": " + ok.error().message()
+    say << "   FAILED: " << (s.ok() ? ok.error().code() + ": " + ok.error().message()
                                           : s.error_message())
               << "\n";
     rc = 1;
   } else {
-    std::cout << "   HTTP " << ok.http().status() << ", body: " << ok.http().body()
+    say << "   HTTP " << ok.http().status() << ", body: " << ok.http().body()
               << "   presented client certificate: '" << ok.tls().client_certificate().name()
               << "' (" << ok.tls().client_certificate().sha256_fingerprint().substr(0, 23)
               << "...)\n   protocol " << ok.tls().protocol() << ", cipher "
@@ -304,21 +307,27 @@ int RunDemo(const std::string& self, bool json) {
               << "\n";
   }
 
-  std::cout << "6. REST step: GET https://localhost:" << bad
+  say << "6. REST step: GET https://localhost:" << bad
             << "/ (self-signed server certificate)\n";
   v1::StepOutcome fail =
       Call(*steps, "https://localhost:" + std::to_string(bad) + "/", "demo-untrusted", &s);
-  if (json && s.ok()) std::cout << ToJson(fail) << "\n";
   if (!s.ok() || !fail.has_error()) {
-    std::cout << "   UNEXPECTED: " << (s.ok() ? "the step succeeded" : s.error_message()) << "\n";
+    say << "   UNEXPECTED: " << (s.ok() ? "the step succeeded" : s.error_message()) << "\n";
     rc = 1;
   } else {
-    std::cout << "   code:    " << fail.error().code() << "\n   message: "
+    say << "   code:    " << fail.error().code() << "\n   message: "
               << fail.error().message() << "\n   hint:    " << fail.error().hint() << "\n";
     if (fail.error().code() != "SERVER_CERT_UNTRUSTED") rc = 1;
   }
-  std::cout << "7. Cleaning up (plugin, nginx, " << d << ")\n";
-  std::cout << (rc == 0 ? "demo: OK\n" : "demo: FAILED\n");
+  say << "7. Cleaning up (plugin, nginx, " << d << ")\n";
+  say << (rc == 0 ? "demo: OK\n" : "demo: FAILED\n");
+  if (json) {
+    nlohmann::ordered_json j;
+    j["result"] = rc == 0 ? "OK" : "FAILED";
+    j["mtlsStep"] = nlohmann::ordered_json::parse(ToJson(ok), nullptr, false);
+    j["untrustedStep"] = nlohmann::ordered_json::parse(ToJson(fail), nullptr, false);
+    std::cout << j.dump(2) << std::endl;
+  }
   return rc;
 }
 

@@ -93,6 +93,15 @@ class CertificateBackend {
   virtual Status AcknowledgeNotification(const CallContext& call,
                                          const v1::AcknowledgeNotificationRequest& request,
                                          v1::AcknowledgeNotificationResponse* response) = 0;
+  virtual Status Export(const CallContext& call, const v1::ExportCertificateRequest& request,
+                        v1::ExportCertificateResponse* response) = 0;
+  virtual Status GetCsr(const CallContext& call, const v1::GetCsrRequest& request,
+                        v1::GetCsrResponse* response) = 0;
+  virtual Status Usage(const CallContext& call, const v1::GetCertificateUsageRequest& request,
+                       v1::GetCertificateUsageResponse* response) = 0;
+  virtual Status RotateMasterKey(const CallContext& call,
+                                 const v1::RotateMasterKeyRequest& request,
+                                 v1::RotateMasterKeyResponse* response) = 0;
   // Opens a subscription. Events before the call are not replayed, except pending
   // notifications when request.include_pending().
   virtual Result<std::unique_ptr<EventWatch>> Watch(const CallContext& call,

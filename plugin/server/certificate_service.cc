@@ -126,6 +126,29 @@ grpc::Status CertificateServiceImpl::AcknowledgeNotification(grpc::ServerContext
                      &CertificateBackend::AcknowledgeNotification);
 }
 
+grpc::Status CertificateServiceImpl::ExportCertificate(grpc::ServerContext* c,
+                                                      const v1::ExportCertificateRequest* req,
+                                                      v1::ExportCertificateResponse* resp) {
+  return Run(c, "ExportCertificate", req, resp, &CertificateBackend::Export);
+}
+
+grpc::Status CertificateServiceImpl::GetCsr(grpc::ServerContext* c, const v1::GetCsrRequest* req,
+                                           v1::GetCsrResponse* resp) {
+  return Run(c, "GetCsr", req, resp, &CertificateBackend::GetCsr);
+}
+
+grpc::Status CertificateServiceImpl::GetCertificateUsage(
+    grpc::ServerContext* c, const v1::GetCertificateUsageRequest* req,
+    v1::GetCertificateUsageResponse* resp) {
+  return Run(c, "GetCertificateUsage", req, resp, &CertificateBackend::Usage);
+}
+
+grpc::Status CertificateServiceImpl::RotateMasterKey(grpc::ServerContext* c,
+                                                    const v1::RotateMasterKeyRequest* req,
+                                                    v1::RotateMasterKeyResponse* resp) {
+  return Run(c, "RotateMasterKey", req, resp, &CertificateBackend::RotateMasterKey);
+}
+
 grpc::Status CertificateServiceImpl::TestConnection(grpc::ServerContext* context,
                                                    const v1::TestConnectionRequest* request,
                                                    v1::TestConnectionResponse* response) {

@@ -48,6 +48,18 @@ class CertificateServiceImpl final : public v1::CertificateService::Service {
   grpc::Status AcknowledgeNotification(grpc::ServerContext* context, const v1::AcknowledgeNotificationRequest* request,
                       v1::AcknowledgeNotificationResponse* response) override;
 
+  grpc::Status ExportCertificate(grpc::ServerContext* context,
+                                 const v1::ExportCertificateRequest* request,
+                                 v1::ExportCertificateResponse* response) override;
+  grpc::Status GetCsr(grpc::ServerContext* context, const v1::GetCsrRequest* request,
+                      v1::GetCsrResponse* response) override;
+  grpc::Status GetCertificateUsage(grpc::ServerContext* context,
+                                   const v1::GetCertificateUsageRequest* request,
+                                   v1::GetCertificateUsageResponse* response) override;
+  grpc::Status RotateMasterKey(grpc::ServerContext* context,
+                               const v1::RotateMasterKeyRequest* request,
+                               v1::RotateMasterKeyResponse* response) override;
+
   // Shutdown: new calls get UNAVAILABLE; open WatchEvents streams end with UNAVAILABLE
   // within half a second.
   void StopAccepting() { stopping_->store(true); }
