@@ -342,7 +342,7 @@ TEST_F(EngineCancelTest, AStepCancelledWhileQueuedNeverReachesTheOriginAndEndsAt
   origin.SetHandler(gate.Handler());
   ASSERT_TRUE(origin.Start()) << origin.start_error();
   rest::EngineOptions options;
-  options.workers = 1;
+  options.max_in_flight_per_origin = 1;  // the held step takes the origin's only place
   rest::RestEngine engine(options);
   OpenOnExit open_on_exit{gate};  // a failed assertion must not leave the engine held
   const auto creds = rest::testutil::Creds("rsa");
@@ -356,13 +356,13 @@ TEST_F(EngineCancelTest, AStepCancelledWhileQueuedNeverReachesTheOriginAndEndsAt
   queued_token.Cancel();
   auto queued_result = queued.get_future();
   auto held_result = held.get_future();
-  // The only worker is held at the origin until the gate opens below (or until the held
-  // step's own timeout): the cancelled step may complete while the held one still runs
-  // only if it does not wait for a worker.
+  // The origin's only place is held until the gate opens below (or until the held step's
+  // own timeout): the cancelled step may complete while the held one still runs only if
+  // it does not wait for that place.
   ASSERT_EQ(queued_result.wait_for(testing::kWaitBound), std::future_status::ready)
-      << "a cancelled queued step waits for a worker";
+      << "a cancelled queued step waits for its origin's place";
   EXPECT_EQ(held_result.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
-      << "a cancelled queued step waited for the worker (it ended after the held step)";
+      << "a cancelled queued step waited for the place (it ended after the held step)";
   gate.Open();
   const auto r = queued_result.get();
   ASSERT_FALSE(r.ok());
