@@ -121,15 +121,6 @@ void FaultyOrigin::AcceptLoop() {
     if (::poll(&p, 1, 100) <= 0) continue;
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    if (fault_ == Fault::kResets) {
-      linger hard{1, 0};  // close now, with a reset
-      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-      ::close(fd);
-      std::lock_guard<std::mutex> lock(mu_);
-      ++accepted_;
-      changed_.notify_all();
-      continue;
-    }
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
       ::close(fd);
@@ -143,7 +134,18 @@ void FaultyOrigin::AcceptLoop() {
 }
 
 void FaultyOrigin::Serve(int fd) {
-  if (fault_ == Fault::kNeverAnswers) {
+  if (fault_ == Fault::kResets) {
+    // Once the client has spoken (its ClientHello), so that the reset always lands in the
+    // same place: during the TLS handshake.
+    while (!stopping_) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) > 0) break;
+    }
+    char hello[512];
+    (void)::recv(fd, hello, sizeof hello, 0);
+    linger hard{1, 0};  // close now, with a reset
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+  } else if (fault_ == Fault::kNeverAnswers) {
     // Hold the connection until the peer gives up or the origin stops; read nothing.
     while (!stopping_) {
       pollfd p{fd, POLLRDHUP, 0};

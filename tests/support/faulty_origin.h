@@ -12,7 +12,8 @@
 //   kTrickles      completes TLS (server/localhost, no client certificate asked), reads
 //                  the request, sends the status line and headers promising 1,000 bytes,
 //                  then one body byte per second
-//   kResets        accepts, then closes at once with a TCP reset
+//   kResets        accepts, reads the client's first bytes (its ClientHello), then
+//                  closes with a TCP reset
 //   kSlow          completes TLS, reads the request, answers 200 "slow" after `delay`
 //
 // One acceptor thread plus one thread per connection. Stop() (also the destructor)
