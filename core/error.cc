@@ -49,6 +49,8 @@ constexpr std::array kCodes = {
     CodeEntry{Code::kMasterKeyError, "MASTER_KEY_ERROR"},
     CodeEntry{Code::kTransferFailed, "TRANSFER_FAILED"},
     CodeEntry{Code::kInternal, "INTERNAL"},
+    CodeEntry{Code::kDescriptorsExhausted, "DESCRIPTORS_EXHAUSTED"},
+    CodeEntry{Code::kOriginBusy, "ORIGIN_BUSY"},
 };
 
 }  // namespace
@@ -75,6 +77,7 @@ std::string_view SideName(Side side) {
     case Side::kServer: return "SERVER";
     case Side::kNetwork: return "NETWORK";
     case Side::kStore: return "STORE";
+    case Side::kPlugin: return "PLUGIN";
   }
   return "NONE";
 }

@@ -55,6 +55,9 @@ enum class Code {
   kMasterKeyError,
   kTransferFailed,
   kInternal,
+  // Engine capacity (issue 20): the plugin's own limits, never the origin's fault.
+  kDescriptorsExhausted,  // the plugin ran out of file descriptors (side PLUGIN)
+  kOriginBusy,            // the per-origin concurrency cap is full, and so is its queue
 };
 
 // The stable catalog name, e.g. "CLIENT_CERT_REJECTED".
@@ -63,7 +66,7 @@ std::string_view CodeName(Code code);
 Code CodeFromName(std::string_view name);
 
 // Which party a failure belongs to, so a designer knows where to look.
-enum class Side { kNone, kConfiguration, kClient, kServer, kNetwork, kStore };
+enum class Side { kNone, kConfiguration, kClient, kServer, kNetwork, kStore, kPlugin };
 std::string_view SideName(Side side);
 
 struct Error {

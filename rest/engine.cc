@@ -8,14 +8,17 @@
 #include <cctype>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <future>
 #include <mutex>
 #include <thread>
 
 #include "core/ossl.h"
+#include "rest/event_loop.h"
 #include "rest/http_text.h"
 #include "rest/oauth2.h"
 #include "rest/partition.h"
+#include "rest/socket_budget.h"
 #include "rest/spin_wait.h"
 #include "rest/tls_diagnosis.h"
 #include "rest/tls_util.h"
@@ -105,14 +108,6 @@ bool IsServerName(std::string_view name) {
   return !hex && ::inet_pton(AF_INET, std::string(name).c_str(), &addr) == 1;
 }
 
-struct Job {
-  PreparedStep step;
-  core::CallCredentials credentials;
-  Deadline deadline;
-  CancelToken cancel;
-  StepCallback done;
-};
-
 }  // namespace
 
 std::optional<std::string> RestResult::FindHeader(std::string_view name) const {
@@ -122,9 +117,16 @@ std::optional<std::string> RestResult::FindHeader(std::string_view name) const {
   return std::nullopt;
 }
 
+class StepTask;
+using StepTaskPtr = std::shared_ptr<StepTask>;
+
+// Where a step's transfers run: right here on a lent thread, or on an event loop.
+using TransferExecutor = std::function<void(std::unique_ptr<Transfer>, TransferDone)>;
+
 struct RestEngine::Impl {
   explicit Impl(EngineOptions o)
       : options(std::move(o)),
+        sockets(options.max_connections),
         trust(options.system_trust),
         partitions(&trust, options.max_partitions) {}
 
@@ -136,65 +138,153 @@ struct RestEngine::Impl {
     core::CallCredentials credentials;  // for `origin`
     Deadline deadline;
     bool deadline_is_caller;
+    steady_clock::time_point admitted;  // the step's limits count from here
     const CancelToken* cancel;
-    TransferDriver* driver;
-    std::function<void()> while_waiting;  // also tells a lent thread's caller it is slow
+    TransferDriver* driver = nullptr;  // a lent thread's; null on an event loop
+    std::function<void()> while_waiting;  // tells a lent thread's caller it is slow
     std::chrono::milliseconds poll_interval{50};
     std::chrono::microseconds spin{0};  // TransferLimits::spin
   };
 
   // The design-time and pre-send checks; `url` and `token_url` receive the parsed URLs.
   Status Check(const RestStep& step, UrlParts* url, std::optional<UrlParts>* token_url) const;
-  Result<RestResult> Run(TransferDriver& driver, const PreparedStep& step,
-                         core::CallCredentials creds,
-                         Deadline deadline, const CancelToken& cancel,
-                         std::function<void()> on_slow = {},
-                         std::chrono::microseconds spin = {});
-  Result<HttpResponse> Send(StepRun& run, HttpRequest& request, const UrlParts& target,
-                            const core::CallCredentials& creds, bool same_origin);
+  // Begins a request to `target` with `creds` and hands it to `executor`; `done` gets
+  // the response (at once when the request could not be begun).
+  void Send(const StepRun& run, const HttpRequest& request, const UrlParts& target,
+            const core::CallCredentials& creds, bool same_origin,
+            const TransferExecutor& executor, TransferDone done);
   // The partition of a request to `target` with `creds` (the step's pin and server name
   // only for its own origin).
   Result<std::shared_ptr<Partition>> PartitionFor(const StepRun& run, const UrlParts& target,
                                                   const core::CallCredentials& creds,
                                                   bool same_origin);
-  TransferLimits LimitsFor(const StepRun& run) const;
-  // A RestStep::probe, instead of the step's request.
+  TransferLimits LimitsFor(const StepRun& run);
+  // A RestStep::probe, instead of the step's request (blocking: on the caller's thread).
   Result<RestResult> Probe(const StepRun& run, const HandshakeProbe& probe);
-  Result<core::CallCredentials> CredentialsFor(StepRun& run, const UrlParts& target,
+  Result<core::CallCredentials> CredentialsFor(const StepRun& run, const UrlParts& target,
                                                CredentialPurpose purpose);
-  Result<SecretBytes> OAuth2Token(StepRun& run, const OAuth2ClientCredentials& oauth,
-                                  const UrlParts& token_url, bool refresh,
-                                  std::string* cache_key);
-  void WorkerLoop();
-  // Idle connections a TransferDriver (a worker's or a lent thread's) keeps per partition.
+  // Idle connections a lent thread's TransferDriver keeps per partition.
   size_t DriverCacheSize() const {
-    return std::max<size_t>(options.max_idle_handles_per_partition,
-                            static_cast<size_t>(std::max(1, options.workers)));
+    return std::max<size_t>(options.max_idle_handles_per_partition, 1);
   }
-  // Answers queued steps whose token was cancelled (CANCELLED, never started). Called by
-  // busy workers between socket waits: a queue only forms when every worker is busy.
-  void AnswerCancelledInQueue();
   static Error CancelledBeforeStart(const std::string& url);
-  // Validates, then queues the step or runs it on this thread (a lent one). A refusal
-  // leaves `done` uncalled and unmoved; otherwise `done` is taken and runs exactly once.
+  // Validates, then starts the step on an event loop, runs it on this thread (a lent
+  // one), or queues it behind its origin's running steps. A refusal leaves `done` uncalled
+  // and unmoved; otherwise `done` is taken and runs exactly once.
   std::optional<Refusal> Admit(PreparedStep step, core::CallCredentials credentials,
                                Deadline deadline, CancelToken cancel, StepCallback& done);
   // What Submit answers a refusal with: FAILED_PRECONDITION, detail reason.
   Error RefusalError(Refusal refusal) const;
+  // The least busy event loop.
+  EventLoop& PickLoop();
+  void StartOnLoop(StepTaskPtr task);
+  // A step has answered: frees its place (and its origin's), starts the next step waiting
+  // for that origin.
+  void StepEnded(const std::string& origin);
+  // On the loops' ticks: answers waiting steps that were cancelled or whose deadline
+  // passed before they could start. True while steps still wait.
+  bool ExpireWaiting();
+  // Closes idle connections (idle partitions, oldest first) when sockets run short.
+  void RelievePressure();
 
   EngineOptions options;
+  SocketBudget sockets;  // before the partitions: their connections close through it
   TrustStoreCache trust;
   PartitionTable partitions;
   TokenCache tokens;
 
-  int running = 0;  // steps running, on workers or lent threads (under mu)
+  // Steps of one origin ("https://host:port"): running, and waiting for a place.
+  struct OriginSlots {
+    int running = 0;
+    std::deque<StepTaskPtr> waiting;
+  };
 
   std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Job> queue;
-  std::atomic<size_t> queued{0};  // queue.size(), readable without the lock
-  bool stopping = false;
-  std::vector<std::thread> workers;
+  std::condition_variable idle_cv;     // in_flight reached 0
+  size_t in_flight = 0;                // admitted and not yet answered (under mu)
+  std::map<std::string, OriginSlots> origins;  // only origins with steps (under mu)
+  std::atomic<size_t> waiting{0};      // steps waiting in `origins`, readable unlocked
+  bool stopping = false;               // under mu
+  std::vector<std::unique_ptr<EventLoop>> loops;  // fixed between construction and Shutdown
+  std::atomic<size_t> next_loop{0};
+};
+
+// One step from admission to answer, as a chain of transfers (OAuth2 token call, the
+// request, each redirect hop). Each transfer's completion continues it: on an event loop
+// no thread waits for the server. All of it runs on one thread at a time.
+class StepTask : public std::enable_shared_from_this<StepTask> {
+ public:
+  using Impl = RestEngine::Impl;
+  StepTask(Impl* impl, PreparedStep step, core::CallCredentials credentials, Deadline deadline,
+           bool deadline_is_caller, CancelToken cancel, StepCallback done,
+           steady_clock::time_point admitted)
+      : impl_(impl),
+        prepared_(std::move(step)),
+        cancel_(std::move(cancel)),
+        done_(std::move(done)),
+        admitted_(admitted),
+        origin_key_(prepared_.url().Origin()) {
+    run_.prepared = &prepared_;
+    run_.step = &prepared_.step();
+    run_.credentials = std::move(credentials);
+    run_.deadline = deadline;
+    run_.deadline_is_caller = deadline_is_caller;
+    run_.admitted = admitted;
+    run_.cancel = &cancel_;
+    run_.origin = prepared_.url();
+  }
+
+  const std::string& origin_key() const { return origin_key_; }
+  const CancelToken& cancel() const { return cancel_; }
+  Deadline deadline() const { return run_.deadline; }
+
+  // Runs the step with `executor` (on this thread) from its first transfer to its answer.
+  void Begin(TransferExecutor executor, TransferDriver* driver = nullptr,
+             std::function<void()> on_slow = {}, std::chrono::microseconds spin = {});
+  // The answer of a step that never started (cancelled, or its deadline passed while it
+  // waited for its origin).
+  void AnswerUnstarted(bool cancelled);
+  // The step's answer; frees its place. Exactly once.
+  void Finish(Result<RestResult> result);
+  // Replaces the answer callback (the lent thread observes the result first).
+  StepCallback& done() { return done_; }
+
+ private:
+  void NextHop();
+  void OnResponse(Result<HttpResponse> response);
+  void FetchToken();
+  void OnToken(Result<HttpResponse> response);
+  TransferDone Continue(void (StepTask::*next)(Result<HttpResponse>)) {
+    return [self = shared_from_this(), next](Result<HttpResponse> r) {
+      ((*self).*next)(std::move(r));
+    };
+  }
+
+  Impl* impl_;
+  PreparedStep prepared_;
+  CancelToken cancel_;
+  StepCallback done_;
+  const steady_clock::time_point admitted_;
+  const std::string origin_key_;
+  Impl::StepRun run_;
+  TransferExecutor executor_;
+  bool finished_ = false;
+
+  // The request in progress and where the step is on its way.
+  const OAuth2ClientCredentials* oauth_ = nullptr;
+  bool token_refreshed_ = false;
+  std::string token_key_;
+  std::optional<SecretBytes> token_;
+  SecretBytes token_form_;  // the token request's body, alive while it is sent
+  core::CallCredentials token_creds_;
+  std::string current_url_;
+  std::string display_url_;
+  UrlParts current_;
+  std::string method_;
+  bool keep_body_ = true;
+  int hops_ = 0;
+  HttpRequest request_;
+  RestResult result_;
 };
 
 Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
@@ -316,7 +406,7 @@ Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
   return {};
 }
 
-Result<core::CallCredentials> RestEngine::Impl::CredentialsFor(StepRun& run,
+Result<core::CallCredentials> RestEngine::Impl::CredentialsFor(const StepRun& run,
                                                                 const UrlParts& target,
                                                                 CredentialPurpose purpose) {
   if (target.Origin() == run.origin.Origin()) return run.credentials;
@@ -331,14 +421,26 @@ Result<core::CallCredentials> RestEngine::Impl::CredentialsFor(StepRun& run,
   return std::move(resolved.credentials);
 }
 
-Result<HttpResponse> RestEngine::Impl::Send(StepRun& run, HttpRequest& request,
-                                            const UrlParts& target,
-                                            const core::CallCredentials& creds,
-                                            bool same_origin) {
-  WSSTEP_ASSIGN_OR_RETURN(std::shared_ptr<Partition> partition,
-                          PartitionFor(run, target, creds, same_origin));
-  return run.driver->Perform(*partition, request, LimitsFor(run));
+void RestEngine::Impl::Send(const StepRun& run, const HttpRequest& request,
+                            const UrlParts& target, const core::CallCredentials& creds,
+                            bool same_origin, const TransferExecutor& executor,
+                            TransferDone done) {
+  // Before the partition is looked up: dropping idle partitions must not drop this one.
+  if (sockets.UnderPressure()) RelievePressure();
+  Result<std::shared_ptr<Partition>> partition = PartitionFor(run, target, creds, same_origin);
+  if (!partition.ok()) return done(partition.error());
+  Result<std::unique_ptr<Transfer>> transfer =
+      Transfer::Begin(std::move(partition).value(), request, LimitsFor(run));
+  if (!transfer.ok()) return done(transfer.error());
+  executor(std::move(transfer).value(), std::move(done));
 }
+
+void RestEngine::Impl::RelievePressure() {
+  // Idle partitions hold only idle connections (and their TLS sessions): dropping them
+  // closes those sockets; the next step to such an identity connects anew.
+  partitions.DropIdle();
+}
+
 
 Result<std::shared_ptr<Partition>> RestEngine::Impl::PartitionFor(
     const StepRun& run, const UrlParts& target, const core::CallCredentials& creds,
@@ -359,11 +461,12 @@ Result<std::shared_ptr<Partition>> RestEngine::Impl::PartitionFor(
   return partitions.Get(hop_creds, tls, pin);
 }
 
-TransferLimits RestEngine::Impl::LimitsFor(const StepRun& run) const {
+TransferLimits RestEngine::Impl::LimitsFor(const StepRun& run) {
   const RestStep& step = *run.step;
   TransferLimits limits;
   limits.deadline = run.deadline;
   limits.deadline_is_caller = run.deadline_is_caller;
+  limits.time_limit = std::chrono::duration_cast<std::chrono::milliseconds>(run.deadline - run.admitted);
   limits.connect_timeout = step.timeouts.connect;
   limits.max_response_bytes = step.max_response_bytes;
   limits.cancel = run.cancel;
@@ -374,6 +477,7 @@ TransferLimits RestEngine::Impl::LimitsFor(const StepRun& run) const {
   limits.while_waiting = run.while_waiting;
   limits.poll_interval = run.poll_interval;
   limits.spin = run.spin;
+  limits.sockets = &sockets;
   return limits;
 }
 
@@ -394,288 +498,263 @@ Result<RestResult> RestEngine::Impl::Probe(const StepRun& run, const HandshakePr
   return result;
 }
 
-Result<SecretBytes> RestEngine::Impl::OAuth2Token(StepRun& run,
-                                                  const OAuth2ClientCredentials& oauth,
-                                                  const UrlParts& target, bool refresh,
-                                                  std::string* cache_key) {
-  auto creds = CredentialsFor(run, target, CredentialPurpose::kOAuth2Token);
-  if (!creds.ok()) {
-    Error e = creds.error();
-    e.message = "OAuth2 token endpoint " + oauth.token_url + ": " + e.message;
-    return e.With("token_endpoint", oauth.token_url);
-  }
-  *cache_key = TokenCacheKey(oauth, *creds);
-  auto now = steady_clock::now();
-  if (!refresh) {
-    if (auto cached = tokens.Find(*cache_key, now)) return std::move(*cached);
-  }
-  SecretBytes form = TokenRequestBody(oauth);
-  HttpRequest request;
-  request.method = "POST";
-  request.url = oauth.token_url;
-  request.url_parts = &target;
-  request.body = form.view();
-  request.content_type = "application/x-www-form-urlencoded";
-  request.headers.push_back({"Accept", "application/json"});
-  if (auto basic = TokenRequestBasicCredentials(oauth)) {
-    request.secret_headers.push_back(
-        {"Authorization", Concat("Basic ", Base64Secret(*basic).view())});
-  }
-  auto response = Send(run, request, target, *creds, target.Origin() == run.origin.Origin());
-  if (!response.ok()) {
-    Error e = response.error();
-    e.message = "OAuth2 token endpoint " + oauth.token_url + ": " + e.message;
-    return e.With("token_endpoint", oauth.token_url);
-  }
-  WSSTEP_ASSIGN_OR_RETURN(AccessToken token,
-                          ParseTokenResponse(response->status, response->body, oauth.token_url));
-  OPENSSL_cleanse(response->body.data(), response->body.size());
-  auto lifetime = token.expires_in.count() > 0 ? token.expires_in : std::chrono::seconds(60);
-  auto expires_at = now + lifetime - options.oauth2_expiry_margin;
-  if (expires_at > now) tokens.Store(*cache_key, token.value, expires_at);
-  return std::move(token.value);
-}
-
-Result<RestResult> RestEngine::Impl::Run(TransferDriver& driver, const PreparedStep& prepared,
-                                         core::CallCredentials creds, Deadline deadline,
-                                         const CancelToken& cancel,
-                                         std::function<void()> on_slow,
-                                         std::chrono::microseconds spin) {
-  auto start = steady_clock::now();
-  // Prepare checked the step and parsed its URLs before it was submitted.
-  const RestStep& step = prepared.step();
-  StepRun run;
-  run.prepared = &prepared;
-  run.step = &step;
-  run.credentials = std::move(creds);
-  run.deadline = deadline;
-  run.deadline_is_caller = true;
-  if (step.timeouts.total.count() > 0 && start + step.timeouts.total < deadline) {
-    run.deadline = start + step.timeouts.total;
-    run.deadline_is_caller = false;
-  }
-  run.cancel = &cancel;
-  run.driver = &driver;
-  run.spin = spin;
+void StepTask::Begin(TransferExecutor executor, TransferDriver* driver,
+                     std::function<void()> on_slow, std::chrono::microseconds spin) {
+  executor_ = std::move(executor);
+  run_.driver = driver;
+  run_.spin = spin;
+  const RestStep& step = *run_.step;
   if (on_slow) {
     // On a lent thread: short waits, so that the caller hears soon that the step is slow.
-    run.poll_interval = std::chrono::milliseconds(2);
-    run.while_waiting = [this, start, on_slow = std::move(on_slow), told = false]() mutable {
-      AnswerCancelledInQueue();
-      if (!told && steady_clock::now() - start >= kSlowLentStep) {
+    run_.poll_interval = std::chrono::milliseconds(2);
+    run_.while_waiting = [start = steady_clock::now(), on_slow = std::move(on_slow),
+                          told = false]() mutable {
+      if (!told && steady_clock::now() - start >= RestEngine::kSlowLentStep) {
         told = true;
         on_slow();
       }
     };
-  } else {
-    run.while_waiting = [this] { AnswerCancelledInQueue(); };
   }
-
+  if (cancel_.cancelled()) return Finish(Impl::CancelledBeforeStart(step.url));
   if (step.probe) {
-    run.origin = prepared.url();
-    return Probe(run, *step.probe);
+    TransferDriver own;
+    if (run_.driver == nullptr) run_.driver = &own;
+    Result<RestResult> probed = impl_->Probe(run_, *step.probe);
+    run_.driver = nullptr;
+    return Finish(std::move(probed));
   }
 
   std::vector<QueryParam> query = step.query;
-  std::string display_url;  // the URL without the API key, for errors and results
   if (const auto* key = std::get_if<ApiKeyAuth>(&step.auth);
       key != nullptr && key->location == ApiKeyLocation::kQuery) {
     query.push_back({key->name, "REDACTED"});
-    WSSTEP_ASSIGN_OR_RETURN(display_url, AppendQuery(step.url, query));
+    auto shown = AppendQuery(step.url, query);
+    if (!shown.ok()) return Finish(shown.error());
+    display_url_ = std::move(shown).value();
     query.back().value.assign(key->value.view());
   }
   auto url = AppendQuery(step.url, query);
   for (auto& q : query) OPENSSL_cleanse(q.value.data(), q.value.size());
-  if (!url.ok()) return url.error();
+  if (!url.ok()) return Finish(url.error());
   // Query parameters change neither scheme, host nor port: the prepared parts stand.
-  run.origin = prepared.url();
-  if (display_url.empty()) display_url = *url;
-
-  RestResult result;
-  result.warnings = TlsOptionWarnings(step.tls);
-
-  const auto* oauth = std::get_if<OAuth2ClientCredentials>(&step.auth);
-  bool token_refreshed = false;
-  std::string token_key;
-  std::optional<SecretBytes> token;
-
-  std::string current_url = *url;
-  UrlParts current = run.origin;
-  std::string method = step.method;
-  bool keep_body = true;
-  int hops = 0;
-  for (;;) {
-    bool same_origin = current.Origin() == run.origin.Origin();
-    HttpRequest request;
-    request.method = method;
-    request.url = current_url;
-    request.url_parts = &current;
-    request.display_url = display_url;
-    for (const auto& h : step.headers) {
-      if (!same_origin && IsCredentialHeader(h.name, step.auth)) continue;
-      request.headers.push_back(h);
-    }
-    if (keep_body) {
-      request.body = step.body;
-      request.content_type = step.content_type;
-    }
-    if (same_origin) {
-      if (const auto* basic = std::get_if<BasicAuth>(&step.auth)) {
-        SecretBytes raw = Concat(basic->username + ":", basic->password.view());
-        request.secret_headers.push_back(
-            {"Authorization", Concat("Basic ", Base64Secret(raw).view())});
-      } else if (const auto* bearer = std::get_if<BearerAuth>(&step.auth)) {
-        request.secret_headers.push_back({"Authorization", Concat("Bearer ", bearer->token.view())});
-      } else if (const auto* key = std::get_if<ApiKeyAuth>(&step.auth);
-                 key != nullptr && key->location == ApiKeyLocation::kHeader) {
-        request.secret_headers.push_back({key->name, key->value.Clone()});
-      } else if (oauth != nullptr) {
-        if (!token) {
-          WSSTEP_ASSIGN_OR_RETURN(token, OAuth2Token(run, *oauth, *prepared.token_url(),
-                                                     token_refreshed, &token_key));
-        }
-        request.secret_headers.push_back({"Authorization", Concat("Bearer ", token->view())});
-      }
-    }
-    WSSTEP_ASSIGN_OR_RETURN(core::CallCredentials hop_creds,
-                            CredentialsFor(run, current, CredentialPurpose::kRedirect));
-    auto response = Send(run, request, current, hop_creds, same_origin);
-    if (!response.ok()) {
-      Error e = response.error();
-      if (hops > 0) e.With("redirects_followed", std::to_string(hops));
-      return e;
-    }
-    // A cached token the API no longer accepts (revoked, rotated): fetch a new one once.
-    if (oauth != nullptr && same_origin && response->status == 401 && !token_refreshed) {
-      token_refreshed = true;
-      token.reset();
-      continue;
-    }
-    if (step.follow_redirects && IsRedirect(response->status) && !response->redirect_url.empty()) {
-      if (hops >= step.max_redirects) {
-        return Error(Code::kTransferFailed,
-                     step.url + ": more than " + std::to_string(step.max_redirects) +
-                         " redirects (last to " + response->redirect_url + ")",
-                     "Point the step at the final URL, or raise max_redirects.", Side::kServer)
-            .With("redirects_followed", std::to_string(hops))
-            .With("url", step.url);
-      }
-      auto next = ParseHttpUrl(response->redirect_url, "Location");
-      if (!next.ok()) {
-        return Error(Code::kInvalidResponse,
-                     display_url + ": redirect to an unusable location \"" +
-                         response->redirect_url + "\"",
-                     "Only http(s) redirects are followed.", Side::kServer)
-            .With("location", response->redirect_url);
-      }
-      if (current.scheme == "https" && next->scheme == "http" && step.tls.ssl_verification) {
-        return Error(Code::kInvalidResponse,
-                     display_url + ": refused a redirect from https to plain http (" +
-                         response->redirect_url + ")",
-                     "The server downgrades to plain http; fix the server or the step's URL.",
-                     Side::kServer)
-            .With("location", response->redirect_url);
-      }
-      ++hops;
-      int s = response->status;
-      if (s == 303 || ((s == 301 || s == 302) && method == "POST")) {
-        if (method != "HEAD") method = "GET";
-        keep_body = false;
-      }
-      current_url = response->redirect_url;
-      display_url = current_url;
-      current = std::move(next).value();
-      continue;
-    }
-
-    HttpResponse& r = *response;
-    HttpRefusalFacts refusal;
-    refusal.url = display_url;
-    refusal.status = r.status;
-    refusal.body = r.body;
-    refusal.used_tls = r.tls.used_tls;
-    refusal.certificate_requested = r.tls.client_certificate_requested;
-    refusal.certificate_presented = r.tls.client_certificate.has_value();
-    if (r.tls.client_certificate) {
-      refusal.certificate_name = r.tls.client_certificate->name;
-      refusal.certificate_fingerprint = r.tls.client_certificate->fingerprint;
-    }
-    if (auto refused = ClassifyHttpRefusal(refusal)) return *std::move(refused);
-    result.status = r.status;
-    result.headers = std::move(r.headers);
-    result.body = std::move(r.body);
-    result.content_type = std::move(r.content_type);
-    result.effective_url = display_url;
-    result.redirects_followed = hops;
-    result.timings = r.timings;
-    result.tls = std::move(r.tls);
-    result.timings.total_us =
-        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - start)
-            .count();
-    if (result.tls.client_certificate_requested && !result.tls.client_certificate) {
-      result.warnings.push_back(
-          ClientCertificateNotSent(current.host, current.port, step.tls.ssl_verification));
-    }
-    if (result.status == 401 || result.status == 403) {
-      result.application_refused = true;
-      result.application_refused_message =
-          "TLS succeeded, the application refused: HTTP " + std::to_string(result.status) +
-          " from " + display_url + " (check the step's credentials or the identity's "
-          "permissions, not the certificate setup)";
-    }
-    return result;
-  }
+  if (display_url_.empty()) display_url_ = *url;
+  current_url_ = std::move(url).value();
+  current_ = run_.origin;
+  method_ = step.method;
+  oauth_ = std::get_if<OAuth2ClientCredentials>(&step.auth);
+  result_.warnings = TlsOptionWarnings(step.tls);
+  NextHop();
 }
+
+void StepTask::NextHop() {
+  const RestStep& step = *run_.step;
+  const bool same_origin = current_.Origin() == run_.origin.Origin();
+  if (oauth_ != nullptr && same_origin && !token_) return FetchToken();
+  request_ = HttpRequest();
+  request_.method = method_;
+  request_.url = current_url_;
+  request_.url_parts = &current_;
+  request_.display_url = display_url_;
+  for (const auto& h : step.headers) {
+    if (!same_origin && IsCredentialHeader(h.name, step.auth)) continue;
+    request_.headers.push_back(h);
+  }
+  if (keep_body_) {
+    request_.body = step.body;
+    request_.content_type = step.content_type;
+  }
+  if (same_origin) {
+    if (const auto* basic = std::get_if<BasicAuth>(&step.auth)) {
+      SecretBytes raw = Concat(basic->username + ":", basic->password.view());
+      request_.secret_headers.push_back(
+          {"Authorization", Concat("Basic ", Base64Secret(raw).view())});
+    } else if (const auto* bearer = std::get_if<BearerAuth>(&step.auth)) {
+      request_.secret_headers.push_back({"Authorization", Concat("Bearer ", bearer->token.view())});
+    } else if (const auto* key = std::get_if<ApiKeyAuth>(&step.auth);
+               key != nullptr && key->location == ApiKeyLocation::kHeader) {
+      request_.secret_headers.push_back({key->name, key->value.Clone()});
+    } else if (oauth_ != nullptr) {
+      request_.secret_headers.push_back({"Authorization", Concat("Bearer ", token_->view())});
+    }
+  }
+  auto hop_creds = impl_->CredentialsFor(run_, current_, CredentialPurpose::kRedirect);
+  if (!hop_creds.ok()) return Finish(hop_creds.error());
+  impl_->Send(run_, request_, current_, *hop_creds, same_origin, executor_,
+              Continue(&StepTask::OnResponse));
+}
+
+void StepTask::FetchToken() {
+  const UrlParts& target = *prepared_.token_url();
+  auto creds = impl_->CredentialsFor(run_, target, CredentialPurpose::kOAuth2Token);
+  if (!creds.ok()) {
+    Error e = creds.error();
+    e.message = "OAuth2 token endpoint " + oauth_->token_url + ": " + e.message;
+    return Finish(std::move(e).With("token_endpoint", oauth_->token_url));
+  }
+  token_key_ = TokenCacheKey(*oauth_, *creds);
+  if (!token_refreshed_) {
+    if (auto cached = impl_->tokens.Find(token_key_, steady_clock::now())) {
+      token_ = std::move(*cached);
+      return NextHop();
+    }
+  }
+  token_form_ = TokenRequestBody(*oauth_);
+  request_ = HttpRequest();
+  request_.method = "POST";
+  request_.url = oauth_->token_url;
+  request_.url_parts = &target;
+  request_.body = token_form_.view();
+  request_.content_type = "application/x-www-form-urlencoded";
+  request_.headers.push_back({"Accept", "application/json"});
+  if (auto basic = TokenRequestBasicCredentials(*oauth_)) {
+    request_.secret_headers.push_back(
+        {"Authorization", Concat("Basic ", Base64Secret(*basic).view())});
+  }
+  token_creds_ = std::move(creds).value();
+  impl_->Send(run_, request_, target, token_creds_, target.Origin() == run_.origin.Origin(),
+              executor_, Continue(&StepTask::OnToken));
+}
+
+void StepTask::OnToken(Result<HttpResponse> response) {
+  const std::string& token_url = oauth_->token_url;
+  if (!response.ok()) {
+    Error e = response.error();
+    e.message = "OAuth2 token endpoint " + token_url + ": " + e.message;
+    return Finish(std::move(e).With("token_endpoint", token_url));
+  }
+  auto token = ParseTokenResponse(response->status, response->body, token_url);
+  OPENSSL_cleanse(response->body.data(), response->body.size());
+  if (!token.ok()) return Finish(token.error());
+  const auto now = steady_clock::now();
+  auto lifetime = token->expires_in.count() > 0 ? token->expires_in : std::chrono::seconds(60);
+  auto expires_at = now + lifetime - impl_->options.oauth2_expiry_margin;
+  if (expires_at > now) impl_->tokens.Store(token_key_, token->value, expires_at);
+  token_ = std::move(token->value);
+  NextHop();
+}
+
+void StepTask::OnResponse(Result<HttpResponse> response) {
+  const RestStep& step = *run_.step;
+  const bool same_origin = current_.Origin() == run_.origin.Origin();
+  if (!response.ok()) {
+    Error e = response.error();
+    if (hops_ > 0) e.With("redirects_followed", std::to_string(hops_));
+    return Finish(std::move(e));
+  }
+  // A cached token the API no longer accepts (revoked, rotated): fetch a new one once.
+  if (oauth_ != nullptr && same_origin && response->status == 401 && !token_refreshed_) {
+    token_refreshed_ = true;
+    token_.reset();
+    return NextHop();
+  }
+  if (step.follow_redirects && IsRedirect(response->status) && !response->redirect_url.empty()) {
+    if (hops_ >= step.max_redirects) {
+      return Finish(Error(Code::kTransferFailed,
+                          step.url + ": more than " + std::to_string(step.max_redirects) +
+                              " redirects (last to " + response->redirect_url + ")",
+                          "Point the step at the final URL, or raise max_redirects.",
+                          Side::kServer)
+                        .With("redirects_followed", std::to_string(hops_))
+                        .With("url", step.url));
+    }
+    auto next = ParseHttpUrl(response->redirect_url, "Location");
+    if (!next.ok()) {
+      return Finish(Error(Code::kInvalidResponse,
+                          display_url_ + ": redirect to an unusable location \"" +
+                              response->redirect_url + "\"",
+                          "Only http(s) redirects are followed.", Side::kServer)
+                        .With("location", response->redirect_url));
+    }
+    if (current_.scheme == "https" && next->scheme == "http" && step.tls.ssl_verification) {
+      return Finish(Error(Code::kInvalidResponse,
+                          display_url_ + ": refused a redirect from https to plain http (" +
+                              response->redirect_url + ")",
+                          "The server downgrades to plain http; fix the server or the step's URL.",
+                          Side::kServer)
+                        .With("location", response->redirect_url));
+    }
+    ++hops_;
+    int s = response->status;
+    if (s == 303 || ((s == 301 || s == 302) && method_ == "POST")) {
+      if (method_ != "HEAD") method_ = "GET";
+      keep_body_ = false;
+    }
+    current_url_ = response->redirect_url;
+    display_url_ = current_url_;
+    current_ = std::move(next).value();
+    return NextHop();
+  }
+
+  HttpResponse& r = *response;
+  HttpRefusalFacts refusal;
+  refusal.url = display_url_;
+  refusal.status = r.status;
+  refusal.body = r.body;
+  refusal.used_tls = r.tls.used_tls;
+  refusal.certificate_requested = r.tls.client_certificate_requested;
+  refusal.certificate_presented = r.tls.client_certificate.has_value();
+  if (r.tls.client_certificate) {
+    refusal.certificate_name = r.tls.client_certificate->name;
+    refusal.certificate_fingerprint = r.tls.client_certificate->fingerprint;
+  }
+  if (auto refused = ClassifyHttpRefusal(refusal)) return Finish(*std::move(refused));
+  RestResult& result = result_;
+  result.status = r.status;
+  result.headers = std::move(r.headers);
+  result.body = std::move(r.body);
+  result.content_type = std::move(r.content_type);
+  result.effective_url = display_url_;
+  result.redirects_followed = hops_;
+  result.timings = r.timings;
+  result.tls = std::move(r.tls);
+  result.timings.total_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - admitted_)
+          .count();
+  if (result.tls.client_certificate_requested && !result.tls.client_certificate) {
+    result.warnings.push_back(
+        ClientCertificateNotSent(current_.host, current_.port, step.tls.ssl_verification));
+  }
+  if (result.status == 401 || result.status == 403) {
+    result.application_refused = true;
+    result.application_refused_message =
+        "TLS succeeded, the application refused: HTTP " + std::to_string(result.status) +
+        " from " + display_url_ + " (check the step's credentials or the identity's "
+        "permissions, not the certificate setup)";
+  }
+  Finish(std::move(result_));
+}
+
+void StepTask::AnswerUnstarted(bool cancelled) {
+  if (cancelled) return Finish(Impl::CancelledBeforeStart(run_.step->url));
+  FailureContext f;
+  f.url = run_.step->url;
+  f.host = run_.origin.host;
+  f.port = run_.origin.port;
+  f.https = run_.origin.scheme == "https";
+  f.queued = true;
+  f.deadline_exceeded = true;
+  f.limit = run_.deadline_is_caller ? TimeLimit::kCallerDeadline : TimeLimit::kStepTimeout;
+  f.time_limit = std::chrono::duration_cast<std::chrono::milliseconds>(run_.deadline - admitted_);
+  Finish(Classify(f).With("started", "false"));
+}
+
+void StepTask::Finish(Result<RestResult> result) {
+  if (finished_) return;
+  finished_ = true;
+  if (!result.ok() && result.error().code == Code::kDescriptorsExhausted) {
+    impl_->RelievePressure();
+  }
+  impl_->StepEnded(origin_key_);
+  StepCallback done = std::move(done_);
+  done(std::move(result));
+}
+
 
 Error RestEngine::Impl::CancelledBeforeStart(const std::string& url) {
   FailureContext failure;
   failure.url = url;
   failure.cancelled = true;
   return Classify(failure).With("started", "false");
-}
-
-void RestEngine::Impl::AnswerCancelledInQueue() {
-  if (queued.load(std::memory_order_relaxed) == 0) return;
-  std::vector<Job> cancelled;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    for (auto it = queue.begin(); it != queue.end();) {
-      if (it->cancel.cancelled()) {
-        cancelled.push_back(std::move(*it));
-        it = queue.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    queued.store(queue.size(), std::memory_order_relaxed);
-  }
-  for (auto& job : cancelled) job.done(CancelledBeforeStart(job.step.step().url));  // unlocked
-}
-
-void RestEngine::Impl::WorkerLoop() {
-  TransferDriver driver(DriverCacheSize());
-  for (;;) {
-    std::optional<Job> next;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return stopping || !queue.empty(); });
-      if (queue.empty()) return;  // stopping and drained
-      next.emplace(std::move(queue.front()));
-      queue.pop_front();
-      queued.store(queue.size(), std::memory_order_relaxed);
-      ++running;
-    }
-    Job& job = *next;
-    if (job.cancel.cancelled()) {  // the caller gave up while it waited: never start it
-      job.done(CancelledBeforeStart(job.step.step().url));
-    } else {
-      Result<RestResult> result =
-          Run(driver, job.step, std::move(job.credentials), job.deadline, job.cancel);
-      job.done(std::move(result));
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    --running;
-  }
 }
 
 namespace {
@@ -718,25 +797,107 @@ std::unique_ptr<RestEngine::ThreadLease> RestEngine::LendThisThread(
                                  impl_->options.spin_wait);
 }
 
+static int DefaultEventLoops() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(cores, 1u, 4u));
+}
+
 RestEngine::RestEngine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   GlobalInit();
-  int n = std::max(1, impl_->options.workers);
-  for (int i = 0; i < n; ++i) impl_->workers.emplace_back([this] { impl_->WorkerLoop(); });
+  const int n = impl_->options.workers > 0 ? impl_->options.workers : DefaultEventLoops();
+  // Idle connections each partition keeps (libcurl trims the partition's connection
+  // cache to this whenever a transfer on the loop returns a connection to it).
+  const size_t cached = impl_->DriverCacheSize();
+  for (int i = 0; i < n; ++i) {
+    impl_->loops.push_back(
+        std::make_unique<EventLoop>(cached, [impl = impl_.get()] { return impl->ExpireWaiting(); }));
+  }
 }
 
 RestEngine::~RestEngine() { Shutdown(); }
 
 void RestEngine::Shutdown() {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  impl_->stopping = true;
+  // Running and waiting steps end by themselves, each bounded by its own deadline.
+  impl_->idle_cv.wait(lock, [this] { return impl_->in_flight == 0; });
+  lock.unlock();
+  for (auto& loop : impl_->loops) loop->Stop();
+}
+
+EventLoop& RestEngine::Impl::PickLoop() {
+  const size_t first = next_loop.fetch_add(1, std::memory_order_relaxed) % loops.size();
+  EventLoop* best = loops[first].get();
+  for (size_t i = 1; i < loops.size(); ++i) {
+    EventLoop* other = loops[(first + i) % loops.size()].get();
+    if (other->load() < best->load()) best = other;
+  }
+  return *best;
+}
+
+void RestEngine::Impl::StartOnLoop(StepTaskPtr task) {
+  EventLoop& loop = PickLoop();
+  loop.Post([task, &loop] {
+    task->Begin([&loop](std::unique_ptr<Transfer> transfer, TransferDone done) {
+      loop.Start(std::move(transfer), std::move(done));
+    });
+  });
+}
+
+void RestEngine::Impl::StepEnded(const std::string& origin) {
+  StepTaskPtr next;
+  std::vector<std::pair<StepTaskPtr, bool>> unstarted;  // (step, cancelled)
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    if (impl_->stopping && impl_->workers.empty()) return;
-    impl_->stopping = true;
+    std::lock_guard<std::mutex> lock(mu);
+    --in_flight;
+    auto it = origins.find(origin);
+    if (it != origins.end()) {
+      OriginSlots& slots = it->second;
+      --slots.running;
+      const auto now = steady_clock::now();
+      while (!slots.waiting.empty() && next == nullptr) {
+        StepTaskPtr task = std::move(slots.waiting.front());
+        slots.waiting.pop_front();
+        waiting.fetch_sub(1, std::memory_order_relaxed);
+        const bool cancelled = task->cancel().cancelled();
+        if (cancelled || now >= task->deadline()) {
+          ++slots.running;  // its answer ends it through StepEnded like any other
+          unstarted.emplace_back(std::move(task), cancelled);
+        } else {
+          ++slots.running;
+          next = std::move(task);
+        }
+      }
+      if (slots.running == 0 && slots.waiting.empty()) origins.erase(it);
+    }
+    if (in_flight == 0) idle_cv.notify_all();
   }
-  impl_->cv.notify_all();
-  for (auto& t : impl_->workers) {
-    if (t.joinable()) t.join();
+  for (auto& [task, cancelled] : unstarted) task->AnswerUnstarted(cancelled);
+  if (next) StartOnLoop(std::move(next));
+}
+
+bool RestEngine::Impl::ExpireWaiting() {
+  if (waiting.load(std::memory_order_relaxed) == 0) return false;
+  std::vector<std::pair<StepTaskPtr, bool>> unstarted;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto now = steady_clock::now();
+    for (auto& [origin, slots] : origins) {
+      for (auto it = slots.waiting.begin(); it != slots.waiting.end();) {
+        const bool cancelled = (*it)->cancel().cancelled();
+        if (cancelled || now >= (*it)->deadline()) {
+          ++slots.running;  // answered below; StepEnded gives the place back
+          unstarted.emplace_back(std::move(*it), cancelled);
+          it = slots.waiting.erase(it);
+          waiting.fetch_sub(1, std::memory_order_relaxed);
+        } else {
+          ++it;
+        }
+      }
+    }
   }
-  impl_->workers.clear();
+  for (auto& [task, cancelled] : unstarted) task->AnswerUnstarted(cancelled);
+  return waiting.load(std::memory_order_relaxed) > 0;
 }
 
 std::string_view RefusalName(Refusal refusal) {
@@ -751,10 +912,11 @@ Error RestEngine::Impl::RefusalError(Refusal refusal) const {
   Error e;
   switch (refusal) {
     case Refusal::kEngineBusy:
-      // A refusal happens when the queue holds max_queue steps (it never holds more).
+      // A refusal happens when max_queue steps are in flight (never more).
       e = Error(Code::kFailedPrecondition,
-                "engine busy: " + std::to_string(options.max_queue) + " steps are already waiting",
-                "Retry later or raise the engine's queue limit.", Side::kNone);
+                "engine busy: " + std::to_string(options.max_queue) +
+                    " steps are already in flight",
+                "Retry later or raise the engine's limit of steps in flight.", Side::kNone);
       break;
     case Refusal::kShuttingDown:
       e = Error(Code::kFailedPrecondition, "the REST engine is shutting down",
@@ -797,43 +959,96 @@ std::optional<Refusal> RestEngine::Impl::Admit(PreparedStep step,
                                                core::CallCredentials credentials,
                                                Deadline deadline, CancelToken cancel,
                                                StepCallback& done) {
+  // The step's own time limit runs from here, whatever it waits for afterwards.
+  const auto admitted = steady_clock::now();
+  bool deadline_is_caller = true;
+  const auto total = step.step().timeouts.total;
+  if (total.count() > 0 && admitted + total < deadline) {
+    deadline = admitted + total;
+    deadline_is_caller = false;
+  }
   Lease* lease = t_lease != nullptr && t_lease->impl == this ? t_lease : nullptr;
+  const bool probe = step.step().probe.has_value();
+  const int cap = options.max_in_flight_per_origin;
+  enum class Where { kLoop, kHere, kWaiting, kOriginBusy } where = Where::kLoop;
+  StepTaskPtr task;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (stopping) return Refusal::kShuttingDown;
-    if (queue.size() >= options.max_queue) return Refusal::kEngineBusy;
-    if (lease != nullptr && lease->allow_run_here() && running == 0 && queue.empty()) {
-      ++running;  // runs here, below
+    if (in_flight >= options.max_queue) return Refusal::kEngineBusy;
+    task = std::make_shared<StepTask>(this, std::move(step), std::move(credentials), deadline,
+                                      deadline_is_caller, std::move(cancel), std::move(done),
+                                      admitted);
+    OriginSlots& slots = origins[task->origin_key()];
+    if (cap > 0 && slots.running >= cap) {
+      if (slots.waiting.size() >= static_cast<size_t>(cap)) {
+        where = Where::kOriginBusy;
+      } else {
+        where = Where::kWaiting;
+        slots.waiting.push_back(task);
+        waiting.fetch_add(1, std::memory_order_relaxed);
+        ++in_flight;
+      }
     } else {
-      queue.push_back(Job{std::move(step), std::move(credentials), deadline, std::move(cancel),
-                          std::move(done)});
-      queued.store(queue.size(), std::memory_order_relaxed);
-      lease = nullptr;
+      // Probes block their thread (a connection test's handshake): they run on the
+      // caller's, never on an event loop.
+      if (probe || (lease != nullptr && lease->allow_run_here() && in_flight == 0)) {
+        where = Where::kHere;
+      }
+      ++slots.running;
+      ++in_flight;
     }
   }
-  if (lease == nullptr) {
-    cv.notify_one();
+  switch (where) {
+    case Where::kWaiting:
+      // A loop with nothing running sleeps: have one watch the waiting step's deadline.
+      loops.front()->Wake();
+      return std::nullopt;
+    case Where::kOriginBusy: {
+      StepCallback answer = std::move(task->done());
+      answer(Error(Code::kOriginBusy,
+                   task->origin_key() + ": " + std::to_string(cap) +
+                       " steps to this origin are running and " + std::to_string(cap) +
+                       " more are waiting; the step was not started",
+                   "The origin is slow or hanging: check it, lower its steps' timeouts, or "
+                   "raise max_in_flight_per_origin.",
+                   Side::kPlugin)
+                 .With("origin", task->origin_key())
+                 .With("max_in_flight_per_origin", std::to_string(cap))
+                 .With("started", "false"));
+      return std::nullopt;
+    }
+    case Where::kLoop:
+      StartOnLoop(std::move(task));
+      return std::nullopt;
+    case Where::kHere:
+      break;
+  }
+  // On this thread, outside the lock: a lent thread's step, or a probe.
+  if (lease == nullptr || probe) {
+    task->Begin([](std::unique_ptr<Transfer> transfer, TransferDone transfer_done) {
+      TransferDriver driver;
+      transfer_done(driver.Drive(*transfer));
+    });
     return std::nullopt;
   }
-  // On the lent thread, outside the lock.
-  Result<RestResult> result =
-      cancel.cancelled()
-          ? Result<RestResult>(
-                CancelledBeforeStart(step.step().url))
-          : Run(lease->driver, step, std::move(credentials), deadline, cancel, lease->on_slow,
-                lease->spin.Budget());
-  if (result.ok()) {
-    lease->spin.Observe(std::chrono::microseconds(result->timings.total_us));
-  } else {
-    lease->spin.ObserveFailure();
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    --running;
-  }
-  done(std::move(result));
+  StepCallback answer = std::move(task->done());
+  task->done() = [lease, answer = std::move(answer)](Result<RestResult> result) {
+    if (result.ok()) {
+      lease->spin.Observe(std::chrono::microseconds(result->timings.total_us));
+    } else {
+      lease->spin.ObserveFailure();
+    }
+    answer(std::move(result));
+  };
+  task->Begin(
+      [lease](std::unique_ptr<Transfer> transfer, TransferDone transfer_done) {
+        transfer_done(lease->driver.Drive(*transfer));
+      },
+      &lease->driver, lease->on_slow, lease->spin.Budget());
   return std::nullopt;
 }
+
 
 Result<RestResult> RestEngine::Execute(RestStep step, core::CallCredentials credentials,
                                        Deadline deadline, CancelToken cancel) {

@@ -18,14 +18,26 @@
 // share (connection cache, TLS session cache, DNS cache), so a connection or session made
 // with one identity is never used for another, whatever libcurl would have matched.
 //
-// Concurrency: a fixed pool of worker threads takes steps from a bounded queue; each
-// worker drives one transfer at a time through its own curl multi handle (so a cancel or
-// the deadline is noticed within ~50 ms). When the queue is full, TrySubmit returns
-// Refusal::kEngineBusy (Submit completes at once with FAILED_PRECONDITION, detail
-// reason=engine_busy). A caller with a thread of its own
-// (the plugin's gRPC step thread) can lend it (LendThisThread): a step submitted on it
-// while the engine is idle runs right there, which saves the hand-off to a worker and
-// back (thread switches are the larger part of a warm step's cost on a small machine).
+// Concurrency: a few event loops (rest/event_loop.h; one thread and one curl multi handle
+// each, one per core by default) drive every transfer at once. A step waiting for its
+// server holds no thread, so a slow or dead origin costs only its own steps: a healthy
+// origin's steps never wait behind it. A step's own time limit (timeouts.total) runs from
+// admission, and a step that cannot finish by its deadline is answered TIMEOUT with the
+// phase it was in ("queued", "connect", "tls_handshake", "first_byte", "reading").
+// Optionally (max_in_flight_per_origin) one origin runs at most that many steps; as many
+// more wait for a place, in order, and beyond those a step is answered ORIGIN_BUSY at once.
+// When max_queue steps are in flight, TrySubmit returns Refusal::kEngineBusy (Submit
+// completes at once with FAILED_PRECONDITION, detail reason=engine_busy).
+//
+// Descriptors: the sockets of all connections together stay within a budget derived from
+// RLIMIT_NOFILE (rest/socket_budget.h), so the process keeps descriptors for its listener
+// and store; a step that finds none is answered DESCRIPTORS_EXHAUSTED, and idle
+// connections are closed when the budget runs short.
+//
+// A caller with a thread of its own (the plugin's gRPC step thread) can lend it
+// (LendThisThread): a step submitted on it while the engine is idle runs right there,
+// which saves the hand-off to a loop and back (thread switches are the larger part of a
+// warm step's cost on a small machine).
 #ifndef WSSTEP_REST_ENGINE_H_
 #define WSSTEP_REST_ENGINE_H_
 
@@ -75,15 +87,21 @@ struct SystemTrust {
 };
 
 // The engine's defaults, in one place: the plugin's configuration and transfer options
-// start from these too.
-inline constexpr int kDefaultWorkers = 8;
+// start from these too. 0 event loops: one per core, at most 4.
+inline constexpr int kDefaultWorkers = 0;
 inline constexpr size_t kDefaultMaxQueue = 1024;
 // Where verify_peer / verify_host may not be turned off unless configured otherwise.
 inline constexpr std::string_view kDefaultProtectedEnvironment = "production";
 
 struct EngineOptions {
-  int workers = kDefaultWorkers;       // steps executed at once
-  size_t max_queue = kDefaultMaxQueue;  // steps waiting beyond those; more: engine busy
+  // Event-loop threads; each drives any number of transfers. 0: one per core, at most 4.
+  int workers = kDefaultWorkers;
+  size_t max_queue = kDefaultMaxQueue;  // steps in flight at once; more: engine busy
+  // Steps of one origin (scheme://host:port) running at once; as many more wait, in
+  // order; beyond those: ORIGIN_BUSY. 0: no cap.
+  int max_in_flight_per_origin = 0;
+  // Sockets all connections together may hold; 0: from RLIMIT_NOFILE (SocketBudget).
+  size_t max_connections = 0;
   size_t max_partitions = 256;  // idle partitions beyond this are dropped, oldest first
   size_t max_idle_handles_per_partition = 64;
   // Environments where verify_peer / verify_host may not be turned off.
@@ -134,13 +152,14 @@ class RestEngine {
   RestEngine(const RestEngine&) = delete;
   RestEngine& operator=(const RestEngine&) = delete;
 
-  // Queues a step. `credentials` are for the step's URL host (what the store resolved;
+  // Starts a step. `credentials` are for the step's URL host (what the store resolved;
   // empty when ssl_verification is off); other hosts (redirect hops, the OAuth2 token
-  // endpoint) get theirs from EngineOptions::credentials. `done` runs exactly once, on a
-  // worker thread — or on the calling thread when the step is refused at once (invalid,
-  // engine busy, shut down). `done` must not block on another step of this engine (a
-  // worker waiting for a worker can deadlock). The step never runs past `deadline`;
-  // cancelling `cancel` aborts it within ~50 ms with CANCELLED.
+  // endpoint) get theirs from EngineOptions::credentials. `done` runs exactly once, on an
+  // event loop's thread — or on the calling thread when the step is refused at once (invalid,
+  // engine busy, shut down). `done` must not block: it runs on an event loop that drives
+  // other steps' transfers. The step never runs past `deadline` (nor past its own
+  // timeouts.total counted from now); cancelling `cancel` aborts it within ~50 ms with
+  // CANCELLED.
   void Submit(RestStep step, core::CallCredentials credentials, Deadline deadline,
               CancelToken cancel, StepCallback done);
   // Submit of a step Prepare already checked: its URLs are not parsed again.
@@ -158,7 +177,7 @@ class RestEngine {
 
   // While the returned lease lives (on this thread) and allows it, a Submit made on this
   // thread when no other step is running or queued runs the step right here, before
-  // Submit returns; otherwise the step queues for the workers as usual. A step run here
+  // Submit returns; otherwise the step goes to an event loop as usual. A step run here
   // that has waited kSlowLentStep for its server calls `on_slow` (when given) once, on
   // this thread, so the caller can have another thread take its work meanwhile; such a
   // step polls its socket every 2 ms. The lease holds the thread's own connection cache. Destroy it
@@ -187,8 +206,8 @@ class RestEngine {
   // the caller's own use (resolving the client certificate for url()).
   Result<PreparedStep> Prepare(RestStep step) const;
 
-  // Stops accepting steps, lets queued and running ones finish (each bounded by its own
-  // deadline; cancel their tokens to cut that short), joins the workers. Idempotent;
+  // Stops accepting steps, lets waiting and running ones finish (each bounded by its own
+  // deadline; cancel their tokens to cut that short), joins the event loops. Idempotent;
   // later Submit calls complete with FAILED_PRECONDITION, detail reason=shutting_down
   // (TrySubmit returns Refusal::kShuttingDown).
   void Shutdown();

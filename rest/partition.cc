@@ -1,6 +1,8 @@
 #include "rest/partition.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "core/x509_info.h"
 
@@ -18,21 +20,27 @@ int64_t NowNs() {
 
 Partition::Partition(std::string key, TlsProfile profile)
     : key_(std::move(key)), profile_(std::move(profile)) {
-  share_ = curl_share_init();
-  curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &Partition::Lock);
-  curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &Partition::Unlock);
-  curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
-  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  share_.reset(curl_share_init());
+  // Constant arguments: a failure is a defect (or no memory), and must be loud: a share
+  // that silently did not share connections would cost a handshake per request.
+  const bool ok =
+      share_ && curl_share_setopt(share_.get(), CURLSHOPT_LOCKFUNC, &Partition::Lock) == CURLSHE_OK &&
+      curl_share_setopt(share_.get(), CURLSHOPT_UNLOCKFUNC, &Partition::Unlock) == CURLSHE_OK &&
+      curl_share_setopt(share_.get(), CURLSHOPT_USERDATA, this) == CURLSHE_OK &&
+      curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) == CURLSHE_OK &&
+      curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) == CURLSHE_OK &&
+      curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) == CURLSHE_OK;
+  if (!ok) {
+    std::fprintf(stderr, "wsstep: cannot set up a curl share for a partition\n");
+    std::abort();
+  }
   last_used_ns = NowNs();
 }
 
 Partition::~Partition() {
   // Easy handles first: the share refuses to go while handles still use it.
-  for (CURL* easy : idle_) curl_easy_cleanup(easy);
   idle_.clear();
-  curl_share_cleanup(share_);
+  share_.reset();
 }
 
 void Partition::Lock(CURL*, curl_lock_data data, curl_lock_access, void* self) {
@@ -48,14 +56,15 @@ CURL* Partition::Borrow() {
   {
     std::lock_guard<std::mutex> lock(idle_mu_);
     if (!idle_.empty()) {
-      CURL* easy = idle_.back();
+      CURL* easy = idle_.back().release();
       idle_.pop_back();
       return easy;
     }
   }
-  CURL* easy = curl_easy_init();
-  if (easy != nullptr) curl_easy_setopt(easy, CURLOPT_SHARE, share_);
-  return easy;
+  curl::EasyPtr easy(curl_easy_init());
+  if (!easy) return nullptr;
+  curl::Setopt(easy.get(), CURLOPT_SHARE, share_.get());
+  return easy.release();
 }
 
 void Partition::Return(CURL* easy, size_t max_idle) {
@@ -63,11 +72,11 @@ void Partition::Return(CURL* easy, size_t max_idle) {
   {
     std::lock_guard<std::mutex> lock(idle_mu_);
     if (idle_.size() < max_idle) {
-      idle_.push_back(easy);
+      idle_.emplace_back(easy);
       return;
     }
   }
-  curl_easy_cleanup(easy);
+  curl::EasyPtr gone(easy);
 }
 
 std::shared_ptr<const Partition::PeerNames> Partition::PeerNamesOf(X509* peer) {
@@ -186,12 +195,19 @@ Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentia
   profile.private_trust_only = private_only;
   auto partition = std::make_shared<Partition>(key, std::move(profile));
   partitions_.emplace(key, partition);
-  EvictLocked();
+  EvictLocked(max_partitions_);
   return partition;
 }
 
-void PartitionTable::EvictLocked() {
-  while (partitions_.size() > max_partitions_) {
+size_t PartitionTable::DropIdle() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t before = partitions_.size();
+  EvictLocked(0);
+  return before - partitions_.size();
+}
+
+void PartitionTable::EvictLocked(size_t keep) {
+  while (partitions_.size() > keep) {
     auto oldest = partitions_.end();
     for (auto it = partitions_.begin(); it != partitions_.end(); ++it) {
       if (it->second->active > 0) continue;

@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/identity.h"
 #include "core/ossl.h"
+#include "rest/curl_handles.h"
 #include "rest/engine.h"
 #include "rest/step.h"
 
@@ -81,10 +82,10 @@ class Partition {
 
   const std::string key_;
   const TlsProfile profile_;
-  CURLSH* share_ = nullptr;
+  curl::SharePtr share_;
   std::mutex locks_[CURL_LOCK_DATA_LAST];
   std::mutex idle_mu_;
-  std::vector<CURL*> idle_;
+  std::vector<curl::EasyPtr> idle_;
   std::mutex peers_mu_;
   // Held references, so a cached pointer never names another certificate.
   std::vector<std::pair<ossl::X509Ptr, std::shared_ptr<const PeerNames>>> peers_;
@@ -117,12 +118,17 @@ class PartitionTable {
   Result<std::shared_ptr<Partition>> Get(const core::CallCredentials& credentials,
                                          const TlsOptions& tls, const std::string& pin);
 
+  // Drops every partition no transfer uses now, closing its idle connections (when
+  // descriptors run short). Returns how many were dropped.
+  size_t DropIdle();
+
   std::vector<PartitionStats> Stats() const;
   // RestEngine::TotalsByEntry: live partitions plus those evicted, summed per entry id.
   std::vector<PartitionStats> TotalsByEntry() const;
 
  private:
-  void EvictLocked();
+  // Drops idle partitions, oldest first, until at most `keep` remain (or none is idle).
+  void EvictLocked(size_t keep);
 
   TrustStoreCache* trust_;
   size_t max_partitions_;

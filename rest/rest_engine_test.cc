@@ -23,10 +23,28 @@ using testing::ServerResponse;
 using testing::TlsServer;
 using namespace testutil;
 
+// The code of an answer (kOk for a result). Out of line: inlined into a callback, GCC 12
+// warns, wrongly, that the error may be read uninitialized.
+[[gnu::noinline]] Code CodeOf(const Result<RestResult>& r) { return r.code(); }
+
+// A handler that stalls (status line and headers, then nothing) on "/stall" and answers
+// 200 "ok" elsewhere.
+ServerResponse StallOnStallPath(const ServerRequest& request) {
+  ServerResponse r;
+  if (request.target == "/stall") r.mode = ServerResponse::Mode::kStall;
+  return r;
+}
+
 std::unique_ptr<TlsServer> Serve(testing::TlsServerConfig config) {
   auto server = std::make_unique<TlsServer>(std::move(config));
   EXPECT_TRUE(server->Start()) << server->start_error();
   return server;
+}
+
+std::unique_ptr<TlsServer> ServeStallingOnStallPath() {
+  auto config = ServerConfig("localhost", ClientAuth::kNone);
+  config.handler = StallOnStallPath;
+  return Serve(std::move(config));
 }
 
 TEST(EngineTest, SendsMethodQueryHeadersAndBodyAndReportsTheResult) {
@@ -141,16 +159,12 @@ TEST(EngineTest, ALentThreadRunsAStepItselfOnlyWhenTheEngineIsIdle) {
   lease->AllowRunHere(true);
 
   // Another step running (stalled on a worker): this one queues for a worker too.
-  server->SetHandler([](const testing::ServerRequest& request) {
-    testing::ServerResponse r;
-    if (request.target == "/stall") r.mode = testing::ServerResponse::Mode::kStall;
-    return r;
-  });
+  server->SetHandler(StallOnStallPath);
   CancelToken stall_cancel;
   std::promise<Code> stalled;
   std::thread other([&] {
     engine.Submit(Get(server->BaseUrl() + "/stall"), Creds(""), Soon(), stall_cancel,
-                  [&](Result<RestResult> r) { stalled.set_value(r.ok() ? Code::kOk : r.error().code); });
+                  [&](Result<RestResult> r) { stalled.set_value(CodeOf(r)); });
   });
   other.join();  // not a lent thread: queued for a worker, which is now stalled
   // The stalled request is recorded when the stall begins: the worker is busy from here.
@@ -183,7 +197,7 @@ TEST(EngineTest, ASlowStepOnALentThreadSaysSoOnce) {
   slow.timeouts.total = std::chrono::milliseconds(300);
   std::optional<Code> slow_code;
   engine.Submit(std::move(slow), Creds(""), Soon(), {},
-                [&](Result<RestResult> r) { slow_code = r.ok() ? Code::kOk : r.error().code; });
+                [&](Result<RestResult> r) { slow_code = r.code(); });
   ASSERT_TRUE(slow_code.has_value());  // ran here
   EXPECT_EQ(*slow_code, Code::kTimeout);
   EXPECT_EQ(slow_calls, 1);
@@ -721,34 +735,124 @@ TEST(EngineTest, OAuth2TokenNotReusedPastItsExpiryMargin) {
   EXPECT_EQ(token_calls.load(), 2);
 }
 
-TEST(EngineTest, FullQueueIsEngineBusy) {
-  auto config = ServerConfig("localhost", ClientAuth::kNone);
-  config.handler = [](const ServerRequest&) {
-    ServerResponse r;
-    r.mode = ServerResponse::Mode::kStall;
-    return r;
-  };
-  auto server = Serve(std::move(config));
+TEST(EngineTest, MaxQueueStepsInFlightThenEngineBusy) {
+  auto server = ServeStallingOnStallPath();
   EngineOptions options;
   options.workers = 1;
-  options.max_queue = 1;
+  options.max_queue = 2;
   RestEngine engine(options);
   std::vector<std::promise<Result<RestResult>>> promises(3);
   for (int i = 0; i < 3; ++i) {
-    RestStep step = Get(server->BaseUrl() + "/");
+    RestStep step = Get(server->BaseUrl() + "/stall");
     step.timeouts.total = 1500ms;
     engine.Submit(std::move(step), Creds(""), Soon(), {},
                   [&promises, i](Result<RestResult> r) { promises[i].set_value(std::move(r)); });
-    if (i == 0) {  // the one worker is stalled at the server: the next step must queue
-      ASSERT_TRUE(server->WaitForRequests(1)) << "the first step never reached the server";
-    }
   }
   auto third = promises[2].get_future().get();  // refused at once
   ASSERT_FALSE(third.ok());
   EXPECT_EQ(third.error().code, Code::kFailedPrecondition);
   EXPECT_EQ(third.error().detail.at("reason"), "engine_busy");
+  // One event loop drives both stalled steps at once: both reached the server.
+  EXPECT_TRUE(server->WaitForRequests(2));
   EXPECT_EQ(promises[0].get_future().get().code(), Code::kTimeout);
   EXPECT_EQ(promises[1].get_future().get().code(), Code::kTimeout);
+}
+
+TEST(EngineTest, StepsStalledAtOneOriginDoNotDelayAnother) {
+  auto stalled = ServeStallingOnStallPath();
+  auto healthy = Serve(ServerConfig("localhost", ClientAuth::kNone));
+  EngineOptions options;
+  options.workers = 1;  // one event loop for everything
+  RestEngine engine(options);
+  constexpr int kStalled = 16;
+  CancelToken cancel;
+  std::vector<std::promise<Code>> codes(kStalled);
+  for (int i = 0; i < kStalled; ++i) {
+    engine.Submit(Get(stalled->BaseUrl() + "/stall"), Creds(""), Soon(), cancel,
+                  [&codes, i](Result<RestResult> r) {
+                    codes[i].set_value(CodeOf(r));
+                  });
+  }
+  ASSERT_TRUE(stalled->WaitForRequests(kStalled)) << "every stalled step runs at once";
+  for (int i = 0; i < 5; ++i) {
+    auto r = engine.Execute(Get(healthy->BaseUrl() + "/ok"), Creds(""), Soon());
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r->status, 200);
+  }
+  cancel.Cancel();
+  for (auto& c : codes) EXPECT_EQ(c.get_future().get(), Code::kCancelled);
+}
+
+TEST(EngineTest, APerOriginCapQueuesThenTimesOutQueuedThenAnswersOriginBusy) {
+  auto server = ServeStallingOnStallPath();
+  EngineOptions options;
+  options.max_in_flight_per_origin = 1;
+  RestEngine engine(options);
+  CancelToken cancel;
+  std::promise<Code> first;
+  engine.Submit(Get(server->BaseUrl() + "/stall"), Creds(""), Soon(), cancel,
+                [&first](Result<RestResult> r) { first.set_value(CodeOf(r)); });
+  ASSERT_TRUE(server->WaitForRequests(1));
+
+  // Waits for the one place; its own timeout (from admission) runs out there.
+  RestStep queued = Get(server->BaseUrl() + "/queued");
+  queued.timeouts.total = 300ms;
+  auto timed_out = engine.Execute(std::move(queued), Creds(""), Soon());
+  ASSERT_FALSE(timed_out.ok());
+  EXPECT_EQ(timed_out.error().code, Code::kTimeout) << timed_out.error().ToString();
+  EXPECT_EQ(timed_out.error().detail.at("phase"), "queued");
+  EXPECT_EQ(timed_out.error().detail.at("started"), "false");
+  EXPECT_EQ(timed_out.error().detail.at("limit"), "step_timeout");
+  EXPECT_EQ(timed_out.error().side, Side::kPlugin);
+
+  // One waiting fills the origin's queue: the next is ORIGIN_BUSY at once.
+  std::promise<Code> waiting;
+  engine.Submit(Get(server->BaseUrl() + "/after"), Creds(""), Soon(), {},
+                [&waiting](Result<RestResult> r) { waiting.set_value(CodeOf(r)); });
+  auto busy = engine.Execute(Get(server->BaseUrl() + "/busy"), Creds(""), Soon());
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.error().code, Code::kOriginBusy) << busy.error().ToString();
+  EXPECT_EQ(busy.error().detail.at("origin"), server->BaseUrl() + "");
+  // Another origin is not held back at all.
+  auto other = Serve(ServerConfig("localhost", ClientAuth::kNone));
+  EXPECT_TRUE(engine.Execute(Get(other->BaseUrl() + "/ok"), Creds(""), Soon()).ok());
+
+  // The place frees: the waiting step runs.
+  cancel.Cancel();
+  EXPECT_EQ(first.get_future().get(), Code::kCancelled);
+  EXPECT_EQ(waiting.get_future().get(), Code::kOk);
+  EXPECT_EQ(server->requests().back().request.target, "/after");
+}
+
+TEST(EngineTest, NoSocketLeftIsDescriptorsExhaustedAndIdleConnectionsClose) {
+  auto server = ServeStallingOnStallPath();
+  EngineOptions options;
+  options.max_connections = 1;
+  RestEngine engine(options);
+  // An idle kept-alive connection holds the one socket...
+  ASSERT_TRUE(engine.Execute(Get(server->BaseUrl() + "/a"), Creds(""), Soon()).ok());
+  // ... and is closed for a step of another identity partition that needs one.
+  RestStep other = Get(server->BaseUrl() + "/b");
+  other.tls.min_tls_version = "1.3";  // another partition: its own connections
+  ASSERT_TRUE(engine.Execute(std::move(other), Creds(""), Soon()).ok());
+  EXPECT_EQ(server->connection_count(), 2u);
+
+  // A running transfer holds it: no socket for the next step.
+  CancelToken cancel;
+  std::promise<Code> stalled;
+  RestStep stall = Get(server->BaseUrl() + "/stall");
+  stall.tls.min_tls_version = "1.3";
+  engine.Submit(std::move(stall), Creds(""), Soon(), cancel,
+                [&stalled](Result<RestResult> r) { stalled.set_value(CodeOf(r)); });
+  ASSERT_TRUE(server->WaitForRequests(3));
+  RestStep fresh = Get(server->BaseUrl() + "/c");
+  fresh.reuse_connections = false;
+  auto exhausted = engine.Execute(std::move(fresh), Creds(""), Soon());
+  ASSERT_FALSE(exhausted.ok());
+  EXPECT_EQ(exhausted.error().code, Code::kDescriptorsExhausted) << exhausted.error().ToString();
+  EXPECT_EQ(exhausted.error().side, Side::kPlugin);
+  cancel.Cancel();
+  EXPECT_EQ(stalled.get_future().get(), Code::kCancelled);
 }
 
 TEST(EngineTest, ShutdownDrainsAndThenRefuses) {

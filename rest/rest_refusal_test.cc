@@ -25,10 +25,10 @@ TEST(RefusalTest, NamesAreTheReasonsHostsSee) {
   EXPECT_EQ(RefusalName(Refusal::kShuttingDown), "shutting_down");
 }
 
-TEST(RefusalTest, AFullQueueIsEngineBusy) {
+TEST(RefusalTest, NoPlaceInFlightIsEngineBusy) {
   EngineOptions options;
   options.workers = 1;
-  options.max_queue = 0;  // no place to wait: every step is refused
+  options.max_queue = 0;  // no step may be in flight: every step is refused
   RestEngine engine(options);
   bool called = false;
   std::optional<Refusal> refusal = engine.TrySubmit(
@@ -42,7 +42,7 @@ TEST(RefusalTest, AFullQueueIsEngineBusy) {
   ASSERT_FALSE(answer->ok());
   EXPECT_EQ(answer->error().code, Code::kFailedPrecondition);
   EXPECT_EQ(answer->error().detail.at("reason"), "engine_busy");
-  EXPECT_EQ(answer->error().message, "engine busy: 0 steps are already waiting");
+  EXPECT_EQ(answer->error().message, "engine busy: 0 steps are already in flight");
 }
 
 TEST(RefusalTest, AStoppedEngineIsShuttingDown) {

@@ -294,28 +294,58 @@ Error Classify(const FailureContext& f) {
     e.With("max_response_bytes", std::to_string(f.max_response_bytes));
     return WithCommon(std::move(e), f);
   }
+  if (f.descriptors_exhausted) {
+    Error e(Code::kDescriptorsExhausted,
+            f.url + ": the plugin ran out of file descriptors and could not open a connection "
+                    "to " + f.host + ":" + std::to_string(f.port),
+            "Raise the plugin's descriptor limit (ulimit -n, systemd LimitNOFILE) or lower "
+            "how many connections it keeps (fewer identities or steps in flight at once).",
+            Side::kPlugin);
+    return WithCommon(std::move(e), f);
+  }
   if (f.deadline_exceeded || f.curl_code == CURLE_OPERATION_TIMEDOUT) {
-    std::string phase = !f.connected ? "connect" : (f.https && !f.tls_connected) ? "tls_handshake"
-                                                                                   : "response";
+    // Where the time went: waiting for a place to run, TCP, TLS, the server thinking
+    // (no byte of the answer yet), or the answer arriving too slowly.
+    std::string phase = f.queued                             ? "queued"
+                        : !f.connected                       ? "connect"
+                        : (f.https && !f.tls_connected)      ? "tls_handshake"
+                        : !f.response_started                ? "first_byte"
+                                                             : "reading";
     std::string limit = f.limit == TimeLimit::kCallerDeadline ? "the caller's deadline"
                         : f.limit == TimeLimit::kHandshakeTimeout ? "the handshake timeout"
                                                                   : "the step's timeout";
     std::string hint;
-    if (phase == "connect") {
+    std::string what;
+    Side side = Side::kServer;
+    if (phase == "queued") {
+      what = "the step never started: it waited for a free place to run (other steps to "
+             "the same origin held them all)";
+      hint = "The origin's earlier steps are slow or hanging: check the server, lower its "
+             "steps' timeouts, or raise max_in_flight_per_origin.";
+      side = Side::kPlugin;
+    } else if (phase == "connect") {
+      what = "no connection";
       hint = "The server did not accept a connection in time: check that it is up and "
              "reachable from the plugin, or raise the connect timeout.";
+      side = Side::kNetwork;
     } else if (phase == "tls_handshake") {
+      what = "no tls_handshake";
       hint = "The server accepted the TCP connection but did not complete the TLS handshake "
              "in time: check that this port speaks TLS (not plain HTTP or another protocol), "
              "or raise the timeout.";
-    } else {
+    } else if (phase == "first_byte") {
+      what = "no answer (the request was sent, not one byte came back)";
       hint = "The server accepted the connection but did not answer in time: raise the "
              "step's timeout or check the server.";
+    } else {
+      what = "no complete response (the answer started but did not finish)";
+      hint = "The server began answering but sent the rest too slowly: raise the step's "
+             "timeout or check the server and the network.";
     }
     Error e(Code::kTimeout,
-            f.url + ": no " + (phase == "response" ? "complete response" : phase) +
-                " within " + limit + " (" + std::to_string(f.time_limit.count()) + " ms)",
-            std::move(hint), phase == "connect" ? Side::kNetwork : Side::kServer);
+            f.url + ": " + what + " within " + limit + " (" +
+                std::to_string(f.time_limit.count()) + " ms)",
+            std::move(hint), side);
     e.With("phase", phase).With("timeout_ms", std::to_string(f.time_limit.count()));
     e.With("limit", std::string(TimeLimitName(f.limit)));
     return WithCommon(std::move(e), f);

@@ -106,6 +106,8 @@ struct FailureContext {
   bool connected = false;           // TCP connect completed
   bool tls_connected = false;       // TLS handshake completed
   bool response_started = false;    // any response byte arrived
+  bool queued = false;              // never started: waited for a place to run
+  bool descriptors_exhausted = false;  // no socket: the process is out of descriptors
   const TlsObservation* tls = nullptr;  // null when no TLS connection was attempted
 };
 

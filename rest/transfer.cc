@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 
 #include "core/ossl.h"
 #include "core/x509_info.h"
+#include "rest/curl_handles.h"
 #include "rest/http_text.h"
 #include "rest/tls_diagnosis.h"
 #include "rest/tls_util.h"
@@ -24,28 +26,14 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-// How often a waiting transfer looks at its cancel token and deadline.
+using curl::Setopt;
 
-// Header lists may carry Authorization values: wipe them before freeing.
-struct SlistDeleter {
-  void operator()(curl_slist* list) const {
-    for (curl_slist* n = list; n != nullptr; n = n->next)
-      OPENSSL_cleanse(n->data, std::strlen(n->data));
-    curl_slist_free_all(list);
-  }
-};
-using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
-
-bool Append(SlistPtr& list, const std::string& line) {
-  curl_slist* next = curl_slist_append(list.get(), line.c_str());
-  if (next == nullptr) return false;
-  list.release();
-  list.reset(next);
-  return true;
-}
+using curl::Append;
+using curl::SlistPtr;
 
 struct TransferState {
   Partition* partition = nullptr;
+  SocketBudget::OpenContext open;  // whether the socket could not be had
   const TransferLimits* limits = nullptr;
   CURL* easy = nullptr;
   std::string verify_name;
@@ -187,7 +175,10 @@ FailureContext BaseFailure(const std::string& shown_url, const UrlParts& url,
   if (failure.had_client_certificate) failure.client_certificate_name = profile.identity->name;
   failure.max_response_bytes = limits.max_response_bytes;
   failure.limit = limits.deadline_is_caller ? TimeLimit::kCallerDeadline : TimeLimit::kStepTimeout;
-  failure.time_limit = std::max(remaining, milliseconds(0));
+  // The whole limit when the caller knows it (a step's timeout counts from admission),
+  // else what was left of it when the transfer began.
+  failure.time_limit =
+      limits.time_limit.count() > 0 ? limits.time_limit : std::max(remaining, milliseconds(0));
   return failure;
 }
 
@@ -223,185 +214,202 @@ Result<ConnectionTarget> TargetOf(const std::string& request_url, const UrlParts
 // client certificate and observes the handshake.
 void SetConnectionOptions(CURL* easy, TransferState& st, const TlsProfile& profile,
                           const ConnectionTarget& target) {
-  curl_easy_setopt(easy, CURLOPT_URL, target.url.c_str());
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st.error);
-  if (target.connect_to) curl_easy_setopt(easy, CURLOPT_CONNECT_TO, target.connect_to.get());
+  Setopt(easy, CURLOPT_URL, target.url.c_str());
+  Setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  Setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  Setopt(easy, CURLOPT_ERRORBUFFER, st.error);
+  if (target.connect_to) Setopt(easy, CURLOPT_CONNECT_TO, target.connect_to.get());
   // Trust comes only from the partition's X509_STORE. Debian's libcurl has a built-in
   // CAPATH (/etc/ssl/certs) and CAINFO: clear both, or the system CAs would still count
   // for private-only trust (and libcurl would re-read the bundle for every connection).
-  curl_easy_setopt(easy, CURLOPT_CAINFO, nullptr);
-  curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+  Setopt(easy, CURLOPT_CAINFO, nullptr);
+  Setopt(easy, CURLOPT_CAPATH, nullptr);
   // libcurl (7.87+) caches the X509_STORE of a connection in the *multi* handle and puts
   // it on the next connection's SSL_CTX. The multi belongs to a worker, not a partition,
   // so that cache would carry one partition's trust into another's connections.
-  curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, profile.verify_peer ? 1L : 0L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, profile.verify_host ? 2L : 0L);
-  curl_easy_setopt(easy, CURLOPT_SSLVERSION, TlsVersionOption(profile.min_tls_version));
-  if (!profile.pin.empty()) curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, profile.pin.c_str());
-  curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &SslCtxCallback);
-  curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, &st);
+  Setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+  Setopt(easy, CURLOPT_SSL_VERIFYPEER, profile.verify_peer ? 1L : 0L);
+  Setopt(easy, CURLOPT_SSL_VERIFYHOST, profile.verify_host ? 2L : 0L);
+  Setopt(easy, CURLOPT_SSLVERSION, TlsVersionOption(profile.min_tls_version));
+  if (!profile.pin.empty()) Setopt(easy, CURLOPT_PINNEDPUBLICKEY, profile.pin.c_str());
+  Setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &SslCtxCallback);
+  Setopt(easy, CURLOPT_SSL_CTX_DATA, &st);
+  if (st.open.budget != nullptr) {
+    Setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &SocketBudget::Open);
+    Setopt(easy, CURLOPT_OPENSOCKETDATA, &st.open);
+    Setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, &SocketBudget::Close);
+    Setopt(easy, CURLOPT_CLOSESOCKETDATA, st.open.budget);
+  }
 }
 
 }  // namespace
 
 TransferDriver::TransferDriver(size_t max_cached_connections) : multi_(curl_multi_init()) {
+  if (!multi_) {
+    std::fprintf(stderr, "wsstep: curl_multi_init failed\n");
+    std::abort();
+  }
   // Connections live in the partition's share, but libcurl sizes that cache from the
   // multi handle that finishes a transfer: by default 4 per easy handle added to it. A
-  // worker's multi holds one transfer at a time, so with more workers than 4 on one
-  // partition every finished transfer closed another worker's idle connection, and
+  // driver's multi holds one transfer at a time, so with more drivers than 4 on one
+  // partition every finished transfer closed another driver's idle connection, and
   // concurrent steps paid a new TLS connection almost every time.
-  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(max_cached_connections));
+  curl::CheckMulti(curl_multi_setopt(multi_.get(), CURLMOPT_MAXCONNECTS,
+                                     static_cast<long>(max_cached_connections)),
+                   "curl_multi_setopt(MAXCONNECTS)");
 }
 
-TransferDriver::~TransferDriver() { curl_multi_cleanup(multi_); }
+TransferDriver::~TransferDriver() = default;
 
-Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpRequest& request,
-                                             const TransferLimits& limits) {
+// Everything one transfer owns while libcurl drives it; libcurl holds pointers into it.
+struct Transfer::State {
+  std::shared_ptr<Partition> partition;
+  TransferLimits limits;
+  TransferState st;
+  SlistPtr headers;
+  ConnectionTarget target;
+  FailureContext failure;
+  std::string shown_url;
+  bool https = false;
+  std::chrono::milliseconds remaining{0};
+  std::chrono::milliseconds connect_limit{0};
+  bool ended = false;
+};
+
+Transfer::Transfer(std::unique_ptr<State> state) : s_(std::move(state)) {}
+
+Transfer::~Transfer() {
+  if (s_ && !s_->ended && s_->st.easy != nullptr) {
+    s_->partition->active--;
+    s_->partition->Return(s_->st.easy, s_->limits.max_idle_handles);
+  }
+}
+
+CURL* Transfer::easy() const { return s_->st.easy; }
+const TransferLimits& Transfer::limits() const { return s_->limits; }
+
+Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> partition,
+                                                  const HttpRequest& request,
+                                                  TransferLimits limits) {
   UrlParts parsed;
   if (request.url_parts == nullptr) {
     WSSTEP_ASSIGN_OR_RETURN(parsed, ParseHttpUrl(request.url));
   }
   const UrlParts& url = request.url_parts != nullptr ? *request.url_parts : parsed;
-  const TlsProfile& profile = partition.profile();
-  bool https = url.scheme == "https";
-  auto start = steady_clock::now();
-  auto remaining = std::chrono::duration_cast<milliseconds>(limits.deadline - start);
-
-  const std::string& shown_url = request.display_url.empty() ? request.url : request.display_url;
-  FailureContext failure = BaseFailure(shown_url, url, profile, limits, remaining);
-  if (remaining.count() <= 0) {
-    failure.deadline_exceeded = true;
-    return Classify(failure);
+  auto state = std::make_unique<State>();
+  State& s = *state;
+  s.partition = std::move(partition);
+  s.limits = std::move(limits);
+  const TlsProfile& profile = s.partition->profile();
+  s.https = url.scheme == "https";
+  s.remaining = std::chrono::duration_cast<milliseconds>(s.limits.deadline - steady_clock::now());
+  s.shown_url = request.display_url.empty() ? request.url : request.display_url;
+  s.failure = BaseFailure(s.shown_url, url, profile, s.limits, s.remaining);
+  if (s.remaining.count() <= 0) {
+    s.failure.deadline_exceeded = true;
+    return Classify(s.failure);
   }
 
-  TransferState st;
-  st.partition = &partition;
-  st.limits = &limits;
-  WSSTEP_ASSIGN_OR_RETURN(ConnectionTarget target, TargetOf(request.url, url, profile, st));
-  failure.verify_name = st.verify_name;
+  TransferState& st = s.st;
+  st.partition = s.partition.get();
+  st.limits = &s.limits;
+  st.open.budget = s.limits.sockets;
+  WSSTEP_ASSIGN_OR_RETURN(s.target, TargetOf(request.url, url, profile, st));
+  s.failure.verify_name = st.verify_name;
 
-  SlistPtr headers;
   bool has_content_type = false, has_user_agent = false;
   for (const auto& h : request.headers) {
     has_content_type = has_content_type || EqualsIgnoreCase(h.name, "Content-Type");
     has_user_agent = has_user_agent || EqualsIgnoreCase(h.name, "User-Agent");
     // "Name;" is libcurl's way to send a header with an empty value.
-    if (!Append(headers, h.value.empty() ? h.name + ";" : h.name + ": " + h.value)) {
+    if (!Append(s.headers, h.value.empty() ? h.name + ";" : h.name + ": " + h.value)) {
       return Error(Code::kInternal, "out of memory building headers");
     }
   }
   for (const auto& h : request.secret_headers) {
     std::string line = h.name + ": ";
     line.append(h.value.view());
-    bool ok = Append(headers, line);
+    bool ok = Append(s.headers, line);
     OPENSSL_cleanse(line.data(), line.size());
     if (!ok) return Error(Code::kInternal, "out of memory building headers");
   }
   bool send_body = !request.body.empty() || request.method == "POST" || request.method == "PUT" ||
                    request.method == "PATCH";
+  bool ok = true;
   if (!has_content_type) {
     // Without this libcurl would label every body application/x-www-form-urlencoded.
-    Append(headers, request.content_type.empty() ? "Content-Type:"
-                                                 : "Content-Type: " + request.content_type);
+    ok = Append(s.headers, request.content_type.empty() ? "Content-Type:"
+                                                        : "Content-Type: " + request.content_type);
   }
-  Append(headers, "Expect:");  // no 100-continue round trip
+  ok = ok && Append(s.headers, "Expect:");  // no 100-continue round trip
+  if (!ok) return Error(Code::kInternal, "out of memory building headers");
 
-  CURL* easy = partition.Borrow();
+  CURL* easy = s.partition->Borrow();
   if (easy == nullptr) return Error(Code::kInternal, "curl_easy_init failed");
   st.easy = easy;
-  partition.active++;
+  s.partition->active++;
   curl_easy_reset(easy);
+  std::unique_ptr<Transfer> transfer(new Transfer(std::move(state)));
 
-  SetConnectionOptions(easy, st, profile, target);
-  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);  // hops are the engine's business
-  if (!limits.reuse_connections) {
-    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
-    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+  SetConnectionOptions(easy, st, profile, s.target);
+  Setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+  Setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);  // hops are the engine's business
+  if (!s.limits.reuse_connections) {
+    Setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+    Setopt(easy, CURLOPT_FORBID_REUSE, 1L);
   }
   // The session cache lives in the partition's share, so a session only ever resumes
   // under the identity that made it.
-  if (!limits.resume_sessions) curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+  if (!s.limits.resume_sessions) Setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
 
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(remaining.count()));
-  milliseconds connect_limit = remaining;
-  if (limits.connect_timeout.count() > 0 && limits.connect_timeout < remaining) {
-    connect_limit = limits.connect_timeout;
+  Setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(s.remaining.count()));
+  s.connect_limit = s.remaining;
+  if (s.limits.connect_timeout.count() > 0 && s.limits.connect_timeout < s.remaining) {
+    s.connect_limit = s.limits.connect_timeout;
   }
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_limit.count()));
-  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
-                   static_cast<curl_off_t>(limits.max_response_bytes));
+  Setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(s.connect_limit.count()));
+  Setopt(easy, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(s.limits.max_response_bytes));
 
   if (request.method == "HEAD") {
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    Setopt(easy, CURLOPT_NOBODY, 1L);
   } else if (request.method == "GET" && !send_body) {
-    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    Setopt(easy, CURLOPT_HTTPGET, 1L);
   } else {
     if (send_body) {
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                       static_cast<curl_off_t>(request.body.size()));
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.empty() ? "" : request.body.data());
+      Setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+      Setopt(easy, CURLOPT_POSTFIELDS, request.body.empty() ? "" : request.body.data());
     }
     if (request.method != "POST" || !send_body) {
-      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+      Setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
     }
   }
-  if (!has_user_agent && !limits.user_agent.empty()) {
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, limits.user_agent.c_str());
+  if (!has_user_agent && !s.limits.user_agent.empty()) {
+    Setopt(easy, CURLOPT_USERAGENT, s.limits.user_agent.c_str());
   }
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &HeaderCallback);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &st);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &WriteCallback);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &st);
+  Setopt(easy, CURLOPT_HTTPHEADER, s.headers.get());
+  Setopt(easy, CURLOPT_HEADERFUNCTION, &HeaderCallback);
+  Setopt(easy, CURLOPT_HEADERDATA, &st);
+  Setopt(easy, CURLOPT_WRITEFUNCTION, &WriteCallback);
+  Setopt(easy, CURLOPT_WRITEDATA, &st);
+  return transfer;
+}
 
-  // Drive the transfer, looking at the cancel token and deadline between socket events.
-  CURLcode result = CURLE_OK;
-  bool finished = false;
-  curl_multi_add_handle(multi_, easy);
-  for (;;) {
-    int running = 0;
-    curl_multi_perform(multi_, &running);
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
-      if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
-        result = msg->data.result;
-        finished = true;
-      }
-    }
-    if (finished) break;
-    if (limits.cancel != nullptr && limits.cancel->cancelled()) {
-      failure.cancelled = true;
-      break;
-    }
-    auto now = steady_clock::now();
-    if (now >= limits.deadline) {
-      failure.deadline_exceeded = true;
-      break;
-    }
-    auto wait =
-        std::min(limits.poll_interval,
-                 std::chrono::duration_cast<milliseconds>(limits.deadline - now) + milliseconds(1));
-    bool ready = false;
-    if (limits.spin.count() > 0) {
-      const auto spin_until = std::min(steady_clock::now() + limits.spin, limits.deadline);
-      do {
-        int events = 0;
-        curl_multi_poll(multi_, nullptr, 0, 0, &events);
-        ready = events > 0;
-      } while (!ready && steady_clock::now() < spin_until &&
-               (limits.cancel == nullptr || !limits.cancel->cancelled()));
-    }
-    if (!ready) curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait.count()), nullptr);
-    if (limits.while_waiting) limits.while_waiting();
-  }
-  curl_multi_remove_handle(multi_, easy);
+Result<HttpResponse> Transfer::End(Stop stop, CURLcode result) {
+  State& s = *s_;
+  s.ended = true;
+  CURL* easy = s.st.easy;
+  Partition& partition = *s.partition;
+  const TlsProfile& profile = partition.profile();
+  FailureContext& failure = s.failure;
+  TransferState& st = s.st;
+  const bool finished = stop == Stop::kFinished;
+  failure.cancelled = stop == Stop::kCancelled;
+  failure.deadline_exceeded = stop == Stop::kDeadline;
 
   long connects = 0;
   curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
+  long os_errno = 0;
+  curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno);
   int64_t t_dns = InfoMicros(easy, CURLINFO_NAMELOOKUP_TIME_T);
   int64_t t_connect = InfoMicros(easy, CURLINFO_CONNECT_TIME_T);
   int64_t t_tls = InfoMicros(easy, CURLINFO_APPCONNECT_TIME_T);
@@ -413,13 +421,13 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   resp.status = static_cast<int>(status);
   resp.content_type = InfoString(easy, CURLINFO_CONTENT_TYPE);
   resp.redirect_url = InfoString(easy, CURLINFO_REDIRECT_URL);
-  resp.effective_url = shown_url;
+  resp.effective_url = s.shown_url;
 
   partition.requests++;
   bool reused = connects == 0 && (finished && result == CURLE_OK);
   if (reused) partition.reused_connections++;
   partition.new_connections += static_cast<uint64_t>(connects);
-  if (connects > 0 && https && resp.tls.used_tls) {
+  if (connects > 0 && s.https && resp.tls.used_tls) {
     if (resp.tls.session_resumed) {
       partition.resumed_sessions++;
     } else {
@@ -427,7 +435,8 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
     }
   }
   partition.active--;
-  partition.Return(easy, limits.max_idle_handles);
+  partition.Return(easy, s.limits.max_idle_handles);
+  st.easy = nullptr;
 
   if (!finished || result != CURLE_OK) {
     failure.curl_code = finished ? static_cast<int>(result) : 0;
@@ -435,15 +444,20 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
                            : finished       ? curl_easy_strerror(result)
                                             : "aborted";
     failure.response_too_large = st.too_large;
-    failure.connected = t_connect > 0 || resp.status > 0;
+    failure.descriptors_exhausted =
+        st.open.exhausted || (!finished ? false : os_errno == EMFILE || os_errno == ENFILE);
+    // libcurl stamps the connect time only once the TLS layer above TCP has connected
+    // too; a handshake that started (the observation) means TCP had connected.
+    failure.connected =
+        t_connect > 0 || resp.status > 0 || (st.created && st.created->handshake_started);
     failure.tls_connected = t_tls > 0 || resp.status > 0;
     failure.response_started = st.facts_captured;
-    if (!failure.connected && connect_limit < remaining) {
-      failure.time_limit = connect_limit;
+    if (!failure.connected && s.connect_limit < s.remaining) {
+      failure.time_limit = s.connect_limit;
       failure.limit = TimeLimit::kStepTimeout;
     }
     std::shared_ptr<TlsObservation> obs = st.created ? st.created : st.used;
-    failure.tls = https ? obs.get() : nullptr;
+    failure.tls = s.https ? obs.get() : nullptr;
     return Classify(failure);
   }
 
@@ -458,19 +472,72 @@ Result<HttpResponse> TransferDriver::Perform(Partition& partition, const HttpReq
   // sessions only resume within this partition (this identity).
   bool presented = obs != nullptr && (obs->certificate_sent || resp.tls.session_resumed);
   resp.tls.client_certificate_requested = obs != nullptr && obs->certificate_requested;
-  if (https && profile.identity && presented) {
+  if (s.https && profile.identity && presented) {
     resp.tls.client_certificate = PresentedCertificate{
         profile.identity->entry_id, profile.identity->name, profile.identity->fingerprint};
   }
   return std::move(st.response);
 }
 
+Result<HttpResponse> TransferDriver::Perform(std::shared_ptr<Partition> partition,
+                                             const HttpRequest& request,
+                                             const TransferLimits& limits) {
+  WSSTEP_ASSIGN_OR_RETURN(std::unique_ptr<Transfer> transfer,
+                          Transfer::Begin(std::move(partition), request, limits));
+  return Drive(*transfer);
+}
+
+Result<HttpResponse> TransferDriver::Drive(Transfer& transfer) {
+  CURL* easy = transfer.easy();
+  const TransferLimits& limits = transfer.limits();
+  // Drive the transfer, looking at the cancel token and deadline between socket events.
+  CURLcode result = CURLE_OK;
+  Transfer::Stop stop = Transfer::Stop::kFinished;
+  curl::CheckMulti(curl_multi_add_handle(multi_.get(), easy), "curl_multi_add_handle");
+  for (;;) {
+    int running = 0;
+    curl_multi_perform(multi_.get(), &running);
+    int queued = 0;
+    bool finished = false;
+    while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &queued)) {
+      if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
+        result = msg->data.result;
+        finished = true;
+      }
+    }
+    if (finished) break;
+    if (limits.cancel != nullptr && limits.cancel->cancelled()) {
+      stop = Transfer::Stop::kCancelled;
+      break;
+    }
+    auto now = steady_clock::now();
+    if (now >= limits.deadline) {
+      stop = Transfer::Stop::kDeadline;
+      break;
+    }
+    auto wait =
+        std::min(limits.poll_interval,
+                 std::chrono::duration_cast<milliseconds>(limits.deadline - now) + milliseconds(1));
+    bool ready = false;
+    if (limits.spin.count() > 0) {
+      const auto spin_until = std::min(steady_clock::now() + limits.spin, limits.deadline);
+      do {
+        int events = 0;
+        curl_multi_poll(multi_.get(), nullptr, 0, 0, &events);
+        ready = events > 0;
+      } while (!ready && steady_clock::now() < spin_until &&
+               (limits.cancel == nullptr || !limits.cancel->cancelled()));
+    }
+    if (!ready) curl_multi_poll(multi_.get(), nullptr, 0, static_cast<int>(wait.count()), nullptr);
+    if (limits.while_waiting) limits.while_waiting();
+  }
+  curl_multi_remove_handle(multi_.get(), easy);
+  return transfer.End(stop, result);
+}
+
 namespace {
 
-struct EasyCleanup {
-  void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
-};
-using EasyPtr = std::unique_ptr<CURL, EasyCleanup>;
+using curl::EasyPtr;
 
 // Aborts a probe's connect and handshake when the caller cancels.
 int ProbeProgress(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -586,6 +653,7 @@ Result<RestResult> TransferDriver::Probe(Partition& partition, const HttpRequest
   TransferState st;
   st.partition = &partition;
   st.limits = &limits;
+  st.open.budget = limits.sockets;
   WSSTEP_ASSIGN_OR_RETURN(ConnectionTarget target, TargetOf(request.url, url, profile, st));
   failure.verify_name = st.verify_name;
   EasyPtr easy(curl_easy_init());
@@ -593,15 +661,14 @@ Result<RestResult> TransferDriver::Probe(Partition& partition, const HttpRequest
   st.easy = easy.get();
   SetConnectionOptions(easy.get(), st, profile, target);
   // One new connection with a full handshake: the server judges the certificate now.
-  curl_easy_setopt(easy.get(), CURLOPT_CONNECT_ONLY, 1L);
-  curl_easy_setopt(easy.get(), CURLOPT_FRESH_CONNECT, 1L);
-  curl_easy_setopt(easy.get(), CURLOPT_SSL_SESSIONID_CACHE, 0L);
-  curl_easy_setopt(easy.get(), CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(handshake_limit.count()));
-  curl_easy_setopt(easy.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(handshake_limit.count()));
-  curl_easy_setopt(easy.get(), CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(easy.get(), CURLOPT_XFERINFOFUNCTION, &ProbeProgress);
-  curl_easy_setopt(easy.get(), CURLOPT_XFERINFODATA, limits.cancel);
+  Setopt(easy.get(), CURLOPT_CONNECT_ONLY, 1L);
+  Setopt(easy.get(), CURLOPT_FRESH_CONNECT, 1L);
+  Setopt(easy.get(), CURLOPT_SSL_SESSIONID_CACHE, 0L);
+  Setopt(easy.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(handshake_limit.count()));
+  Setopt(easy.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(handshake_limit.count()));
+  Setopt(easy.get(), CURLOPT_NOPROGRESS, 0L);
+  Setopt(easy.get(), CURLOPT_XFERINFOFUNCTION, &ProbeProgress);
+  Setopt(easy.get(), CURLOPT_XFERINFODATA, limits.cancel);
 
   const CURLcode connected = curl_easy_perform(easy.get());
   const int64_t t_dns = InfoMicros(easy.get(), CURLINFO_NAMELOOKUP_TIME_T);
@@ -633,6 +700,7 @@ Result<RestResult> TransferDriver::Probe(Partition& partition, const HttpRequest
     failure.connected = t_connect > 0 || (st.created && st.created->handshake_started);
     failure.tls_connected = t_tls > 0;
     failure.cancelled = connected == CURLE_ABORTED_BY_CALLBACK;
+    failure.descriptors_exhausted = st.open.exhausted;
     failure.deadline_exceeded = connected == CURLE_OPERATION_TIMEDOUT;
     return finish(Classify(failure));
   }

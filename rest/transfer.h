@@ -9,15 +9,18 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/error.h"
 #include "core/secret.h"
+#include "rest/curl_handles.h"
 #include "rest/engine.h"
 #include "rest/http_text.h"
 #include "rest/partition.h"
+#include "rest/socket_budget.h"
 #include "rest/step.h"
 
 namespace wsstep::rest {
@@ -43,6 +46,9 @@ struct HttpRequest {
 
 struct TransferLimits {
   Deadline deadline;             // absolute end of this transfer
+  // The limit `deadline` stands for, as a TIMEOUT names it (a step's timeout counts from
+  // its admission, before this transfer began); 0: the time left when it began.
+  std::chrono::milliseconds time_limit{0};
   bool deadline_is_caller = true;  // the deadline is the caller's (else the step timeout)
   std::chrono::milliseconds connect_timeout{0};  // 0: none of its own
   size_t max_response_bytes = kDefaultMaxResponseBytes;
@@ -59,6 +65,8 @@ struct TransferLimits {
   // an answer that comes within it is taken without a sleep and a wake-up (tens of
   // microseconds each on a virtual machine). Only for a thread with nothing else to do.
   std::chrono::microseconds spin{0};
+  // Counts the sockets this transfer opens and closes; null: not counted.
+  SocketBudget* sockets = nullptr;
 };
 
 struct HttpResponse {
@@ -72,7 +80,41 @@ struct HttpResponse {
   TlsFacts tls;
 };
 
-// A curl multi handle owned by one worker thread; transfers borrow it one at a time.
+// One transfer, set up and ready for a multi handle (a TransferDriver's or an
+// EventLoop's): the easy handle it borrowed from its partition and everything libcurl's
+// callbacks write into. Not movable: libcurl holds pointers into it.
+class Transfer {
+ public:
+  // Sets up `request` over `partition`. Errors are answers: a request that cannot be
+  // built, or no time left (TIMEOUT).
+  static Result<std::unique_ptr<Transfer>> Begin(std::shared_ptr<Partition> partition,
+                                                 const HttpRequest& request,
+                                                 TransferLimits limits);
+  ~Transfer();  // gives the easy handle back to its partition when End was not called
+  Transfer(const Transfer&) = delete;
+  Transfer& operator=(const Transfer&) = delete;
+
+  CURL* easy() const;
+  const TransferLimits& limits() const;
+
+  // Why the driving multi handle let go of the transfer.
+  enum class Stop {
+    kFinished,   // libcurl finished it with `result`
+    kCancelled,  // limits().cancel fired
+    kDeadline,   // limits().deadline passed
+  };
+  // After the easy handle left its multi handle: the response, or the classified
+  // failure. Gives the easy handle back to its partition. Call once.
+  Result<HttpResponse> End(Stop stop, CURLcode result);
+
+  struct State;
+
+ private:
+  explicit Transfer(std::unique_ptr<State> state);
+  std::unique_ptr<State> s_;
+};
+
+// A curl multi handle owned by one thread (a lent one); transfers borrow it one at a time.
 class TransferDriver {
  public:
   // `max_cached_connections` bounds the idle connections a partition keeps after a
@@ -84,8 +126,10 @@ class TransferDriver {
 
   // Sends `request` over `partition`. Non-2xx statuses are responses; failures are
   // catalog errors (tls_diagnosis::Classify).
-  Result<HttpResponse> Perform(Partition& partition, const HttpRequest& request,
+  Result<HttpResponse> Perform(std::shared_ptr<Partition> partition, const HttpRequest& request,
                                const TransferLimits& limits);
+  // Drives a transfer already begun to its end, on this thread.
+  Result<HttpResponse> Drive(Transfer& transfer);
 
   // Tests the connection to `request`'s URL over `partition`'s TLS setup (step.h
   // HandshakeProbe): a new connection, a full handshake, `request.method` of "/" with
@@ -98,7 +142,7 @@ class TransferDriver {
                            const TransferLimits& limits, const HandshakeProbe& probe);
 
  private:
-  CURLM* multi_;
+  curl::MultiPtr multi_;
 };
 
 }  // namespace wsstep::rest

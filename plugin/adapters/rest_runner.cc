@@ -69,6 +69,7 @@ class Transfers {
     rest::EngineOptions eo;
     eo.workers = options.workers;
     eo.max_queue = options.max_queue;
+    eo.max_in_flight_per_origin = options.max_in_flight_per_origin;
     eo.spin_wait = options.spin_wait;
     eo.protected_environments = options.protected_environments;
     eo.credentials = std::make_shared<StoreCredentialSource>(store_);
@@ -249,7 +250,7 @@ class RestRunner final : public RestStepRunner {
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     core::CallCredentials credentials = res->credentials;
     auto refusal = t_->engine().TrySubmit(
-        std::move(prepared).value(), std::move(credentials), call.SteadyDeadline(), token,
+        std::move(prepared).value(), std::move(credentials), call.StepDeadline(), token,
         [t, res, call, outcome, done](Result<rest::RestResult> r) {
           if (!r.ok()) {
             FillStepError(TranslateField(r.error(), RestFieldToProto), outcome->mutable_error());
@@ -336,7 +337,7 @@ class SoapRunner final : public SoapStepRunner {
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     auto refusal = t_->soap().TrySubmit(
-        std::move(prepared).value(), res->credentials, call.SteadyDeadline(), token,
+        std::move(prepared).value(), res->credentials, call.StepDeadline(), token,
         [t, res, call, outcome, done](Result<soap::SoapResult> r) {
           if (!r.ok()) {
             FillStepError(TranslateField(r.error(), SoapFieldToProto), outcome->mutable_error());
@@ -471,7 +472,7 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
   rest::CancelToken token(call.cancelled);
   auto res = std::make_shared<Resolved>(std::move(resolved).value());
   auto refusal = t->engine().TrySubmit(
-      std::move(prepared).value(), res->credentials, call.SteadyDeadline(), token,
+      std::move(prepared).value(), res->credentials, call.StepDeadline(), token,
       [t, res, call, response, done](Result<rest::RestResult> r) {
         if (!r.ok()) {
           response->set_ok(false);

@@ -53,6 +53,7 @@ struct TransferOptions {
   size_t max_body_bytes = kDefaultMaxBodyBytes;
   int workers = rest::kDefaultWorkers;
   size_t max_queue = rest::kDefaultMaxQueue;
+  int max_in_flight_per_origin = 0;  // EngineOptions::max_in_flight_per_origin
   // EngineOptions::spin_wait
   std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
   // Config::propagate_trace_context

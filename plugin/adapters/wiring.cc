@@ -22,6 +22,7 @@ TransferOptions TransferOptionsFor(const Config& config) {
   // refuse first, with a different message than the plugin's UNAVAILABLE.
   transfer.max_queue =
       static_cast<size_t>(std::max(config.limits.max_in_flight_steps, 0)) + kEngineQueueHeadroom;
+  transfer.max_in_flight_per_origin = config.limits.max_in_flight_per_origin;
   return transfer;
 }
 

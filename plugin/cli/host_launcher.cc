@@ -170,8 +170,14 @@ std::string PluginProcess::target() const {
 }
 
 std::shared_ptr<grpc::Channel> PluginProcess::channel() {
-  if (channel_) return channel_;
+  if (!channel_) channel_ = NewChannel();
+  return channel_;
+}
+
+std::shared_ptr<grpc::Channel> PluginProcess::NewChannel() const {
   grpc::ChannelArguments args;
+  // A subchannel of its own: a new connection, not one shared with an earlier channel.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (!handshake_.server_cert_der.empty() && client_cert_) {
     auto pem = DerToPem(handshake_.server_cert_der);
@@ -181,8 +187,7 @@ std::shared_ptr<grpc::Channel> PluginProcess::channel() {
     }
   }
   if (!creds) creds = grpc::InsecureChannelCredentials();
-  channel_ = grpc::CreateCustomChannel(target(), creds, args);
-  return channel_;
+  return grpc::CreateCustomChannel(target(), creds, args);
 }
 
 void PluginProcess::Signal(int signal) {

@@ -63,6 +63,9 @@ class PluginProcess {
   std::string target() const;
   // A channel to the plugin, with AutoMTLS when it was launched with it.
   std::shared_ptr<grpc::Channel> channel();
+  // Another channel with its own connection (a second host process, or a host that
+  // reconnects): nothing shared with channel().
+  std::shared_ptr<grpc::Channel> NewChannel() const;
   // The client certificate we passed in PLUGIN_CLIENT_CERT (AutoMTLS only).
   const SelfSignedCertificate* client_certificate() const { return client_cert_.get(); }
 

@@ -106,6 +106,7 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
   const pid_t parent_at_start = ::getppid();
   ::umask(077);  // sockets, the store, key files: private to this user
   Log().SetLevel(config.log_level);
+  RouteGrpcLogging();
 
   ServerOptions options;
   options.facts.protected_environments = config.protected_environments;
@@ -262,9 +263,10 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
     std::string listen, master_key_file, log_level, shutdown_grace, metrics_listen, store;
     std::vector<std::string> protected_envs;
     bool allow_remote = false, print_config = false, propagate_trace = false;
-    int max_in_flight = 0;
+    int max_in_flight = 0, max_per_origin = 0;
     int64_t max_message = 0, max_body = 0;
-    CLI::Option *listen_opt, *remote_opt, *key_file_opt, *envs_opt, *in_flight_opt, *message_opt,
+    CLI::Option *listen_opt, *remote_opt, *key_file_opt, *envs_opt, *in_flight_opt, *origin_opt,
+        *message_opt,
         *body_opt, *grace_opt, *level_opt, *trace_opt, *metrics_opt, *store_opt;
   };
   auto f = std::make_shared<ServeFlags>();
@@ -278,6 +280,8 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
                     ->delimiter(',');
   f->in_flight_opt =
       serve->add_option("--max-in-flight-steps", f->max_in_flight, "concurrent steps");
+  f->origin_opt = serve->add_option("--max-in-flight-per-origin", f->max_per_origin,
+                                    "concurrent steps to one origin (0: no cap)");
   f->message_opt = serve->add_option("--max-message-bytes", f->max_message, "gRPC message limit");
   f->body_opt = serve->add_option("--max-body-bytes", f->max_body, "step body limit");
   f->grace_opt = serve->add_option("--shutdown-grace", f->shutdown_grace, "drain time, e.g. 10s");
@@ -308,6 +312,7 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
     if (f->key_file_opt->count()) flags.master_key_file = f->master_key_file;
     if (f->envs_opt->count()) flags.protected_environments = f->protected_envs;
     if (f->in_flight_opt->count()) flags.max_in_flight_steps = f->max_in_flight;
+    if (f->origin_opt->count()) flags.max_in_flight_per_origin = f->max_per_origin;
     if (f->message_opt->count()) flags.max_message_bytes = f->max_message;
     if (f->body_opt->count()) flags.max_body_bytes = f->max_body;
     if (f->level_opt->count()) flags.log_level = f->log_level;

@@ -70,6 +70,7 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.allow_remote, upper.allow_remote);
   take(lower.protected_environments, upper.protected_environments);
   take(lower.max_in_flight_steps, upper.max_in_flight_steps);
+  take(lower.max_in_flight_per_origin, upper.max_in_flight_per_origin);
   take(lower.max_message_bytes, upper.max_message_bytes);
   take(lower.max_body_bytes, upper.max_body_bytes);
   take(lower.shutdown_grace, upper.shutdown_grace);
@@ -94,6 +95,7 @@ LogFields Config::Describe() const {
   j["allow_remote"] = allow_remote;
   j["protected_environments"] = protected_environments;
   j["limits"] = {{"max_in_flight_steps", limits.max_in_flight_steps},
+                 {"max_in_flight_per_origin", limits.max_in_flight_per_origin},
                  {"max_message_bytes", limits.max_message_bytes},
                  {"max_body_bytes", limits.max_body_bytes}};
   j["shutdown_grace_ms"] = shutdown_grace.count();
@@ -167,6 +169,10 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
     WSSTEP_ASSIGN_OR_RETURN(int64_t n, ParseInt(*v, "WSSTEP_MAX_IN_FLIGHT_STEPS"));
     l.max_in_flight_steps = static_cast<int>(n);
   }
+  if (auto v = env("WSSTEP_MAX_IN_FLIGHT_PER_ORIGIN"); v && !v->empty()) {
+    WSSTEP_ASSIGN_OR_RETURN(int64_t n, ParseInt(*v, "WSSTEP_MAX_IN_FLIGHT_PER_ORIGIN"));
+    l.max_in_flight_per_origin = static_cast<int>(n);
+  }
   if (auto v = env("WSSTEP_MAX_MESSAGE_BYTES"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.max_message_bytes, ParseInt(*v, "WSSTEP_MAX_MESSAGE_BYTES"));
   }
@@ -238,11 +244,13 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::object));
       for (const auto& [lk, lv] : v.items()) {
         const std::string path = "limits." + lk;
-        if (lk != "max_in_flight_steps" && lk != "max_message_bytes" && lk != "max_body_bytes") {
+        if (lk != "max_in_flight_steps" && lk != "max_in_flight_per_origin" &&
+            lk != "max_message_bytes" && lk != "max_body_bytes") {
           return Invalid(name + ": unknown key \"" + path + "\"");
         }
         WSSTEP_RETURN_IF_ERROR(want(lv, path, T::number_integer));
         if (lk == "max_in_flight_steps") l.max_in_flight_steps = lv.get<int>();
+        if (lk == "max_in_flight_per_origin") l.max_in_flight_per_origin = lv.get<int>();
         if (lk == "max_message_bytes") l.max_message_bytes = lv.get<int64_t>();
         if (lk == "max_body_bytes") l.max_body_bytes = lv.get<int64_t>();
       }
@@ -302,6 +310,9 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   c.store = merged.store.value_or("");
   if (merged.protected_environments) c.protected_environments = *merged.protected_environments;
   if (merged.max_in_flight_steps) c.limits.max_in_flight_steps = *merged.max_in_flight_steps;
+  if (merged.max_in_flight_per_origin) {
+    c.limits.max_in_flight_per_origin = *merged.max_in_flight_per_origin;
+  }
   if (merged.max_message_bytes) c.limits.max_message_bytes = *merged.max_message_bytes;
   if (merged.max_body_bytes) c.limits.max_body_bytes = *merged.max_body_bytes;
   if (merged.shutdown_grace) c.shutdown_grace = *merged.shutdown_grace;
@@ -325,6 +336,10 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   if (c.limits.max_in_flight_steps < 1) {
     return Invalid("max_in_flight_steps must be at least 1 (got " +
                    std::to_string(c.limits.max_in_flight_steps) + ")");
+  }
+  if (c.limits.max_in_flight_per_origin < 0) {
+    return Invalid("max_in_flight_per_origin must be 0 (no cap) or more (got " +
+                   std::to_string(c.limits.max_in_flight_per_origin) + ")");
   }
   // gRPC takes an int; keep a floor that still fits a useful step.
   if (c.limits.max_message_bytes < 64 * 1024 || c.limits.max_message_bytes > INT32_MAX) {

@@ -12,7 +12,7 @@
 //     "listen": "unix:///run/wsstep/wsstep.sock",
 //     "allow_remote": false,
 //     "protected_environments": ["production"],
-//     "limits": {"max_in_flight_steps": 256, "max_message_bytes": 16777216,
+//     "limits": {"max_in_flight_steps": 256, "max_in_flight_per_origin": 0, "max_message_bytes": 16777216,
 //                "max_body_bytes": 8388608},
 //     "shutdown_grace": "10s",
 //     "log_level": "info",
@@ -56,6 +56,9 @@ inline constexpr size_t kDefaultMaxBodyBytes = size_t{8} << 20;
 
 struct Limits {
   int max_in_flight_steps = 256;             // concurrent Execute calls; more: UNAVAILABLE
+  // Steps to one origin (scheme://host:port) running at once; as many more wait for a
+  // place; beyond those a step is answered ORIGIN_BUSY. 0: no cap.
+  int max_in_flight_per_origin = 0;
   int64_t max_message_bytes = 16 << 20;      // gRPC send/receive limit
   int64_t max_body_bytes = kDefaultMaxBodyBytes;  // step request/response bodies
 };
@@ -105,6 +108,7 @@ struct ConfigLayer {
   std::optional<bool> allow_remote;
   std::optional<std::vector<std::string>> protected_environments;
   std::optional<int> max_in_flight_steps;
+  std::optional<int> max_in_flight_per_origin;
   std::optional<int64_t> max_message_bytes;
   std::optional<int64_t> max_body_bytes;
   std::optional<std::chrono::milliseconds> shutdown_grace;

@@ -57,6 +57,33 @@ TEST(ConfigTest, FlagsBeatEnvironmentWhichBeatsTheFile) {
   ::unlink(file.c_str());
 }
 
+TEST(ConfigTest, MaxInFlightPerOriginIsOffByDefaultAndNeverNegative) {
+  auto d = LoadConfig({}, FixedEnvironment({{"HOME", "/h"}}));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->limits.max_in_flight_per_origin, 0);
+  EXPECT_EQ(d->Describe()["limits"]["max_in_flight_per_origin"], 0);
+
+  auto file = LayerFromJson(R"({"limits": {"max_in_flight_per_origin": 32}})", "c.json");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_EQ(file->max_in_flight_per_origin, 32);
+  ConfigLayer flags;
+  flags.max_in_flight_per_origin = 4;
+  auto flagged = LoadConfig(
+      flags, FixedEnvironment({{"WSSTEP_MAX_IN_FLIGHT_PER_ORIGIN", "8"}, {"HOME", "/h"}}));
+  ASSERT_TRUE(flagged.ok()) << flagged.error().ToString();
+  EXPECT_EQ(flagged->limits.max_in_flight_per_origin, 4);  // flags over env
+  auto env =
+      LoadConfig({}, FixedEnvironment({{"WSSTEP_MAX_IN_FLIGHT_PER_ORIGIN", "8"}, {"HOME", "/h"}}));
+  ASSERT_TRUE(env.ok()) << env.error().ToString();
+  EXPECT_EQ(env->limits.max_in_flight_per_origin, 8);
+
+  auto negative =
+      LoadConfig({}, FixedEnvironment({{"WSSTEP_MAX_IN_FLIGHT_PER_ORIGIN", "-1"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(negative.ok());
+  EXPECT_THAT(negative.error().message, HasSubstr("max_in_flight_per_origin"));
+  EXPECT_THAT(negative.error().message, HasSubstr("-1"));
+}
+
 TEST(ConfigTest, SpinWaitComesFromFileOrEnvironmentWithinItsBounds) {
   auto d = LoadConfig({}, FixedEnvironment({{"HOME", "/h"}}));
   ASSERT_TRUE(d.ok());

@@ -1,5 +1,7 @@
 #include "plugin/process/log.h"
 
+#include <grpc/support/log.h>
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/reflection.h>
@@ -340,6 +342,21 @@ LogFields RedactedJson(const google::protobuf::Message& message) {
   if (json.is_discarded()) return LogFields{{"type", message.GetTypeName()}};
   MarkSecrets(message, json);
   return json;
+}
+
+void RouteGrpcLogging() {
+  gpr_set_log_function([](gpr_log_func_args* args) {
+    const LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR   ? LogLevel::kError
+                           : args->severity == GPR_LOG_SEVERITY_INFO ? LogLevel::kInfo
+                                                                     : LogLevel::kDebug;
+    if (!Log().Enabled(level)) return;
+    LogFields f = LogFields::object();
+    f["source"] = "grpc";
+    f["grpc_message"] = ValidUtf8(args->message != nullptr ? args->message : "");
+    f["file"] = ValidUtf8(args->file != nullptr ? args->file : "");
+    f["line"] = args->line;
+    Log().Write(level, "grpc", f);
+  });
 }
 
 }  // namespace wsstep::plugin

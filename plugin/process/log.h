@@ -108,6 +108,11 @@ class Logger {
 // The process-wide logger.
 Logger& Log();
 
+// Sends gRPC core's own lines (gpr_log: "Failed accept4: Too many open files", ...)
+// through Log() at their severity, with gRPC's file and line as fields, so that stderr
+// stays one JSON object per line. Call once from main(), before the server starts.
+void RouteGrpcLogging();
+
 inline constexpr std::string_view kRedacted = "[REDACTED]";
 
 // True for keys that name secrets: password, passwd, passphrase, secret, token,

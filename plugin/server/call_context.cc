@@ -59,6 +59,12 @@ std::chrono::steady_clock::time_point CallContext::SteadyDeadline() const {
   return std::chrono::steady_clock::now() + TimeLeft();
 }
 
+std::chrono::steady_clock::time_point CallContext::StepDeadline() const {
+  const auto left = TimeLeft();
+  const auto margin = std::clamp(left / 10, kMinReplyMargin, kMaxReplyMargin);
+  return std::chrono::steady_clock::now() + (left > margin ? left - margin : left / 2);
+}
+
 LogFields CallContext::Fields() const {
   LogFields f = LogFields::object();
   f["method"] = method;

@@ -95,6 +95,13 @@ struct CallContext {
   std::chrono::milliseconds TimeLeft() const;
   // The deadline on the steady clock, for engines that take one.
   std::chrono::steady_clock::time_point SteadyDeadline() const;
+  // The deadline a step's own work must meet so that its answer (a TIMEOUT naming the
+  // phase it was in) reaches the host before the call's deadline turns it into a bare
+  // DEADLINE_EXCEEDED: SteadyDeadline less a tenth of the time left, at least
+  // kReplyMargin's floor and at most its ceiling.
+  std::chrono::steady_clock::time_point StepDeadline() const;
+  static constexpr std::chrono::milliseconds kMinReplyMargin{20};
+  static constexpr std::chrono::milliseconds kMaxReplyMargin{250};
   // The audit actor: x-wsstep-actor, else "host".
   std::string ActorOrDefault() const { return actor.empty() ? "host" : actor; }
   // {"method", "step_id", "workflow_id", "actor", "trace_id", "span_id",

@@ -57,6 +57,7 @@ v1::ErrorSide ToProtoSide(Side side) {
     case Side::kServer: return v1::ERROR_SIDE_SERVER;
     case Side::kNetwork: return v1::ERROR_SIDE_NETWORK;
     case Side::kStore: return v1::ERROR_SIDE_STORE;
+    case Side::kPlugin: return v1::ERROR_SIDE_PLUGIN;
   }
   return v1::ERROR_SIDE_UNSPECIFIED;
 }
@@ -68,6 +69,7 @@ Side FromProtoSide(v1::ErrorSide side) {
     case v1::ERROR_SIDE_SERVER: return Side::kServer;
     case v1::ERROR_SIDE_NETWORK: return Side::kNetwork;
     case v1::ERROR_SIDE_STORE: return Side::kStore;
+    case v1::ERROR_SIDE_PLUGIN: return Side::kPlugin;
     default: return Side::kNone;
   }
 }
@@ -119,6 +121,9 @@ grpc::StatusCode GrpcCodeFor(Code code) {
       return grpc::StatusCode::DEADLINE_EXCEEDED;
     case Code::kCancelled:
       return grpc::StatusCode::CANCELLED;
+    case Code::kDescriptorsExhausted:
+    case Code::kOriginBusy:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case Code::kStorageError:
     case Code::kStorageUnavailable:
     case Code::kConnectionRefused:

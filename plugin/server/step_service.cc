@@ -18,6 +18,18 @@
 namespace wsstep::plugin {
 namespace {
 
+// The level of a finished step's line: the plugin's own exhaustion is an operator's
+// error (it needs a limit raised); a step held back by its origin's cap, a warning;
+// anything else the step's business (info).
+LogLevel OutcomeLogLevel(const v1::StepOutcome& outcome) {
+  if (!outcome.has_error()) return LogLevel::kInfo;
+  switch (outcome.error().error_code()) {
+    case v1::ERROR_CODE_DESCRIPTORS_EXHAUSTED: return LogLevel::kError;
+    case v1::ERROR_CODE_ORIGIN_BUSY: return LogLevel::kWarn;
+    default: return LogLevel::kInfo;
+  }
+}
+
 constexpr std::string_view kService = "wsstep.v1.StepPluginService/";
 
 std::string Method(std::string_view name) { return std::string(kService) + std::string(name); }
@@ -203,7 +215,7 @@ void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_p
     const auto elapsed = std::chrono::steady_clock::now() - call.started;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
     const bool ok = status.ok();
-    const LogLevel level = ok ? LogLevel::kInfo : LogLevel::kWarn;
+    const LogLevel level = !ok ? LogLevel::kWarn : OutcomeLogLevel(response->outcome());
     const bool log = Log().Enabled(level);
     LineFields fields;  // filled only when the line is written
     if (ok) response->mutable_outcome()->set_step_id(call.step_id);

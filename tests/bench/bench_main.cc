@@ -10,7 +10,7 @@
 // something could not be measured, 2 on a usage error.
 //
 //   wsstep_bench [--pki DIR] [--plugin PATH] [--out-dir DIR] [--duration S] [--smoke]
-//                [--only wrk,curl,stime,engine,plugin,observability,formats,store,cluster] [--automtls]
+//                [--only wrk,curl,stime,engine,plugin,observability,isolation,formats,store,cluster] [--automtls]
 //   wsstep_bench store-generate|store-measure --data-dir DIR ...   (child processes)
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
@@ -55,6 +55,7 @@ const char* const kSectionSTime = "3 openssl s_time -new";
 const char* const kSectionPlugin = "4 wsstep plugin over gRPC";
 const char* const kSectionEngine = "4b wsstep REST engine in-process";
 const char* const kSectionObservability = "4c metrics and tracing: off / on";
+const char* const kSectionIsolation = "4d one dead origin (issue 20)";
 const char* const kSectionFormats = "5 identity formats";
 
 struct Options {
@@ -307,23 +308,28 @@ int RunAll(Options& o) {
     }
   }
 
-  rest::EngineOptions engine_options;
-  engine_options.workers = std::max(16, o.in_flight);
+  rest::EngineOptions engine_options;  // event loops: one per core, as the plugin has
   rest::RestEngine engine(std::move(engine_options));
   const std::string n = std::to_string(o.in_flight);
 
-  if (o.Runs("plugin")) {
-    std::cerr << "[bench] plugin " << o.plugin << "\n";
+  // What every phase that launches the plugin shares; its files go to `dir`.
+  auto plugin_options = [&](const std::string& dir) {
     PluginBenchOptions p;
     p.binary = o.plugin;
-    std::istringstream prefix(o.plugin_prefix);
-    for (std::string word; prefix >> word;) p.prefix.push_back(word);
     p.automtls = o.automtls;
-    p.work_dir = work.Path("plugin");
+    p.work_dir = work.Path(dir);
     std::filesystem::create_directories(p.work_dir);
     p.origin_port = origin.port();
     p.path = std::string(kPath);
     p.files = files;
+    return p;
+  };
+
+  if (o.Runs("plugin")) {
+    std::cerr << "[bench] plugin " << o.plugin << "\n";
+    PluginBenchOptions p = plugin_options("plugin");
+    std::istringstream prefix(o.plugin_prefix);
+    for (std::string word; prefix >> word;) p.prefix.push_back(word);
     p.warmup = o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1));
     p.duration = duration;
     p.max_count = o.max_count;
@@ -383,18 +389,31 @@ int RunAll(Options& o) {
     }
   }
 
+  if (o.Runs("isolation")) {
+    std::cerr << "[bench] a healthy origin while steps hang on a dead one\n";
+    const PluginBenchOptions p = plugin_options("isolation");
+    const int samples = o.smoke ? 10 : 2000;
+    IsolationBenchResult r = RunIsolationBench(p, {8, 64, 256}, samples);
+    if (!r.error.empty()) report.AddMissing(kSectionIsolation, "all rows", r.error);
+    for (const IsolationRow& row : r.rows) {
+      const std::string what =
+          "healthy origin, 1 in flight, while " + std::to_string(row.hanging) + " steps hang";
+      if (!row.error.empty()) {
+        report.AddMissing(kSectionIsolation, what, row.error);
+        continue;
+      }
+      const std::string note = std::to_string(row.samples) + " sequential steps";
+      report.AddFigure(kSectionIsolation, what + ": latency p50", row.p50_us, "µs", 0, note);
+      report.AddFigure(kSectionIsolation, what + ": latency p99", row.p99_us, "µs", 0, note);
+    }
+  }
+
   if (o.Runs("observability")) {
     std::cerr << "[bench] metrics and tracing off / on\n";
-    PluginBenchOptions p;
-    p.binary = o.plugin;
-    p.automtls = o.automtls;
-    p.work_dir = work.Path("observability");
+    PluginBenchOptions p = plugin_options("observability");
     for (const char* side : {"off", "metrics", "on"}) {
       std::filesystem::create_directories(p.work_dir + "/" + side);
     }
-    p.origin_port = origin.port();
-    p.path = std::string(kPath);
-    p.files = files;
     p.warmup = o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1));
     // Many short rounds: the median of 7 resolves a few percent where one long run
     // cannot (this machine's noise is larger than that).
@@ -809,7 +828,7 @@ int main(int argc, char** argv) {
   app.add_option("--plugin-prefix", o.plugin_prefix,
                  "run the plugin under this command (absolute path first), e.g. \"/usr/bin/valgrind --tool=callgrind\"");
   app.add_option("--only", o.only,
-                 "comma-separated phases: wrk,curl,stime,plugin,observability,engine,formats,store,cluster");
+                 "comma-separated phases: wrk,curl,stime,plugin,observability,isolation,engine,formats,store,cluster");
 
   for (const char* name : {"store-generate", "store-measure", "cluster-load", "cluster-measure"}) {
     CLI::App* sub = app.add_subcommand(name, "child process of the store and cluster phases");
@@ -833,8 +852,8 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("cluster-load")) return ClusterLoadMain(store);
   if (app.got_subcommand("cluster-measure")) return ClusterMeasureMain(store);
 
-  const std::set<std::string> all = {"wrk",    "curl",    "stime", "plugin", "observability",
-                                     "engine", "formats", "store",  "cluster"};
+  const std::set<std::string> all = {"wrk",    "curl",    "stime", "plugin",    "observability",
+                                     "engine", "formats", "store", "isolation", "cluster"};
   if (o.only.empty()) {
     o.phases = all;
   } else {

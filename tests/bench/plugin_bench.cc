@@ -15,6 +15,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugin/cli/host_launcher.h"
+#include "tests/support/faulty_origin.h"
 #include "tests/support/pki.h"
 #include "wsstep/v1/certificate_service.grpc.pb.h"
 #include "wsstep/v1/step_plugin_service.grpc.pb.h"
@@ -525,6 +526,81 @@ PluginBenchResult RunPluginBench(const PluginBenchOptions& o) {
   if (!result.error.empty()) {
     if (std::string tail = LogTail(result.log_path); !tail.empty()) result.error += "; plugin stderr: " + tail;
   }
+  return result;
+}
+
+IsolationBenchResult RunIsolationBench(const PluginBenchOptions& o,
+                                       const std::vector<int>& hanging, int samples) {
+  IsolationBenchResult result;
+  const int most = hanging.empty() ? 0 : *std::max_element(hanging.begin(), hanging.end());
+  LaunchedPlugin launched =
+      LaunchPlugin(o, o.work_dir, {{"WSSTEP_MAX_IN_FLIGHT_STEPS", std::to_string(most + 64)}});
+  if (!launched.error.empty()) {
+    result.error = launched.error;
+    return result;
+  }
+  testing::FaultyOrigin dead(testing::FaultyOrigin::Fault::kNeverAnswers);
+  if (!dead.Start()) {
+    result.error = dead.start_error();
+    return result;
+  }
+  // Verification off: no binding needed; the dead origin never gets as far as TLS.
+  v1::ExecuteRestStepRequest hang;
+  hang.mutable_step()->set_method("GET");
+  hang.mutable_step()->set_url(dead.Url("/hang"));
+  hang.mutable_step()->mutable_tls()->set_ssl_verification(false);
+  const v1::ExecuteRestStepRequest healthy = StepRequest(o, false);
+
+  struct Pending {
+    grpc::ClientContext context;
+    v1::ExecuteRestStepResponse response;
+    grpc::Status status;
+  };
+  size_t reached = 0;
+  for (int n : hanging) {
+    IsolationRow row;
+    row.hanging = n;
+    grpc::CompletionQueue cq;
+    std::vector<std::unique_ptr<Pending>> pending;
+    for (int i = 0; i < n; ++i) {
+      auto p = std::make_unique<Pending>();
+      p->context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+      auto reader = launched.steps->AsyncExecuteRestStep(&p->context, hang, &cq);
+      reader->Finish(&p->response, &p->status, p.get());
+      pending.push_back(std::move(p));
+    }
+    reached += static_cast<size_t>(n);
+    if (!dead.WaitForConnections(reached, std::chrono::seconds(60))) {
+      row.error = std::to_string(dead.connections() - (reached - n)) + " of " + std::to_string(n) +
+                  " hanging steps reached the dead origin";
+    } else {
+      LatencySamples latencies;
+      for (int i = 0; i < samples && row.error.empty(); ++i) {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx);
+        v1::ExecuteRestStepResponse response;
+        const auto start = Clock::now();
+        grpc::Status s = launched.steps->ExecuteRestStep(&ctx, healthy, &response);
+        latencies.Add(Clock::now() - start);
+        row.error = CheckOutcome(s, response);
+      }
+      if (row.error.empty()) {
+        row.p50_us = latencies.PercentileUs(0.50);
+        row.p99_us = latencies.PercentileUs(0.99);
+        row.samples = static_cast<size_t>(samples);
+      }
+    }
+    for (auto& p : pending) p->context.TryCancel();
+    void* tag = nullptr;
+    bool ok = false;
+    for (int i = 0; i < n && cq.Next(&tag, &ok); ++i) {
+    }
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+    result.rows.push_back(std::move(row));
+  }
+  launched.Stop();
   return result;
 }
 

@@ -86,6 +86,26 @@ struct ObservabilityBenchResult {
 };
 ObservabilityBenchResult RunObservabilityBench(const PluginBenchOptions& options, int rounds);
 
+// Issue 20: a healthy origin's step latency while N steps hang on a dead origin (one that
+// accepts connections and never answers: tests/support/faulty_origin.h). For each N in
+// turn, N ExecuteRestStep calls to the dead origin are started and left hanging (every one
+// has reached the origin before anything is measured), then `samples` warm steps to the
+// healthy origin run one after another; then the hanging calls are cancelled. The plugin
+// runs with max_in_flight_steps above the largest N, so the hanging steps are admitted.
+struct IsolationRow {
+  int hanging = 0;
+  std::string error;  // "" when measured
+  double p50_us = -1;
+  double p99_us = -1;
+  size_t samples = 0;
+};
+struct IsolationBenchResult {
+  std::string error;  // the plugin could not be started
+  std::vector<IsolationRow> rows;
+};
+IsolationBenchResult RunIsolationBench(const PluginBenchOptions& options,
+                                       const std::vector<int>& hanging, int samples);
+
 }  // namespace wsstep::bench
 
 #endif  // WSSTEP_TESTS_BENCH_PLUGIN_BENCH_H_

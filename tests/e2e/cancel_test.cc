@@ -3,7 +3,7 @@
 // deadlines). The cancelled ones end CANCELLED / DEADLINE_EXCEEDED at once, the rest
 // succeed once the origin answers, and no in-flight slot or connection leaks: afterwards
 // exactly max_in_flight_steps held steps are accepted again (a leaked slot would refuse
-// one) and the origin is left with no more connections than the engine has workers.
+// one) and the origin is left with no more connections than the engine keeps idle.
 // The same at engine level (rest::RestEngine in process): 1,000 submissions, half their
 // CancelTokens cancelled, every callback exactly once.
 #include <gmock/gmock.h>
@@ -30,7 +30,11 @@ using ::testing::HasSubstr;
 using mock_engine::MockEngine;
 
 constexpr int kExtra = 16;   // calls beyond the limit in the leak probe
-constexpr int kEngineWorkers = 8;  // rest::EngineOptions default, what the plugin uses
+// Steps held at the origin before the host gives up (the engine's event loops send them
+// all at once; these few are enough to know the storm has reached the origin).
+constexpr int kEngineWorkers = 8;
+// Idle connections the engine keeps per identity partition (rest::EngineOptions default).
+const size_t kIdleConnections = rest::EngineOptions().max_idle_handles_per_partition;
 
 int IndexOf(const std::string& target) {
   const auto eq = target.find("i=");
@@ -112,7 +116,7 @@ TEST_F(CancelTest, HalfOfMaxInFlightCancelledEndPromptlyTheRestSucceedAndNoSlotL
     calls.Start(Request(i), "c-" + std::to_string(i),
                 short_deadline(i) ? std::chrono::milliseconds(600) : std::chrono::seconds(50));
   }
-  // The engine's workers are all held at the origin; the rest wait in its queue.
+  // The steps are held at the origin (the engine sends every one at once).
   ASSERT_TRUE(gate_.WaitForWaiting(kEngineWorkers, std::chrono::seconds(20))) << gate_.waiting();
   for (int i = 0; i < n; ++i) {
     if (cancelled_by_host(i)) calls.Cancel(i);
@@ -222,9 +226,9 @@ TEST_F(CancelTest, HalfOfMaxInFlightCancelledEndPromptlyTheRestSucceedAndNoSlotL
     succeeded += r.status.ok() && r.response.outcome().has_http() && r.response.outcome().http().status() == 200;
   }
   EXPECT_EQ(succeeded, n) << "every accepted probe step succeeds";
-  // Connections are returned, not leaked: at most one per engine worker stays open, and
-  // one for the dispatching thread (which runs a step itself when the plugin is idle).
-  EXPECT_LE(origin_->open_connection_count(), static_cast<size_t>(kEngineWorkers) + 1);
+  // Connections are returned, not leaked: the identity's partition keeps at most its idle
+  // limit open (all steps used one identity, so one partition).
+  EXPECT_LE(origin_->open_connection_count(), kIdleConnections);
   EXPECT_EQ(engine_.Health("plugin"), "SERVING");
 }
 
@@ -245,7 +249,7 @@ TEST_F(EngineCancelTest, ThousandSubmissionsHalfCancelledEveryCallbackRunsExactl
   testing::TlsServer origin(rest::testutil::ServerConfig());
   origin.SetHandler(gate.Handler());
   ASSERT_TRUE(origin.Start()) << origin.start_error();
-  rest::EngineOptions options;  // 8 workers, queue 1024: 1,000 fit
+  rest::EngineOptions options;  // 1,024 steps in flight at most: 1,000 fit
   auto engine = std::make_unique<rest::RestEngine>(options);
   OpenOnExit open_on_exit{gate};  // a failed assertion must not leave the engine held
   const auto creds = rest::testutil::Creds("rsa");
@@ -275,9 +279,9 @@ TEST_F(EngineCancelTest, ThousandSubmissionsHalfCancelledEveryCallbackRunsExactl
   ASSERT_TRUE(gate.WaitForWaiting(kEngineWorkers, std::chrono::seconds(20))) << gate.waiting();
   const auto cancel_at = Clock::now();
   for (int i = 1; i < kSubmissions; i += 2) tokens[i].Cancel();
-  // While every worker is held by the origin, every cancelled submission completes: a
-  // held transfer aborts (the worker polls its token), a queued one is answered by the
-  // busy workers between their socket waits. None of them needs the origin to answer.
+  // While the origin holds every request, every cancelled submission completes: its
+  // event loop looks at each running transfer's token between socket events. None of them
+  // needs the origin to answer.
   auto cancelled_done = [&] {
     int n = 0;
     for (int i = 1; i < kSubmissions; i += 2) n += calls[i].load() > 0;
@@ -288,7 +292,7 @@ TEST_F(EngineCancelTest, ThousandSubmissionsHalfCancelledEveryCallbackRunsExactl
     EXPECT_TRUE(cv.wait_for(lock, testing::kWaitBound,
                             [&] { return cancelled_done() == kSubmissions / 2; }))
         << cancelled_done() << " of " << kSubmissions / 2
-        << " cancelled submissions completed while the origin held the workers";
+        << " cancelled submissions completed while the origin held every request";
   }
   const int cancelled_done_while_held = cancelled_done();
   gate.Open();
@@ -316,7 +320,7 @@ TEST_F(EngineCancelTest, ThousandSubmissionsHalfCancelledEveryCallbackRunsExactl
   uint64_t requests = 0;
   for (const auto& s : engine->Stats()) requests += s.requests;
   std::cout << "[figures] engine: " << kSubmissions / 2 << " cancelled, "
-            << cancelled_done_while_held << " completed while the workers were held; slowest "
+            << cancelled_done_while_held << " completed while the origin held them; slowest "
             << std::chrono::duration_cast<std::chrono::milliseconds>(slowest_cancel).count()
             << " ms after Cancel(); partition requests " << requests << ", origin saw "
             << origin.request_count() << std::endl;
@@ -338,7 +342,7 @@ TEST_F(EngineCancelTest, AStepCancelledWhileQueuedNeverReachesTheOriginAndEndsAt
   origin.SetHandler(gate.Handler());
   ASSERT_TRUE(origin.Start()) << origin.start_error();
   rest::EngineOptions options;
-  options.workers = 1;
+  options.max_in_flight_per_origin = 1;  // the held step takes the origin's only place
   rest::RestEngine engine(options);
   OpenOnExit open_on_exit{gate};  // a failed assertion must not leave the engine held
   const auto creds = rest::testutil::Creds("rsa");
@@ -352,13 +356,13 @@ TEST_F(EngineCancelTest, AStepCancelledWhileQueuedNeverReachesTheOriginAndEndsAt
   queued_token.Cancel();
   auto queued_result = queued.get_future();
   auto held_result = held.get_future();
-  // The only worker is held at the origin until the gate opens below (or until the held
-  // step's own timeout): the cancelled step may complete while the held one still runs
-  // only if it does not wait for a worker.
+  // The origin's only place is held until the gate opens below (or until the held step's
+  // own timeout): the cancelled step may complete while the held one still runs only if
+  // it does not wait for that place.
   ASSERT_EQ(queued_result.wait_for(testing::kWaitBound), std::future_status::ready)
-      << "a cancelled queued step waits for a worker";
+      << "a cancelled queued step waits for its origin's place";
   EXPECT_EQ(held_result.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
-      << "a cancelled queued step waited for the worker (it ended after the held step)";
+      << "a cancelled queued step waited for the place (it ended after the held step)";
   gate.Open();
   const auto r = queued_result.get();
   ASSERT_FALSE(r.ok());

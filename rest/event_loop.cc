@@ -1,0 +1,140 @@
+#include "rest/event_loop.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+namespace wsstep::rest {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+using curl::CheckMulti;
+
+}  // namespace
+
+EventLoop::EventLoop(size_t max_cached_connections, std::function<bool()> on_tick)
+    : multi_(curl_multi_init()), on_tick_(std::move(on_tick)) {
+  if (!multi_) {
+    std::fprintf(stderr, "wsstep: curl_multi_init failed\n");
+    std::abort();
+  }
+  // Connections live in each partition's share, but libcurl bounds that cache by the
+  // multi handle that finishes a transfer (by default 4 per easy handle added to it).
+  CheckMulti(curl_multi_setopt(multi_.get(), CURLMOPT_MAXCONNECTS,
+                               static_cast<long>(std::max<size_t>(max_cached_connections, 1))),
+             "curl_multi_setopt(MAXCONNECTS)");
+  thread_ = std::thread([this] { Loop(); });
+  loop_id_ = thread_.get_id();
+}
+
+EventLoop::~EventLoop() { Stop(); }
+
+void EventLoop::Post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    posted_.push_back(std::move(fn));
+  }
+  CheckMulti(curl_multi_wakeup(multi_.get()), "curl_multi_wakeup");
+}
+
+void EventLoop::Start(std::unique_ptr<Transfer> transfer, TransferDone done) {
+  load_.fetch_add(1, std::memory_order_relaxed);
+  if (std::this_thread::get_id() == loop_id_) return Add(std::move(transfer), std::move(done));
+  // std::function needs a copyable callable: the transfer travels in a shared_ptr.
+  auto moved = std::make_shared<std::unique_ptr<Transfer>>(std::move(transfer));
+  Post(
+      [this, moved, done = std::move(done)]() mutable { Add(std::move(*moved), std::move(done)); });
+}
+
+void EventLoop::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  curl_multi_wakeup(multi_.get());
+  if (thread_.joinable()) thread_.join();
+}
+
+void EventLoop::Add(std::unique_ptr<Transfer> transfer, TransferDone done) {
+  CURL* easy = transfer->easy();
+  const CURLMcode rc = curl_multi_add_handle(multi_.get(), easy);
+  if (rc != CURLM_OK) {
+    // Out of memory in libcurl: the step's answer, not a crash.
+    Result<HttpResponse> failed = Error(
+        Code::kInternal, std::string("curl_multi_add_handle failed: ") + curl_multi_strerror(rc));
+    (void)transfer->End(Transfer::Stop::kFinished, CURLE_OUT_OF_MEMORY);
+    load_.fetch_sub(1, std::memory_order_relaxed);
+    done(std::move(failed));
+    return;
+  }
+  running_.emplace(easy, Running{std::move(transfer), std::move(done)});
+}
+
+void EventLoop::Finish(CURL* easy, Transfer::Stop stop, CURLcode result) {
+  auto it = running_.find(easy);
+  if (it == running_.end()) return;
+  Running run = std::move(it->second);
+  running_.erase(it);
+  curl_multi_remove_handle(multi_.get(), easy);
+  Result<HttpResponse> response = run.transfer->End(stop, result);
+  run.transfer.reset();
+  load_.fetch_sub(1, std::memory_order_relaxed);
+  run.done(std::move(response));
+}
+
+void EventLoop::Loop() {
+  std::vector<std::function<void()>> posted;
+  std::vector<std::pair<CURL*, Transfer::Stop>> stopped;
+  for (;;) {
+    bool stopping = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      posted.swap(posted_);
+      stopping = stopping_;
+    }
+    for (auto& fn : posted) fn();
+    posted.clear();
+    bool keep_ticking = false;
+    if (running_.empty()) {
+      if (on_tick_) keep_ticking = on_tick_();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ && posted_.empty()) return;
+    }
+
+    int still_running = 0;
+    curl_multi_perform(multi_.get(), &still_running);
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &queued)) {
+      if (msg->msg == CURLMSG_DONE)
+        Finish(msg->easy_handle, Transfer::Stop::kFinished, msg->data.result);
+    }
+
+    // Cancelled or past their deadline; the earliest deadline left bounds the wait.
+    const auto now = steady_clock::now();
+    auto wake = now + kPollInterval;
+    for (const auto& [easy, run] : running_) {
+      const TransferLimits& limits = run.transfer->limits();
+      if (limits.cancel != nullptr && limits.cancel->cancelled()) {
+        stopped.emplace_back(easy, Transfer::Stop::kCancelled);
+      } else if (now >= limits.deadline) {
+        stopped.emplace_back(easy, Transfer::Stop::kDeadline);
+      } else {
+        wake = std::min(wake, limits.deadline);
+      }
+    }
+    for (const auto& [easy, stop] : stopped) Finish(easy, stop, CURLE_OK);
+    stopped.clear();
+    if (on_tick_ && !running_.empty()) on_tick_();
+
+    int wait_ms = static_cast<int>(
+        std::chrono::duration_cast<milliseconds>(wake - steady_clock::now()).count() + 1);
+    // Nothing to watch: sleep until Post or Wake.
+    if (running_.empty() && !stopping && !keep_ticking) wait_ms = 24 * 3600 * 1000;
+    curl_multi_poll(multi_.get(), nullptr, 0, std::max(wait_ms, 0), nullptr);
+  }
+}
+
+}  // namespace wsstep::rest

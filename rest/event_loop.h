@@ -1,0 +1,83 @@
+// EventLoop: one thread and one curl multi handle that drive any number of transfers at
+// once. A transfer waiting for its server holds no thread: a hung origin costs only its
+// own transfers' sockets, never another step's turn.
+//
+//   EventLoop loop(/*max_cached_connections=*/256);
+//   loop.Post([&] { ... });                    // runs on the loop's thread
+//   loop.Start(std::move(transfer), [](Result<HttpResponse> r) { ... });  // `done` on it too
+//
+// The loop looks at every running transfer's cancel token and deadline at least every
+// kPollInterval; libcurl's own timeouts (CURLOPT_TIMEOUT_MS) end most transfers earlier.
+// Callbacks run on the loop's thread and must not block: they may Start further transfers
+// (redirect hops, token calls) and answer the step.
+#ifndef WSSTEP_REST_EVENT_LOOP_H_
+#define WSSTEP_REST_EVENT_LOOP_H_
+
+#include <curl/curl.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "rest/curl_handles.h"
+#include "rest/transfer.h"
+
+namespace wsstep::rest {
+
+using TransferDone = std::function<void(Result<HttpResponse>)>;
+
+class EventLoop {
+ public:
+  static constexpr std::chrono::milliseconds kPollInterval{50};
+
+  // `on_tick` (optional) runs on the loop's thread after each wake-up, at most
+  // kPollInterval apart while transfers run or while it last returned true (the engine
+  // has steps waiting for a place, whose deadlines need watching); otherwise the loop
+  // sleeps until it is given work.
+  explicit EventLoop(size_t max_cached_connections, std::function<bool()> on_tick = {});
+  // Stop(), then joins the thread.
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Runs `fn` on the loop's thread, soon. Thread-safe.
+  void Post(std::function<void()> fn);
+  // Makes the loop tick now (and so look again whether it should keep ticking).
+  void Wake() { curl_multi_wakeup(multi_.get()); }
+  // Drives `transfer` on the loop; `done` runs there, exactly once. Thread-safe; on the
+  // loop's own thread (a redirect hop) the transfer is added at once.
+  void Start(std::unique_ptr<Transfer> transfer, TransferDone done);
+  // Transfers started and not yet done (for choosing the least busy loop).
+  size_t load() const { return load_.load(std::memory_order_relaxed); }
+  // Lets running transfers finish (each bounded by its deadline), then ends the thread.
+  void Stop();
+
+ private:
+  struct Running {
+    std::unique_ptr<Transfer> transfer;
+    TransferDone done;
+  };
+  void Loop();
+  void Add(std::unique_ptr<Transfer> transfer, TransferDone done);
+  void Finish(CURL* easy, Transfer::Stop stop, CURLcode result);
+
+  curl::MultiPtr multi_;
+  std::function<bool()> on_tick_;
+  std::thread::id loop_id_;  // the loop's thread, to add transfers it starts directly
+  std::atomic<size_t> load_{0};
+  std::mutex mu_;
+  std::vector<std::function<void()>> posted_;  // guarded by mu_
+  bool stopping_ = false;                      // guarded by mu_
+  std::map<CURL*, Running> running_;           // the loop's thread only
+  std::thread thread_;
+};
+
+}  // namespace wsstep::rest
+
+#endif  // WSSTEP_REST_EVENT_LOOP_H_
