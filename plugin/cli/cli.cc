@@ -10,6 +10,7 @@
 #include "plugin/cli/command.h"
 #include "plugin/cli/demo.h"
 #include "plugin/cli/serve.h"
+#include "plugin/cli/wsdl_command.h"
 
 namespace wsstep::plugin {
 namespace {
@@ -43,6 +44,7 @@ int RunCli(int argc, char** argv) {
   AddCertCommands(app, line);
   AddCallCommands(app, line);
   AddTestConnectionCommand(app, line);
+  AddWsdlCommand(app, line);
   auto* demo = app.add_subcommand(
       "demo",
       "make a throwaway PKI and nginx, launch the plugin as a host would, run an mTLS step "
