@@ -39,6 +39,8 @@ constexpr std::array kCodes = {
     CodeEntry{Code::kInvalidStepConfig, "INVALID_STEP_CONFIG"},
     CodeEntry{Code::kSoapFault, "SOAP_FAULT"},
     CodeEntry{Code::kInvalidResponse, "INVALID_RESPONSE"},
+    CodeEntry{Code::kSigningFailed, "SIGNING_FAILED"},
+    CodeEntry{Code::kInvalidWsdl, "INVALID_WSDL"},
     CodeEntry{Code::kInvalidArgument, "INVALID_ARGUMENT"},
     CodeEntry{Code::kNotFound, "NOT_FOUND"},
     CodeEntry{Code::kAlreadyExists, "ALREADY_EXISTS"},

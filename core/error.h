@@ -44,6 +44,8 @@ enum class Code {
   // SOAP outcomes (§3).
   kSoapFault,
   kInvalidResponse,
+  kSigningFailed,  // the WS-Security signature could not be made with the bound key
+  kInvalidWsdl,    // a WSDL (or a schema it imports) cannot be read; names file and element
   // Contract and infrastructure.
   kInvalidArgument,
   kNotFound,

@@ -11,6 +11,7 @@
 #define WSSTEP_REST_PREPARED_STEP_H_
 
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "rest/http_text.h"
@@ -27,6 +28,9 @@ class PreparedStep {
   const UrlParts& url() const { return url_; }
   // The OAuth2 token endpoint's parts when the step authenticates with OAuth2.
   const std::optional<UrlParts>& token_url() const { return token_url_; }
+  // Replaces the request body after the checks (Prepare does not look at the body): a
+  // SOAP envelope is signed only once the endpoint's identity has been resolved.
+  void ReplaceBody(std::string body) { step_.body = std::move(body); }
 
  private:
   friend class RestEngine;  // only the engine's checks make one

@@ -33,6 +33,17 @@ Status CheckTransport(const SoapStep& step, const rest::RestStep& t) {
     return xml::ConfigError("transport.content_type", "is set by the SOAP version",
                             "Leave it empty.");
   }
+  if (step.security.signature &&
+      (!t.tls.ssl_verification || xml::FindNoCase(step.endpoint, "https://") != 0)) {
+    return xml::ConfigError(
+        "security.signature",
+        "signing needs the certificate bound to the endpoint, but this call presents none (" +
+            std::string(t.tls.ssl_verification ? "the endpoint is not https"
+                                               : "ssl_verification is off") +
+            ")",
+        "Use an https endpoint with ssl_verification on, and bind a certificate with its "
+        "private key to the endpoint's host and port.");
+  }
   for (size_t i = 0; i < t.headers.size(); ++i) {
     const std::string& name = t.headers[i].name;
     if (EqualsNoCase(name, "Content-Type") || EqualsNoCase(name, "SOAPAction")) {
@@ -52,6 +63,18 @@ Error RenameUrlField(Error e) {
     if (e.message.starts_with("url: ")) e.message = "endpoint: " + e.message.substr(5);
   }
   return e;
+}
+
+// The envelope POST: the transport with the SOAP parts merged in.
+rest::RestStep MergeEnvelope(const SoapStep& step, BuiltEnvelope built, rest::RestStep transport) {
+  transport.method = "POST";
+  transport.url = step.endpoint;
+  transport.body = std::move(built.body);
+  transport.content_type = built.content_type;
+  for (auto& [name, value] : built.headers) {
+    transport.headers.push_back(rest::Header{name, value});
+  }
+  return transport;
 }
 
 }  // namespace
@@ -86,14 +109,7 @@ Result<rest::RestStep> SoapClient::PrepareRequest(const SoapStep& step,
                                                   rest::RestStep transport) const {
   WSSTEP_RETURN_IF_ERROR(CheckTransport(step, transport));
   WSSTEP_ASSIGN_OR_RETURN(BuiltEnvelope built, BuildEnvelope(step, clock_, random_));
-  transport.method = "POST";
-  transport.url = step.endpoint;
-  transport.body = std::move(built.body);
-  transport.content_type = built.content_type;
-  for (auto& [name, value] : built.headers) {
-    transport.headers.push_back(rest::Header{name, value});
-  }
-  return transport;
+  return MergeEnvelope(step, std::move(built), std::move(transport));
 }
 
 Status SoapClient::Validate(const SoapStep& step, const rest::RestStep& transport) const {
@@ -117,10 +133,32 @@ Status SoapClient::Validate(const SoapStep& step, const rest::RestStep& transpor
 
 Result<SoapClient::PreparedCall> SoapClient::Prepare(const SoapStep& step,
                                                      rest::RestStep transport) const {
-  WSSTEP_ASSIGN_OR_RETURN(rest::RestStep request, PrepareRequest(step, std::move(transport)));
+  WSSTEP_RETURN_IF_ERROR(CheckTransport(step, transport));
+  WSSTEP_ASSIGN_OR_RETURN(BuiltEnvelope built, BuildEnvelope(step, clock_, random_));
+  std::vector<std::string> signed_ids = std::move(built.signed_ids);
+  rest::RestStep request = MergeEnvelope(step, std::move(built), std::move(transport));
   Result<rest::PreparedStep> prepared = engine_.Prepare(std::move(request));
   if (!prepared.ok()) return RenameUrlField(prepared.error());
-  return PreparedCall(std::move(prepared).value(), step.version, step.endpoint);
+  PreparedCall call(std::move(prepared).value(), step.version, step.endpoint);
+  call.signature_ = step.security.signature;
+  call.signed_ids_ = std::move(signed_ids);
+  return call;
+}
+
+Result<std::shared_ptr<const SignatureFacts>> SoapClient::SignCall(
+    PreparedCall& call, const core::CallCredentials& credentials) {
+  if (!call.signature_) return std::shared_ptr<const SignatureFacts>();
+  if (!credentials.identity) {
+    return Error(
+        Code::kSigningFailed,
+        "WS-Security signature: no certificate is bound to " + call.endpoint_ + " to sign with",
+        "Bind a certificate with its private key to the endpoint's host and port.", Side::kClient);
+  }
+  WSSTEP_ASSIGN_OR_RETURN(SignedEnvelope signed_envelope,
+                          SignEnvelope(call.request_.step().body, call.signed_ids_,
+                                       *credentials.identity, *call.signature_));
+  call.request_.ReplaceBody(std::move(signed_envelope.body));
+  return std::make_shared<const SignatureFacts>(std::move(signed_envelope.facts));
 }
 
 Result<SoapResult> SoapClient::Execute(const SoapStep& step, rest::RestStep transport,
@@ -138,26 +176,43 @@ void SoapClient::Submit(const SoapStep& step, rest::RestStep transport,
                         rest::CancelToken cancel, SoapCallback done) {
   Result<PreparedCall> call = Prepare(step, std::move(transport));
   if (!call.ok()) return done(call.error());
+  auto signature = SignCall(*call, credentials);
+  if (!signature.ok()) return done(signature.error());
   const size_t max_bytes = call->request().step().max_response_bytes;
-  engine_.Submit(
-      std::move(call->request_), std::move(credentials), deadline, std::move(cancel),
-      Interpreting(std::move(done), call->version_, std::move(call->endpoint_), max_bytes));
+  engine_.Submit(std::move(call->request_), std::move(credentials), deadline, std::move(cancel),
+                 Interpreting(std::move(done), call->version_, std::move(call->endpoint_),
+                              max_bytes, std::move(signature).value()));
 }
 
 std::optional<rest::Refusal> SoapClient::TrySubmit(PreparedCall call,
                                                    core::CallCredentials credentials,
                                                    rest::Deadline deadline,
                                                    rest::CancelToken cancel, SoapCallback done) {
+  auto signature = SignCall(call, credentials);
+  if (!signature.ok()) {
+    done(signature.error());
+    return std::nullopt;
+  }
   const size_t max_bytes = call.request().step().max_response_bytes;
-  return engine_.TrySubmit(
-      std::move(call.request_), std::move(credentials), deadline, std::move(cancel),
-      Interpreting(std::move(done), call.version_, std::move(call.endpoint_), max_bytes));
+  return engine_.TrySubmit(std::move(call.request_), std::move(credentials), deadline,
+                           std::move(cancel),
+                           Interpreting(std::move(done), call.version_, std::move(call.endpoint_),
+                                        max_bytes, std::move(signature).value()));
 }
 
 rest::StepCallback SoapClient::Interpreting(SoapCallback done, SoapVersion version, std::string url,
-                                            size_t max_bytes) {
+                                            size_t max_bytes,
+                                            std::shared_ptr<const SignatureFacts> signature) {
+  if (signature) {
+    done = [done = std::move(done), signature = std::move(signature)](Result<SoapResult> r) {
+      if (r.ok()) r->signature = signature;
+      done(std::move(r));
+    };
+  }
+  // By reference: GCC 12 warns maybe-uninitialized about moving a Result<RestResult>
+  // into a by-value parameter here.
   return [done = std::move(done), version, url = std::move(url),
-          max_bytes](Result<rest::RestResult> http) {
+          max_bytes](Result<rest::RestResult>&& http) {
     if (!http.ok()) return done(RenameUrlField(http.error()));
     done(InterpretHttpResult(std::move(http).value(), version, url, max_bytes));
   };

@@ -20,9 +20,11 @@
 #define WSSTEP_SOAP_CLIENT_H_
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/identity.h"
@@ -31,6 +33,7 @@
 #include "rest/step.h"
 #include "soap/envelope.h"
 #include "soap/response.h"
+#include "soap/signature.h"
 #include "soap/wssecurity.h"
 
 namespace wsstep::soap {
@@ -42,6 +45,10 @@ struct SoapResult {
   rest::RestResult http;
   // The parsed envelope; response.fault is set for a SOAP Fault (any HTTP status).
   SoapResponse response;
+  // Set when the request was signed (WsSecurity::signature): how, and with which
+  // certificate. (Held by pointer, like RestResult::probe: an inline optional makes GCC 12
+  // warn maybe-uninitialized about every Result of this.)
+  std::shared_ptr<const SignatureFacts> signature;
 };
 
 using SoapCallback = std::function<void(Result<SoapResult>)>;
@@ -82,6 +89,9 @@ class SoapClient {
     rest::PreparedStep request_;
     SoapVersion version_;
     std::string endpoint_;
+    // A signed step: how to sign, and the wsu:Id of each part (BuiltEnvelope::signed_ids).
+    std::optional<SignatureOptions> signature_;
+    std::vector<std::string> signed_ids_;
   };
   // PrepareRequest and the engine's checks: INVALID_STEP_CONFIG naming the field.
   Result<PreparedCall> Prepare(const SoapStep& step, rest::RestStep transport) const;
@@ -90,6 +100,10 @@ class SoapClient {
   // calling thread when the request is refused before it is queued.
   void Submit(const SoapStep& step, rest::RestStep transport, core::CallCredentials credentials,
               rest::Deadline deadline, rest::CancelToken cancel, SoapCallback done);
+  // A signed step is signed in Submit / TrySubmit, on the calling thread, with the key of
+  // `credentials.identity` (the certificate the store bound to the endpoint):
+  // SIGNING_FAILED (the step's outcome, `done` called) when that key cannot sign.
+  //
   // Submit of a prepared call with the engine's refusal typed (rest::RestEngine::TrySubmit):
   // when the engine does not take the call, `done` is never called and the refusal is
   // returned.
@@ -101,7 +115,11 @@ class SoapClient {
  private:
   // The engine callback that reads a finished exchange as a SOAP answer for `done`.
   static rest::StepCallback Interpreting(SoapCallback done, SoapVersion version, std::string url,
-                                         size_t max_bytes);
+                                         size_t max_bytes,
+                                         std::shared_ptr<const SignatureFacts> signature);
+  // Signs a prepared call's envelope with the identity's key (no-op for an unsigned step).
+  static Result<std::shared_ptr<const SignatureFacts>> SignCall(
+      PreparedCall& call, const core::CallCredentials& credentials);
 
   rest::RestEngine& engine_;
   core::Clock clock_;

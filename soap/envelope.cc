@@ -4,6 +4,7 @@
 
 #include <array>
 #include <map>
+#include <optional>
 #include <pugixml.hpp>
 #include <set>
 
@@ -89,9 +90,16 @@ class Builder {
         .set_value(env_ns_.c_str());
 
     const WsSecurity& sec = step_.security;
-    const bool has_security = sec.username_token.has_value() || sec.timestamp.enabled;
+    if (sec.signature) {
+      for (const std::string& part : sec.signature->EffectiveParts()) {
+        sign_timestamp_ = sign_timestamp_ || part == kPartTimestamp;
+      }
+    }
+    const bool has_security =
+        sec.username_token.has_value() || sec.timestamp.enabled || sec.signature.has_value();
+    pugi::xml_node header;
     if (has_security || !step_.header_blocks.empty()) {
-      pugi::xml_node header = envelope.append_child(Q(kEnvPrefix, "Header").c_str());
+      header = envelope.append_child(Q(kEnvPrefix, "Header").c_str());
       if (has_security) WSSTEP_RETURN_IF_ERROR(AppendSecurity(header, stamp));
       for (size_t i = 0; i < step_.header_blocks.size(); ++i) {
         WSSTEP_RETURN_IF_ERROR(AppendFragment(header, step_.header_blocks[i],
@@ -106,8 +114,11 @@ class Builder {
       WSSTEP_RETURN_IF_ERROR(
           AppendFragment(body, std::get<RawXml>(step_.body).xml, "body", /*allow_empty=*/true));
     }
+    if (sec.signature) WSSTEP_RETURN_IF_ERROR(MarkSignedParts(header, body));
     return Status();
   }
+
+  const std::vector<std::string>& signed_ids() const { return signed_ids_; }
 
   // Serializes into a string sized up front, so a PasswordText password is never left
   // behind in a buffer freed by reallocation.
@@ -449,7 +460,7 @@ class Builder {
       security.append_attribute(Q(kEnvPrefix, "mustUnderstand").c_str())
           .set_value(step_.version == SoapVersion::k11 ? "1" : "true");
     }
-    if (sec.timestamp.enabled) {
+    if (sec.timestamp.enabled || sign_timestamp_) {
       const int64_t ttl = sec.timestamp.ttl_seconds;
       if (ttl < 1 || ttl > kMaxTtlSeconds) {
         return xml::ConfigError("security.timestamp.ttl_seconds",
@@ -457,6 +468,7 @@ class Builder {
                                     std::to_string(kMaxTtlSeconds) + " seconds)");
       }
       pugi::xml_node ts = security.append_child("wsu:Timestamp");
+      timestamp_ = ts;
       ts.append_child("wsu:Created").text().set(stamp.created.c_str());
       ts.append_child("wsu:Expires").text().set(stamp.expires.c_str());
     }
@@ -490,7 +502,95 @@ class Builder {
     return Status();
   }
 
+  // The namespace of a header block's top element: declared on it, or the envelope's.
+  std::string HeaderElementNamespace(pugi::xml_node element) const {
+    const std::string_view prefix = xml::SplitQName(element.name()).first;
+    const std::string decl = prefix.empty() ? "xmlns" : "xmlns:" + std::string(prefix);
+    if (pugi::xml_attribute a = element.attribute(decl.c_str())) return a.value();
+    if (prefix == kEnvPrefix) return env_ns_;
+    return {};
+  }
+
+  // Gives `element` a wsu:Id (keeping one it already has) and records it for signing.
+  Status MarkForSigning(pugi::xml_node element, std::string id, const std::string& field) {
+    for (pugi::xml_attribute a : element.attributes()) {
+      const auto [prefix, local] = xml::SplitQName(a.name());
+      if (local != "Id" || prefix.empty()) continue;
+      const std::string decl = "xmlns:" + std::string(prefix);
+      pugi::xml_attribute ns = element.attribute(decl.c_str());
+      if (ns && std::string_view(ns.value()) == kWsuNamespace) {
+        signed_ids_.emplace_back(a.value());
+        return Status();
+      }
+    }
+    pugi::xml_attribute declared = element.attribute("xmlns:wsu");
+    if (declared && std::string_view(declared.value()) != kWsuNamespace) {
+      return xml::ConfigError(field, "the element binds prefix \"wsu\" to another namespace",
+                              "Use another prefix for it: the signature marks the element "
+                              "with wsu:Id.");
+    }
+    if (!declared && element != timestamp_) {
+      element.append_attribute("xmlns:wsu").set_value(std::string(kWsuNamespace).c_str());
+    }
+    element.append_attribute("wsu:Id").set_value(id.c_str());
+    signed_ids_.push_back(std::move(id));
+    return Status();
+  }
+
+  Status MarkSignedParts(pugi::xml_node header, pugi::xml_node body) {
+    const std::vector<std::string> parts = step_.security.signature->EffectiveParts();
+    int header_count = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const std::string field = "security.signature.parts[" + std::to_string(i) + "]";
+      const std::string& part = parts[i];
+      for (size_t j = 0; j < i; ++j) {
+        if (parts[j] == part) return xml::ConfigError(field, Quoted(part) + " is named twice");
+      }
+      if (part == kPartBody) {
+        WSSTEP_RETURN_IF_ERROR(MarkForSigning(body, std::string(kBodyId), field));
+        continue;
+      }
+      if (part == kPartTimestamp) {
+        WSSTEP_RETURN_IF_ERROR(MarkForSigning(timestamp_, std::string(kTimestampId), field));
+        continue;
+      }
+      // "{namespace}local" or "local": a top-level element of a header block.
+      std::optional<std::string> ns;
+      std::string local = part;
+      if (part.starts_with("{")) {
+        const size_t close = part.find('}');
+        if (close == std::string::npos) {
+          return xml::ConfigError(field, Quoted(part) + " has no closing '}'",
+                                  "Write a header block as {namespace}name or name.");
+        }
+        ns = part.substr(1, close - 1);
+        local = part.substr(close + 1);
+      }
+      pugi::xml_node found;
+      for (pugi::xml_node c : header.children()) {
+        if (c.type() != pugi::node_element) continue;
+        const std::string_view name = c.name();
+        if (name == "wsse:Security") continue;
+        if (xml::SplitQName(name).second != local) continue;
+        if (ns && HeaderElementNamespace(c) != *ns) continue;
+        found = c;
+        break;
+      }
+      if (!found) {
+        return xml::ConfigError(field, "no header block " + Quoted(part) + " to sign",
+                                "Name \"Body\", \"Timestamp\", or the element of one of the "
+                                "step's header blocks, as name or {namespace}name.");
+      }
+      WSSTEP_RETURN_IF_ERROR(MarkForSigning(
+          found, std::string(kHeaderIdPrefix) + std::to_string(header_count++), field));
+    }
+    return Status();
+  }
+
   const SoapStep& step_;
+  bool sign_timestamp_ = false;
+  pugi::xml_node timestamp_;
+  std::vector<std::string> signed_ids_;
   std::string env_ns_;
   xml::NamespaceScope scope_;
   pugi::xml_document doc_;
@@ -529,6 +629,7 @@ Result<BuiltEnvelope> BuildEnvelope(const SoapStep& step, const core::Clock& clo
   WSSTEP_RETURN_IF_ERROR(builder.Build(stamp));
   BuiltEnvelope out;
   out.contains_secret = builder.contains_secret();
+  out.signed_ids = builder.signed_ids();
   out.body = builder.Serialize();
   if (step.version == SoapVersion::k11) {
     out.content_type = "text/xml; charset=utf-8";

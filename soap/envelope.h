@@ -22,7 +22,8 @@
 // invalid. Attributes add "@name"; ".namespace" / ".prefix" name those fields. Other
 // fields: "action", "operation.name", "operation.namespace", "operation.prefix", "body",
 // "header_blocks[i]", "security.username_token.username",
-// "security.username_token.password", "security.timestamp.ttl_seconds".
+// "security.username_token.password", "security.timestamp.ttl_seconds",
+// "security.signature.parts[i]".
 //
 // Note: XML parsers turn a CR in element text into LF (XML end-of-line handling), so a CR
 // in a text value reaches the service as LF; in attribute values it is kept (&#13;).
@@ -40,6 +41,7 @@
 #include "core/error.h"
 #include "core/model.h"
 #include "core/secret.h"
+#include "soap/signature.h"
 #include "soap/wssecurity.h"
 
 namespace wsstep::soap {
@@ -101,11 +103,15 @@ struct WsTimestamp {
   int64_t ttl_seconds = 300;  // Expires = Created + ttl; 1 s .. 7 days
 };
 
-// WS-Security 1.0 (UsernameToken Profile 1.0). A Security header is written when a
-// username token or a timestamp is configured.
+// WS-Security 1.0 (UsernameToken Profile 1.0, X.509 Token Profile). A Security header is
+// written when a username token, a timestamp or a signature is configured.
 struct WsSecurity {
   std::optional<UsernameToken> username_token{};
   WsTimestamp timestamp{};
+  // Sign the message with the certificate bound to the endpoint (soap/signature.h). The
+  // builder marks each part with a wsu:Id (BuiltEnvelope::signed_ids) and adds a
+  // Timestamp when one is signed; SoapClient signs once the endpoint's identity is known.
+  std::optional<SignatureOptions> signature{};
   bool must_understand = true;  // soap:mustUnderstand="1" (1.1) / "true" (1.2) on Security
 };
 
@@ -130,6 +136,8 @@ struct BuiltEnvelope {
   std::vector<std::pair<std::string, std::string>> headers{};
   // The body carries a PasswordText password: never log it. Wiped on destruction.
   bool contains_secret = false;
+  // With a signature: the wsu:Id of each part to sign, in the order the step names them.
+  std::vector<std::string> signed_ids{};
 
   BuiltEnvelope() = default;
   BuiltEnvelope(BuiltEnvelope&&) = default;

@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <future>
 #include <memory>
 #include <string>
@@ -17,85 +16,37 @@
 #include "rest/engine.h"
 #include "rest/rest_test_util.h"
 #include "soap/client.h"
+#include "soap/soap_test_util.h"
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
 #include "tests/support/process.h"
-#include "tests/support/wait.h"
 
 namespace wsstep::soap {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using wsstep::testing::ChildProcess;
-using wsstep::testing::NginxConfig;
 using wsstep::testing::NginxServer;
-using wsstep::testing::NginxVerifyClient;
 using wsstep::testing::PkiPath;
-using wsstep::testing::TempDir;
 
 constexpr char kTns[] = "urn:wsstep:interop";
 constexpr char kServicePassword[] = "interop secret \xC3\xBC";  // as in soap_service.py
 
 std::string LocalPart(const std::string& qname) { return qname.substr(qname.find(':') + 1); }
 
-std::string SourceDir() {
-  const char* env = std::getenv("WSSTEP_SOURCE_DIR");
-  return env != nullptr && *env != '\0' ? env : WSSTEP_SOURCE_DIR;
-}
-
 class SoapInterop : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir("soap-interop-");
-    service_ = new ChildProcess();
-    const std::string port_file = dir_->Path("port");
-    if (!service_->Start({"/usr/bin/python3", SourceDir() + "/soap/testdata/soap_service.py",
-                          "--port-file", port_file},
-                         dir_->Path("service.log"))) {
-      setup_error_ = "cannot start the spyne service: " + service_->error();
-      return;
-    }
-    // spyne and lxml take a moment to import; the service writes its port file when it
-    // listens (or exits).
-    uint16_t port = 0;
-    (void)wsstep::testing::WaitUntil("the spyne service writes its port file", [&] {
-      if (std::filesystem::exists(port_file)) {
-        const std::string text = wsstep::testing::ReadFile(port_file);
-        if (!text.empty()) port = static_cast<uint16_t>(std::stoi(text));
-      }
-      return port != 0 || !service_->Running();
-    });
-    if (port == 0) {
-      setup_error_ = "the spyne service did not come up: " +
-                     wsstep::testing::ReadFile(dir_->Path("service.log"));
-      return;
-    }
-    NginxConfig config;
-    config.verify_client = NginxVerifyClient::kOn;
-    config.proxy_routes.emplace_back("/soap11", port);
-    config.proxy_routes.emplace_back("/soap12", port);
-    nginx_ = new NginxServer(config);
-    if (!nginx_->Start()) {
-      setup_error_ = "nginx did not start: " + nginx_->start_error();
-      return;
-    }
-    engine_ = new rest::RestEngine();
+    env_ = new testutil::ServiceBehindNginx("soap_service.py", {"/soap11", "/soap12"});
+    nginx_ = env_->nginx.get();
+    engine_ = env_->engine.get();
   }
-
   static void TearDownTestSuite() {
-    delete engine_;
-    delete nginx_;  // stops nginx
-    if (service_ != nullptr) service_->Stop();
-    delete service_;
-    delete dir_;
-    engine_ = nullptr;
-    nginx_ = nullptr;
-    service_ = nullptr;
-    dir_ = nullptr;
+    delete env_;
+    env_ = nullptr;
   }
 
-  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
+  void SetUp() override { ASSERT_TRUE(env_->error.empty()) << env_->error; }
 
   static std::string Endpoint(SoapVersion v) {
     return nginx_->base_url() + (v == SoapVersion::k11 ? "/soap11" : "/soap12");
@@ -152,18 +103,14 @@ class SoapInterop : public ::testing::Test {
     return f ? f->text : "<missing " + field + ">";
   }
 
-  static TempDir* dir_;
-  static ChildProcess* service_;
+  static testutil::ServiceBehindNginx* env_;
   static NginxServer* nginx_;
   static rest::RestEngine* engine_;
-  static std::string setup_error_;
 };
 
-TempDir* SoapInterop::dir_ = nullptr;
-ChildProcess* SoapInterop::service_ = nullptr;
+testutil::ServiceBehindNginx* SoapInterop::env_ = nullptr;
 NginxServer* SoapInterop::nginx_ = nullptr;
 rest::RestEngine* SoapInterop::engine_ = nullptr;
-std::string SoapInterop::setup_error_;
 
 TEST_F(SoapInterop, Soap11OperationWithNestedAndRepeatedParameters) {
   auto r = Call(Step(SoapVersion::k11, "Compute", OrderParams()));

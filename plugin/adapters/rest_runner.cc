@@ -1,6 +1,7 @@
 #include "plugin/adapters/rest_runner.h"
 
 #include <algorithm>
+#include <future>
 
 #include "plugin/adapters/proto_convert.h"
 #include "plugin/adapters/step_convert.h"
@@ -116,14 +117,18 @@ class Transfers {
   // plain HTTPS call (PRODUCT.md §2): the store is not consulted at all, so no client
   // certificate, no bound trust, and a bound private-trust-only store cannot take the
   // system CAs away.
-  Result<Resolved> ResolveFor(const rest::UrlParts& url, const rest::TlsOptions& tls) const {
+  // `require_identity` false: a host without a client certificate bound gets its bound
+  // trust only (the documents a WSDL imports from other hosts).
+  Result<Resolved> ResolveFor(const rest::UrlParts& url, const rest::TlsOptions& tls,
+                              bool require_identity = true) const {
     Resolved out;
     out.request = TargetOf(url, tls);
     out.request.explain = false;  // a step never shows a successful resolution's explanation
     out.server_name = out.request.host;
     if (url.scheme != "https" || !tls.ssl_verification) return out;
     out.used_store = true;
-    WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call, store_->ResolveForCall(out.request));
+    WSSTEP_ASSIGN_OR_RETURN(core::ResolvedCall call,
+                            store_->ResolveForCall(out.request, require_identity));
     out.credentials = call.credentials;
     if (out.credentials.identity) out.version = out.credentials.identity->version;
     return out;
@@ -280,12 +285,181 @@ Result<rest::RestStep> SoapTransport(const v1::SoapStep& step, const std::string
   return s;
 }
 
+// The transport a WSDL fetch uses: the request's (or a step's) TLS options and timeouts,
+// no auth, no redirects, at most one document's size.
+Result<rest::RestStep> WsdlTransport(const v1::TlsOptions& tls, const v1::Timeouts& timeouts,
+                                     const std::string& environment, const StepLimits& limits) {
+  return TransportFromProto(v1::HttpAuth(), tls, timeouts, v1::RedirectPolicy(),
+                            static_cast<int64_t>(soap::WsdlLimits().max_document_bytes),
+                            environment, limits);
+}
+
+// The documents of a WSDL fetched over the transfer engine: each a GET with the step's
+// TLS options, the client certificate the store binds to its host (required for the
+// WSDL's own host when ssl_verification is on, as for a step; optional for the hosts of
+// imported documents), each use audited.
+class FetchedDocuments final : public soap::WsdlDocumentSource {
+ public:
+  FetchedDocuments(std::shared_ptr<Transfers> t, const CallContext& call, const v1::TlsOptions& tls,
+                   const v1::Timeouts& timeouts, std::string environment, std::string root_url)
+      : t_(std::move(t)),
+        call_(call),
+        tls_(tls),
+        timeouts_(timeouts),
+        environment_(std::move(environment)),
+        root_url_(std::move(root_url)) {}
+
+  Result<std::string> Load(const std::string& location) override {
+    // A RestStep is move-only (it may hold secrets): one made for each fetch.
+    WSSTEP_ASSIGN_OR_RETURN(rest::RestStep get,
+                            WsdlTransport(tls_, timeouts_, environment_, t_->limits()));
+    get.method = "GET";
+    get.url = location;
+    get.step_id = call_.step_id;
+    get.workflow_id = call_.workflow_id;
+    auto prepared = t_->engine().Prepare(std::move(get));
+    if (!prepared.ok()) {
+      if (location == root_url_) return prepared.error();
+      return Error(Code::kInvalidWsdl, location + " cannot be fetched: " + prepared.error().message,
+                   "Imports must resolve to http(s) URLs.", Side::kConfiguration)
+          .With("missing_document", location);
+    }
+    const rest::TlsOptions& tls = prepared->step().tls;
+    const bool own_host = location == root_url_;
+    auto resolved = t_->ResolveFor(prepared->url(), tls, own_host);
+    if (!resolved.ok()) {
+      if (IsResolutionOutcome(resolved.error().code)) {
+        Resolved r;
+        r.used_store = true;
+        r.request = TargetOf(prepared->url(), tls);
+        t_->RecordUse(r, call_, CodeName(resolved.error().code));
+      }
+      return resolved.error();
+    }
+    std::promise<Result<rest::RestResult>> fetched;
+    auto future = fetched.get_future();
+    t_->engine().Submit(std::move(prepared).value(), resolved->credentials, call_.SteadyDeadline(),
+                        rest::CancelToken(call_.cancelled), [&fetched](Result<rest::RestResult> r) {
+                          fetched.set_value(std::move(r));
+                        });
+    Result<rest::RestResult> r = future.get();
+    t_->RecordUse(*resolved, call_, r.ok() ? "OK" : CodeName(r.error().code));
+    if (!r.ok()) return r.error();
+    if (r->status != 200) {
+      return Error(Code::kInvalidWsdl,
+                   location + " answered HTTP " + std::to_string(r->status) + ", not the document",
+                   r->application_refused ? "TLS succeeded; the service refused the request."
+                                          : "Check the URL.",
+                   Side::kServer)
+          .With("missing_document", location);
+    }
+    return std::move(r->body);
+  }
+
+ private:
+  std::shared_ptr<Transfers> t_;
+  const CallContext& call_;
+  const v1::TlsOptions& tls_;
+  const v1::Timeouts& timeouts_;
+  std::string environment_;
+  std::string root_url_;
+};
+
+Result<soap::WsdlDescription> ReadWsdlFromUrl(const std::shared_ptr<Transfers>& t,
+                                              const CallContext& call, const std::string& url,
+                                              const v1::TlsOptions& tls,
+                                              const v1::Timeouts& timeouts,
+                                              const std::string& environment) {
+  // The options are checked once, before anything is fetched.
+  WSSTEP_RETURN_IF_ERROR(WsdlTransport(tls, timeouts, environment, t->limits()).status());
+  FetchedDocuments source(t, call, tls, timeouts, environment, url);
+  return soap::ReadWsdl(url, source);
+}
+
+class WsdlRunner final : public WsdlDescriber {
+ public:
+  explicit WsdlRunner(std::shared_ptr<Transfers> t) : t_(std::move(t)) {}
+
+  Status Describe(const CallContext& call, const v1::DescribeWsdlRequest& request,
+                  v1::DescribeWsdlResponse* response) override {
+    Result<soap::WsdlDescription> d = Error(Code::kInternal, "unread");
+    if (!request.url().empty()) {
+      d = ReadWsdlFromUrl(t_, call, request.url(), request.tls(), request.timeouts(),
+                          request.environment());
+    } else {
+      std::vector<std::pair<std::string, std::string>> docs;
+      size_t total = 0;
+      for (const auto& doc : request.documents()) {
+        total += doc.content().size();
+        if (total > soap::WsdlLimits().max_total_bytes) {
+          return Error(Code::kInvalidWsdl,
+                       doc.location() + ": the uploaded documents exceed " +
+                           std::to_string(soap::WsdlLimits().max_total_bytes) + " bytes together",
+                       "", Side::kConfiguration)
+              .With("document", doc.location());
+        }
+        docs.emplace_back(doc.location(), doc.content());
+      }
+      const std::string root = request.documents(0).location();
+      soap::UploadedDocuments source(std::move(docs));
+      d = soap::ReadWsdl(root, source);
+    }
+    if (!d.ok()) return d.error();
+    FillWsdlDescription(*d, response);
+    if (!request.operation().empty()) {
+      const soap::WsdlPort* port = nullptr;
+      const soap::WsdlOperation* op =
+          soap::FindOperation(*d, request.operation(), request.port(), &port);
+      if (op == nullptr) {
+        return Error(Code::kInvalidArgument,
+                     "the WSDL has no operation \"" + request.operation() + "\"" +
+                         (request.port().empty() ? "" : " in port \"" + request.port() + "\""),
+                     "", Side::kConfiguration)
+            .With("field", "operation");
+      }
+      SoapStepToProto(soap::StepForOperation(*port, *op), response->mutable_step());
+    }
+    return Status();
+  }
+
+ private:
+  std::shared_ptr<Transfers> t_;
+};
+
+// ValidateStep for a step that names its WSDL: the operation and its parameters checked
+// against it; a WSDL that cannot be read is a diagnostic on "wsdl.url".
+void ValidateAgainstWsdl(const std::shared_ptr<Transfers>& t, const CallContext& call,
+                         const v1::SoapStep& step, const soap::SoapStep& s,
+                         const std::string& environment, v1::ValidateStepResponse* response) {
+  const v1::WsdlReference& ref = step.wsdl();
+  auto d = ReadWsdlFromUrl(t, call, ref.url(), step.tls(), step.timeouts(), environment);
+  if (!d.ok()) {
+    Error e = d.error();
+    e.With("field", "wsdl.url");
+    AddDiagnostic(e, v1::SEVERITY_ERROR, response);
+    return;
+  }
+  const soap::WsdlOperation* op = soap::FindOperation(*d, ref.operation(), ref.port(), nullptr);
+  if (op == nullptr) {
+    AddDiagnostic(Error(Code::kInvalidStepConfig,
+                        "wsdl.operation: the WSDL has no operation \"" + ref.operation() + "\"", "",
+                        Side::kConfiguration)
+                      .With("field", "wsdl.operation"),
+                  v1::SEVERITY_ERROR, response);
+    return;
+  }
+  Status checked = soap::CheckStepAgainstOperation(s, *op);
+  if (!checked.ok()) {
+    AddDiagnostic(TranslateField(checked.error(), SoapFieldToProto), v1::SEVERITY_ERROR, response);
+  }
+}
+
 class SoapRunner final : public SoapStepRunner {
  public:
   explicit SoapRunner(std::shared_ptr<Transfers> t) : t_(std::move(t)) {}
 
-  Status Validate(const CallContext& /*call*/, const v1::SoapStep& step,
-                  const std::string& environment, v1::ValidateStepResponse* response) override {
+  Status Validate(const CallContext& call, const v1::SoapStep& step, const std::string& environment,
+                  v1::ValidateStepResponse* response) override {
     auto transport = SoapTransport(step, environment, t_->limits());
     auto s = SoapStepFromProto(step, t_->limits());
     if (!transport.ok() || !s.ok()) {
@@ -299,6 +473,9 @@ class SoapRunner final : public SoapStepRunner {
     }
     ValidateResolution(*t_, step.endpoint(), transport->tls, response);
     AddTlsWarnings(transport->tls, response);
+    if (step.has_wsdl() && !step.wsdl().url().empty()) {
+      ValidateAgainstWsdl(t_, call, step, *s, environment, response);
+    }
     return Status();
   }
 
@@ -517,6 +694,10 @@ std::unique_ptr<StepThreadLease> LendThreadToEngine(Transfers& transfers,
 
 std::shared_ptr<RestStepRunner> MakeRestRunner(std::shared_ptr<Transfers> transfers) {
   return std::make_shared<RestRunner>(std::move(transfers));
+}
+
+std::shared_ptr<WsdlDescriber> MakeWsdlDescriber(std::shared_ptr<Transfers> transfers) {
+  return std::make_shared<WsdlRunner>(std::move(transfers));
 }
 
 std::shared_ptr<SoapStepRunner> MakeSoapRunner(std::shared_ptr<Transfers> transfers) {

@@ -76,6 +76,8 @@ std::unique_ptr<StepThreadLease> LendThreadToEngine(Transfers& transfers,
 
 std::shared_ptr<RestStepRunner> MakeRestRunner(std::shared_ptr<Transfers> transfers);
 std::shared_ptr<SoapStepRunner> MakeSoapRunner(std::shared_ptr<Transfers> transfers);
+// DescribeWsdl: WSDLs uploaded or fetched through `transfers` (soap/wsdl.h).
+std::shared_ptr<WsdlDescriber> MakeWsdlDescriber(std::shared_ptr<Transfers> transfers);
 ConnectionTester MakeConnectionTester(std::shared_ptr<Transfers> transfers);
 
 }  // namespace wsstep::plugin

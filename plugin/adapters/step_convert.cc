@@ -126,6 +126,7 @@ soap::XmlNode NodeFromProto(const v1::XmlElement& e) {
   soap::XmlNode n;
   n.name = e.name();
   if (!e.namespace_uri().empty()) n.ns = e.namespace_uri();
+  if (e.unqualified()) n.ns = "";  // no namespace, whatever namespace_uri says
   for (const auto& a : e.attributes()) {
     n.attributes.push_back({.name = a.name(), .ns = a.namespace_uri(), .prefix = {}, .value = a.value()});
   }
@@ -317,6 +318,52 @@ Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::st
   return s;
 }
 
+namespace {
+
+Result<soap::SignatureOptions> SignatureFromProto(const v1::WsSignature& sig) {
+  soap::SignatureOptions o;
+  for (const auto& p : sig.parts()) o.parts.push_back(p);
+  switch (sig.token_reference()) {
+    case v1::WsSignature::TOKEN_REFERENCE_UNSPECIFIED:
+    case v1::WsSignature::TOKEN_REFERENCE_DIRECT:
+      o.reference = soap::TokenReference::kDirect;
+      break;
+    case v1::WsSignature::TOKEN_REFERENCE_ISSUER_SERIAL:
+      o.reference = soap::TokenReference::kIssuerSerial;
+      break;
+    default:
+      return Invalid("ws_security.signature.token_reference", "unknown value");
+  }
+  using SA = soap::SignatureAlgorithm;
+  switch (sig.signature_algorithm()) {
+    case v1::WsSignature::SIGNATURE_ALGORITHM_UNSPECIFIED: o.algorithm = SA::kByKeyType; break;
+    case v1::WsSignature::SIGNATURE_ALGORITHM_RSA_SHA256: o.algorithm = SA::kRsaSha256; break;
+    case v1::WsSignature::SIGNATURE_ALGORITHM_RSA_SHA384: o.algorithm = SA::kRsaSha384; break;
+    case v1::WsSignature::SIGNATURE_ALGORITHM_RSA_SHA512: o.algorithm = SA::kRsaSha512; break;
+    case v1::WsSignature::SIGNATURE_ALGORITHM_ECDSA_SHA256: o.algorithm = SA::kEcdsaSha256; break;
+    case v1::WsSignature::SIGNATURE_ALGORITHM_ECDSA_SHA384: o.algorithm = SA::kEcdsaSha384; break;
+    case v1::WsSignature::SIGNATURE_ALGORITHM_ECDSA_SHA512: o.algorithm = SA::kEcdsaSha512; break;
+    default:
+      return Invalid("ws_security.signature.signature_algorithm",
+                     "not one of the allowed algorithms (RSA-SHA256/384/512, "
+                     "ECDSA-SHA256/384/512)");
+  }
+  switch (sig.digest_algorithm()) {
+    case v1::WsSignature::DIGEST_ALGORITHM_UNSPECIFIED:
+    case v1::WsSignature::DIGEST_ALGORITHM_SHA256:
+      o.digest = soap::DigestAlgorithm::kSha256;
+      break;
+    case v1::WsSignature::DIGEST_ALGORITHM_SHA384: o.digest = soap::DigestAlgorithm::kSha384; break;
+    case v1::WsSignature::DIGEST_ALGORITHM_SHA512: o.digest = soap::DigestAlgorithm::kSha512; break;
+    default:
+      return Invalid("ws_security.signature.digest_algorithm",
+                     "not one of the allowed digests (SHA256, SHA384, SHA512)");
+  }
+  return o;
+}
+
+}  // namespace
+
 Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLimits& limits) {
   WSSTEP_RETURN_IF_ERROR(CheckHeaderVolume(step.http_headers(), "http_headers"));
   // raw_body and the header blocks are copied into the envelope verbatim: together they
@@ -374,6 +421,9 @@ Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLim
       s.security.timestamp.ttl_seconds = ws.timestamp_ttl().seconds();
     }
     s.security.must_understand = ws.must_understand();
+    if (ws.has_signature()) {
+      WSSTEP_ASSIGN_OR_RETURN(s.security.signature, SignatureFromProto(ws.signature()));
+    }
   }
   return s;
 }
@@ -477,6 +527,16 @@ void FillSoapResult(const soap::SoapResult& r, v1::SoapResult* out) {
   out->set_version(r.response.version == soap::SoapVersion::k12 ? v1::SOAP_VERSION_1_2
                                                                 : v1::SOAP_VERSION_1_1);
   for (const auto& h : r.response.headers) out->add_header_blocks(ValidUtf8(h));
+  if (r.signature) {
+    auto* sf = out->mutable_signature();
+    sf->set_signature_algorithm(r.signature->signature_algorithm);
+    sf->set_digest_algorithm(r.signature->digest_algorithm);
+    sf->set_certificate_fingerprint(r.signature->certificate_fingerprint);
+    sf->set_token_reference(r.signature->reference == soap::TokenReference::kIssuerSerial
+                                ? v1::WsSignature::TOKEN_REFERENCE_ISSUER_SERIAL
+                                : v1::WsSignature::TOKEN_REFERENCE_DIRECT);
+    for (const auto& id : r.signature->signed_ids) sf->add_signed_ids(id);
+  }
   if (r.response.fault) {
     const auto& f = *r.response.fault;
     auto* pf = out->mutable_fault();
@@ -493,6 +553,95 @@ void FillSoapResult(const soap::SoapResult& r, v1::SoapResult* out) {
   }
   out->set_body_xml(ValidUtf8(r.response.body_xml));
   for (const auto& c : r.response.body.children) ElementToProto(c, out->add_body());
+}
+
+}  // namespace wsstep::plugin
+
+namespace wsstep::plugin {
+namespace {
+
+void NodeToProto(const soap::XmlNode& n, v1::XmlElement* out) {
+  out->set_name(n.name);
+  if (n.ns) {
+    if (n.ns->empty()) {
+      out->set_unqualified(true);
+    } else {
+      out->set_namespace_uri(*n.ns);
+    }
+  }
+  for (const auto& a : n.attributes) {
+    auto* pa = out->add_attributes();
+    pa->set_name(a.name);
+    pa->set_namespace_uri(a.ns);
+    pa->set_value(a.value);
+  }
+  out->set_text(n.text);
+  for (const auto& c : n.children) NodeToProto(c, out->add_children());
+}
+
+void ParameterToProto(const soap::WsdlParameter& p, v1::WsdlParameter* out) {
+  out->set_name(ValidUtf8(p.name));
+  out->set_namespace_uri(ValidUtf8(p.ns));
+  out->set_type(ValidUtf8(p.type));
+  out->set_attribute(p.attribute);
+  out->set_min_occurs(static_cast<uint32_t>(std::max(p.min_occurs, 0)));
+  out->set_max_occurs(p.max_occurs);
+  out->set_nillable(p.nillable);
+  for (const auto& e : p.enumeration) out->add_enumeration(ValidUtf8(e));
+  out->set_recursive(p.recursive);
+  for (const auto& c : p.children) ParameterToProto(c, out->add_children());
+}
+
+v1::SoapVersion VersionToProto(soap::SoapVersion v) {
+  return v == soap::SoapVersion::k12 ? v1::SOAP_VERSION_1_2 : v1::SOAP_VERSION_1_1;
+}
+
+}  // namespace
+
+void SoapStepToProto(const soap::SoapStep& step, v1::SoapStep* out) {
+  out->set_endpoint(step.endpoint);
+  out->set_version(VersionToProto(step.version));
+  out->set_action(step.action);
+  if (const auto* op = std::get_if<soap::SoapOperation>(&step.body)) {
+    auto* po = out->mutable_operation();
+    po->set_name(op->name);
+    po->set_namespace_uri(op->ns);
+    po->set_prefix(op->prefix);
+    for (const auto& p : op->parameters) NodeToProto(p, po->add_parameters());
+  } else {
+    out->set_raw_body(std::get<soap::RawXml>(step.body).xml);
+  }
+}
+
+void FillWsdlDescription(const soap::WsdlDescription& d, v1::DescribeWsdlResponse* out) {
+  out->set_target_namespace(ValidUtf8(d.target_namespace));
+  for (const auto& doc : d.documents) out->add_documents(ValidUtf8(doc));
+  for (const auto& s : d.services) {
+    auto* ps = out->add_services();
+    ps->set_name(ValidUtf8(s.name));
+    for (const auto& port : s.ports) {
+      auto* pp = ps->add_ports();
+      pp->set_name(ValidUtf8(port.name));
+      pp->set_binding(ValidUtf8(port.binding));
+      pp->set_address(ValidUtf8(port.address));
+      pp->set_version(VersionToProto(port.version));
+      pp->set_style(ValidUtf8(port.style));
+      for (const auto& op : port.operations) {
+        auto* po = pp->add_operations();
+        po->set_name(ValidUtf8(op.name));
+        po->set_soap_action(ValidUtf8(op.soap_action));
+        po->set_style(ValidUtf8(op.style));
+        po->set_use(ValidUtf8(op.use));
+        po->set_input_element(ValidUtf8(op.input_element));
+        po->set_input_namespace(ValidUtf8(op.input_namespace));
+        for (const auto& p : op.input) ParameterToProto(p, po->add_input());
+        po->set_output_element(ValidUtf8(op.output_element));
+        po->set_output_namespace(ValidUtf8(op.output_namespace));
+        for (const auto& p : op.output) ParameterToProto(p, po->add_output());
+        po->set_documentation(ValidUtf8(op.documentation));
+      }
+    }
+  }
 }
 
 }  // namespace wsstep::plugin

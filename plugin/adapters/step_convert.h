@@ -14,7 +14,9 @@
 #include "rest/warning.h"
 #include "soap/client.h"
 #include "soap/envelope.h"
+#include "soap/wsdl.h"
 #include "wsstep/v1/step.pb.h"
+#include "wsstep/v1/step_plugin_service.pb.h"
 
 namespace wsstep::plugin {
 
@@ -65,6 +67,13 @@ void FillWarnings(const std::vector<rest::Warning>& warnings,
 // The proto value of an engine warning (each has its own).
 v1::WarningCode ToProtoWarningCode(rest::WarningCode code);
 void FillSoapResult(const soap::SoapResult& r, v1::SoapResult* out);
+
+// A step made from a WSDL (soap::StepForOperation) as the proto a designer edits:
+// endpoint, version, action and the operation with its parameters (an element in no
+// namespace is `unqualified`).
+void SoapStepToProto(const soap::SoapStep& step, v1::SoapStep* out);
+// DescribeWsdl's answer from a WSDL as read.
+void FillWsdlDescription(const soap::WsdlDescription& d, v1::DescribeWsdlResponse* out);
 
 }  // namespace wsstep::plugin
 

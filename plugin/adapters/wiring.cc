@@ -61,6 +61,7 @@ Result<Wiring> BuildBackends(const Config& config) {
   w.backends.certificates = std::make_shared<StoreBackend>(store, MakeConnectionTester(transfers));
   w.backends.rest = MakeRestRunner(transfers);
   w.backends.soap = MakeSoapRunner(transfers);
+  w.backends.wsdl = MakeWsdlDescriber(transfers);
   w.backends.lend_step_thread = [transfers](std::function<void()> on_slow) {
     return LendThreadToEngine(*transfers, std::move(on_slow));
   };

@@ -1,5 +1,6 @@
 #include "plugin/cli/call_commands.h"
 
+#include <cctype>
 #include <fstream>
 
 #include "plugin/cli/command.h"
@@ -89,9 +90,17 @@ struct SoapFlags {
   std::string ws_user, ws_password_env;
   bool ws_digest = false, must_understand = false, fail = false;
   int ws_timestamp_seconds = 0;
+  bool sign = false;
+  std::vector<std::string> sign_parts;
+  std::string sign_reference = "direct", sign_algorithm, sign_digest;
   TlsFlags tls;
   TransportFlags transport;
 };
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
 
 int CallSoap(Client& client, const SoapFlags& f) {
   v1::ExecuteSoapStepRequest req;
@@ -135,6 +144,26 @@ int CallSoap(Client& client, const SoapFlags& f) {
   }
   if (f.ws_timestamp_seconds > 0) {
     step->mutable_ws_security()->mutable_timestamp_ttl()->set_seconds(f.ws_timestamp_seconds);
+  }
+  if (f.sign || !f.sign_parts.empty()) {
+    auto* sig = step->mutable_ws_security()->mutable_signature();
+    for (const auto& p : f.sign_parts) sig->add_parts(p);
+    sig->set_token_reference(f.sign_reference == "issuer-serial"
+                                 ? v1::WsSignature::TOKEN_REFERENCE_ISSUER_SERIAL
+                                 : v1::WsSignature::TOKEN_REFERENCE_DIRECT);
+    v1::WsSignature::SignatureAlgorithm algorithm{};
+    if (!f.sign_algorithm.empty() &&
+        !v1::WsSignature::SignatureAlgorithm_Parse("SIGNATURE_ALGORITHM_" + Upper(f.sign_algorithm),
+                                                   &algorithm)) {
+      return UsageError("--sign-algorithm: " + f.sign_algorithm + " is not an allowed algorithm");
+    }
+    sig->set_signature_algorithm(algorithm);
+    v1::WsSignature::DigestAlgorithm digest{};
+    if (!f.sign_digest.empty() && !v1::WsSignature::DigestAlgorithm_Parse(
+                                      "DIGEST_ALGORITHM_" + Upper(f.sign_digest), &digest)) {
+      return UsageError("--sign-digest: " + f.sign_digest + " is not an allowed digest");
+    }
+    sig->set_digest_algorithm(digest);
   }
   if (step->has_ws_security()) step->mutable_ws_security()->set_must_understand(f.must_understand);
   if (auto st = FillTransport(f.tls, f.transport, step, step->mutable_http_headers()); !st.ok()) {
@@ -251,6 +280,17 @@ void AddCallCommands(CLI::App& app, CommandLine& line) {
   call_soap->add_option("--ws-timestamp", sf->ws_timestamp_seconds,
                         "add a Timestamp valid N seconds");
   call_soap->add_flag("--must-understand", sf->must_understand, "mustUnderstand on Security");
+  call_soap->add_flag("--sign", sf->sign,
+                      "sign Body and Timestamp with the certificate bound to the endpoint");
+  call_soap->add_option("--sign-part", sf->sign_parts,
+                        "sign this part instead: Body, Timestamp, or a header block's element "
+                        "as name or {namespace}name (repeatable; implies --sign)");
+  call_soap->add_option("--sign-reference", sf->sign_reference, "direct or issuer-serial")
+      ->check(CLI::IsMember({"direct", "issuer-serial"}, CLI::ignore_case));
+  call_soap->add_option("--sign-algorithm", sf->sign_algorithm,
+                        "RSA_SHA256, RSA_SHA384, RSA_SHA512, ECDSA_SHA256, ECDSA_SHA384 or "
+                        "ECDSA_SHA512 (default: by the key's type)");
+  call_soap->add_option("--sign-digest", sf->sign_digest, "SHA256 (default), SHA384 or SHA512");
   call_soap->add_flag("--fail,-f", sf->fail, "exit 1 on a SOAP Fault");
   sf->tls.Add(call_soap);
   sf->transport.Add(call_soap);

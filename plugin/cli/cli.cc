@@ -12,6 +12,7 @@
 #include "plugin/cli/demo.h"
 #include "plugin/cli/serve.h"
 #include "plugin/cli/store_commands.h"
+#include "plugin/cli/wsdl_command.h"
 
 namespace wsstep::plugin {
 namespace {
@@ -48,6 +49,7 @@ int RunCli(int argc, char** argv) {
   AddCallCommands(app, line);
   AddTestConnectionCommand(app, line);
   AddStoreCommands(app, line);
+  AddWsdlCommand(app, line);
   auto* demo = app.add_subcommand(
       "demo",
       "make a throwaway PKI and nginx, launch the plugin as a host would, run an mTLS step "

@@ -290,6 +290,18 @@ class Client {
     if (!s.ok()) return ReportRpcError(options_, name, s);
     return std::nullopt;
   }
+  // Call without reporting a failed status: the caller looks at it first (and reports it
+  // with ReportRpcError when it does not handle it). A connection failure is reported and
+  // its exit code returned in `rc`.
+  template <typename Stub, typename Request, typename Response>
+  grpc::Status CallQuietly(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                        Response*),
+                           const Request& request, Response* response, std::optional<int>* rc) {
+    if ((*rc = Connect())) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not connected");
+    grpc::ClientContext ctx;
+    PrepareContext(options_, &ctx);
+    return (StubFor<Stub>().*method)(&ctx, request, response);
+  }
 
  private:
   const GlobalFlags& g_;

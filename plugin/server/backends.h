@@ -51,6 +51,16 @@ using RestStepRunner =
 using SoapStepRunner =
     StepRunner<v1::ExecuteSoapStepRequest, v1::ExecuteSoapStepResponse, v1::SoapStep>;
 
+// Reads WSDLs for DescribeWsdl (plugin/adapters: soap/wsdl.h over the transfer engine and
+// the store). Blocks the calling thread while documents are fetched (bounded by the call's
+// deadline); a WSDL that cannot be read is an INVALID_WSDL error.
+class WsdlDescriber {
+ public:
+  virtual ~WsdlDescriber() = default;
+  virtual Status Describe(const CallContext& call, const v1::DescribeWsdlRequest& request,
+                          v1::DescribeWsdlResponse* response) = 0;
+};
+
 // A live subscription to store events (WatchEvents).
 class EventWatch {
  public:
@@ -149,6 +159,7 @@ class StepThreadLease {
 struct Backends {
   std::shared_ptr<RestStepRunner> rest;
   std::shared_ptr<SoapStepRunner> soap;
+  std::shared_ptr<WsdlDescriber> wsdl;
   std::shared_ptr<CertificateBackend> certificates;
   // Lends the step service's dispatching thread to the transfer engine (called once, on
   // that thread; plugin/server/step_service.h): a step it receives while nothing else runs is

@@ -98,6 +98,7 @@ grpc::StatusCode GrpcCodeFor(Code code) {
       return grpc::StatusCode::OK;
     case Code::kInvalidArgument:
     case Code::kInvalidStepConfig:
+    case Code::kInvalidWsdl:
     case Code::kInvalidCertificateFormat:
     case Code::kPasswordRequired:
     case Code::kWrongPassword:
@@ -140,6 +141,7 @@ grpc::StatusCode GrpcCodeFor(Code code) {
     case Code::kResponseTooLarge:
     case Code::kSoapFault:
     case Code::kInvalidResponse:
+    case Code::kSigningFailed:
       // Outcomes of a call; they belong in a StepOutcome. Reaching here is a wiring
       // defect, but the client still gets the catalog name in ErrorInfo.
       return grpc::StatusCode::FAILED_PRECONDITION;

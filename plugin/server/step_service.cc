@@ -100,6 +100,8 @@ v1::GetPluginInfoResponse BuildPluginInfo(const Backends& backends, const Plugin
   if (backends.soap) info.add_capabilities("soap");
   if (backends.rest || backends.soap) info.add_capabilities("validate");
   if (backends.rest || backends.soap) info.add_capabilities("execute-steps");
+  if (backends.soap) info.add_capabilities("soap-signature");
+  if (backends.wsdl) info.add_capabilities("wsdl");
   if (backends.certificates) {
     info.add_capabilities("certificate-store");
     info.add_capabilities("watch-events");
@@ -126,6 +128,18 @@ grpc::Status StepPluginServiceImpl::GetPluginInfo(grpc::ServerContext* /*context
                                                  v1::GetPluginInfoResponse* response) {
   *response = info_;
   return grpc::Status::OK;
+}
+
+grpc::Status StepPluginServiceImpl::DescribeWsdl(grpc::ServerContext* context,
+                                                const v1::DescribeWsdlRequest* request,
+                                                v1::DescribeWsdlResponse* response) {
+  const CallContext call = ReadCallContext(*context, Method("DescribeWsdl"));
+  if (!backends_.wsdl) return NotAvailable("DescribeWsdl", "the WSDL reader");
+  if (request->url().empty() == (request->documents_size() == 0)) {
+    return InvalidArgument("DescribeWsdlRequest: set `url` or `documents`",
+                           {{"url", "exactly one of url or documents is required"}});
+  }
+  return ToGrpcStatus(backends_.wsdl->Describe(call, *request, response));
 }
 
 grpc::Status StepPluginServiceImpl::ValidateStep(grpc::ServerContext* context,

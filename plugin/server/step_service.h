@@ -80,6 +80,9 @@ class StepPluginServiceImpl final : public StepPluginServiceBase {
                              v1::GetPluginInfoResponse* response) override;
   grpc::Status ValidateStep(grpc::ServerContext* context, const v1::ValidateStepRequest* request,
                             v1::ValidateStepResponse* response) override;
+  // Fetches and reads on a synchronous server thread (not the step queue).
+  grpc::Status DescribeWsdl(grpc::ServerContext* context, const v1::DescribeWsdlRequest* request,
+                            v1::DescribeWsdlResponse* response) override;
   // Serves ExecuteRestStep and ExecuteSoapStep from `cq` (ServerBuilder::AddCompletionQueue,
   // after BuildAndStart) on threads of its own.
   void StartServing(std::unique_ptr<grpc::ServerCompletionQueue> cq);

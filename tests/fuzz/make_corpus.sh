@@ -36,7 +36,7 @@ flock 9
 WORK=$(mktemp -d "$OUT/.tmp.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 TARGETS=(key_pair pkcs12 java_keystore trust_store mobileprovision detect soap_response soap_step
-         rest_step)
+         rest_step wsdl)
 for t in "${TARGETS[@]}"; do mkdir -p "$WORK/$t"; done
 
 # --- few key-derivation iterations -------------------------------------------------------
@@ -246,6 +246,11 @@ cp "$HERE"/seeds/soap_response/* "$WORK/soap_response/"
   for _ in $(seq 300); do printf '</a>'; done
   printf '</s:Body></s:Envelope>'
 } >"$WORK/soap_response/deep.xml"
+
+# --- wsdl: the hand-made WSDLs and schemas of the WSDL tests -----------------------------
+for f in "$SRC"/soap/testdata/wsdl/*/*.wsdl "$SRC"/soap/testdata/wsdl/*/*.xsd; do
+  cp "$f" "$WORK/wsdl/$(basename "$(dirname "$f")")-$(basename "$f")"
+done
 
 # --- step configs ----------------------------------------------------------------------
 cp "$HERE"/seeds/soap_step/* "$WORK/soap_step/"

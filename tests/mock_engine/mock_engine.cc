@@ -132,6 +132,16 @@ Reply<v1::ExecuteRestStepResponse> MockEngine::RestRequest(const v1::ExecuteRest
   return Call(steps_.get(), &v1::StepPluginService::Stub::ExecuteRestStep, request, options);
 }
 
+Reply<v1::ExecuteSoapStepResponse> MockEngine::Soap(const v1::ExecuteSoapStepRequest& request,
+                                                    const CallOptions& options) {
+  return Call(steps_.get(), &v1::StepPluginService::Stub::ExecuteSoapStep, request, options);
+}
+
+Reply<v1::DescribeWsdlResponse> MockEngine::DescribeWsdl(const v1::DescribeWsdlRequest& request,
+                                                         const CallOptions& options) {
+  return Call(steps_.get(), &v1::StepPluginService::Stub::DescribeWsdl, request, options);
+}
+
 Reply<v1::ValidateStepResponse> MockEngine::Validate(const v1::ValidateStepRequest& request) {
   return Call(steps_.get(), &v1::StepPluginService::Stub::ValidateStep, request, {});
 }

@@ -112,6 +112,10 @@ class MockEngine {
                                           const CallOptions& options = {});
   Reply<v1::ExecuteRestStepResponse> RestRequest(const v1::ExecuteRestStepRequest& request,
                                                  const CallOptions& options = {});
+  Reply<v1::ExecuteSoapStepResponse> Soap(const v1::ExecuteSoapStepRequest& request,
+                                          const CallOptions& options = {});
+  Reply<v1::DescribeWsdlResponse> DescribeWsdl(const v1::DescribeWsdlRequest& request,
+                                               const CallOptions& options = {});
   Reply<v1::ValidateStepResponse> Validate(const v1::ValidateStepRequest& request);
   // Opens an ExecuteSteps stream with the options' deadline and metadata.
   std::unique_ptr<StepStream> OpenSteps(const CallOptions& options = {});

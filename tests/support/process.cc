@@ -9,8 +9,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
+#include "tests/support/pki.h"
 #include "tests/support/wait.h"
 
 extern char** environ;
@@ -63,8 +65,8 @@ class SpawnSetup {
     posix_spawnattr_setpgroup(&attr_, 0);
     posix_spawnattr_setsigdefault(&attr_, &all);
     posix_spawnattr_setsigmask(&attr_, &none);
-    posix_spawnattr_setflags(&attr_,
-                             POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setflags(
+        &attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     posix_spawn_file_actions_addopen(&actions_, 0, "/dev/null", O_RDONLY, 0);
   }
   ~SpawnSetup() {
@@ -223,13 +225,36 @@ int ChildProcess::Stop(int signal, std::chrono::milliseconds grace) {
   if (!Reap(false)) {
     kill(pid_, signal);
     // A child's exit cannot be waited for with a timeout: poll it for the grace period.
-    (void)WaitUntil("the child exits after its signal", [&] { return Reap(false); }, grace);
+    (void)WaitUntil(
+        "the child exits after its signal", [&] { return Reap(false); }, grace);
     if (pid_ > 0) {
       kill(-pid_, SIGKILL);
       Reap(true);
     }
   }
   return exit_code_.value_or(-1);
+}
+
+uint16_t StartWithPortFile(ChildProcess& process, std::vector<std::string> argv,
+                           const std::string& port_file, const std::string& log_file,
+                           std::string* error) {
+  argv.push_back("--port-file");
+  argv.push_back(port_file);
+  if (!process.Start(argv, log_file)) {
+    *error = "cannot start " + argv.front() + ": " + process.error();
+    return 0;
+  }
+  // Python services take a moment to import their libraries.
+  uint16_t port = 0;
+  (void)WaitUntil("the service writes its port file", [&] {
+    if (std::filesystem::exists(port_file)) {
+      const std::string text = ReadFile(port_file);
+      if (!text.empty()) port = static_cast<uint16_t>(std::stoi(text));
+    }
+    return port != 0 || !process.Running();
+  });
+  if (port == 0) *error = "the service did not come up: " + ReadFile(log_file);
+  return port;
 }
 
 }  // namespace wsstep::testing

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -39,6 +40,15 @@ struct CommandResult {
 // waits at most `timeout` (then kills its process group), and returns its output.
 CommandResult RunCommand(const std::vector<std::string>& argv, const EnvList& env = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+class ChildProcess;
+
+// Starts `argv` + {"--port-file", port_file}: a test service (soap/testdata/*.py) that
+// writes the port it listens on to that file once it listens. Waits until it has (or the
+// service exited) and returns the port; 0 with `error` saying why (its log included).
+uint16_t StartWithPortFile(ChildProcess& process, std::vector<std::string> argv,
+                           const std::string& port_file, const std::string& log_file,
+                           std::string* error);
 
 class ChildProcess {
  public:
