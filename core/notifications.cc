@@ -28,19 +28,42 @@ bool NotificationDue(const EntryMetadata& e, UnixSeconds now) {
   return UtcDay(now) - UtcDay(e.last_notified_at) >= FrequencyDays(e.notifications.frequency);
 }
 
-std::vector<DueNotification> DueNotifications(const std::vector<EntryMetadata>& entries,
-                                              UnixSeconds now) {
+namespace {
+
+// `each(visit)` calls visit(const EntryMetadata&) for every entry.
+template <typename ForEach>
+std::vector<DueNotification> Due(ForEach&& each, UnixSeconds now) {
   std::vector<DueNotification> due;
-  for (const EntryMetadata& e : entries) {
-    if (!NotificationDue(e, now)) continue;
+  each([&](const EntryMetadata& e) {
+    if (!NotificationDue(e, now)) return;
     due.push_back(DueNotification{e.id, e.name, e.notifications.alert_ref,
                                   GoverningWindow(e)->not_after, DaysRemaining(e, now),
                                   StatusAt(e, now)});
-  }
+  });
   std::sort(due.begin(), due.end(), [](const DueNotification& a, const DueNotification& b) {
     return std::tie(a.not_after, a.name, a.entry_id) < std::tie(b.not_after, b.name, b.entry_id);
   });
   return due;
+}
+
+}  // namespace
+
+std::vector<DueNotification> DueNotifications(const std::vector<EntryMetadata>& entries,
+                                              UnixSeconds now) {
+  return Due(
+      [&](auto&& visit) {
+        for (const auto& e : entries) visit(e);
+      },
+      now);
+}
+
+std::vector<DueNotification> DueNotifications(
+    const std::vector<std::shared_ptr<const EntryMetadata>>& entries, UnixSeconds now) {
+  return Due(
+      [&](auto&& visit) {
+        for (const auto& e : entries) visit(*e);
+      },
+      now);
 }
 
 }  // namespace wsstep::core

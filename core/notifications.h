@@ -20,6 +20,7 @@
 #define WSSTEP_CORE_NOTIFICATIONS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct DueNotification {
 // id), at most one per entry.
 std::vector<DueNotification> DueNotifications(const std::vector<EntryMetadata>& entries,
                                               UnixSeconds now);
+// The same over a snapshot's shared entries.
+std::vector<DueNotification> DueNotifications(
+    const std::vector<std::shared_ptr<const EntryMetadata>>& entries, UnixSeconds now);
 
 // The rule above for one entry.
 bool NotificationDue(const EntryMetadata& entry, UnixSeconds now);

@@ -153,10 +153,10 @@ struct BindingCounts {
   size_t wildcard = 0;
 };
 
-BindingCounts CountBindings(const std::vector<EntryMetadata>& entries) {
+BindingCounts CountBindings(const Snapshot::Entries& entries) {
   BindingCounts n;
-  for (const EntryMetadata& e : entries) {
-    for (const Binding& b : e.bindings) ++(WildcardSuffix(b.host) ? n.wildcard : n.exact);
+  for (const auto& e : entries) {
+    for (const Binding& b : e->bindings) ++(WildcardSuffix(b.host) ? n.wildcard : n.exact);
   }
   return n;
 }
@@ -165,8 +165,8 @@ bool SamePortAndEnvironment(const Binding& b, uint16_t port, std::string_view en
   return EffectivePort(b.port) == port && EffectiveEnvironment(b.environment) == env;
 }
 
-// Sorted by position, once each: snapshot order.
-void SortUnique(std::vector<const EntryMetadata*>& v) {
+// Sorted, once each: snapshot order.
+void SortUnique(std::vector<uint32_t>& v) {
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end()), v.end());
 }
@@ -182,10 +182,19 @@ struct Snapshot::Index {
   HashIndex wildcard;  // (suffix after "*.", port, environment) of wildcard bindings
 };
 
-Snapshot::Snapshot(std::vector<EntryMetadata> entries) : entries_(std::move(entries)) {
+Snapshot::Entries Snapshot::Share(std::vector<EntryMetadata> entries) {
+  Entries out;
+  out.reserve(entries.size());
+  for (auto& e : entries) out.push_back(std::make_shared<const EntryMetadata>(std::move(e)));
+  return out;
+}
+
+Snapshot::Snapshot(std::vector<EntryMetadata> entries) : Snapshot(Share(std::move(entries))) {}
+
+Snapshot::Snapshot(Entries entries) : entries_(std::move(entries)) {
   auto index = std::make_shared<Index>(entries_.size(), CountBindings(entries_));
   for (size_t i = 0; i < entries_.size(); ++i) {
-    const EntryMetadata& e = entries_[i];
+    const EntryMetadata& e = *entries_[i];
     index->ids.Add(KeyHasher().Exact(e.id).Finish(), i);
     index->names.Add(KeyHasher().Lowered(e.name).Finish(), i);
     for (const Binding& b : e.bindings) {
@@ -200,26 +209,39 @@ Snapshot::Snapshot(std::vector<EntryMetadata> entries) : entries_(std::move(entr
 }
 
 const EntryMetadata* Snapshot::FindById(std::string_view id) const {
-  const EntryMetadata* found = nullptr;  // the first in snapshot order, should ids repeat
+  const ptrdiff_t i = PositionOfId(id);
+  return i < 0 ? nullptr : entries_[i].get();
+}
+
+ptrdiff_t Snapshot::PositionOfId(std::string_view id) const {
+  ptrdiff_t found = -1;  // the first in snapshot order, should ids repeat
   index_->ids.ForEach(KeyHasher().Exact(id).Finish(), [&](uint32_t i) {
-    const EntryMetadata* e = &entries_[i];
-    if (e->id == id && (found == nullptr || e < found)) found = e;
+    if (entries_[i]->id == id && (found < 0 || i < found)) found = i;
+  });
+  return found;
+}
+
+ptrdiff_t Snapshot::PositionOf(const EntryMetadata* e) const {
+  if (e == nullptr) return -1;
+  ptrdiff_t found = -1;
+  index_->ids.ForEach(KeyHasher().Exact(e->id).Finish(), [&](uint32_t i) {
+    if (entries_[i].get() == e) found = i;
   });
   return found;
 }
 
 const EntryMetadata* Snapshot::FindByName(std::string_view name) const {
-  const EntryMetadata* found = nullptr;
+  size_t found = SIZE_MAX;
   index_->names.ForEach(KeyHasher().Lowered(name).Finish(), [&](uint32_t i) {
-    const EntryMetadata* e = &entries_[i];
-    if (e->name.size() == name.size() &&
-        std::equal(e->name.begin(), e->name.end(), name.begin(),
+    const EntryMetadata& e = *entries_[i];
+    if (e.name.size() == name.size() &&
+        std::equal(e.name.begin(), e.name.end(), name.begin(),
                    [](char a, char b) { return AsciiLower(a) == AsciiLower(b); }) &&
-        (found == nullptr || e < found)) {
-      found = e;
+        i < found) {
+      found = i;
     }
   });
-  return found;
+  return found == SIZE_MAX ? nullptr : entries_[found].get();
 }
 
 Snapshot::Matches Snapshot::FindBound(std::string_view host, uint16_t port,
@@ -227,31 +249,38 @@ Snapshot::Matches Snapshot::FindBound(std::string_view host, uint16_t port,
   Matches m;
   port = EffectivePort(port);
   environment = EffectiveEnvironment(environment);
+  auto fill = [this](const std::vector<uint32_t>& positions,
+                     std::vector<const EntryMetadata*>& out) {
+    out.reserve(positions.size());
+    for (uint32_t i : positions) out.push_back(entries_[i].get());
+  };
   index_->exact.ForEach(BindingKey(host, port, environment), [&](uint32_t i) {
-    const EntryMetadata* e = &entries_[i];
-    for (const Binding& b : e->bindings) {
+    for (const Binding& b : entries_[i]->bindings) {
       if (!WildcardSuffix(b.host) && SamePortAndEnvironment(b, port, environment) &&
           SameHost(b.host, host)) {
-        m.exact.push_back(e);
+        m.exact_positions.push_back(i);
         return;
       }
     }
   });
-  SortUnique(m.exact);
+  SortUnique(m.exact_positions);
+  fill(m.exact_positions, m.exact);
   auto parent = WildcardParent(host);
   if (!parent) return m;
   index_->wildcard.ForEach(BindingKey(*parent, port, environment), [&](uint32_t i) {
-    const EntryMetadata* e = &entries_[i];
-    for (const Binding& b : e->bindings) {
+    for (const Binding& b : entries_[i]->bindings) {
       auto suffix = WildcardSuffix(b.host);
       if (suffix && SamePortAndEnvironment(b, port, environment) && SameHost(*suffix, *parent)) {
         // An entry bound both exactly and by wildcard counts as exact.
-        if (!std::binary_search(m.exact.begin(), m.exact.end(), e)) m.wildcard.push_back(e);
+        if (!std::binary_search(m.exact_positions.begin(), m.exact_positions.end(), i)) {
+          m.wildcard_positions.push_back(i);
+        }
         return;
       }
     }
   });
-  SortUnique(m.wildcard);
+  SortUnique(m.wildcard_positions);
+  fill(m.wildcard_positions, m.wildcard);
   return m;
 }
 
@@ -440,10 +469,15 @@ void AppendRejections(std::string& out, const std::vector<Rejection>& rejected) 
 
 // Gathers the trust entries bound at the target, rejecting unusable ones.
 void GatherTrust(const Snapshot::Matches& m, const Target& t, Resolution& out) {
+  // Exact and wildcard matches together, in snapshot order.
   std::vector<const EntryMetadata*> bound;
   bound.reserve(m.exact.size() + m.wildcard.size());
-  std::merge(m.exact.begin(), m.exact.end(), m.wildcard.begin(), m.wildcard.end(),
-             std::back_inserter(bound));  // pointers into one vector: snapshot order
+  for (size_t x = 0, w = 0; x < m.exact.size() || w < m.wildcard.size();) {
+    const bool take_exact =
+        w == m.wildcard.size() ||
+        (x < m.exact.size() && m.exact_positions[x] < m.wildcard_positions[w]);
+    bound.push_back(take_exact ? m.exact[x++] : m.wildcard[w++]);
+  }
   for (const EntryMetadata* e : bound) {
     if (!IsTrustEntry(*e)) continue;
     if (e->disabled || e->revoked) {
@@ -594,7 +628,6 @@ Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& reque
   const Target t{NormalizeHost(request.host), EffectivePort(request.port),
                  EffectiveEnvironment(request.environment), request.now, request.explain};
   const Snapshot::Matches m = snapshot.FindBound(t.host, t.port, t.environment);
-  const EntryMetadata* base = snapshot.entries().data();
 
   Resolution r;
   GatherTrust(m, t, r);
@@ -605,12 +638,14 @@ Result<Resolution> Resolve(const Snapshot& snapshot, const ResolveRequest& reque
   // Candidates, and bound entries that are not candidates (for the explanation only).
   std::vector<Candidate> exact;
   std::vector<Candidate> wildcard;
-  for (const auto* list : {&m.exact, &m.wildcard}) {
-    const bool is_wildcard = list == &m.wildcard;
-    for (const EntryMetadata* e : *list) {
+  for (const bool is_wildcard : {false, true}) {
+    const auto& list = is_wildcard ? m.wildcard : m.exact;
+    const auto& positions = is_wildcard ? m.wildcard_positions : m.exact_positions;
+    for (size_t j = 0; j < list.size(); ++j) {
+      const EntryMetadata* e = list[j];
       if (IsKeyBearing(*e)) {
         (is_wildcard ? wildcard : exact)
-            .push_back({e, static_cast<size_t>(e - base), is_wildcard, StatusAt(*e, t.now)});
+            .push_back({e, positions[j], is_wildcard, StatusAt(*e, t.now)});
       } else if (e->pending_certificate) {
         r.rejected.push_back(Reject(*e, UnusableReason(*e, CertStatus::kPendingCertificate),
                                     CertStatus::kPendingCertificate));

@@ -4,6 +4,7 @@
 #ifndef WSSTEP_CORE_RESOLVER_H_
 #define WSSTEP_CORE_RESOLVER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -18,27 +19,43 @@
 namespace wsstep::core {
 
 // An immutable view of every entry's metadata, indexed for resolution. Built by the store
-// after each change and published atomically (std::shared_ptr<const Snapshot>).
+// after each change and published atomically (std::shared_ptr<const Snapshot>). Entries
+// are shared between snapshots: a change copies pointers, not entries, so publishing one
+// change to a store of 100,000 entries costs an index rebuild, not 100,000 deep copies.
+// An entry's place in the snapshot is its position in entries(), not its address.
 class Snapshot {
  public:
-  // `saved_order` breaks ties: entries later in `entries` count as more recently saved
-  // when their updated_at is equal.
-  explicit Snapshot(std::vector<EntryMetadata> entries);
+  using Entries = std::vector<std::shared_ptr<const EntryMetadata>>;
 
-  const std::vector<EntryMetadata>& entries() const { return entries_; }
+  // Entries later in `entries` count as more recently saved when their updated_at is
+  // equal (the last tie-break of resolution).
+  explicit Snapshot(Entries entries);
+  explicit Snapshot(std::vector<EntryMetadata> entries);
+  // `entries`, each moved into its own shared entry.
+  static Entries Share(std::vector<EntryMetadata> entries);
+
+  const Entries& entries() const { return entries_; }
+  size_t size() const { return entries_.size(); }
   const EntryMetadata* FindById(std::string_view id) const;
   const EntryMetadata* FindByName(std::string_view name) const;  // case-insensitive
+  // The position of `e` in entries(), or -1 when `e` is not one of this snapshot's.
+  ptrdiff_t PositionOf(const EntryMetadata* e) const;
+  // The position of the entry with this id, or -1.
+  ptrdiff_t PositionOfId(std::string_view id) const;
 
   // Entries with a binding matching (host, port, environment), exact host matches and
-  // wildcard matches kept apart (exact beats wildcard). host must be normalized.
+  // wildcard matches kept apart (exact beats wildcard), each in snapshot order with its
+  // position beside it. host must be normalized.
   struct Matches {
     std::vector<const EntryMetadata*> exact;
     std::vector<const EntryMetadata*> wildcard;
+    std::vector<uint32_t> exact_positions;     // aligned with exact
+    std::vector<uint32_t> wildcard_positions;  // aligned with wildcard
   };
   Matches FindBound(std::string_view host, uint16_t port, std::string_view environment) const;
 
  private:
-  std::vector<EntryMetadata> entries_;
+  Entries entries_;
   // Implementation-defined indexes (hash maps keyed by host/port/environment, ids, names).
   struct Index;
   std::shared_ptr<const Index> index_;

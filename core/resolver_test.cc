@@ -403,7 +403,7 @@ TEST(Resolver, ErrorsCarryDetails) {
   EXPECT_EQ(d.at("expired_on"), "2027-01-14T08:00:00Z");
   EXPECT_THAT(d.at("explanation"), HasSubstr("rejected 'old' (id id-old): expired on"));
 
-  auto none = Resolve(Snapshot({}), Req("api.example.com"));
+  auto none = Resolve(Snapshot(std::vector<EntryMetadata>{}), Req("api.example.com"));
   ASSERT_EQ(none.code(), Code::kCertificateNotFound);
   EXPECT_THAT(none.error().hint, HasSubstr("switch off"));
   EXPECT_EQ(none.error().detail.at("environment"), "default");
@@ -677,6 +677,32 @@ TEST(Resolver, SnapshotLookups) {
   EXPECT_EQ(m.exact[0]->name, "Alpha");
   ASSERT_EQ(m.wildcard.size(), 1u);  // Alpha counts as exact only; beta once
   EXPECT_EQ(m.wildcard[0]->name, "beta");
+}
+
+// Snapshot order is the position in entries(), never the entries' addresses: shared
+// entries outlive the snapshot that created them, so a later position may hold an older
+// allocation.
+TEST(Resolver, SnapshotOrderIsPositionNotAddress) {
+  const std::vector<Binding> h{B("api.example.com"), B("*.example.com")};
+  auto second = std::make_shared<const EntryMetadata>(Key("second", h));
+  auto first = std::make_shared<const EntryMetadata>(Key("first", h));
+  for (const bool second_is_older_allocation : {true, false}) {
+    Snapshot::Entries entries = {first, second};
+    if (!second_is_older_allocation) {
+      entries = {std::make_shared<const EntryMetadata>(*first),
+                 std::make_shared<const EntryMetadata>(*second)};
+    }
+    const Snapshot snap(entries);
+    auto r = Resolve(snap, Req("api.example.com"), true);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->identity->name, "second") << "full tie: the later position wins";
+    EXPECT_EQ(snap.PositionOf(r->identity), 1);
+    auto m = snap.FindBound("api.example.com", 443, "default");
+    ASSERT_EQ(m.exact.size(), 2u);
+    EXPECT_EQ(m.exact[0]->name, "first");
+    EXPECT_EQ(m.exact_positions, (std::vector<uint32_t>{0, 1}));
+    EXPECT_TRUE(m.wildcard.empty()) << "bound exactly as well";
+  }
 }
 
 TEST(Resolver, Iso8601Utc) {

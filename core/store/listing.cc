@@ -32,7 +32,8 @@ Result<ListPage> ListEntries(const Snapshot& snapshot, const ListFilter& filter,
   };
   std::vector<Match> matches;
   size_t total = 0;
-  for (const auto& e : snapshot.entries()) {
+  for (const auto& shared : snapshot.entries()) {
+    const EntryMetadata& e = *shared;
     if (filter.type && e.type != *filter.type) continue;
     if (filter.status && StatusAt(e, now) != *filter.status) continue;
     if (by_binding) {

@@ -67,7 +67,7 @@ TEST(ListingTest, EntriesAreShownThroughTheCallback) {
 }
 
 TEST(ListingTest, BadPageTokenAndSize) {
-  Snapshot s({});
+  Snapshot s(std::vector<EntryMetadata>{});
   ListFilter f;
   f.page_token = "zz";
   EXPECT_EQ(ListEntries(s, f, 0, AsIs).error().detail.at("field"), "page_token");

@@ -39,32 +39,33 @@ void FillSlot(MaterialSlot& slot, X509* leaf, const std::vector<ossl::X509Ptr>& 
 
 }  // namespace
 
-ptrdiff_t Published::IndexOf(const EntryMetadata* e) const {
-  const auto& entries = snapshot->entries();
-  if (entries.empty() || e < entries.data() || e >= entries.data() + entries.size()) return -1;
-  return e - entries.data();
-}
+ptrdiff_t Published::IndexOf(const EntryMetadata* e) const { return snapshot->PositionOf(e); }
 
 SnapshotPublisher::SnapshotPublisher(Storage& storage,
                                      const std::atomic<std::shared_ptr<const Vault>>& vault)
     : storage_(storage), vault_(vault) {}
 
 void SnapshotPublisher::Publish(std::vector<EntryMetadata> entries) {
+  Publish(Snapshot::Share(std::move(entries)));
+}
+
+void SnapshotPublisher::Publish(Snapshot::Entries entries) {
   auto pub = std::make_shared<Published>();
   pub->snapshot = std::make_shared<const Snapshot>(std::move(entries));
   const Snapshot& snap = *pub->snapshot;
-  pub->slots.reset(new std::atomic<MaterialSlot*>[snap.entries().size()]());
+  pub->slots.reset(new std::atomic<MaterialSlot*>[snap.size()]());
   {
     std::lock_guard lk(slots_mu_);
     for (auto it = slots_by_id_.begin(); it != slots_by_id_.end();) {
-      const EntryMetadata* e = snap.FindById(it->first);
+      const ptrdiff_t i = snap.PositionOfId(it->first);
+      const EntryMetadata* e = i < 0 ? nullptr : snap.entries()[i].get();
       const MaterialSlot& slot = *it->second;
       if (e == nullptr || e->version > slot.version) {
         it = slots_by_id_.erase(it);  // deleted, or superseded
         continue;
       }
       if (e->version == slot.version && e->name == slot.name) {
-        pub->slots[pub->IndexOf(e)].store(it->second.get(), std::memory_order_relaxed);
+        pub->slots[i].store(it->second.get(), std::memory_order_relaxed);
         pub->owned.push_back(it->second);
       }
       ++it;
@@ -73,30 +74,41 @@ void SnapshotPublisher::Publish(std::vector<EntryMetadata> entries) {
   published_.store(std::move(pub));
 }
 
-std::vector<EntryMetadata> SnapshotPublisher::EntriesWith(
-    const std::vector<const EntryMetadata*>& changed, std::string_view removed_id,
-    bool keep_position) const {
+Snapshot::Entries SnapshotPublisher::EntriesWith(const std::vector<const EntryMetadata*>& changed,
+                                                 std::string_view removed_id,
+                                                 bool keep_position) const {
   Edit edit;
   (keep_position ? edit.in_place : edit.saved) = changed;
   if (!removed_id.empty()) edit.removed.push_back(removed_id);
   return EntriesWith(edit);
 }
 
-std::vector<EntryMetadata> SnapshotPublisher::EntriesWith(const Edit& edit) const {
+Snapshot::Entries SnapshotPublisher::EntriesWith(const Edit& edit) const {
   auto pub = published_.load();
-  const auto& old = pub->snapshot->entries();
-  std::unordered_map<std::string_view, const EntryMetadata*> in_place;
-  std::unordered_set<std::string_view> dropped(edit.removed.begin(), edit.removed.end());
-  for (const auto* c : edit.saved) dropped.insert(c->id);  // re-appended at the end
-  for (const auto* c : edit.in_place) in_place[c->id] = c;
-  std::vector<EntryMetadata> out;
-  out.reserve(old.size() + edit.saved.size());
-  for (const auto& e : old) {
-    if (dropped.count(e.id) != 0) continue;
-    auto it = in_place.find(e.id);
-    out.push_back(it != in_place.end() ? *it->second : e);
+  const Snapshot& old = *pub->snapshot;
+  // Only the edited entries are copied; every other entry is shared with `old`. The
+  // positions to drop or replace come from the index, so the pass over `old` copies
+  // pointers and compares nothing.
+  std::unordered_map<size_t, const EntryMetadata*> replaced;  // position -> new value
+  std::vector<bool> dropped(old.size(), false);
+  for (std::string_view id : edit.removed) {
+    if (ptrdiff_t i = old.PositionOfId(id); i >= 0) dropped[i] = true;
   }
-  for (const auto* c : edit.saved) out.push_back(*c);
+  for (const auto* c : edit.saved) {  // re-appended at the end
+    if (ptrdiff_t i = old.PositionOfId(c->id); i >= 0) dropped[i] = true;
+  }
+  for (const auto* c : edit.in_place) {
+    if (ptrdiff_t i = old.PositionOfId(c->id); i >= 0) replaced[i] = c;
+  }
+  Snapshot::Entries out;
+  out.reserve(old.size() + edit.saved.size());
+  for (size_t i = 0; i < old.size(); ++i) {
+    if (dropped[i]) continue;
+    auto it = replaced.empty() ? replaced.end() : replaced.find(i);
+    out.push_back(it != replaced.end() ? std::make_shared<const EntryMetadata>(*it->second)
+                                       : old.entries()[i]);
+  }
+  for (const auto* c : edit.saved) out.push_back(std::make_shared<const EntryMetadata>(*c));
   return out;
 }
 

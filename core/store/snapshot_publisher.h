@@ -83,13 +83,15 @@ class SnapshotPublisher {
 
   // ---- The writer's ----
 
-  // Builds and publishes a snapshot of `entries` (in save order). Costs one pass over the
-  // slots in use, not over the entries. Slots of deleted or superseded versions go.
+  // Builds and publishes a snapshot of `entries` (in save order). Costs the index of the
+  // entries and one pass over the slots in use. Slots of deleted or superseded versions go.
+  void Publish(Snapshot::Entries entries);
   void Publish(std::vector<EntryMetadata> entries);
   // The current entries with `changed` replaced or appended, and `removed_id` dropped.
   // A replaced entry moves to the end (most recently saved) unless `keep_position`.
-  std::vector<EntryMetadata> EntriesWith(const std::vector<const EntryMetadata*>& changed,
-                                         std::string_view removed_id, bool keep_position) const;
+  // Entries not edited are shared with the current snapshot, not copied.
+  Snapshot::Entries EntriesWith(const std::vector<const EntryMetadata*>& changed,
+                                std::string_view removed_id, bool keep_position) const;
   // The same for several changes at once: `saved` replaced or appended at the end (in
   // this order), `in_place` replaced where they are, the entries of `removed` dropped.
   struct Edit {
@@ -97,7 +99,7 @@ class SnapshotPublisher {
     std::vector<const EntryMetadata*> in_place;
     std::vector<std::string_view> removed;
   };
-  std::vector<EntryMetadata> EntriesWith(const Edit& edit) const;
+  Snapshot::Entries EntriesWith(const Edit& edit) const;
   // A slot pre-built from freshly parsed material for `e` (committed, not yet published),
   // so that the first call after a change needs no decryption.
   void Prebuild(const EntryMetadata& e, const ParsedMaterial& parsed);

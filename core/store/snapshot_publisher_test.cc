@@ -139,15 +139,23 @@ TEST_F(SnapshotPublisherTest, EntriesWithReplacesAppendsAndRemoves) {
   publisher_.Publish({a, b, c});
   EntryMetadata b2 = b;
   b2.description = "changed";
-  auto ids = [](const std::vector<EntryMetadata>& v) {
+  auto ids = [](const Snapshot::Entries& v) {
     std::string out;
-    for (const auto& e : v) out += e.id;
+    for (const auto& e : v) out += e->id;
     return out;
   };
   EXPECT_EQ(ids(publisher_.EntriesWith({&b2}, "", false)), "acb");  // saved: moves last
   EXPECT_EQ(ids(publisher_.EntriesWith({&b2}, "", true)), "abc");   // not a save
   EXPECT_EQ(ids(publisher_.EntriesWith({}, "a", true)), "bc");
-  EXPECT_EQ(publisher_.EntriesWith({&b2}, "", true)[1].description, "changed");
+  EXPECT_EQ(publisher_.EntriesWith({&b2}, "", true)[1]->description, "changed");
+  // Entries not edited are shared with the published snapshot, not copied.
+  const auto current = publisher_.current()->snapshot;
+  const auto next = publisher_.EntriesWith({&b2}, "", false);
+  EXPECT_EQ(next[0].get(), current->entries()[0].get());
+  EXPECT_EQ(next[1].get(), current->entries()[2].get());
+  EXPECT_NE(next[2].get(), current->entries()[1].get());
+  EXPECT_EQ(current->PositionOf(current->entries()[2].get()), 2);
+  EXPECT_EQ(current->PositionOf(next[2].get()), -1);
 }
 
 }  // namespace

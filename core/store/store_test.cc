@@ -1113,8 +1113,8 @@ TEST(StoreScaleTest, HundredThousandEntriesOpenAndResolve) {
   EXPECT_EQ(page->entries[0].certificate, seed.certificate);
   EXPECT_EQ(page->entries[0].bindings[0].host, "h77.example.test");
   // Save order survives: the clones come after the seed.
-  EXPECT_EQ((*s)->snapshot()->entries().front().id, seed.id);
-  EXPECT_EQ((*s)->snapshot()->entries().back().name, "seed-100000");
+  EXPECT_EQ((*s)->snapshot()->entries().front()->id, seed.id);
+  EXPECT_EQ((*s)->snapshot()->entries().back()->name, "seed-100000");
 }
 
 }  // namespace

@@ -282,7 +282,8 @@ class InventoryCollector final : public prometheus::Collectable {
                          MetricType::Gauge);
     auto bindings = Family("wsstep_certificate_binding_info",
                            "One series per binding of a store entry, value 1", MetricType::Gauge);
-    for (const core::EntryMetadata& e : snapshot.entries()) {
+    for (const auto& shared : snapshot.entries()) {
+      const core::EntryMetadata& e = *shared;
       const core::CertStatus status = core::StatusAt(e, now);
       ++by_status[status];
       info.metric.push_back(Sample({{"entry", e.name},

@@ -106,7 +106,8 @@ void WarnIfStoredTwice(const core::CertificateStore& store, const core::EntryMet
                        google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
   if (!entry.certificate) return;
   const std::string& fingerprint = entry.certificate->sha256_fingerprint;
-  for (const core::EntryMetadata& other : store.snapshot()->entries()) {
+  for (const auto& shared : store.snapshot()->entries()) {
+    const core::EntryMetadata& other = *shared;
     if (other.id == entry.id || !other.certificate ||
         other.certificate->sha256_fingerprint != fingerprint) {
       continue;
