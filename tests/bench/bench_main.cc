@@ -649,7 +649,7 @@ int RunAll(Options& o) {
         report.AddFigure(kSectionCluster, "the Update call through the first store itself: p50",
                          Num(c, "local_update_p50_ms"), "ms", 2,
                          "p99 " + FormatNumber(Num(c, "local_update_p99_ms"), 2) +
-                             " ms; each change rebuilds the snapshot of every entry");
+                             " ms; a change shares the unchanged entries and re-indexes them");
         if (Num(c, "propagation_missed") > 0) {
           report.AddMissing(kSectionCluster, "propagation", c["propagation_missed"] + " changes not seen in 10 s");
         }

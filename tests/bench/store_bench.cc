@@ -551,13 +551,19 @@ int ClusterMeasureMain(const StoreScaleOptions& o) {
   }
   Emit("import_pg_per_s", *rate);
 
+  // B first catches up with A's imports (bounded), so that a change's figure is its own
+  // and not the imports' backlog.
+  for (int waits = 0; waits < 600 && (*b)->size() != (*a)->size() && !Stopping(); ++waits) {
+    (void)(*b)->WaitForChanges((*b)->LatestChangeSequence(), std::chrono::milliseconds(100));
+  }
+
   // Propagation: a description changed through A, until B's change feed reports it.
   const std::string name = "pg-import-0";
   LatencySamples reached;
   LatencySamples local;  // the Update call through A itself: commit and A's own snapshot
   size_t missed = 0;
   for (size_t i = 0; i < o.changes && !Stopping(); ++i) {
-    const uint64_t after = (*b)->LatestChangeSequence();
+    uint64_t after = (*b)->LatestChangeSequence();
     core::UpdateRequest change;
     change.description = "change " + std::to_string(i);
     const auto start = Now();
@@ -567,10 +573,13 @@ int ClusterMeasureMain(const StoreScaleOptions& o) {
       Emit("error", "Update through A: " + updated.error().ToString());
       return 1;
     }
+    // Until B's feed has this change, at most 10 s (other events move `after` on).
     bool seen = false;
-    for (int waits = 0; waits < 100 && !seen; ++waits) {  // at most 10 s
+    const auto give_up = Now() + std::chrono::seconds(10);
+    while (!seen && Now() < give_up) {
       for (const auto& ev : (*b)->WaitForChanges(after, std::chrono::milliseconds(100))) {
         seen = seen || ev.entry_name == name;
+        after = std::max(after, ev.sequence);
       }
     }
     if (!seen) {
