@@ -379,10 +379,11 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
 
   SetConnectionOptions(easy, st, profile, s.target);
   if (s.limits.http2 && s.https) {
+    // Once a partition's connection is known to speak h2, steps on the same event loop
+    // multiplex over it. No CURLOPT_PIPEWAIT: a transfer waiting for a connection that
+    // another loop's multi handle is still making is only woken by its own multi handle,
+    // so it would sit until its timeout.
     Setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
-    // Wait for a connection of this partition that may multiplex rather than open one
-    // more: 16 steps started at once share one h2 connection.
-    Setopt(easy, CURLOPT_PIPEWAIT, 1L);
   } else {
     Setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   }
