@@ -53,6 +53,9 @@ constexpr std::array kCodes = {
     CodeEntry{Code::kInternal, "INTERNAL"},
     CodeEntry{Code::kDescriptorsExhausted, "DESCRIPTORS_EXHAUSTED"},
     CodeEntry{Code::kOriginBusy, "ORIGIN_BUSY"},
+    CodeEntry{Code::kProxyUnreachable, "PROXY_UNREACHABLE"},
+    CodeEntry{Code::kProxyAuthRequired, "PROXY_AUTH_REQUIRED"},
+    CodeEntry{Code::kProxyRefused, "PROXY_REFUSED"},
 };
 
 }  // namespace
@@ -80,6 +83,7 @@ std::string_view SideName(Side side) {
     case Side::kNetwork: return "NETWORK";
     case Side::kStore: return "STORE";
     case Side::kPlugin: return "PLUGIN";
+    case Side::kProxy: return "PROXY";
   }
   return "NONE";
 }

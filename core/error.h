@@ -60,6 +60,10 @@ enum class Code {
   // Engine capacity (issue 20): the plugin's own limits, never the origin's fault.
   kDescriptorsExhausted,  // the plugin ran out of file descriptors (side PLUGIN)
   kOriginBusy,            // the per-origin concurrency cap is full, and so is its queue
+  // Proxies (issue 18), side PROXY.
+  kProxyUnreachable,   // the proxy's name does not resolve, or it refuses the connection
+  kProxyAuthRequired,  // the proxy answered CONNECT with 407
+  kProxyRefused,       // the proxy answered CONNECT with another non-2xx status
 };
 
 // The stable catalog name, e.g. "CLIENT_CERT_REJECTED".
@@ -68,7 +72,7 @@ std::string_view CodeName(Code code);
 Code CodeFromName(std::string_view name);
 
 // Which party a failure belongs to, so a designer knows where to look.
-enum class Side { kNone, kConfiguration, kClient, kServer, kNetwork, kStore, kPlugin };
+enum class Side { kNone, kConfiguration, kClient, kServer, kNetwork, kStore, kPlugin, kProxy };
 std::string_view SideName(Side side);
 
 struct Error {

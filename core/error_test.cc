@@ -44,11 +44,19 @@ TEST(StatusTest, CarriesTheCodeAndSaysOkWhenOk) {
 }
 
 TEST(CodeNameTest, EveryNameRoundTrips) {
-  for (int c = static_cast<int>(Code::kOk); c <= static_cast<int>(Code::kInternal); ++c) {
+  // kProxyRefused is the last code: a new one goes after it, and here.
+  for (int c = static_cast<int>(Code::kOk); c <= static_cast<int>(Code::kProxyRefused); ++c) {
     const Code code = static_cast<Code>(c);
     EXPECT_EQ(CodeFromName(CodeName(code)), code) << CodeName(code);
   }
   EXPECT_EQ(CodeFromName("NO_SUCH_CODE"), Code::kInternal);
+}
+
+TEST(SideNameTest, ProxyHasItsOwnSide) {
+  EXPECT_EQ(SideName(Side::kProxy), "PROXY");
+  EXPECT_EQ(CodeName(Code::kProxyAuthRequired), "PROXY_AUTH_REQUIRED");
+  EXPECT_EQ(CodeFromName("PROXY_UNREACHABLE"), Code::kProxyUnreachable);
+  EXPECT_EQ(CodeFromName("PROXY_REFUSED"), Code::kProxyRefused);
 }
 
 }  // namespace

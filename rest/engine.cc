@@ -10,7 +10,9 @@
 #include <deque>
 #include <map>
 #include <future>
+#include <limits>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "core/ossl.h"
@@ -18,6 +20,7 @@
 #include "rest/http_text.h"
 #include "rest/oauth2.h"
 #include "rest/partition.h"
+#include "rest/proxy.h"
 #include "rest/socket_budget.h"
 #include "rest/spin_wait.h"
 #include "rest/tls_diagnosis.h"
@@ -108,6 +111,70 @@ bool IsServerName(std::string_view name) {
   return !hex && ::inet_pton(AF_INET, std::string(name).c_str(), &addr) == 1;
 }
 
+// Methods RFC 9110 §9.2.2 calls idempotent: repeating one changes nothing more.
+bool IsIdempotentMethod(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
+         method == "OPTIONS";
+}
+
+// Failures after which the request surely did not reach the application (or, for an
+// idempotent request, may be repeated): no connection, a connection that broke before an
+// answer, a TIMEOUT before the request was sent. Never a certificate, verification or
+// configuration failure.
+bool IsRetryableFailure(const Error& e) {
+  switch (e.code) {
+    case Code::kConnectionRefused:
+    case Code::kDnsFailure:
+    case Code::kProxyUnreachable:
+    case Code::kTransferFailed:
+      return true;
+    case Code::kTimeout: {
+      auto phase = e.detail.find("phase");
+      return phase != e.detail.end() &&
+             (phase->second == "connect" || phase->second == "tls_handshake");
+    }
+    default:
+      return false;
+  }
+}
+
+bool IsRetryableStatus(int status) {
+  return status == 429 || status == 502 || status == 503 || status == 504;
+}
+
+// Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP date; nullopt when absent or
+// unreadable. A date in the past means "now".
+std::optional<milliseconds> ParseRetryAfter(const std::vector<Header>& headers) {
+  for (const auto& h : headers) {
+    if (!EqualsIgnoreCase(h.name, "Retry-After")) continue;
+    const std::string& v = h.value;
+    if (!v.empty() && std::all_of(v.begin(), v.end(), [](unsigned char c) {
+          return std::isdigit(c) != 0;
+        })) {
+      if (v.size() > 9) return milliseconds(std::numeric_limits<int32_t>::max());
+      return milliseconds(std::stoll(v) * 1000);
+    }
+    const time_t when = curl_getdate(v.c_str(), nullptr);
+    if (when < 0) return std::nullopt;
+    const auto now = std::chrono::system_clock::now();
+    const auto at = std::chrono::system_clock::from_time_t(when);
+    return at <= now ? milliseconds(0) : std::chrono::duration_cast<milliseconds>(at - now);
+  }
+  return std::nullopt;
+}
+
+// Full jitter (the AWS architecture blog's "Exponential Backoff And Jitter"): uniform in
+// [0, min(max_delay, base_delay * 2^(retry-1))], so that many clients failing together
+// do not come back together.
+milliseconds Backoff(const RetryPolicy& policy, int retry) {
+  int64_t cap = policy.base_delay.count();
+  for (int i = 1; i < retry && cap < policy.max_delay.count(); ++i) cap *= 2;
+  cap = std::min<int64_t>(cap, policy.max_delay.count());
+  if (cap <= 0) return milliseconds(0);
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  return milliseconds(std::uniform_int_distribution<int64_t>(0, cap)(random));
+}
+
 }  // namespace
 
 std::optional<std::string> RestResult::FindHeader(std::string_view name) const {
@@ -126,6 +193,7 @@ using TransferExecutor = std::function<void(std::unique_ptr<Transfer>, TransferD
 struct RestEngine::Impl {
   explicit Impl(EngineOptions o)
       : options(std::move(o)),
+        engine_proxy(ParseProxySettings(options.proxy, "engine.proxy")),
         sockets(options.max_connections),
         trust(options.system_trust),
         partitions(&trust, options.max_partitions) {}
@@ -144,6 +212,7 @@ struct RestEngine::Impl {
     std::function<void()> while_waiting;  // tells a lent thread's caller it is slow
     std::chrono::milliseconds poll_interval{50};
     std::chrono::microseconds spin{0};  // TransferLimits::spin
+    ProxyConfig proxy;                  // the step's own proxy settings, parsed
   };
 
   // The design-time and pre-send checks; `url` and `token_url` receive the parsed URLs.
@@ -159,6 +228,11 @@ struct RestEngine::Impl {
                                                   const core::CallCredentials& creds,
                                                   bool same_origin);
   TransferLimits LimitsFor(const StepRun& run);
+  // Whether the step's requests offer h2 (its own choice, else the engine's).
+  bool OffersHttp2(const RestStep& step) const {
+    return step.http_version == HttpVersion::kHttp2 ||
+           (step.http_version == HttpVersion::kDefault && options.offer_http2);
+  }
   // A RestStep::probe, instead of the step's request (blocking: on the caller's thread).
   Result<RestResult> Probe(const StepRun& run, const HandshakeProbe& probe);
   Result<core::CallCredentials> CredentialsFor(const StepRun& run, const UrlParts& target,
@@ -188,6 +262,9 @@ struct RestEngine::Impl {
   void RelievePressure();
 
   EngineOptions options;
+  // options.proxy, parsed once; its error answers every step (a plugin checks its
+  // configuration before it starts an engine, so this is for direct users of the engine).
+  Result<ProxyConfig> engine_proxy{ProxyConfig{}};
   SocketBudget sockets;  // before the partitions: their connections close through it
   TrustStoreCache trust;
   PartitionTable partitions;
@@ -235,6 +312,7 @@ class StepTask : public std::enable_shared_from_this<StepTask> {
   }
 
   const std::string& origin_key() const { return origin_key_; }
+  bool retries() const { return prepared_.step().retry.max_attempts > 1; }
   const CancelToken& cancel() const { return cancel_; }
   Deadline deadline() const { return run_.deadline; }
 
@@ -252,6 +330,11 @@ class StepTask : public std::enable_shared_from_this<StepTask> {
  private:
   void NextHop();
   void OnResponse(Result<HttpResponse> response);
+  // After a transient failure, when the step's retry policy allows another attempt in
+  // time: records this one, sets a timer on an event loop for the next, and says true.
+  bool ScheduleRetry(const Result<HttpResponse>& response);
+  void RecordAttempt(const Result<RestResult>* final_result, const Result<HttpResponse>* response,
+                     std::string retry_reason);
   void FetchToken();
   void OnToken(Result<HttpResponse> response);
   TransferDone Continue(void (StepTask::*next)(Result<HttpResponse>)) {
@@ -285,6 +368,11 @@ class StepTask : public std::enable_shared_from_this<StepTask> {
   int hops_ = 0;
   HttpRequest request_;
   RestResult result_;
+  // Retries: the attempt running, when it began, and the wait before it.
+  int attempt_ = 1;
+  steady_clock::time_point attempt_start_;
+  milliseconds attempt_delay_{0};
+  bool attempt_delay_from_retry_after_ = false;
 };
 
 Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
@@ -403,6 +491,21 @@ Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
   if (step.max_response_bytes == 0) {
     return InvalidStep("max_response_bytes", "must be positive", "The default is 10 MiB.");
   }
+  WSSTEP_RETURN_IF_ERROR(ParseProxySettings(step.proxy, "proxy").status());
+  const RetryPolicy& retry = step.retry;
+  if (retry.max_attempts < 0 || retry.max_attempts > kMaxRetryAttempts) {
+    return InvalidStep("retry.max_attempts",
+                       "must be between 0 and " + std::to_string(kMaxRetryAttempts),
+                       "Use a few attempts, e.g. 3; 0 or 1 means no retry.");
+  }
+  if (retry.base_delay.count() < 0 || retry.max_delay.count() < 0) {
+    return InvalidStep("retry", "delays must not be negative",
+                       "Leave them unset for 200 ms and 10 s.");
+  }
+  if (retry.base_delay > retry.max_delay) {
+    return InvalidStep("retry.base_delay", "is longer than retry.max_delay",
+                       "Make base_delay at most max_delay.");
+  }
   return {};
 }
 
@@ -458,7 +561,9 @@ Result<std::shared_ptr<Partition>> RestEngine::Impl::PartitionFor(
   }
   // A client certificate is only ever attached to a TLS connection.
   core::CallCredentials hop_creds = target.scheme == "https" ? creds : core::CallCredentials{};
-  return partitions.Get(hop_creds, tls, pin);
+  if (!engine_proxy.ok()) return engine_proxy.error();
+  return partitions.Get(hop_creds, tls, pin, ChooseProxy(run.proxy, *engine_proxy, target),
+                        OffersHttp2(*run.step));
 }
 
 TransferLimits RestEngine::Impl::LimitsFor(const StepRun& run) {
@@ -472,6 +577,7 @@ TransferLimits RestEngine::Impl::LimitsFor(const StepRun& run) {
   limits.cancel = run.cancel;
   limits.reuse_connections = step.reuse_connections;
   limits.resume_sessions = step.resume_tls_sessions;
+  limits.http2 = OffersHttp2(step);
   limits.user_agent = options.user_agent;
   limits.max_idle_handles = options.max_idle_handles_per_partition;
   limits.while_waiting = run.while_waiting;
@@ -516,6 +622,12 @@ void StepTask::Begin(TransferExecutor executor, TransferDriver* driver,
     };
   }
   if (cancel_.cancelled()) return Finish(Impl::CancelledBeforeStart(step.url));
+  {
+    auto proxy = ParseProxySettings(step.proxy, "proxy");
+    if (!proxy.ok()) return Finish(proxy.error());
+    run_.proxy = std::move(proxy).value();
+  }
+  attempt_start_ = steady_clock::now();
   if (step.probe) {
     TransferDriver own;
     if (run_.driver == nullptr) run_.driver = &own;
@@ -636,6 +748,7 @@ void StepTask::OnToken(Result<HttpResponse> response) {
 void StepTask::OnResponse(Result<HttpResponse> response) {
   const RestStep& step = *run_.step;
   const bool same_origin = current_.Origin() == run_.origin.Origin();
+  if (ScheduleRetry(response)) return;
   if (!response.ok()) {
     Error e = response.error();
     if (hops_ > 0) e.With("redirects_followed", std::to_string(hops_));
@@ -724,6 +837,77 @@ void StepTask::OnResponse(Result<HttpResponse> response) {
   Finish(std::move(result_));
 }
 
+void StepTask::RecordAttempt(const Result<RestResult>* final_result,
+                             const Result<HttpResponse>* response, std::string retry_reason) {
+  const std::shared_ptr<AttemptLog>& log = run_.step->attempts;
+  if (log == nullptr) return;
+  AttemptRecord a;
+  a.number = attempt_;
+  a.delay = attempt_delay_;
+  a.delay_from_retry_after = attempt_delay_from_retry_after_;
+  a.duration =
+      std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - attempt_start_);
+  a.retry_reason = std::move(retry_reason);
+  if (final_result != nullptr) {
+    if (final_result->ok()) {
+      a.http_status = (*final_result)->status;
+    } else {
+      a.error = final_result->error();
+    }
+  } else if (response != nullptr) {
+    if (response->ok()) {
+      a.http_status = (*response)->status;
+    } else {
+      a.error = response->error();
+    }
+  }
+  log->push_back(std::move(a));
+}
+
+bool StepTask::ScheduleRetry(const Result<HttpResponse>& response) {
+  const RetryPolicy& policy = run_.step->retry;
+  if (policy.max_attempts <= 1 || attempt_ >= policy.max_attempts) return false;
+  if (!policy.idempotent && !IsIdempotentMethod(method_)) return false;
+  std::string reason;
+  std::optional<milliseconds> retry_after;
+  if (response.ok()) {
+    if (!IsRetryableStatus(response->status)) return false;
+    reason = "status_" + std::to_string(response->status);
+    retry_after = ParseRetryAfter(response->headers);
+  } else {
+    if (!IsRetryableFailure(response.error())) return false;
+    reason = std::string(CodeName(response.error().code));
+  }
+  const milliseconds delay = retry_after ? *retry_after : Backoff(policy, attempt_);
+  // A retry that could not finish before the deadline would only turn this answer into a
+  // TIMEOUT: give the answer we have.
+  if (cancel_.cancelled() || steady_clock::now() + delay >= run_.deadline) return false;
+  RecordAttempt(nullptr, &response, reason);
+  ++attempt_;
+  attempt_delay_ = delay;
+  attempt_delay_from_retry_after_ = retry_after.has_value();
+  // The wait is a timer on an event loop; the next attempt runs there.
+  EventLoop& loop = impl_->PickLoop();
+  executor_ = [&loop](std::unique_ptr<Transfer> transfer, TransferDone done) {
+    loop.Start(std::move(transfer), std::move(done));
+  };
+  run_.driver = nullptr;
+  run_.while_waiting = {};
+  run_.poll_interval = EventLoop::kPollInterval;
+  run_.spin = std::chrono::microseconds(0);
+  loop.After(steady_clock::now() + delay, [self = shared_from_this()] {
+    if (self->cancel_.cancelled()) {
+      FailureContext cancelled;
+      cancelled.url = self->display_url_;
+      cancelled.cancelled = true;
+      return self->Finish(Classify(cancelled).With("waiting_to_retry", "true"));
+    }
+    self->attempt_start_ = steady_clock::now();
+    self->NextHop();
+  }, &cancel_);
+  return true;
+}
+
 void StepTask::AnswerUnstarted(bool cancelled) {
   if (cancelled) return Finish(Impl::CancelledBeforeStart(run_.step->url));
   FailureContext f;
@@ -741,6 +925,13 @@ void StepTask::AnswerUnstarted(bool cancelled) {
 void StepTask::Finish(Result<RestResult> result) {
   if (finished_) return;
   finished_ = true;
+  if (run_.step->retry.max_attempts > 1) {
+    RecordAttempt(&result, nullptr, "");
+    if (!result.ok() && attempt_ > 1) {
+      Error e = result.error();
+      result = std::move(e).With("attempts", std::to_string(attempt_));
+    }
+  }
   if (!result.ok() && result.error().code == Code::kDescriptorsExhausted) {
     impl_->RelievePressure();
   }
@@ -992,7 +1183,9 @@ std::optional<Refusal> RestEngine::Impl::Admit(PreparedStep step,
     } else {
       // Probes block their thread (a connection test's handshake): they run on the
       // caller's, never on an event loop.
-      if (probe || (lease != nullptr && lease->allow_run_here() && in_flight == 0)) {
+      // A step that may retry runs on a loop from the start: its later attempts do.
+      const bool may_retry = task->retries();
+      if (probe || (lease != nullptr && lease->allow_run_here() && in_flight == 0 && !may_retry)) {
         where = Where::kHere;
       }
       ++slots.running;

@@ -29,6 +29,13 @@
 // When max_queue steps are in flight, TrySubmit returns Refusal::kEngineBusy (Submit
 // completes at once with FAILED_PRECONDITION, detail reason=engine_busy).
 //
+// Proxies (rest/proxy.h): a step's own proxy, or the engine's, reached with CONNECT; the
+// route is part of the partition, so tunnelled and direct connections never mix.
+//
+// Retries (RetryPolicy in rest/step.h): a step that asks is tried again after a transient
+// failure; the wait is a timer on an event loop (EventLoop::After), never a sleeping thread,
+// and never outlasts the step's deadline. Such steps always run on an event loop.
+//
 // Descriptors: the sockets of all connections together stay within a budget derived from
 // RLIMIT_NOFILE (rest/socket_budget.h), so the process keeps descriptors for its listener
 // and store; a step that finds none is answered DESCRIPTORS_EXHAUSTED, and idle
@@ -113,6 +120,12 @@ struct EngineOptions {
   // A cached OAuth2 token is renewed this long before it expires.
   std::chrono::seconds oauth2_expiry_margin{30};
   std::string user_agent = "wsstep/0.1";
+  // The plugin's proxy: used by every step that names none of its own (and is not
+  // `direct`), except for hosts on its no_proxy list. Empty url: direct. The environment's
+  // proxy variables are never read here (rest/proxy.h).
+  ProxySettings proxy;
+  // Offer HTTP/2 by ALPN to TLS origins (steps may say otherwise: RestStep::http_version).
+  bool offer_http2 = true;
   // A lent thread (LendThisThread) looks at its socket this long before it sleeps, while
   // its origin answers about that fast (rest/spin_wait.h); 0: never.
   std::chrono::microseconds spin_wait = SpinAdvisor::kDefaultSpin;

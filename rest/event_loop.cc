@@ -49,6 +49,31 @@ void EventLoop::Start(std::unique_ptr<Transfer> transfer, TransferDone done) {
       [this, moved, done = std::move(done)]() mutable { Add(std::move(*moved), std::move(done)); });
 }
 
+void EventLoop::After(steady_clock::time_point due, std::function<void()> fn,
+                      const CancelToken* cancel) {
+  Post([this, due, fn = std::move(fn), cancel]() mutable {
+    timers_.emplace(due, Timer{std::move(fn), cancel});
+  });
+}
+
+steady_clock::time_point EventLoop::RunTimers(steady_clock::time_point wake) {
+  const auto now = steady_clock::now();
+  std::vector<std::function<void()>> ready;
+  for (auto it = timers_.begin(); it != timers_.end();) {
+    const bool cancelled = it->second.cancel != nullptr && it->second.cancel->cancelled();
+    if (it->first <= now || cancelled) {
+      ready.push_back(std::move(it->second.fn));
+      it = timers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Outside the iteration: a timer's work may set another timer.
+  for (auto& fn : ready) fn();
+  if (!timers_.empty()) wake = std::min(wake, timers_.begin()->first);
+  return wake;
+}
+
 void EventLoop::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -101,7 +126,7 @@ void EventLoop::Loop() {
     if (running_.empty()) {
       if (on_tick_) keep_ticking = on_tick_();
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ && posted_.empty()) return;
+      if (stopping_ && posted_.empty() && timers_.empty()) return;
     }
 
     int still_running = 0;
@@ -128,11 +153,14 @@ void EventLoop::Loop() {
     for (const auto& [easy, stop] : stopped) Finish(easy, stop, CURLE_OK);
     stopped.clear();
     if (on_tick_ && !running_.empty()) on_tick_();
+    if (!timers_.empty()) wake = RunTimers(wake);
 
     int wait_ms = static_cast<int>(
         std::chrono::duration_cast<milliseconds>(wake - steady_clock::now()).count() + 1);
     // Nothing to watch: sleep until Post or Wake.
-    if (running_.empty() && !stopping && !keep_ticking) wait_ms = 24 * 3600 * 1000;
+    if (running_.empty() && timers_.empty() && !stopping && !keep_ticking) {
+      wait_ms = 24 * 3600 * 1000;
+    }
     curl_multi_poll(multi_.get(), nullptr, 0, std::max(wait_ms, 0), nullptr);
   }
 }

@@ -9,7 +9,7 @@
 // The loop looks at every running transfer's cancel token and deadline at least every
 // kPollInterval; libcurl's own timeouts (CURLOPT_TIMEOUT_MS) end most transfers earlier.
 // Callbacks run on the loop's thread and must not block: they may Start further transfers
-// (redirect hops, token calls) and answer the step.
+// (redirect hops, token calls, retries after an After timer) and answer the step.
 #ifndef WSSTEP_REST_EVENT_LOOP_H_
 #define WSSTEP_REST_EVENT_LOOP_H_
 
@@ -53,6 +53,12 @@ class EventLoop {
   // Drives `transfer` on the loop; `done` runs there, exactly once. Thread-safe; on the
   // loop's own thread (a redirect hop) the transfer is added at once.
   void Start(std::unique_ptr<Transfer> transfer, TransferDone done);
+  // Runs `fn` on the loop's thread once `due` has come, or earlier (within
+  // kPollInterval) when `cancel` fires; `fn` looks at the token itself. No thread waits
+  // meanwhile: a step's retry backoff is a timer here. Thread-safe. The loop does not stop
+  // while timers are pending.
+  void After(std::chrono::steady_clock::time_point due, std::function<void()> fn,
+             const CancelToken* cancel = nullptr);
   // Transfers started and not yet done (for choosing the least busy loop).
   size_t load() const { return load_.load(std::memory_order_relaxed); }
   // Lets running transfers finish (each bounded by its deadline), then ends the thread.
@@ -75,6 +81,13 @@ class EventLoop {
   std::vector<std::function<void()>> posted_;  // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_
   std::map<CURL*, Running> running_;           // the loop's thread only
+  struct Timer {
+    std::function<void()> fn;
+    const CancelToken* cancel;
+  };
+  std::multimap<std::chrono::steady_clock::time_point, Timer> timers_;  // the loop's thread only
+  // Runs the timers that are due or cancelled; returns the earliest due time left.
+  std::chrono::steady_clock::time_point RunTimers(std::chrono::steady_clock::time_point wake);
   std::thread thread_;
 };
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "core/x509_info.h"
+#include "rest/proxy.h"
 
 namespace wsstep::rest {
 
@@ -168,7 +169,8 @@ Result<ossl::X509StorePtr> TrustStoreCache::Get(const core::TrustAnchors* trust,
 
 Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentials& credentials,
                                                        const TlsOptions& tls,
-                                                       const std::string& pin) {
+                                                       const std::string& pin,
+                                                       const ProxyRoute& proxy, bool http2) {
   bool private_only = credentials.private_trust_only || tls.private_trust_only;
   const core::Identity* id = credentials.identity.get();
   std::string key;
@@ -181,6 +183,8 @@ Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentia
   key += ";sni=" + tls.tls_server_name;
   key += ";min=" + tls.min_tls_version;
   key += ";pin=" + pin;
+  key += ";proxy=" + ProxyPartitionKey(proxy);
+  key += http2 ? ";h2" : ";h1";
 
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = partitions_.find(key); it != partitions_.end()) return it->second;
@@ -193,6 +197,7 @@ Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentia
   profile.min_tls_version = tls.min_tls_version;
   profile.pin = pin;
   profile.private_trust_only = private_only;
+  profile.proxy = proxy;
   auto partition = std::make_shared<Partition>(key, std::move(profile));
   partitions_.emplace(key, partition);
   EvictLocked(max_partitions_);

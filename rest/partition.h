@@ -3,7 +3,7 @@
 // libcurl 7.88.1 does not compare the private key, key password or SSL_CTX callback
 // when it reuses a connection or resumes a TLS session (CVE-2026-8932), so the engine
 // never lets it choose between identities: every (client certificate, trust set,
-// verification options, server name, minimum version, pin) gets its own Partition with
+// verification options, server name, minimum version, pin, proxy route) gets its own Partition with
 // its own curl share (connection cache, TLS session cache, DNS cache) and its own easy
 // handles. Within a partition, keep-alive and resumption work as usual.
 #ifndef WSSTEP_REST_PARTITION_H_
@@ -38,6 +38,7 @@ struct TlsProfile {
   std::string min_tls_version;  // "", "1.2", "1.3"
   std::string pin;              // normalized "sha256//..." or ""
   bool private_trust_only = false;
+  ProxyRoute proxy;  // url "": direct
 };
 
 class Partition {
@@ -114,9 +115,13 @@ class PartitionTable {
       : trust_(trust), max_partitions_(max_partitions) {}
 
   // The partition for these credentials and options (created on first use). pin must be
-  // already normalized. Errors: the trust store could not be built.
+  // already normalized; `proxy` is the route the request takes (url "": direct): a
+  // tunnelled connection is never offered to a direct request, nor to another proxy or
+  // proxy user. `http2`: h2 offered (an h2 connection is never used for a step that
+  // asked for HTTP/1.1 only). Errors: the trust store could not be built.
   Result<std::shared_ptr<Partition>> Get(const core::CallCredentials& credentials,
-                                         const TlsOptions& tls, const std::string& pin);
+                                         const TlsOptions& tls, const std::string& pin,
+                                         const ProxyRoute& proxy = {}, bool http2 = false);
 
   // Drops every partition no transfer uses now, closing its idle connections (when
   // descriptors run short). Returns how many were dropped.

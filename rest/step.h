@@ -120,6 +120,72 @@ struct Timeouts {
   std::chrono::milliseconds total{60'000};    // whole step, every hop; 0: caller's deadline only
 };
 
+// ---------------------------------------------------------------- networks
+// An explicit HTTP proxy (PRODUCT.md §2 "Networks"). Every connection through it is a
+// CONNECT tunnel to the origin's host and port; TLS runs end to end inside it, so the
+// origin sees the client certificate and the proxy sees only the tunnel. The engine never
+// reads proxy variables from the environment (https_proxy, no_proxy, ALL_PROXY...): a
+// caller that wants them turns them into these settings (plugin/process/config.h).
+struct ProxySettings {
+  // "http://host:port" or "host:port"; "": none (the engine's, for a step).
+  std::string url;
+  std::string username;  // basic credentials for the proxy; "" with no password: none
+  std::shared_ptr<const SecretBytes> password;  // null: none (shared: options are copied)
+  // Hosts reached directly: "example.com" (that host and every name under it; a leading
+  // dot means the same), an IP address, or "*" (every host). Case-insensitive.
+  std::vector<std::string> no_proxy;
+  bool direct = false;  // a step's: no proxy at all, whatever the engine's settings say
+};
+
+// The proxy a connection actually goes through, decided per request (step settings over
+// the engine's, the no-proxy lists, the target host). Part of a connection's identity
+// partition: a tunnelled and a direct connection never share a pool, nor do two proxies,
+// nor two proxy users.
+struct ProxyRoute {
+  std::string url;       // normalized "http://host:port"; "" = direct
+  std::string host;      // the proxy's host and port, for errors
+  uint16_t port = 0;
+  std::string username;
+  std::shared_ptr<const SecretBytes> password;  // null: no credentials
+  bool has_credentials() const { return password != nullptr || !username.empty(); }
+};
+
+// When a step is tried again (RetryPolicy in step.proto). Only idempotent requests (GET,
+// HEAD, PUT, DELETE, OPTIONS, or `idempotent`), only after a connection failure, a
+// TIMEOUT before the request went out, or HTTP 429/502/503/504, never past the step's
+// deadline, never after a certificate or verification failure. The wait before retry n is
+// uniformly random in [0, min(max_delay, base_delay * 2^(n-1))], or the answer's
+// Retry-After (seconds or an HTTP date) when it gives one.
+inline constexpr int kMaxRetryAttempts = 10;
+struct RetryPolicy {
+  int max_attempts = 1;  // 1: no retry
+  std::chrono::milliseconds base_delay{200};
+  std::chrono::milliseconds max_delay{10'000};
+  bool idempotent = false;  // the request may be repeated whatever its method
+};
+
+// One attempt of a step with a retry policy (RestResult::attempts, or the caller's
+// AttemptLog for a step that ended in an error).
+struct AttemptRecord {
+  int number = 1;
+  int http_status = 0;           // 0: no answer
+  std::optional<Error> error;    // the attempt's failure, when it got no answer
+  std::chrono::microseconds duration{0};
+  std::chrono::milliseconds delay{0};  // waited before it
+  bool delay_from_retry_after = false;
+  std::string retry_reason;      // why another attempt followed; "" for the last
+};
+using AttemptLog = std::vector<AttemptRecord>;
+
+// The HTTP version a step asks for over TLS. HTTP/2 is offered by ALPN and used when the
+// origin takes it; steps of one identity partition then share (multiplex) one connection
+// where they run on the same event loop. Plain http:// is always HTTP/1.1.
+enum class HttpVersion {
+  kDefault,  // the engine's setting (EngineOptions::offer_http2)
+  kHttp11,   // HTTP/1.1 only
+  kHttp2,    // offer h2, whatever the engine's setting
+};
+
 inline constexpr size_t kDefaultMaxResponseBytes = 10 * 1024 * 1024;
 
 // A step that is a connection test (TestConnection) rather than a request: one new
@@ -166,6 +232,13 @@ struct RestStep {
   // session, as any HTTP client would; sessions never cross identities).
   bool reuse_connections = true;
   bool resume_tls_sessions = true;  // false: every new connection makes a full handshake
+  // The step's proxy; empty url: the engine's (EngineOptions::proxy), unless direct.
+  ProxySettings proxy;
+  RetryPolicy retry;
+  HttpVersion http_version = HttpVersion::kDefault;
+  // Filled with every attempt when the step has a retry policy (max_attempts > 1), also
+  // when the step ends in an error; read it after the answer. Null: not recorded.
+  std::shared_ptr<AttemptLog> attempts;
   std::string step_id;            // for logs and the audit trail
   std::string workflow_id;
   // Set: test the connection instead of sending the step's request (see HandshakeProbe);
@@ -207,6 +280,8 @@ struct TlsFacts {
   bool client_certificate_requested = false;
   bool connection_reused = false;  // the request went over a kept-alive connection
   bool session_resumed = false;    // the connection's handshake resumed a TLS session
+  std::string proxy;               // the proxy tunnelled through ("http://host:port"), or ""
+  std::string http_version;        // "HTTP/2" or "HTTP/1.1" (of the response)
 };
 
 // A non-2xx status is a result, not an error — except the HTTP 400/495/496 pages of TLS

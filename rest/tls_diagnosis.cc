@@ -154,6 +154,7 @@ std::string RejectionHint(int alert) {
 Error WithCommon(Error e, const FailureContext& f) {
   e.With("url", f.url).With("host", f.host).With("port", std::to_string(f.port));
   e.With("curl_code", std::to_string(f.curl_code));
+  if (!f.proxy.empty()) e.With("proxy", f.proxy);
   if (f.tls != nullptr && !f.tls->protocol.empty()) e.With("tls_version", f.tls->protocol);
   return e;
 }
@@ -303,6 +304,42 @@ Error Classify(const FailureContext& f) {
             Side::kPlugin);
     return WithCommon(std::move(e), f);
   }
+  // The proxy answered the CONNECT with something other than 2xx: no tunnel, so nothing
+  // reached the origin (libcurl 7.88 reports these as CURLE_RECV_ERROR or
+  // CURLE_COULDNT_CONNECT; the CONNECT status says what happened).
+  if (!f.proxy.empty() && f.proxy_status >= 300 && !f.cancelled) {
+    const std::string status = std::to_string(f.proxy_status);
+    const std::string target = f.host + ":" + std::to_string(f.port);
+    // 407 is the standard answer; some proxies (tinyproxy) answer wrong credentials with 401.
+    if (f.proxy_status == 407 || f.proxy_status == 401) {
+      Error e(Code::kProxyAuthRequired,
+              f.url + ": the proxy " + f.proxy +
+                  (f.proxy_credentials ? " rejected the proxy credentials"
+                                       : " requires credentials and none were configured") +
+                  " (HTTP " + status + " to CONNECT " + target + ")",
+              f.proxy_credentials
+                  ? "Check the proxy user name and password (the step's proxy settings, or "
+                    "the plugin's proxy configuration)."
+                  : "Give the proxy user name and password in the step's proxy settings or "
+                    "the plugin's proxy configuration.",
+              Side::kProxy);
+      e.With("proxy_status", status);
+      return WithCommon(std::move(e), f);
+    }
+    const bool upstream = f.proxy_status == 502 || f.proxy_status == 504;
+    Error e(Code::kProxyRefused,
+            f.url + ": the proxy " + f.proxy + " refused to open a tunnel to " + target +
+                " (HTTP " + status + " to CONNECT" +
+                (upstream ? ": it could not reach the origin)" : ")"),
+            upstream ? "The proxy could not connect to the origin: check the host and port, "
+                       "and that the origin is reachable from the proxy."
+                     : "The proxy's rules forbid this host or port: ask the proxy's operator "
+                       "to allow CONNECT to " + target + ", or list the host in no_proxy if "
+                       "it is reachable directly.",
+            Side::kProxy);
+    e.With("proxy_status", status);
+    return WithCommon(std::move(e), f);
+  }
   if (f.deadline_exceeded || f.curl_code == CURLE_OPERATION_TIMEDOUT) {
     // Where the time went: waiting for a place to run, TCP, TLS, the server thinking
     // (no byte of the answer yet), or the answer arriving too slowly.
@@ -348,6 +385,20 @@ Error Classify(const FailureContext& f) {
             std::move(hint), side);
     e.With("phase", phase).With("timeout_ms", std::to_string(f.time_limit.count()));
     e.With("limit", std::string(TimeLimitName(f.limit)));
+    return WithCommon(std::move(e), f);
+  }
+  // Through a proxy, the only connection the plugin makes itself is to the proxy.
+  if (!f.proxy.empty() && f.proxy_status == 0 &&
+      (f.curl_code == CURLE_COULDNT_RESOLVE_PROXY ||
+       (f.curl_code == CURLE_COULDNT_CONNECT && (t == nullptr || !t->handshake_started)))) {
+    Error e(Code::kProxyUnreachable,
+            f.url + ": the proxy " + f.proxy +
+                (f.curl_code == CURLE_COULDNT_RESOLVE_PROXY
+                     ? " does not resolve"
+                     : " refused the connection or is unreachable"),
+            "Check the proxy's host and port (the step's proxy settings or the plugin's "
+            "configuration) and that the proxy is running and reachable from the plugin.",
+            Side::kProxy);
     return WithCommon(std::move(e), f);
   }
   if (f.curl_code == CURLE_COULDNT_RESOLVE_HOST) {

@@ -109,6 +109,9 @@ struct FailureContext {
   bool queued = false;              // never started: waited for a place to run
   bool descriptors_exhausted = false;  // no socket: the process is out of descriptors
   const TlsObservation* tls = nullptr;  // null when no TLS connection was attempted
+  std::string proxy;                // the proxy tunnelled through ("http://host:port"), or ""
+  bool proxy_credentials = false;   // credentials were offered to it
+  int proxy_status = 0;             // its answer to CONNECT (CURLINFO_HTTP_CONNECTCODE); 0: none
 };
 
 // The catalog error for a failed transfer: code, message naming the URL, hint, side and

@@ -174,6 +174,8 @@ FailureContext BaseFailure(const std::string& shown_url, const UrlParts& url,
   failure.had_client_certificate = https && profile.identity != nullptr;
   if (failure.had_client_certificate) failure.client_certificate_name = profile.identity->name;
   failure.max_response_bytes = limits.max_response_bytes;
+  failure.proxy = profile.proxy.url;
+  failure.proxy_credentials = profile.proxy.has_credentials();
   failure.limit = limits.deadline_is_caller ? TimeLimit::kCallerDeadline : TimeLimit::kStepTimeout;
   // The whole limit when the caller knows it (a step's timeout counts from admission),
   // else what was left of it when the transfer began.
@@ -209,6 +211,29 @@ Result<ConnectionTarget> TargetOf(const std::string& request_url, const UrlParts
   return target;
 }
 
+// The route the partition decided, and nothing else: libcurl would otherwise take a proxy
+// from the process environment (https_proxy, ALL_PROXY, no_proxy) for any request whose
+// CURLOPT_PROXY is unset. "" disables proxies; an empty NOPROXY disables the environment's
+// no_proxy. A proxy is always a CONNECT tunnel, plain http URLs included, so the origin's
+// TLS (and client certificate) run end to end and the proxy sees no request.
+void SetProxyOptions(CURL* easy, const ProxyRoute& proxy) {
+  Setopt(easy, CURLOPT_PROXY, proxy.url.c_str());
+  Setopt(easy, CURLOPT_NOPROXY, "");
+  if (proxy.url.empty()) return;
+  Setopt(easy, CURLOPT_PROXYTYPE, static_cast<long>(CURLPROXY_HTTP));
+  Setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
+  // The proxy's answer to CONNECT is not the origin's: keep it out of the response headers.
+  Setopt(easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+  if (proxy.has_credentials()) {
+    Setopt(easy, CURLOPT_PROXYAUTH, static_cast<long>(CURLAUTH_BASIC));
+    Setopt(easy, CURLOPT_PROXYUSERNAME, proxy.username.c_str());
+    // libcurl keeps its own copy (freed on curl_easy_reset); ours is wiped at once.
+    std::string password(proxy.password ? proxy.password->view() : std::string_view());
+    Setopt(easy, CURLOPT_PROXYPASSWORD, password.c_str());
+    OPENSSL_cleanse(password.data(), password.size());
+  }
+}
+
 // The connection options a transfer and a probe share: target, trust (the partition's
 // store only), verification, TLS version, pin, and the SSL_CTX callback that installs the
 // client certificate and observes the handshake.
@@ -232,6 +257,7 @@ void SetConnectionOptions(CURL* easy, TransferState& st, const TlsProfile& profi
   Setopt(easy, CURLOPT_SSL_VERIFYHOST, profile.verify_host ? 2L : 0L);
   Setopt(easy, CURLOPT_SSLVERSION, TlsVersionOption(profile.min_tls_version));
   if (!profile.pin.empty()) Setopt(easy, CURLOPT_PINNEDPUBLICKEY, profile.pin.c_str());
+  SetProxyOptions(easy, profile.proxy);
   Setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &SslCtxCallback);
   Setopt(easy, CURLOPT_SSL_CTX_DATA, &st);
   if (st.open.budget != nullptr) {
@@ -352,7 +378,15 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   std::unique_ptr<Transfer> transfer(new Transfer(std::move(state)));
 
   SetConnectionOptions(easy, st, profile, s.target);
-  Setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+  if (s.limits.http2 && s.https) {
+    // Once a partition's connection is known to speak h2, steps on the same event loop
+    // multiplex over it. No CURLOPT_PIPEWAIT: a transfer waiting for a connection that
+    // another loop's multi handle is still making is only woken by its own multi handle,
+    // so it would sit until its timeout.
+    Setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+  } else {
+    Setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+  }
   Setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);  // hops are the engine's business
   if (!s.limits.reuse_connections) {
     Setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
@@ -417,6 +451,8 @@ Result<HttpResponse> Transfer::End(Stop stop, CURLcode result) {
   int64_t t_total = InfoMicros(easy, CURLINFO_TOTAL_TIME_T);
   long status = 0;
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+  long connect_code = 0;
+  if (!profile.proxy.url.empty()) curl_easy_getinfo(easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
   HttpResponse& resp = st.response;
   resp.status = static_cast<int>(status);
   resp.content_type = InfoString(easy, CURLINFO_CONTENT_TYPE);
@@ -444,6 +480,7 @@ Result<HttpResponse> Transfer::End(Stop stop, CURLcode result) {
                            : finished       ? curl_easy_strerror(result)
                                             : "aborted";
     failure.response_too_large = st.too_large;
+    failure.proxy_status = static_cast<int>(connect_code);
     failure.descriptors_exhausted =
         st.open.exhausted || (!finished ? false : os_errno == EMFILE || os_errno == ENFILE);
     // libcurl stamps the connect time only once the TLS layer above TCP has connected
@@ -467,6 +504,13 @@ Result<HttpResponse> Transfer::End(Stop stop, CURLcode result) {
   resp.timings.first_byte_us = t_first;
   resp.timings.total_us = t_total;
   resp.tls.connection_reused = connects == 0;
+  resp.tls.proxy = profile.proxy.url;
+  long http_version = 0;
+  curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &http_version);
+  resp.tls.http_version = http_version == CURL_HTTP_VERSION_2_0   ? "HTTP/2"
+                          : http_version == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
+                          : http_version == CURL_HTTP_VERSION_1_0 ? "HTTP/1.0"
+                                                                  : "";
   const TlsObservation* obs = st.used ? st.used.get() : st.created.get();
   // A resumed session carries the identity of the handshake that created it, and
   // sessions only resume within this partition (this identity).
@@ -661,6 +705,8 @@ Result<RestResult> TransferDriver::Probe(Partition& partition, const HttpRequest
   st.easy = easy.get();
   SetConnectionOptions(easy.get(), st, profile, target);
   // One new connection with a full handshake: the server judges the certificate now.
+  // HTTP/1.1 in ALPN: the probe writes its request itself, as HTTP/1.1.
+  Setopt(easy.get(), CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   Setopt(easy.get(), CURLOPT_CONNECT_ONLY, 1L);
   Setopt(easy.get(), CURLOPT_FRESH_CONNECT, 1L);
   Setopt(easy.get(), CURLOPT_SSL_SESSIONID_CACHE, 0L);
@@ -677,6 +723,7 @@ Result<RestResult> TransferDriver::Probe(Partition& partition, const HttpRequest
   result.timings.dns_us = t_dns;
   result.timings.connect_us = t_connect > t_dns ? t_connect - t_dns : 0;
   result.timings.tls_us = t_tls > t_connect ? t_tls - t_connect : 0;
+  result.tls.proxy = profile.proxy.url;
   auto finish = [&](std::optional<Error> error) {
     if (st.created) {
       FactsFromObservation(*st.created, profile, result.tls);
@@ -702,6 +749,11 @@ Result<RestResult> TransferDriver::Probe(Partition& partition, const HttpRequest
     failure.cancelled = connected == CURLE_ABORTED_BY_CALLBACK;
     failure.descriptors_exhausted = st.open.exhausted;
     failure.deadline_exceeded = connected == CURLE_OPERATION_TIMEDOUT;
+    if (!profile.proxy.url.empty()) {
+      long connect_code = 0;
+      curl_easy_getinfo(easy.get(), CURLINFO_HTTP_CONNECTCODE, &connect_code);
+      failure.proxy_status = static_cast<int>(connect_code);
+    }
     return finish(Classify(failure));
   }
   failure.connected = failure.tls_connected = true;

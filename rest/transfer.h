@@ -55,6 +55,7 @@ struct TransferLimits {
   const CancelToken* cancel = nullptr;
   bool reuse_connections = true;
   bool resume_sessions = true;
+  bool http2 = false;  // offer h2 by ALPN (TLS only); else HTTP/1.1
   std::string user_agent;
   size_t max_idle_handles = 64;  // per partition, kept for reuse
   // Called between waits for the socket (at most poll_interval apart) while the transfer

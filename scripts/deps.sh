@@ -9,7 +9,7 @@ WSSTEP_PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   openjdk-17-jdk-headless
-  nginx-light wrk python3-grpcio python3-grpc-tools python3-spyne
+  nginx-light wrk tinyproxy python3-grpcio python3-grpc-tools python3-spyne
   libxmlsec1-dev libxmlsec1-openssl xmlsec1 python3-xmlsec python3-zeep
   clang libclang-rt-14-dev
   prometheus-cpp-dev prometheus

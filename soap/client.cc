@@ -126,6 +126,8 @@ Status SoapClient::Validate(const SoapStep& step, const rest::RestStep& transpor
   probe.follow_redirects = transport.follow_redirects;
   probe.max_redirects = transport.max_redirects;
   probe.max_response_bytes = transport.max_response_bytes;
+  probe.proxy = transport.proxy;
+  probe.retry = transport.retry;
   Status st = engine_.Validate(probe);
   if (!st.ok()) return RenameUrlField(st.error());
   return Status();

@@ -74,6 +74,11 @@ class Transfers {
     eo.spin_wait = options.spin_wait;
     eo.protected_environments = options.protected_environments;
     eo.credentials = std::make_shared<StoreCredentialSource>(store_);
+    eo.proxy.url = options.proxy_url;
+    eo.proxy.username = options.proxy_username;
+    eo.proxy.password = options.proxy_password;
+    eo.proxy.no_proxy = options.no_proxy;
+    eo.offer_http2 = options.offer_http2;
     engine_ = std::make_unique<rest::RestEngine>(std::move(eo));
     soap_ = std::make_unique<soap::SoapClient>(*engine_);
   }
@@ -254,9 +259,11 @@ class RestRunner final : public RestStepRunner {
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
     core::CallCredentials credentials = res->credentials;
+    std::shared_ptr<rest::AttemptLog> attempts = prepared->step().attempts;
     auto refusal = t_->engine().TrySubmit(
         std::move(prepared).value(), std::move(credentials), call.StepDeadline(), token,
-        [t, res, call, outcome, done](Result<rest::RestResult> r) {
+        [t, res, call, outcome, done, attempts](Result<rest::RestResult> r) {
+          if (attempts) FillAttempts(*attempts, outcome);
           if (!r.ok()) {
             FillStepError(TranslateField(r.error(), RestFieldToProto), outcome->mutable_error());
             t->RecordUse(*res, call, CodeName(r.error().code));
@@ -279,6 +286,8 @@ Result<rest::RestStep> SoapTransport(const v1::SoapStep& step, const std::string
       rest::RestStep s,
       TransportFromProto(step.auth(), step.tls(), step.timeouts(), step.redirects(),
                          step.max_response_bytes(), environment, limits));
+  WSSTEP_RETURN_IF_ERROR(NetworkFromProto(step.proxy(), step.retry(), &s));
+  WSSTEP_RETURN_IF_ERROR(HttpVersionFromProto(step.http_version(), &s));
   s.url.clear();
   s.method = "POST";  // what SoapClient sends; anything else is refused
   for (const auto& h : step.http_headers()) s.headers.push_back({h.name(), h.value()});
@@ -513,9 +522,11 @@ class SoapRunner final : public SoapStepRunner {
     rest::CancelToken token(call.cancelled);
     auto t = t_;
     auto res = std::make_shared<Resolved>(std::move(resolved).value());
+    std::shared_ptr<rest::AttemptLog> attempts = prepared->request().step().attempts;
     auto refusal = t_->soap().TrySubmit(
         std::move(prepared).value(), res->credentials, call.StepDeadline(), token,
-        [t, res, call, outcome, done](Result<soap::SoapResult> r) {
+        [t, res, call, outcome, done, attempts](Result<soap::SoapResult> r) {
+          if (attempts) FillAttempts(*attempts, outcome);
           if (!r.ok()) {
             FillStepError(TranslateField(r.error(), SoapFieldToProto), outcome->mutable_error());
             t->RecordUse(*res, call, CodeName(r.error().code));

@@ -58,6 +58,12 @@ struct TransferOptions {
   std::chrono::microseconds spin_wait = rest::SpinAdvisor::kDefaultSpin;
   // Config::propagate_trace_context
   bool propagate_trace_context = false;
+  // Config::proxy: EngineOptions::proxy (url "": direct).
+  std::string proxy_url;
+  std::string proxy_username;
+  std::shared_ptr<const SecretBytes> proxy_password;
+  std::vector<std::string> no_proxy;
+  bool offer_http2 = true;  // Config::offer_http2
 };
 
 class Transfers;  // the engine and the SOAP client

@@ -280,12 +280,59 @@ Result<rest::RestStep> TransportFromProto(const v1::HttpAuth& auth, const v1::Tl
   return s;
 }
 
+Status NetworkFromProto(const v1::ProxySettings& proxy, const v1::RetryPolicy& retry,
+                        rest::RestStep* out) {
+  out->proxy.url = proxy.url();
+  out->proxy.username = proxy.username();
+  if (!proxy.password().empty()) {
+    out->proxy.password = std::make_shared<const SecretBytes>(SecretBytes(proxy.password()));
+  }
+  out->proxy.no_proxy.assign(proxy.no_proxy().begin(), proxy.no_proxy().end());
+  out->proxy.direct = proxy.direct();
+  if (proxy.direct() && !proxy.url().empty()) {
+    return Invalid("proxy.direct", "a step cannot both name a proxy and go direct");
+  }
+  if (retry.max_attempts() < 0) return Invalid("retry.max_attempts", "must be >= 0");
+  out->retry.max_attempts = std::max(retry.max_attempts(), 1);
+  if (retry.has_base_delay()) out->retry.base_delay = FromDuration(retry.base_delay());
+  if (retry.has_max_delay()) out->retry.max_delay = FromDuration(retry.max_delay());
+  out->retry.idempotent = retry.idempotent();
+  if (out->retry.max_attempts > 1) out->attempts = std::make_shared<rest::AttemptLog>();
+  return Status();
+}
+
+Status HttpVersionFromProto(v1::HttpVersion version, rest::RestStep* out) {
+  switch (version) {
+    case v1::HTTP_VERSION_UNSPECIFIED: out->http_version = rest::HttpVersion::kDefault; break;
+    case v1::HTTP_VERSION_1_1: out->http_version = rest::HttpVersion::kHttp11; break;
+    case v1::HTTP_VERSION_2: out->http_version = rest::HttpVersion::kHttp2; break;
+    default:
+      return Invalid("http_version", "unknown value " + std::to_string(version));
+  }
+  return Status();
+}
+
+void FillAttempts(const rest::AttemptLog& attempts, v1::StepOutcome* out) {
+  for (const auto& a : attempts) {
+    v1::Attempt* x = out->add_attempts();
+    x->set_number(a.number);
+    x->set_http_status(a.http_status);
+    if (a.error) FillStepError(TranslateField(*a.error, RestFieldToProto), x->mutable_error());
+    SetDuration(a.duration.count(), x->mutable_duration());
+    SetDuration(a.delay.count() * 1000, x->mutable_delay());
+    x->set_delay_from_retry_after(a.delay_from_retry_after);
+    x->set_retry_reason(a.retry_reason);
+  }
+}
+
 Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::string& environment,
                                          const StepLimits& limits) {
   WSSTEP_ASSIGN_OR_RETURN(rest::RestStep s,
                           TransportFromProto(step.auth(), step.tls(), step.timeouts(),
                                              step.redirects(), step.max_response_bytes(),
                                              environment, limits));
+  WSSTEP_RETURN_IF_ERROR(NetworkFromProto(step.proxy(), step.retry(), &s));
+  WSSTEP_RETURN_IF_ERROR(HttpVersionFromProto(step.http_version(), &s));
   s.method = step.method().empty() ? "GET" : step.method();
   s.url = step.url();
   // limits.max_body_bytes bounds request bodies as well as responses (PluginLimits says
@@ -462,6 +509,8 @@ void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
   out->set_connection_reused(tls.connection_reused);
   out->set_session_resumed(tls.session_resumed);
   out->set_server_name(server_name);
+  out->set_proxy(tls.proxy);
+  out->set_http_version(tls.http_version);
 }
 
 void FillPeerCertificate(const rest::PeerCertificateFacts& cert, v1::CertificateInfo* out) {

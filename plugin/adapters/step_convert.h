@@ -44,6 +44,15 @@ Result<rest::RestStep> TransportFromProto(const v1::HttpAuth& auth, const v1::Tl
                                           int64_t max_response_bytes,
                                           const std::string& environment,
                                           const StepLimits& limits);
+// A step's proxy and retry policy (both step kinds carry them as fields 60 and 61) into
+// `out`. INVALID_STEP_CONFIG naming the proto field. A retry policy with more than one
+// attempt gets an attempt log (out->attempts) for FillAttempts.
+Status NetworkFromProto(const v1::ProxySettings& proxy, const v1::RetryPolicy& retry,
+                        rest::RestStep* out);
+// RestStep/SoapStep.http_version into `out`; INVALID_STEP_CONFIG for an unknown value.
+Status HttpVersionFromProto(v1::HttpVersion version, rest::RestStep* out);
+// The attempts of a step with a retry policy, as StepOutcome.attempts.
+void FillAttempts(const rest::AttemptLog& attempts, v1::StepOutcome* out);
 // A whole REST step. INVALID_STEP_CONFIG naming the proto field.
 Result<rest::RestStep> RestStepFromProto(const v1::RestStep& step, const std::string& environment,
                                          const StepLimits& limits);

@@ -23,6 +23,11 @@ TransferOptions TransferOptionsFor(const Config& config) {
   transfer.max_queue =
       static_cast<size_t>(std::max(config.limits.max_in_flight_steps, 0)) + kEngineQueueHeadroom;
   transfer.max_in_flight_per_origin = config.limits.max_in_flight_per_origin;
+  transfer.proxy_url = config.proxy.url;
+  transfer.proxy_username = config.proxy.username;
+  transfer.proxy_password = config.proxy.password;
+  transfer.no_proxy = config.proxy.no_proxy;
+  transfer.offer_http2 = config.offer_http2;
   return transfer;
 }
 

@@ -154,7 +154,7 @@ int ReportRpcError(const ClientOptions& options, std::string_view method,
       f.error.hint = v;
     } else if (k == "side") {
       for (Side side : {Side::kConfiguration, Side::kClient, Side::kServer, Side::kNetwork,
-                        Side::kStore}) {
+                        Side::kStore, Side::kPlugin, Side::kProxy}) {
         if (SideName(side) == v) f.error.side = side;
       }
     } else {

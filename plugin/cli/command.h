@@ -101,6 +101,12 @@ struct TransportFlags {
   std::string basic_password_env;
   std::string api_key_header;
   std::string api_key_env;
+  std::string proxy, proxy_user, proxy_password_env;
+  std::vector<std::string> no_proxy;
+  bool direct = false;
+  int retries = 0;
+  bool retry_idempotent = false;
+  bool http1 = false, http2 = false;
 
   void Add(CLI::App* cmd) {
     cmd->add_option("--connect-timeout", connect_timeout, "seconds to connect and handshake");
@@ -115,6 +121,39 @@ struct TransportFlags {
                     "HTTP Basic password from this variable");
     cmd->add_option("--api-key-header", api_key_header, "send an API key in this header");
     cmd->add_option("--api-key-env", api_key_env, "the API key, from this variable");
+    cmd->add_option("--proxy", proxy, "HTTP proxy for this step, http://HOST:PORT (CONNECT)");
+    cmd->add_option("--proxy-user", proxy_user, "proxy user name (basic)");
+    cmd->add_option("--proxy-password-env", proxy_password_env,
+                    "the proxy password, from this variable");
+    cmd->add_option("--no-proxy", no_proxy, "hosts reached without a proxy (comma-separated)")
+        ->delimiter(',');
+    cmd->add_flag("--direct", direct, "no proxy, whatever the plugin's configuration says");
+    cmd->add_option("--retries", retries, "attempts in all on transient failures (1: none)");
+    cmd->add_flag("--retry-idempotent", retry_idempotent,
+                  "the request may be repeated whatever its method");
+    cmd->add_flag("--http1.1", http1, "HTTP/1.1 only (no h2 in ALPN)");
+    cmd->add_flag("--http2", http2, "offer h2 by ALPN, whatever the plugin's setting");
+  }
+
+  // The step's proxy settings and retry policy (RestStep and SoapStep fields 60, 61).
+  Status FillNetwork(v1::ProxySettings* out_proxy, v1::RetryPolicy* retry) const {
+    out_proxy->set_url(proxy);
+    out_proxy->set_username(proxy_user);
+    if (!proxy_password_env.empty()) {
+      const char* v = std::getenv(proxy_password_env.c_str());
+      if (v == nullptr) {
+        return Error(
+            Code::kInvalidArgument,
+            "--proxy-password-env: environment variable " + proxy_password_env + " is not set", "",
+            Side::kConfiguration);
+      }
+      out_proxy->set_password(v);
+    }
+    for (const auto& host : no_proxy) out_proxy->add_no_proxy(host);
+    out_proxy->set_direct(direct);
+    retry->set_max_attempts(retries);
+    retry->set_idempotent(retry_idempotent);
+    return {};
   }
 
   static void SetDuration(double seconds, google::protobuf::Duration* d) {
@@ -180,7 +219,9 @@ Status FillTransport(const TlsFlags& tls, const TransportFlags& transport, Step*
   WSSTEP_RETURN_IF_ERROR(transport.Fill(headers, step->mutable_auth(), step->mutable_timeouts(),
                                         step->mutable_redirects(), &max_response));
   step->set_max_response_bytes(max_response);
-  return {};
+  if (transport.http1) step->set_http_version(v1::HTTP_VERSION_1_1);
+  if (transport.http2) step->set_http_version(v1::HTTP_VERSION_2);
+  return transport.FillNetwork(step->mutable_proxy(), step->mutable_retry());
 }
 
 // The command line being assembled: the global flags, and the command that was parsed.

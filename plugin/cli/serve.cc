@@ -260,14 +260,16 @@ int RunServe(const Config& config, const HandshakeEnv& handshake, bool plugin_mo
 std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std::string& config_file,
                                                         const std::string& data_dir) {
   struct ServeFlags {
-    std::string listen, master_key_file, log_level, shutdown_grace, metrics_listen, store;
-    std::vector<std::string> protected_envs;
-    bool allow_remote = false, print_config = false, propagate_trace = false;
+    std::string listen, master_key_file, log_level, shutdown_grace, metrics_listen, store, proxy;
+    std::vector<std::string> protected_envs, no_proxy;
+    bool allow_remote = false, print_config = false, propagate_trace = false,
+         proxy_from_env = false, http1_only = false;
     int max_in_flight = 0, max_per_origin = 0;
     int64_t max_message = 0, max_body = 0;
     CLI::Option *listen_opt, *remote_opt, *key_file_opt, *envs_opt, *in_flight_opt, *origin_opt,
         *message_opt,
-        *body_opt, *grace_opt, *level_opt, *trace_opt, *metrics_opt, *store_opt;
+        *body_opt, *grace_opt, *level_opt, *trace_opt, *metrics_opt, *store_opt, *proxy_opt,
+        *no_proxy_opt, *proxy_env_opt, *http1_opt;
   };
   auto f = std::make_shared<ServeFlags>();
   auto* serve = app.add_subcommand("serve", "run the plugin server (go-plugin aware)");
@@ -293,6 +295,15 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
   f->store_opt = serve->add_option(
       "--store", f->store,
       "PostgreSQL connection string for the store (default: SQLite in the data directory)");
+  f->proxy_opt = serve->add_option("--proxy", f->proxy,
+                                   "HTTP proxy for steps, http://HOST:PORT (\"\": none)");
+  f->no_proxy_opt = serve->add_option("--no-proxy", f->no_proxy,
+                                      "hosts reached without the proxy (comma-separated)")
+                        ->delimiter(',');
+  f->proxy_env_opt = serve->add_flag("--proxy-from-environment", f->proxy_from_env,
+                                     "take the proxy from https_proxy / no_proxy");
+  f->http1_opt = serve->add_flag("--http1.1", f->http1_only,
+                                 "HTTP/1.1 only: do not offer h2 to origins");
   serve->add_flag("--print-config", f->print_config,
                   "print the effective configuration and exit");
 
@@ -319,6 +330,10 @@ std::function<int(bool explicit_serve)> AddServeCommand(CLI::App& app, const std
     if (f->trace_opt->count()) flags.propagate_trace_context = f->propagate_trace;
     if (f->metrics_opt->count()) flags.metrics_listen = f->metrics_listen;
     if (f->store_opt->count()) flags.store = f->store;
+    if (f->proxy_opt->count()) flags.proxy_url = f->proxy;
+    if (f->no_proxy_opt->count()) flags.no_proxy = f->no_proxy;
+    if (f->proxy_env_opt->count()) flags.proxy_from_environment = f->proxy_from_env;
+    if (f->http1_opt->count()) flags.offer_http2 = !f->http1_only;
     if (f->grace_opt->count()) {
       auto grace = ParseDuration(f->shutdown_grace, "--shutdown-grace");
       if (!grace.ok()) {

@@ -10,6 +10,7 @@
 #include "core/store/pg_storage.h"
 #include "core/store/sqlite_storage.h"
 #include "plugin/process/listen.h"
+#include "rest/proxy.h"
 
 namespace wsstep::plugin {
 namespace {
@@ -79,6 +80,97 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.propagate_trace_context, upper.propagate_trace_context);
   take(lower.metrics_listen, upper.metrics_listen);
   take(lower.store, upper.store);
+  take(lower.proxy_url, upper.proxy_url);
+  take(lower.proxy_username, upper.proxy_username);
+  take(lower.proxy_password, upper.proxy_password);
+  take(lower.proxy_password_file, upper.proxy_password_file);
+  take(lower.no_proxy, upper.no_proxy);
+  take(lower.proxy_from_environment, upper.proxy_from_environment);
+  take(lower.offer_http2, upper.offer_http2);
+}
+
+std::string PercentDecode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// The proxy settings: url, credentials and no-proxy list from the layers, or from the
+// process's proxy variables when from_environment asks for it (and no url is set).
+Result<ProxyConfig> ProxyFrom(const ConfigLayer& merged, const EnvLookup& env) {
+  ProxyConfig p;
+  p.url = merged.proxy_url.value_or("");
+  p.username = merged.proxy_username.value_or("");
+  p.no_proxy = merged.no_proxy.value_or(std::vector<std::string>{});
+  p.from_environment = merged.proxy_from_environment.value_or(false);
+  p.source = p.url.empty() ? "" : "config";
+  std::optional<std::string> password = merged.proxy_password;
+  if (merged.proxy_password_file && !password) {
+    std::ifstream in(*merged.proxy_password_file, std::ios::binary);
+    if (!in) return Invalid("proxy.password_file: cannot read " + *merged.proxy_password_file);
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string secret = text.str();
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    password = std::move(secret);
+    p.password_file = *merged.proxy_password_file;
+  }
+  if (p.from_environment) {
+    if (p.url.empty()) {
+      for (const char* name : {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}) {
+        auto v = env(name);
+        if (!v || v->empty()) continue;
+        std::string url = *v;
+        // user:password@ in the variable: the proxy credentials (percent-decoded).
+        const size_t scheme = url.find("://");
+        const size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+        const size_t at = url.rfind('@');
+        if (at != std::string::npos && at > start && url.find('/', start) > at) {
+          const std::string userinfo = url.substr(start, at - start);
+          const size_t colon = userinfo.find(':');
+          if (p.username.empty() && !password) {
+            p.username = PercentDecode(userinfo.substr(0, colon));
+            if (colon != std::string::npos) password = PercentDecode(userinfo.substr(colon + 1));
+          }
+          url.erase(start, at + 1 - start);
+        }
+        p.url = url;
+        p.source = name;
+        break;
+      }
+    }
+    for (const char* name : {"no_proxy", "NO_PROXY"}) {
+      if (auto v = env(name); v && !v->empty()) {
+        for (auto& host : SplitList(*v)) p.no_proxy.push_back(std::move(host));
+        break;
+      }
+    }
+  }
+  if (password) p.password = std::make_shared<const SecretBytes>(SecretBytes(*password));
+  if (!p.url.empty()) {
+    auto route = rest::ParseProxyUrl(p.url, p.source == "config" ? "proxy.url" : p.source);
+    if (!route.ok()) return Invalid(route.error().message);
+    p.url = route->url;
+  } else {
+    // No proxy (WSSTEP_PROXY="" turns off the file's): its credentials have no use.
+    p.username.clear();
+    p.password.reset();
+    p.password_file.clear();
+  }
+  if (p.username.find(':') != std::string::npos) {
+    return Invalid("proxy.username: must not contain ':'");
+  }
+  Status no_proxy = rest::ValidateNoProxy(p.no_proxy, "no_proxy");
+  if (!no_proxy.ok()) return Invalid(no_proxy.error().message);
+  return p;
 }
 
 }  // namespace
@@ -103,6 +195,15 @@ LogFields Config::Describe() const {
   j["spin_wait_us"] = spin_wait.count();
   j["propagate_trace_context"] = propagate_trace_context;
   j["metrics_listen"] = metrics_listen;
+  j["http2"] = offer_http2;
+  // Where the proxy and its credentials come from; never the password.
+  j["proxy"] = {{"url", proxy.url},
+                {"username", proxy.username},
+                {"password", proxy.password ? (proxy.password_file.empty() ? "set" : "from file")
+                                            : ""},
+                {"no_proxy", proxy.no_proxy},
+                {"from_environment", proxy.from_environment},
+                {"source", proxy.source}};
   j["store"] = store.empty() ? "sqlite:" + data_dir + "/" + std::string(core::kSqliteStoreFileName)
                              : core::PostgresLocation(store);
   return j;
@@ -156,6 +257,19 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
   if (auto v = env("WSSTEP_METRICS_LISTEN")) l.metrics_listen = *v;
   // Set but empty: the embedded SQLite store, whatever the file says.
   if (auto v = env("WSSTEP_STORE")) l.store = *v;
+  // Set but empty: no proxy, whatever the file says.
+  if (auto v = env("WSSTEP_PROXY")) l.proxy_url = *v;
+  str("WSSTEP_PROXY_USERNAME", l.proxy_username);
+  str("WSSTEP_PROXY_PASSWORD", l.proxy_password);
+  str("WSSTEP_PROXY_PASSWORD_FILE", l.proxy_password_file);
+  if (auto v = env("WSSTEP_NO_PROXY")) l.no_proxy = SplitList(*v);
+  if (auto v = env("WSSTEP_HTTP2"); v && !v->empty()) {
+    WSSTEP_ASSIGN_OR_RETURN(l.offer_http2, ParseBool(*v, "WSSTEP_HTTP2"));
+  }
+  if (auto v = env("WSSTEP_PROXY_FROM_ENVIRONMENT"); v && !v->empty()) {
+    WSSTEP_ASSIGN_OR_RETURN(l.proxy_from_environment,
+                            ParseBool(*v, "WSSTEP_PROXY_FROM_ENVIRONMENT"));
+  }
   if (auto v = env("WSSTEP_ALLOW_REMOTE"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.allow_remote, ParseBool(*v, "WSSTEP_ALLOW_REMOTE"));
   }
@@ -221,6 +335,9 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
     } else if (key == "allow_remote") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::boolean));
       l.allow_remote = v.get<bool>();
+    } else if (key == "http2") {
+      WSSTEP_RETURN_IF_ERROR(want(v, key, T::boolean));
+      l.offer_http2 = v.get<bool>();
     } else if (key == "propagate_trace_context") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::boolean));
       l.propagate_trace_context = v.get<bool>();
@@ -253,6 +370,32 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
         if (lk == "max_in_flight_per_origin") l.max_in_flight_per_origin = lv.get<int>();
         if (lk == "max_message_bytes") l.max_message_bytes = lv.get<int64_t>();
         if (lk == "max_body_bytes") l.max_body_bytes = lv.get<int64_t>();
+      }
+    } else if (key == "proxy") {
+      WSSTEP_RETURN_IF_ERROR(want(v, key, T::object));
+      for (const auto& [pk, pv] : v.items()) {
+        const std::string path = "proxy." + pk;
+        if (pk == "url" || pk == "username" || pk == "password_file") {
+          WSSTEP_RETURN_IF_ERROR(want(pv, path, T::string));
+          (pk == "url" ? l.proxy_url : pk == "username" ? l.proxy_username : l.proxy_password_file) =
+              pv.get<std::string>();
+        } else if (pk == "no_proxy") {
+          WSSTEP_RETURN_IF_ERROR(want(pv, path, T::array));
+          std::vector<std::string> hosts;
+          for (const auto& h : pv) {
+            if (!h.is_string()) return Invalid(name + ": \"proxy.no_proxy\" must hold strings");
+            hosts.push_back(h.get<std::string>());
+          }
+          l.no_proxy = std::move(hosts);
+        } else if (pk == "from_environment") {
+          WSSTEP_RETURN_IF_ERROR(want(pv, path, T::boolean));
+          l.proxy_from_environment = pv.get<bool>();
+        } else if (pk == "password") {
+          return Invalid(name + ": \"proxy.password\" is not accepted in a config file; use "
+                                "\"proxy.password_file\" or WSSTEP_PROXY_PASSWORD");
+        } else {
+          return Invalid(name + ": unknown key \"" + path + "\"");
+        }
       }
     } else if (key == "master_key") {
       return Invalid(name + ": \"master_key\" is not accepted in a config file; use "
@@ -308,6 +451,7 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   c.propagate_trace_context = merged.propagate_trace_context.value_or(false);
   c.metrics_listen = merged.metrics_listen.value_or("");
   c.store = merged.store.value_or("");
+  c.offer_http2 = merged.offer_http2.value_or(true);
   if (merged.protected_environments) c.protected_environments = *merged.protected_environments;
   if (merged.max_in_flight_steps) c.limits.max_in_flight_steps = *merged.max_in_flight_steps;
   if (merged.max_in_flight_per_origin) {
@@ -365,6 +509,7 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
     auto metrics = ParseMetricsAddress(c.metrics_listen);
     if (!metrics.ok()) return Invalid(metrics.error().message);
   }
+  WSSTEP_ASSIGN_OR_RETURN(c.proxy, ProxyFrom(merged, env));
   return c;
 }
 

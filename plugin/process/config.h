@@ -19,7 +19,10 @@
 //     "spin_wait_us": 250,
 //     "propagate_trace_context": false,
 //     "metrics_listen": "127.0.0.1:9464",
-//     "store": "postgresql://wsstep@db.internal/wsstep"
+//     "store": "postgresql://wsstep@db.internal/wsstep",
+//     "proxy": {"url": "http://proxy.internal:3128", "username": "wsstep",
+//               "password_file": "/etc/wsstep/proxy.password",
+//               "no_proxy": ["internal.example", "10.0.0.5"], "from_environment": false}
 //   }
 // The master key itself is never read from the config file (it would sit beside the
 // data it protects): give a key file, or WSSTEP_MASTER_KEY (base64 of 32 bytes).
@@ -30,7 +33,17 @@
 // WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_SHUTDOWN_GRACE ("10s", "500ms",
 // or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US,
 // WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false), WSSTEP_METRICS_LISTEN (host:port; empty: off),
-// WSSTEP_STORE (a PostgreSQL connection string; empty: SQLite in the data directory).
+// WSSTEP_STORE (a PostgreSQL connection string; empty: SQLite in the data directory),
+// WSSTEP_PROXY (http://host:port; set but empty: no proxy), WSSTEP_PROXY_USERNAME,
+// WSSTEP_PROXY_PASSWORD (env only) or WSSTEP_PROXY_PASSWORD_FILE, WSSTEP_NO_PROXY
+// (comma-separated), WSSTEP_PROXY_FROM_ENVIRONMENT (true/false), WSSTEP_HTTP2 (true/false:
+// offer h2 by ALPN; config key "http2").
+//
+// Proxies: the plugin never follows https_proxy, no_proxy, ALL_PROXY and the like by
+// itself (libcurl would). With proxy.from_environment (and no proxy.url), LoadConfig takes
+// the proxy from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY (user:password@ in it
+// become the proxy credentials) and adds no_proxy / NO_PROXY to the no-proxy list, once,
+// at startup.
 #ifndef WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 #define WSSTEP_PLUGIN_PROCESS_CONFIG_H_
 
@@ -38,11 +51,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/secret.h"
 #include "core/vault.h"
 #include "plugin/process/log.h"
 #include "rest/engine.h"
@@ -61,6 +76,20 @@ struct Limits {
   int max_in_flight_per_origin = 0;
   int64_t max_message_bytes = 16 << 20;      // gRPC send/receive limit
   int64_t max_body_bytes = kDefaultMaxBodyBytes;  // step request/response bodies
+};
+
+// The plugin's HTTP proxy (rest/proxy.h): every step that names none goes through it,
+// except to hosts on no_proxy.
+struct ProxyConfig {
+  std::string url;  // "http://host:port"; "": direct
+  std::string username;
+  // From WSSTEP_PROXY_PASSWORD, password_file or the environment's proxy URL. Never
+  // printed, never in Describe(). Null: no password.
+  std::shared_ptr<const SecretBytes> password;
+  std::string password_file;  // where it was read from, "" if not from a file
+  std::vector<std::string> no_proxy;
+  bool from_environment = false;  // url and no_proxy came from https_proxy & co
+  std::string source;             // "config", or the environment variable the url came from
 };
 
 struct Config {
@@ -90,6 +119,10 @@ struct Config {
   // or a libpq connection string (core/store/pg_storage.h). It may hold a password:
   // Describe() and logs show only its location.
   std::string store;
+  ProxyConfig proxy;
+  // Offer HTTP/2 by ALPN to TLS origins; false: HTTP/1.1 for every step that does not ask
+  // for HTTP/2 itself.
+  bool offer_http2 = true;
 
   // Everything but the master key, as JSON (for `wsstep serve --print-config` and the
   // startup log line). Says where the key comes from: "master_key_source" is
@@ -117,6 +150,13 @@ struct ConfigLayer {
   std::optional<bool> propagate_trace_context;
   std::optional<std::string> metrics_listen;
   std::optional<std::string> store;
+  std::optional<std::string> proxy_url;
+  std::optional<std::string> proxy_username;
+  std::optional<std::string> proxy_password;  // env only; never from a file
+  std::optional<std::string> proxy_password_file;
+  std::optional<std::vector<std::string>> no_proxy;
+  std::optional<bool> proxy_from_environment;
+  std::optional<bool> offer_http2;
 };
 
 // The largest spin_wait accepted: beyond it a spin would cost more than the sleep it saves.

@@ -251,3 +251,105 @@ TEST(ConfigTest, ParseDuration) {
 
 }  // namespace
 }  // namespace wsstep::plugin
+
+namespace wsstep::plugin {
+namespace {
+
+TEST(ProxyConfigTest, NoProxyByDefaultAndTheEnvironmentsVariablesAreIgnored) {
+  auto c = LoadConfig({}, FixedEnvironment({{"HOME", "/home/ann"},
+                                            {"https_proxy", "http://proxy.corp:3128"},
+                                            {"ALL_PROXY", "http://other.corp:8080"},
+                                            {"no_proxy", "internal.corp"}}));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->proxy.url, "");
+  EXPECT_TRUE(c->proxy.no_proxy.empty());
+  EXPECT_EQ(c->proxy.password, nullptr);
+}
+
+TEST(ProxyConfigTest, FromEnvironmentTakesHttpsProxyWithItsCredentialsAndNoProxy) {
+  auto c = LoadConfig({}, FixedEnvironment({{"HOME", "/home/ann"},
+                                            {"WSSTEP_PROXY_FROM_ENVIRONMENT", "true"},
+                                            {"https_proxy", "http://bob:p%40ss@proxy.corp:3128/"},
+                                            {"ALL_PROXY", "http://other.corp:8080"},
+                                            {"NO_PROXY", "internal.corp, 10.0.0.5"}}));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->proxy.url, "http://proxy.corp:3128");
+  EXPECT_EQ(c->proxy.username, "bob");
+  ASSERT_NE(c->proxy.password, nullptr);
+  EXPECT_EQ(c->proxy.password->view(), "p@ss");
+  EXPECT_THAT(c->proxy.no_proxy, ElementsAre("internal.corp", "10.0.0.5"));
+  EXPECT_EQ(c->proxy.source, "https_proxy");
+  // Never the password in what the plugin prints.
+  const std::string described = c->Describe().dump();
+  EXPECT_THAT(described, Not(HasSubstr("p@ss")));
+  EXPECT_THAT(described, HasSubstr("proxy.corp:3128"));
+}
+
+TEST(ProxyConfigTest, FileEnvironmentAndFlagsLayerAsEverySetting) {
+  const std::string file = TempPath("proxy-config.json");
+  const std::string secret = TempPath("proxy-password");
+  {
+    std::ofstream out(secret);
+    out << "s3cret\n";
+  }
+  {
+    std::ofstream out(file);
+    out << R"({"proxy": {"url": "proxy.corp:3128", "username": "svc", "password_file": ")" << secret
+        << R"(", "no_proxy": [".internal.corp"]}})";
+  }
+  auto c = LoadConfig({}, FixedEnvironment({{"WSSTEP_CONFIG", file}}));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->proxy.url, "http://proxy.corp:3128");
+  EXPECT_EQ(c->proxy.username, "svc");
+  ASSERT_NE(c->proxy.password, nullptr);
+  EXPECT_EQ(c->proxy.password->view(), "s3cret");
+  EXPECT_THAT(c->proxy.no_proxy, ElementsAre(".internal.corp"));
+  EXPECT_THAT(c->Describe().dump(), Not(HasSubstr("s3cret")));
+
+  // Set but empty in the environment: no proxy, whatever the file says.
+  auto off = LoadConfig({}, FixedEnvironment({{"WSSTEP_CONFIG", file}, {"WSSTEP_PROXY", ""}}));
+  ASSERT_TRUE(off.ok()) << off.error().ToString();
+  EXPECT_EQ(off->proxy.url, "");
+  EXPECT_EQ(off->proxy.password, nullptr);
+
+  ConfigLayer flags;
+  flags.proxy_url = "http://flag.corp:8080";
+  auto flagged = LoadConfig(
+      flags, FixedEnvironment({{"WSSTEP_CONFIG", file}, {"WSSTEP_PROXY", "http://env.corp:1"}}));
+  ASSERT_TRUE(flagged.ok()) << flagged.error().ToString();
+  EXPECT_EQ(flagged->proxy.url, "http://flag.corp:8080");
+  ::unlink(file.c_str());
+  ::unlink(secret.c_str());
+}
+
+TEST(ConfigTest, Http2IsOfferedUnlessTurnedOff) {
+  auto on = LoadConfig({}, FixedEnvironment({{"HOME", "/home/ann"}}));
+  ASSERT_TRUE(on.ok());
+  EXPECT_TRUE(on->offer_http2);
+  auto off = LoadConfig({}, FixedEnvironment({{"HOME", "/home/ann"}, {"WSSTEP_HTTP2", "false"}}));
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->offer_http2);
+  EXPECT_EQ(off->Describe()["http2"], false);
+  auto file = LayerFromJson(R"({"http2": false})", "c.json");
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->offer_http2, false);
+}
+
+TEST(ProxyConfigTest, BadProxySettingsNameTheInput) {
+  auto socks = LoadConfig({}, FixedEnvironment({{"WSSTEP_PROXY", "socks5://p:1080"}}));
+  ASSERT_FALSE(socks.ok());
+  EXPECT_THAT(socks.error().message, HasSubstr("not an http proxy"));
+  auto password = LayerFromJson(R"({"proxy": {"password": "x"}})", "c.json");
+  ASSERT_FALSE(password.ok());
+  EXPECT_THAT(password.error().message, HasSubstr("password_file"));
+  auto unknown = LayerFromJson(R"({"proxy": {"port": 1}})", "c.json");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.error().message, HasSubstr("proxy.port"));
+  auto list = LoadConfig(
+      {}, FixedEnvironment({{"WSSTEP_PROXY", "p:1"}, {"WSSTEP_NO_PROXY", "10.0.0.0/8"}}));
+  ASSERT_FALSE(list.ok());
+  EXPECT_THAT(list.error().message, HasSubstr("10.0.0.0/8"));
+}
+
+}  // namespace
+}  // namespace wsstep::plugin

@@ -58,6 +58,7 @@ v1::ErrorSide ToProtoSide(Side side) {
     case Side::kNetwork: return v1::ERROR_SIDE_NETWORK;
     case Side::kStore: return v1::ERROR_SIDE_STORE;
     case Side::kPlugin: return v1::ERROR_SIDE_PLUGIN;
+    case Side::kProxy: return v1::ERROR_SIDE_PROXY;
   }
   return v1::ERROR_SIDE_UNSPECIFIED;
 }
@@ -70,6 +71,7 @@ Side FromProtoSide(v1::ErrorSide side) {
     case v1::ERROR_SIDE_NETWORK: return Side::kNetwork;
     case v1::ERROR_SIDE_STORE: return Side::kStore;
     case v1::ERROR_SIDE_PLUGIN: return Side::kPlugin;
+    case v1::ERROR_SIDE_PROXY: return Side::kProxy;
     default: return Side::kNone;
   }
 }
@@ -130,6 +132,7 @@ grpc::StatusCode GrpcCodeFor(Code code) {
     case Code::kConnectionRefused:
     case Code::kDnsFailure:
     case Code::kTransferFailed:
+    case Code::kProxyUnreachable:
       return grpc::StatusCode::UNAVAILABLE;
     case Code::kClientCertRejected:
     case Code::kClientCertRequired:
@@ -142,6 +145,8 @@ grpc::StatusCode GrpcCodeFor(Code code) {
     case Code::kSoapFault:
     case Code::kInvalidResponse:
     case Code::kSigningFailed:
+    case Code::kProxyAuthRequired:
+    case Code::kProxyRefused:
       // Outcomes of a call; they belong in a StepOutcome. Reaching here is a wiring
       // defect, but the client still gets the catalog name in ErrorInfo.
       return grpc::StatusCode::FAILED_PRECONDITION;

@@ -13,7 +13,7 @@ namespace {
 
 TEST(StatusMapTest, EveryCatalogCodeHasItsProtoValue) {
   for (int i = static_cast<int>(Code::kInvalidCertificateFormat);
-       i <= static_cast<int>(Code::kInternal); ++i) {
+       i <= static_cast<int>(Code::kProxyRefused); ++i) {  // the last code
     const Code code = static_cast<Code>(i);
     const v1::ErrorCode proto = ToProtoErrorCode(code);
     EXPECT_NE(proto, v1::ERROR_CODE_UNSPECIFIED) << CodeName(code);
@@ -21,6 +21,15 @@ TEST(StatusMapTest, EveryCatalogCodeHasItsProtoValue) {
     EXPECT_EQ(FromProtoErrorCode(proto), code) << CodeName(code);
   }
   EXPECT_EQ(ToProtoErrorCode(Code::kOk), v1::ERROR_CODE_UNSPECIFIED);
+}
+
+TEST(StatusMapTest, EverySideHasItsProtoValue) {
+  for (Side side : {Side::kConfiguration, Side::kClient, Side::kServer, Side::kNetwork,
+                    Side::kStore, Side::kPlugin, Side::kProxy}) {
+    EXPECT_NE(ToProtoSide(side), v1::ERROR_SIDE_UNSPECIFIED) << SideName(side);
+    EXPECT_EQ(FromProtoSide(ToProtoSide(side)), side) << SideName(side);
+  }
+  EXPECT_EQ(ToProtoSide(Side::kProxy), v1::ERROR_SIDE_PROXY);
 }
 
 TEST(StatusMapTest, StepErrorCarriesNameEnumHintSideAndDetail) {

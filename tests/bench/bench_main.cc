@@ -460,9 +460,12 @@ int RunAll(Options& o) {
                     o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1)), 0);
       // Each row also says what the identity's partition did meanwhile (engine counters).
       const std::string fingerprint = (*creds).identity->fingerprint;
-      auto run = [&](const std::string& what, int in_flight, Connections connections) {
+      auto run = [&](const std::string& what, int in_flight, Connections connections,
+                     const std::string& url = std::string(),
+                     rest::HttpVersion version = rest::HttpVersion::kDefault) {
         const rest::PartitionStats before = engine.StatsForIdentity(fingerprint);
-        LoopOutcome outcome = RunEngineLoop(engine, origin_url, *creds, in_flight, connections, duration, o.max_count);
+        LoopOutcome outcome = RunEngineLoop(engine, url.empty() ? origin_url : url, *creds, in_flight,
+                                            connections, duration, o.max_count, version);
         const rest::PartitionStats after = engine.StatsForIdentity(fingerprint);
         const std::string counters =
             std::to_string(after.reused_connections - before.reused_connections) + " reused, " +
@@ -480,6 +483,28 @@ int RunAll(Options& o) {
                                Connections::kNewFullHandshake);
         run("no reuse, no resumption (full handshake), " + n + " in flight", o.in_flight,
             Connections::kNewFullHandshake);
+      }
+      // Issue 18: the same origin with `listen ... ssl http2`, h2 (negotiated by ALPN,
+      // multiplexed per event loop) beside HTTP/1.1 forced by the step.
+      NginxConfig h2_config = origin_config;
+      h2_config.http2 = true;
+      NginxServer h2_origin(h2_config);
+      if (!h2_origin.Start()) {
+        report.AddMissing(kSectionEngine, "HTTP/2 rows", "nginx (http2) did not start: " + h2_origin.start_error());
+      } else {
+        const std::string h2_url = h2_origin.base_url() + std::string(kPath);
+        RunEngineLoop(engine, h2_url, *creds, o.in_flight, Connections::kKeepAlive,
+                      o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1)), 0);
+        RunEngineLoop(engine, h2_url, *creds, o.in_flight, Connections::kKeepAlive,
+                      o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1)), 0,
+                      rest::HttpVersion::kHttp11);
+        run("HTTP/2 origin, h2, keep-alive, 1 in flight", 1, Connections::kKeepAlive, h2_url);
+        run("HTTP/2 origin, h2, keep-alive, " + n + " in flight", o.in_flight, Connections::kKeepAlive,
+            h2_url);
+        run("HTTP/2 origin, HTTP/1.1 forced, keep-alive, 1 in flight", 1, Connections::kKeepAlive,
+            h2_url, rest::HttpVersion::kHttp11);
+        run("HTTP/2 origin, HTTP/1.1 forced, keep-alive, " + n + " in flight", o.in_flight,
+            Connections::kKeepAlive, h2_url, rest::HttpVersion::kHttp11);
       }
     }
   }

@@ -45,7 +45,8 @@ Result<core::CallCredentials> CredentialsFromFiles(const TlsFiles& files) {
   return credentials;
 }
 
-rest::RestStep BenchStep(const std::string& url, Connections connections) {
+rest::RestStep BenchStep(const std::string& url, Connections connections,
+                         rest::HttpVersion version) {
   rest::RestStep step;
   step.method = "GET";
   step.url = url;
@@ -54,6 +55,7 @@ rest::RestStep BenchStep(const std::string& url, Connections connections) {
   step.reuse_connections = connections == Connections::kKeepAlive;
   step.resume_tls_sessions = connections != Connections::kNewFullHandshake;
   step.step_id = "bench";
+  step.http_version = version;
   return step;
 }
 
@@ -66,11 +68,13 @@ std::string CheckStepResult(const Result<rest::RestResult>& result) {
 
 LoopOutcome RunEngineLoop(rest::RestEngine& engine, const std::string& url,
                           const core::CallCredentials& credentials, int in_flight,
-                          Connections connections, Nanos duration, uint64_t max_count) {
+                          Connections connections, Nanos duration, uint64_t max_count,
+                          rest::HttpVersion version) {
   // Captured by value: the loop's state may outlive this call if an operation hangs.
   rest::RestEngine* e = &engine;
-  return RunClosedLoop(in_flight, duration, max_count, [e, url, credentials, connections](OpDone done) {
-    e->Submit(BenchStep(url, connections), credentials,
+  return RunClosedLoop(in_flight, duration, max_count,
+                       [e, url, credentials, connections, version](OpDone done) {
+    e->Submit(BenchStep(url, connections, version), credentials,
                   Clock::now() + std::chrono::seconds(30), rest::CancelToken(),
                   [done](Result<rest::RestResult> r) { done(CheckStepResult(r)); });
   });

@@ -27,7 +27,9 @@ enum class Connections {
 
 // The benchmark's step: GET `url` with the certificate store's credentials
 // (ssl_verification on, verification of the server on).
-rest::RestStep BenchStep(const std::string& url, Connections connections);
+// `version`: the HTTP version the step asks for (the engine's default offers h2).
+rest::RestStep BenchStep(const std::string& url, Connections connections,
+                         rest::HttpVersion version = rest::HttpVersion::kDefault);
 
 // Checks a step's result the same way for every subject: HTTP 200 and our client
 // certificate presented. "" when it is fine, else what was wrong.
@@ -37,7 +39,8 @@ std::string CheckStepResult(const Result<rest::RestResult>& result);
 // workers to really run that many at once.
 LoopOutcome RunEngineLoop(rest::RestEngine& engine, const std::string& url,
                           const core::CallCredentials& credentials, int in_flight,
-                          Connections connections, Nanos duration, uint64_t max_count);
+                          Connections connections, Nanos duration, uint64_t max_count,
+                          rest::HttpVersion version = rest::HttpVersion::kDefault);
 
 }  // namespace wsstep::bench
 

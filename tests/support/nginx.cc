@@ -144,13 +144,13 @@ constexpr const char* kLogFormat =
     "$server_port\\t$request_method\\t$request_uri\\t$status\\t$ssl_protocol\\t"
     "$ssl_session_reused\\t$connection\\t$connection_requests\\t$ssl_client_verify\\t"
     "$ssl_client_fingerprint\\t$ssl_client_s_dn\\t$upstream_addr\\t$request_time\\t"
-    "$ssl_client_escaped_cert";
+    "$ssl_client_escaped_cert\\t$server_protocol";
 
 NginxAccessLogEntry ParseLine(const std::string& line) {
   NginxAccessLogEntry e;
   e.raw = line;
   std::vector<std::string> f = SplitTabs(line);
-  f.resize(14);
+  f.resize(15);
   e.server_port = static_cast<uint16_t>(ToU64(f[0]));
   e.method = f[1];
   e.uri = Unescape(f[2], 'x');
@@ -164,6 +164,7 @@ NginxAccessLogEntry ParseLine(const std::string& line) {
   e.client_subject = Unescape(f[10], 'x');
   e.upstream_addr = f[11];
   e.client_fingerprint = FingerprintOfEscapedPem(f[13]);
+  e.protocol = f[14];
   return e;
 }
 
@@ -279,7 +280,7 @@ std::string NginxServer::RenderConfig() const {
 
   if (config_.tls) {
     c << "  server {\n"
-      << "    listen 127.0.0.1:" << tls_port_ << " ssl;\n"
+      << "    listen 127.0.0.1:" << tls_port_ << (config_.http2 ? " ssl http2;\n" : " ssl;\n")
       << "    server_name localhost;\n"
       << "    ssl_certificate " << QuotePath(config_.cert_file) << ";\n"
       << "    ssl_certificate_key " << QuotePath(config_.key_file) << ";\n"

@@ -100,6 +100,8 @@ struct NginxConfig {
   bool session_cache = true;    // ssl_session_cache shared (session-ID resumption)
   bool session_tickets = true;  // ssl_session_tickets
   int keepalive_requests = 10000;
+  // `listen ... ssl http2` (nginx 1.22 has no `http2 on`): h2 offered by ALPN.
+  bool http2 = false;
   int keepalive_timeout_seconds = 60;
 
   std::vector<NginxFixedResponse> responses;
@@ -136,6 +138,7 @@ struct NginxAccessLogEntry {
   // Sha256FingerprintOfPemFile; "" if none was presented.
   std::string client_fingerprint;
   std::string upstream_addr;      // gateway/proxy lines: "127.0.0.1:PORT"; else ""
+  std::string protocol;           // $server_protocol: "HTTP/1.1", "HTTP/2.0"
   std::string raw;                // the line as written
 };
 

@@ -1,0 +1,219 @@
+// Steps through an explicit HTTP proxy, driven through the real binary: the mock engine
+// over gRPC (the step's proxy settings and the plugin's configuration) and the CLI
+// (`wsstep call rest --proxy`), against a real tinyproxy in front of a real nginx mTLS
+// origin. nginx's access log proves which client certificate came through the tunnel;
+// tinyproxy's log proves the tunnel was used; proxy variables in the plugin's environment
+// change nothing unless the configuration says to use them.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <memory>
+
+#include "tests/e2e/e2e_util.h"
+#include "tests/mock_engine/mock_engine.h"
+#include "tests/support/nginx.h"
+#include "tests/support/pki.h"
+#include "tests/support/process.h"
+#include "tests/support/tinyproxy.h"
+#include "tests/support/wait.h"
+
+namespace wsstep::e2e {
+namespace {
+
+using mock_engine::MockEngine;
+using ::testing::HasSubstr;
+using testing::NginxServer;
+using testing::TinyproxyServer;
+
+constexpr char kProxyUser[] = "egress";
+constexpr char kProxyPassword[] = "tunnel-pa55word";
+
+class ProxyE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    testing::NginxConfig config;
+    config.verify_client = testing::NginxVerifyClient::kOn;
+    config.client_ca_file = testing::PkiPath("ca/root.pem");
+    config.responses.emplace_back("/hello", "hi");
+    nginx_ = new NginxServer(config);
+    ASSERT_TRUE(nginx_->Start()) << nginx_->start_error();
+    testing::TinyproxyConfig auth;
+    auth.basic_auth = {{kProxyUser, kProxyPassword}};
+    proxy_ = new TinyproxyServer(auth);
+    ASSERT_TRUE(proxy_->Start()) << proxy_->start_error();
+  }
+  static void TearDownTestSuite() {
+    delete proxy_;
+    delete nginx_;
+  }
+  void SetUp() override { nginx_->ClearAccessLog(); }
+
+  static std::string Url() { return nginx_->base_url() + "/hello"; }
+  static std::string Fingerprint() {
+    return testing::Sha256FingerprintOfPemFile(testing::PkiPath("client/rsa.pem"));
+  }
+  static int Connects() { return proxy_->ConnectRequests("localhost", nginx_->port()); }
+  static bool ConnectsReach(int n) {
+    return testing::WaitUntil("tinyproxy logged the CONNECT", [n] { return Connects() >= n; });
+  }
+  static std::string Dead() {
+    return "http://127.0.0.1:" + std::to_string(testing::PickFreeLoopbackPort());
+  }
+
+  static NginxServer* nginx_;
+  static TinyproxyServer* proxy_;
+};
+NginxServer* ProxyE2eTest::nginx_ = nullptr;
+TinyproxyServer* ProxyE2eTest::proxy_ = nullptr;
+
+TEST_F(ProxyE2eTest, AStepsProxyCarriesMutualTlsAndItsPasswordNeverComesBack) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start()) << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+
+  // Without credentials: the proxy's 407, on side PROXY.
+  v1::RestStep step = mock_engine::GetStep(Url());
+  step.mutable_proxy()->set_url(proxy_->url());
+  auto refused = engine.Rest(step, "", Opts("no-credentials"));
+  ASSERT_TRUE(refused.ok()) << refused.status.error_message();
+  ASSERT_TRUE(refused.response.outcome().has_error());
+  const v1::StepError& e = refused.response.outcome().error();
+  EXPECT_EQ(e.code(), "PROXY_AUTH_REQUIRED") << e.message();
+  EXPECT_EQ(e.error_code(), v1::ERROR_CODE_PROXY_AUTH_REQUIRED);
+  EXPECT_EQ(e.side(), v1::ERROR_SIDE_PROXY);
+  EXPECT_EQ(e.detail().at("proxy_status"), "407");
+
+  const int before = Connects();
+  step.mutable_proxy()->set_username(kProxyUser);
+  step.mutable_proxy()->set_password(kProxyPassword);
+  auto r = engine.Rest(step, "", Opts("through-proxy"));
+  ASSERT_TRUE(r.ok()) << r.status.error_message();
+  ASSERT_TRUE(r.response.outcome().has_http()) << r.response.outcome().error().message();
+  EXPECT_EQ(r.response.outcome().http().status(), 200);
+  EXPECT_EQ(r.response.outcome().tls().proxy(), proxy_->url());
+  EXPECT_EQ(r.response.outcome().tls().client_certificate().sha256_fingerprint(), Fingerprint());
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+  auto log = nginx_->AccessLog(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].client_fingerprint, Fingerprint());
+  EXPECT_EQ(log[0].client_verify, "SUCCESS");
+
+  const std::vector<mock_engine::Secret> secrets = {
+      mock_engine::TextSecret("proxy password", kProxyPassword)};
+  EXPECT_THAT(mock_engine::ScanForSecrets("transcript", engine.Transcript(), secrets),
+              ::testing::IsEmpty());
+  EXPECT_THAT(mock_engine::ScanForSecrets("stderr", engine.StderrText(), secrets),
+              ::testing::IsEmpty());
+  for (const auto& [name, text] : mock_engine::ReadTree(engine.data_dir())) {
+    EXPECT_THAT(mock_engine::ScanForSecrets(name, text, secrets), ::testing::IsEmpty());
+  }
+}
+
+TEST_F(ProxyE2eTest, ThePluginsConfiguredProxyIsUsedByStepsThatNameNone) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start({{"WSSTEP_PROXY", proxy_->url()},
+                            {"WSSTEP_PROXY_USERNAME", kProxyUser},
+                            {"WSSTEP_PROXY_PASSWORD", kProxyPassword}}))
+      << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+  const int before = Connects();
+  auto r = engine.Rest(mock_engine::GetStep(Url()), "", Opts("configured"));
+  ASSERT_TRUE(r.ok()) << r.status.error_message();
+  ASSERT_TRUE(r.response.outcome().has_http()) << r.response.outcome().error().message();
+  EXPECT_EQ(r.response.outcome().tls().proxy(), proxy_->url());
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+  EXPECT_EQ(nginx_->AccessLog(1).at(0).client_fingerprint, Fingerprint());
+
+  // A step that says direct skips it.
+  v1::RestStep direct = mock_engine::GetStep(Url());
+  direct.mutable_proxy()->set_direct(true);
+  auto d = engine.Rest(direct, "", Opts("direct"));
+  ASSERT_TRUE(d.response.outcome().has_http()) << d.response.outcome().error().message();
+  EXPECT_EQ(d.response.outcome().tls().proxy(), "");
+  EXPECT_THAT(
+      mock_engine::ScanForSecrets("stderr", engine.StderrText(),
+                                  {mock_engine::TextSecret("proxy password", kProxyPassword)}),
+      ::testing::IsEmpty());
+}
+
+TEST_F(ProxyE2eTest, ABogusHttpsProxyInThePluginsEnvironmentIsIgnoredByDefault) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start({{"https_proxy", Dead()},
+                            {"HTTPS_PROXY", Dead()},
+                            {"ALL_PROXY", Dead()},
+                            {"http_proxy", Dead()}}))
+      << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+  auto r = engine.Rest(mock_engine::GetStep(Url()), "", Opts("env-ignored"));
+  ASSERT_TRUE(r.ok()) << r.status.error_message();
+  ASSERT_TRUE(r.response.outcome().has_http()) << r.response.outcome().error().message();
+  EXPECT_EQ(r.response.outcome().http().status(), 200);
+  EXPECT_EQ(r.response.outcome().tls().proxy(), "");
+}
+
+TEST_F(ProxyE2eTest, TheEnvironmentsProxyIsHonouredWhenTheConfigurationSaysSo) {
+  // user:password@ in https_proxy are the proxy credentials.
+  const std::string with_credentials =
+      "http://" + std::string(kProxyUser) + ":" + kProxyPassword + "@" + proxy_->url().substr(7);
+  MockEngine engine;
+  ASSERT_TRUE(
+      engine.Start({{"WSSTEP_PROXY_FROM_ENVIRONMENT", "true"}, {"https_proxy", with_credentials}}))
+      << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+  const int before = Connects();
+  auto r = engine.Rest(mock_engine::GetStep(Url()), "", Opts("env-honoured"));
+  ASSERT_TRUE(r.response.outcome().has_http()) << r.response.outcome().error().message();
+  EXPECT_EQ(r.response.outcome().tls().proxy(), proxy_->url());
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+
+  // And a dead one in the environment then fails on side PROXY.
+  MockEngine dead;
+  ASSERT_TRUE(dead.Start({{"WSSTEP_PROXY_FROM_ENVIRONMENT", "true"}, {"https_proxy", Dead()}}))
+      << dead.start_error();
+  ImportRsaIdentity(dead, nginx_->port());
+  auto f = dead.Rest(mock_engine::GetStep(Url()), "", Opts("env-dead"));
+  ASSERT_TRUE(f.response.outcome().has_error());
+  EXPECT_EQ(f.response.outcome().error().code(), "PROXY_UNREACHABLE")
+      << f.response.outcome().error().message();
+  EXPECT_EQ(f.response.outcome().error().side(), v1::ERROR_SIDE_PROXY);
+}
+
+TEST_F(ProxyE2eTest, CallRestTakesTheProxyOptions) {
+  testing::TempDir work("wsstep-proxy-cli-");
+  testing::ChildProcess server;
+  const std::string socket = StartServeForCli(server, work);
+  ASSERT_FALSE(socket.empty());
+  auto wsstep = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {WSSTEP_BINARY, "--plugin", "unix://" + socket};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::RunCommand(argv, {{"PROXY_PASSWORD", kProxyPassword}});
+  };
+  const std::string bind = "localhost:" + std::to_string(nginx_->port());
+  ASSERT_EQ(wsstep({"cert", "import", "--name", "trust", "--type", "trust-store", "--file",
+                    testing::PkiPath("trust/bundle.pem"), "--bind", bind})
+                .exit_code,
+            0);
+  ASSERT_EQ(wsstep({"cert", "import", "--name", "id", "--type", "key-pair", "--file",
+                    testing::PkiPath("client/rsa.pem"), "--key-file",
+                    testing::PkiPath("client/rsa.key.pem"), "--bind", bind})
+                .exit_code,
+            0);
+  auto refused = wsstep({"call", "rest", "--url", Url(), "--proxy", proxy_->url()});
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("PROXY_AUTH_REQUIRED"));
+  EXPECT_THAT(refused.output, HasSubstr("side: PROXY"));
+
+  const int before = Connects();
+  auto ok = wsstep({"call", "rest", "--url", Url(), "--proxy", proxy_->url(), "--proxy-user",
+                    kProxyUser, "--proxy-password-env", "PROXY_PASSWORD"});
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_THAT(ok.output, HasSubstr("hi"));
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+  EXPECT_EQ(nginx_->AccessLog(1).at(0).client_fingerprint, Fingerprint());
+  EXPECT_THAT(ok.output + refused.output, ::testing::Not(HasSubstr(kProxyPassword)));
+  server.Stop(SIGTERM, std::chrono::seconds(20));
+}
+
+}  // namespace
+}  // namespace wsstep::e2e
