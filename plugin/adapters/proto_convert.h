@@ -46,8 +46,12 @@ void CertificateInfoToProto(const core::CertificateInfo& info, v1::CertificateIn
 void CertificateToProto(const core::EntryMetadata& e, core::UnixSeconds now, v1::Certificate* out);
 
 void NotificationsToProto(const core::NotificationSettings& n, v1::NotificationSettings* out);
-// warning_days 0 -> 30, frequency unset -> daily; `enabled` as given.
+// warning_days 0 -> 30, urgent_days 0 -> DefaultUrgentDays(warning_days), frequency unset
+// -> daily; `enabled` as given.
 core::NotificationSettings NotificationsFromProto(const v1::NotificationSettings& n);
+// urgent_days when a request leaves it 0: 7, or warning_days when that is smaller.
+int DefaultUrgentDays(int warning_days);
+v1::NotificationLevel NotificationLevelToProto(core::NotificationLevel level);
 
 // A catalog error as a Diagnostic: ValidateStep's error findings, and import warnings
 // (whose warning_code ImportWarningCode gives).

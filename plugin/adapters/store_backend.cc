@@ -84,6 +84,7 @@ void NotificationToProto(const core::CertificateStore& store, const core::DueNot
   if (entry.ok()) CertificateToProto(*entry, store.Now(), out->mutable_certificate());
   out->set_alert_ref(n.alert_ref);
   out->set_days_remaining(n.days_remaining);
+  out->set_level(NotificationLevelToProto(n.level));
   SetTimestamp(n.not_after, out->mutable_expire_time());
   SetTimestamp(store.Now(), out->mutable_due_time());
 }
@@ -190,7 +191,9 @@ class StoreWatch final : public EventWatch {
 
  private:
   std::string Key(const core::DueNotification& n) const {
-    return n.entry_id + "@" + std::to_string(core::UtcDay(store_->Now()));
+    // One per entry, day and level: becoming urgent is news the same day.
+    return n.entry_id + "@" + std::to_string(core::UtcDay(store_->Now())) + "/" +
+           std::string(core::NotificationLevelName(n.level));
   }
   void Queue(const core::DueNotification& n) {
     store_->RecordNotificationsHanded({n}, audit_);
@@ -391,6 +394,7 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
   }
   core::UpdateRequest req;
   std::optional<core::NotificationSettings> notifications;
+  bool urgent_days_given = false;
   for (const std::string& path : request.update_mask().paths()) {
     if (path == "name") {
       if (c.name().empty()) return Invalid("certificate.name", "must not be empty");
@@ -412,6 +416,10 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
         notifications->enabled = n.enabled();
       } else if (path == "notifications.warning_days") {
         notifications->warning_days = n.warning_days() == 0 ? 30 : n.warning_days();
+      } else if (path == "notifications.urgent_days") {
+        urgent_days_given = true;
+        notifications->urgent_days = n.urgent_days();
+        if (n.urgent_days() == 0) notifications->urgent_days = -1;  // the default, below
       } else if (path == "notifications.frequency") {
         notifications->frequency = n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
                                        ? core::NotificationFrequency::kWeekly
@@ -433,6 +441,12 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
                                         "bindings, notifications, private_trust_only, "
                                         "disabled, revoked)");
     }
+  }
+  if (notifications && notifications->urgent_days < 0) {
+    notifications->urgent_days = DefaultUrgentDays(notifications->warning_days);
+  } else if (notifications && !urgent_days_given) {
+    // A smaller warning window narrows the urgent one with it, unless it was given.
+    notifications->urgent_days = std::min(notifications->urgent_days, notifications->warning_days);
   }
   req.notifications = notifications;
   if (request.has_material()) req.material = MaterialFromProto(request.material());

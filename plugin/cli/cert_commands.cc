@@ -75,12 +75,20 @@ void PrintCertificate(const v1::Certificate& c) {
   if (c.has_notifications()) {
     const auto& n = c.notifications();
     std::cout << "notifications: "
-              << (n.enabled() ? std::to_string(n.warning_days()) + " days before expiry, " +
-                                    (n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
-                                         ? std::string("weekly")
-                                         : std::string("daily"))
-                              : std::string("off"))
+              << (n.enabled()
+                      ? std::to_string(n.warning_days()) + " days before expiry, " +
+                            (n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
+                                 ? std::string("weekly")
+                                 : std::string("daily")) +
+                            ", urgent (daily) " + std::to_string(n.urgent_days()) + " days before"
+                      : std::string("off"))
               << (n.alert_ref().empty() ? "" : ", alert " + n.alert_ref()) << "\n";
+    if (c.notification_level() != v1::NOTIFICATION_LEVEL_NONE) {
+      std::cout << "level:         "
+                << EnumName(v1::NotificationLevel_Name(c.notification_level()),
+                            "NOTIFICATION_LEVEL_")
+                << "\n";
+    }
   }
   std::cout << "private key:   " << (c.has_private_key() ? "yes" : "no") << "\n"
             << "uses:          " << c.use_count() << "\n";
@@ -192,7 +200,7 @@ struct ImportFlags {
   MaterialFlags material;
   bool private_trust_only = false, disabled = false;
   bool no_notifications = false, weekly = false;
-  int warning_days = 0;
+  int warning_days = 0, urgent_days = 0;
   std::vector<std::string> bindings;
 };
 
@@ -241,6 +249,7 @@ int CertImport(Client& client, const ImportFlags& f) {
   auto* n = c->mutable_notifications();
   n->set_enabled(!f.no_notifications);
   n->set_warning_days(f.warning_days);
+  n->set_urgent_days(f.urgent_days);
   n->set_frequency(f.weekly ? v1::NOTIFICATION_FREQUENCY_WEEKLY : v1::NOTIFICATION_FREQUENCY_DAILY);
   n->set_alert_ref(f.alert_ref);
 
@@ -440,6 +449,9 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_import->add_flag("--disabled", imp->disabled, "import disabled");
   cert_import->add_flag("--no-notifications", imp->no_notifications, "no expiry notifications");
   cert_import->add_option("--warning-days", imp->warning_days, "days before expiry to warn (30)");
+  cert_import->add_option(
+      "--urgent-days", imp->urgent_days,
+      "days before expiry notifications turn urgent (7, at most --warning-days)");
   cert_import->add_flag("--weekly", imp->weekly, "notify weekly instead of daily");
   cert_import->add_option("--alert-ref", imp->alert_ref, "the host's alert reference");
   AddClientCommand(cert_import, line, [imp](Client& client) { return CertImport(client, *imp); });
