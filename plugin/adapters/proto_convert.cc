@@ -158,6 +158,14 @@ void CertificateInfoToProto(const core::CertificateInfo& info, v1::CertificateIn
   out->set_is_ca(info.is_ca);
 }
 
+std::string BindingText(const v1::Binding& b) {
+  const bool v6 = b.host().find(':') != std::string::npos;
+  std::string s =
+      (v6 ? "[" + b.host() + "]" : b.host()) + ":" + std::to_string(b.port() == 0 ? 443 : b.port());
+  s += "@" + (b.environment().empty() ? std::string("default") : b.environment());
+  return s;
+}
+
 void NotificationsToProto(const core::NotificationSettings& n, v1::NotificationSettings* out) {
   out->set_enabled(n.enabled);
   out->set_warning_days(n.warning_days);

@@ -41,6 +41,9 @@ Result<core::Binding> BindingFromProto(const v1::Binding& b, const std::string& 
 Result<std::vector<core::Binding>> BindingsFromProto(
     const google::protobuf::RepeatedPtrField<v1::Binding>& bindings, const std::string& field);
 
+// "host:port@environment", the port and environment filled in; "[v6]:port@environment".
+std::string BindingText(const v1::Binding& b);
+
 void CertificateInfoToProto(const core::CertificateInfo& info, v1::CertificateInfo* out);
 // Metadata only; status and days_remaining at `now`.
 void CertificateToProto(const core::EntryMetadata& e, core::UnixSeconds now, v1::Certificate* out);

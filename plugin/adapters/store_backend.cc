@@ -18,6 +18,9 @@
 namespace wsstep::plugin {
 namespace {
 
+// DeleteCertificate refuses an entry used within this many days unless forced.
+constexpr int kDeleteInUseDays = 7;
+
 Error Invalid(std::string field, std::string message) {
   return Error(Code::kInvalidArgument, field + ": " + message, {}, Side::kConfiguration)
       .With("field", field);
@@ -240,6 +243,25 @@ class StoreWatch final : public EventWatch {
   uint64_t serial_ = 0;
 };
 
+// DeleteCertificate's refusal of an entry used within `days`, naming each user.
+Error InUse(const std::string& name, int days, const std::vector<v1::CertificateUser>& users) {
+  std::string who;
+  for (const auto& u : users) {
+    who += (who.empty() ? "" : "; ") + BindingText(u.target()) +
+           (u.workflow_id().empty() ? "" : " workflow " + u.workflow_id()) +
+           (u.step_id().empty() ? "" : " step " + u.step_id()) + " (" +
+           std::to_string(u.uses()) + " uses, last " +
+           core::FormatUtc(u.last_use_time().seconds()) + ")";
+  }
+  return Error(Code::kFailedPrecondition,
+               "'" + name + "' was used in the last " + std::to_string(days) + " days by: " + who,
+               "steps that use it will fail with CERTIFICATE_NOT_FOUND; delete it anyway with "
+               "force (wsstep cert delete --force)",
+               Side::kStore)
+      .With("users", who)
+      .With("in_use_days", std::to_string(days));
+}
+
 // The USE events of entry `id` in the last `days`, grouped by target, workflow and step,
 // most recent first. Reads at most 100 pages of 1000 events.
 Result<std::vector<v1::CertificateUser>> RecentUsers(const core::CertificateStore& store,
@@ -461,7 +483,17 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
 Status StoreBackend::Delete(const CallContext& call, const v1::DeleteCertificateRequest& request,
                             v1::DeleteCertificateResponse* response) {
   WSSTEP_ASSIGN_OR_RETURN(std::string which, Selector(request.id(), request.name()));
+  if (request.in_use_days() > 3660) return Invalid("in_use_days", "must be at most 3660");
   WSSTEP_ASSIGN_OR_RETURN(core::EntryMetadata e, store_->Get(which));
+  if (request.in_use_days() >= 0) {
+    // An entry in use is deleted on purpose only: name who used it.
+    const int days = request.in_use_days() == 0 ? kDeleteInUseDays : request.in_use_days();
+    WSSTEP_RETURN_IF_ERROR(store_->Flush());  // uses are written in batches
+    WSSTEP_ASSIGN_OR_RETURN(std::vector<v1::CertificateUser> users,
+                            RecentUsers(*store_, e.id, days));
+    if (!users.empty() && !request.force()) return InUse(e.name, days, users);
+    for (auto& u : users) *response->add_users() = std::move(u);
+  }
   WSSTEP_RETURN_IF_ERROR(store_->Delete(e.id, Audit(call)));
   CertificateToProto(e, store_->Now(), response->mutable_certificate());
   return Status();

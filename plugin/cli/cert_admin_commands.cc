@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "core/vault.h"
+#include "plugin/adapters/proto_convert.h"
 #include "plugin/cli/cert_commands.h"
 
 namespace wsstep::plugin {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 
+#include "plugin/adapters/proto_convert.h"
 #include "plugin/cli/command.h"
 
 namespace wsstep::plugin {
@@ -359,38 +360,23 @@ int CertDelete(Client& client, const DeleteFlags& f) {
                       (has_key ? " (its private key is destroyed)" : "") +
                       "; add --yes to confirm");
   }
-  if (!f.force && f.recent_days > 0) {
-    // An entry in use is deleted on purpose only: name who used it.
-    v1::GetCertificateUsageRequest ureq;
-    f.by_id ? ureq.set_id(f.which) : ureq.set_name(f.which);
-    ureq.set_days(f.recent_days);
-    v1::GetCertificateUsageResponse used;
-    if (auto rc = client.Call("GetCertificateUsage",
-                              &v1::CertificateService::Stub::GetCertificateUsage, ureq, &used)) {
-      return *rc;
-    }
-    if (!used.users().empty()) {
-      std::string who;
-      for (const auto& u : used.users()) {
-        who += "\n    " + BindingText(u.target()) +
-               (u.workflow_id().empty() ? "" : " workflow " + u.workflow_id()) +
-               (u.step_id().empty() ? "" : " step " + u.step_id()) + " (" +
-               std::to_string(u.uses()) + " uses, last " + FormatTime(u.last_use_time()) + ")";
-      }
-      return UsageError("cert delete: '" + used.certificate().name() + "' was used in the last " +
-                            std::to_string(used.days()) + " days by:" + who,
-                        "steps that use it will fail with CERTIFICATE_NOT_FOUND; add --force to "
-                        "delete it anyway");
-    }
-  }
+  // The plugin refuses an entry used in the last --recent-days, naming who used it.
   v1::DeleteCertificateRequest req;
   f.by_id ? req.set_id(f.which) : req.set_name(f.which);
+  req.set_force(f.force);
+  req.set_in_use_days(f.recent_days > 0 ? f.recent_days : -1);
   v1::DeleteCertificateResponse resp;
   if (auto rc = client.Call("DeleteCertificate", &v1::CertificateService::Stub::DeleteCertificate,
                             req, &resp))
     return *rc;
-  return PrintResult(client.options(), resp,
-                     [&] { std::cout << "deleted " << resp.certificate().name() << "\n"; });
+  return PrintResult(client.options(), resp, [&] {
+    std::cout << "deleted " << resp.certificate().name() << "\n";
+    for (const auto& u : resp.users()) {
+      std::cout << "was in use by: " << BindingText(u.target())
+                << (u.workflow_id().empty() ? "" : " workflow " + u.workflow_id())
+                << (u.step_id().empty() ? "" : " step " + u.step_id()) << "\n";
+    }
+  });
 }
 
 // "host", "host:port".

@@ -251,15 +251,19 @@ TEST_F(CliAdminTest, UsageAuditAndDeleteOfAnEntryInUse) {
   EXPECT_THAT(all.output, ::testing::ContainsRegex("USE +bank .*127\\.0\\.0\\.1:1@default"));
   ExpectErrorShape(Json({"cert", "audit", "--action", "viewed"}, 2), "INVALID_ARGUMENT", false);
 
-  // Used within 7 days: delete names who, changes nothing; --force deletes.
+  // Used within 7 days: the plugin refuses the delete naming who, changes nothing;
+  // --force deletes and says who was using it.
   auto refused = Wsstep({"cert", "delete", "bank", "--yes"});
-  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_EQ(refused.exit_code, 4) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("FAILED_PRECONDITION"));
   EXPECT_THAT(refused.output, HasSubstr("'bank' was used in the last 7 days by:"));
   EXPECT_THAT(refused.output, HasSubstr("127.0.0.1:1@default workflow wf-7 step pay (1 uses"));
   EXPECT_EQ(Wsstep({"cert", "show", "bank"}).exit_code, 0);
   auto forced = Wsstep({"cert", "delete", "bank", "--yes", "--force"});
   EXPECT_EQ(forced.exit_code, 0) << forced.output;
   EXPECT_THAT(forced.output, HasSubstr("deleted bank"));
+  EXPECT_THAT(forced.output,
+              HasSubstr("was in use by: 127.0.0.1:1@default workflow wf-7 step pay"));
 }
 
 TEST_F(CliAdminTest, NotificationsListAndAck) {
