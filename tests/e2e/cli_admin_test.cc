@@ -326,6 +326,63 @@ TEST_F(CliAdminTest, NotificationsHaveAWarningAndAnUrgentLevel) {
   EXPECT_EQ(quiet["certificate"]["notifications"]["urgentDays"], 1);
 }
 
+// Every client command with --json, in one session: its exit code (0 ok, 1 the step,
+// resolution or test failed, 2 usage, 4 refused) and exactly one JSON document on
+// stdout, failures in the one error shape.
+TEST_F(CliAdminTest, EveryClientCommandAnswersOneJsonDocumentWithItsExitCode) {
+  ImportClient("bank", "127.0.0.1:1");
+  const std::string pem = testing::PkiPath("client/rsa.pem");
+  struct Row {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string error_code;  // "" on success
+  };
+  const std::vector<Row> rows = {
+      {{"cert", "list"}, 0, ""},
+      {{"cert", "list", "--status", "revoked"}, 0, ""},
+      {{"cert", "show", "bank"}, 0, ""},
+      {{"cert", "show", "nope"}, 4, "NOT_FOUND"},
+      {{"cert", "resolve", "127.0.0.1:1"}, 0, ""},
+      {{"cert", "resolve", "nothing.example:443", "-e", "production"}, 1, "CERTIFICATE_NOT_FOUND"},
+      {{"cert", "update", "bank", "--description", "pays"}, 0, ""},
+      {{"cert", "disable", "bank"}, 0, ""},
+      {{"cert", "enable", "bank"}, 0, ""},
+      {{"cert", "export", "bank"}, 0, ""},
+      {{"cert", "csr", "create", "pending", "--cn", "pending.example"}, 0, ""},
+      {{"cert", "csr", "show", "pending"}, 0, ""},
+      {{"cert", "attach", "pending", "--file", pem}, 4, "KEY_CERT_MISMATCH"},
+      {{"cert", "audit", "bank"}, 0, ""},
+      {{"cert", "usage", "bank"}, 0, ""},
+      {{"cert", "revoke", "nope", "--yes"}, 4, "NOT_FOUND"},
+      {{"cert", "delete", "bank"}, 2, "INVALID_ARGUMENT"},
+      {{"notifications", "list"}, 0, ""},
+      {{"notifications", "ack", "nope"}, 4, "NOT_FOUND"},
+      {{"call", "rest", "--url", "https://127.0.0.1:1/"}, 1, "CONNECTION_REFUSED"},
+      {{"call", "soap", "--endpoint", "https://127.0.0.1:1/", "--operation", "Ping"},
+       1,
+       "CONNECTION_REFUSED"},
+      {{"test-connection", "127.0.0.1:1"}, 1, "CONNECTION_REFUSED"},
+      {{"cert", "import", "--name", "x", "--file", work_.Path("missing.pem")},
+       2,
+       "INVALID_ARGUMENT"},
+      {{"master-key", "rotate"}, 0, ""},
+      {{"cert", "delete", "pending", "--yes"}, 0, ""},
+  };
+  for (const Row& row : rows) {
+    std::string line;
+    for (const auto& a : row.args) line += a + " ";
+    SCOPED_TRACE(line);
+    auto j = Json(row.args, row.exit_code);
+    if (row.error_code.empty()) {
+      EXPECT_FALSE(j.contains("error")) << j.dump();
+    } else {
+      ASSERT_TRUE(j.contains("error")) << j.dump();
+      EXPECT_EQ(j["error"]["code"], row.error_code) << j.dump();
+      for (const char* k : {"message", "hint", "side"}) EXPECT_TRUE(j["error"].contains(k)) << k;
+    }
+  }
+}
+
 TEST_F(CliAdminTest, MasterKeyRotateReplacesTheKeyFileAndKeysStillWork) {
   ImportClient("bank", "api.bank.example@production");
   const std::string key_file = work_.Path("data/master.key");
