@@ -100,6 +100,31 @@ CertStatus StatusAt(const EntryMetadata& e, UnixSeconds now) {
   return CertStatus::kValid;
 }
 
+std::string_view NotificationLevelName(NotificationLevel l) {
+  switch (l) {
+    case NotificationLevel::kWarning:
+      return "WARNING";
+    case NotificationLevel::kUrgent:
+      return "URGENT";
+    case NotificationLevel::kNone:
+      break;
+  }
+  return "NONE";
+}
+
+NotificationLevel NotificationLevelAt(const EntryMetadata& e, UnixSeconds now) {
+  if (e.disabled || e.revoked || e.pending_certificate) return NotificationLevel::kNone;
+  const auto c = GoverningWindow(e);
+  if (!c) return NotificationLevel::kNone;
+  const UnixSeconds left = c->not_after - now;
+  const int warning = std::max(0, e.notifications.warning_days);
+  const int urgent = std::clamp(e.notifications.urgent_days, 0, warning);
+  if (left < 0 || left <= static_cast<UnixSeconds>(urgent) * 86400)
+    return NotificationLevel::kUrgent;
+  if (left <= static_cast<UnixSeconds>(warning) * 86400) return NotificationLevel::kWarning;
+  return NotificationLevel::kNone;
+}
+
 int64_t DaysRemaining(const EntryMetadata& e, UnixSeconds now) {
   const auto c = GoverningWindow(e);
   if (!c) return 0;

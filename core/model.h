@@ -59,6 +59,11 @@ std::optional<CertStatus> CertStatusFromName(std::string_view name);
 enum class NotificationFrequency { kDaily, kWeekly };
 std::string_view NotificationFrequencyName(NotificationFrequency f);
 
+// How close an entry is to expiry by its notification settings: kWarning within
+// warning_days, kUrgent within urgent_days or once expired.
+enum class NotificationLevel { kNone, kWarning, kUrgent };
+std::string_view NotificationLevelName(NotificationLevel l);
+
 inline constexpr std::string_view kDefaultEnvironment = "default";
 inline constexpr uint16_t kDefaultPort = 443;
 
@@ -90,6 +95,7 @@ struct CertificateInfo {
 struct NotificationSettings {
   bool enabled = true;
   int warning_days = 30;
+  int urgent_days = 7;  // at most warning_days; a larger stored value counts as warning_days
   NotificationFrequency frequency = NotificationFrequency::kDaily;
   std::string alert_ref;  // opaque, owned by the host (its e-mail alert)
   bool operator==(const NotificationSettings&) const = default;
@@ -143,6 +149,9 @@ std::optional<ValidityWindow> GoverningWindow(const EntryMetadata& e);
 // Status at `now`: disabled, revoked and pending first, then validity dates, then
 // EXPIRING_SOON within notifications.warning_days.
 CertStatus StatusAt(const EntryMetadata& e, UnixSeconds now);
+// The notification level at `now`: kNone for disabled, revoked and pending entries, those
+// without a validity window, and those expiring after warning_days.
+NotificationLevel NotificationLevelAt(const EntryMetadata& e, UnixSeconds now);
 // Whole days until expiry (negative once expired); 0 if there is no certificate.
 int64_t DaysRemaining(const EntryMetadata& e, UnixSeconds now);
 

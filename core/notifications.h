@@ -16,6 +16,9 @@
 //   notification per entry per UTC day (per 7 UTC days for WEEKLY); a last_notified_at
 //   in the future (a clock set back) holds notifications back until that day has passed.
 //   last_notified_at == 0 means never notified.
+// - escalation: within notifications.urgent_days (NotificationLevelAt() kUrgent, expired
+//   included), the first notification since the entry became urgent is due at once,
+//   whatever the frequency; after it, urgent entries are due daily.
 #ifndef WSSTEP_CORE_NOTIFICATIONS_H_
 #define WSSTEP_CORE_NOTIFICATIONS_H_
 
@@ -36,6 +39,7 @@ struct DueNotification {
   int64_t days_remaining = 0;  // DaysRemaining(): negative once expired
   CertStatus status = CertStatus::kValid;  // StatusAt(): EXPIRING_SOON or EXPIRED (or
                                            // NOT_YET_VALID for a short-lived future cert)
+  NotificationLevel level = NotificationLevel::kWarning;  // kUrgent within urgent_days
 };
 
 // The notifications due at `now`, most urgent first (earliest not_after, then name, then

@@ -80,16 +80,68 @@ TEST(Notifications, HourlyJobSendsOncePerUtcDay) {
   EXPECT_EQ(sent["a"], Range(0, 10));
 }
 
-TEST(Notifications, WeeklyEverySevenDays) {
+std::vector<int> Concat(std::vector<int> a, const std::vector<int>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST(Notifications, WeeklyEverySevenDaysThenDailyOnceExpired) {
   std::vector<EntryMetadata> entries = {
       Expiring("w", kDay0 + 60 * kDay, 45, NotificationFrequency::kWeekly)};
+  entries[0].notifications.urgent_days = 0;  // urgent only once expired
   auto sent = Simulate(entries, 80, {kNineAm, 21 * 3600});
-  // Window opens at day 15 00:00: first run at 09:00 that day, then weekly, also expired.
-  EXPECT_EQ(sent["w"], Range(15, 80, 7));
+  // Window opens at day 15 00:00: first run at 09:00 that day, then weekly; expired on
+  // day 60, urgent: at once, then daily.
+  EXPECT_EQ(sent["w"], Concat(Range(15, 60, 7), Range(60, 80)));
+}
+
+TEST(Notifications, WeeklyEscalatesAtOnceWhenUrgentThenDaily) {
+  std::vector<EntryMetadata> entries = {
+      Expiring("w", kDay0 + 60 * kDay, 45, NotificationFrequency::kWeekly)};
+  entries[0].notifications.urgent_days = 7;  // urgent from day 53 00:00
+  auto sent = Simulate(entries, 80, {kNineAm, 21 * 3600});
+  // Weekly on days 15..50; day 53 although only 3 days passed; daily from then on.
+  EXPECT_EQ(sent["w"], Concat(Range(15, 53, 7), Range(53, 80)));
+}
+
+TEST(Notifications, BecomingUrgentLaterTheSameDayIsDueAgainThatDay) {
+  // Expires on day 40 at 12:00: warning from day 10 12:00, urgent from day 33 12:00.
+  std::vector<EntryMetadata> entries = {Expiring("a", kDay0 + 40 * kDay + 12 * 3600)};
+  auto sent = Simulate(entries, 45, {kNineAm, 21 * 3600});
+  // Day 33: at 09:00 as a warning, at 21:00 again as urgent.
+  EXPECT_EQ(sent["a"], Concat(Range(10, 34), Range(33, 45)));
+}
+
+TEST(Notifications, LevelsFollowWarningAndUrgentDays) {
+  const UnixSeconds now = kDay0 + kNineAm;
+  auto level = [&](UnixSeconds not_after, int warning, int urgent) {
+    auto e = Expiring("x", not_after, warning);
+    e.notifications.urgent_days = urgent;
+    return NotificationLevelAt(e, now);
+  };
+  EXPECT_EQ(level(now + 30 * kDay + 1, 30, 7), NotificationLevel::kNone);
+  EXPECT_EQ(level(now + 30 * kDay, 30, 7), NotificationLevel::kWarning);
+  EXPECT_EQ(level(now + 7 * kDay + 1, 30, 7), NotificationLevel::kWarning);
+  EXPECT_EQ(level(now + 7 * kDay, 30, 7), NotificationLevel::kUrgent);
+  EXPECT_EQ(level(now - 400 * kDay, 30, 7), NotificationLevel::kUrgent);  // expired
+  EXPECT_EQ(level(now + 1, 30, 0), NotificationLevel::kWarning);
+  EXPECT_EQ(level(now - 1, 30, 0), NotificationLevel::kUrgent);
+  // An urgent window wider than the warning one counts as the warning one.
+  EXPECT_EQ(level(now + 5 * kDay, 3, 10), NotificationLevel::kNone);
+  EXPECT_EQ(level(now + 3 * kDay, 3, 10), NotificationLevel::kUrgent);
+  auto revoked = Expiring("r", now + kDay);
+  revoked.revoked = true;
+  EXPECT_EQ(NotificationLevelAt(revoked, now), NotificationLevel::kNone);
+  auto due =
+      DueNotifications({Expiring("soon", now + 2 * kDay), Expiring("later", now + 20 * kDay)}, now);
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].level, NotificationLevel::kUrgent);
+  EXPECT_EQ(due[1].level, NotificationLevel::kWarning);
 }
 
 TEST(Notifications, WeeklyCountsCalendarDays) {
   auto e = Expiring("w", kDay0 + 10 * kDay, 30, NotificationFrequency::kWeekly);
+  e.notifications.urgent_days = 0;
   e.last_notified_at = kDay0 + 23 * 3600;  // day 0, 23:00
   EXPECT_FALSE(NotificationDue(e, kDay0 + 6 * kDay + 23 * 3600 + 59 * 60));
   EXPECT_TRUE(NotificationDue(e, kDay0 + 7 * kDay + 60));  // day 7, 00:01: < 7 * 24 h later

@@ -26,9 +26,10 @@ inline constexpr std::string_view kEntryColumns =
     "save_seq, id, name, description, type, source_format, key_alias, has_private_key, "
     "has_password, private_trust_only, disabled, revoked, pending_certificate, created_at, "
     "updated_at, last_used_at, use_count, version, notify_enabled, notify_warning_days, "
-    "notify_frequency, notify_alert_ref, last_notified_at, chain_subjects, attributes";
+    "notify_frequency, notify_alert_ref, last_notified_at, chain_subjects, attributes, "
+    "notify_urgent_days";
 // How many columns kEntryColumns names: a backend's own columns after them start here.
-inline constexpr int kEntryColumnCount = 25;
+inline constexpr int kEntryColumnCount = 26;
 
 // Fills `e` from a row of kEntryColumns; returns its save sequence.
 template <typename Row>
@@ -58,26 +59,27 @@ int64_t ReadEntryColumns(const Row& row, EntryMetadata& e) {
   e.last_notified_at = row.Int(22);
   e.chain_subjects = DecodeList(row.Blob(23));
   e.attributes = DecodeMap(row.Blob(24));
+  e.notifications.urgent_days = static_cast<int>(row.Int(25));
   return row.Int(0);
 }
 
 // INSERT of an entry's own row, or UPDATE of every column but id, type and created_at when
-// the id exists, with the 24 values numbered in the backend's placeholder style: '?'
-// (SQLite: ?1..?24) or '$' (PostgreSQL: $1..$24), in this order: id, name, name_key,
+// the id exists, with the 25 values numbered in the backend's placeholder style: '?'
+// (SQLite: ?1..?25) or '$' (PostgreSQL: $1..$25), in this order: id, name, name_key,
 // description, type, source_format, key_alias, has_private_key, has_password,
 // private_trust_only, disabled, revoked, pending_certificate, created_at, updated_at,
 // version, save_seq, notify_enabled, notify_warning_days, notify_frequency,
-// notify_alert_ref, last_notified_at, chain_subjects, attributes.
+// notify_alert_ref, last_notified_at, chain_subjects, attributes, notify_urgent_days.
 inline std::string EntryUpsertSql(char placeholder) {
   std::string values;
-  for (int i = 1; i <= 24; ++i) {
+  for (int i = 1; i <= 25; ++i) {
     values += (i == 1 ? "" : ", ") + std::string(1, placeholder) + std::to_string(i);
   }
   return "INSERT INTO entries (id, name, name_key, description, type, source_format, key_alias, "
          "has_private_key, has_password, private_trust_only, disabled, revoked, "
          "pending_certificate, created_at, updated_at, version, save_seq, notify_enabled, "
          "notify_warning_days, notify_frequency, notify_alert_ref, last_notified_at, "
-         "chain_subjects, attributes) VALUES (" +
+         "chain_subjects, attributes, notify_urgent_days) VALUES (" +
          values +
          ") ON CONFLICT (id) DO UPDATE SET name=excluded.name, name_key=excluded.name_key, "
          "description=excluded.description, source_format=excluded.source_format, "
@@ -90,7 +92,7 @@ inline std::string EntryUpsertSql(char placeholder) {
          "notify_warning_days=excluded.notify_warning_days, "
          "notify_frequency=excluded.notify_frequency, notify_alert_ref=excluded.notify_alert_ref, "
          "last_notified_at=excluded.last_notified_at, chain_subjects=excluded.chain_subjects, "
-         "attributes=excluded.attributes";
+         "attributes=excluded.attributes, notify_urgent_days=excluded.notify_urgent_days";
 }
 
 // The `certificates` columns of one certificate's facts, in this order.

@@ -37,7 +37,7 @@ constexpr const char* kChangeChannel = "wsstep_changes";
 constexpr std::chrono::milliseconds kFirstRetryDelay{100};
 constexpr std::chrono::milliseconds kMaxRetryDelay{2000};
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 // Version 1: the tables of the SQLite backend.
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE entries (
@@ -147,6 +147,11 @@ CREATE TABLE notification_claims (
   claimed_by TEXT NOT NULL,
   PRIMARY KEY (entry_id, day)
 );
+)sql";
+
+// Version 3: the urgent notification level (issue 15); existing entries get its default.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE entries ADD COLUMN notify_urgent_days INTEGER NOT NULL DEFAULT 7;
 )sql";
 
 struct ConnCloser {
@@ -391,6 +396,10 @@ Status Migrate(Connection& c, const std::string& location) {
     s = c.ExecScript(kSchemaV2);
     if (!s.ok()) return rollback(s);
   }
+  if (version < 3) {
+    s = c.ExecScript(kSchemaV3);
+    if (!s.ok()) return rollback(s);
+  }
   if (version < kSchemaVersion) {
     s = WriteMeta(c, "schema_version", std::to_string(kSchemaVersion));
     if (!s.ok()) return rollback(s);
@@ -435,7 +444,8 @@ class PgTransaction final : public Storage::Transaction {
         .Text(e.notifications.alert_ref)
         .Int(e.last_notified_at)
         .Bytes(EncodeList(e.chain_subjects))
-        .Bytes(EncodeMap(e.attributes));
+        .Bytes(EncodeMap(e.attributes))
+        .Int(e.notifications.urgent_days);
     Status s = c_.Exec(EntryUpsertSql('$'), std::move(p));
     if (!s.ok() && s.error().detail.count("constraint") &&
         s.error().detail.at("constraint") == "entries_name_key") {

@@ -237,7 +237,7 @@ TEST(PgStorageTest, ADatabaseWithANewerSchemaIsRefused) {
   EXPECT_THAT(newer.error().message,
               HasSubstr("/" + db.name() +
                         ": the database holds a wsstep store of schema version 7, newer than "
-                        "this build's (2)"));
+                        "this build's (3)"));
 }
 
 TEST(PgStorageTest, ALoopbackUriWorksAndErrorsNameTheDatabaseNotThePassword) {

@@ -85,7 +85,8 @@ Status WriteEntryRow(Database& db, const EntryMetadata& e, int64_t save_sequence
       .Bind(21, e.notifications.alert_ref)
       .Bind(22, e.last_notified_at)
       .BindBlob(23, EncodeList(e.chain_subjects))
-      .BindBlob(24, EncodeMap(e.attributes));
+      .BindBlob(24, EncodeMap(e.attributes))
+      .Bind(25, int64_t{e.notifications.urgent_days});
   Status s = st.Run();
   if (!s.ok() && s.error().message.find("entries.name_key") != std::string::npos) {
     return DuplicateName(e.name, e.name);

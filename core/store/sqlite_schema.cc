@@ -99,6 +99,10 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 )sql"},
+    // The urgent notification level (issue 15); existing entries get its default.
+    {2, R"sql(
+ALTER TABLE entries ADD COLUMN notify_urgent_days INTEGER NOT NULL DEFAULT 7;
+)sql"},
 };
 
 }  // namespace

@@ -32,6 +32,7 @@ EntryMetadata Entry(std::string id, std::string name) {
   e.notifications.enabled = true;
   e.notifications.frequency = NotificationFrequency::kWeekly;
   e.notifications.warning_days = 45;
+  e.notifications.urgent_days = 9;
   e.created_at = 1;
   e.updated_at = 2;
   e.version = 3;
@@ -284,11 +285,36 @@ TEST_F(SqliteStorageTest, ReadOnlyReadsAndRefusesToBegin) {
   EXPECT_NE(tx.error().message.find(dir_.Path("store.db")), std::string::npos);
 }
 
+// A store written before the urgent notification level (schema version 1) is migrated
+// when opened for writing: its entries keep everything and get the default, 7 days.
+TEST_F(SqliteStorageTest, AVersionOneStoreIsMigratedAndItsEntriesGetTheUrgentDefault) {
+  Save(Entry("aaa", "A"), 1);
+  storage_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.Path("store.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE entries DROP COLUMN notify_urgent_days; "
+                         "DELETE FROM schema_version WHERE version > 1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  Open();
+  const auto loaded = Load();
+  ASSERT_EQ(loaded.entries.size(), 1u);
+  EXPECT_EQ(loaded.entries[0].notifications.urgent_days, 7);
+  EXPECT_EQ(loaded.entries[0].notifications.warning_days, 45);
+  EXPECT_EQ(loaded.entries[0].bindings, Entry("aaa", "A").bindings);
+}
+
 TEST_F(SqliteStorageTest, AReadOnlyStoreOfAnotherSchemaVersionIsRefused) {
   storage_.reset();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir_.Path("store.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 0", nullptr, nullptr, nullptr),
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DELETE FROM schema_version WHERE version > 1; "
+                         "UPDATE schema_version SET version = 0",
+                         nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
   auto s = OpenSqliteStorage({dir_.path(), true});

@@ -1062,7 +1062,7 @@ INSERT INTO entries SELECT printf('%015x', x), name || '-' || x, name_key || '-'
   source_format, key_alias, has_private_key, has_password, private_trust_only, disabled, revoked,
   pending_certificate, created_at, updated_at, last_used_at, use_count, version, save_seq + x + 10,
   notify_enabled, notify_warning_days, notify_frequency, notify_alert_ref, last_notified_at,
-  chain_subjects, attributes FROM entries, n WHERE id = '@ID';
+  chain_subjects, attributes, notify_urgent_days FROM entries, n WHERE id = '@ID';
 INSERT INTO bindings SELECT printf('%015x', x), ordinal, 'h' || x || '.example.test', port, environment
   FROM bindings, n WHERE entry_id = '@ID';
 INSERT INTO certificates SELECT printf('%015x', x), role, ordinal, subject, issuer, serial, not_before,

@@ -48,6 +48,10 @@ Status ValidateNotifications(const NotificationSettings& n) {
   if (n.warning_days < 0 || n.warning_days > 3650) {
     return Invalid("notifications.warning_days", "must be between 0 and 3650");
   }
+  if (n.urgent_days < 0 || n.urgent_days > n.warning_days) {
+    return Invalid("notifications.urgent_days",
+                   "must be between 0 and warning_days (" + std::to_string(n.warning_days) + ")");
+  }
   return {};
 }
 

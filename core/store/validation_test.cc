@@ -33,6 +33,16 @@ TEST(StoreValidationTest, DescriptionAndNotifications) {
   ExpectInvalid(ValidateNotifications(n), "notifications.warning_days");
   n.warning_days = 3651;
   ExpectInvalid(ValidateNotifications(n), "notifications.warning_days");
+  // The urgent window lies within the warning one.
+  n.warning_days = 10;
+  n.urgent_days = 10;
+  EXPECT_TRUE(ValidateNotifications(n).ok());
+  n.urgent_days = 0;
+  EXPECT_TRUE(ValidateNotifications(n).ok());
+  n.urgent_days = 11;
+  ExpectInvalid(ValidateNotifications(n), "notifications.urgent_days");
+  n.urgent_days = -1;
+  ExpectInvalid(ValidateNotifications(n), "notifications.urgent_days");
 }
 
 TEST(StoreValidationTest, BindingsAreNormalizedAndDeduplicated) {

@@ -158,19 +158,45 @@ void CertificateInfoToProto(const core::CertificateInfo& info, v1::CertificateIn
   out->set_is_ca(info.is_ca);
 }
 
+std::string BindingText(const v1::Binding& b) {
+  const bool v6 = b.host().find(':') != std::string::npos;
+  std::string s =
+      (v6 ? "[" + b.host() + "]" : b.host()) + ":" + std::to_string(b.port() == 0 ? 443 : b.port());
+  s += "@" + (b.environment().empty() ? std::string("default") : b.environment());
+  return s;
+}
+
 void NotificationsToProto(const core::NotificationSettings& n, v1::NotificationSettings* out) {
   out->set_enabled(n.enabled);
   out->set_warning_days(n.warning_days);
+  out->set_urgent_days(n.urgent_days);
   out->set_frequency(n.frequency == core::NotificationFrequency::kWeekly
                          ? v1::NOTIFICATION_FREQUENCY_WEEKLY
                          : v1::NOTIFICATION_FREQUENCY_DAILY);
   out->set_alert_ref(n.alert_ref);
 }
 
+v1::NotificationLevel NotificationLevelToProto(core::NotificationLevel level) {
+  switch (level) {
+    case core::NotificationLevel::kWarning:
+      return v1::NOTIFICATION_LEVEL_WARNING;
+    case core::NotificationLevel::kUrgent:
+      return v1::NOTIFICATION_LEVEL_URGENT;
+    case core::NotificationLevel::kNone:
+      break;
+  }
+  return v1::NOTIFICATION_LEVEL_NONE;
+}
+
+int DefaultUrgentDays(int warning_days) {
+  return std::min(core::NotificationSettings{}.urgent_days, std::max(0, warning_days));
+}
+
 core::NotificationSettings NotificationsFromProto(const v1::NotificationSettings& n) {
   core::NotificationSettings out;
   out.enabled = n.enabled();
   if (n.warning_days() != 0) out.warning_days = n.warning_days();
+  out.urgent_days = n.urgent_days() != 0 ? n.urgent_days() : DefaultUrgentDays(out.warning_days);
   out.frequency = n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
                       ? core::NotificationFrequency::kWeekly
                       : core::NotificationFrequency::kDaily;
@@ -199,6 +225,7 @@ void CertificateToProto(const core::EntryMetadata& e, core::UnixSeconds now, v1:
   out->set_pending_certificate(e.pending_certificate);
   out->set_status(StatusToProto(core::StatusAt(e, now)));
   out->set_days_remaining(core::DaysRemaining(e, now));
+  out->set_notification_level(NotificationLevelToProto(core::NotificationLevelAt(e, now)));
   SetTimestamp(e.created_at, out->mutable_create_time());
   SetTimestamp(e.updated_at, out->mutable_update_time());
   if (e.last_used_at != 0) SetTimestamp(e.last_used_at, out->mutable_last_use_time());

@@ -41,13 +41,20 @@ Result<core::Binding> BindingFromProto(const v1::Binding& b, const std::string& 
 Result<std::vector<core::Binding>> BindingsFromProto(
     const google::protobuf::RepeatedPtrField<v1::Binding>& bindings, const std::string& field);
 
+// "host:port@environment", the port and environment filled in; "[v6]:port@environment".
+std::string BindingText(const v1::Binding& b);
+
 void CertificateInfoToProto(const core::CertificateInfo& info, v1::CertificateInfo* out);
 // Metadata only; status and days_remaining at `now`.
 void CertificateToProto(const core::EntryMetadata& e, core::UnixSeconds now, v1::Certificate* out);
 
 void NotificationsToProto(const core::NotificationSettings& n, v1::NotificationSettings* out);
-// warning_days 0 -> 30, frequency unset -> daily; `enabled` as given.
+// warning_days 0 -> 30, urgent_days 0 -> DefaultUrgentDays(warning_days), frequency unset
+// -> daily; `enabled` as given.
 core::NotificationSettings NotificationsFromProto(const v1::NotificationSettings& n);
+// urgent_days when a request leaves it 0: 7, or warning_days when that is smaller.
+int DefaultUrgentDays(int warning_days);
+v1::NotificationLevel NotificationLevelToProto(core::NotificationLevel level);
 
 // A catalog error as a Diagnostic: ValidateStep's error findings, and import warnings
 // (whose warning_code ImportWarningCode gives).

@@ -18,6 +18,9 @@
 namespace wsstep::plugin {
 namespace {
 
+// DeleteCertificate refuses an entry used within this many days unless forced.
+constexpr int kDeleteInUseDays = 7;
+
 Error Invalid(std::string field, std::string message) {
   return Error(Code::kInvalidArgument, field + ": " + message, {}, Side::kConfiguration)
       .With("field", field);
@@ -84,6 +87,7 @@ void NotificationToProto(const core::CertificateStore& store, const core::DueNot
   if (entry.ok()) CertificateToProto(*entry, store.Now(), out->mutable_certificate());
   out->set_alert_ref(n.alert_ref);
   out->set_days_remaining(n.days_remaining);
+  out->set_level(NotificationLevelToProto(n.level));
   SetTimestamp(n.not_after, out->mutable_expire_time());
   SetTimestamp(store.Now(), out->mutable_due_time());
 }
@@ -191,7 +195,9 @@ class StoreWatch final : public EventWatch {
 
  private:
   std::string Key(const core::DueNotification& n) const {
-    return n.entry_id + "@" + std::to_string(core::UtcDay(store_->Now()));
+    // One per entry, day and level: becoming urgent is news the same day.
+    return n.entry_id + "@" + std::to_string(core::UtcDay(store_->Now())) + "/" +
+           std::string(core::NotificationLevelName(n.level));
   }
   void Queue(const core::DueNotification& n) {
     store_->RecordNotificationsHanded({n}, audit_);
@@ -237,6 +243,25 @@ class StoreWatch final : public EventWatch {
   std::chrono::steady_clock::time_point last_check_;
   uint64_t serial_ = 0;
 };
+
+// DeleteCertificate's refusal of an entry used within `days`, naming each user.
+Error InUse(const std::string& name, int days, const std::vector<v1::CertificateUser>& users) {
+  std::string who;
+  for (const auto& u : users) {
+    who += (who.empty() ? "" : "; ") + BindingText(u.target()) +
+           (u.workflow_id().empty() ? "" : " workflow " + u.workflow_id()) +
+           (u.step_id().empty() ? "" : " step " + u.step_id()) + " (" +
+           std::to_string(u.uses()) + " uses, last " +
+           core::FormatUtc(u.last_use_time().seconds()) + ")";
+  }
+  return Error(Code::kFailedPrecondition,
+               "'" + name + "' was used in the last " + std::to_string(days) + " days by: " + who,
+               "steps that use it will fail with CERTIFICATE_NOT_FOUND; delete it anyway with "
+               "force (wsstep cert delete --force)",
+               Side::kStore)
+      .With("users", who)
+      .With("in_use_days", std::to_string(days));
+}
 
 // The USE events of entry `id` in the last `days`, grouped by target, workflow and step,
 // most recent first. Reads at most 100 pages of 1000 events.
@@ -392,6 +417,7 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
   }
   core::UpdateRequest req;
   std::optional<core::NotificationSettings> notifications;
+  bool urgent_days_given = false;
   for (const std::string& path : request.update_mask().paths()) {
     if (path == "name") {
       if (c.name().empty()) return Invalid("certificate.name", "must not be empty");
@@ -413,6 +439,10 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
         notifications->enabled = n.enabled();
       } else if (path == "notifications.warning_days") {
         notifications->warning_days = n.warning_days() == 0 ? 30 : n.warning_days();
+      } else if (path == "notifications.urgent_days") {
+        urgent_days_given = true;
+        notifications->urgent_days = n.urgent_days();
+        if (n.urgent_days() == 0) notifications->urgent_days = -1;  // the default, below
       } else if (path == "notifications.frequency") {
         notifications->frequency = n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
                                        ? core::NotificationFrequency::kWeekly
@@ -435,6 +465,12 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
                                         "disabled, revoked)");
     }
   }
+  if (notifications && notifications->urgent_days < 0) {
+    notifications->urgent_days = DefaultUrgentDays(notifications->warning_days);
+  } else if (notifications && !urgent_days_given) {
+    // A smaller warning window narrows the urgent one with it, unless it was given.
+    notifications->urgent_days = std::min(notifications->urgent_days, notifications->warning_days);
+  }
   req.notifications = notifications;
   if (request.has_material()) req.material = MaterialFromProto(request.material());
   std::vector<Error> warnings;
@@ -448,7 +484,17 @@ Status StoreBackend::Update(const CallContext& call, const v1::UpdateCertificate
 Status StoreBackend::Delete(const CallContext& call, const v1::DeleteCertificateRequest& request,
                             v1::DeleteCertificateResponse* response) {
   WSSTEP_ASSIGN_OR_RETURN(std::string which, Selector(request.id(), request.name()));
+  if (request.in_use_days() > 3660) return Invalid("in_use_days", "must be at most 3660");
   WSSTEP_ASSIGN_OR_RETURN(core::EntryMetadata e, store_->Get(which));
+  if (request.in_use_days() >= 0) {
+    // An entry in use is deleted on purpose only: name who used it.
+    const int days = request.in_use_days() == 0 ? kDeleteInUseDays : request.in_use_days();
+    WSSTEP_RETURN_IF_ERROR(store_->Flush());  // uses are written in batches
+    WSSTEP_ASSIGN_OR_RETURN(std::vector<v1::CertificateUser> users,
+                            RecentUsers(*store_, e.id, days));
+    if (!users.empty() && !request.force()) return InUse(e.name, days, users);
+    for (auto& u : users) *response->add_users() = std::move(u);
+  }
   WSSTEP_RETURN_IF_ERROR(store_->Delete(e.id, Audit(call)));
   CertificateToProto(e, store_->Now(), response->mutable_certificate());
   return Status();

@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "core/vault.h"
+#include "plugin/adapters/proto_convert.h"
 #include "plugin/cli/cert_commands.h"
 
 namespace wsstep::plugin {
@@ -87,7 +88,7 @@ struct UpdateFlags {
   std::string rename, description, notifications, alert_ref, private_trust_only;
   std::vector<std::string> bindings;
   bool clear_bindings = false, weekly = false, daily = false;
-  int warning_days = -1;
+  int warning_days = -1, urgent_days = -1;
   MaterialFlags material;
 };
 
@@ -123,6 +124,10 @@ int CertUpdate(Client& client, const UpdateFlags& f) {
   if (f.warning_days >= 0) {
     n->set_warning_days(f.warning_days);
     mask->add_paths("notifications.warning_days");
+  }
+  if (f.urgent_days >= 0) {
+    n->set_urgent_days(f.urgent_days);
+    mask->add_paths("notifications.urgent_days");
   }
   if (f.weekly && f.daily) return UsageError("cert update: give --weekly or --daily, not both");
   if (f.weekly || f.daily) {
@@ -409,11 +414,14 @@ int NotificationsList(Client& client) {
     return *rc;
   }
   return PrintResult(client.options(), resp, [&] {
-    std::printf("%-28s %-28s %6s %-21s %s\n", "ID", "CERTIFICATE", "DAYS", "EXPIRES", "ALERT");
+    std::printf("%-28s %-28s %6s %-7s %-21s %s\n", "ID", "CERTIFICATE", "DAYS", "LEVEL", "EXPIRES",
+                "ALERT");
     for (const auto& n : resp.notifications()) {
-      std::printf("%-28s %-28s %6lld %-21s %s\n", n.id().c_str(), n.certificate().name().c_str(),
-                  static_cast<long long>(n.days_remaining()), FormatTime(n.expire_time()).c_str(),
-                  n.alert_ref().c_str());
+      const std::string level =
+          EnumName(v1::NotificationLevel_Name(n.level()), "NOTIFICATION_LEVEL_");
+      std::printf("%-28s %-28s %6lld %-7s %-21s %s\n", n.id().c_str(),
+                  n.certificate().name().c_str(), static_cast<long long>(n.days_remaining()),
+                  level.c_str(), FormatTime(n.expire_time()).c_str(), n.alert_ref().c_str());
     }
   });
 }
@@ -471,6 +479,8 @@ void AddCertAdminCommands(CLI::App* cert, CommandLine& line) {
                    "remove every binding (usable only when a step names it)");
   update->add_option("--notifications", uf->notifications, "expiry notifications on or off");
   update->add_option("--warning-days", uf->warning_days, "days before expiry to warn (0: 30)");
+  update->add_option("--urgent-days", uf->urgent_days,
+                     "days before expiry notifications turn urgent (0: 7, at most --warning-days)");
   update->add_flag("--weekly", uf->weekly, "notify weekly");
   update->add_flag("--daily", uf->daily, "notify daily");
   update->add_option("--alert-ref", uf->alert_ref, "the host's alert reference");

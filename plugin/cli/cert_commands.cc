@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 
+#include "plugin/adapters/proto_convert.h"
 #include "plugin/cli/command.h"
 
 namespace wsstep::plugin {
@@ -75,12 +76,20 @@ void PrintCertificate(const v1::Certificate& c) {
   if (c.has_notifications()) {
     const auto& n = c.notifications();
     std::cout << "notifications: "
-              << (n.enabled() ? std::to_string(n.warning_days()) + " days before expiry, " +
-                                    (n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
-                                         ? std::string("weekly")
-                                         : std::string("daily"))
-                              : std::string("off"))
+              << (n.enabled()
+                      ? std::to_string(n.warning_days()) + " days before expiry, " +
+                            (n.frequency() == v1::NOTIFICATION_FREQUENCY_WEEKLY
+                                 ? std::string("weekly")
+                                 : std::string("daily")) +
+                            ", urgent (daily) " + std::to_string(n.urgent_days()) + " days before"
+                      : std::string("off"))
               << (n.alert_ref().empty() ? "" : ", alert " + n.alert_ref()) << "\n";
+    if (c.notification_level() != v1::NOTIFICATION_LEVEL_NONE) {
+      std::cout << "level:         "
+                << EnumName(v1::NotificationLevel_Name(c.notification_level()),
+                            "NOTIFICATION_LEVEL_")
+                << "\n";
+    }
   }
   std::cout << "private key:   " << (c.has_private_key() ? "yes" : "no") << "\n"
             << "uses:          " << c.use_count() << "\n";
@@ -192,7 +201,7 @@ struct ImportFlags {
   MaterialFlags material;
   bool private_trust_only = false, disabled = false;
   bool no_notifications = false, weekly = false;
-  int warning_days = 0;
+  int warning_days = 0, urgent_days = 0;
   std::vector<std::string> bindings;
 };
 
@@ -241,6 +250,7 @@ int CertImport(Client& client, const ImportFlags& f) {
   auto* n = c->mutable_notifications();
   n->set_enabled(!f.no_notifications);
   n->set_warning_days(f.warning_days);
+  n->set_urgent_days(f.urgent_days);
   n->set_frequency(f.weekly ? v1::NOTIFICATION_FREQUENCY_WEEKLY : v1::NOTIFICATION_FREQUENCY_DAILY);
   n->set_alert_ref(f.alert_ref);
 
@@ -350,38 +360,23 @@ int CertDelete(Client& client, const DeleteFlags& f) {
                       (has_key ? " (its private key is destroyed)" : "") +
                       "; add --yes to confirm");
   }
-  if (!f.force && f.recent_days > 0) {
-    // An entry in use is deleted on purpose only: name who used it.
-    v1::GetCertificateUsageRequest ureq;
-    f.by_id ? ureq.set_id(f.which) : ureq.set_name(f.which);
-    ureq.set_days(f.recent_days);
-    v1::GetCertificateUsageResponse used;
-    if (auto rc = client.Call("GetCertificateUsage",
-                              &v1::CertificateService::Stub::GetCertificateUsage, ureq, &used)) {
-      return *rc;
-    }
-    if (!used.users().empty()) {
-      std::string who;
-      for (const auto& u : used.users()) {
-        who += "\n    " + BindingText(u.target()) +
-               (u.workflow_id().empty() ? "" : " workflow " + u.workflow_id()) +
-               (u.step_id().empty() ? "" : " step " + u.step_id()) + " (" +
-               std::to_string(u.uses()) + " uses, last " + FormatTime(u.last_use_time()) + ")";
-      }
-      return UsageError("cert delete: '" + used.certificate().name() + "' was used in the last " +
-                            std::to_string(used.days()) + " days by:" + who,
-                        "steps that use it will fail with CERTIFICATE_NOT_FOUND; add --force to "
-                        "delete it anyway");
-    }
-  }
+  // The plugin refuses an entry used in the last --recent-days, naming who used it.
   v1::DeleteCertificateRequest req;
   f.by_id ? req.set_id(f.which) : req.set_name(f.which);
+  req.set_force(f.force);
+  req.set_in_use_days(f.recent_days > 0 ? f.recent_days : -1);
   v1::DeleteCertificateResponse resp;
   if (auto rc = client.Call("DeleteCertificate", &v1::CertificateService::Stub::DeleteCertificate,
                             req, &resp))
     return *rc;
-  return PrintResult(client.options(), resp,
-                     [&] { std::cout << "deleted " << resp.certificate().name() << "\n"; });
+  return PrintResult(client.options(), resp, [&] {
+    std::cout << "deleted " << resp.certificate().name() << "\n";
+    for (const auto& u : resp.users()) {
+      std::cout << "was in use by: " << BindingText(u.target())
+                << (u.workflow_id().empty() ? "" : " workflow " + u.workflow_id())
+                << (u.step_id().empty() ? "" : " step " + u.step_id()) << "\n";
+    }
+  });
 }
 
 // "host", "host:port".
@@ -440,6 +435,9 @@ void AddCertCommands(CLI::App& app, CommandLine& line) {
   cert_import->add_flag("--disabled", imp->disabled, "import disabled");
   cert_import->add_flag("--no-notifications", imp->no_notifications, "no expiry notifications");
   cert_import->add_option("--warning-days", imp->warning_days, "days before expiry to warn (30)");
+  cert_import->add_option(
+      "--urgent-days", imp->urgent_days,
+      "days before expiry notifications turn urgent (7, at most --warning-days)");
   cert_import->add_flag("--weekly", imp->weekly, "notify weekly instead of daily");
   cert_import->add_option("--alert-ref", imp->alert_ref, "the host's alert reference");
   AddClientCommand(cert_import, line, [imp](Client& client) { return CertImport(client, *imp); });

@@ -95,14 +95,6 @@ std::string EnumName(const std::string& full, std::string_view prefix) {
   return std::string_view(full).starts_with(prefix) ? full.substr(prefix.size()) : full;
 }
 
-std::string BindingText(const v1::Binding& b) {
-  const bool v6 = b.host().find(':') != std::string::npos;
-  std::string s =
-      (v6 ? "[" + b.host() + "]" : b.host()) + ":" + std::to_string(b.port() == 0 ? 443 : b.port());
-  s += "@" + (b.environment().empty() ? std::string("default") : b.environment());
-  return s;
-}
-
 // Prints a StepError and returns kExitStepFailed.
 int ReportStepError(const ClientOptions& o, const v1::StepError& e,
                     const google::protobuf::Message& result) {

@@ -261,8 +261,6 @@ bool SplitHostPort(const std::string& text, std::string* host, uint32_t* port);
 std::string FormatTime(const google::protobuf::Timestamp& t);
 // `full` without `prefix` ("CERTIFICATE_TYPE_PKCS12" -> "PKCS12").
 std::string EnumName(const std::string& full, std::string_view prefix);
-// "host:port@environment", the port and environment filled in.
-std::string BindingText(const v1::Binding& b);
 
 template <typename Printer>
 int PrintResult(const ClientOptions& o, const google::protobuf::Message& m, Printer human) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -79,17 +80,28 @@ void ExpectErrorShape(const nlohmann::json& j, const std::string& code, bool ref
 TEST_F(CliAdminTest, UpdateRebindsRenamesAndChangesNotifications) {
   ImportClient("bank", "api.bank.example@production");
   auto r = Wsstep({"cert", "update", "bank", "--bind", "api.bank.example:8443@sandbox", "--bind",
-                   "[::1]:9443", "--warning-days", "60", "--weekly", "--alert-ref", "ops-mail"});
+                   "[::1]:9443", "--warning-days", "60", "--urgent-days", "14", "--weekly",
+                   "--alert-ref", "ops-mail"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("bound to:      api.bank.example:8443@sandbox"));
   EXPECT_THAT(r.output, HasSubstr("bound to:      [::1]:9443@default"));
   EXPECT_THAT(r.output, Not(HasSubstr("@production")));
-  EXPECT_THAT(r.output, HasSubstr("notifications: 60 days before expiry, weekly, alert ops-mail"));
+  EXPECT_THAT(r.output, HasSubstr("notifications: 60 days before expiry, weekly, urgent (daily) "
+                                  "14 days before, alert ops-mail"));
 
   auto j = Json({"cert", "update", "bank", "--rename", "bank-2026", "--notifications", "OFF"}, 0);
   EXPECT_EQ(j["certificate"]["name"], "bank-2026");
   EXPECT_FALSE(j["certificate"]["notifications"].value("enabled", false));
   EXPECT_EQ(j["certificate"]["notifications"]["warningDays"], 60);
+  EXPECT_EQ(j["certificate"]["notifications"]["urgentDays"], 14);
+  // The urgent window is at most the warning one: a narrower warning window narrows it,
+  // a wider urgent one is refused naming the field.
+  auto narrowed = Json({"cert", "update", "bank-2026", "--warning-days", "5"}, 0);
+  EXPECT_EQ(narrowed["certificate"]["notifications"]["urgentDays"], 5);
+  auto wide = Json({"cert", "update", "bank-2026", "--urgent-days", "6"}, 4);
+  ExpectErrorShape(wide, "INVALID_ARGUMENT", true);
+  EXPECT_THAT(wide["error"]["message"].get<std::string>(),
+              HasSubstr("notifications.urgent_days: must be between 0 and warning_days (5)"));
 
   // Nothing to change is a usage error; an unknown entry is refused (NOT_FOUND, exit 4).
   ExpectErrorShape(Json({"cert", "update", "bank-2026"}, 2), "INVALID_ARGUMENT", false);
@@ -239,15 +251,19 @@ TEST_F(CliAdminTest, UsageAuditAndDeleteOfAnEntryInUse) {
   EXPECT_THAT(all.output, ::testing::ContainsRegex("USE +bank .*127\\.0\\.0\\.1:1@default"));
   ExpectErrorShape(Json({"cert", "audit", "--action", "viewed"}, 2), "INVALID_ARGUMENT", false);
 
-  // Used within 7 days: delete names who, changes nothing; --force deletes.
+  // Used within 7 days: the plugin refuses the delete naming who, changes nothing;
+  // --force deletes and says who was using it.
   auto refused = Wsstep({"cert", "delete", "bank", "--yes"});
-  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_EQ(refused.exit_code, 4) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("FAILED_PRECONDITION"));
   EXPECT_THAT(refused.output, HasSubstr("'bank' was used in the last 7 days by:"));
   EXPECT_THAT(refused.output, HasSubstr("127.0.0.1:1@default workflow wf-7 step pay (1 uses"));
   EXPECT_EQ(Wsstep({"cert", "show", "bank"}).exit_code, 0);
   auto forced = Wsstep({"cert", "delete", "bank", "--yes", "--force"});
   EXPECT_EQ(forced.exit_code, 0) << forced.output;
   EXPECT_THAT(forced.output, HasSubstr("deleted bank"));
+  EXPECT_THAT(forced.output,
+              HasSubstr("was in use by: 127.0.0.1:1@default workflow wf-7 step pay"));
 }
 
 TEST_F(CliAdminTest, NotificationsListAndAck) {
@@ -275,6 +291,96 @@ TEST_F(CliAdminTest, NotificationsListAndAck) {
   ASSERT_EQ(audit["events"].size(), 2u) << audit.dump();
   EXPECT_EQ(audit["events"][0]["action"], "AUDIT_ACTION_ACKNOWLEDGE");
   EXPECT_EQ(audit["events"][1]["action"], "AUDIT_ACTION_NOTIFY");
+}
+
+// Two levels: WARNING within --warning-days, URGENT within --urgent-days (escalation over
+// days, which needs a clock, is proven in core/notifications_test.cc).
+TEST_F(CliAdminTest, NotificationsHaveAWarningAndAnUrgentLevel) {
+  for (const auto& [name, urgent] : {std::pair{"warned", "0"}, std::pair{"urgent", "3650"}}) {
+    auto r = Wsstep({"cert", "import", "--name", name, "--file", testing::PkiPath("client/rsa.pem"),
+                     "--key-file", testing::PkiPath("client/rsa.key.pem"), "--warning-days", "3650",
+                     "--urgent-days", urgent, "--weekly"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  auto shown = Wsstep({"cert", "show", "urgent"});
+  EXPECT_THAT(shown.output, HasSubstr("level:         URGENT"));
+  auto listed = Json({"notifications", "list"}, 0);
+  ASSERT_EQ(listed["notifications"].size(), 2u) << listed.dump();
+  std::map<std::string, std::string> level, id;
+  for (const auto& n : listed["notifications"]) {
+    level[n["certificate"]["name"]] = n["level"];
+    id[n["certificate"]["name"]] = n["id"];
+    EXPECT_EQ(n["certificate"]["notificationLevel"], n["level"]);
+  }
+  EXPECT_EQ(level["warned"], "NOTIFICATION_LEVEL_WARNING");
+  EXPECT_EQ(level["urgent"], "NOTIFICATION_LEVEL_URGENT");
+  auto text = Wsstep({"notifications", "list"});
+  EXPECT_THAT(text.output, ::testing::ContainsRegex("warned +[0-9]+ +WARNING "));
+  EXPECT_THAT(text.output, ::testing::ContainsRegex("urgent +[0-9]+ +URGENT "));
+
+  // The level is the entry's, in list too, and moves with its settings.
+  auto updated = Json({"cert", "update", "warned", "--urgent-days", "3650"}, 0);
+  EXPECT_EQ(updated["certificate"]["notificationLevel"], "NOTIFICATION_LEVEL_URGENT");
+  auto quiet = Json({"cert", "update", "warned", "--warning-days", "1"}, 0);
+  EXPECT_FALSE(quiet["certificate"].contains("notificationLevel")) << quiet.dump();
+  EXPECT_EQ(quiet["certificate"]["notifications"]["urgentDays"], 1);
+}
+
+// Every client command with --json, in one session: its exit code (0 ok, 1 the step,
+// resolution or test failed, 2 usage, 4 refused) and exactly one JSON document on
+// stdout, failures in the one error shape.
+TEST_F(CliAdminTest, EveryClientCommandAnswersOneJsonDocumentWithItsExitCode) {
+  ImportClient("bank", "127.0.0.1:1");
+  const std::string pem = testing::PkiPath("client/rsa.pem");
+  struct Row {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string error_code;  // "" on success
+  };
+  const std::vector<Row> rows = {
+      {{"cert", "list"}, 0, ""},
+      {{"cert", "list", "--status", "revoked"}, 0, ""},
+      {{"cert", "show", "bank"}, 0, ""},
+      {{"cert", "show", "nope"}, 4, "NOT_FOUND"},
+      {{"cert", "resolve", "127.0.0.1:1"}, 0, ""},
+      {{"cert", "resolve", "nothing.example:443", "-e", "production"}, 1, "CERTIFICATE_NOT_FOUND"},
+      {{"cert", "update", "bank", "--description", "pays"}, 0, ""},
+      {{"cert", "disable", "bank"}, 0, ""},
+      {{"cert", "enable", "bank"}, 0, ""},
+      {{"cert", "export", "bank"}, 0, ""},
+      {{"cert", "csr", "create", "pending", "--cn", "pending.example"}, 0, ""},
+      {{"cert", "csr", "show", "pending"}, 0, ""},
+      {{"cert", "attach", "pending", "--file", pem}, 4, "KEY_CERT_MISMATCH"},
+      {{"cert", "audit", "bank"}, 0, ""},
+      {{"cert", "usage", "bank"}, 0, ""},
+      {{"cert", "revoke", "nope", "--yes"}, 4, "NOT_FOUND"},
+      {{"cert", "delete", "bank"}, 2, "INVALID_ARGUMENT"},
+      {{"notifications", "list"}, 0, ""},
+      {{"notifications", "ack", "nope"}, 4, "NOT_FOUND"},
+      {{"call", "rest", "--url", "https://127.0.0.1:1/"}, 1, "CONNECTION_REFUSED"},
+      {{"call", "soap", "--endpoint", "https://127.0.0.1:1/", "--operation", "Ping"},
+       1,
+       "CONNECTION_REFUSED"},
+      {{"test-connection", "127.0.0.1:1"}, 1, "CONNECTION_REFUSED"},
+      {{"cert", "import", "--name", "x", "--file", work_.Path("missing.pem")},
+       2,
+       "INVALID_ARGUMENT"},
+      {{"master-key", "rotate"}, 0, ""},
+      {{"cert", "delete", "pending", "--yes"}, 0, ""},
+  };
+  for (const Row& row : rows) {
+    std::string line;
+    for (const auto& a : row.args) line += a + " ";
+    SCOPED_TRACE(line);
+    auto j = Json(row.args, row.exit_code);
+    if (row.error_code.empty()) {
+      EXPECT_FALSE(j.contains("error")) << j.dump();
+    } else {
+      ASSERT_TRUE(j.contains("error")) << j.dump();
+      EXPECT_EQ(j["error"]["code"], row.error_code) << j.dump();
+      for (const char* k : {"message", "hint", "side"}) EXPECT_TRUE(j["error"].contains(k)) << k;
+    }
+  }
 }
 
 TEST_F(CliAdminTest, MasterKeyRotateReplacesTheKeyFileAndKeysStillWork) {

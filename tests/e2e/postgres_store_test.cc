@@ -158,6 +158,7 @@ TEST_F(PostgresStoreTest, TwoPluginsServeOneInventoryAndEachChangeReachesBoth) {
   // Deleted through B: A stops presenting it (nginx then sees no certificate at all).
   v1::DeleteCertificateRequest remove;
   remove.set_id(entry.id());
+  remove.set_force(true);  // the steps above used it
   ASSERT_TRUE(b.Delete(remove).ok());
   ASSERT_TRUE(Eventually([&] { return step(a).chosen_id.empty(); }));
   EXPECT_EQ(step(a).nginx_saw, "");

@@ -2,8 +2,10 @@
 // certificates imported over gRPC, steps run against a real nginx with
 // ssl_verify_client on, and `wsstep demo`.
 #include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 
 #include "plugin/cli/host_launcher.h"
 #include "plugin/server/status_map.h"
@@ -305,6 +307,22 @@ TEST(WiringDemo, DemoExitsZero) {
   auto r = testing::RunCommand({WSSTEP_BINARY, "demo"}, {{"WSSTEP_DATA_DIR", work.Path("data")}},
                                std::chrono::seconds(120));
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// With --json the narrative goes to stderr: stdout is one JSON document (issue 15).
+TEST(WiringDemo, JsonDemoPrintsOneDocumentOnStdout) {
+  testing::TempDir work("wsstep-wiring-demo-json-");
+  const std::string out = work.Path("stdout.json");
+  auto r = testing::RunCommand(
+      {"bash", "-c", "exec \"$0\" --json demo >\"$1\"", WSSTEP_BINARY, out},
+      {{"WSSTEP_DATA_DIR", work.Path("data")}}, std::chrono::seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::HasSubstr("demo: OK"));  // the narrative, on stderr
+  auto j = nlohmann::json::parse(testing::ReadFile(out), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << testing::ReadFile(out);
+  EXPECT_EQ(j["result"], "OK");
+  EXPECT_EQ(j["mtlsStep"]["http"]["status"], 200) << j.dump();
+  EXPECT_EQ(j["untrustedStep"]["error"]["code"], "SERVER_CERT_UNTRUSTED") << j.dump();
 }
 
 }  // namespace

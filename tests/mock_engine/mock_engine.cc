@@ -170,6 +170,50 @@ Reply<v1::ListAuditEventsResponse> MockEngine::Audit(const v1::ListAuditEventsRe
   return Call(certs_.get(), &v1::CertificateService::Stub::ListAuditEvents, request, {});
 }
 
+Reply<v1::ResolveCertificateResponse> MockEngine::Resolve(
+    const v1::ResolveCertificateRequest& request) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::ResolveCertificate, request, {});
+}
+
+Reply<v1::GenerateKeyAndCsrResponse> MockEngine::GenerateKeyAndCsr(
+    const v1::GenerateKeyAndCsrRequest& request) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::GenerateKeyAndCsr, request, {});
+}
+
+Reply<v1::AttachCertificateResponse> MockEngine::Attach(const v1::AttachCertificateRequest& request) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::AttachCertificate, request, {});
+}
+
+Reply<v1::ListPendingNotificationsResponse> MockEngine::PendingNotifications() {
+  return Call(certs_.get(), &v1::CertificateService::Stub::ListPendingNotifications,
+              v1::ListPendingNotificationsRequest(), {});
+}
+
+Reply<v1::AcknowledgeNotificationResponse> MockEngine::Acknowledge(const std::string& notification_id) {
+  v1::AcknowledgeNotificationRequest request;
+  request.set_notification_id(notification_id);
+  return Call(certs_.get(), &v1::CertificateService::Stub::AcknowledgeNotification, request, {});
+}
+
+MockEngine::Watch MockEngine::OpenWatch(const v1::WatchEventsRequest& request) {
+  Watch w;
+  w.context = std::make_unique<grpc::ClientContext>();
+  CallOptions options;
+  options.deadline = std::chrono::seconds(60);
+  ConfigureContext(w.context.get(), options);
+  w.reader = certs_->WatchEvents(w.context.get(), request);
+  return w;
+}
+
+std::optional<v1::WatchEventsResponse> MockEngine::ReadEvent(Watch& watch) {
+  v1::WatchEventsResponse event;
+  if (!watch.reader->Read(&event)) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  transcript_ += event.SerializeAsString();
+  transcript_ += event.DebugString();
+  return event;
+}
+
 std::string MockEngine::Health(const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest req;

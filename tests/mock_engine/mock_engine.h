@@ -130,6 +130,19 @@ class MockEngine {
   Reply<v1::UpdateCertificateResponse> Update(const v1::UpdateCertificateRequest& request);
   Reply<v1::DeleteCertificateResponse> Delete(const v1::DeleteCertificateRequest& request);
   Reply<v1::ListAuditEventsResponse> Audit(const v1::ListAuditEventsRequest& request);
+  Reply<v1::ResolveCertificateResponse> Resolve(const v1::ResolveCertificateRequest& request);
+  Reply<v1::GenerateKeyAndCsrResponse> GenerateKeyAndCsr(const v1::GenerateKeyAndCsrRequest& request);
+  Reply<v1::AttachCertificateResponse> Attach(const v1::AttachCertificateRequest& request);
+  Reply<v1::ListPendingNotificationsResponse> PendingNotifications();
+  Reply<v1::AcknowledgeNotificationResponse> Acknowledge(const std::string& notification_id);
+  // Opens a WatchEvents stream; read it with ReadEvent, end it with context->TryCancel().
+  struct Watch {
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader;
+  };
+  Watch OpenWatch(const v1::WatchEventsRequest& request);
+  // The next event of `watch`, recorded; nullopt when the stream ended.
+  std::optional<v1::WatchEventsResponse> ReadEvent(Watch& watch);
 
   // grpc.health.v1 status of `service` ("" or "plugin"): "SERVING", ... or the error.
   std::string Health(const std::string& service);
