@@ -37,7 +37,7 @@ constexpr const char* kChangeChannel = "wsstep_changes";
 constexpr std::chrono::milliseconds kFirstRetryDelay{100};
 constexpr std::chrono::milliseconds kMaxRetryDelay{2000};
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 // Version 1: the tables of the SQLite backend.
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE entries (
@@ -152,6 +152,14 @@ CREATE TABLE notification_claims (
 // Version 3: the urgent notification level (issue 15); existing entries get its default.
 constexpr const char* kSchemaV3 = R"sql(
 ALTER TABLE entries ADD COLUMN notify_urgent_days INTEGER NOT NULL DEFAULT 7;
+)sql";
+
+// Version 4: a claim is per level too, so that the same day's escalation from WARNING to
+// URGENT is claimed (and handed over) on its own. Existing claims were WARNING (1).
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE notification_claims ADD COLUMN level INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE notification_claims DROP CONSTRAINT notification_claims_pkey;
+ALTER TABLE notification_claims ADD PRIMARY KEY (entry_id, day, level);
 )sql";
 
 struct ConnCloser {
@@ -398,6 +406,10 @@ Status Migrate(Connection& c, const std::string& location) {
   }
   if (version < 3) {
     s = c.ExecScript(kSchemaV3);
+    if (!s.ok()) return rollback(s);
+  }
+  if (version < 4) {
+    s = c.ExecScript(kSchemaV4);
     if (!s.ok()) return rollback(s);
   }
   if (version < kSchemaVersion) {
@@ -785,14 +797,16 @@ class PgStorage final : public Storage {
     return TakeNotices(conn);
   }
 
-  Result<bool> ClaimNotification(std::string_view entry_id, int64_t day) override {
+  Result<bool> ClaimNotification(std::string_view entry_id, int64_t day,
+                                 NotificationLevel level) override {
     std::lock_guard lk(reader_mu_);
     WSSTEP_ASSIGN_OR_RETURN(
         ResultPtr r,
-        reader_.RunFirst("INSERT INTO notification_claims (entry_id, day, claimed_by) "
-                         "VALUES ($1, $2, $3) ON CONFLICT (entry_id, day) DO UPDATE SET "
-                         "claimed_by=notification_claims.claimed_by RETURNING claimed_by",
-                         Params().Text(entry_id).Int(day).Text(node_)));
+        reader_.RunFirst(
+            "INSERT INTO notification_claims (entry_id, day, level, claimed_by) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (entry_id, day, level) DO UPDATE "
+            "SET claimed_by=notification_claims.claimed_by RETURNING claimed_by",
+            Params().Text(entry_id).Int(day).Int(static_cast<int64_t>(level)).Text(node_)));
     const bool mine = PQntuples(r.get()) == 1 && Row(r.get(), 0).View(0) == node_;
     // Claims of days long past are of no use to anyone.
     if (mine) {

@@ -165,6 +165,16 @@ TEST_F(SharedStoreTest, UsesAddUpAndANotificationIsClaimedByOneNode) {
   EXPECT_TRUE(*first);
   EXPECT_FALSE(*second);
   EXPECT_TRUE(*again);  // still B's: its other watchers hand it over too
+
+  // The same day's escalation to URGENT is a notification of its own: claimed anew (here
+  // by A), not held back by B's claim of the WARNING.
+  DueNotification urgent = due;
+  urgent.level = NotificationLevel::kUrgent;
+  auto urgent_a = a_->ClaimNotification(urgent);
+  auto urgent_b = b_->ClaimNotification(urgent);
+  ASSERT_TRUE(urgent_a.ok() && urgent_b.ok());
+  EXPECT_TRUE(*urgent_a);
+  EXPECT_FALSE(*urgent_b);
 }
 
 TEST_F(SharedStoreTest, WithoutTheDatabaseStepsGoOnAndChangesAreRefusedUntilItIsBack) {
@@ -237,7 +247,31 @@ TEST(PgStorageTest, ADatabaseWithANewerSchemaIsRefused) {
   EXPECT_THAT(newer.error().message,
               HasSubstr("/" + db.name() +
                         ": the database holds a wsstep store of schema version 7, newer than "
-                        "this build's (3)"));
+                        "this build's (4)"));
+}
+
+// A version 3 database (claims per entry and day) is migrated: an existing claim counts
+// as the WARNING's, and the same day's URGENT can be claimed beside it.
+TEST(PgStorageTest, AVersionThreeDatabaseGetsClaimsPerLevel) {
+  ScratchDatabase db;
+  ASSERT_TRUE(db.ok()) << db.error();
+  { ASSERT_TRUE(OpenPg(db.conninfo()).ok()); }
+  ASSERT_EQ(::wsstep::testing::PostgresExec(
+                db.conninfo(),
+                "ALTER TABLE notification_claims DROP CONSTRAINT notification_claims_pkey; "
+                "ALTER TABLE notification_claims DROP COLUMN level; "
+                "ALTER TABLE notification_claims ADD PRIMARY KEY (entry_id, day); "
+                "INSERT INTO notification_claims (entry_id, day, claimed_by) "
+                "VALUES ('e1', 20000, 'another-node'); "
+                "UPDATE meta SET value=convert_to('3', 'UTF8') WHERE key='schema_version'"),
+            "");
+  auto migrated = OpenPg(db.conninfo());
+  ASSERT_TRUE(migrated.ok()) << migrated.error().ToString();
+  auto warning = (*migrated)->ClaimNotification("e1", 20000, NotificationLevel::kWarning);
+  auto urgent = (*migrated)->ClaimNotification("e1", 20000, NotificationLevel::kUrgent);
+  ASSERT_TRUE(warning.ok() && urgent.ok());
+  EXPECT_FALSE(*warning) << "the other node's claim from before the migration stands";
+  EXPECT_TRUE(*urgent);
 }
 
 TEST(PgStorageTest, ALoopbackUriWorksAndErrorsNameTheDatabaseNotThePassword) {

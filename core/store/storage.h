@@ -151,10 +151,13 @@ class Storage {
   // (also after a reconnect: notices may have been lost); then ReadChanges tells what.
   // STORAGE_UNAVAILABLE while the database cannot be reached. Only shared storages wait.
   virtual Result<bool> WaitForChange(std::chrono::milliseconds /*timeout*/) { return false; }
-  // Claims the expiry notification of `entry_id` due on UTC day `day` for this process,
-  // so that exactly one process hands it to its host. True when this process holds the
-  // claim (it made it now or earlier). A storage no other process writes always holds it.
-  virtual Result<bool> ClaimNotification(std::string_view /*entry_id*/, int64_t /*day*/) {
+  // Claims the expiry notification of `entry_id` at `level` due on UTC day `day` for
+  // this process, so that exactly one process hands it to its host (a WARNING and, the
+  // same day, the escalation to URGENT are two notifications). True when this process
+  // holds the claim (it made it now or earlier). A storage no other process writes
+  // always holds it.
+  virtual Result<bool> ClaimNotification(std::string_view /*entry_id*/, int64_t /*day*/,
+                                         NotificationLevel /*level*/) {
     return true;
   }
 };

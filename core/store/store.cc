@@ -606,7 +606,7 @@ Status CertificateStore::AcknowledgeNotification(std::string_view id, UnixSecond
 }
 
 Result<bool> CertificateStore::ClaimNotification(const DueNotification& due) const {
-  return impl_->storage->ClaimNotification(due.entry_id, UtcDay(impl_->Now()));
+  return impl_->storage->ClaimNotification(due.entry_id, UtcDay(impl_->Now()), due.level);
 }
 
 void CertificateStore::RecordNotificationsHanded(const std::vector<DueNotification>& handed,
