@@ -31,7 +31,10 @@ namespace wsstep::core {
 namespace {
 
 // Far above any real certificate, key store or profile; keeps hostile uploads bounded.
-constexpr size_t kMaxUploadBytes = 16u << 20;
+// Far above any real certificate or key store (a bundle of every public CA is ~250 KiB),
+// and below the plugin's default gRPC message limit (16 MiB), so that an oversize upload
+// reaches the store, which refuses it and writes the refusal to the audit log.
+constexpr size_t kMaxUploadBytes = 4u << 20;
 
 constexpr std::string_view kSupportedKeys =
     "RSA (2048 bits or more), EC P-256/P-384/P-521 or Ed25519";

@@ -413,16 +413,31 @@ TEST_F(CliAdminTest, UploadInputsAreCheckedBeforeSendingAndNamed) {
       Wsstep({"cert", "import", "--name", "x", "--type", "trust-store", "--file", work_.Path("")});
   EXPECT_EQ(dir.exit_code, 2) << dir.output;
   EXPECT_THAT(dir.output, HasSubstr(": is a directory, not a file"));
-  const std::string big = work_.Path("big.pem");
-  {
-    std::ofstream out(big, std::ios::binary);
-    out << std::string(20 << 20, 'A');
-  }
+  // A file of `bytes` bytes that is no certificate at all.
+  auto filled = [&](const std::string& name, size_t bytes) {
+    const std::string path = work_.Path(name);
+    std::ofstream(path, std::ios::binary) << std::string(bytes, 'A');
+    return path;
+  };
+  const std::string big = filled("big.pem", 20 << 20);
   auto j = Json({"cert", "import", "--name", "x", "--type", "trust-store", "--file", big}, 2);
   ExpectErrorShape(j, "INVALID_ARGUMENT", false);
   EXPECT_THAT(j["error"]["message"].get<std::string>(),
               HasSubstr("the file is 20.0 MiB; the plugin accepts uploads up to 15.9 MiB"));
   EXPECT_THAT(j.dump(), Not(HasSubstr("RESOURCE_EXHAUSTED")));
+  // Smaller than a gRPC message but larger than the store takes: the plugin refuses it,
+  // naming the file, and audits the refusal.
+  const std::string five = filled("five.pem", 5 << 20);
+  auto f = Json({"cert", "import", "--name", "five", "--type", "trust-store", "--file", five}, 4);
+  ExpectErrorShape(f, "INVALID_CERTIFICATE_FORMAT", true);
+  EXPECT_THAT(f["error"]["message"].get<std::string>(),
+              HasSubstr("five.pem: the upload is larger than 4 MiB"));
+  auto refused = Json({"cert", "audit", "--action", "import-failure"}, 0);
+  ASSERT_EQ(refused["events"].size(), 1u) << refused.dump();
+  EXPECT_EQ(refused["events"][0]["certificateName"], "five");
+  EXPECT_EQ(refused["events"][0]["outcome"], "INVALID_CERTIFICATE_FORMAT");
+  EXPECT_THAT(refused["events"][0]["message"].get<std::string>(),
+              HasSubstr("five.pem: the upload is larger than 4 MiB"));
 
   // Bindings: a URL, an IDN, bare and bracketed IPv6.
   auto url = Wsstep({"cert", "import", "--name", "x", "--type", "trust-store", "--file",
