@@ -36,6 +36,12 @@ class ProxyE2eTest : public ::testing::Test {
     config.verify_client = testing::NginxVerifyClient::kOn;
     config.client_ca_file = testing::PkiPath("ca/root.pem");
     config.responses.emplace_back("/hello", "hi");
+    config.responses.emplace_back(
+        "/soap",
+        "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>"
+        "<PayResponse xmlns=\"urn:wsstep:proxy\"><status>booked</status></PayResponse>"
+        "</soap:Body></soap:Envelope>",
+        200, "text/xml; charset=utf-8");
     nginx_ = new NginxServer(config);
     ASSERT_TRUE(nginx_->Start()) << nginx_->start_error();
     testing::TinyproxyConfig auth;
@@ -108,6 +114,38 @@ TEST_F(ProxyE2eTest, AStepsProxyCarriesMutualTlsAndItsPasswordNeverComesBack) {
   for (const auto& [name, text] : mock_engine::ReadTree(engine.data_dir())) {
     EXPECT_THAT(mock_engine::ScanForSecrets(name, text, secrets), ::testing::IsEmpty());
   }
+}
+
+// A SOAP step takes the same route: its proxy settings, the tunnel, and the client
+// certificate nginx sees at the far end.
+TEST_F(ProxyE2eTest, ASoapStepGoesThroughItsProxyWithTheBoundCertificate) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start()) << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+  v1::ExecuteSoapStepRequest req;
+  v1::SoapStep* step = req.mutable_step();
+  step->set_endpoint(nginx_->base_url() + "/soap");
+  step->set_version(v1::SOAP_VERSION_1_1);
+  step->set_action("urn:wsstep:proxy:Pay");
+  step->mutable_operation()->set_name("Pay");
+  step->mutable_operation()->set_namespace_uri("urn:wsstep:proxy");
+  step->mutable_tls()->set_ssl_verification(true);
+  step->mutable_proxy()->set_url(proxy_->url());
+  step->mutable_proxy()->set_username(kProxyUser);
+  step->mutable_proxy()->set_password(kProxyPassword);
+  const int before = Connects();
+  auto r = engine.Soap(req, Opts("soap-through-proxy"));
+  ASSERT_TRUE(r.ok()) << r.status.error_message();
+  const v1::StepOutcome& outcome = r.response.outcome();
+  ASSERT_TRUE(outcome.has_soap()) << outcome.error().message();
+  EXPECT_EQ(outcome.soap().http_status(), 200);
+  EXPECT_THAT(outcome.soap().body_xml(), HasSubstr("<status>booked</status>"));
+  EXPECT_EQ(outcome.tls().proxy(), proxy_->url());
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+  auto log = nginx_->AccessLog(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].client_fingerprint, Fingerprint());
+  EXPECT_EQ(log[0].client_verify, "SUCCESS");
 }
 
 TEST_F(ProxyE2eTest, ThePluginsConfiguredProxyIsUsedByStepsThatNameNone) {
