@@ -56,6 +56,10 @@ void AddOutcomeFields(const v1::StepOutcome& outcome, LineFields& f) {
   if (outcome.tls().has_client_certificate()) {
     f.Add("client_certificate", outcome.tls().client_certificate().name());
   }
+  // The route (a proxy URL never carries credentials) and, for a retried step, how many
+  // attempts it took.
+  if (!outcome.tls().proxy().empty()) f.Add("proxy", outcome.tls().proxy());
+  if (outcome.attempts_size() > 1) f.Add("attempts", outcome.attempts_size());
   if (outcome.warnings_size() > 0) f.Add("warnings", outcome.warnings_size());
 }
 

@@ -233,4 +233,20 @@ std::string StartServeForCli(testing::ChildProcess& server, const testing::TempD
   return socket;
 }
 
+std::string FinishedLineOf(mock_engine::MockEngine& engine, const std::string& step_id) {
+  std::string line;
+  EXPECT_TRUE(testing::WaitUntil("the plugin logs the step " + step_id, [&] {
+    std::istringstream in(engine.StderrText());
+    for (std::string l; std::getline(in, l);) {
+      if (l.find("\"@message\":\"step finished\"") != std::string::npos &&
+          l.find("\"step_id\":\"" + step_id + "\"") != std::string::npos) {
+        line = l;
+        return true;
+      }
+    }
+    return false;
+  }));
+  return line;
+}
+
 }  // namespace wsstep::e2e

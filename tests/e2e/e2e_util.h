@@ -83,6 +83,10 @@ class ConcurrentRestCalls {
   std::thread drainer_;
 };
 
+// The plugin's "step finished" log line of `step_id` (waits for it; empty, with a test
+// failure, when it never comes).
+std::string FinishedLineOf(mock_engine::MockEngine& engine, const std::string& step_id);
+
 // Call options for MockEngine calls: a step id and a deadline.
 inline mock_engine::CallOptions Opts(std::string step_id,
                                      std::chrono::milliseconds deadline = std::chrono::seconds(30)) {

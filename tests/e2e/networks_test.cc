@@ -1,6 +1,7 @@
 // Retries and HTTP/2 through the real binary (the mock engine over gRPC): the outcome lists
 // every attempt of a step with a retry policy, and reports the HTTP version the origin
 // spoke (h2 by ALPN against nginx, HTTP/1.1 when the step asks for it).
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -48,6 +49,7 @@ TEST(NetworksE2eTest, EveryAttemptOfARetriedStepIsInTheOutcome) {
   EXPECT_EQ(out.attempts(1).retry_reason(), "status_503");
   EXPECT_EQ(out.attempts(2).http_status(), 200);
   EXPECT_EQ(out.attempts(2).retry_reason(), "");
+  EXPECT_THAT(FinishedLineOf(engine, "retried"), ::testing::HasSubstr("\"attempts\":3"));
 
   // A POST is not retried unless the step declares itself idempotent.
   seen = 0;

@@ -104,6 +104,9 @@ TEST_F(ProxyE2eTest, AStepsProxyCarriesMutualTlsAndItsPasswordNeverComesBack) {
   ASSERT_EQ(log.size(), 1u);
   EXPECT_EQ(log[0].client_fingerprint, Fingerprint());
   EXPECT_EQ(log[0].client_verify, "SUCCESS");
+  // The step's log line names the route, never the credentials.
+  EXPECT_THAT(FinishedLineOf(engine, "through-proxy"),
+              HasSubstr("\"proxy\":\"" + proxy_->url() + "\""));
 
   const std::vector<mock_engine::Secret> secrets = {
       mock_engine::TextSecret("proxy password", kProxyPassword)};

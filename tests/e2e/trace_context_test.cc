@@ -37,23 +37,6 @@ std::string HostTraceparent() {
   return "00-" + std::string(kTraceId) + "-" + std::string(kHostSpan) + "-01";
 }
 
-// The plugin's "step finished" line of `step_id` (waits for it).
-std::string FinishedLineOf(MockEngine& engine, const std::string& step_id) {
-  std::string line;
-  EXPECT_TRUE(testing::WaitUntil("the plugin logs the step " + step_id, [&] {
-    std::istringstream in(engine.StderrText());
-    for (std::string l; std::getline(in, l);) {
-      if (l.find("\"@message\":\"step finished\"") != std::string::npos &&
-          l.find("\"step_id\":\"" + step_id + "\"") != std::string::npos) {
-        line = l;
-        return true;
-      }
-    }
-    return false;
-  }));
-  return line;
-}
-
 class TraceContextTest : public ::testing::Test {
  protected:
   void Start(bool propagate) {
