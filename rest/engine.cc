@@ -384,11 +384,11 @@ RestEngine::RestEngine(EngineOptions options) : impl_(std::make_unique<Impl>(std
 RestEngine::~RestEngine() { Shutdown(); }
 
 void RestEngine::Shutdown() {
-  std::unique_lock<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   impl_->stopping = true;
   // Running and waiting steps end by themselves, each bounded by its own deadline.
-  impl_->idle_cv.wait(lock, [this] { return impl_->in_flight == 0; });
-  lock.unlock();
+  while (impl_->in_flight != 0) impl_->idle_cv.Wait(lock);
+  lock.Unlock();
   for (auto& loop : impl_->loops) loop->Stop();
 }
 
@@ -415,7 +415,7 @@ void RestEngine::Impl::StepEnded(const std::string& origin) {
   StepTaskPtr next;
   std::vector<std::pair<StepTaskPtr, bool>> unstarted;  // (step, cancelled)
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     --in_flight;
     auto it = origins.find(origin);
     if (it != origins.end()) {
@@ -437,7 +437,7 @@ void RestEngine::Impl::StepEnded(const std::string& origin) {
       }
       if (slots.running == 0 && slots.waiting.empty()) origins.erase(it);
     }
-    if (in_flight == 0) idle_cv.notify_all();
+    if (in_flight == 0) idle_cv.NotifyAll();
   }
   for (auto& [task, cancelled] : unstarted) task->AnswerUnstarted(cancelled);
   if (next) StartOnLoop(std::move(next));
@@ -447,7 +447,7 @@ bool RestEngine::Impl::ExpireWaiting() {
   if (waiting.load(std::memory_order_relaxed) == 0) return false;
   std::vector<std::pair<StepTaskPtr, bool>> unstarted;
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     const auto now = steady_clock::now();
     for (auto& [origin, slots] : origins) {
       for (auto it = slots.waiting.begin(); it != slots.waiting.end();) {
@@ -540,7 +540,7 @@ std::optional<Refusal> RestEngine::Impl::Admit(PreparedStep step,
   enum class Where { kLoop, kHere, kWaiting, kOriginBusy } where = Where::kLoop;
   StepTaskPtr task;
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     if (stopping) return Refusal::kShuttingDown;
     if (in_flight >= options.max_queue) return Refusal::kEngineBusy;
     task = std::make_shared<StepTask>(this, std::move(step), std::move(credentials), deadline,

@@ -19,6 +19,7 @@
 #include <random>
 #include <thread>
 
+#include "core/mutex.h"
 #include "core/ossl.h"
 #include "rest/event_loop.h"
 #include "rest/http_text.h"
@@ -129,12 +130,12 @@ struct RestEngine::Impl {
     std::deque<StepTaskPtr> waiting;
   };
 
-  std::mutex mu;
-  std::condition_variable idle_cv;                // in_flight reached 0
-  size_t in_flight = 0;                           // admitted and not yet answered (under mu)
-  std::map<std::string, OriginSlots> origins;     // only origins with steps (under mu)
-  std::atomic<size_t> waiting{0};                 // steps waiting in `origins`, readable unlocked
-  bool stopping = false;                          // under mu
+  Mutex mu;
+  CondVar idle_cv;                                                 // in_flight reached 0
+  size_t in_flight ABSL_GUARDED_BY(mu) = 0;                        // admitted and not yet answered
+  std::map<std::string, OriginSlots> origins ABSL_GUARDED_BY(mu);  // only origins with steps
+  std::atomic<size_t> waiting{0};  // steps waiting in `origins`, readable unlocked
+  bool stopping ABSL_GUARDED_BY(mu) = false;
   std::vector<std::unique_ptr<EventLoop>> loops;  // fixed between construction and Shutdown
   std::atomic<size_t> next_loop{0};
 };

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/mutex.h"
 #include "rest/curl_handles.h"
 #include "rest/transfer.h"
 
@@ -77,10 +78,10 @@ class EventLoop {
   std::function<bool()> on_tick_;
   std::thread::id loop_id_;  // the loop's thread, to add transfers it starts directly
   std::atomic<size_t> load_{0};
-  std::mutex mu_;
-  std::vector<std::function<void()>> posted_;  // guarded by mu_
-  bool stopping_ = false;                      // guarded by mu_
-  std::map<CURL*, Running> running_;           // the loop's thread only
+  Mutex mu_;
+  std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<CURL*, Running> running_;  // the loop's thread only
   struct Timer {
     std::function<void()> fn;
     const CancelToken* cancel;

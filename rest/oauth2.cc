@@ -119,7 +119,7 @@ Result<AccessToken> ParseTokenResponse(int status, std::string_view body,
 }
 
 std::optional<SecretBytes> TokenCache::Find(const std::string& key, Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return std::nullopt;
   if (now >= it->second.expires_at) {
@@ -131,12 +131,12 @@ std::optional<SecretBytes> TokenCache::Find(const std::string& key, Clock::time_
 
 void TokenCache::Store(const std::string& key, const SecretBytes& token,
                        Clock::time_point expires_at) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   entries_[key] = Entry{token.Clone(), expires_at};
 }
 
 void TokenCache::Invalidate(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   entries_.erase(key);
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/identity.h"
+#include "core/mutex.h"
 #include "core/secret.h"
 #include "rest/step.h"
 
@@ -59,8 +60,8 @@ class TokenCache {
     SecretBytes token;
     Clock::time_point expires_at;
   };
-  std::mutex mu_;
-  std::map<std::string, Entry> entries_;
+  Mutex mu_;
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace wsstep::rest

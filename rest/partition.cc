@@ -55,7 +55,7 @@ void Partition::Unlock(CURL*, curl_lock_data data, void* self) {
 CURL* Partition::Borrow() {
   last_used_ns = NowNs();
   {
-    std::lock_guard<std::mutex> lock(idle_mu_);
+    MutexLock lock(idle_mu_);
     if (!idle_.empty()) {
       CURL* easy = idle_.back().release();
       idle_.pop_back();
@@ -71,7 +71,7 @@ CURL* Partition::Borrow() {
 void Partition::Return(CURL* easy, size_t max_idle) {
   last_used_ns = NowNs();
   {
-    std::lock_guard<std::mutex> lock(idle_mu_);
+    MutexLock lock(idle_mu_);
     if (idle_.size() < max_idle) {
       idle_.emplace_back(easy);
       return;
@@ -84,7 +84,7 @@ std::shared_ptr<const Partition::PeerNames> Partition::PeerNamesOf(X509* peer) {
   // A handful of server certificates per partition at most (one, or a few behind a load
   // balancer); X509_cmp compares the digests OpenSSL cached when it decoded them.
   constexpr size_t kMaxPeers = 8;
-  std::lock_guard<std::mutex> lock(peers_mu_);
+  MutexLock lock(peers_mu_);
   for (const auto& [cert, names] : peers_) {
     if (cert.get() == peer || X509_cmp(cert.get(), peer) == 0) return names;
   }
@@ -131,7 +131,7 @@ std::string TrustStoreCache::Key(const core::TrustAnchors* trust, bool private_o
 Result<ossl::X509StorePtr> TrustStoreCache::Get(const core::TrustAnchors* trust,
                                                 bool private_only) {
   std::string key = Key(trust, private_only);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = stores_.find(key); it != stores_.end()) {
     X509_STORE_up_ref(it->second.get());
     return ossl::X509StorePtr(it->second.get());
@@ -186,7 +186,7 @@ Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentia
   key += ";proxy=" + ProxyPartitionKey(proxy);
   key += http2 ? ";h2" : ";h1";
 
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = partitions_.find(key); it != partitions_.end()) return it->second;
   TlsProfile profile;
   profile.identity = credentials.identity;
@@ -205,7 +205,7 @@ Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentia
 }
 
 size_t PartitionTable::DropIdle() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const size_t before = partitions_.size();
   EvictLocked(0);
   return before - partitions_.size();
@@ -232,14 +232,14 @@ void PartitionTable::EvictLocked(size_t keep) {
 }
 
 std::vector<PartitionStats> PartitionTable::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<PartitionStats> out;
   for (const auto& [key, p] : partitions_) out.push_back(p->Stats());
   return out;
 }
 
 std::vector<PartitionStats> PartitionTable::TotalsByEntry() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::map<std::string, PartitionStats> totals = retired_;
   for (const auto& [key, p] : partitions_) {
     const PartitionStats s = p->Stats();

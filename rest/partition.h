@@ -21,6 +21,7 @@
 
 #include "core/error.h"
 #include "core/identity.h"
+#include "core/mutex.h"
 #include "core/ossl.h"
 #include "rest/curl_handles.h"
 #include "rest/engine.h"
@@ -84,12 +85,15 @@ class Partition {
   const std::string key_;
   const TlsProfile profile_;
   curl::SharePtr share_;
+  // libcurl takes and releases these in separate callbacks (Lock, Unlock), which the
+  // thread-safety analysis cannot pair: plain std::mutex, guarding libcurl's own state.
   std::mutex locks_[CURL_LOCK_DATA_LAST];
-  std::mutex idle_mu_;
-  std::vector<curl::EasyPtr> idle_;
-  std::mutex peers_mu_;
+  Mutex idle_mu_;
+  std::vector<curl::EasyPtr> idle_ ABSL_GUARDED_BY(idle_mu_);
+  Mutex peers_mu_;
   // Held references, so a cached pointer never names another certificate.
-  std::vector<std::pair<ossl::X509Ptr, std::shared_ptr<const PeerNames>>> peers_;
+  std::vector<std::pair<ossl::X509Ptr, std::shared_ptr<const PeerNames>>> peers_
+      ABSL_GUARDED_BY(peers_mu_);
 };
 
 // X509_STOREs, one per distinct trust set, built once and shared by every SSL_CTX that
@@ -104,8 +108,8 @@ class TrustStoreCache {
 
  private:
   SystemTrust system_;
-  std::mutex mu_;
-  std::map<std::string, ossl::X509StorePtr> stores_;
+  Mutex mu_;
+  std::map<std::string, ossl::X509StorePtr> stores_ ABSL_GUARDED_BY(mu_);
 };
 
 // Partitions by key. Thread-safe.
@@ -133,14 +137,14 @@ class PartitionTable {
 
  private:
   // Drops idle partitions, oldest first, until at most `keep` remain (or none is idle).
-  void EvictLocked(size_t keep);
+  void EvictLocked(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TrustStoreCache* trust_;
   size_t max_partitions_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Partition>> partitions_;
+  mutable Mutex mu_;
+  std::map<std::string, std::shared_ptr<Partition>> partitions_ ABSL_GUARDED_BY(mu_);
   // The counters of evicted partitions, by identity entry id.
-  std::map<std::string, PartitionStats> retired_;
+  std::map<std::string, PartitionStats> retired_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace wsstep::rest

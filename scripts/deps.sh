@@ -6,7 +6,7 @@ set -euo pipefail
 WSSTEP_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libssl-dev openssl libcurl4-openssl-dev libidn2-dev libsqlite3-dev libpugixml-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   openjdk-17-jdk-headless
   nginx-light wrk tinyproxy python3-grpcio python3-grpc-tools python3-spyne

@@ -24,17 +24,20 @@ ChangeFeed::ChangeFeed(Clock clock, size_t capacity)
 void ChangeFeed::Append(ChangeKind kind, const std::string& entry_id,
                         const std::string& entry_name) {
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     events_.push_back(ChangeEvent{++sequence_, kind, entry_id, entry_name, clock_()});
     while (events_.size() > capacity_) events_.pop_front();
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 std::vector<ChangeEvent> ChangeFeed::WaitAfter(uint64_t after_sequence,
                                                std::chrono::milliseconds timeout) const {
-  std::unique_lock lk(mu_);
-  cv_.wait_for(lk, timeout, [&] { return sequence_ > after_sequence; });
+  MutexLock lk(mu_);
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (sequence_ <= after_sequence) {
+    if (!cv_.WaitUntil(lk, until)) break;
+  }
   std::vector<ChangeEvent> out;
   if (sequence_ <= after_sequence) return out;
   uint64_t first = events_.empty() ? sequence_ + 1 : events_.front().sequence;
@@ -52,7 +55,7 @@ std::vector<ChangeEvent> ChangeFeed::WaitAfter(uint64_t after_sequence,
 }
 
 uint64_t ChangeFeed::latest() const {
-  std::lock_guard lk(mu_);
+  MutexLock lk(mu_);
   return sequence_;
 }
 

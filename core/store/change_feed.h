@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/mutex.h"
 #include "core/store/store.h"
 
 namespace wsstep::core {
@@ -49,10 +50,10 @@ class ChangeFeed {
  private:
   const Clock clock_;
   const size_t capacity_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;  // notified by Append
-  std::deque<ChangeEvent> events_;      // guarded by mu_; oldest first
-  uint64_t sequence_ = 0;               // guarded by mu_; of the latest event
+  mutable Mutex mu_;
+  mutable CondVar cv_;                                   // notified by Append
+  std::deque<ChangeEvent> events_ ABSL_GUARDED_BY(mu_);  // oldest first
+  uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;           // of the latest event
 };
 
 }  // namespace wsstep::core

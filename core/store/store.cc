@@ -16,6 +16,7 @@
 
 #include "core/db.h"
 #include "core/material.h"
+#include "core/mutex.h"
 #include "core/store/change_feed.h"
 #include "core/store/codec.h"
 #include "core/store/entry_changes.h"
@@ -58,12 +59,12 @@ struct CertificateStore::Impl {
   std::unique_ptr<Storage> storage;
   // Serializes changes: every storage transaction is begun under it, and a change's
   // checks, writes and publication happen within one hold of it.
-  std::mutex write_mu;
-  int64_t next_save_sequence = 1;        // guarded by write_mu
-  int64_t change_cursor = 0;             // guarded by write_mu; shared storages
-  std::optional<MasterKey> current_key;  // guarded by write_mu
+  Mutex write_mu;
+  int64_t next_save_sequence ABSL_GUARDED_BY(write_mu) = 1;
+  int64_t change_cursor ABSL_GUARDED_BY(write_mu) = 0;  // shared storages
+  std::optional<MasterKey> current_key ABSL_GUARDED_BY(write_mu);
   // (entry id, UTC day) of the NOTIFY events written since the store opened.
-  std::set<std::pair<std::string, int64_t>> notify_audited;  // guarded by write_mu
+  std::set<std::pair<std::string, int64_t>> notify_audited ABSL_GUARDED_BY(write_mu);
 
   std::atomic<std::shared_ptr<const Vault>> vault;  // replaced by a master key rotation
   std::unique_ptr<SnapshotPublisher> publisher;
@@ -79,7 +80,8 @@ struct CertificateStore::Impl {
   // Begins a change: the storage's transaction, and with a shared storage (then the only
   // writer until it ends) the others' changes applied first, so that the change's checks
   // see everything committed before it. write_mu held.
-  Result<std::unique_ptr<Storage::Transaction>> BeginChange() {
+  Result<std::unique_ptr<Storage::Transaction>> BeginChange()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu) {
     WSSTEP_ASSIGN_OR_RETURN(auto tx, storage->Begin());
     if (storage->shared()) WSSTEP_RETURN_IF_ERROR(CatchUp());
     return tx;
@@ -91,14 +93,14 @@ struct CertificateStore::Impl {
     auto pub = publisher->current();
     if (!storage->shared() || Find(*pub->snapshot, id_or_name) != nullptr) return pub;
     {
-      std::lock_guard lk(write_mu);
+      MutexLock lk(write_mu);
       (void)CatchUp();  // unreachable: the change fails on its own, saying why
     }
     return publisher->current();
   }
 
   // Commits a change begun by BeginChange. write_mu held.
-  Status CommitChange(Storage::Transaction& tx) {
+  Status CommitChange(Storage::Transaction& tx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu) {
     WSSTEP_RETURN_IF_ERROR(tx.Commit());
     if (tx.committed_cursor() > 0) change_cursor = tx.committed_cursor();
     return {};
@@ -106,7 +108,7 @@ struct CertificateStore::Impl {
 
   // Applies the changes other plugins committed since change_cursor: one new snapshot,
   // and their events on the change feed. write_mu held.
-  Status CatchUp() {
+  Status CatchUp() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu) {
     WSSTEP_ASSIGN_OR_RETURN(StorageChanges changed, storage->ReadChanges(change_cursor));
     change_cursor = std::max(change_cursor, changed.cursor);
     if (changed.saved.empty() && changed.deleted.empty()) return {};
@@ -166,7 +168,7 @@ struct CertificateStore::Impl {
       if (!*notice && now - last_read < kPollEvery && reachable) continue;
       Status st;
       {
-        std::lock_guard lk(write_mu);
+        MutexLock lk(write_mu);
         st = CatchUp();
       }
       if (st.ok()) last_read = now;
@@ -212,14 +214,14 @@ struct CertificateStore::Impl {
     ev.outcome = std::string(CodeName(error.code));
     ev.code = std::string(CodeName(error.code));
     ev.detail = error.message;  // messages never carry secrets
-    std::lock_guard lk(write_mu);
+    MutexLock lk(write_mu);
     auto tx = storage->Begin();
     if (!tx.ok()) return;
     if ((*tx)->AppendAudit(ev).ok()) (void)(*tx)->Commit();
   }
 
   // Writes `e` as saved at `save_sequence`: its row, its bindings when they changed, and
-  // its facts and material when `stored` is set. write_mu held.
+  // its facts and material when `stored` is set. Under write_mu (save_sequence is read there).
   static Status WriteEntry(Storage::Transaction& tx, const EntryMetadata& e, int64_t save_sequence,
                            const StoredMaterial* stored, bool bindings_changed) {
     WSSTEP_RETURN_IF_ERROR(tx.PutEntry(e, save_sequence));
@@ -230,9 +232,9 @@ struct CertificateStore::Impl {
 
   // Commits one saved entry (`e`, with `stored` material when it changed) and its audit
   // event in `tx` (from BeginChange), then publishes it as the most recently saved entry.
-  // write_mu held.
   Status SaveOne(Storage::Transaction& tx, const EntryMetadata& e, const StoredMaterial* stored,
-                 bool bindings_changed, const AuditEvent& event, const ParsedMaterial* prebuild) {
+                 bool bindings_changed, const AuditEvent& event, const ParsedMaterial* prebuild)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu) {
     WSSTEP_RETURN_IF_ERROR(WriteEntry(tx, e, next_save_sequence, stored, bindings_changed));
     WSSTEP_RETURN_IF_ERROR(tx.AppendAudit(event));
     WSSTEP_RETURN_IF_ERROR(CommitChange(tx));
@@ -287,19 +289,22 @@ Result<std::unique_ptr<CertificateStore>> CertificateStore::Open(StoreOptions op
     WSSTEP_RETURN_IF_ERROR(tx->PutMasterKeyRecord(fresh));
     WSSTEP_RETURN_IF_ERROR(tx->Commit());
   }
-  s.current_key = std::move(key);
   s.vault.store(vault);
-
   WSSTEP_ASSIGN_OR_RETURN(LoadedEntries loaded, s.storage->LoadEntries());
-  s.next_save_sequence = loaded.latest_save_sequence + 1;
-  s.change_cursor = loaded.change_cursor;
+  {
+    // Nothing else sees the store yet; held so the analysis sees every write under it.
+    MutexLock lk(s.write_mu);
+    s.current_key = std::move(key);
+    s.next_save_sequence = loaded.latest_save_sequence + 1;
+    s.change_cursor = loaded.change_cursor;
+  }
   s.options = std::move(options);
   s.publisher = std::make_unique<SnapshotPublisher>(*s.storage, s.vault);
   s.uses = std::make_unique<UseRecorder>(*s.storage, s.write_mu, s.options.clock,
                                          s.options.use_flush_interval);
   s.changes = std::make_unique<ChangeFeed>(s.options.clock);
   {
-    std::lock_guard lk(s.write_mu);
+    MutexLock lk(s.write_mu);
     s.publisher->Publish(std::move(loaded.entries));
   }
   if (!s.read_only) s.uses->Start();
@@ -370,7 +375,7 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
 
   std::vector<EntryMetadata> result;
   {
-    std::lock_guard lk(s.write_mu);
+    MutexLock lk(s.write_mu);
     WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     for (const auto& item : items) {
@@ -459,7 +464,7 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
 
   EntryMetadata updated;
   {
-    std::lock_guard lk(s.write_mu);
+    MutexLock lk(s.write_mu);
     WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     const EntryMetadata* current = pub->snapshot->FindById(id);
@@ -487,7 +492,7 @@ Status CertificateStore::Delete(std::string_view id_or_name, const AuditContext&
   if (s.read_only) return s.ReadOnlyError();
   EntryMetadata gone;
   {
-    std::lock_guard lk(s.write_mu);
+    MutexLock lk(s.write_mu);
     WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     const EntryMetadata* e = Find(*pub->snapshot, id_or_name);
@@ -588,7 +593,7 @@ Status CertificateStore::AcknowledgeNotification(std::string_view id, UnixSecond
                                                  const AuditContext& ctx) {
   Impl& s = *impl_;
   if (s.read_only) return s.ReadOnlyError();
-  std::lock_guard lk(s.write_mu);
+  MutexLock lk(s.write_mu);
   WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
   auto pub = s.publisher->current();
   const EntryMetadata* e = Find(*pub->snapshot, id);
@@ -614,7 +619,7 @@ void CertificateStore::RecordNotificationsHanded(const std::vector<DueNotificati
   Impl& s = *impl_;
   if (s.read_only || handed.empty()) return;
   const UnixSeconds now = s.Now();
-  std::lock_guard lk(s.write_mu);
+  MutexLock lk(s.write_mu);
   auto pub = s.publisher->current();
   auto tx = s.storage->Begin();
   if (!tx.ok()) return;
@@ -659,7 +664,7 @@ Result<GeneratedKey> CertificateStore::GenerateKeyAndCsr(KeyGenerationRequest re
   }
   stored.csr_pem = generated.csr_pem;
   {
-    std::lock_guard lk(s.write_mu);
+    MutexLock lk(s.write_mu);
     WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     WSSTEP_RETURN_IF_ERROR(CheckNameFree(*s.publisher->current()->snapshot, m.name, ""));
     WSSTEP_RETURN_IF_ERROR(s.SaveOne(
@@ -741,7 +746,7 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
 
   EntryMetadata updated;
   {
-    std::lock_guard lk(s.write_mu);
+    MutexLock lk(s.write_mu);
     WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
     auto pub = s.publisher->current();
     const EntryMetadata* current = pub->snapshot->FindById(id);
@@ -772,7 +777,7 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
 Status CertificateStore::RotateMasterKey(MasterKey new_key, const AuditContext& ctx) {
   Impl& s = *impl_;
   if (s.read_only) return s.ReadOnlyError();
-  std::lock_guard lk(s.write_mu);
+  MutexLock lk(s.write_mu);
   auto old_vault = s.vault.load();
   const std::string old_id = old_vault->key_id();
   if (new_key.id() == old_id) {

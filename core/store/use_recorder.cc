@@ -15,7 +15,7 @@ constexpr size_t kUseBatchWakeup = 1024;
 
 }  // namespace
 
-UseRecorder::UseRecorder(Storage& storage, std::mutex& write_mu, Clock clock,
+UseRecorder::UseRecorder(Storage& storage, Mutex& write_mu, Clock clock,
                          std::chrono::milliseconds flush_interval)
     : storage_(storage),
       write_mu_(write_mu),
@@ -31,17 +31,17 @@ void UseRecorder::Start() {
 void UseRecorder::Stop() {
   if (!flusher_.joinable()) return;
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   flusher_.join();
 }
 
 void UseRecorder::Record(AuditEvent event, const Usage* counted) {
   bool wake = false;
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     if (counted != nullptr) {
       auto [it, inserted] = usage_.try_emplace(event.entry_id, *counted);
       it->second.use_count++;
@@ -55,7 +55,7 @@ void UseRecorder::Record(AuditEvent event, const Usage* counted) {
       wake = pending_.size() == kUseBatchWakeup;
     }
   }
-  if (wake) cv_.notify_one();
+  if (wake) cv_.NotifyOne();
 }
 
 Status UseRecorder::Flush() {
@@ -63,7 +63,7 @@ Status UseRecorder::Flush() {
   std::vector<Unwritten> counts;
   size_t dropped = 0;
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     events.swap(pending_);
     for (const auto& [id, uses] : unwritten_) counts.push_back({id, uses, usage_[id].last_used_at});
     unwritten_.clear();
@@ -74,7 +74,7 @@ Status UseRecorder::Flush() {
   Status st = Write(events, counts, dropped);
   if (!st.ok()) {
     // Keep them for the next attempt, within the bound.
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     for (const auto& u : counts) {
       if (usage_.count(u.entry_id) != 0) unwritten_[u.entry_id] += u.uses;  // not forgotten
     }
@@ -89,7 +89,7 @@ Status UseRecorder::Flush() {
 
 Status UseRecorder::Write(const std::deque<AuditEvent>& events,
                           const std::vector<Unwritten>& counts, size_t dropped) {
-  std::lock_guard lk(write_mu_);
+  MutexLock lk(write_mu_);
   WSSTEP_ASSIGN_OR_RETURN(auto tx, storage_.Begin());
   for (const auto& u : counts) {
     WSSTEP_RETURN_IF_ERROR(tx->PutUsage(u.entry_id, u.uses, u.last_used_at));
@@ -109,7 +109,7 @@ Status UseRecorder::Write(const std::deque<AuditEvent>& events,
 }
 
 EntryMetadata UseRecorder::WithUsage(EntryMetadata e) const {
-  std::lock_guard lk(mu_);
+  MutexLock lk(mu_);
   auto it = usage_.find(e.id);
   if (it != usage_.end()) {
     e.use_count = it->second.use_count;
@@ -119,19 +119,21 @@ EntryMetadata UseRecorder::WithUsage(EntryMetadata e) const {
 }
 
 void UseRecorder::Forget(const std::string& entry_id) {
-  std::lock_guard lk(mu_);
+  MutexLock lk(mu_);
   usage_.erase(entry_id);
   unwritten_.erase(entry_id);
 }
 
 void UseRecorder::FlusherLoop() {
-  std::unique_lock lk(mu_);
+  MutexLock lk(mu_);
   while (!stopping_) {
-    cv_.wait_for(lk, flush_interval_,
-                 [&] { return stopping_ || pending_.size() >= kUseBatchWakeup; });
-    lk.unlock();
+    const auto until = std::chrono::steady_clock::now() + flush_interval_;
+    while (!stopping_ && pending_.size() < kUseBatchWakeup) {
+      if (!cv_.WaitUntil(lk, until)) break;
+    }
+    lk.Unlock();
     (void)Flush();
-    lk.lock();
+    lk.Lock();
   }
 }
 

@@ -31,6 +31,7 @@
 
 #include "core/error.h"
 #include "core/model.h"
+#include "core/mutex.h"
 #include "core/store/audit.h"
 #include "core/store/storage.h"
 
@@ -47,7 +48,7 @@ class UseRecorder {
   // Writes go to `storage` in transactions taken under `write_mu`, the lock that
   // serializes every change of the store. Both outlive the recorder. Batches are written
   // at most `flush_interval` apart, or sooner when 1,024 events wait.
-  UseRecorder(Storage& storage, std::mutex& write_mu, Clock clock,
+  UseRecorder(Storage& storage, Mutex& write_mu, Clock clock,
               std::chrono::milliseconds flush_interval);
   ~UseRecorder();  // Stop()s; does not flush
   UseRecorder(const UseRecorder&) = delete;
@@ -81,18 +82,19 @@ class UseRecorder {
   void FlusherLoop();
 
   Storage& storage_;
-  std::mutex& write_mu_;
+  Mutex& write_mu_;
   const Clock clock_;
   const std::chrono::milliseconds flush_interval_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // wakes the flusher: a full batch, or stopping
-  // Guarded by mu_:
-  std::unordered_map<std::string, Usage> usage_;         // entries used since the store opened
-  std::unordered_map<std::string, uint64_t> unwritten_;  // uses counted, not written yet
-  std::deque<AuditEvent> pending_;                       // a deque: growing never moves events
-  size_t dropped_ = 0;
-  bool stopping_ = false;
+  mutable Mutex mu_;
+  CondVar cv_;  // wakes the flusher: a full batch, or stopping
+  // Entries used since the store opened.
+  std::unordered_map<std::string, Usage> usage_ ABSL_GUARDED_BY(mu_);
+  // Uses counted, not written yet.
+  std::unordered_map<std::string, uint64_t> unwritten_ ABSL_GUARDED_BY(mu_);
+  std::deque<AuditEvent> pending_ ABSL_GUARDED_BY(mu_);  // a deque: growing never moves events
+  size_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread flusher_;
 };

@@ -29,7 +29,7 @@ class UseRecorderTest : public ::testing::Test {
   }
 
   MemoryStorage storage_;
-  std::mutex write_mu_;
+  Mutex write_mu_;
   // No flusher is started: the tests flush by hand.
   UseRecorder uses_{storage_, write_mu_, [] { return UnixSeconds{500}; }, std::chrono::hours(1)};
 };
