@@ -34,7 +34,7 @@ EventLoop::~EventLoop() { Stop(); }
 
 void EventLoop::Post(std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     posted_.push_back(std::move(fn));
   }
   CheckMulti(curl_multi_wakeup(multi_.get()), "curl_multi_wakeup");
@@ -76,10 +76,12 @@ steady_clock::time_point EventLoop::RunTimers(steady_clock::time_point wake) {
 
 void EventLoop::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  curl_multi_wakeup(multi_.get());
+  // With constant arguments the wake-up fails only on a defect, and an idle loop would
+  // then never see stopping_: loud, like every other such call (curl_handles.h).
+  CheckMulti(curl_multi_wakeup(multi_.get()), "curl_multi_wakeup");
   if (thread_.joinable()) thread_.join();
 }
 
@@ -116,7 +118,7 @@ void EventLoop::Loop() {
   for (;;) {
     bool stopping = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       posted.swap(posted_);
       stopping = stopping_;
     }
@@ -125,12 +127,24 @@ void EventLoop::Loop() {
     bool keep_ticking = false;
     if (running_.empty()) {
       if (on_tick_) keep_ticking = on_tick_();
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_ && posted_.empty() && timers_.empty()) return;
     }
 
     int still_running = 0;
-    curl_multi_perform(multi_.get(), &still_running);
+    const CURLMcode performed = curl_multi_perform(multi_.get(), &still_running);
+    if (performed != CURLM_OK) {
+      // libcurl could not drive its transfers (out of memory, or a defect): each running
+      // one ends as failed, named, rather than hanging until its deadline.
+      for (const auto& [easy, run] : running_) {
+        stopped.emplace_back(easy, Transfer::Stop::kFinished);
+      }
+      for (const auto& [easy, stop] : stopped) {
+        Finish(easy, stop,
+               performed == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT);
+      }
+      stopped.clear();
+    }
     int queued = 0;
     while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &queued)) {
       if (msg->msg == CURLMSG_DONE)
@@ -161,7 +175,13 @@ void EventLoop::Loop() {
     if (running_.empty() && timers_.empty() && !stopping && !keep_ticking) {
       wait_ms = 24 * 3600 * 1000;
     }
-    curl_multi_poll(multi_.get(), nullptr, 0, std::max(wait_ms, 0), nullptr);
+    const CURLMcode polled =
+        curl_multi_poll(multi_.get(), nullptr, 0, std::max(wait_ms, 0), nullptr);
+    if (polled != CURLM_OK) {
+      // The wait failed (out of memory, or the wake-up pipe): wait a little without it,
+      // so the loop neither spins nor stops; deadlines and cancels are still looked at.
+      std::this_thread::sleep_for(std::min(milliseconds(std::max(wait_ms, 0)), milliseconds(5)));
+    }
   }
 }
 
