@@ -618,6 +618,14 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
     done(TranslateField(e, RestFieldToProto));
     return;
   }
+  // The probe's route is a step's: its own proxy, the plugin's, or direct.
+  if (Status network = NetworkFromProto(request.proxy(), v1::RetryPolicy(), &*step);
+      !network.ok()) {
+    Error e = network.error();
+    e.code = Code::kInvalidArgument;
+    done(e);
+    return;
+  }
   const uint16_t port = request.port() == 0 ? 443 : static_cast<uint16_t>(request.port());
   const bool ipv6 = request.host().find(':') != std::string::npos;
   step->url = "https://" + (ipv6 ? "[" + request.host() + "]" : request.host()) + ":" +

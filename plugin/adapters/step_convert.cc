@@ -487,6 +487,8 @@ void FillTimings(const rest::Timings& t, v1::Timings* out) {
 
 void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
                   const std::string& server_name, v1::TlsFacts* out) {
+  // The route is a fact also when the proxy failed before any TLS: which proxy it was.
+  out->set_proxy(tls.proxy);
   if (!tls.used_tls) return;
   out->set_protocol(tls.protocol);
   out->set_cipher(tls.cipher);
@@ -509,7 +511,6 @@ void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
   out->set_connection_reused(tls.connection_reused);
   out->set_session_resumed(tls.session_resumed);
   out->set_server_name(server_name);
-  out->set_proxy(tls.proxy);
   out->set_http_version(tls.http_version);
 }
 

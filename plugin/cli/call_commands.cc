@@ -195,7 +195,7 @@ int64_t Millis(const google::protobuf::Duration& d) {
 }
 
 int TestConnection(Client& client, const std::string& target, const TlsFlags& tls,
-                   double timeout_seconds, double answer_wait_seconds) {
+                   const ProxyFlags& proxy, double timeout_seconds, double answer_wait_seconds) {
   v1::TestConnectionRequest req;
   std::string host;
   uint32_t port = 0;
@@ -205,6 +205,9 @@ int TestConnection(Client& client, const std::string& target, const TlsFlags& tl
   req.set_port(port);
   req.set_environment(tls.environment);
   tls.Fill(req.mutable_tls());
+  if (Status filled = proxy.Fill(req.mutable_proxy()); !filled.ok()) {
+    return UsageError(filled.error().message);
+  }
   if (timeout_seconds > 0) TransportFlags::SetDuration(timeout_seconds, req.mutable_timeout());
   if (answer_wait_seconds > 0) {
     TransportFlags::SetDuration(answer_wait_seconds, req.mutable_answer_wait());
@@ -220,6 +223,7 @@ int TestConnection(Client& client, const std::string& target, const TlsFlags& tl
     PrintWarnings(resp.warnings());
     const auto& t = resp.tls();
     std::cout << (resp.ok() ? "handshake OK" : "handshake FAILED") << "\n";
+    if (!t.proxy().empty()) std::cout << "through proxy: " << t.proxy() << "\n";
     if (!t.protocol().empty())
       std::cout << "protocol: " << t.protocol() << " " << t.cipher() << "\n";
     for (const auto& c : resp.server_chain()) std::cout << "server chain: " << c.subject() << "\n";
@@ -303,6 +307,7 @@ void AddTestConnectionCommand(CLI::App& app, CommandLine& line) {
     double timeout = 0;
     double answer_wait = 0;
     TlsFlags tls;
+    ProxyFlags proxy;
   };
   auto tf = std::make_shared<TestFlags>();
   auto* test = app.add_subcommand("test-connection", "diagnose a TLS handshake to HOST:PORT");
@@ -313,8 +318,9 @@ void AddTestConnectionCommand(CLI::App& app, CommandLine& line) {
                    "seconds to wait after the handshake for a refusal or the answer to "
                    "GET / (default 1)");
   tf->tls.Add(test);
+  tf->proxy.Add(test);
   AddClientCommand(test, line, [tf](Client& client) {
-    return TestConnection(client, tf->target, tf->tls, tf->timeout, tf->answer_wait);
+    return TestConnection(client, tf->target, tf->tls, tf->proxy, tf->timeout, tf->answer_wait);
   });
 }
 

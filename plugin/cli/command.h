@@ -89,6 +89,39 @@ struct TlsFlags {
   }
 };
 
+// A step's route (ProxySettings): `call rest`, `call soap` and `test-connection` take it.
+struct ProxyFlags {
+  std::string url, user, password_env;
+  std::vector<std::string> no_proxy;
+  bool direct = false;
+
+  void Add(CLI::App* cmd) {
+    cmd->add_option("--proxy", url, "HTTP proxy, http://HOST:PORT (a CONNECT tunnel)");
+    cmd->add_option("--proxy-user", user, "proxy user name (basic)");
+    cmd->add_option("--proxy-password-env", password_env, "the proxy password, from this variable");
+    cmd->add_option("--no-proxy", no_proxy, "hosts reached without a proxy (comma-separated)")
+        ->delimiter(',');
+    cmd->add_flag("--direct", direct, "no proxy, whatever the plugin's configuration says");
+  }
+
+  Status Fill(v1::ProxySettings* out) const {
+    out->set_url(url);
+    out->set_username(user);
+    if (!password_env.empty()) {
+      const char* v = std::getenv(password_env.c_str());
+      if (v == nullptr) {
+        return Error(Code::kInvalidArgument,
+                     "--proxy-password-env: environment variable " + password_env + " is not set",
+                     "", Side::kConfiguration);
+      }
+      out->set_password(v);
+    }
+    for (const auto& host : no_proxy) out->add_no_proxy(host);
+    out->set_direct(direct);
+    return {};
+  }
+};
+
 struct TransportFlags {
   double connect_timeout = 0;
   double total_timeout = 0;
@@ -101,9 +134,7 @@ struct TransportFlags {
   std::string basic_password_env;
   std::string api_key_header;
   std::string api_key_env;
-  std::string proxy, proxy_user, proxy_password_env;
-  std::vector<std::string> no_proxy;
-  bool direct = false;
+  ProxyFlags proxy;
   int retries = 0;
   bool retry_idempotent = false;
   bool http1 = false, http2 = false;
@@ -121,13 +152,7 @@ struct TransportFlags {
                     "HTTP Basic password from this variable");
     cmd->add_option("--api-key-header", api_key_header, "send an API key in this header");
     cmd->add_option("--api-key-env", api_key_env, "the API key, from this variable");
-    cmd->add_option("--proxy", proxy, "HTTP proxy for this step, http://HOST:PORT (CONNECT)");
-    cmd->add_option("--proxy-user", proxy_user, "proxy user name (basic)");
-    cmd->add_option("--proxy-password-env", proxy_password_env,
-                    "the proxy password, from this variable");
-    cmd->add_option("--no-proxy", no_proxy, "hosts reached without a proxy (comma-separated)")
-        ->delimiter(',');
-    cmd->add_flag("--direct", direct, "no proxy, whatever the plugin's configuration says");
+    proxy.Add(cmd);
     cmd->add_option("--retries", retries, "attempts in all on transient failures (1: none)");
     cmd->add_flag("--retry-idempotent", retry_idempotent,
                   "the request may be repeated whatever its method");
@@ -137,20 +162,7 @@ struct TransportFlags {
 
   // The step's proxy settings and retry policy (RestStep and SoapStep fields 60, 61).
   Status FillNetwork(v1::ProxySettings* out_proxy, v1::RetryPolicy* retry) const {
-    out_proxy->set_url(proxy);
-    out_proxy->set_username(proxy_user);
-    if (!proxy_password_env.empty()) {
-      const char* v = std::getenv(proxy_password_env.c_str());
-      if (v == nullptr) {
-        return Error(
-            Code::kInvalidArgument,
-            "--proxy-password-env: environment variable " + proxy_password_env + " is not set", "",
-            Side::kConfiguration);
-      }
-      out_proxy->set_password(v);
-    }
-    for (const auto& host : no_proxy) out_proxy->add_no_proxy(host);
-    out_proxy->set_direct(direct);
+    WSSTEP_RETURN_IF_ERROR(proxy.Fill(out_proxy));
     retry->set_max_attempts(retries);
     retry->set_idempotent(retry_idempotent);
     return {};

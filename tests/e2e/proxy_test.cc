@@ -67,6 +67,18 @@ class ProxyE2eTest : public ::testing::Test {
     return "http://127.0.0.1:" + std::to_string(testing::PickFreeLoopbackPort());
   }
 
+  // The plugin's own proxy, with credentials, in its environment.
+  static std::vector<std::pair<std::string, std::string>> ConfiguredProxy() {
+    return {{"WSSTEP_PROXY", proxy_->url()},
+            {"WSSTEP_PROXY_USERNAME", kProxyUser},
+            {"WSSTEP_PROXY_PASSWORD", kProxyPassword}};
+  }
+  // Where the proxy password shows in `text` (none expected).
+  static std::vector<std::string> PasswordIn(const std::string& what, const std::string& text) {
+    return mock_engine::ScanForSecrets(what, text,
+                                       {mock_engine::TextSecret("proxy password", kProxyPassword)});
+  }
+
   static NginxServer* nginx_;
   static TinyproxyServer* proxy_;
 };
@@ -89,6 +101,7 @@ TEST_F(ProxyE2eTest, AStepsProxyCarriesMutualTlsAndItsPasswordNeverComesBack) {
   EXPECT_EQ(e.error_code(), v1::ERROR_CODE_PROXY_AUTH_REQUIRED);
   EXPECT_EQ(e.side(), v1::ERROR_SIDE_PROXY);
   EXPECT_EQ(e.detail().at("proxy_status"), "407");
+  EXPECT_EQ(e.detail().at("proxy"), proxy_->url());  // the route tried
 
   const int before = Connects();
   step.mutable_proxy()->set_username(kProxyUser);
@@ -153,10 +166,7 @@ TEST_F(ProxyE2eTest, ASoapStepGoesThroughItsProxyWithTheBoundCertificate) {
 
 TEST_F(ProxyE2eTest, ThePluginsConfiguredProxyIsUsedByStepsThatNameNone) {
   MockEngine engine;
-  ASSERT_TRUE(engine.Start({{"WSSTEP_PROXY", proxy_->url()},
-                            {"WSSTEP_PROXY_USERNAME", kProxyUser},
-                            {"WSSTEP_PROXY_PASSWORD", kProxyPassword}}))
-      << engine.start_error();
+  ASSERT_TRUE(engine.Start(ConfiguredProxy())) << engine.start_error();
   ImportRsaIdentity(engine, nginx_->port());
   const int before = Connects();
   auto r = engine.Rest(mock_engine::GetStep(Url()), "", Opts("configured"));
@@ -172,10 +182,7 @@ TEST_F(ProxyE2eTest, ThePluginsConfiguredProxyIsUsedByStepsThatNameNone) {
   auto d = engine.Rest(direct, "", Opts("direct"));
   ASSERT_TRUE(d.response.outcome().has_http()) << d.response.outcome().error().message();
   EXPECT_EQ(d.response.outcome().tls().proxy(), "");
-  EXPECT_THAT(
-      mock_engine::ScanForSecrets("stderr", engine.StderrText(),
-                                  {mock_engine::TextSecret("proxy password", kProxyPassword)}),
-      ::testing::IsEmpty());
+  EXPECT_THAT(PasswordIn("stderr", engine.StderrText()), ::testing::IsEmpty());
 }
 
 TEST_F(ProxyE2eTest, ABogusHttpsProxyInThePluginsEnvironmentIsIgnoredByDefault) {
@@ -253,7 +260,118 @@ TEST_F(ProxyE2eTest, CallRestTakesTheProxyOptions) {
   EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
   EXPECT_EQ(nginx_->AccessLog(1).at(0).client_fingerprint, Fingerprint());
   EXPECT_THAT(ok.output + refused.output, ::testing::Not(HasSubstr(kProxyPassword)));
+
+  // test-connection takes the same options.
+  const std::string target = "localhost:" + std::to_string(nginx_->port());
+  auto probe_refused = wsstep({"test-connection", target, "--proxy", proxy_->url()});
+  EXPECT_EQ(probe_refused.exit_code, 1) << probe_refused.output;
+  EXPECT_THAT(probe_refused.output, HasSubstr("handshake FAILED\n"));
+  EXPECT_THAT(probe_refused.output, HasSubstr("wsstep: PROXY_AUTH_REQUIRED: "));
+  const int before_probe = Connects();
+  auto probe = wsstep({"test-connection", target, "--proxy", proxy_->url(), "--proxy-user",
+                       kProxyUser, "--proxy-password-env", "PROXY_PASSWORD"});
+  ASSERT_EQ(probe.exit_code, 0) << probe.output;
+  EXPECT_THAT(probe.output, HasSubstr("through proxy: " + proxy_->url() + "\n"));
+  EXPECT_THAT(probe.output, HasSubstr("handshake OK\n"));
+  EXPECT_THAT(probe.output, HasSubstr("client certificate offered: id\n"));
+  EXPECT_TRUE(ConnectsReach(before_probe + 1)) << proxy_->Log();
+  auto unset = wsstep({"test-connection", target, "--proxy", proxy_->url(), "--proxy-user",
+                       kProxyUser, "--proxy-password-env", "NO_SUCH_VARIABLE_SET"});
+  EXPECT_EQ(unset.exit_code, 2) << unset.output;
+  EXPECT_THAT(unset.output, HasSubstr("--proxy-password-env: environment variable "
+                                      "NO_SUCH_VARIABLE_SET is not set"));
+  EXPECT_THAT(probe.output + probe_refused.output, ::testing::Not(HasSubstr(kProxyPassword)));
   server.Stop(SIGTERM, std::chrono::seconds(20));
+}
+
+// TestConnection takes a step's route: the proxy it is given (the handshake and the
+// client certificate run through the tunnel), the plugin's configured one, or none.
+TEST_F(ProxyE2eTest, TestConnectionProbesThroughTheProxyItIsGiven) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start()) << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+  v1::TestConnectionRequest req;
+  req.set_host("localhost");
+  req.set_port(nginx_->port());
+  req.mutable_proxy()->set_url(proxy_->url());
+
+  auto refused = engine.TestConnection(req);
+  ASSERT_TRUE(refused.ok()) << refused.status.error_message();
+  EXPECT_FALSE(refused.response.ok());
+  EXPECT_EQ(refused.response.error().code(), "PROXY_AUTH_REQUIRED")
+      << refused.response.error().message();
+  EXPECT_EQ(refused.response.error().side(), v1::ERROR_SIDE_PROXY);
+  EXPECT_EQ(refused.response.tls().proxy(), proxy_->url());
+
+  const int before = Connects();
+  req.mutable_proxy()->set_username(kProxyUser);
+  req.mutable_proxy()->set_password(kProxyPassword);
+  auto r = engine.TestConnection(req);
+  ASSERT_TRUE(r.ok()) << r.status.error_message();
+  EXPECT_TRUE(r.response.ok()) << r.response.error().message();
+  EXPECT_EQ(r.response.tls().proxy(), proxy_->url());
+  EXPECT_EQ(r.response.tls().client_certificate().sha256_fingerprint(), Fingerprint());
+  EXPECT_EQ(r.response.http_status(), 404);  // nginx's answer to the probe's GET /
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+  auto log = nginx_->AccessLog(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].client_fingerprint, Fingerprint());
+  EXPECT_EQ(log[0].client_verify, "SUCCESS");
+
+  // A proxy that refuses CONNECT to the origin's port: PROXY_REFUSED, nothing reached nginx.
+  testing::TinyproxyConfig only_443;
+  only_443.connect_ports = {443};
+  TinyproxyServer strict(only_443);
+  ASSERT_TRUE(strict.Start()) << strict.start_error();
+  nginx_->ClearAccessLog();
+  req.mutable_proxy()->Clear();
+  req.mutable_proxy()->set_url(strict.url());
+  auto forbidden = engine.TestConnection(req);
+  ASSERT_TRUE(forbidden.ok()) << forbidden.status.error_message();
+  EXPECT_FALSE(forbidden.response.ok());
+  EXPECT_EQ(forbidden.response.error().code(), "PROXY_REFUSED")
+      << forbidden.response.error().message();
+  EXPECT_EQ(forbidden.response.error().detail().at("proxy_status"), "403");
+  EXPECT_FALSE(forbidden.response.tls().has_client_certificate());
+
+  // A proxy that is not there: PROXY_UNREACHABLE.
+  req.mutable_proxy()->set_url(Dead());
+  auto dead = engine.TestConnection(req);
+  ASSERT_TRUE(dead.ok()) << dead.status.error_message();
+  EXPECT_EQ(dead.response.error().code(), "PROXY_UNREACHABLE") << dead.response.error().message();
+  EXPECT_EQ(dead.response.error().side(), v1::ERROR_SIDE_PROXY);
+
+  // Naming a proxy and going direct at once is the caller's mistake, named.
+  req.mutable_proxy()->set_direct(true);
+  auto both = engine.TestConnection(req);
+  EXPECT_EQ(both.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(both.status.error_message(), HasSubstr("proxy.direct"));
+  EXPECT_TRUE(nginx_->AccessLog(0).empty());
+
+  EXPECT_THAT(PasswordIn("transcript", engine.Transcript()), ::testing::IsEmpty());
+}
+
+TEST_F(ProxyE2eTest, TestConnectionTakesThePluginsProxyUnlessToldToGoDirect) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start(ConfiguredProxy())) << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+  v1::TestConnectionRequest req;
+  req.set_host("localhost");
+  req.set_port(nginx_->port());
+  const int before = Connects();
+  auto r = engine.TestConnection(req);
+  ASSERT_TRUE(r.ok()) << r.status.error_message();
+  EXPECT_TRUE(r.response.ok()) << r.response.error().message();
+  EXPECT_EQ(r.response.tls().proxy(), proxy_->url());
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+
+  req.mutable_proxy()->set_direct(true);
+  auto d = engine.TestConnection(req);
+  ASSERT_TRUE(d.ok()) << d.status.error_message();
+  EXPECT_TRUE(d.response.ok()) << d.response.error().message();
+  EXPECT_EQ(d.response.tls().proxy(), "");
+  EXPECT_EQ(d.response.tls().client_certificate().sha256_fingerprint(), Fingerprint());
+  EXPECT_EQ(Connects(), before + 1);  // the direct probe did not use the tunnel
 }
 
 }  // namespace

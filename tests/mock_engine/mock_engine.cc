@@ -184,6 +184,11 @@ Reply<v1::AttachCertificateResponse> MockEngine::Attach(const v1::AttachCertific
   return Call(certs_.get(), &v1::CertificateService::Stub::AttachCertificate, request, {});
 }
 
+Reply<v1::TestConnectionResponse> MockEngine::TestConnection(const v1::TestConnectionRequest& request,
+                                                             const CallOptions& options) {
+  return Call(certs_.get(), &v1::CertificateService::Stub::TestConnection, request, options);
+}
+
 Reply<v1::ListPendingNotificationsResponse> MockEngine::PendingNotifications() {
   return Call(certs_.get(), &v1::CertificateService::Stub::ListPendingNotifications,
               v1::ListPendingNotificationsRequest(), {});

@@ -133,6 +133,8 @@ class MockEngine {
   Reply<v1::ResolveCertificateResponse> Resolve(const v1::ResolveCertificateRequest& request);
   Reply<v1::GenerateKeyAndCsrResponse> GenerateKeyAndCsr(const v1::GenerateKeyAndCsrRequest& request);
   Reply<v1::AttachCertificateResponse> Attach(const v1::AttachCertificateRequest& request);
+  Reply<v1::TestConnectionResponse> TestConnection(const v1::TestConnectionRequest& request,
+                                                   const CallOptions& options = {});
   Reply<v1::ListPendingNotificationsResponse> PendingNotifications();
   Reply<v1::AcknowledgeNotificationResponse> Acknowledge(const std::string& notification_id);
   // Opens a WatchEvents stream; read it with ReadEvent, end it with context->TryCancel().
