@@ -21,11 +21,11 @@ std::string_view ChangeKindName(ChangeKind k) { return NameIn(kChangeKindNames, 
 ChangeFeed::ChangeFeed(Clock clock, size_t capacity)
     : clock_(std::move(clock)), capacity_(capacity) {}
 
-void ChangeFeed::Append(ChangeKind kind, const std::string& entry_id,
-                        const std::string& entry_name) {
+void ChangeFeed::Append(ChangeKind kind, const std::string& entry_id, const std::string& entry_name,
+                        const std::string& actor) {
   {
     MutexLock lk(mu_);
-    events_.push_back(ChangeEvent{++sequence_, kind, entry_id, entry_name, clock_()});
+    events_.push_back(ChangeEvent{++sequence_, kind, entry_id, entry_name, clock_(), actor});
     while (events_.size() > capacity_) events_.pop_front();
   }
   cv_.NotifyAll();

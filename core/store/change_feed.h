@@ -36,7 +36,8 @@ class ChangeFeed {
   explicit ChangeFeed(Clock clock, size_t capacity = 4096);
 
   // Numbers and keeps the event, and wakes every waiter.
-  void Append(ChangeKind kind, const std::string& entry_id, const std::string& entry_name);
+  void Append(ChangeKind kind, const std::string& entry_id, const std::string& entry_name,
+              const std::string& actor = {});
 
   // Events with sequence > after_sequence, waiting up to `timeout` for the first one
   // (empty on timeout). A caller behind the kept window gets one kResync event first,

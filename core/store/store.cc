@@ -402,7 +402,7 @@ Result<std::vector<EntryMetadata>> CertificateStore::CreateMany(std::vector<Crea
     s.publisher->Publish(s.publisher->EntriesWith(changed, "", false));
     for (const auto& item : items) result.push_back(item.meta);
   }
-  for (const auto& e : result) s.changes->Append(ChangeKind::kCreated, e.id, e.name);
+  for (const auto& e : result) s.changes->Append(ChangeKind::kCreated, e.id, e.name, ctx.actor);
   if (warnings != nullptr) {
     for (auto& w : all_warnings) warnings->push_back(std::move(w));
   }
@@ -480,7 +480,7 @@ Result<EntryMetadata> CertificateStore::Update(std::string_view id_or_name, Upda
                   EntryAuditEvent(AuditAction::kUpdate, ctx, updated, applied.detail, s.Now()),
                   prepared ? &prepared->parsed : nullptr));
   }
-  s.changes->Append(ChangeKind::kUpdated, updated.id, updated.name);
+  s.changes->Append(ChangeKind::kUpdated, updated.id, updated.name, ctx.actor);
   if (warnings != nullptr && prepared) {
     for (auto& w : prepared->parsed.warnings) warnings->push_back(std::move(w));
   }
@@ -507,7 +507,7 @@ Status CertificateStore::Delete(std::string_view id_or_name, const AuditContext&
     s.publisher->Publish(s.publisher->EntriesWith({}, gone.id, true));
   }
   s.uses->Forget(gone.id);
-  s.changes->Append(ChangeKind::kDeleted, gone.id, gone.name);
+  s.changes->Append(ChangeKind::kDeleted, gone.id, gone.name, ctx.actor);
   return {};
 }
 
@@ -672,7 +672,7 @@ Result<GeneratedKey> CertificateStore::GenerateKeyAndCsr(KeyGenerationRequest re
         EntryAuditEvent(AuditAction::kGenerateKey, ctx, m, "key and CSR generated", s.Now()),
         nullptr));
   }
-  s.changes->Append(ChangeKind::kCreated, m.id, m.name);
+  s.changes->Append(ChangeKind::kCreated, m.id, m.name, ctx.actor);
   return GeneratedKey{std::move(m), std::move(generated.csr_pem)};
 }
 
@@ -764,7 +764,7 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
                         s.Now()),
         &p.parsed));
   }
-  s.changes->Append(ChangeKind::kUpdated, updated.id, updated.name);
+  s.changes->Append(ChangeKind::kUpdated, updated.id, updated.name, ctx.actor);
   if (warnings != nullptr) {
     for (auto& w : p.parsed.warnings) warnings->push_back(std::move(w));
   }

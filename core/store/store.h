@@ -208,6 +208,9 @@ struct ChangeEvent {
   std::string entry_id;
   std::string entry_name;
   UnixSeconds at = 0;
+  // Who made it (the AuditContext's actor); empty for a change another plugin sharing
+  // the storage made (its audit log names them).
+  std::string actor;
 };
 
 class CertificateStore {

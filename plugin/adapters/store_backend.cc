@@ -212,6 +212,7 @@ class StoreWatch final : public EventWatch {
     e.set_id("c" + std::to_string(c.sequence));
     SetTimestamp(c.at, e.mutable_time());
     auto* change = e.mutable_change();
+    change->set_actor(c.actor);
     switch (c.kind) {
       case core::ChangeKind::kCreated: change->set_type(v1::CHANGE_TYPE_CREATED); break;
       case core::ChangeKind::kUpdated: change->set_type(v1::CHANGE_TYPE_UPDATED); break;

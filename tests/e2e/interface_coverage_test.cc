@@ -526,6 +526,7 @@ TEST_F(InterfaceCoverageTest, WatchEventsListPendingAndAcknowledge) {
   ASSERT_TRUE(change.has_value());
   EXPECT_EQ(change->change().type(), v1::CHANGE_TYPE_CREATED);
   EXPECT_EQ(change->change().certificate().name(), "watched");
+  EXPECT_EQ(change->change().actor(), "mock-engine");  // the x-wsstep-actor of the Create
   watch.context->TryCancel();
 
   auto pending = engine().PendingNotifications();
