@@ -304,6 +304,50 @@ TEST_F(BodyChunksTest, A200MiBResponseComesInChunksWithItsExactBytesAndBoundedPl
   EXPECT_LT(growth, kGrowthLimitKib + kSanitizerAllowanceKib);
 }
 
+TEST_F(BodyChunksTest, OverHttp2TheBodyComesInChunksTooAndPausesOnlyItsOwnStream) {
+  // An h2 origin: a paused transfer is one stream of a connection other steps share.
+  NginxConfig config;
+  config.verify_client = NginxVerifyClient::kOn;
+  config.http2 = true;
+  config.extra_server_directives = "location = /big.bin { alias " + big_path_ + "; }\n";
+  NginxServer h2(config);
+  ASSERT_TRUE(h2.Start()) << h2.start_error();
+  const std::vector<mock_engine::Bind> binds = {{"localhost", h2.port(), "h2"}};
+  ASSERT_TRUE(
+      engine_.Create(mock_engine::TrustStoreFromFile("trust-h2", "trust/bundle.pem", binds)).ok());
+  ASSERT_TRUE(engine_
+                  .Create(mock_engine::KeyPairFromFiles("id-h2", "client/rsa.pem",
+                                                        "client/rsa.key.pem", binds))
+                  .ok());
+  auto stream = engine_.OpenSteps(Opts("stream", std::chrono::seconds(120)));
+  v1::StepCall big = ChunkedGet(1, h2.base_url() + "/big.bin");
+  big.mutable_rest()->set_environment("h2");
+  v1::StepCall small = ChunkedGet(2, h2.base_url() + "/echo");
+  small.mutable_rest()->set_environment("h2");
+  v1::ExecuteStepsRequest request;
+  *request.add_calls() = big;
+  *request.add_calls() = small;
+  ASSERT_TRUE(stream->Send(request));
+  std::map<uint64_t, Received> calls;
+  ReadUntilResult(*stream, 1, calls);
+  ReadUntilResult(*stream, 2, calls);
+  stream->CloseSend();
+  EXPECT_FALSE(stream->Read().has_value());
+  EXPECT_TRUE(stream->Finish().ok());
+  Received& r = calls[1];
+  ASSERT_TRUE(r.result.has_value());
+  const v1::StepOutcome& outcome = r.result->rest().outcome();
+  ASSERT_TRUE(outcome.has_http()) << outcome.error().code() << ": " << outcome.error().message();
+  EXPECT_EQ(outcome.tls().http_version(), "HTTP/2");
+  EXPECT_EQ(r.bytes, kBigBytes);
+  EXPECT_EQ(r.digest.Hex(), big_digest_);
+  EXPECT_TRUE(r.offsets_in_order);
+  EXPECT_TRUE(r.last);
+  ASSERT_TRUE(calls[2].result.has_value());
+  EXPECT_EQ(calls[2].result->rest().outcome().http().status(), 200);
+  EXPECT_TRUE(calls[2].last);
+}
+
 TEST_F(BodyChunksTest, AHostThatStopsReadingHoldsTheOriginBackAndLosesNothing) {
   WarmUp();
   const int64_t hwm_before = PluginHwmKib();
