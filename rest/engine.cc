@@ -201,6 +201,10 @@ Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
   if (step.timeouts.connect.count() < 0 || step.timeouts.total.count() < 0) {
     return InvalidStep("timeouts", "must not be negative", "Use 0 for no limit of its own.");
   }
+  if (step.body_source != nullptr && !step.body.empty()) {
+    return InvalidStep("body", "is set although the body is streamed",
+                       "Give the body either whole or streamed, not both.");
+  }
   if (step.max_response_bytes == 0) {
     return InvalidStep("max_response_bytes", "must be positive", "The default is 10 MiB.");
   }
@@ -560,8 +564,9 @@ std::optional<Refusal> RestEngine::Impl::Admit(PreparedStep step,
       // Probes block their thread (a connection test's handshake): they run on the
       // caller's, never on an event loop.
       // A step that may retry runs on a loop from the start: its later attempts do.
-      const bool may_retry = task->retries();
-      if (probe || (lease != nullptr && lease->allow_run_here() && in_flight == 0 && !may_retry)) {
+      // So does a step with a streamed body: its resume is posted to a loop.
+      const bool loop_only = task->retries() || task->streams();
+      if (probe || (lease != nullptr && lease->allow_run_here() && in_flight == 0 && !loop_only)) {
         where = Where::kHere;
       }
       ++slots.running;

@@ -167,6 +167,10 @@ class StepTask : public std::enable_shared_from_this<StepTask> {
 
   const std::string& origin_key() const { return origin_key_; }
   bool retries() const { return prepared_.step().retry.max_attempts > 1; }
+  // A streamed body (rest/body_stream.h) is resumed by posting to the transfer's loop.
+  bool streams() const {
+    return prepared_.step().response_body != nullptr || prepared_.step().body_source != nullptr;
+  }
   const CancelToken& cancel() const { return cancel_; }
   Deadline deadline() const { return run_.deadline; }
 

@@ -87,6 +87,13 @@ void EventLoop::Stop() {
 
 void EventLoop::Add(std::unique_ptr<Transfer> transfer, TransferDone done) {
   CURL* easy = transfer->easy();
+  // A streamed body's resume (rest/body_stream.h): un-pauses on this thread, and only while
+  // this very transfer runs (its easy handle may serve another transfer afterwards).
+  transfer->SetResume([this, easy, alive = transfer->alive()] {
+    Post([easy, alive] {
+      if (!alive.expired()) curl_easy_pause(easy, CURLPAUSE_CONT);
+    });
+  });
   const CURLMcode rc = curl_multi_add_handle(multi_.get(), easy);
   if (rc != CURLM_OK) {
     // Out of memory in libcurl: the step's answer, not a crash.

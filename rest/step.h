@@ -19,6 +19,7 @@
 #include "core/model.h"
 #include "core/error.h"
 #include "core/secret.h"
+#include "rest/body_stream.h"
 #include "rest/tls_diagnosis.h"
 #include "rest/warning.h"
 
@@ -221,6 +222,12 @@ struct RestStep {
   std::vector<QueryParam> query;  // appended in order after the URL's own query
   std::vector<Header> headers;    // sent in order; CR, LF or NUL anywhere is refused
   std::string body;               // bytes; sent when non-empty (or method needs it)
+  // Set: the body comes from here as the caller receives it (rest/body_stream.h), and
+  // `body` must be empty.
+  std::shared_ptr<RequestBodySource> body_source;
+  // Set: a 2xx response's body goes here as it arrives instead of into RestResult::body
+  // (rest/body_stream.h); max_response_bytes still bounds it.
+  std::shared_ptr<ResponseBodySink> response_body;
   std::string content_type;       // Content-Type of the body, unless a header sets it
   Auth auth = NoAuth{};
   TlsOptions tls;
@@ -290,7 +297,9 @@ struct TlsFacts {
 struct RestResult {
   int status = 0;
   std::vector<Header> headers;  // in arrival order, repeats kept
-  std::string body;
+  std::string body;             // empty when it went to RestStep::response_body
+  bool body_streamed = false;   // it went to RestStep::response_body
+  uint64_t body_bytes = 0;      // the body's size, kept or streamed
   std::string content_type;
   std::string effective_url;  // the URL of the last hop
   int redirects_followed = 0;

@@ -172,8 +172,10 @@ void StepTask::NextHop() {
   }
   if (keep_body_) {
     request_.body = step.body;
+    request_.body_source = step.body_source.get();
     request_.content_type = step.content_type;
   }
+  request_.response_body = step.response_body.get();
   if (same_origin) {
     if (const auto* basic = std::get_if<BasicAuth>(&step.auth)) {
       SecretBytes raw = Concat(basic->username + ":", basic->password.view());
@@ -259,7 +261,13 @@ void StepTask::OnResponse(Result<HttpResponse> response) {
     token_.reset();
     return NextHop();
   }
-  if (step.follow_redirects && IsRedirect(response->status) && !response->redirect_url.empty()) {
+  // A streamed request body was read once: a redirect that would send it again is the
+  // step's answer, not followed.
+  const int status = response->status;
+  const bool resends_body =
+      keep_body_ && !(status == 303 || ((status == 301 || status == 302) && method_ == "POST"));
+  if (step.follow_redirects && IsRedirect(status) && !response->redirect_url.empty() &&
+      !(step.body_source != nullptr && resends_body)) {
     if (hops_ >= step.max_redirects) {
       return Finish(Error(Code::kTransferFailed,
                           step.url + ": more than " + std::to_string(step.max_redirects) +
@@ -313,6 +321,8 @@ void StepTask::OnResponse(Result<HttpResponse> response) {
   result.status = r.status;
   result.headers = std::move(r.headers);
   result.body = std::move(r.body);
+  result.body_streamed = r.body_streamed;
+  result.body_bytes = r.body_bytes;
   result.content_type = std::move(r.content_type);
   result.effective_url = display_url_;
   result.redirects_followed = hops_;
@@ -366,6 +376,12 @@ bool StepTask::ScheduleRetry(const Result<HttpResponse>& response) {
   const RetryPolicy& policy = run_.step->retry;
   if (policy.max_attempts <= 1 || attempt_ >= policy.max_attempts) return false;
   if (!policy.idempotent && !IsIdempotentMethod(method_)) return false;
+  // Bytes of a streamed body already moved cannot be taken back or read again.
+  if (run_.step->body_source != nullptr && response.ok()) return false;
+  if (!response.ok() && (response.error().detail.count("body_bytes_streamed") != 0 ||
+                         response.error().detail.count("request_body_bytes_sent") != 0)) {
+    return false;
+  }
   std::string reason;
   std::optional<milliseconds> retry_after;
   if (response.ok()) {

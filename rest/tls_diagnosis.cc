@@ -295,6 +295,14 @@ Error Classify(const FailureContext& f) {
     e.With("max_response_bytes", std::to_string(f.max_response_bytes));
     return WithCommon(std::move(e), f);
   }
+  if (f.request_body_failed) {
+    return WithCommon(Error(Code::kInvalidArgument,
+                            f.url + ": the request body the caller streamed failed; the "
+                                    "request was aborted",
+                            "The caller's message names what was wrong with the body.",
+                            Side::kConfiguration),
+                      f);
+  }
   if (f.descriptors_exhausted) {
     Error e(Code::kDescriptorsExhausted,
             f.url + ": the plugin ran out of file descriptors and could not open a connection "

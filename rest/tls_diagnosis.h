@@ -103,6 +103,7 @@ struct FailureContext {
   std::chrono::milliseconds time_limit{0};
   bool response_too_large = false;
   size_t max_response_bytes = 0;
+  bool request_body_failed = false;  // the caller's streamed request body failed
   bool connected = false;           // TCP connect completed
   bool tls_connected = false;       // TLS handshake completed
   bool response_started = false;    // any response byte arrived

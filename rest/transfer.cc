@@ -44,6 +44,14 @@ struct TransferState {
   std::shared_ptr<TlsObservation> used;
   bool facts_captured = false;
   bool too_large = false;
+  // Streamed bodies (rest/body_stream.h): whether this response's body goes to the sink
+  // (decided at its first byte), how the loop un-pauses the transfer, and what moved.
+  enum class BodyRoute { kUndecided, kKeep, kSink } route = BodyRoute::kUndecided;
+  ResumeTransfer resume;
+  ResponseBodySink* sink = nullptr;
+  RequestBodySource* source = nullptr;
+  uint64_t sent_bytes = 0;  // of the request body, read from `source`
+  bool source_failed = false;
   HttpResponse response;
   char error[CURL_ERROR_SIZE] = {0};
 };
@@ -132,12 +140,49 @@ size_t WriteCallback(char* data, size_t size, size_t count, void* user) {
   auto* st = static_cast<TransferState*>(user);
   size_t len = size * count;
   if (!st->facts_captured) CaptureTlsFacts(*st);
-  if (st->response.body.size() + len > st->limits->max_response_bytes) {
+  HttpResponse& r = st->response;
+  if (r.body_bytes + len > st->limits->max_response_bytes) {
     st->too_large = true;
     return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
   }
-  st->response.body.append(data, len);
+  if (st->route == TransferState::BodyRoute::kUndecided) {
+    long status = 0;
+    curl_easy_getinfo(st->easy, CURLINFO_RESPONSE_CODE, &status);
+    const bool sink = st->sink != nullptr && status >= 200 && status < 300;
+    st->route = sink ? TransferState::BodyRoute::kSink : TransferState::BodyRoute::kKeep;
+    if (sink) {
+      r.body_streamed = true;
+      st->sink->Begin(static_cast<int>(status), r.headers, st->resume);
+    }
+  }
+  if (st->route == TransferState::BodyRoute::kSink) {
+    // No room: libcurl keeps these bytes and offers them again once resumed.
+    if (!st->sink->Write(std::string_view(data, len))) {
+      return CURL_WRITEFUNC_PAUSE;
+    }
+  } else {
+    r.body.append(data, len);
+  }
+  r.body_bytes += len;
   return len;
+}
+
+size_t ReadCallback(char* out, size_t size, size_t count, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  const RequestBodySource::Read read = st->source->ReadSome(out, size * count, st->resume);
+  switch (read.state) {
+    case RequestBodySource::State::kData:
+      st->sent_bytes += read.bytes;
+      return read.bytes;
+    case RequestBodySource::State::kWait:
+      return CURL_READFUNC_PAUSE;
+    case RequestBodySource::State::kEnd:
+      return 0;
+    case RequestBodySource::State::kFailed:
+      break;
+  }
+  st->source_failed = true;
+  return CURL_READFUNC_ABORT;
 }
 
 int64_t InfoMicros(CURL* easy, CURLINFO what) {
@@ -300,6 +345,7 @@ struct Transfer::State {
   std::chrono::milliseconds remaining{0};
   std::chrono::milliseconds connect_limit{0};
   bool ended = false;
+  std::shared_ptr<char> alive = std::make_shared<char>(0);
 };
 
 Transfer::Transfer(std::unique_ptr<State> state) : s_(std::move(state)) {}
@@ -313,6 +359,8 @@ Transfer::~Transfer() {
 
 CURL* Transfer::easy() const { return s_->st.easy; }
 const TransferLimits& Transfer::limits() const { return s_->limits; }
+void Transfer::SetResume(ResumeTransfer resume) { s_->st.resume = std::move(resume); }
+std::weak_ptr<void> Transfer::alive() const { return s_->alive; }
 
 Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> partition,
                                                   const HttpRequest& request,
@@ -340,6 +388,7 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   st.partition = s.partition.get();
   st.limits = &s.limits;
   st.open.budget = s.limits.sockets;
+  st.sink = request.response_body;
   WSSTEP_ASSIGN_OR_RETURN(s.target, TargetOf(request.url, url, profile, st));
   s.failure.verify_name = st.verify_name;
 
@@ -359,8 +408,8 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
     OPENSSL_cleanse(line.data(), line.size());
     if (!ok) return Error(Code::kInternal, "out of memory building headers");
   }
-  bool send_body = !request.body.empty() || request.method == "POST" || request.method == "PUT" ||
-                   request.method == "PATCH";
+  bool send_body = !request.body.empty() || request.body_source != nullptr ||
+                   request.method == "POST" || request.method == "PUT" || request.method == "PATCH";
   bool ok = true;
   if (!has_content_type) {
     // Without this libcurl would label every body application/x-www-form-urlencoded.
@@ -409,7 +458,17 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   } else if (request.method == "GET" && !send_body) {
     Setopt(easy, CURLOPT_HTTPGET, 1L);
   } else {
-    if (send_body) {
+    if (request.body_source != nullptr) {
+      // Read as it comes. Without a length libcurl sends HTTP/1.1 chunked (h2: DATA
+      // frames until the end).
+      st.source = request.body_source;
+      std::optional<uint64_t> length = request.body_source->length();
+      Setopt(easy, CURLOPT_POST, 1L);
+      Setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+             length ? static_cast<curl_off_t>(*length) : static_cast<curl_off_t>(-1));
+      Setopt(easy, CURLOPT_READFUNCTION, &ReadCallback);
+      Setopt(easy, CURLOPT_READDATA, &st);
+    } else if (send_body) {
       Setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
       Setopt(easy, CURLOPT_POSTFIELDS, request.body.empty() ? "" : request.body.data());
     }
@@ -480,6 +539,7 @@ Result<HttpResponse> Transfer::End(Stop stop, CURLcode result) {
                            : finished       ? curl_easy_strerror(result)
                                             : "aborted";
     failure.response_too_large = st.too_large;
+    failure.request_body_failed = st.source_failed;
     failure.proxy_status = static_cast<int>(connect_code);
     failure.descriptors_exhausted =
         st.open.exhausted || (!finished ? false : os_errno == EMFILE || os_errno == ENFILE);
@@ -495,7 +555,13 @@ Result<HttpResponse> Transfer::End(Stop stop, CURLcode result) {
     }
     std::shared_ptr<TlsObservation> obs = st.created ? st.created : st.used;
     failure.tls = s.https ? obs.get() : nullptr;
-    return Classify(failure);
+    Error e = Classify(failure);
+    // What already moved cannot move again: the engine does not retry such a step.
+    if (resp.body_streamed && resp.body_bytes > 0) {
+      e.With("body_bytes_streamed", std::to_string(resp.body_bytes));
+    }
+    if (st.sent_bytes > 0) e.With("request_body_bytes_sent", std::to_string(st.sent_bytes));
+    return e;
   }
 
   resp.timings.dns_us = t_dns;

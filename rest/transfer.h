@@ -41,6 +41,11 @@ struct HttpRequest {
   std::vector<Header> headers;             // validated by the caller
   std::vector<SecretHeader> secret_headers;  // Authorization and the like
   std::string_view body;                   // not owned; must outlive the transfer
+  // Instead of `body`: read as the transfer goes (not owned; must outlive the transfer).
+  RequestBodySource* body_source = nullptr;
+  // A 2xx response's body goes here instead of into HttpResponse::body (not owned; must
+  // outlive the transfer).
+  ResponseBodySink* response_body = nullptr;
   std::string content_type;                // added unless a header sets Content-Type
 };
 
@@ -74,6 +79,8 @@ struct HttpResponse {
   int status = 0;
   std::vector<Header> headers;
   std::string body;
+  bool body_streamed = false;  // the body went to HttpRequest::response_body
+  uint64_t body_bytes = 0;     // kept or streamed
   std::string content_type;
   std::string redirect_url;  // absolute Location target for 3xx, "" otherwise
   std::string effective_url;
@@ -97,6 +104,11 @@ class Transfer {
 
   CURL* easy() const;
   const TransferLimits& limits() const;
+  // How a streamed body un-pauses this transfer (rest/body_stream.h): set by the event
+  // loop that drives it, before it starts.
+  void SetResume(ResumeTransfer resume);
+  // Expires when the transfer is destroyed: a resume posted to the loop checks it.
+  std::weak_ptr<void> alive() const;
 
   // Why the driving multi handle let go of the transfer.
   enum class Stop {

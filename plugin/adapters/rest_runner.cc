@@ -66,6 +66,7 @@ class Transfers {
   Transfers(std::shared_ptr<core::CertificateStore> store, const TransferOptions& options)
       : store_(std::move(store)) {
     limits_.max_body_bytes = options.max_body_bytes;
+    limits_.max_chunked_body_bytes = options.max_chunked_body_bytes;
     propagate_trace_ = options.propagate_trace_context;
     rest::EngineOptions eo;
     eo.workers = options.workers;
@@ -239,6 +240,19 @@ class RestRunner final : public RestStepRunner {
     step->step_id = call.step_id;
     step->workflow_id = call.workflow_id;
     t_->AddTraceHeaders(call, request.step(), step->headers);
+    const StepLimits& limits = t_->limits();
+    if (call.response_body) {
+      // A body in chunks never sits whole in a message: the chunked limit bounds it.
+      const int64_t asked = request.step().max_response_bytes();
+      step->max_response_bytes =
+          asked == 0 ? limits.max_chunked_body_bytes
+                     : std::min(static_cast<size_t>(asked), limits.max_chunked_body_bytes);
+      step->response_body = call.response_body;
+    }
+    step->body_source = call.request_body;
+    // Whole in the answer, the plugin's body limit stopped it: chunks would not.
+    const bool suggest_chunks =
+        !call.response_body && step->max_response_bytes == limits.max_body_bytes;
     // Checked and parsed once: resolution and the engine read the same parts.
     auto prepared = t_->engine().Prepare(std::move(step).value());
     if (!prepared.ok()) {
@@ -262,10 +276,20 @@ class RestRunner final : public RestStepRunner {
     std::shared_ptr<rest::AttemptLog> attempts = prepared->step().attempts;
     auto refusal = t_->engine().TrySubmit(
         std::move(prepared).value(), std::move(credentials), call.StepDeadline(), token,
-        [t, res, call, outcome, done, attempts](Result<rest::RestResult> r) {
+        [t, res, call, outcome, done, attempts, suggest_chunks](Result<rest::RestResult> r) {
           if (attempts) FillAttempts(*attempts, outcome);
           if (!r.ok()) {
-            FillStepError(TranslateField(r.error(), RestFieldToProto), outcome->mutable_error());
+            Error e = TranslateField(r.error(), RestFieldToProto);
+            if (suggest_chunks && e.code == Code::kResponseTooLarge) {
+              e.message +=
+                  "; a body this large can be received in chunks on ExecuteSteps "
+                  "(StepCall.response_body_chunks)";
+              e.hint =
+                  "Ask for the body in chunks on an ExecuteSteps stream "
+                  "(StepCall.response_body_chunks: up to limits.max_chunked_body_bytes), "
+                  "or ask for less data (paging, filters).";
+            }
+            FillStepError(e, outcome->mutable_error());
             t->RecordUse(*res, call, CodeName(r.error().code));
           } else {
             FillHttpOutcome(std::move(r).value(), res->version, res->server_name, outcome);

@@ -51,6 +51,7 @@ struct TransferOptions {
   std::set<std::string> protected_environments = {
       std::string(rest::kDefaultProtectedEnvironment)};
   size_t max_body_bytes = kDefaultMaxBodyBytes;
+  size_t max_chunked_body_bytes = kDefaultMaxChunkedBodyBytes;
   int workers = rest::kDefaultWorkers;
   size_t max_queue = rest::kDefaultMaxQueue;
   int max_in_flight_per_origin = 0;  // EngineOptions::max_in_flight_per_origin

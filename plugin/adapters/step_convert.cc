@@ -554,6 +554,8 @@ void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
     x->set_value(TakeValidUtf8(std::move(hd.value)));
   }
   h->set_body(std::move(r.body));
+  h->set_body_chunked(r.body_streamed);
+  h->set_body_bytes(static_cast<int64_t>(r.body_bytes));
   h->set_content_type(TakeValidUtf8(std::move(r.content_type)));
   h->set_application_refused(r.application_refused);
   h->set_effective_url(TakeValidUtf8(std::move(r.effective_url)));

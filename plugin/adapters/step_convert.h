@@ -24,6 +24,9 @@ struct StepLimits {
   // Caps max_response_bytes (0 in the step means this) and request bodies (REST body,
   // SOAP raw_body plus header_blocks).
   size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // Caps max_response_bytes (and means 0 there) for a body sent in chunks on
+  // ExecuteSteps (StepCall.response_body_chunks), and a request body sent so.
+  size_t max_chunked_body_bytes = kDefaultMaxChunkedBodyBytes;
 };
 
 // Proto field path of a REST engine field name ("max_redirects" ->

@@ -15,6 +15,7 @@ TransferOptions TransferOptionsFor(const Config& config) {
   transfer.protected_environments = {config.protected_environments.begin(),
                                      config.protected_environments.end()};
   transfer.max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes);
+  transfer.max_chunked_body_bytes = static_cast<size_t>(config.limits.max_chunked_body_bytes);
   transfer.spin_wait = config.spin_wait;
   transfer.propagate_trace_context = config.propagate_trace_context;
   // Every step the plugin admits fits in the queue even when no worker is free; with the

@@ -74,6 +74,7 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.max_in_flight_per_origin, upper.max_in_flight_per_origin);
   take(lower.max_message_bytes, upper.max_message_bytes);
   take(lower.max_body_bytes, upper.max_body_bytes);
+  take(lower.max_chunked_body_bytes, upper.max_chunked_body_bytes);
   take(lower.shutdown_grace, upper.shutdown_grace);
   take(lower.log_level, upper.log_level);
   take(lower.spin_wait_us, upper.spin_wait_us);
@@ -189,7 +190,8 @@ LogFields Config::Describe() const {
   j["limits"] = {{"max_in_flight_steps", limits.max_in_flight_steps},
                  {"max_in_flight_per_origin", limits.max_in_flight_per_origin},
                  {"max_message_bytes", limits.max_message_bytes},
-                 {"max_body_bytes", limits.max_body_bytes}};
+                 {"max_body_bytes", limits.max_body_bytes},
+                 {"max_chunked_body_bytes", limits.max_chunked_body_bytes}};
   j["shutdown_grace_ms"] = shutdown_grace.count();
   j["log_level"] = LogLevelName(log_level);
   j["spin_wait_us"] = spin_wait.count();
@@ -296,6 +298,10 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
   if (auto v = env("WSSTEP_MAX_BODY_BYTES"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.max_body_bytes, ParseInt(*v, "WSSTEP_MAX_BODY_BYTES"));
   }
+  if (auto v = env("WSSTEP_MAX_CHUNKED_BODY_BYTES"); v && !v->empty()) {
+    WSSTEP_ASSIGN_OR_RETURN(l.max_chunked_body_bytes,
+                            ParseInt(*v, "WSSTEP_MAX_CHUNKED_BODY_BYTES"));
+  }
   if (auto v = env("WSSTEP_SHUTDOWN_GRACE"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.shutdown_grace, ParseDuration(*v, "WSSTEP_SHUTDOWN_GRACE"));
   }
@@ -362,7 +368,8 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
       for (const auto& [lk, lv] : v.items()) {
         const std::string path = "limits." + lk;
         if (lk != "max_in_flight_steps" && lk != "max_in_flight_per_origin" &&
-            lk != "max_message_bytes" && lk != "max_body_bytes") {
+            lk != "max_message_bytes" && lk != "max_body_bytes" &&
+            lk != "max_chunked_body_bytes") {
           return Invalid(name + ": unknown key \"" + path + "\"");
         }
         WSSTEP_RETURN_IF_ERROR(want(lv, path, T::number_integer));
@@ -370,6 +377,7 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
         if (lk == "max_in_flight_per_origin") l.max_in_flight_per_origin = lv.get<int>();
         if (lk == "max_message_bytes") l.max_message_bytes = lv.get<int64_t>();
         if (lk == "max_body_bytes") l.max_body_bytes = lv.get<int64_t>();
+        if (lk == "max_chunked_body_bytes") l.max_chunked_body_bytes = lv.get<int64_t>();
       }
     } else if (key == "proxy") {
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::object));
@@ -459,6 +467,9 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
   }
   if (merged.max_message_bytes) c.limits.max_message_bytes = *merged.max_message_bytes;
   if (merged.max_body_bytes) c.limits.max_body_bytes = *merged.max_body_bytes;
+  if (merged.max_chunked_body_bytes) {
+    c.limits.max_chunked_body_bytes = *merged.max_chunked_body_bytes;
+  }
   if (merged.shutdown_grace) c.shutdown_grace = *merged.shutdown_grace;
   if (merged.spin_wait_us) {
     if (*merged.spin_wait_us < 0 || *merged.spin_wait_us > kMaxSpinWait.count()) {
@@ -494,6 +505,11 @@ Result<Config> LoadConfig(const ConfigLayer& flags, const EnvLookup& env) {
     return Invalid("max_body_bytes must be between 1 and max_message_bytes (" +
                    std::to_string(c.limits.max_message_bytes) + "); got " +
                    std::to_string(c.limits.max_body_bytes));
+  }
+  if (c.limits.max_chunked_body_bytes < c.limits.max_body_bytes) {
+    return Invalid("max_chunked_body_bytes must be at least max_body_bytes (" +
+                   std::to_string(c.limits.max_body_bytes) + "); got " +
+                   std::to_string(c.limits.max_chunked_body_bytes));
   }
   if (c.shutdown_grace.count() < 0) return Invalid("shutdown_grace must not be negative");
   if (c.data_dir.empty()) return Invalid("data_dir must not be empty");

@@ -13,7 +13,7 @@
 //     "allow_remote": false,
 //     "protected_environments": ["production"],
 //     "limits": {"max_in_flight_steps": 256, "max_in_flight_per_origin": 0, "max_message_bytes": 16777216,
-//                "max_body_bytes": 8388608},
+//                "max_body_bytes": 8388608, "max_chunked_body_bytes": 4294967296},
 //     "shutdown_grace": "10s",
 //     "log_level": "info",
 //     "spin_wait_us": 250,
@@ -30,9 +30,9 @@
 // Environment: WSSTEP_CONFIG, WSSTEP_DATA_DIR, WSSTEP_MASTER_KEY_FILE, WSSTEP_MASTER_KEY,
 // WSSTEP_LISTEN, WSSTEP_ALLOW_REMOTE (true/false), WSSTEP_PROTECTED_ENVIRONMENTS
 // (comma-separated; empty protects none), WSSTEP_MAX_IN_FLIGHT_STEPS,
-// WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_SHUTDOWN_GRACE ("10s", "500ms",
-// or plain seconds), WSSTEP_LOG_LEVEL (debug, info, warn, error), WSSTEP_SPIN_WAIT_US,
-// WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false), WSSTEP_METRICS_LISTEN (host:port; empty: off),
+// WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_MAX_CHUNKED_BODY_BYTES,
+// WSSTEP_SHUTDOWN_GRACE ("10s", "500ms", or plain seconds), WSSTEP_LOG_LEVEL (debug, info,
+// warn, error), WSSTEP_SPIN_WAIT_US, WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false), WSSTEP_METRICS_LISTEN (host:port; empty: off),
 // WSSTEP_STORE (a PostgreSQL connection string; empty: SQLite in the data directory),
 // WSSTEP_PROXY (http://host:port; set but empty: no proxy), WSSTEP_PROXY_USERNAME,
 // WSSTEP_PROXY_PASSWORD (env only) or WSSTEP_PROXY_PASSWORD_FILE, WSSTEP_NO_PROXY
@@ -68,6 +68,9 @@ namespace wsstep::plugin {
 // What a step's request or response body may hold unless configured otherwise; the
 // step conversion and the transfer options start from it too.
 inline constexpr size_t kDefaultMaxBodyBytes = size_t{8} << 20;
+// What a body sent in chunks on ExecuteSteps may hold (StepCall.response_body_chunks,
+// request_body_chunks): it never sits whole in memory, so it may be far larger.
+inline constexpr int64_t kDefaultMaxChunkedBodyBytes = int64_t{4} << 30;
 
 struct Limits {
   int max_in_flight_steps = 256;             // concurrent Execute calls; more: UNAVAILABLE
@@ -76,6 +79,7 @@ struct Limits {
   int max_in_flight_per_origin = 0;
   int64_t max_message_bytes = 16 << 20;      // gRPC send/receive limit
   int64_t max_body_bytes = kDefaultMaxBodyBytes;  // step request/response bodies
+  int64_t max_chunked_body_bytes = kDefaultMaxChunkedBodyBytes;  // bodies sent in chunks
 };
 
 // The plugin's HTTP proxy (rest/proxy.h): every step that names none goes through it,
@@ -144,6 +148,7 @@ struct ConfigLayer {
   std::optional<int> max_in_flight_per_origin;
   std::optional<int64_t> max_message_bytes;
   std::optional<int64_t> max_body_bytes;
+  std::optional<int64_t> max_chunked_body_bytes;
   std::optional<std::chrono::milliseconds> shutdown_grace;
   std::optional<std::string> log_level;
   std::optional<int64_t> spin_wait_us;

@@ -57,6 +57,25 @@ TEST(ConfigTest, FlagsBeatEnvironmentWhichBeatsTheFile) {
   ::unlink(file.c_str());
 }
 
+TEST(ConfigTest, MaxChunkedBodyBytesIs4GiBByDefaultAndNeverBelowMaxBodyBytes) {
+  auto d = LoadConfig({}, FixedEnvironment({{"HOME", "/h"}}));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->limits.max_chunked_body_bytes, int64_t{4} << 30);
+  EXPECT_EQ(d->Describe()["limits"]["max_chunked_body_bytes"], int64_t{4} << 30);
+  auto file = LayerFromJson(R"({"limits": {"max_chunked_body_bytes": 1073741824}})", "c.json");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_EQ(file->max_chunked_body_bytes, int64_t{1} << 30);
+  auto env = LoadConfig(
+      {}, FixedEnvironment({{"WSSTEP_MAX_CHUNKED_BODY_BYTES", "20000000"}, {"HOME", "/h"}}));
+  ASSERT_TRUE(env.ok()) << env.error().ToString();
+  EXPECT_EQ(env->limits.max_chunked_body_bytes, 20000000);
+  auto low =
+      LoadConfig({}, FixedEnvironment({{"WSSTEP_MAX_CHUNKED_BODY_BYTES", "1000"}, {"HOME", "/h"}}));
+  ASSERT_FALSE(low.ok());
+  EXPECT_THAT(low.error().message, HasSubstr("max_chunked_body_bytes must be at least "
+                                             "max_body_bytes (8388608); got 1000"));
+}
+
 TEST(ConfigTest, MaxInFlightPerOriginIsOffByDefaultAndNeverNegative) {
   auto d = LoadConfig({}, FixedEnvironment({{"HOME", "/h"}}));
   ASSERT_TRUE(d.ok());

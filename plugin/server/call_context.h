@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "plugin/process/log.h"
+#include "rest/body_stream.h"
 
 namespace grpc {
 class ServerContextBase;
@@ -88,6 +89,11 @@ struct CallContext {
   // Set to true when the client cancels or the server shuts the call down.
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
   TraceContext trace;  // from traceparent / tracestate metadata
+  // A REST call on ExecuteSteps that moves its body in chunks (StepCall
+  // response_body_chunks, request_body_chunks): where the 2xx response body goes, where
+  // the request body comes from. Null: whole, in the messages.
+  std::shared_ptr<rest::ResponseBodySink> response_body;
+  std::shared_ptr<rest::RequestBodySource> request_body;
 
   bool Cancelled() const { return cancelled->load(); }
   bool HasDeadline() const { return deadline != std::chrono::system_clock::time_point::max(); }

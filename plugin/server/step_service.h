@@ -104,6 +104,7 @@ class StepPluginServiceImpl final : public StepPluginServiceBase {
                std::function<void(grpc::Status)> finish);
 
   const Backends& backends() const { return backends_; }
+  const PluginFacts& facts() const { return facts_; }
 
  private:
   bool TryAcquire();

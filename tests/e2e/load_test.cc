@@ -16,15 +16,6 @@
 #include "tests/support/pki.h"
 #include "tests/support/wait.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WSSTEP_TEST_UNDER_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define WSSTEP_TEST_UNDER_ASAN 1
-#endif
-
 namespace wsstep::e2e {
 namespace {
 

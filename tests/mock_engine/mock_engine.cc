@@ -328,7 +328,14 @@ bool StepStream::Send(const v1::ExecuteStepsRequest& request) { return io_->Writ
 std::optional<v1::ExecuteStepsResponse> StepStream::Read() {
   v1::ExecuteStepsResponse response;
   if (!io_->Read(&response)) return std::nullopt;
-  record_(response.SerializeAsString() + response.DebugString());
+  if (response.body_chunks_size() == 0) {
+    record_(response.SerializeAsString() + response.DebugString());
+    return response;
+  }
+  // Body chunks are the origin's bytes, up to gigabytes in all: recorded without them.
+  v1::ExecuteStepsResponse recorded = response;
+  for (auto& chunk : *recorded.mutable_body_chunks()) chunk.clear_data();
+  record_(recorded.SerializeAsString() + recorded.DebugString());
   return response;
 }
 

@@ -73,7 +73,8 @@ class StepStream {
                                                                     v1::ExecuteStepsResponse>>(
                  grpc::ClientContext*)> open);
   bool Send(const v1::ExecuteStepsRequest& request);
-  // The next message, or nullopt when the stream ended.
+  // The next message, or nullopt when the stream ended. Recorded without its body chunks'
+  // bytes (their sizes and offsets are).
   std::optional<v1::ExecuteStepsResponse> Read();
   // Reads until `count` results came (or the stream ended); keyed by call id.
   std::map<uint64_t, v1::StepCallResult> ReadResults(size_t count);

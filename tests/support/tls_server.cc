@@ -526,6 +526,7 @@ bool TlsServer::ServeOne(Connection& conn, int index) {
         piece = size_line + piece + "\r\n";
       }
       if (!conn.Write(piece)) return false;
+      huge_sent_ += n;
       left -= n;
     }
     if (chunked && !conn.Write("0\r\n\r\n")) return false;

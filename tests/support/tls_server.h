@@ -151,6 +151,9 @@ class TlsServer {
   bool WaitForOpenConnectionsAtMost(size_t n,
                                     std::chrono::milliseconds bound = std::chrono::seconds(30)) const;
   void Clear();  // forgets recorded requests and connections
+  // Bytes of huge bodies (ServerResponse::huge_body_bytes) written to clients so far, all
+  // responses together: how far a client that stopped reading let the server get.
+  uint64_t huge_body_bytes_sent() const { return huge_sent_.load(); }
 
   // Replaces the handler while running.
   void SetHandler(std::function<ServerResponse(const ServerRequest&)> handler);
@@ -169,6 +172,7 @@ class TlsServer {
   int wake_pipe_[2] = {-1, -1};
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> huge_sent_{0};
   std::thread acceptor_;
 
   mutable std::mutex mu_;
