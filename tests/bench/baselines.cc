@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <atomic>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -102,6 +103,14 @@ Result<Throughput> RunWrk(const std::string& url, int threads, int connections, 
     return BenchError("wrk exited with " + std::to_string(r.exit_code) + ": " + Excerpt(r.output));
   }
   return ParseWrkOutput(r.output);
+}
+
+std::vector<int> NginxWorkerPids(const testing::NginxServer& server) {
+  if (server.dir().empty()) return {};
+  std::ifstream in(server.dir() + "/nginx.pid");
+  int master = 0;
+  if (!(in >> master) || master <= 0) return {};
+  return ChildProcesses(master);
 }
 
 Result<Throughput> RunSTime(uint16_t port, const TlsFiles& files, int seconds, std::string* note) {

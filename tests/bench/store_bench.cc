@@ -1,5 +1,6 @@
 #include "tests/bench/store_bench.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -259,6 +260,13 @@ Usage UsageNow() {
   return {ru.ru_minflt, ru.ru_nivcsw, secs(ru.ru_utime), secs(ru.ru_stime)};
 }
 
+// Bytes malloc has handed out and not had back (small chunks and mmapped ones), in KiB:
+// the live heap, whatever the allocator keeps in reserve beside it.
+uint64_t HeapInUseKib() {
+  const struct mallinfo2 m = ::mallinfo2();
+  return (m.uordblks + m.hblkhd) / 1024;
+}
+
 }  // namespace
 
 int StoreGenerateMain(const StoreScaleOptions& o) {
@@ -317,6 +325,7 @@ int StoreGenerateMain(const StoreScaleOptions& o) {
 
 int StoreMeasureMain(const StoreScaleOptions& o) {
   const uint64_t rss_before = ResidentKib();
+  const uint64_t heap_before = HeapInUseKib();
   auto open = [&]() -> Result<std::unique_ptr<CertificateStore>> {
     core::StoreOptions options;
     options.data_dir = o.data_dir;
@@ -334,6 +343,7 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   }
   std::unique_ptr<CertificateStore> store = std::move(opened).value();
   const uint64_t rss_open = ResidentKib();
+  const uint64_t heap_open = HeapInUseKib();
   Emit("entries", store->size());
   Emit("first_open_s", first_open_s);
   // Where the first Open's time went: CPU (user, system) and page faults.
@@ -342,6 +352,8 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   Emit("first_open_minor_faults", usage_after_open.minor_faults - usage_before_open.minor_faults);
   Emit("rss_before_kib", rss_before);
   Emit("rss_open_kib", rss_open);
+  Emit("heap_before_kib", heap_before);
+  Emit("heap_open_kib", heap_open);
   if (store->size() != o.entries) {
     Emit("error", "the store holds " + std::to_string(store->size()) + " entries, expected " +
                       std::to_string(o.entries));
