@@ -74,6 +74,7 @@ struct Options {
   bool smoke = false;
   bool automtls = false;
   bool keepalive_only = false;  // skip the new-connection rows (profiling the warm path)
+  int single_flow_rounds = 3;   // 0: no single-flow rounds (and no second plugin)
   std::string only;
   std::string plugin_prefix;  // space-separated command the plugin runs under
 
@@ -431,7 +432,10 @@ int RunAll(Options& o) {
     p.fresh = !o.keepalive_only;
     p.origin_pids = origin_workers;
     p.single_flow_duration = o.smoke ? duration : std::max<Nanos>(duration / 4, std::chrono::seconds(2));
-    p.libcurl_round = [&] { return CurlKeepAliveLoop(origin_url, files, p.single_flow_duration, o.max_count); };
+    p.single_flow_rounds = o.single_flow_rounds;
+    if (o.single_flow_rounds > 0) {
+      p.libcurl_round = [&] { return CurlKeepAliveLoop(origin_url, files, p.single_flow_duration, o.max_count); };
+    }
     PluginBenchResult r = RunPluginBench(p);
     if (!r.error.empty() && !r.warm_single && !r.warm_many) {
       report.AddMissing(kSectionPlugin, "ExecuteRestStep (all rows)", r.error);
@@ -847,7 +851,7 @@ int RunAll(Options& o) {
   // Single-flow latency: the plugin's p50 against its floor, the median of interleaved
   // rounds (AddSingleFlowRows), so one noisy round cannot decide it.
   const std::string single_what = "single-flow p50: plugin / floor (libcurl keep-alive p50 + empty stream round trip p50)";
-  if (!o.Runs("plugin")) {
+  if (!o.Runs("plugin") || o.single_flow_rounds == 0) {
     report.AddSkippedRatio(single_what, RatioTarget::AtMost(1.15));
   } else if (fig.single_stream_ratios.empty()) {
     report.AddRatio(single_what, std::nullopt, RatioTarget::AtMost(1.15), "×",
@@ -985,6 +989,9 @@ int main(int argc, char** argv) {
   app.add_option("--lookups", o.lookups, "timed resolutions in the large store")->capture_default_str();
   app.add_flag("--smoke", o.smoke, "10 requests each, tiny store: checks the harness, measures nothing");
   app.add_flag("--automtls", o.automtls, "secure the plugin channel with go-plugin AutoMTLS");
+  app.add_option("--single-flow-rounds", o.single_flow_rounds,
+                 "interleaved single-flow rounds of the plugin phase; 0: none, and no second plugin (profiling)")
+      ->capture_default_str();
   app.add_flag("--keepalive-only", o.keepalive_only,
                "skip the new-connection rows (e.g. to profile only the warm per-step path)");
   app.add_option("--plugin-prefix", o.plugin_prefix,
@@ -1034,8 +1041,10 @@ int main(int argc, char** argv) {
     o.store_entries = std::min<size_t>(o.store_entries, 200);
     o.lookups = std::min<size_t>(o.lookups, 2000);
   }
-  if (o.duration_s < 1 || o.stime_s < 1 || o.in_flight < 1 || o.store_entries < 1 || o.lookups < 1) {
-    std::cerr << "wsstep_bench: durations, --in-flight, --store-entries and --lookups must be positive\n";
+  if (o.duration_s < 1 || o.stime_s < 1 || o.in_flight < 1 || o.store_entries < 1 || o.lookups < 1 ||
+      o.single_flow_rounds < 0) {
+    std::cerr << "wsstep_bench: durations, --in-flight, --store-entries and --lookups must be positive, "
+                 "--single-flow-rounds not negative\n";
     return 2;
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
