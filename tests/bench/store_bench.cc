@@ -354,6 +354,8 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   Emit("rss_open_kib", rss_open);
   Emit("heap_before_kib", heap_before);
   Emit("heap_open_kib", heap_open);
+  // What every entry costs before any of its strings: the struct the snapshot holds.
+  Emit("entry_struct_bytes", sizeof(core::EntryMetadata));
   if (store->size() != o.entries) {
     Emit("error", "the store holds " + std::to_string(store->size()) + " entries, expected " +
                       std::to_string(o.entries));
