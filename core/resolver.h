@@ -31,7 +31,8 @@ class Snapshot {
   // equal (the last tie-break of resolution).
   explicit Snapshot(Entries entries);
   explicit Snapshot(std::vector<EntryMetadata> entries);
-  // `entries`, each moved into its own shared entry.
+  // `entries` as shared entries: they share one block (the vector, kept whole while any
+  // of them is in use), so sharing 100,000 entries allocates nothing per entry.
   static Entries Share(std::vector<EntryMetadata> entries);
 
   const Entries& entries() const { return entries_; }

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <atomic>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -102,6 +103,23 @@ Result<Throughput> RunWrk(const std::string& url, int threads, int connections, 
     return BenchError("wrk exited with " + std::to_string(r.exit_code) + ": " + Excerpt(r.output));
   }
   return ParseWrkOutput(r.output);
+}
+
+std::vector<int> NginxWorkerPids(const testing::NginxServer& server) {
+  if (server.dir().empty()) return {};
+  std::ifstream in(server.dir() + "/nginx.pid");
+  int master = 0;
+  if (!(in >> master) || master <= 0) return {};
+  // A listener accepts connections as soon as the master has opened it, possibly before
+  // it has forked every worker: wait (at most 2 s) until two looks 50 ms apart agree.
+  std::vector<int> workers = ChildProcesses(master);
+  for (int i = 0; i < 40; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::vector<int> again = ChildProcesses(master);
+    if (!again.empty() && again == workers) break;
+    workers = std::move(again);
+  }
+  return workers;
 }
 
 Result<Throughput> RunSTime(uint16_t port, const TlsFiles& files, int seconds, std::string* note) {

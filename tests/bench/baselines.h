@@ -5,9 +5,11 @@
 #define WSSTEP_TESTS_BENCH_BASELINES_H_
 
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "tests/bench/stats.h"
+#include "tests/support/nginx.h"
 
 namespace wsstep::bench {
 
@@ -25,6 +27,12 @@ Result<Throughput> RunWrk(const std::string& url, int threads, int connections, 
 
 // Parses wrk's output (exposed for the smoke run's self-check).
 Result<Throughput> ParseWrkOutput(const std::string& output);
+
+// The worker processes of a started nginx (the children of the master named in its pid
+// file): what a gateway or an origin spends per request is their CPU time (user +
+// system, ProcessesCpuSeconds) over a run divided by the run's requests. Empty if the
+// pid file cannot be read or no worker is found.
+std::vector<int> NginxWorkerPids(const testing::NginxServer& server);
 
 // `openssl s_time -connect 127.0.0.1:<port> -new -cert -key -CAfile -time <seconds>`:
 // per_second = connections / wall seconds of the run (s_time's own rate is per *user

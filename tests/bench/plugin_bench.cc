@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -342,6 +344,79 @@ LaunchedPlugin LaunchPlugin(const PluginBenchOptions& o, const std::string& dir,
   return p;
 }
 
+// Runs `loop` and takes the CPU time per step of the plugin `plugin_pid`, of this process
+// and of the origin's workers around it.
+template <typename Loop>
+PluginRun MeasureRun(int plugin_pid, const std::vector<int>& origin_pids, Loop loop) {
+  const double plugin0 = ProcessCpuSeconds(plugin_pid);
+  const double self0 = ProcessCpuSeconds(getpid());
+  const double origin0 = ProcessesCpuSeconds(origin_pids);
+  PluginRun run;
+  run.loop = loop();
+  const double plugin1 = ProcessCpuSeconds(plugin_pid);
+  const double self1 = ProcessCpuSeconds(getpid());
+  const double origin1 = ProcessesCpuSeconds(origin_pids);
+  const auto steps = static_cast<double>(run.loop.throughput.count);
+  if (steps > 0) {
+    if (plugin0 >= 0 && plugin1 >= 0) run.cpu_us_per_step = (plugin1 - plugin0) * 1e6 / steps;
+    if (self0 >= 0 && self1 >= 0) run.client_cpu_us_per_step = (self1 - self0) * 1e6 / steps;
+    if (origin0 >= 0 && origin1 >= 0) run.origin_cpu_us_per_step = (origin1 - origin0) * 1e6 / steps;
+  }
+  return run;
+}
+
+// The single-flow rounds of PluginBenchOptions::libcurl_round on `launched` and on a
+// second plugin launched with WSSTEP_SPIN_WAIT_US=0, appended to result.single_flow.
+void RunSingleFlowRounds(const PluginBenchOptions& o, LaunchedPlugin& launched, QueueClient& client,
+                         PluginBenchResult& result) {
+  const std::string dir = o.work_dir + "/no-spin";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  LaunchedPlugin no_spin = LaunchPlugin(o, dir, {{"WSSTEP_SPIN_WAIT_US", "0"}});
+  if (!no_spin.error.empty()) {
+    result.single_flow_error = "the plugin with WSSTEP_SPIN_WAIT_US=0: " + no_spin.error;
+    no_spin.Stop();
+    return;
+  }
+  const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
+  const Nanos d = o.single_flow_duration;
+  auto unary = [&](LaunchedPlugin& p) {
+    return MeasureRun(p.process->pid(), o.origin_pids,
+                      [&] { return Drive(&client, p.steps.get(), warm, 1, d, o.max_count, nullptr); });
+  };
+  auto stream = [&](LaunchedPlugin& p) {
+    return MeasureRun(p.process->pid(), o.origin_pids,
+                      [&] { return DriveStream(p.steps.get(), &warm, 1, d, o.max_count); });
+  };
+  Drive(&client, no_spin.steps.get(), warm, 1, o.warmup, 0, nullptr);
+  for (int round = 0; round < o.single_flow_rounds && !Stopping(); ++round) {
+    SingleFlowRound r;
+    auto curl = o.libcurl_round();
+    if (!curl.ok()) {
+      result.single_flow_error = "libcurl, round " + std::to_string(round + 1) + ": " + curl.error().message;
+      break;
+    }
+    r.libcurl = *curl;
+    r.unary = unary(launched);
+    r.stream = stream(launched);
+    const LoopOutcome empty = DriveStream(launched.steps.get(), nullptr, 1, d, o.max_count);
+    r.empty_stream = empty.throughput;
+    r.unary_no_spin = unary(no_spin);
+    r.stream_no_spin = stream(no_spin);
+    std::string error;
+    for (const LoopOutcome* loop : std::initializer_list<const LoopOutcome*>{
+             &r.unary.loop, &r.stream.loop, &empty, &r.unary_no_spin.loop, &r.stream_no_spin.loop}) {
+      if (error.empty()) error = LoopError(*loop);
+    }
+    if (!error.empty()) {
+      result.single_flow_error = "round " + std::to_string(round + 1) + ": " + error;
+      break;
+    }
+    result.single_flow.push_back(std::move(r));
+  }
+  no_spin.Stop();
+}
+
 PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   PluginBenchResult result;
   LaunchedPlugin launched = LaunchPlugin(o, o.work_dir);
@@ -356,31 +431,34 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
   Drive(&client, steps, warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
   auto measure = [&](int in_flight, double* cpu_us_per_step, double* client_cpu_us_per_step,
-                     bool stream = false) {
-    const double cpu0 = ProcessCpuSeconds(process->pid());
-    const double self0 = ProcessCpuSeconds(getpid());
-    LoopOutcome out = stream ? DriveStream(steps, &warm, in_flight, o.duration, o.max_count)
-                             : Drive(&client, steps, warm, in_flight, o.duration, o.max_count, nullptr);
-    const double cpu1 = ProcessCpuSeconds(process->pid());
-    const double self1 = ProcessCpuSeconds(getpid());
-    const auto steps_done = static_cast<double>(out.throughput.count);
-    if (cpu0 >= 0 && cpu1 >= 0 && steps_done > 0) *cpu_us_per_step = (cpu1 - cpu0) * 1e6 / steps_done;
-    if (self0 >= 0 && self1 >= 0 && steps_done > 0) *client_cpu_us_per_step = (self1 - self0) * 1e6 / steps_done;
-    return out;
+                     double* origin_cpu_us_per_step, bool stream = false) {
+    PluginRun run = MeasureRun(process->pid(), o.origin_pids, [&] {
+      return stream ? DriveStream(steps, &warm, in_flight, o.duration, o.max_count)
+                    : Drive(&client, steps, warm, in_flight, o.duration, o.max_count, nullptr);
+    });
+    *cpu_us_per_step = run.cpu_us_per_step;
+    *client_cpu_us_per_step = run.client_cpu_us_per_step;
+    *origin_cpu_us_per_step = run.origin_cpu_us_per_step;
+    return run.loop;
   };
-  result.warm_single = measure(1, &result.cpu_us_per_step_single, &result.client_cpu_us_per_step_single);
-  result.warm_many =
-      measure(o.in_flight, &result.cpu_us_per_step_many, &result.client_cpu_us_per_step_many);
+  result.warm_single = measure(1, &result.cpu_us_per_step_single, &result.client_cpu_us_per_step_single,
+                               &result.origin_cpu_us_per_step_single);
+  result.warm_many = measure(o.in_flight, &result.cpu_us_per_step_many, &result.client_cpu_us_per_step_many,
+                             &result.origin_cpu_us_per_step_many);
   result.stream_single = measure(1, &result.cpu_us_per_step_stream_single,
-                                 &result.client_cpu_us_per_step_stream_single, true);
+                                 &result.client_cpu_us_per_step_stream_single,
+                                 &result.origin_cpu_us_per_step_stream_single, true);
   result.stream_many = measure(o.in_flight, &result.cpu_us_per_step_stream_many,
-                               &result.client_cpu_us_per_step_stream_many, true);
+                               &result.client_cpu_us_per_step_stream_many,
+                               &result.origin_cpu_us_per_step_stream_many, true);
   for (auto* run : {&result.warm_single, &result.warm_many, &result.stream_single, &result.stream_many}) {
     if (std::string e = LoopError(**run); !e.empty()) {
       result.error = e;
       run->reset();
     }
   }
+
+  if (o.libcurl_round) RunSingleFlowRounds(o, launched, client, result);
 
   LoopOutcome noop = DriveStream(steps, nullptr, 1, o.duration / 2, o.max_count);
   if (LoopError(noop).empty()) result.stream_noop_single = noop;

@@ -6,6 +6,7 @@
 #ifndef WSSTEP_TESTS_BENCH_PLUGIN_BENCH_H_
 #define WSSTEP_TESTS_BENCH_PLUGIN_BENCH_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,38 @@ struct PluginBenchOptions {
   uint64_t max_count = 0;       // per measurement; 0 = duration only
   int in_flight = 16;           // the concurrent measurement (the single-flow one is 1)
   bool fresh = true;            // also measure one new connection per step
+  // The origin's nginx worker processes: their CPU time is sampled around each measured
+  // run as the plugin's is, so the table shows the origin's share per step beside it.
+  std::vector<int> origin_pids;
+  // Single flow (PRODUCT.md §5): `single_flow_rounds` interleaved rounds, each running
+  // libcurl's keep-alive loop (`libcurl_round`, the caller's), then the plugin at 1 in
+  // flight (ExecuteRestStep, an ExecuteSteps stream), the empty stream round trip, and
+  // the same two ways on a second plugin launched with WSSTEP_SPIN_WAIT_US=0 (what the
+  // spin costs and saves), each for `single_flow_duration`. No rounds without
+  // `libcurl_round`.
+  int single_flow_rounds = 3;
+  Nanos single_flow_duration = std::chrono::seconds(2);
+  std::function<Result<Throughput>()> libcurl_round;
+};
+
+// One measured run of the plugin: its loop, and the CPU time per step of the plugin
+// (all threads), of this process (the load generator) and of the origin's workers;
+// each negative if unknown.
+struct PluginRun {
+  LoopOutcome loop;
+  double cpu_us_per_step = -1;
+  double client_cpu_us_per_step = -1;
+  double origin_cpu_us_per_step = -1;
+};
+
+// One round of the single-flow comparison (see PluginBenchOptions::libcurl_round).
+struct SingleFlowRound {
+  Throughput libcurl;       // direct libcurl keep-alive, one easy handle
+  PluginRun unary;          // ExecuteRestStep, 1 in flight
+  PluginRun stream;         // ExecuteSteps, 1 call open
+  Throughput empty_stream;  // a stream call refused at once: the gRPC round trip alone
+  PluginRun unary_no_spin;  // the same on the plugin launched with WSSTEP_SPIN_WAIT_US=0
+  PluginRun stream_no_spin;
 };
 
 struct PluginBenchResult {
@@ -64,6 +97,16 @@ struct PluginBenchResult {
   double cpu_us_per_step_stream_many = -1;
   double client_cpu_us_per_step_stream_single = -1;
   double client_cpu_us_per_step_stream_many = -1;
+  // The origin's workers' CPU per step in the same four runs (single, many, stream
+  // single, stream many); negative if unknown.
+  double origin_cpu_us_per_step_single = -1;
+  double origin_cpu_us_per_step_many = -1;
+  double origin_cpu_us_per_step_stream_single = -1;
+  double origin_cpu_us_per_step_stream_many = -1;
+  // The single-flow rounds, in the order they ran; `single_flow_error` says why there
+  // are fewer than asked for ("" when all ran).
+  std::vector<SingleFlowRound> single_flow;
+  std::string single_flow_error;
   std::string log_path;  // the plugin's stderr
 };
 

@@ -131,7 +131,7 @@ void Report::AddRatio(std::string what, std::optional<double> measured, RatioTar
 }
 
 void Report::AddSkippedRatio(std::string what, RatioTarget target, std::string unit) {
-  ratios_.push_back({std::move(what), "skipped", target.Text(unit), "skipped", "not selected (--only / --keepalive-only)"});
+  ratios_.push_back({std::move(what), "skipped", target.Text(unit), "skipped", "not selected (--only / --keepalive-only / --single-flow-rounds 0)"});
 }
 
 std::string Report::Text() const {

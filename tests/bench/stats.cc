@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <sstream>
@@ -109,6 +110,38 @@ double ProcessCpuSeconds(int pid) {
   }
   const long hz = sysconf(_SC_CLK_TCK);
   return hz > 0 ? ticks / static_cast<double>(hz) : -1;
+}
+
+std::vector<int> ChildProcesses(int pid) {
+  std::vector<int> children;
+  std::error_code ec;
+  for (const auto& dir : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = dir.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(dir.path() / "stat");
+    std::string text;
+    std::getline(in, text);
+    // Field 4 (ppid) follows the state, after the parenthesized command name.
+    const size_t close = text.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(text.substr(close + 2));
+    std::string state;
+    int ppid = -1;
+    if (fields >> state >> ppid && ppid == pid) children.push_back(std::stoi(name));
+  }
+  std::sort(children.begin(), children.end());
+  return children;
+}
+
+double ProcessesCpuSeconds(const std::vector<int>& pids) {
+  if (pids.empty()) return -1;
+  double total = 0;
+  for (int pid : pids) {
+    const double s = ProcessCpuSeconds(pid);
+    if (s < 0) return -1;
+    total += s;
+  }
+  return total;
 }
 
 double LoadAverage1() {

@@ -69,6 +69,11 @@ uint64_t ResidentKib();
 // User + system CPU time a process has used so far, in seconds (/proc/<pid>/stat);
 // negative if unreadable.
 double ProcessCpuSeconds(int pid);
+// The processes whose parent is `pid` (from /proc), e.g. an nginx master's workers.
+std::vector<int> ChildProcesses(int pid);
+// User + system CPU time all of `pids` have used so far, in seconds; negative if any of
+// them is unreadable (or there are none).
+double ProcessesCpuSeconds(const std::vector<int>& pids);
 // The 1-minute load average (/proc/loadavg); negative if unreadable.
 double LoadAverage1();
 // Online processors (what `nproc` prints).
