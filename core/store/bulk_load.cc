@@ -4,31 +4,53 @@
 
 #include <algorithm>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace wsstep::core {
 
-std::vector<uint32_t> SortedById(const std::vector<EntryMetadata>& entries) {
-  struct Key {
-    uint64_t prefix;
-    uint32_t pos;
-  };
-  std::vector<Key> keys(entries.size());
-  for (uint32_t i = 0; i < keys.size(); ++i) {
-    const std::string& id = entries[i].id;
-    uint64_t prefix = 0;
-    for (size_t b = 0; b < 8; ++b) {
-      prefix = prefix << 8 | (b < id.size() ? static_cast<unsigned char>(id[b]) : 0u);
-    }
-    keys[i] = Key{prefix, i};
+namespace {
+
+// The first 8 bytes of `id`, big-endian, zero-padded: integer order is byte order.
+uint64_t IdPrefix(std::string_view id) {
+  uint64_t prefix = 0;
+  for (size_t b = 0; b < 8; ++b) {
+    prefix = prefix << 8 | (b < id.size() ? static_cast<unsigned char>(id[b]) : 0u);
   }
-  std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
+  return prefix;
+}
+
+}  // namespace
+
+IdIndex::IdIndex(std::vector<EntryMetadata>& entries) : entries_(entries), keys_(entries.size()) {
+  for (uint32_t i = 0; i < keys_.size(); ++i) keys_[i] = Key{IdPrefix(entries[i].id), i};
+  std::sort(keys_.begin(), keys_.end(), [&](const Key& a, const Key& b) {
     if (a.prefix != b.prefix) return a.prefix < b.prefix;
-    return entries[a.pos].id < entries[b.pos].id;
+    return entries_[a.pos].id < entries_[b.pos].id;
   });
-  std::vector<uint32_t> out(keys.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = keys[i].pos;
-  return out;
+}
+
+bool IdIndex::Before(const Key& k, uint64_t prefix, std::string_view id) const {
+  if (k.prefix != prefix) return k.prefix < prefix;
+  return std::string_view(entries_[k.pos].id) < id;
+}
+
+EntryMetadata* IdIndex::Find(std::string_view id) {
+  const uint64_t prefix = IdPrefix(id);
+  size_t pos = next_;
+  if (pos > 0 && !Before(keys_[pos - 1], prefix, id)) {
+    // At or before the previous key: out of order, search from the start.
+    pos = static_cast<size_t>(
+        std::lower_bound(keys_.begin(), keys_.end(), id,
+                         [&](const Key& k, std::string_view v) { return Before(k, prefix, v); }) -
+        keys_.begin());
+  } else {
+    while (pos < keys_.size() && Before(keys_[pos], prefix, id)) ++pos;
+  }
+  next_ = pos;
+  if (pos == keys_.size() || keys_[pos].prefix != prefix) return nullptr;
+  EntryMetadata& e = entries_[keys_[pos].pos];
+  return e.id == id ? &e : nullptr;
 }
 
 void PutInSaveOrder(std::vector<EntryMetadata>& entries,

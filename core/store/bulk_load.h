@@ -4,7 +4,7 @@
 // and without comparisons that chase pointers. Internal to the store's backends.
 //
 //   std::vector<EntryMetadata> entries;   // read in table order, save_seq[i] beside each
-//   std::vector<uint32_t> by_id = SortedById(entries);   // merge-join child rows by id
+//   IdIndex by_id(entries);   // then by_id.Find(row_entry_id) for each child row
 //   ...
 //   PutInSaveOrder(entries, save_seq);
 #ifndef WSSTEP_CORE_STORE_BULK_LOAD_H_
@@ -12,16 +12,39 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "core/model.h"
 
 namespace wsstep::core {
 
-// Entry positions in id order. Ids are compared by their first 8 bytes (big-endian, so
-// integer order is byte order) kept beside the position, and in full only on a tie:
-// sorting through the strings themselves missed the cache at every comparison.
-std::vector<uint32_t> SortedById(const std::vector<EntryMetadata>& entries);
+// Finds entries by id for the child rows (bindings, certificate facts) a backend reads
+// after the entries. Each id's first 8 bytes (big-endian, so integer order is byte order)
+// are kept beside its position and sorted, so a lookup compares in sequential memory and
+// reads an entry's own id only on a prefix tie and to confirm a match: a binary search
+// or merge join through the entries' strings missed the cache at every comparison.
+// Lookups in ascending id order (ORDER BY entry_id) resume where the previous one ended;
+// an id that comes out of order is found by a binary search. `entries` must outlive the
+// index and keep its order and ids while the index is used.
+class IdIndex {
+ public:
+  explicit IdIndex(std::vector<EntryMetadata>& entries);
+  // The entry with this id; null if there is none.
+  EntryMetadata* Find(std::string_view id);
+
+ private:
+  struct Key {
+    uint64_t prefix;
+    uint32_t pos;
+  };
+  // Whether the id of `k`'s entry sorts before `id` (whose prefix is `prefix`).
+  bool Before(const Key& k, uint64_t prefix, std::string_view id) const;
+
+  std::vector<EntryMetadata>& entries_;
+  std::vector<Key> keys_;  // in id order
+  size_t next_ = 0;        // where the next ascending lookup starts
+};
 
 // Reorders `entries` in place so that `save_sequence` (one per entry, aligned with it)
 // ascends. In place because a second vector would double the memory touched; the keys

@@ -15,14 +15,45 @@ std::vector<EntryMetadata> EntriesWithIds(const std::vector<std::string>& ids) {
   return out;
 }
 
-TEST(BulkLoadTest, SortedByIdBreaksPrefixTiesOnTheWholeId) {
+TEST(BulkLoadTest, IdIndexFindsEveryIdInAscendingOrderAcrossPrefixTies) {
   // Equal first 8 bytes, shorter ids, and ids shorter than 8 bytes.
   auto entries = EntriesWithIds({"abcdefgh2", "b", "abcdefgh10", "abcdefgh", "a", "abc"});
-  std::vector<uint32_t> order = SortedById(entries);
+  IdIndex index(entries);
+  // As ORDER BY entry_id returns child rows: ascending, an id repeated (several bindings),
+  // and ids of no entry in between.
+  const std::vector<std::string> rows = {"a",         "a",         "ab",         "abc",
+                                         "abcdefgh",  "abcdefgh1", "abcdefgh10", "abcdefgh10",
+                                         "abcdefgh2", "abcdefgh3", "b",          "c"};
+  std::vector<std::string> found;
+  for (const std::string& id : rows) {
+    EntryMetadata* e = index.Find(id);
+    found.push_back(e == nullptr ? "-" : e->id);
+  }
+  const std::vector<std::string> expected = {"a",         "a", "-",          "abc",
+                                             "abcdefgh",  "-", "abcdefgh10", "abcdefgh10",
+                                             "abcdefgh2", "-", "b",          "-"};
+  EXPECT_EQ(found, expected);
+}
+
+TEST(BulkLoadTest, IdIndexFindsIdsThatComeOutOfOrder) {
+  std::mt19937 rng(11);
   std::vector<std::string> ids;
-  for (uint32_t i : order) ids.push_back(entries[i].id);
-  std::vector<std::string> expected = {"a", "abc", "abcdefgh", "abcdefgh10", "abcdefgh2", "b"};
-  EXPECT_EQ(ids, expected);
+  for (int i = 0; i < 500; ++i) ids.push_back("entry-" + std::to_string(i * 7));
+  auto entries = EntriesWithIds(ids);
+  IdIndex index(entries);
+  std::vector<std::string> asked = ids;
+  for (int i = 0; i < 500; ++i) asked.push_back("entry-" + std::to_string(i * 7 + 3));  // none
+  std::shuffle(asked.begin(), asked.end(), rng);
+  for (const std::string& id : asked) {
+    EntryMetadata* e = index.Find(id);
+    const bool exists = std::find(ids.begin(), ids.end(), id) != ids.end();
+    ASSERT_EQ(e != nullptr, exists) << id;
+    if (exists) {
+      EXPECT_EQ(e->id, id);
+      EXPECT_EQ(e,
+                &entries[static_cast<size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin())]);
+    }
+  }
 }
 
 TEST(BulkLoadTest, PutInSaveOrderFollowsTheSequenceForAnyPermutation) {

@@ -673,12 +673,8 @@ Result<EntryRows> ReadEntryRows(Connection& c, const std::string& condition, int
   const std::string children =
       condition.empty() ? "" : " WHERE entry_id IN (SELECT id FROM entries" + where + ")";
   // Child rows joined through an id index (COLLATE "C": byte order, as std::string).
-  const std::vector<uint32_t> by_id = SortedById(entries);
-  auto find = [&](std::string_view id) -> EntryMetadata* {
-    auto it = std::lower_bound(by_id.begin(), by_id.end(), id,
-                               [&](uint32_t i, std::string_view v) { return entries[i].id < v; });
-    return it != by_id.end() && entries[*it].id == id ? &entries[*it] : nullptr;
-  };
+  IdIndex by_id(entries);
+  auto find = [&](std::string_view id) { return by_id.Find(id); };
   {
     WSSTEP_ASSIGN_OR_RETURN(
         ResultPtr r, c.Run("SELECT entry_id, host, port, environment FROM bindings" + children +

@@ -43,18 +43,13 @@ struct SqliteRow {
 };
 
 // Calls `attach(entry, statement)` for each row of `st` (whose column 0 is an entry id,
-// rows in id order as a primary key returns them) with the entry of that id. A merge
-// join against `by_id` (entry indexes sorted by id): no per-row lookups or allocations.
+// rows in id order as a primary key returns them) with the entry of that id.
 template <typename Attach>
-Status JoinById(Statement& st, std::vector<EntryMetadata>& entries,
-                const std::vector<uint32_t>& by_id, Attach attach) {
-  size_t pos = 0;
+Status JoinById(Statement& st, IdIndex& by_id, Attach attach) {
   for (;;) {
     WSSTEP_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) return {};
-    std::string_view id = st.ColumnBlobView(0);
-    while (pos < by_id.size() && std::string_view(entries[by_id[pos]].id) < id) ++pos;
-    if (pos < by_id.size() && entries[by_id[pos]].id == id) attach(entries[by_id[pos]], st);
+    if (EntryMetadata* e = by_id.Find(st.ColumnBlobView(0))) attach(*e, st);
   }
 }
 
@@ -203,11 +198,11 @@ Result<LoadedEntries> LoadEntryRows(Database& db) {
       save_seq.push_back(ReadEntryColumns(SqliteRow{st}, entries.emplace_back()));
     }
   }
-  const std::vector<uint32_t> by_id = SortedById(entries);
+  IdIndex by_id(entries);
   {
     WSSTEP_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT entry_id, host, port, environment FROM "
                                                 "bindings ORDER BY entry_id, ordinal"));
-    WSSTEP_RETURN_IF_ERROR(JoinById(st, entries, by_id, [](EntryMetadata& e, Statement& row) {
+    WSSTEP_RETURN_IF_ERROR(JoinById(st, by_id, [](EntryMetadata& e, Statement& row) {
       e.bindings.push_back(
           Binding{row.ColumnText(1), static_cast<uint16_t>(row.ColumnInt64(2)), row.ColumnText(3)});
     }));
@@ -216,7 +211,7 @@ Result<LoadedEntries> LoadEntryRows(Database& db) {
     WSSTEP_ASSIGN_OR_RETURN(
         auto st, db.Prepare("SELECT entry_id, role, " + std::string(kCertificateColumns) +
                             " FROM certificates ORDER BY entry_id, role, ordinal"));
-    WSSTEP_RETURN_IF_ERROR(JoinById(st, entries, by_id, [](EntryMetadata& e, Statement& row) {
+    WSSTEP_RETURN_IF_ERROR(JoinById(st, by_id, [](EntryMetadata& e, Statement& row) {
       if (row.ColumnBlobView(1) == "leaf") {
         e.certificate = ReadCertificateColumns(SqliteRow{row}, 2);
       } else {
