@@ -32,8 +32,9 @@
 // (comma-separated; empty protects none), WSSTEP_MAX_IN_FLIGHT_STEPS,
 // WSSTEP_MAX_MESSAGE_BYTES, WSSTEP_MAX_BODY_BYTES, WSSTEP_MAX_CHUNKED_BODY_BYTES,
 // WSSTEP_SHUTDOWN_GRACE ("10s", "500ms", or plain seconds), WSSTEP_LOG_LEVEL (debug, info,
-// warn, error), WSSTEP_SPIN_WAIT_US, WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false), WSSTEP_METRICS_LISTEN (host:port; empty: off),
-// WSSTEP_STORE (a PostgreSQL connection string; empty: SQLite in the data directory),
+// warn, error), WSSTEP_SPIN_WAIT_US, WSSTEP_PROPAGATE_TRACE_CONTEXT (true/false),
+// WSSTEP_METRICS_LISTEN (host:port; empty: off), WSSTEP_STORE (a PostgreSQL connection
+// string; empty: SQLite in the data directory),
 // WSSTEP_PROXY (http://host:port; set but empty: no proxy), WSSTEP_PROXY_USERNAME,
 // WSSTEP_PROXY_PASSWORD (env only) or WSSTEP_PROXY_PASSWORD_FILE, WSSTEP_NO_PROXY
 // (comma-separated), WSSTEP_PROXY_FROM_ENVIRONMENT (true/false), WSSTEP_HTTP2 (true/false:

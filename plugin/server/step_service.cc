@@ -659,6 +659,13 @@ class StepStream {
     bool waiting_ = false;  // the transfer is paused for data
   };
 
+  // Chunk bytes one message carries at most (it may go over by one chunk, no larger than
+  // this): well inside the plugin's max_message_bytes, which the host's channel matches.
+  size_t MessageChunkCap() const {
+    const auto message = static_cast<size_t>(service_->facts().limits.max_message_bytes);
+    return std::min(kMaxChunkBytesPerMessage, message / 4);
+  }
+
   bool UploadsFullLocked() const {
     return std::any_of(requests_.begin(), requests_.end(),
                        [](const auto& r) { return r.second->FullLocked(); });
@@ -793,7 +800,8 @@ class StepStream {
       call.cancelled = std::make_shared<std::atomic<bool>>(false);
       running_.emplace(c.call_id(), call.cancelled);
       if (c.response_body_chunks()) {
-        const size_t chunk = c.chunk_bytes() == 0 ? kDefaultChunkBytes : c.chunk_bytes();
+        const size_t chunk = std::min<size_t>(
+            c.chunk_bytes() == 0 ? kDefaultChunkBytes : c.chunk_bytes(), MessageChunkCap());
         auto flow = std::make_shared<ResponseFlow>(this, c.call_id(), chunk);
         responses_.emplace(c.call_id(), flow);
         call.response_body = flow;
@@ -918,13 +926,14 @@ class StepStream {
   }
 
   // Starts a write of what waits, in order, when none is on its way: every result, and
-  // body chunks up to kMaxChunkBytesPerMessage (the rest goes in the next message, and so
+  // body chunks up to MessageChunkCap (the rest goes in the next message, and so
   // does every result behind them, so that a call's chunks come before its result).
   void Flush(std::unique_lock<std::mutex>& /*held*/) {
     if (writing_ || dead_ || out_.empty()) return;
     v1::ExecuteStepsResponse batch;
     size_t chunk_bytes = 0;
-    while (!out_.empty() && chunk_bytes < kMaxChunkBytesPerMessage) {
+    const size_t cap = MessageChunkCap();
+    while (!out_.empty() && chunk_bytes < cap) {
       Outbound item = std::move(out_.front());
       out_.pop_front();
       if (item.result) {

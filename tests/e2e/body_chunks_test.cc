@@ -174,8 +174,8 @@ class BodyChunksTest : public ::testing::Test {
     origin_ = std::make_unique<testing::TlsServer>(
         MtlsOriginConfig([](const testing::ServerRequest& req) {
           testing::ServerResponse r;
-          if (req.target == "/huge") {
-            r.huge_body_bytes = kBigBytes;
+          if (req.target == "/huge" || req.target == "/4mib") {
+            r.huge_body_bytes = req.target == "/huge" ? kBigBytes : 4 * kMiB;
             r.chunked = true;  // no Content-Length: the client must count
           } else if (req.target == "/upload") {
             Sha256 digest;
@@ -187,7 +187,9 @@ class BodyChunksTest : public ::testing::Test {
           return r;
         }));
     ASSERT_TRUE(origin_->Start()) << origin_->start_error();
-    ASSERT_TRUE(engine_.Start({{"WSSTEP_LOG_LEVEL", "info"}})) << engine_.start_error();
+    std::vector<std::pair<std::string, std::string>> env = {{"WSSTEP_LOG_LEVEL", "info"}};
+    env.insert(env.end(), extra_env_.begin(), extra_env_.end());
+    ASSERT_TRUE(engine_.Start(env)) << engine_.start_error();
     const std::vector<mock_engine::Bind> binds = {{"localhost", nginx_->port(), ""},
                                                   {"localhost", origin_->port(), ""}};
     auto trust =
@@ -250,6 +252,15 @@ class BodyChunksTest : public ::testing::Test {
   MockEngine engine_;
   v1::Certificate identity_;
   std::string fingerprint_;
+  std::vector<std::pair<std::string, std::string>> extra_env_;  // set by a derived fixture
+};
+
+// The plugin's gRPC messages at their smallest (64 KiB): chunks must shrink to fit.
+class BodyChunksSmallMessagesTest : public BodyChunksTest {
+ protected:
+  BodyChunksSmallMessagesTest() {
+    extra_env_ = {{"WSSTEP_MAX_MESSAGE_BYTES", "65536"}, {"WSSTEP_MAX_BODY_BYTES", "32768"}};
+  }
 };
 
 testing::TempDir* BodyChunksTest::dir_ = nullptr;
@@ -648,6 +659,30 @@ TEST_F(BodyChunksTest, AUnaryCallWithABodyLargerThanItsLimitIsTooLargeAndSaysToA
   EXPECT_THAT(outcome.error().message(), HasSubstr("response_body_chunks"));
   EXPECT_THAT(outcome.error().message(),
               HasSubstr(std::to_string(info.response.limits().max_body_bytes())));
+}
+
+}  // namespace
+}  // namespace wsstep::e2e
+
+namespace wsstep::e2e {
+namespace {
+
+TEST_F(BodyChunksSmallMessagesTest, ChunksShrinkToFitTheMessageLimit) {
+  auto stream = engine_.OpenSteps();
+  ASSERT_TRUE(Send(*stream, ChunkedGet(1, OriginUrl("/4mib"))));  // asks for 256 KiB chunks
+  std::map<uint64_t, Received> calls;
+  ReadUntilResult(*stream, 1, calls);
+  stream->CloseSend();
+  EXPECT_FALSE(stream->Read().has_value());
+  EXPECT_TRUE(stream->Finish().ok());
+  Received& r = calls[1];
+  ASSERT_TRUE(r.result.has_value());
+  ASSERT_TRUE(r.result->rest().outcome().has_http())
+      << r.result->rest().outcome().error().message();
+  EXPECT_EQ(r.bytes, 4 * kMiB);
+  EXPECT_EQ(r.digest.Hex(), HugeBodyDigest(4 * kMiB));
+  EXPECT_TRUE(r.last);
+  EXPECT_LE(r.largest_chunk, 16 * 1024u);
 }
 
 }  // namespace
