@@ -59,6 +59,7 @@ void UseRecorder::Record(AuditEvent event, const Usage* counted) {
 }
 
 Status UseRecorder::Flush() {
+  MutexLock flushing(flush_mu_);
   std::deque<AuditEvent> events;
   std::vector<Unwritten> counts;
   size_t dropped = 0;

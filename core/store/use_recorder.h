@@ -86,6 +86,9 @@ class UseRecorder {
   const Clock clock_;
   const std::chrono::milliseconds flush_interval_;
 
+  // Held for a whole Flush: one that finds nothing pending while another is still
+  // writing what it took waits for that write, so "flushed" means "in the storage".
+  Mutex flush_mu_;
   mutable Mutex mu_;
   CondVar cv_;  // wakes the flusher: a full batch, or stopping
   // Entries used since the store opened.

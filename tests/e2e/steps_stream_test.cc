@@ -197,7 +197,9 @@ TEST_F(StepsStreamTest, CancelDeadlineAndDuplicateIdsAffectOnlyTheirCall) {
   *request.add_calls() = RestCall(1, "/held?i=1");
   *request.add_calls() = RestCall(2, "/held?i=2");
   v1::StepCall timed = RestCall(3, "/held?i=3");
-  timed.mutable_timeout()->set_nanos(400'000'000);
+  // Long enough for all three to reach the origin first (TLS handshakes under ASan on a
+  // loaded 2-core machine took more than 400 ms), short enough to end well before the gate.
+  timed.mutable_timeout()->set_seconds(3);
   *request.add_calls() = timed;
   ASSERT_TRUE(stream->Send(request));
   ASSERT_TRUE(gate_.WaitForWaiting(3, 10s)) << gate_.waiting();
