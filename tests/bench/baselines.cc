@@ -107,11 +107,19 @@ Result<Throughput> RunWrk(const std::string& url, int threads, int connections, 
 
 std::vector<int> NginxWorkerPids(const testing::NginxServer& server) {
   if (server.dir().empty()) return {};
-  std::ifstream in(server.dir() + "/nginx.pid");
+  // nginx opens its listeners before it writes its pid file, and a listener accepts
+  // connections at once: the file may not be there yet right after Start (at most 2 s).
   int master = 0;
-  if (!(in >> master) || master <= 0) return {};
-  // A listener accepts connections as soon as the master has opened it, possibly before
-  // it has forked every worker: wait (at most 2 s) until two looks 50 ms apart agree.
+  for (int i = 0; i < 40 && master <= 0; ++i) {
+    std::ifstream in(server.dir() + "/nginx.pid");
+    if (!(in >> master) || master <= 0) {
+      master = 0;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  if (master <= 0) return {};
+  // Nor has it necessarily forked every worker: wait (at most 2 s) until two looks 50 ms
+  // apart agree.
   std::vector<int> workers = ChildProcesses(master);
   for (int i = 0; i < 40; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
