@@ -55,7 +55,10 @@ void SnapshotPublisher::Publish(Snapshot::Entries entries) {
   const Snapshot& snap = *pub->snapshot;
   pub->slots.reset(new std::atomic<MaterialSlot*>[snap.size()]());
   {
-    std::lock_guard lk(slots_mu_);
+    // Nothing else sees `pub` yet; its lock is taken (first, as SlotFor does) so the
+    // analysis sees `owned` written under it.
+    MutexLock own(pub->mu);
+    MutexLock lk(slots_mu_);
     for (auto it = slots_by_id_.begin(); it != slots_by_id_.end();) {
       const ptrdiff_t i = snap.PositionOfId(it->first);
       const EntryMetadata* e = i < 0 ? nullptr : snap.entries()[i].get();
@@ -115,7 +118,7 @@ Snapshot::Entries SnapshotPublisher::EntriesWith(const Edit& edit) const {
 void SnapshotPublisher::Prebuild(const EntryMetadata& e, const ParsedMaterial& parsed) {
   auto slot = std::make_shared<MaterialSlot>(e.id, e.name, e.version);
   FillSlot(*slot, parsed.leaf.get(), parsed.chain, parsed.key.get(), parsed.trusted);
-  std::lock_guard lk(slots_mu_);
+  MutexLock lk(slots_mu_);
   slots_by_id_[e.id] = std::move(slot);
 }
 
@@ -124,11 +127,11 @@ MaterialSlot* SnapshotPublisher::SlotFor(const Published& pub, const EntryMetada
   ptrdiff_t i = pub.IndexOf(e);
   if (i < 0) return nullptr;
   if (MaterialSlot* s = pub.slots[i].load(std::memory_order_acquire)) return s;
-  std::lock_guard lk(pub.mu);
+  MutexLock lk(pub.mu);
   if (MaterialSlot* s = pub.slots[i].load(std::memory_order_relaxed)) return s;
   std::shared_ptr<MaterialSlot> slot;
   {
-    std::lock_guard sl(slots_mu_);
+    MutexLock sl(slots_mu_);
     auto it = slots_by_id_.find(e->id);
     if (it != slots_by_id_.end() && it->second->version == e->version &&
         it->second->name == e->name) {
@@ -149,7 +152,7 @@ MaterialSlot* SnapshotPublisher::SlotFor(const Published& pub, const EntryMetada
 // Builds `slot` from storage. False: the stored version is newer than the slot's (the
 // entry changed after the caller's snapshot was taken).
 Result<bool> SnapshotPublisher::LoadSlot(MaterialSlot& slot) const {
-  std::lock_guard lk(slot.mu);
+  MutexLock lk(slot.mu);
   if (slot.ready.load(std::memory_order_acquire)) return true;
   WSSTEP_ASSIGN_OR_RETURN(std::optional<StoredMaterial> stored, storage_.ReadMaterial(slot.id));
   if (!stored || stored->version != slot.version) return false;
@@ -216,7 +219,7 @@ Result<bool> SnapshotPublisher::TrustFor(const Published& pub,
   }
   std::string key;
   for (const auto* s : slots) key += s->TrustKey() + ";";
-  std::lock_guard lk(pub.mu);
+  MutexLock lk(pub.mu);
   auto it = pub.trust_sets.find(key);
   if (it != pub.trust_sets.end()) {
     out = it->second;

@@ -35,6 +35,7 @@
 #include "core/error.h"
 #include "core/identity.h"
 #include "core/material.h"
+#include "core/mutex.h"
 #include "core/resolver.h"
 #include "core/store/storage.h"
 #include "core/store/store.h"
@@ -51,7 +52,7 @@ struct MaterialSlot {
   const std::string name;
   const uint64_t version;
 
-  std::mutex mu;  // held while building
+  Mutex mu;  // held while building (identity and trust are read without it once ready)
   std::atomic<bool> ready{false};
   // Written once before `ready` turns true; read-only after.
   std::shared_ptr<const Identity> identity;
@@ -66,10 +67,12 @@ struct MaterialSlot {
 struct Published {
   std::shared_ptr<const Snapshot> snapshot;
   std::unique_ptr<std::atomic<MaterialSlot*>[]> slots;
-  mutable std::mutex mu;  // guards `owned`, slot creation and `trust_sets`
-  mutable std::vector<std::shared_ptr<MaterialSlot>> owned;  // keeps `slots` alive
+  mutable Mutex mu;  // guards `owned`, slot creation and `trust_sets`
+  mutable std::vector<std::shared_ptr<MaterialSlot>> owned
+      ABSL_GUARDED_BY(mu);  // keeps `slots` alive
   // Trust anchors of several trust entries together, by "id@v;id@v;...".
-  mutable std::unordered_map<std::string, std::shared_ptr<const TrustAnchors>> trust_sets;
+  mutable std::unordered_map<std::string, std::shared_ptr<const TrustAnchors>> trust_sets
+      ABSL_GUARDED_BY(mu);
 
   // Index of `e` in the snapshot's entries, or -1 if it is not one of them.
   ptrdiff_t IndexOf(const EntryMetadata* e) const;
@@ -132,9 +135,9 @@ class SnapshotPublisher {
   const std::atomic<std::shared_ptr<const Vault>>& vault_;
   std::atomic<std::shared_ptr<const Published>> published_;
   // The slot of each entry version built or in use, carried from snapshot to snapshot.
-  mutable std::mutex slots_mu_;
-  mutable std::unordered_map<std::string, std::shared_ptr<MaterialSlot>>
-      slots_by_id_;  // guarded by slots_mu_
+  mutable Mutex slots_mu_;
+  mutable std::unordered_map<std::string, std::shared_ptr<MaterialSlot>> slots_by_id_
+      ABSL_GUARDED_BY(slots_mu_);
 };
 
 }  // namespace wsstep::core
