@@ -21,6 +21,8 @@ constexpr std::pair<AuditAction, std::string_view> kAuditActionNames[] = {
     {AuditAction::kRotateMasterKey, "ROTATE_MASTER_KEY"},
     {AuditAction::kNotify, "NOTIFY"},
     {AuditAction::kAcknowledge, "ACKNOWLEDGE"},
+    {AuditAction::kSetProxyCredential, "SET_PROXY_CREDENTIAL"},
+    {AuditAction::kDeleteProxyCredential, "DELETE_PROXY_CREDENTIAL"},
 };
 
 }  // namespace
@@ -31,18 +33,24 @@ std::optional<AuditAction> AuditActionFromName(std::string_view name) {
   return ValueIn(kAuditActionNames, name);
 }
 
-AuditEvent EntryAuditEvent(AuditAction action, const AuditContext& ctx, const EntryMetadata& e,
-                           std::string detail, UnixSeconds at) {
+AuditEvent ContextAuditEvent(AuditAction action, const AuditContext& ctx, std::string name,
+                             std::string detail, UnixSeconds at) {
   AuditEvent ev;
   ev.at = at;
   ev.action = action;
   ev.actor = ctx.actor;
-  ev.entry_id = e.id;
-  ev.entry_name = e.name;
+  ev.entry_name = std::move(name);
   ev.step_id = ctx.step_id;
   ev.workflow_id = ctx.workflow_id;
   ev.outcome = "OK";
   ev.detail = std::move(detail);
+  return ev;
+}
+
+AuditEvent EntryAuditEvent(AuditAction action, const AuditContext& ctx, const EntryMetadata& e,
+                           std::string detail, UnixSeconds at) {
+  AuditEvent ev = ContextAuditEvent(action, ctx, e.name, std::move(detail), at);
+  ev.entry_id = e.id;
   return ev;
 }
 

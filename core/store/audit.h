@@ -47,6 +47,9 @@ enum class AuditAction {
   kRotateMasterKey,
   kNotify,       // an expiry notification was handed to the host (once per entry and UTC day)
   kAcknowledge,  // the host acknowledged an expiry notification
+  // A proxy credential was created or changed / deleted (entry_name: its name; no entry).
+  kSetProxyCredential,
+  kDeleteProxyCredential,
 };
 std::string_view AuditActionName(AuditAction a);  // "CREATE", "IMPORT_FAILURE", "USE", ...
 std::optional<AuditAction> AuditActionFromName(std::string_view name);
@@ -92,6 +95,10 @@ struct AuditPage {
 // An event of `action` on entry `e` by `ctx` at `at`, outcome "OK".
 AuditEvent EntryAuditEvent(AuditAction action, const AuditContext& ctx, const EntryMetadata& e,
                            std::string detail, UnixSeconds at);
+// The same for a change that is not an entry's: `name` (a proxy credential's, or none) in
+// entry_name, no entry id.
+AuditEvent ContextAuditEvent(AuditAction action, const AuditContext& ctx, std::string name,
+                             std::string detail, UnixSeconds at);
 
 // AuditFilter::page_token as the sequence the page starts below (0 for the first page).
 // INVALID_ARGUMENT naming page_token for anything ListAudit did not hand out.

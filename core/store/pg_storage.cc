@@ -37,7 +37,7 @@ constexpr const char* kChangeChannel = "wsstep_changes";
 constexpr std::chrono::milliseconds kFirstRetryDelay{100};
 constexpr std::chrono::milliseconds kMaxRetryDelay{2000};
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 // Version 1: the tables of the SQLite backend.
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE entries (
@@ -161,6 +161,23 @@ ALTER TABLE notification_claims ADD COLUMN level INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE notification_claims DROP CONSTRAINT notification_claims_pkey;
 ALTER TABLE notification_claims ADD PRIMARY KEY (entry_id, day, level);
 )sql";
+
+// Version 5: proxy credentials (issue 18), the password sealed by the vault. Each set or
+// delete takes a change cursor too, kept in meta, so the other plugins reload them.
+constexpr const char* kSchemaV5 = R"sql(
+CREATE TABLE secrets (
+  name_key TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  username TEXT NOT NULL,
+  sealed_value BYTEA NOT NULL,
+  key_id TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+)sql";
+
+// The meta key holding the change cursor of the latest proxy credential change.
+constexpr std::string_view kSecretsChangeKey = "secrets_change_seq";
 
 struct ConnCloser {
   void operator()(PGconn* c) const { PQfinish(c); }
@@ -412,6 +429,10 @@ Status Migrate(Connection& c, const std::string& location) {
     s = c.ExecScript(kSchemaV4);
     if (!s.ok()) return rollback(s);
   }
+  if (version < 5) {
+    s = c.ExecScript(kSchemaV5);
+    if (!s.ok()) return rollback(s);
+  }
   if (version < kSchemaVersion) {
     s = WriteMeta(c, "schema_version", std::to_string(kSchemaVersion));
     if (!s.ok()) return rollback(s);
@@ -603,6 +624,45 @@ class PgTransaction final : public Storage::Transaction {
     return static_cast<size_t>(n);
   }
 
+  Status PutSecret(const StoredSecret& secret) override {
+    WSSTEP_RETURN_IF_ERROR(
+        c_.Exec("INSERT INTO secrets (name_key, name, username, sealed_value, key_id, created_at, "
+                "updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (name_key) DO UPDATE SET "
+                "username=excluded.username, sealed_value=excluded.sealed_value, "
+                "key_id=excluded.key_id, updated_at=excluded.updated_at",
+                Params()
+                    .Text(AsciiLower(secret.name))
+                    .Text(secret.name)
+                    .Text(secret.username)
+                    .Bytes(secret.sealed_value)
+                    .Text(secret.key_id)
+                    .Int(secret.created_at)
+                    .Int(secret.updated_at)));
+    return StampSecrets();
+  }
+
+  Status DeleteSecret(std::string_view name) override {
+    WSSTEP_RETURN_IF_ERROR(
+        c_.Exec("DELETE FROM secrets WHERE name_key=$1", Params().Text(AsciiLower(name))));
+    return StampSecrets();
+  }
+
+  Result<size_t> ResealSecrets(std::string_view new_key_id, const Resealer& reseal) override {
+    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r, c_.Run("SELECT name, sealed_value FROM secrets "
+                                                "ORDER BY name_key"));
+    const int n = PQntuples(r.get());
+    for (int i = 0; i < n; ++i) {
+      const Row row(r.get(), i);
+      const std::string name = row.Text(0);
+      WSSTEP_ASSIGN_OR_RETURN(std::string sealed, reseal(name, row.Bytes(1)));
+      WSSTEP_RETURN_IF_ERROR(
+          c_.Exec("UPDATE secrets SET sealed_value=$1, key_id=$2 WHERE name_key=$3",
+                  Params().Bytes(sealed).Text(new_key_id).Text(AsciiLower(name))));
+    }
+    if (n > 0) WSSTEP_RETURN_IF_ERROR(StampSecrets());
+    return static_cast<size_t>(n);
+  }
+
   Status Commit() override {
     if (cursor_ != 0) {
       // Delivered to the listeners when (and only if) the transaction commits.
@@ -623,6 +683,11 @@ class PgTransaction final : public Storage::Transaction {
       cursor_ = Row(r.get(), 0).Int(0);
     }
     return cursor_;
+  }
+  // The other plugins reload the proxy credentials when they see this cursor.
+  Status StampSecrets() {
+    WSSTEP_ASSIGN_OR_RETURN(int64_t cursor, Cursor());
+    return WriteMeta(c_, kSecretsChangeKey, std::to_string(cursor));
   }
   Status Stamp(std::string_view entry_id) {
     WSSTEP_ASSIGN_OR_RETURN(int64_t cursor, Cursor());
@@ -739,9 +804,10 @@ class PgStorage final : public Storage {
     return InSnapshot([&]() -> Result<LoadedEntries> {
       WSSTEP_ASSIGN_OR_RETURN(EntryRows rows, ReadEntryRows(reader_, "", 0));
       WSSTEP_ASSIGN_OR_RETURN(int64_t tombstones, MaxTombstone());
+      WSSTEP_ASSIGN_OR_RETURN(int64_t secrets, SecretsCursor());
       LoadedEntries loaded;
       if (!rows.save_seq.empty()) loaded.latest_save_sequence = rows.save_seq.back();
-      loaded.change_cursor = std::max(rows.max_change_seq, tombstones);
+      loaded.change_cursor = std::max({rows.max_change_seq, tombstones, secrets});
       loaded.entries = std::move(rows.entries);
       return loaded;
     });
@@ -761,6 +827,11 @@ class PgStorage final : public Storage {
         const Row row(r.get(), i);
         changes.deleted.push_back(row.Text(0));
         changes.cursor = std::max(changes.cursor, row.Int(1));
+      }
+      WSSTEP_ASSIGN_OR_RETURN(int64_t secrets, SecretsCursor());
+      if (secrets > cursor) {
+        changes.secrets_changed = true;
+        changes.cursor = std::max(changes.cursor, secrets);
       }
       changes.saved = std::move(rows.entries);
       changes.save_sequences = std::move(rows.save_seq);
@@ -809,6 +880,26 @@ class PgStorage final : public Storage {
       (void)reader_.Exec("DELETE FROM notification_claims WHERE day < $1", Params().Int(day - 31));
     }
     return mine;
+  }
+
+  Result<std::vector<StoredSecret>> ReadSecrets() override {
+    std::lock_guard lk(reader_mu_);
+    WSSTEP_ASSIGN_OR_RETURN(ResultPtr r,
+                            reader_.RunFirst("SELECT name, username, sealed_value, key_id, "
+                                             "created_at, updated_at FROM secrets "
+                                             "ORDER BY name_key"));
+    std::vector<StoredSecret> secrets;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      const Row row(r.get(), i);
+      StoredSecret& s = secrets.emplace_back();
+      s.name = row.Text(0);
+      s.username = row.Text(1);
+      s.sealed_value = row.Bytes(2);
+      s.key_id = row.Text(3);
+      s.created_at = row.Int(4);
+      s.updated_at = row.Int(5);
+    }
+    return secrets;
   }
 
   Result<std::optional<StoredMaterial>> ReadMaterial(std::string_view entry_id) override {
@@ -876,6 +967,13 @@ class PgStorage final : public Storage {
     auto result = read();
     (void)reader_.Exec(result.ok() ? "COMMIT" : "ROLLBACK");
     return result;
+  }
+
+  // The change cursor of the latest proxy credential change (0: none). reader_mu_ held.
+  Result<int64_t> SecretsCursor() {
+    WSSTEP_ASSIGN_OR_RETURN(std::optional<std::string> text, ReadMeta(reader_, kSecretsChangeKey));
+    if (!text || text->empty()) return int64_t{0};
+    return static_cast<int64_t>(std::strtoll(text->c_str(), nullptr, 10));
   }
 
   Result<int64_t> MaxTombstone() {

@@ -124,6 +124,25 @@ TEST_F(SharedStoreTest, EveryChangeOnOneNodeReachesTheOther) {
   EXPECT_EQ(kinds, "CREATED UPDATED UPDATED DELETED ");
 }
 
+TEST_F(SharedStoreTest, AProxyCredentialSetOnOneNodeIsUsedByTheOther) {
+  ASSERT_TRUE(
+      a_->SetProxyCredential("corp", "svc", SecretBytes("first-Pw"), {"alice"}, nullptr).ok());
+  ASSERT_TRUE(Eventually([&] { return b_->ProxyCredential("corp").ok(); }));
+  EXPECT_EQ(b_->ProxyCredential("corp")->password->view(), "first-Pw");
+
+  // Changed on B: A's steps get the new password.
+  ASSERT_TRUE(
+      b_->SetProxyCredential("CORP", "svc", SecretBytes("second-Pw"), {"bob"}, nullptr).ok());
+  ASSERT_TRUE(
+      Eventually([&] { return a_->ProxyCredential("corp")->password->view() == "second-Pw"; }));
+
+  // Deleted on A: gone on B.
+  ASSERT_TRUE(a_->DeleteProxyCredential("corp", {"alice"}).ok());
+  ASSERT_TRUE(Eventually([&] { return !b_->ProxyCredential("corp").ok(); }));
+  EXPECT_EQ(b_->ProxyCredential("corp").code(), Code::kNotFound);
+  EXPECT_TRUE(b_->ListProxyCredentials().empty());
+}
+
 TEST_F(SharedStoreTest, AChangeFirstCatchesUpSoNothingIsDecidedOnAStaleView) {
   // Made on A and at once (no waiting for the notice) on B: B's checks see A's entry.
   ASSERT_TRUE(a_->Create(KeyPairRequest("same", "rsa"), {"alice"}, nullptr).ok());
@@ -247,7 +266,7 @@ TEST(PgStorageTest, ADatabaseWithANewerSchemaIsRefused) {
   EXPECT_THAT(newer.error().message,
               HasSubstr("/" + db.name() +
                         ": the database holds a wsstep store of schema version 7, newer than "
-                        "this build's (4)"));
+                        "this build's (5)"));
 }
 
 // A version 3 database (claims per entry and day) is migrated: an existing claim counts
@@ -263,6 +282,7 @@ TEST(PgStorageTest, AVersionThreeDatabaseGetsClaimsPerLevel) {
                 "ALTER TABLE notification_claims ADD PRIMARY KEY (entry_id, day); "
                 "INSERT INTO notification_claims (entry_id, day, claimed_by) "
                 "VALUES ('e1', 20000, 'another-node'); "
+                "DROP TABLE secrets; "  // came with version 5
                 "UPDATE meta SET value=convert_to('3', 'UTF8') WHERE key='schema_version'"),
             "");
   auto migrated = OpenPg(db.conninfo());

@@ -103,6 +103,18 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     {2, R"sql(
 ALTER TABLE entries ADD COLUMN notify_urgent_days INTEGER NOT NULL DEFAULT 7;
 )sql"},
+    // Proxy credentials (issue 18): a name, a user and the password sealed by the vault.
+    {3, R"sql(
+CREATE TABLE secrets (
+  name_key TEXT PRIMARY KEY,              -- ASCII lower case: names are case-insensitive
+  name TEXT NOT NULL,
+  username TEXT NOT NULL,
+  sealed_value BLOB NOT NULL,             -- vault blob of the password
+  key_id TEXT NOT NULL,                   -- master key id of sealed_value
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql"},
 };
 
 }  // namespace

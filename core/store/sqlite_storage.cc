@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/db.h"
+#include "core/store/codec.h"
 #include "core/store/entry_columns.h"
 #include "core/store/sqlite_rows.h"
 #include "core/store/sqlite_schema.h"
@@ -205,6 +206,49 @@ class SqliteTransaction final : public Storage::Transaction {
     return ids.size();
   }
 
+  Status PutSecret(const StoredSecret& secret) override {
+    WSSTEP_ASSIGN_OR_RETURN(
+        auto st, db_.Prepare("INSERT INTO secrets (name_key, name, username, sealed_value, key_id, "
+                             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                             "ON CONFLICT (name_key) DO UPDATE SET username=excluded.username, "
+                             "sealed_value=excluded.sealed_value, key_id=excluded.key_id, "
+                             "updated_at=excluded.updated_at"));
+    st.Bind(1, AsciiLower(secret.name))
+        .Bind(2, secret.name)
+        .Bind(3, secret.username)
+        .BindBlob(4, secret.sealed_value)
+        .Bind(5, secret.key_id)
+        .Bind(6, secret.created_at)
+        .Bind(7, secret.updated_at);
+    return st.Run();
+  }
+
+  Status DeleteSecret(std::string_view name) override {
+    WSSTEP_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM secrets WHERE name_key=?"));
+    del.Bind(1, AsciiLower(name));
+    return del.Run();
+  }
+
+  Result<size_t> ResealSecrets(std::string_view new_key_id, const Resealer& reseal) override {
+    std::vector<std::pair<std::string, std::string>> sealed;  // (name, blob)
+    {
+      WSSTEP_ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT name, sealed_value FROM secrets"));
+      for (;;) {
+        WSSTEP_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        sealed.emplace_back(q.ColumnText(0), q.ColumnBlob(1));
+      }
+    }
+    WSSTEP_ASSIGN_OR_RETURN(auto put, db_.Prepare("UPDATE secrets SET sealed_value=?, key_id=? "
+                                                  "WHERE name_key=?"));
+    for (const auto& [name, blob] : sealed) {
+      WSSTEP_ASSIGN_OR_RETURN(std::string resealed, reseal(name, blob));
+      put.BindBlob(1, resealed).Bind(2, new_key_id).Bind(3, AsciiLower(name));
+      WSSTEP_RETURN_IF_ERROR(put.Run());
+    }
+    return sealed.size();
+  }
+
   Status Commit() override { return tx_.Commit(); }
 
  private:
@@ -246,6 +290,26 @@ class SqliteStorage final : public Storage {
   Result<std::optional<StoredMaterial>> ReadMaterial(std::string_view entry_id) override {
     std::lock_guard lk(reader_mu_);
     return ReadMaterialRow(*reader_, entry_id);
+  }
+
+  Result<std::vector<StoredSecret>> ReadSecrets() override {
+    std::lock_guard lk(reader_mu_);
+    WSSTEP_ASSIGN_OR_RETURN(auto q, reader_->Prepare("SELECT name, username, sealed_value, key_id, "
+                                                     "created_at, updated_at FROM secrets "
+                                                     "ORDER BY name_key"));
+    std::vector<StoredSecret> secrets;
+    for (;;) {
+      WSSTEP_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      StoredSecret& s = secrets.emplace_back();
+      s.name = q.ColumnText(0);
+      s.username = q.ColumnText(1);
+      s.sealed_value = q.ColumnBlob(2);
+      s.key_id = q.ColumnText(3);
+      s.created_at = q.ColumnInt64(4);
+      s.updated_at = q.ColumnInt64(5);
+    }
+    return secrets;
   }
 
   Result<std::vector<AuditEvent>> ReadAudit(const AuditFilter& filter, int64_t before_sequence,

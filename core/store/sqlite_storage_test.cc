@@ -294,6 +294,7 @@ TEST_F(SqliteStorageTest, AVersionOneStoreIsMigratedAndItsEntriesGetTheUrgentDef
   ASSERT_EQ(sqlite3_open(dir_.Path("store.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
                          "ALTER TABLE entries DROP COLUMN notify_urgent_days; "
+                         "DROP TABLE secrets; "  // version 3
                          "DELETE FROM schema_version WHERE version > 1",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)

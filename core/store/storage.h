@@ -65,6 +65,17 @@ struct StoredMaterial {
   std::optional<std::string> csr_pem;     // GenerateKeyAndCsr entries until attached
 };
 
+// A named proxy credential as stored (the store's `proxy-credential` secrets): the
+// password only as a vault blob, bound to the credential's name (ProxyCredentialAad).
+struct StoredSecret {
+  std::string name;          // as first given; unique, compared case-insensitively
+  std::string username;      // not secret
+  std::string sealed_value;  // the password, sealed
+  std::string key_id;        // master key id of sealed_value (Vault::KeyIdOf)
+  UnixSeconds created_at = 0;
+  UnixSeconds updated_at = 0;
+};
+
 // How the store recognizes its master key at startup: the id of the key everything is
 // sealed under, and a known value sealed with it (a wrong key with a forged id fails to
 // open it).
@@ -92,6 +103,7 @@ struct StorageChanges {
   std::vector<EntryMetadata> saved;
   std::vector<int64_t> save_sequences;  // aligned with `saved`
   std::vector<std::string> deleted;     // ids of entries deleted
+  bool secrets_changed = false;         // a proxy credential was set or deleted
   int64_t cursor = 0;                   // where the next ReadChanges continues
 };
 
@@ -124,6 +136,9 @@ class Storage {
   // The material of `entry_id`'s current version; nullopt when the entry has none (it
   // was deleted).
   virtual Result<std::optional<StoredMaterial>> ReadMaterial(std::string_view entry_id) = 0;
+  // Every stored proxy credential (sealed), ordered by name. Read at startup and, for
+  // shared storages, again when StorageChanges::secrets_changed says so.
+  virtual Result<std::vector<StoredSecret>> ReadSecrets() = 0;
   // Up to `limit` audit events matching `filter` (its page_size and page_token are the
   // caller's business), newest first, with sequence below `before_sequence` (0: any).
   virtual Result<std::vector<AuditEvent>> ReadAudit(const AuditFilter& filter,
@@ -199,6 +214,15 @@ class Storage::Transaction {
   using Resealer =
       std::function<Result<std::string>(const std::string& entry_id, std::string_view sealed)>;
   virtual Result<size_t> ResealKeys(std::string_view new_key_id, const Resealer& reseal) = 0;
+
+  // Inserts the proxy credential, or replaces the one of the same name (compared
+  // case-insensitively; the stored name keeps its first spelling).
+  virtual Status PutSecret(const StoredSecret& secret) = 0;
+  // Removes the proxy credential named `name` (case-insensitively); nothing if none.
+  virtual Status DeleteSecret(std::string_view name) = 0;
+  // Re-seals every stored proxy credential as ResealKeys does keys; `reseal` is given
+  // the credential's name. Returns how many.
+  virtual Result<size_t> ResealSecrets(std::string_view new_key_id, const Resealer& reseal) = 0;
 
   // Makes every write of this transaction durable (it survives a crash and power loss).
   virtual Status Commit() = 0;

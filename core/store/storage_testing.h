@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/store/codec.h"
 #include "core/store/storage.h"
 
 namespace wsstep::core::testing {
@@ -33,6 +34,7 @@ class MemoryStorage : public Storage {
   std::map<std::string, StoredMaterial> material;
   std::vector<AuditEvent> audit;
   std::optional<MasterKeyRecord> key_record;
+  std::map<std::string, StoredSecret> secrets;  // by lower-cased name
   // Commits still to fail, how many transactions committed, and how many times
   // material was read.
   int fail_commits = 0;
@@ -66,6 +68,12 @@ class MemoryStorage : public Storage {
     auto it = material.find(std::string(entry_id));
     if (it == material.end()) return std::optional<StoredMaterial>();
     return std::optional<StoredMaterial>(it->second);
+  }
+  Result<std::vector<StoredSecret>> ReadSecrets() override {
+    std::lock_guard lk(mu);
+    std::vector<StoredSecret> out;
+    for (const auto& [key, secret] : secrets) out.push_back(secret);
+    return out;
   }
   Result<std::vector<AuditEvent>> ReadAudit(const AuditFilter& filter, int64_t before,
                                             size_t limit) override {
@@ -148,6 +156,37 @@ class MemoryStorage : public Storage {
         ++n;
       }
       return n;
+    }
+    Status PutSecret(const StoredSecret& secret) override {
+      return Then([secret](MemoryStorage& s) {
+        StoredSecret& stored = s.secrets[AsciiLower(secret.name)];
+        const bool existed = !stored.name.empty();
+        const StoredSecret before = stored;
+        stored = secret;
+        if (existed) {
+          stored.name = before.name;
+          stored.created_at = before.created_at;
+        }
+      });
+    }
+    Status DeleteSecret(std::string_view name) override {
+      return Then([key = AsciiLower(name)](MemoryStorage& s) { s.secrets.erase(key); });
+    }
+    Result<size_t> ResealSecrets(std::string_view new_key_id, const Resealer& reseal) override {
+      std::map<std::string, StoredSecret> copy;
+      {
+        std::lock_guard lk(s_.mu);
+        copy = s_.secrets;
+      }
+      for (auto& [key, secret] : copy) {
+        WSSTEP_ASSIGN_OR_RETURN(std::string sealed, reseal(secret.name, secret.sealed_value));
+        WSSTEP_RETURN_IF_ERROR(
+            Then([key = key, sealed, id = std::string(new_key_id)](MemoryStorage& s) {
+              s.secrets[key].sealed_value = sealed;
+              s.secrets[key].key_id = id;
+            }));
+      }
+      return copy.size();
     }
     Status Commit() override {
       std::lock_guard lk(s_.mu);

@@ -67,6 +67,9 @@ struct CertificateStore::Impl {
   std::set<std::pair<std::string, int64_t>> notify_audited ABSL_GUARDED_BY(write_mu);
 
   std::atomic<std::shared_ptr<const Vault>> vault;  // replaced by a master key rotation
+  // Opened proxy credentials; replaced (under write_mu) by each change of them.
+  std::atomic<std::shared_ptr<const ProxyCredentialSet>> proxy_credentials{
+      ProxyCredentialSet::Empty()};
   std::unique_ptr<SnapshotPublisher> publisher;
   std::unique_ptr<UseRecorder> uses;
   std::unique_ptr<ChangeFeed> changes;
@@ -106,10 +109,18 @@ struct CertificateStore::Impl {
     return {};
   }
 
+  // Reads and opens every proxy credential. write_mu held (or the store not yet shown).
+  Status LoadProxyCredentials() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu) {
+    WSSTEP_ASSIGN_OR_RETURN(std::vector<StoredSecret> stored, storage->ReadSecrets());
+    proxy_credentials.store(ProxyCredentialSet::Open(stored, *vault.load()));
+    return {};
+  }
+
   // Applies the changes other plugins committed since change_cursor: one new snapshot,
-  // and their events on the change feed. write_mu held.
+  // and their events on the change feed; their proxy credentials. write_mu held.
   Status CatchUp() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu) {
     WSSTEP_ASSIGN_OR_RETURN(StorageChanges changed, storage->ReadChanges(change_cursor));
+    if (changed.secrets_changed) WSSTEP_RETURN_IF_ERROR(LoadProxyCredentials());
     change_cursor = std::max(change_cursor, changed.cursor);
     if (changed.saved.empty() && changed.deleted.empty()) return {};
     auto pub = publisher->current();
@@ -297,6 +308,7 @@ Result<std::unique_ptr<CertificateStore>> CertificateStore::Open(StoreOptions op
     s.current_key = std::move(key);
     s.next_save_sequence = loaded.latest_save_sequence + 1;
     s.change_cursor = loaded.change_cursor;
+    WSSTEP_RETURN_IF_ERROR(s.LoadProxyCredentials());
   }
   s.options = std::move(options);
   s.publisher = std::make_unique<SnapshotPublisher>(*s.storage, s.vault);
@@ -772,6 +784,79 @@ Result<EntryMetadata> CertificateStore::AttachCertificate(std::string_view id_or
 }
 
 // ---------------------------------------------------------------------------------------
+// Proxy credentials.
+
+Result<ProxyCredentialInfo> CertificateStore::SetProxyCredential(std::string_view name,
+                                                                 std::string_view username,
+                                                                 const SecretBytes& password,
+                                                                 const AuditContext& ctx,
+                                                                 bool* created) {
+  Impl& s = *impl_;
+  WSSTEP_RETURN_IF_ERROR(ValidateProxyCredential(name, username, password));
+  if (s.read_only) return s.ReadOnlyError();
+  MutexLock lk(s.write_mu);
+  WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
+  auto before = s.proxy_credentials.load();
+  const ProxyCredentialInfo* existing = before->Info(name);
+  const UnixSeconds now = s.Now();
+  ProxyCredentialInfo info;
+  info.name = existing != nullptr ? existing->name : std::string(name);
+  info.username = std::string(username);
+  info.created_at = existing != nullptr ? existing->created_at : now;
+  info.updated_at = now;
+
+  auto vault = s.vault.load();
+  StoredSecret stored;
+  stored.name = info.name;
+  stored.username = info.username;
+  WSSTEP_ASSIGN_OR_RETURN(stored.sealed_value, vault->Seal(password, ProxyCredentialAad(name)));
+  stored.key_id = vault->key_id();
+  stored.created_at = info.created_at;
+  stored.updated_at = info.updated_at;
+  WSSTEP_RETURN_IF_ERROR(tx->PutSecret(stored));
+
+  std::string detail =
+      existing == nullptr ? "created, user " + info.username
+      : existing->username != info.username
+          ? "user " + existing->username + " -> " + info.username + ", password set"
+          : "password set";
+  const AuditEvent ev =
+      ContextAuditEvent(AuditAction::kSetProxyCredential, ctx, info.name, std::move(detail), now);
+  WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(ev));
+  WSSTEP_RETURN_IF_ERROR(s.CommitChange(*tx));
+  if (created != nullptr) *created = existing == nullptr;
+  s.proxy_credentials.store(before->With(
+      info,
+      ProxyLogin{info.name, info.username, std::make_shared<const SecretBytes>(password.Clone())}));
+  return info;
+}
+
+std::vector<ProxyCredentialInfo> CertificateStore::ListProxyCredentials() const {
+  return impl_->proxy_credentials.load()->List();
+}
+
+Status CertificateStore::DeleteProxyCredential(std::string_view name, const AuditContext& ctx) {
+  Impl& s = *impl_;
+  if (s.read_only) return s.ReadOnlyError();
+  MutexLock lk(s.write_mu);
+  WSSTEP_ASSIGN_OR_RETURN(auto tx, s.BeginChange());
+  auto before = s.proxy_credentials.load();
+  const ProxyCredentialInfo* existing = before->Info(name);
+  if (existing == nullptr) return before->Find(name).error();
+  WSSTEP_RETURN_IF_ERROR(tx->DeleteSecret(existing->name));
+  const AuditEvent ev = ContextAuditEvent(AuditAction::kDeleteProxyCredential, ctx, existing->name,
+                                          "user " + existing->username, s.Now());
+  WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(ev));
+  WSSTEP_RETURN_IF_ERROR(s.CommitChange(*tx));
+  s.proxy_credentials.store(before->Without(name));
+  return {};
+}
+
+Result<ProxyLogin> CertificateStore::ProxyCredential(std::string_view name) const {
+  return impl_->proxy_credentials.load()->Find(name);
+}
+
+// ---------------------------------------------------------------------------------------
 // Master key rotation.
 
 Status CertificateStore::RotateMasterKey(MasterKey new_key, const AuditContext& ctx) {
@@ -792,17 +877,15 @@ Status CertificateStore::RotateMasterKey(MasterKey new_key, const AuditContext& 
   auto reencrypt = [&]() -> Status {
     WSSTEP_ASSIGN_OR_RETURN(auto tx, s.storage->Begin());
     WSSTEP_ASSIGN_OR_RETURN(size_t resealed, ResealStoredKeys(*tx, *old_vault, *new_vault));
+    WSSTEP_ASSIGN_OR_RETURN(size_t secrets, ResealStoredSecrets(*tx, *old_vault, *new_vault));
     WSSTEP_ASSIGN_OR_RETURN(MasterKeyRecord record, MasterKeyRecordFor(*new_vault));
     WSSTEP_RETURN_IF_ERROR(tx->PutMasterKeyRecord(record));
-    AuditEvent ev;
-    ev.at = s.Now();
-    ev.action = AuditAction::kRotateMasterKey;
-    ev.actor = ctx.actor;
-    ev.step_id = ctx.step_id;
-    ev.workflow_id = ctx.workflow_id;
-    ev.outcome = "OK";
-    ev.detail = "master key " + old_id + " replaced by " + new_vault->key_id() + "; " +
-                std::to_string(resealed) + " keys re-encrypted";
+    const AuditEvent ev =
+        ContextAuditEvent(AuditAction::kRotateMasterKey, ctx, "",
+                          "master key " + old_id + " replaced by " + new_vault->key_id() + "; " +
+                              std::to_string(resealed) + " keys and " + std::to_string(secrets) +
+                              " proxy credentials re-encrypted",
+                          s.Now());
     WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(ev));
     return tx->Commit();
   };

@@ -72,6 +72,7 @@
 #include "core/resolver.h"
 #include "core/secret.h"
 #include "core/store/audit.h"
+#include "core/store/proxy_credentials.h"
 #include "core/store/storage.h"
 #include "core/vault.h"
 
@@ -329,9 +330,29 @@ class CertificateStore {
                                           std::string_view content_name, const AuditContext& ctx,
                                           std::vector<Error>* warnings);
 
+  // ---- Proxy credentials ----
+
+  // Creates the named proxy credential, or replaces its user and password; `created`
+  // (when not null) says which. The password is sealed under the master key (bound to
+  // the name) and kept nowhere else. Audited as SET_PROXY_CREDENTIAL without the password.
+  // Errors: INVALID_ARGUMENT naming name / username / password
+  // (core/store/proxy_credentials.h), STORAGE_ERROR.
+  Result<ProxyCredentialInfo> SetProxyCredential(std::string_view name, std::string_view username,
+                                                 const SecretBytes& password,
+                                                 const AuditContext& ctx, bool* created);
+  // Every proxy credential, ordered by name; never a password.
+  std::vector<ProxyCredentialInfo> ListProxyCredentials() const;
+  // Audited as DELETE_PROXY_CREDENTIAL. NOT_FOUND, STORAGE_ERROR.
+  Status DeleteProxyCredential(std::string_view name, const AuditContext& ctx);
+  // The hot path of a step that names a credential: no I/O, no decryption (the passwords
+  // were opened when the store loaded or changed them; with a shared storage, another
+  // plugin's change is followed like an entry's). NOT_FOUND naming `name`.
+  Result<ProxyLogin> ProxyCredential(std::string_view name) const;
+
   // ---- Master key ----
 
-  // Re-encrypts every sealed value under `new_key`. Crash-safe order:
+  // Re-encrypts every sealed value (private keys, proxy passwords) under `new_key`. Crash-safe
+  // order:
   //   1. with a key file: `new_key` is written to "<key file>.new" (0600, atomic);
   //   2. one transaction re-seals every secret and records the new key id;
   //   3. with a key file: "<key file>.new" is renamed over "<key file>".

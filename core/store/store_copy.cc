@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/store/codec.h"
+
 namespace wsstep::core {
 namespace {
 
@@ -57,6 +59,19 @@ Result<StoreCopyReport> CopyStore(Storage& from, Storage& to, const StoreCopyOpt
     material.push_back(std::move(m));
   }
   WSSTEP_ASSIGN_OR_RETURN(std::vector<AuditEvent> audit, AllAudit(from));
+  WSSTEP_ASSIGN_OR_RETURN(std::vector<StoredSecret> secrets, from.ReadSecrets());
+  WSSTEP_ASSIGN_OR_RETURN(std::vector<StoredSecret> target_secrets, to.ReadSecrets());
+  for (const auto& theirs : target_secrets) {
+    for (const auto& ours : secrets) {
+      if (AsciiLower(ours.name) != AsciiLower(theirs.name)) continue;
+      return Error(Code::kDuplicateName,
+                   to.location() + " already holds a proxy credential named \"" + theirs.name +
+                       "\"; nothing was copied",
+                   "delete one of the two (`wsstep proxy-credential delete`) and copy again",
+                   Side::kStore)
+          .With("proxy_credential", theirs.name);
+    }
+  }
 
   StoreCopyReport report;
   WSSTEP_ASSIGN_OR_RETURN(auto tx, to.Begin());
@@ -75,10 +90,13 @@ Result<StoreCopyReport> CopyStore(Storage& from, Storage& to, const StoreCopyOpt
       WSSTEP_RETURN_IF_ERROR(tx->PutUsage(e.id, e.use_count, e.last_used_at));
     }
   }
+  // Still sealed: they open under the same master key as the private keys.
+  for (const auto& secret : secrets) WSSTEP_RETURN_IF_ERROR(tx->PutSecret(secret));
   for (const auto& ev : audit) WSSTEP_RETURN_IF_ERROR(tx->AppendAudit(ev));
   WSSTEP_RETURN_IF_ERROR(tx->Commit());
   report.entries = source.entries.size();
   report.audit_events = audit.size();
+  report.proxy_credentials = secrets.size();
   if (key) report.master_key_id = key->key_id;
   return report;
 }

@@ -43,13 +43,22 @@ class StoreCopyTest : public ::testing::Test {
 
 TEST_F(StoreCopyTest, EverythingArrivesAndTheCopyOpensWithTheSourcesKey) {
   Fill(from_dir_, key_, {"a", "b"});
+  {
+    StoreOptions o = OptionsFor(from_dir_.path(), clock_);
+    o.master_key = key_.Clone();
+    auto store = CertificateStore::Open(std::move(o));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_TRUE(
+        (*store)->SetProxyCredential("corp", "svc", SecretBytes("Pw-1"), {"alice"}, nullptr).ok());
+  }
   auto from = Open(from_dir_);
   auto to = Open(to_dir_);
   auto copied = CopyStore(*from, *to, {});
   ASSERT_TRUE(copied.ok()) << copied.status().ToString();
   EXPECT_EQ(copied->entries, 2u);
   EXPECT_EQ(copied->private_keys, 2u);
-  EXPECT_EQ(copied->audit_events, 2u);  // the two creations
+  EXPECT_EQ(copied->audit_events, 3u);  // the two creations, the credential
+  EXPECT_EQ(copied->proxy_credentials, 1u);
   EXPECT_EQ(copied->master_key_id, key_.id());
   from.reset();
   to.reset();
@@ -68,10 +77,14 @@ TEST_F(StoreCopyTest, EverythingArrivesAndTheCopyOpensWithTheSourcesKey) {
   auto resolved = (*store)->ResolveForCall(named);
   ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
   EXPECT_NE(resolved->credentials.identity, nullptr);  // the sealed key opens
+  auto login = (*store)->ProxyCredential("corp");      // so does the sealed password
+  ASSERT_TRUE(login.ok()) << login.status().ToString();
+  EXPECT_EQ(login->password->view(), "Pw-1");
   auto audit = (*store)->ListAudit({});
   ASSERT_TRUE(audit.ok());
-  ASSERT_EQ(audit->events.size(), 2u);
-  EXPECT_EQ(audit->events[0].entry_name, "b");  // newest first, order kept
+  ASSERT_EQ(audit->events.size(), 3u);
+  EXPECT_EQ(audit->events[0].entry_name, "corp");  // newest first, order kept
+  EXPECT_EQ(audit->events[1].entry_name, "b");
 }
 
 TEST_F(StoreCopyTest, ANonEmptyTargetOrAnotherMasterKeyIsRefusedAndNothingIsWritten) {
@@ -97,6 +110,27 @@ TEST_F(StoreCopyTest, ANonEmptyTargetOrAnotherMasterKeyIsRefusedAndNothingIsWrit
   EXPECT_EQ(mixed.error().code, Code::kFailedPrecondition);
   EXPECT_THAT(mixed.error().message, HasSubstr("is sealed under master key " + key_.id()));
   EXPECT_EQ(to->LoadEntries()->entries.size(), 1u);
+}
+
+TEST_F(StoreCopyTest, AProxyCredentialNameTakenInTheTargetIsRefusedAndNothingIsWritten) {
+  auto with_credential = [&](const TempDir& dir, const std::string& name) {
+    StoreOptions o = OptionsFor(dir.path(), clock_);
+    o.master_key = key_.Clone();
+    auto store = CertificateStore::Open(std::move(o));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_TRUE((*store)->SetProxyCredential(name, "svc", SecretBytes("Pw"), {"a"}, nullptr).ok());
+  };
+  Fill(from_dir_, key_, {"a"});
+  with_credential(from_dir_, "CORP");
+  with_credential(to_dir_, "corp");
+  auto from = Open(from_dir_);
+  auto to = Open(to_dir_);
+  auto clash = CopyStore(*from, *to, {.into_non_empty = true});
+  ASSERT_FALSE(clash.ok());
+  EXPECT_EQ(clash.error().code, Code::kDuplicateName);
+  EXPECT_THAT(clash.error().message, HasSubstr("already holds a proxy credential named \"corp\""));
+  EXPECT_TRUE(to->LoadEntries()->entries.empty());
+  EXPECT_EQ(to->ReadSecrets()->size(), 1u);
 }
 
 }  // namespace

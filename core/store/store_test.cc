@@ -850,8 +850,8 @@ TEST_P(StoreTest, RotateMasterKeyReencryptsAndSurvivesRestart) {
   EXPECT_TRUE(store_->ResolveForCall(req).ok());
   auto rot = Audit({.action = AuditAction::kRotateMasterKey});
   ASSERT_EQ(rot.size(), 1u);
-  EXPECT_EQ(rot[0].detail,
-            "master key " + old_id + " replaced by " + new_id + "; 1 keys re-encrypted");
+  EXPECT_EQ(rot[0].detail, "master key " + old_id + " replaced by " + new_id +
+                               "; 1 keys and 0 proxy credentials re-encrypted");
 
   Open();
   EXPECT_EQ(store_->master_key_id(), new_id);
@@ -867,6 +867,120 @@ TEST_P(StoreTest, RotateMasterKeyReencryptsAndSurvivesRestart) {
   EXPECT_EQ(old.error().message, "the master key (id " + old_id +
                                      ") does not match the key this store was written with (id " +
                                      new_id + ")");
+}
+
+// ---- Proxy credentials ----
+
+TEST_P(StoreTest, ProxyCredentialsAreSetListedDeletedAndAudited) {
+  bool created = false;
+  auto set = store_->SetProxyCredential("Corp-Proxy", "svc-wsstep", SecretBytes("s3cret-Pw"),
+                                        {"alice"}, &created);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_TRUE(created);
+  EXPECT_EQ(set->name, "Corp-Proxy");
+  EXPECT_EQ(set->created_at, clock_.now->load());
+
+  auto login = store_->ProxyCredential("corp-proxy");  // names are case-insensitive
+  ASSERT_TRUE(login.ok()) << login.status().ToString();
+  EXPECT_EQ(login->username, "svc-wsstep");
+  EXPECT_EQ(login->password->view(), "s3cret-Pw");
+
+  // Set again under another spelling: the same credential, its first spelling kept.
+  clock_.now->fetch_add(60);
+  ASSERT_TRUE(
+      store_->SetProxyCredential("CORP-PROXY", "svc-2", SecretBytes("n3w-Pw"), {"bob"}, &created)
+          .ok());
+  EXPECT_FALSE(created);
+  auto listed = store_->ListProxyCredentials();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].name, "Corp-Proxy");
+  EXPECT_EQ(listed[0].username, "svc-2");
+  EXPECT_EQ(listed[0].updated_at, listed[0].created_at + 60);
+  EXPECT_EQ(store_->ProxyCredential("Corp-Proxy")->password->view(), "n3w-Pw");
+
+  // Reopened: opened again from storage under the master key.
+  Open();
+  login = store_->ProxyCredential("Corp-Proxy");
+  ASSERT_TRUE(login.ok()) << login.status().ToString();
+  EXPECT_EQ(login->username, "svc-2");
+  EXPECT_EQ(login->password->view(), "n3w-Pw");
+
+  ASSERT_TRUE(store_->DeleteProxyCredential("corp-PROXY", {"carol"}).ok());
+  EXPECT_TRUE(store_->ListProxyCredentials().empty());
+  auto gone = store_->ProxyCredential("Corp-Proxy");
+  ASSERT_EQ(gone.code(), Code::kNotFound);
+  EXPECT_EQ(gone.error().message, "no proxy credential named \"Corp-Proxy\" in the store");
+  EXPECT_EQ(store_->DeleteProxyCredential("corp-proxy", {"carol"}).code(), Code::kNotFound);
+  Open();
+  EXPECT_TRUE(store_->ListProxyCredentials().empty());
+
+  auto sets = Audit({.action = AuditAction::kSetProxyCredential});
+  ASSERT_EQ(sets.size(), 2u);
+  EXPECT_EQ(sets[0].actor, "bob");
+  EXPECT_EQ(sets[0].entry_name, "Corp-Proxy");
+  EXPECT_EQ(sets[0].detail, "user svc-wsstep -> svc-2, password set");
+  EXPECT_EQ(sets[1].detail, "created, user svc-wsstep");
+  auto deletes = Audit({.action = AuditAction::kDeleteProxyCredential});
+  ASSERT_EQ(deletes.size(), 1u);
+  EXPECT_EQ(deletes[0].actor, "carol");
+  EXPECT_EQ(deletes[0].detail, "user svc-2");
+}
+
+TEST_P(StoreTest, BadProxyCredentialsAreRefusedNamingTheFieldAndChangeNothing) {
+  struct Case {
+    std::string name, user, password, field;
+  };
+  const std::string pw = "Pw-7dQ9-secret";
+  const std::vector<Case> cases = {
+      {"", "u", pw, "name"},
+      {std::string(201, 'n'), "u", pw, "name"},
+      {"bad\nname", "u", pw, "name"},
+      {"p", "", pw, "username"},
+      {"p", "dom:user", pw, "username"},
+      {"p", "user\r\nX-Injected: 1", pw, "username"},
+      {"p", std::string(257, 'u'), pw, "username"},
+      {"p", "u", "", "password"},
+      {"p", "u", "pass\r\nword", "password"},
+      {"p", "u", std::string("pa\0ss", 5), "password"},
+      {"p", "u", std::string(1025, 'x'), "password"},
+  };
+  for (const auto& c : cases) {
+    auto r =
+        store_->SetProxyCredential(c.name, c.user, SecretBytes(c.password), {"alice"}, nullptr);
+    ASSERT_EQ(r.code(), Code::kInvalidArgument) << c.field;
+    EXPECT_EQ(r.error().message.substr(0, c.field.size() + 1), c.field + ":")
+        << r.error().ToString();
+    if (c.password.size() > 4) {
+      EXPECT_EQ(r.error().ToString().find(c.password), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(store_->ListProxyCredentials().empty());
+  EXPECT_TRUE(Audit({.action = AuditAction::kSetProxyCredential}).empty());
+}
+
+TEST_P(StoreTest, ProxyPasswordsAreSealedAndSurviveAMasterKeyRotation) {
+  const std::string password = "Pr0xy-Password-Needle-7f3a";
+  ASSERT_TRUE(
+      store_->SetProxyCredential("corp", "svc", SecretBytes(password), {"alice"}, nullptr).ok());
+  ExpectNoneIn(dir_.path(), {password});
+
+  auto fresh = MasterKey::Generate();
+  const std::string new_id = fresh->id();
+  ASSERT_TRUE(store_->RotateMasterKey(std::move(fresh).value(), {"admin"}).ok());
+  auto rot = Audit({.action = AuditAction::kRotateMasterKey});
+  ASSERT_EQ(rot.size(), 1u);
+  EXPECT_NE(rot[0].detail.find("; 0 keys and 1 proxy credentials re-encrypted"), std::string::npos)
+      << rot[0].detail;
+  EXPECT_EQ(store_->ProxyCredential("corp")->password->view(), password);
+
+  Open();  // only the new key is at hand now
+  EXPECT_EQ(store_->master_key_id(), new_id);
+  auto login = store_->ProxyCredential("corp");
+  ASSERT_TRUE(login.ok()) << login.status().ToString();
+  EXPECT_EQ(login->password->view(), password);
+  for (const auto& ev : Audit()) EXPECT_EQ(ev.detail.find(password), std::string::npos);
+  store_.reset();  // checkpoint into the main file
+  ExpectNoneIn(dir_.path(), {password});
 }
 
 TEST_P(StoreTest, InterruptedRotationIsCompletedOrDiscardedAtOpen) {

@@ -94,6 +94,9 @@ v1::AuditAction AuditActionToProto(core::AuditAction a) {
     case core::AuditAction::kRotateMasterKey: return v1::AUDIT_ACTION_ROTATE_MASTER_KEY;
     case core::AuditAction::kNotify: return v1::AUDIT_ACTION_NOTIFY;
     case core::AuditAction::kAcknowledge: return v1::AUDIT_ACTION_ACKNOWLEDGE;
+    case core::AuditAction::kSetProxyCredential: return v1::AUDIT_ACTION_SET_PROXY_CREDENTIAL;
+    case core::AuditAction::kDeleteProxyCredential:
+      return v1::AUDIT_ACTION_DELETE_PROXY_CREDENTIAL;
   }
   return v1::AUDIT_ACTION_UNSPECIFIED;
 }
@@ -110,6 +113,9 @@ std::optional<core::AuditAction> AuditActionFromProto(v1::AuditAction a) {
     case v1::AUDIT_ACTION_ROTATE_MASTER_KEY: return core::AuditAction::kRotateMasterKey;
     case v1::AUDIT_ACTION_NOTIFY: return core::AuditAction::kNotify;
     case v1::AUDIT_ACTION_ACKNOWLEDGE: return core::AuditAction::kAcknowledge;
+    case v1::AUDIT_ACTION_SET_PROXY_CREDENTIAL: return core::AuditAction::kSetProxyCredential;
+    case v1::AUDIT_ACTION_DELETE_PROXY_CREDENTIAL:
+      return core::AuditAction::kDeleteProxyCredential;
     default: return std::nullopt;  // NOTIFY / ACKNOWLEDGE: the store does not write them
   }
 }

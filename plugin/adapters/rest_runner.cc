@@ -78,6 +78,7 @@ class Transfers {
     eo.proxy.url = options.proxy_url;
     eo.proxy.username = options.proxy_username;
     eo.proxy.password = options.proxy_password;
+    proxy_credential_ = options.proxy_credential;
     eo.proxy.no_proxy = options.no_proxy;
     eo.offer_http2 = options.offer_http2;
     engine_ = std::make_unique<rest::RestEngine>(std::move(eo));
@@ -117,6 +118,52 @@ class Transfers {
   const rest::RestEngine& engine() const { return *engine_; }
   soap::SoapClient& soap() { return *soap_; }
   core::CertificateStore& store() { return *store_; }
+
+  // RestStepFromProto, with the proxy credential from the store.
+  Result<rest::RestStep> RestStepFor(const v1::RestStep& step,
+                                     const std::string& environment) const {
+    WSSTEP_ASSIGN_OR_RETURN(rest::RestStep s, RestStepFromProto(step, environment, limits_));
+    WSSTEP_RETURN_IF_ERROR(ApplyProxyCredential(step.proxy(), &s.proxy));
+    return s;
+  }
+
+  // A step's proxy credentials from the store: the credential `proxy` names, else the
+  // plugin's (proxy.credential in its configuration) when the step keeps the plugin's
+  // proxy and credentials. Looked up at each step, without I/O: a changed password counts
+  // from the next step. INVALID_STEP_CONFIG naming proxy.credential for a name the store
+  // does not hold; FAILED_PRECONDITION when the configuration's is missing.
+  Status ApplyProxyCredential(const v1::ProxySettings& proxy, rest::ProxySettings* out) const {
+    std::string_view name = proxy.credential();
+    const bool from_config = name.empty();
+    if (from_config) {
+      const bool keeps_plugins = !proxy.direct() && proxy.url().empty() &&
+                                 proxy.username().empty() && proxy.password().empty();
+      if (proxy_credential_.empty() || !keeps_plugins) return Status();
+      name = proxy_credential_;
+    }
+    auto login = store_->ProxyCredential(name);
+    if (!login.ok()) {
+      Error e = login.error();
+      if (e.code != Code::kNotFound) return e;
+      if (from_config) {
+        return Error(Code::kFailedPrecondition,
+                     "the plugin's proxy.credential names \"" + std::string(name) +
+                         "\", which the store does not hold",
+                     "create it (`wsstep proxy-credential set " + std::string(name) +
+                         " --user USER --password-env VAR`) or fix proxy.credential in the "
+                         "plugin's configuration",
+                     Side::kConfiguration)
+            .With("proxy_credential", std::string(name));
+      }
+      e.code = Code::kInvalidStepConfig;
+      e.side = Side::kConfiguration;
+      e.message = "proxy.credential: " + e.message;
+      return std::move(e).With("field", "proxy.credential");
+    }
+    out->username = login->username;
+    out->password = login->password;
+    return Status();
+  }
 
   // Credentials for a call to `url` with `tls`. With ssl_verification the store's
   // resolution: client certificate and bound trust (failures are outcomes). Without it a
@@ -161,6 +208,7 @@ class Transfers {
 
  private:
   std::shared_ptr<core::CertificateStore> store_;
+  std::string proxy_credential_;  // the configuration's; "" for none
   StepLimits limits_;
   bool propagate_trace_ = false;
   std::unique_ptr<rest::RestEngine> engine_;
@@ -214,7 +262,7 @@ class RestRunner final : public RestStepRunner {
 
   Status Validate(const CallContext& /*call*/, const v1::RestStep& step,
                   const std::string& environment, v1::ValidateStepResponse* response) override {
-    auto s = RestStepFromProto(step, environment, t_->limits());
+    auto s = t_->RestStepFor(step, environment);
     if (!s.ok()) {
       AddDiagnostic(TranslateField(s.error(), RestFieldToProto), v1::SEVERITY_ERROR, response);
       return Status();
@@ -231,7 +279,7 @@ class RestRunner final : public RestStepRunner {
   void Execute(const CallContext& call, const v1::ExecuteRestStepRequest& request,
                v1::ExecuteRestStepResponse* response, Done done) override {
     v1::StepOutcome* outcome = response->mutable_outcome();
-    auto step = RestStepFromProto(request.step(), request.environment(), t_->limits());
+    auto step = t_->RestStepFor(request.step(), request.environment());
     if (!step.ok()) {
       FillStepError(TranslateField(step.error(), RestFieldToProto), outcome->mutable_error());
       done(Status());
@@ -305,12 +353,13 @@ class RestRunner final : public RestStepRunner {
 };
 
 Result<rest::RestStep> SoapTransport(const v1::SoapStep& step, const std::string& environment,
-                                     const StepLimits& limits) {
+                                     const Transfers& t) {
   WSSTEP_ASSIGN_OR_RETURN(
       rest::RestStep s,
       TransportFromProto(step.auth(), step.tls(), step.timeouts(), step.redirects(),
-                         step.max_response_bytes(), environment, limits));
+                         step.max_response_bytes(), environment, t.limits()));
   WSSTEP_RETURN_IF_ERROR(NetworkFromProto(step.proxy(), step.retry(), &s));
+  WSSTEP_RETURN_IF_ERROR(t.ApplyProxyCredential(step.proxy(), &s.proxy));
   WSSTEP_RETURN_IF_ERROR(HttpVersionFromProto(step.http_version(), &s));
   s.url.clear();
   s.method = "POST";  // what SoapClient sends; anything else is refused
@@ -346,6 +395,8 @@ class FetchedDocuments final : public soap::WsdlDocumentSource {
     // A RestStep is move-only (it may hold secrets): one made for each fetch.
     WSSTEP_ASSIGN_OR_RETURN(rest::RestStep get,
                             WsdlTransport(tls_, timeouts_, environment_, t_->limits()));
+    // Through the plugin's proxy, with its credential from the store if it names one.
+    WSSTEP_RETURN_IF_ERROR(t_->ApplyProxyCredential(v1::ProxySettings(), &get.proxy));
     get.method = "GET";
     get.url = location;
     get.step_id = call_.step_id;
@@ -493,7 +544,7 @@ class SoapRunner final : public SoapStepRunner {
 
   Status Validate(const CallContext& call, const v1::SoapStep& step, const std::string& environment,
                   v1::ValidateStepResponse* response) override {
-    auto transport = SoapTransport(step, environment, t_->limits());
+    auto transport = SoapTransport(step, environment, *t_);
     auto s = SoapStepFromProto(step, t_->limits());
     if (!transport.ok() || !s.ok()) {
       const Error& e = !transport.ok() ? transport.error() : s.error();
@@ -515,7 +566,7 @@ class SoapRunner final : public SoapStepRunner {
   void Execute(const CallContext& call, const v1::ExecuteSoapStepRequest& request,
                v1::ExecuteSoapStepResponse* response, Done done) override {
     v1::StepOutcome* outcome = response->mutable_outcome();
-    auto transport = SoapTransport(request.step(), request.environment(), t_->limits());
+    auto transport = SoapTransport(request.step(), request.environment(), *t_);
     auto s = transport.ok() ? SoapStepFromProto(request.step(), t_->limits())
                             : Result<soap::SoapStep>(transport.error());
     if (!s.ok()) {
@@ -643,10 +694,11 @@ void TestConnectionImpl(const std::shared_ptr<Transfers>& t, const CallContext& 
     return;
   }
   // The probe's route is a step's: its own proxy, the plugin's, or direct.
-  if (Status network = NetworkFromProto(request.proxy(), v1::RetryPolicy(), &*step);
-      !network.ok()) {
+  Status network = NetworkFromProto(request.proxy(), v1::RetryPolicy(), &*step);
+  if (network.ok()) network = t->ApplyProxyCredential(request.proxy(), &step->proxy);
+  if (!network.ok()) {
     Error e = network.error();
-    e.code = Code::kInvalidArgument;
+    if (e.code == Code::kInvalidStepConfig) e.code = Code::kInvalidArgument;
     done(e);
     return;
   }

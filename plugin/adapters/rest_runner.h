@@ -63,6 +63,8 @@ struct TransferOptions {
   std::string proxy_url;
   std::string proxy_username;
   std::shared_ptr<const SecretBytes> proxy_password;
+  // Config::proxy.credential: the store's proxy credential, looked up at each step.
+  std::string proxy_credential;
   std::vector<std::string> no_proxy;
   bool offer_http2 = true;  // Config::offer_http2
 };

@@ -292,6 +292,16 @@ Status NetworkFromProto(const v1::ProxySettings& proxy, const v1::RetryPolicy& r
   if (proxy.direct() && !proxy.url().empty()) {
     return Invalid("proxy.direct", "a step cannot both name a proxy and go direct");
   }
+  if (!proxy.credential().empty()) {
+    if (!proxy.username().empty() || !proxy.password().empty()) {
+      return Invalid("proxy.credential",
+                     "names the store's proxy credential, so proxy.username and "
+                     "proxy.password must be empty");
+    }
+    if (proxy.direct()) {
+      return Invalid("proxy.credential", "a step that goes direct uses no proxy credential");
+    }
+  }
   if (retry.max_attempts() < 0) return Invalid("retry.max_attempts", "must be >= 0");
   out->retry.max_attempts = std::max(retry.max_attempts(), 1);
   if (retry.has_base_delay()) out->retry.base_delay = FromDuration(retry.base_delay());

@@ -748,6 +748,46 @@ Status StoreBackend::RotateMasterKey(const CallContext& call,
   return Status();
 }
 
+namespace {
+
+void ProxyCredentialToProto(const core::ProxyCredentialInfo& c, v1::ProxyCredential* out) {
+  out->set_name(c.name);
+  out->set_username(c.username);
+  SetTimestamp(c.created_at, out->mutable_create_time());
+  SetTimestamp(c.updated_at, out->mutable_update_time());
+}
+
+}  // namespace
+
+Status StoreBackend::SetProxyCredential(const CallContext& call,
+                                        const v1::SetProxyCredentialRequest& request,
+                                        v1::SetProxyCredentialResponse* response) {
+  bool created = false;
+  WSSTEP_ASSIGN_OR_RETURN(
+      core::ProxyCredentialInfo info,
+      store_->SetProxyCredential(request.name(), request.username(),
+                                 SecretBytes(request.password()), Audit(call), &created));
+  ProxyCredentialToProto(info, response->mutable_credential());
+  response->set_created(created);
+  return Status();
+}
+
+Status StoreBackend::ListProxyCredentials(const CallContext& /*call*/,
+                                          const v1::ListProxyCredentialsRequest& /*request*/,
+                                          v1::ListProxyCredentialsResponse* response) {
+  for (const auto& c : store_->ListProxyCredentials()) {
+    ProxyCredentialToProto(c, response->add_credentials());
+  }
+  return Status();
+}
+
+Status StoreBackend::DeleteProxyCredential(const CallContext& call,
+                                           const v1::DeleteProxyCredentialRequest& request,
+                                           v1::DeleteProxyCredentialResponse* /*response*/) {
+  if (request.name().empty()) return Invalid("name", "required");
+  return store_->DeleteProxyCredential(request.name(), Audit(call));
+}
+
 Result<std::unique_ptr<EventWatch>> StoreBackend::Watch(const CallContext& call,
                                                         const v1::WatchEventsRequest& request) {
   return std::unique_ptr<EventWatch>(std::make_unique<StoreWatch>(store_, request, Audit(call)));

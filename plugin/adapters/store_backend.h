@@ -62,6 +62,14 @@ class StoreBackend final : public CertificateBackend {
                v1::GetCertificateUsageResponse* response) override;
   Status RotateMasterKey(const CallContext& call, const v1::RotateMasterKeyRequest& request,
                          v1::RotateMasterKeyResponse* response) override;
+  Status SetProxyCredential(const CallContext& call, const v1::SetProxyCredentialRequest& request,
+                            v1::SetProxyCredentialResponse* response) override;
+  Status ListProxyCredentials(const CallContext& call,
+                              const v1::ListProxyCredentialsRequest& request,
+                              v1::ListProxyCredentialsResponse* response) override;
+  Status DeleteProxyCredential(const CallContext& call,
+                               const v1::DeleteProxyCredentialRequest& request,
+                               v1::DeleteProxyCredentialResponse* response) override;
   Result<std::unique_ptr<EventWatch>> Watch(const CallContext& call,
                                             const v1::WatchEventsRequest& request) override;
   bool SupportsTestConnection() const override { return static_cast<bool>(tester_); }

@@ -27,6 +27,7 @@ TransferOptions TransferOptionsFor(const Config& config) {
   transfer.proxy_url = config.proxy.url;
   transfer.proxy_username = config.proxy.username;
   transfer.proxy_password = config.proxy.password;
+  transfer.proxy_credential = config.proxy.credential;
   transfer.no_proxy = config.proxy.no_proxy;
   transfer.offer_http2 = config.offer_http2;
   return transfer;

@@ -1,7 +1,9 @@
 #include "plugin/cli/call_commands.h"
 
 #include <cctype>
+#include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "plugin/cli/command.h"
 
@@ -55,6 +57,80 @@ int PrintOutcome(const ClientOptions& o, const google::protobuf::Message& respon
   }
 }
 
+// `call rest --output FILE`: the call goes on an ExecuteSteps stream with its 2xx body in
+// chunks (StepCall.response_body_chunks), each written to FILE.part as it comes; FILE.part
+// becomes FILE when the last chunk came, and is removed otherwise. So a body larger than a
+// gRPC message (a statement, an export) arrives, up to the plugin's
+// limits.max_chunked_body_bytes, and neither the plugin nor this command holds it whole.
+// Other statuses' bodies (error pages) come whole in the result, as from ExecuteRestStep.
+int CallRestToFile(Client& client, const v1::ExecuteRestStepRequest& req, bool fail,
+                   const std::string& output) {
+  if (auto rc = client.Connect()) return *rc;
+  const std::string part = output + ".part";
+  std::ofstream file(part, std::ios::binary | std::ios::trunc);
+  if (!file) return UsageError("--output " + output + ": cannot write " + part);
+  grpc::ClientContext ctx;
+  PrepareContext(client.options(), &ctx);
+  auto stream = client.steps().ExecuteSteps(&ctx);
+  v1::ExecuteStepsRequest send;
+  v1::StepCall* call = send.add_calls();
+  call->set_call_id(1);
+  *call->mutable_rest() = req;
+  call->set_response_body_chunks(true);
+  stream->Write(send);
+  stream->WritesDone();
+
+  int64_t written = 0;
+  bool complete = false;
+  std::optional<std::string> broken;  // why the file is not the body
+  std::optional<v1::StepCallResult> result;
+  v1::ExecuteStepsResponse message;
+  while (stream->Read(&message)) {
+    for (const auto& chunk : message.body_chunks()) {
+      if (chunk.call_id() != 1 || broken) continue;
+      if (chunk.offset() != written) {
+        broken = "a chunk at offset " + std::to_string(chunk.offset()) + " after " +
+                 std::to_string(written) + " bytes";
+      } else if (!file.write(chunk.data().data(),
+                             static_cast<std::streamsize>(chunk.data().size()))) {
+        broken = "cannot write " + part;
+        ctx.TryCancel();
+      }
+      written += static_cast<int64_t>(chunk.data().size());
+      complete = chunk.last();
+    }
+    for (const auto& r : message.results()) {
+      if (r.call_id() == 1) result = r;
+    }
+  }
+  const grpc::Status status = stream->Finish();
+  file.close();
+  const bool keep = complete && !broken && file;
+  if (!keep) std::remove(part.c_str());
+  if (broken) return UsageError("--output " + output + ": " + *broken);
+  if (!status.ok()) return ReportRpcError(client.options(), "ExecuteSteps", status);
+  if (!result) return UsageError("ExecuteSteps ended without the call's result");
+  if (result->code() != 0) {
+    return ReportRpcError(client.options(), "ExecuteSteps",
+                          grpc::Status(static_cast<grpc::StatusCode>(result->code()),
+                                       result->message(), result->details()));
+  }
+  const v1::ExecuteRestStepResponse& resp = result->rest();
+  const v1::StepOutcome& outcome = resp.outcome();
+  if (keep && outcome.has_http() && outcome.http().body_chunked()) {
+    if (std::rename(part.c_str(), output.c_str()) != 0) {
+      std::remove(part.c_str());
+      return UsageError("--output " + output + ": cannot rename " + part + " to it");
+    }
+    if (!client.options().json) {
+      std::cerr << "wrote " << written << " bytes to " << output << "\n";
+    }
+    return PrintOutcome(client.options(), resp, outcome, fail, "");
+  }
+  if (keep) std::remove(part.c_str());
+  return PrintOutcome(client.options(), resp, outcome, fail, output);
+}
+
 int CallRest(Client& client, const RestFlags& f) {
   v1::ExecuteRestStepRequest req;
   auto* step = req.mutable_step();
@@ -77,6 +153,7 @@ int CallRest(Client& client, const RestFlags& f) {
   if (auto st = FillTransport(f.tls, f.transport, step, step->mutable_headers()); !st.ok()) {
     return UsageError(st.error().message);
   }
+  if (!f.output.empty()) return CallRestToFile(client, req, f.fail, f.output);
   v1::ExecuteRestStepResponse resp;
   if (auto rc =
           client.Call("ExecuteRestStep", &v1::StepPluginService::Stub::ExecuteRestStep, req, &resp))
@@ -260,7 +337,9 @@ void AddCallCommands(CLI::App& app, CommandLine& line) {
   call_rest->add_option("--data,-d", rf->data, "request body");
   call_rest->add_option("--data-file", rf->data_file, "request body from a file");
   call_rest->add_option("--content-type", rf->content_type, "Content-Type of the body");
-  call_rest->add_option("--output,-o", rf->output, "write the response body to a file");
+  call_rest->add_option("--output,-o", rf->output,
+                        "write the response body to a file, streamed: any size the plugin "
+                        "allows (limits.max_chunked_body_bytes)");
   call_rest->add_flag("--fail,-f", rf->fail, "exit 1 on HTTP status >= 400");
   rf->tls.Add(call_rest);
   rf->transport.Add(call_rest);

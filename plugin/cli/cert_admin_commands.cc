@@ -308,7 +308,7 @@ struct AuditFlags {
 
 constexpr std::string_view kAuditActions =
     "create, update, delete, import-failure, use, notify, acknowledge, generate-key, "
-    "attach-certificate, rotate-master-key";
+    "attach-certificate, rotate-master-key, set-proxy-credential, delete-proxy-credential";
 
 void SetTimestampSeconds(int64_t seconds, google::protobuf::Timestamp* t) {
   t->set_seconds(seconds);

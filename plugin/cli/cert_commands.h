@@ -3,6 +3,7 @@
 //   cert_commands.cc        import, list, show, delete, resolve, and what they share
 //   cert_admin_commands.cc  update, disable, enable, revoke, export, csr, attach, audit,
 //                           usage; notifications list|ack; master-key rotate
+//   proxy_credential_commands.cc  proxy-credential set, list, delete
 #ifndef WSSTEP_PLUGIN_CLI_CERT_COMMANDS_H_
 #define WSSTEP_PLUGIN_CLI_CERT_COMMANDS_H_
 
@@ -23,6 +24,8 @@ void AddCertAdminCommands(CLI::App* cert, CommandLine& line);
 // `notifications list|ack` and `master-key rotate`.
 void AddNotificationCommands(CLI::App& app, CommandLine& line);
 void AddMasterKeyCommands(CLI::App& app, CommandLine& line);
+// `proxy-credential set|list|delete` (proxy_credential_commands.cc).
+void AddProxyCredentialCommands(CLI::App& app, CommandLine& line);
 
 // --bind values into `out`; on a bad one reports it (usage) and returns the exit code.
 std::optional<int> AddBindings(const std::vector<std::string>& texts,

@@ -46,6 +46,7 @@ int RunCli(int argc, char** argv) {
   AddCertCommands(app, line);
   AddNotificationCommands(app, line);
   AddMasterKeyCommands(app, line);
+  AddProxyCredentialCommands(app, line);
   AddCallCommands(app, line);
   AddTestConnectionCommand(app, line);
   AddStoreCommands(app, line);

@@ -91,7 +91,7 @@ struct TlsFlags {
 
 // A step's route (ProxySettings): `call rest`, `call soap` and `test-connection` take it.
 struct ProxyFlags {
-  std::string url, user, password_env;
+  std::string url, user, password_env, credential;
   std::vector<std::string> no_proxy;
   bool direct = false;
 
@@ -99,6 +99,8 @@ struct ProxyFlags {
     cmd->add_option("--proxy", url, "HTTP proxy, http://HOST:PORT (a CONNECT tunnel)");
     cmd->add_option("--proxy-user", user, "proxy user name (basic)");
     cmd->add_option("--proxy-password-env", password_env, "the proxy password, from this variable");
+    cmd->add_option("--proxy-credential", credential,
+                    "the proxy user and password from the store (proxy-credential set)");
     cmd->add_option("--no-proxy", no_proxy, "hosts reached without a proxy (comma-separated)")
         ->delimiter(',');
     cmd->add_flag("--direct", direct, "no proxy, whatever the plugin's configuration says");
@@ -107,6 +109,7 @@ struct ProxyFlags {
   Status Fill(v1::ProxySettings* out) const {
     out->set_url(url);
     out->set_username(user);
+    out->set_credential(credential);
     if (!password_env.empty()) {
       const char* v = std::getenv(password_env.c_str());
       if (v == nullptr) {
@@ -326,6 +329,8 @@ class Client {
   }
 
   const ClientOptions& options() const { return options_; }
+  // The step service, for calls other than unary ones (ExecuteSteps). Connect() first.
+  v1::StepPluginService::Stub& steps() { return StubFor<v1::StepPluginService::Stub>(); }
 
   // Connects (once), calls `method` with deadline and identity metadata, and on failure
   // reports it; returns the exit code to stop with, or nullopt on success.

@@ -61,12 +61,14 @@ int RunCopy(const CopyFlags& flags, bool json) {
     j["entries"] = copied->entries;
     j["private_keys"] = copied->private_keys;
     j["audit_events"] = copied->audit_events;
+    j["proxy_credentials"] = copied->proxy_credentials;
     j["master_key_id"] = copied->master_key_id;
     std::cout << j.dump(2) << std::endl;
     return kExitOk;
   }
   std::cout << "copied " << copied->entries << " entries (" << copied->private_keys
-            << " private keys, still sealed) and " << copied->audit_events
+            << " private keys, still sealed), " << copied->proxy_credentials
+            << " proxy credentials (still sealed) and " << copied->audit_events
             << " audit events\n  from " << from_at << "\n  to   " << to_at << "\n";
   if (!copied->master_key_id.empty()) {
     std::cout << "every plugin on the target needs master key " << copied->master_key_id

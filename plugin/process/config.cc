@@ -85,6 +85,7 @@ void Overlay(ConfigLayer& lower, const ConfigLayer& upper) {
   take(lower.proxy_username, upper.proxy_username);
   take(lower.proxy_password, upper.proxy_password);
   take(lower.proxy_password_file, upper.proxy_password_file);
+  take(lower.proxy_credential, upper.proxy_credential);
   take(lower.no_proxy, upper.no_proxy);
   take(lower.proxy_from_environment, upper.proxy_from_environment);
   take(lower.offer_http2, upper.offer_http2);
@@ -110,6 +111,7 @@ Result<ProxyConfig> ProxyFrom(const ConfigLayer& merged, const EnvLookup& env) {
   ProxyConfig p;
   p.url = merged.proxy_url.value_or("");
   p.username = merged.proxy_username.value_or("");
+  p.credential = merged.proxy_credential.value_or("");
   p.no_proxy = merged.no_proxy.value_or(std::vector<std::string>{});
   p.from_environment = merged.proxy_from_environment.value_or(false);
   p.source = p.url.empty() ? "" : "config";
@@ -165,6 +167,11 @@ Result<ProxyConfig> ProxyFrom(const ConfigLayer& merged, const EnvLookup& env) {
     p.username.clear();
     p.password.reset();
     p.password_file.clear();
+    p.credential.clear();
+  }
+  if (!p.credential.empty() && (!p.username.empty() || p.password)) {
+    return Invalid("proxy.credential: names the store's proxy credential, so proxy.username "
+                   "and the proxy password must not be set too");
   }
   if (p.username.find(':') != std::string::npos) {
     return Invalid("proxy.username: must not contain ':'");
@@ -203,6 +210,7 @@ LogFields Config::Describe() const {
                 {"username", proxy.username},
                 {"password", proxy.password ? (proxy.password_file.empty() ? "set" : "from file")
                                             : ""},
+                {"credential", proxy.credential},
                 {"no_proxy", proxy.no_proxy},
                 {"from_environment", proxy.from_environment},
                 {"source", proxy.source}};
@@ -264,6 +272,7 @@ Result<ConfigLayer> LayerFromEnvironment(const EnvLookup& env) {
   str("WSSTEP_PROXY_USERNAME", l.proxy_username);
   str("WSSTEP_PROXY_PASSWORD", l.proxy_password);
   str("WSSTEP_PROXY_PASSWORD_FILE", l.proxy_password_file);
+  str("WSSTEP_PROXY_CREDENTIAL", l.proxy_credential);
   if (auto v = env("WSSTEP_NO_PROXY")) l.no_proxy = SplitList(*v);
   if (auto v = env("WSSTEP_HTTP2"); v && !v->empty()) {
     WSSTEP_ASSIGN_OR_RETURN(l.offer_http2, ParseBool(*v, "WSSTEP_HTTP2"));
@@ -383,10 +392,12 @@ Result<ConfigLayer> LayerFromJson(std::string_view json_text, const std::string&
       WSSTEP_RETURN_IF_ERROR(want(v, key, T::object));
       for (const auto& [pk, pv] : v.items()) {
         const std::string path = "proxy." + pk;
-        if (pk == "url" || pk == "username" || pk == "password_file") {
+        if (pk == "url" || pk == "username" || pk == "password_file" || pk == "credential") {
           WSSTEP_RETURN_IF_ERROR(want(pv, path, T::string));
-          (pk == "url" ? l.proxy_url : pk == "username" ? l.proxy_username : l.proxy_password_file) =
-              pv.get<std::string>();
+          (pk == "url"        ? l.proxy_url
+           : pk == "username" ? l.proxy_username
+           : pk == "credential" ? l.proxy_credential
+                              : l.proxy_password_file) = pv.get<std::string>();
         } else if (pk == "no_proxy") {
           WSSTEP_RETURN_IF_ERROR(want(pv, path, T::array));
           std::vector<std::string> hosts;

@@ -92,6 +92,9 @@ struct ProxyConfig {
   // printed, never in Describe(). Null: no password.
   std::shared_ptr<const SecretBytes> password;
   std::string password_file;  // where it was read from, "" if not from a file
+  // A proxy credential in the store (`wsstep proxy-credential set`) whose user and
+  // password are used instead, looked up at each step. Excludes username and password.
+  std::string credential;
   std::vector<std::string> no_proxy;
   bool from_environment = false;  // url and no_proxy came from https_proxy & co
   std::string source;             // "config", or the environment variable the url came from
@@ -160,6 +163,7 @@ struct ConfigLayer {
   std::optional<std::string> proxy_username;
   std::optional<std::string> proxy_password;  // env only; never from a file
   std::optional<std::string> proxy_password_file;
+  std::optional<std::string> proxy_credential;
   std::optional<std::vector<std::string>> no_proxy;
   std::optional<bool> proxy_from_environment;
   std::optional<bool> offer_http2;

@@ -354,6 +354,31 @@ TEST(ConfigTest, Http2IsOfferedUnlessTurnedOff) {
   EXPECT_EQ(file->offer_http2, false);
 }
 
+TEST(ProxyConfigTest, AStoredCredentialIsNamedInsteadOfAUserAndPassword) {
+  auto file =
+      LayerFromJson(R"({"proxy": {"url": "proxy.corp:3128", "credential": "corp"}})", "c.json");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_EQ(file->proxy_credential, "corp");
+  auto c = LoadConfig({}, FixedEnvironment({{"WSSTEP_PROXY", "http://proxy.corp:3128"},
+                                            {"WSSTEP_PROXY_CREDENTIAL", "corp"}}));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->proxy.credential, "corp");
+  EXPECT_EQ(c->proxy.password, nullptr);
+  EXPECT_EQ(c->Describe()["proxy"]["credential"], "corp");
+
+  auto both = LoadConfig({}, FixedEnvironment({{"WSSTEP_PROXY", "http://proxy.corp:3128"},
+                                               {"WSSTEP_PROXY_CREDENTIAL", "corp"},
+                                               {"WSSTEP_PROXY_USERNAME", "svc"}}));
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(both.error().message, HasSubstr("proxy.credential: names the store's proxy "
+                                              "credential, so proxy.username and the proxy "
+                                              "password must not be set too"));
+  // Without a proxy it has no use, like a user and password.
+  auto none = LoadConfig({}, FixedEnvironment({{"WSSTEP_PROXY_CREDENTIAL", "corp"}}));
+  ASSERT_TRUE(none.ok()) << none.error().ToString();
+  EXPECT_EQ(none->proxy.credential, "");
+}
+
 TEST(ProxyConfigTest, BadProxySettingsNameTheInput) {
   auto socks = LoadConfig({}, FixedEnvironment({{"WSSTEP_PROXY", "socks5://p:1080"}}));
   ASSERT_FALSE(socks.ok());

@@ -112,6 +112,15 @@ class CertificateBackend {
   virtual Status RotateMasterKey(const CallContext& call,
                                  const v1::RotateMasterKeyRequest& request,
                                  v1::RotateMasterKeyResponse* response) = 0;
+  virtual Status SetProxyCredential(const CallContext& call,
+                                    const v1::SetProxyCredentialRequest& request,
+                                    v1::SetProxyCredentialResponse* response) = 0;
+  virtual Status ListProxyCredentials(const CallContext& call,
+                                      const v1::ListProxyCredentialsRequest& request,
+                                      v1::ListProxyCredentialsResponse* response) = 0;
+  virtual Status DeleteProxyCredential(const CallContext& call,
+                                       const v1::DeleteProxyCredentialRequest& request,
+                                       v1::DeleteProxyCredentialResponse* response) = 0;
   // Opens a subscription. Events before the call are not replayed, except pending
   // notifications when request.include_pending().
   virtual Result<std::unique_ptr<EventWatch>> Watch(const CallContext& call,

@@ -149,6 +149,24 @@ grpc::Status CertificateServiceImpl::RotateMasterKey(grpc::ServerContext* c,
   return Run(c, "RotateMasterKey", req, resp, &CertificateBackend::RotateMasterKey);
 }
 
+grpc::Status CertificateServiceImpl::SetProxyCredential(grpc::ServerContext* c,
+                                                       const v1::SetProxyCredentialRequest* req,
+                                                       v1::SetProxyCredentialResponse* resp) {
+  return Run(c, "SetProxyCredential", req, resp, &CertificateBackend::SetProxyCredential);
+}
+
+grpc::Status CertificateServiceImpl::ListProxyCredentials(
+    grpc::ServerContext* c, const v1::ListProxyCredentialsRequest* req,
+    v1::ListProxyCredentialsResponse* resp) {
+  return Run(c, "ListProxyCredentials", req, resp, &CertificateBackend::ListProxyCredentials);
+}
+
+grpc::Status CertificateServiceImpl::DeleteProxyCredential(
+    grpc::ServerContext* c, const v1::DeleteProxyCredentialRequest* req,
+    v1::DeleteProxyCredentialResponse* resp) {
+  return Run(c, "DeleteProxyCredential", req, resp, &CertificateBackend::DeleteProxyCredential);
+}
+
 grpc::Status CertificateServiceImpl::TestConnection(grpc::ServerContext* context,
                                                    const v1::TestConnectionRequest* request,
                                                    v1::TestConnectionResponse* response) {

@@ -59,6 +59,15 @@ class CertificateServiceImpl final : public v1::CertificateService::Service {
   grpc::Status RotateMasterKey(grpc::ServerContext* context,
                                const v1::RotateMasterKeyRequest* request,
                                v1::RotateMasterKeyResponse* response) override;
+  grpc::Status SetProxyCredential(grpc::ServerContext* context,
+                                  const v1::SetProxyCredentialRequest* request,
+                                  v1::SetProxyCredentialResponse* response) override;
+  grpc::Status ListProxyCredentials(grpc::ServerContext* context,
+                                    const v1::ListProxyCredentialsRequest* request,
+                                    v1::ListProxyCredentialsResponse* response) override;
+  grpc::Status DeleteProxyCredential(grpc::ServerContext* context,
+                                     const v1::DeleteProxyCredentialRequest* request,
+                                     v1::DeleteProxyCredentialResponse* response) override;
 
   // Shutdown: new calls get UNAVAILABLE; open WatchEvents streams end with UNAVAILABLE
   // within half a second.

@@ -9,8 +9,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
+#include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -20,6 +22,7 @@
 #include "tests/mock_engine/mock_engine.h"
 #include "tests/support/nginx.h"
 #include "tests/support/pki.h"
+#include "tests/support/process.h"
 #include "tests/support/tls_server.h"
 #include "tests/support/wait.h"
 
@@ -683,6 +686,70 @@ TEST_F(BodyChunksSmallMessagesTest, ChunksShrinkToFitTheMessageLimit) {
   EXPECT_EQ(r.digest.Hex(), HugeBodyDigest(4 * kMiB));
   EXPECT_TRUE(r.last);
   EXPECT_LE(r.largest_chunk, 16 * 1024u);
+}
+
+}  // namespace
+}  // namespace wsstep::e2e
+
+namespace wsstep::e2e {
+namespace {
+
+std::string FileDigest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  Sha256 digest;
+  std::string block(kMiB, '\0');
+  while (in.read(block.data(), static_cast<std::streamsize>(block.size())) || in.gcount() > 0) {
+    digest.Update(std::string_view(block.data(), static_cast<size_t>(in.gcount())));
+  }
+  return digest.Hex();
+}
+
+// `wsstep call rest --output FILE` streams the body into FILE over ExecuteSteps in chunks:
+// a body larger than a gRPC message (24 MiB against the 16 MiB limit) arrives whole and
+// exact, with the bound certificate at nginx; the unary call refuses it; an error page
+// still lands in the file whole; nothing is left behind as FILE.part.
+TEST(BodyChunksCliTest, CallRestOutputStreamsABodyLargerThanAMessageIntoTheFile) {
+  testing::TempDir work("wsstep-bodies-cli-");
+  const std::string big = work.Path("big.bin");
+  const std::string big_digest = GenerateFile(big, 24 * kMiB);
+  NginxConfig config;
+  config.verify_client = NginxVerifyClient::kOn;
+  config.extra_server_directives = "location = /big.bin { alias " + big + "; }\n";
+  NginxServer nginx(config);
+  ASSERT_TRUE(nginx.Start()) << nginx.start_error();
+
+  testing::ChildProcess server;
+  const std::string socket = StartServeWithRsaIdentity(server, work, nginx.port());
+  ASSERT_FALSE(socket.empty());
+  auto wsstep = [&](const std::vector<std::string>& args) { return RunCli(socket, args); };
+  const std::string url = nginx.base_url() + "/big.bin";
+
+  auto whole = wsstep({"call", "rest", "--url", url});
+  EXPECT_EQ(whole.exit_code, 1) << whole.output.substr(0, 2000);
+  EXPECT_THAT(whole.output, HasSubstr("RESPONSE_TOO_LARGE"));
+
+  nginx.ClearAccessLog();
+  const std::string out = work.Path("statement.bin");
+  auto streamed = wsstep({"call", "rest", "--url", url, "--output", out});
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.output.substr(0, 2000);
+  EXPECT_THAT(streamed.output, HasSubstr("HTTP 200\n"));
+  EXPECT_THAT(streamed.output,
+              HasSubstr("wrote " + std::to_string(24 * kMiB) + " bytes to " + out + "\n"));
+  EXPECT_EQ(FileDigest(out), big_digest);
+  EXPECT_FALSE(std::filesystem::exists(out + ".part"));
+  auto log = nginx.AccessLog(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].client_fingerprint,
+            testing::Sha256FingerprintOfPemFile(PkiPath("client/rsa.pem")));
+
+  // An error page is no chunked body: it comes whole and is written as the unary call does.
+  const std::string page = work.Path("page.html");
+  auto missing = wsstep({"call", "rest", "--url", nginx.base_url() + "/nothing", "-o", page});
+  EXPECT_EQ(missing.exit_code, 0) << missing.output;
+  EXPECT_THAT(missing.output, HasSubstr("HTTP 404\n"));
+  EXPECT_EQ(testing::ReadFile(page), "not found\n");  // the test nginx's 404 page
+  EXPECT_FALSE(std::filesystem::exists(page + ".part"));
+  server.Stop(SIGTERM, std::chrono::seconds(20));
 }
 
 }  // namespace

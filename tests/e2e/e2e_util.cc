@@ -233,6 +233,28 @@ std::string StartServeForCli(testing::ChildProcess& server, const testing::TempD
   return socket;
 }
 
+testing::CommandResult RunCli(const std::string& socket, const std::vector<std::string>& args,
+                              const testing::EnvList& env) {
+  std::vector<std::string> argv = {WSSTEP_BINARY, "--plugin", "unix://" + socket};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return testing::RunCommand(argv, env);
+}
+
+std::string StartServeWithRsaIdentity(testing::ChildProcess& server, const testing::TempDir& work,
+                                      uint32_t port) {
+  const std::string socket = StartServeForCli(server, work);
+  if (socket.empty()) return "";
+  const std::string bind = "localhost:" + std::to_string(port);
+  auto trust = RunCli(socket, {"cert", "import", "--name", "trust", "--type", "trust-store",
+                               "--file", testing::PkiPath("trust/bundle.pem"), "--bind", bind});
+  auto id = RunCli(socket, {"cert", "import", "--name", "id", "--type", "key-pair", "--file",
+                            testing::PkiPath("client/rsa.pem"), "--key-file",
+                            testing::PkiPath("client/rsa.key.pem"), "--bind", bind});
+  EXPECT_EQ(trust.exit_code, 0) << trust.output;
+  EXPECT_EQ(id.exit_code, 0) << id.output;
+  return trust.exit_code == 0 && id.exit_code == 0 ? socket : "";
+}
+
 std::string FinishedLineOf(mock_engine::MockEngine& engine, const std::string& step_id) {
   std::string line;
   EXPECT_TRUE(testing::WaitUntil("the plugin logs the step " + step_id, [&] {

@@ -150,6 +150,15 @@ v1::Certificate ImportRsaIdentity(mock_engine::MockEngine& engine, uint32_t port
 // Returns the socket path once it listens; "" (and a test failure saying why) otherwise.
 std::string StartServeForCli(testing::ChildProcess& server, const testing::TempDir& work);
 
+// `wsstep ARGS...` against the plugin served on `socket`, with `env` added.
+testing::CommandResult RunCli(const std::string& socket, const std::vector<std::string>& args,
+                              const testing::EnvList& env = {});
+// StartServeForCli, then `wsstep cert import` of the trust store (trust/bundle.pem, named
+// "trust") and the RSA client certificate (client/rsa.pem, "id"), both bound to
+// localhost:`port`. The socket; "" (and a test failure saying why) when any of it fails.
+std::string StartServeWithRsaIdentity(testing::ChildProcess& server, const testing::TempDir& work,
+                                      uint32_t port);
+
 // "<tag><tag>...x...</tag></tag>", `depth` elements deep.
 std::string NestedXml(const std::string& tag, int depth);
 

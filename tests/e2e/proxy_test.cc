@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/mock_engine/mock_engine.h"
@@ -77,6 +79,18 @@ class ProxyE2eTest : public ::testing::Test {
   static std::vector<std::string> PasswordIn(const std::string& what, const std::string& text) {
     return mock_engine::ScanForSecrets(what, text,
                                        {mock_engine::TextSecret("proxy password", kProxyPassword)});
+  }
+
+  // Runs `wsstep ARGS...` against a served plugin, with PROXY_PASSWORD in its environment.
+  using Cli = std::function<testing::CommandResult(std::vector<std::string>)>;
+  // `wsstep serve` in `work` with the client certificate bound to nginx; empty (and a test
+  // failure) when that fails.
+  static Cli ServeWithIdentity(testing::ChildProcess& server, const testing::TempDir& work) {
+    const std::string socket = StartServeWithRsaIdentity(server, work, nginx_->port());
+    if (socket.empty()) return nullptr;
+    return [socket](std::vector<std::string> args) {
+      return RunCli(socket, args, {{"PROXY_PASSWORD", kProxyPassword}});
+    };
   }
 
   static NginxServer* nginx_;
@@ -230,23 +244,8 @@ TEST_F(ProxyE2eTest, TheEnvironmentsProxyIsHonouredWhenTheConfigurationSaysSo) {
 TEST_F(ProxyE2eTest, CallRestTakesTheProxyOptions) {
   testing::TempDir work("wsstep-proxy-cli-");
   testing::ChildProcess server;
-  const std::string socket = StartServeForCli(server, work);
-  ASSERT_FALSE(socket.empty());
-  auto wsstep = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {WSSTEP_BINARY, "--plugin", "unix://" + socket};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return testing::RunCommand(argv, {{"PROXY_PASSWORD", kProxyPassword}});
-  };
-  const std::string bind = "localhost:" + std::to_string(nginx_->port());
-  ASSERT_EQ(wsstep({"cert", "import", "--name", "trust", "--type", "trust-store", "--file",
-                    testing::PkiPath("trust/bundle.pem"), "--bind", bind})
-                .exit_code,
-            0);
-  ASSERT_EQ(wsstep({"cert", "import", "--name", "id", "--type", "key-pair", "--file",
-                    testing::PkiPath("client/rsa.pem"), "--key-file",
-                    testing::PkiPath("client/rsa.key.pem"), "--bind", bind})
-                .exit_code,
-            0);
+  const Cli wsstep = ServeWithIdentity(server, work);
+  ASSERT_TRUE(wsstep);
   auto refused = wsstep({"call", "rest", "--url", Url(), "--proxy", proxy_->url()});
   EXPECT_EQ(refused.exit_code, 1) << refused.output;
   EXPECT_THAT(refused.output, HasSubstr("PROXY_AUTH_REQUIRED"));
@@ -372,6 +371,166 @@ TEST_F(ProxyE2eTest, TestConnectionTakesThePluginsProxyUnlessToldToGoDirect) {
   EXPECT_EQ(d.response.tls().proxy(), "");
   EXPECT_EQ(d.response.tls().client_certificate().sha256_fingerprint(), Fingerprint());
   EXPECT_EQ(Connects(), before + 1);  // the direct probe did not use the tunnel
+}
+
+// Proxy credentials kept in the store: the plugin's configuration names one
+// (WSSTEP_PROXY_CREDENTIAL) and steps name others (proxy.credential); each is looked up
+// when a step runs, so setting, changing and deleting one over gRPC counts from the next
+// step, and its password appears in no answer, log or file.
+TEST_F(ProxyE2eTest, AStoredProxyCredentialIsLookedUpAtEachStepAndNeverShown) {
+  MockEngine engine;
+  ASSERT_TRUE(engine.Start({{"WSSTEP_PROXY", proxy_->url()},
+                            {"WSSTEP_PROXY_CREDENTIAL", "corp"},
+                            {"WSSTEP_LOG_LEVEL", "debug"}}))  // every line scanned below
+      << engine.start_error();
+  ImportRsaIdentity(engine, nginx_->port());
+  const v1::RestStep plain = mock_engine::GetStep(Url());
+
+  // The configuration names a credential the store does not hold yet.
+  auto missing = engine.Rest(plain, "", Opts("config-missing"));
+  ASSERT_TRUE(missing.response.outcome().has_error());
+  EXPECT_EQ(missing.response.outcome().error().code(), "FAILED_PRECONDITION");
+  EXPECT_EQ(missing.response.outcome().error().message(),
+            "the plugin's proxy.credential names \"corp\", which the store does not hold");
+  EXPECT_TRUE(nginx_->AccessLog(0).empty());
+
+  // Stored with a wrong password: the proxy's own 407.
+  auto wrong = engine.SetProxyCredential("corp", kProxyUser, "not-the-password");
+  ASSERT_TRUE(wrong.ok()) << wrong.status.error_message();
+  EXPECT_TRUE(wrong.response.created());
+  EXPECT_EQ(wrong.response.credential().name(), "corp");
+  auto refused = engine.Rest(plain, "", Opts("config-wrong"));
+  ASSERT_TRUE(refused.response.outcome().has_error());
+  EXPECT_EQ(refused.response.outcome().error().code(), "PROXY_AUTH_REQUIRED")
+      << refused.response.outcome().error().message();
+
+  // Corrected: the very next step goes through, with the bound certificate at nginx.
+  auto right = engine.SetProxyCredential("CORP", kProxyUser, kProxyPassword);
+  ASSERT_TRUE(right.ok()) << right.status.error_message();
+  EXPECT_FALSE(right.response.created());
+  EXPECT_EQ(right.response.credential().name(), "corp");  // its first spelling
+  const int before = Connects();
+  auto ok = engine.Rest(plain, "", Opts("config-right"));
+  ASSERT_TRUE(ok.response.outcome().has_http()) << ok.response.outcome().error().message();
+  EXPECT_EQ(ok.response.outcome().http().status(), 200);
+  EXPECT_EQ(ok.response.outcome().tls().proxy(), proxy_->url());
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+  EXPECT_EQ(nginx_->AccessLog(1).at(0).client_fingerprint, Fingerprint());
+
+  // A step names another credential, which wins over the configuration's.
+  ASSERT_TRUE(engine.SetProxyCredential("partner", kProxyUser, "wrong-for-partner").ok());
+  v1::RestStep named = plain;
+  named.mutable_proxy()->set_credential("partner");
+  auto partner = engine.Rest(named, "", Opts("step-credential"));
+  ASSERT_TRUE(partner.response.outcome().has_error());
+  EXPECT_EQ(partner.response.outcome().error().code(), "PROXY_AUTH_REQUIRED");
+
+  // Names the store does not hold, or a credential beside a user: the step's config.
+  named.mutable_proxy()->set_credential("nobody");
+  auto unknown = engine.Rest(named, "", Opts("step-unknown"));
+  ASSERT_TRUE(unknown.response.outcome().has_error());
+  EXPECT_EQ(unknown.response.outcome().error().code(), "INVALID_STEP_CONFIG");
+  EXPECT_EQ(unknown.response.outcome().error().detail().at("field"), "proxy.credential");
+  EXPECT_EQ(unknown.response.outcome().error().message(),
+            "proxy.credential: no proxy credential named \"nobody\" in the store");
+  named.mutable_proxy()->set_username(kProxyUser);
+  auto both = engine.Rest(named, "", Opts("step-both"));
+  EXPECT_EQ(both.response.outcome().error().code(), "INVALID_STEP_CONFIG");
+  EXPECT_EQ(both.response.outcome().error().detail().at("field"), "proxy.credential");
+
+  // Listed with users, never passwords; audited without them.
+  auto listed = engine.ListProxyCredentials();
+  ASSERT_TRUE(listed.ok()) << listed.status.error_message();
+  ASSERT_EQ(listed.response.credentials_size(), 2);
+  EXPECT_EQ(listed.response.credentials(0).name(), "corp");
+  EXPECT_EQ(listed.response.credentials(0).username(), kProxyUser);
+  EXPECT_EQ(listed.response.credentials(1).name(), "partner");
+  v1::ListAuditEventsRequest audit;
+  audit.add_actions(v1::AUDIT_ACTION_SET_PROXY_CREDENTIAL);
+  auto sets = engine.Audit(audit);
+  ASSERT_TRUE(sets.ok()) << sets.status.error_message();
+  EXPECT_EQ(sets.response.events_size(), 3);
+
+  // Deleted: the configuration's name is missing again.
+  ASSERT_TRUE(engine.DeleteProxyCredential("corp").ok());
+  auto deleted = engine.DeleteProxyCredential("corp");
+  EXPECT_EQ(deleted.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  auto after = engine.Rest(plain, "", Opts("config-deleted"));
+  EXPECT_EQ(after.response.outcome().error().code(), "FAILED_PRECONDITION");
+
+  // Bad input is named, and changes nothing.
+  auto bad = engine.SetProxyCredential("x", "dom:user", kProxyPassword);
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.status.error_message(), HasSubstr("username"));
+  EXPECT_EQ(engine.ListProxyCredentials().response.credentials_size(), 1);
+
+  EXPECT_THAT(PasswordIn("transcript", engine.Transcript()), ::testing::IsEmpty());
+  EXPECT_THAT(PasswordIn("stderr", engine.StderrText()), ::testing::IsEmpty());
+  for (const auto& [name, text] : mock_engine::ReadTree(engine.data_dir())) {
+    EXPECT_THAT(PasswordIn(name, text), ::testing::IsEmpty());
+  }
+}
+
+// The administrator's side: `wsstep proxy-credential set|list|delete`, a step and a
+// connection test naming it, and a master key rotation that re-seals it.
+TEST_F(ProxyE2eTest, ProxyCredentialCommandsStoreWhatCallsAndTestConnectionUse) {
+  testing::TempDir work("wsstep-proxy-credential-");
+  testing::ChildProcess server;
+  const Cli wsstep = ServeWithIdentity(server, work);
+  ASSERT_TRUE(wsstep);
+
+  auto no_password = wsstep({"proxy-credential", "set", "corp", "--user", kProxyUser});
+  EXPECT_EQ(no_password.exit_code, 2) << no_password.output;
+  EXPECT_THAT(no_password.output, HasSubstr("password: required"));
+  auto set = wsstep({"proxy-credential", "set", "corp", "--user", kProxyUser, "--password-env",
+                     "PROXY_PASSWORD"});
+  ASSERT_EQ(set.exit_code, 0) << set.output;
+  EXPECT_EQ(set.output, "created proxy credential corp (user " + std::string(kProxyUser) +
+                            "); the password is stored encrypted\n");
+  auto list = wsstep({"--json", "proxy-credential", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  auto j = nlohmann::json::parse(list.output);
+  ASSERT_EQ(j["credentials"].size(), 1u);
+  EXPECT_EQ(j["credentials"][0]["name"], "corp");
+  EXPECT_EQ(j["credentials"][0]["username"], kProxyUser);
+  EXPECT_FALSE(j["credentials"][0].contains("password"));
+
+  const int before = Connects();
+  auto call = wsstep(
+      {"call", "rest", "--url", Url(), "--proxy", proxy_->url(), "--proxy-credential", "corp"});
+  ASSERT_EQ(call.exit_code, 0) << call.output;
+  EXPECT_THAT(call.output, HasSubstr("hi"));
+  EXPECT_TRUE(ConnectsReach(before + 1)) << proxy_->Log();
+  EXPECT_EQ(nginx_->AccessLog(1).at(0).client_fingerprint, Fingerprint());
+
+  // A rotation re-seals the password; the next call still opens it.
+  auto rotate = wsstep({"master-key", "rotate"});
+  ASSERT_EQ(rotate.exit_code, 0) << rotate.output;
+  const std::string target = "localhost:" + std::to_string(nginx_->port());
+  auto probe =
+      wsstep({"test-connection", target, "--proxy", proxy_->url(), "--proxy-credential", "corp"});
+  ASSERT_EQ(probe.exit_code, 0) << probe.output;
+  EXPECT_THAT(probe.output, HasSubstr("through proxy: " + proxy_->url() + "\n"));
+  EXPECT_THAT(probe.output, HasSubstr("handshake OK\n"));
+  auto audit = wsstep({"cert", "audit", "--action", "rotate-master-key"});
+  EXPECT_THAT(audit.output, HasSubstr("1 proxy credentials re-encrypted"));
+
+  auto del = wsstep({"proxy-credential", "delete", "corp"});
+  ASSERT_EQ(del.exit_code, 0) << del.output;
+  EXPECT_EQ(del.output, "deleted proxy credential corp\n");
+  auto gone = wsstep(
+      {"call", "rest", "--url", Url(), "--proxy", proxy_->url(), "--proxy-credential", "corp"});
+  EXPECT_EQ(gone.exit_code, 1) << gone.output;
+  EXPECT_THAT(gone.output, HasSubstr("INVALID_STEP_CONFIG"));
+  EXPECT_THAT(gone.output, HasSubstr("no proxy credential named \"corp\" in the store"));
+  server.Stop(SIGTERM, std::chrono::seconds(20));
+
+  for (const auto& text : {set.output, list.output, call.output, probe.output, audit.output}) {
+    EXPECT_THAT(text, ::testing::Not(HasSubstr(kProxyPassword)));
+  }
+  for (const auto& [name, text] : mock_engine::ReadTree(work.path())) {
+    EXPECT_THAT(PasswordIn(name, text), ::testing::IsEmpty());
+  }
 }
 
 }  // namespace

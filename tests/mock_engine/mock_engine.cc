@@ -189,6 +189,27 @@ Reply<v1::TestConnectionResponse> MockEngine::TestConnection(const v1::TestConne
   return Call(certs_.get(), &v1::CertificateService::Stub::TestConnection, request, options);
 }
 
+Reply<v1::SetProxyCredentialResponse> MockEngine::SetProxyCredential(const std::string& name,
+                                                                     const std::string& username,
+                                                                     const std::string& password) {
+  v1::SetProxyCredentialRequest request;
+  request.set_name(name);
+  request.set_username(username);
+  request.set_password(password);
+  return Call(certs_.get(), &v1::CertificateService::Stub::SetProxyCredential, request, {});
+}
+
+Reply<v1::ListProxyCredentialsResponse> MockEngine::ListProxyCredentials() {
+  return Call(certs_.get(), &v1::CertificateService::Stub::ListProxyCredentials,
+              v1::ListProxyCredentialsRequest(), {});
+}
+
+Reply<v1::DeleteProxyCredentialResponse> MockEngine::DeleteProxyCredential(const std::string& name) {
+  v1::DeleteProxyCredentialRequest request;
+  request.set_name(name);
+  return Call(certs_.get(), &v1::CertificateService::Stub::DeleteProxyCredential, request, {});
+}
+
 Reply<v1::ListPendingNotificationsResponse> MockEngine::PendingNotifications() {
   return Call(certs_.get(), &v1::CertificateService::Stub::ListPendingNotifications,
               v1::ListPendingNotificationsRequest(), {});

@@ -136,6 +136,11 @@ class MockEngine {
   Reply<v1::AttachCertificateResponse> Attach(const v1::AttachCertificateRequest& request);
   Reply<v1::TestConnectionResponse> TestConnection(const v1::TestConnectionRequest& request,
                                                    const CallOptions& options = {});
+  Reply<v1::SetProxyCredentialResponse> SetProxyCredential(const std::string& name,
+                                                           const std::string& username,
+                                                           const std::string& password);
+  Reply<v1::ListProxyCredentialsResponse> ListProxyCredentials();
+  Reply<v1::DeleteProxyCredentialResponse> DeleteProxyCredential(const std::string& name);
   Reply<v1::ListPendingNotificationsResponse> PendingNotifications();
   Reply<v1::AcknowledgeNotificationResponse> Acknowledge(const std::string& notification_id);
   // Opens a WatchEvents stream; read it with ReadEvent, end it with context->TryCancel().
