@@ -103,7 +103,15 @@ class StepRecorder final : public StepObserver {
                        .Name("wsstep_steps_in_flight")
                        .Help("Steps admitted and not finished yet")
                        .Register(registry)
-                       .Add({})) {
+                       .Add({})),
+        body_bytes_(prometheus::BuildCounter()
+                        .Name("wsstep_response_body_bytes_total")
+                        .Help("Response body bytes of REST steps that got an answer, by "
+                              "delivery: whole (in the step's result) or chunks (streamed "
+                              "on ExecuteSteps)")
+                        .Register(registry)),
+        whole_bytes_(&body_bytes_.Add({{"delivery", "whole"}})),
+        chunked_bytes_(&body_bytes_.Add({{"delivery", "chunks"}})) {
     const auto* codes = v1::ErrorCode_descriptor();
     for (StepKind kind : kKinds) {
       const size_t k = KindIndex(kind);
@@ -143,9 +151,16 @@ class StepRecorder final : public StepObserver {
       RefusedCounter(k, status.ok() ? "INTERNAL" : CodeName(status.error().code)).Increment();
     } else {
       switch (outcome->result_case()) {
-        case v1::StepOutcome::kHttp:
+        case v1::StepOutcome::kHttp: {
           cls = OutcomeClass::kHttp;
+          const v1::HttpResult& http = outcome->http();
+          if (http.body_chunked()) {
+            chunked_bytes_->Increment(static_cast<double>(http.body_bytes()));
+          } else {
+            whole_bytes_->Increment(static_cast<double>(http.body().size()));
+          }
           break;
+        }
         case v1::StepOutcome::kSoap:
           cls = outcome->soap().has_fault() ? OutcomeClass::kSoapFault : OutcomeClass::kSoap;
           break;
@@ -210,6 +225,9 @@ class StepRecorder final : public StepObserver {
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Family<prometheus::Histogram>& phases_;
   prometheus::Gauge& in_flight_;
+  prometheus::Family<prometheus::Counter>& body_bytes_;
+  prometheus::Counter* whole_bytes_;
+  prometheus::Counter* chunked_bytes_;
   std::mutex mu_;  // Family::Add of series not created up front
 
   std::array<std::array<prometheus::Counter*, 3>, 2> results_{};  // http, soap, soap_fault

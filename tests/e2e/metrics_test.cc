@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -204,6 +205,57 @@ TEST_F(MetricsTest, ValuesMoveAsStepsRun) {
   EXPECT_EQ(
       Value(after, "wsstep_step_phase_seconds_count", {{"kind", "rest"}, {"phase", "first_byte"}}),
       kSteps);
+}
+
+// Response bodies are counted by how they travelled: whole in a step's result, or in
+// chunks on an ExecuteSteps stream.
+TEST_F(MetricsTest, ResponseBodyBytesAreCountedWholeAndInChunks) {
+  constexpr uint64_t kStreamed = 1 << 20;
+  Start(MtlsOriginConfig([](const testing::ServerRequest& req) {
+    testing::ServerResponse r;
+    if (req.target == "/big") {
+      r.huge_body_bytes = kStreamed;
+      r.chunked = true;
+    } else {
+      r.body = "small";
+    }
+    return r;
+  }));
+  const std::string before = CheckedScrape();
+  EXPECT_EQ(Value(before, "wsstep_response_body_bytes_total", {{"delivery", "whole"}}), 0);
+  EXPECT_EQ(Value(before, "wsstep_response_body_bytes_total", {{"delivery", "chunks"}}), 0);
+
+  auto whole = engine_.Rest(mock_engine::GetStep(Url("/small")), "", Opts("whole"));
+  ASSERT_TRUE(whole.response.outcome().has_http()) << whole.response.outcome().error().message();
+  ASSERT_EQ(whole.response.outcome().http().body(), "small");
+
+  auto stream = engine_.OpenSteps();
+  v1::ExecuteStepsRequest request;
+  v1::StepCall* call = request.add_calls();
+  call->set_call_id(1);
+  *call->mutable_rest()->mutable_step() = mock_engine::GetStep(Url("/big"));
+  call->set_response_body_chunks(true);
+  ASSERT_TRUE(stream->Send(request));
+  uint64_t received = 0;
+  std::optional<v1::StepCallResult> result;
+  while (!result) {
+    auto message = stream->Read();
+    ASSERT_TRUE(message.has_value()) << "the stream ended before the call's result";
+    for (const auto& chunk : message->body_chunks()) received += chunk.data().size();
+    for (const auto& r : message->results()) result = r;
+  }
+  stream->CloseSend();
+  while (stream->Read()) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  ASSERT_TRUE(result->rest().outcome().has_http()) << result->rest().outcome().error().message();
+  EXPECT_TRUE(result->rest().outcome().http().body_chunked());
+  EXPECT_EQ(received, kStreamed);
+
+  const std::string after = CheckedScrape();
+  EXPECT_EQ(Value(after, "wsstep_response_body_bytes_total", {{"delivery", "whole"}}), 5);
+  EXPECT_EQ(Value(after, "wsstep_response_body_bytes_total", {{"delivery", "chunks"}}),
+            static_cast<double>(kStreamed));
 }
 
 TEST_F(MetricsTest, StepsInFlightAndRefusalsAreCounted) {
