@@ -88,12 +88,15 @@ void EventLoop::Stop() {
 void EventLoop::Add(std::unique_ptr<Transfer> transfer, TransferDone done) {
   CURL* easy = transfer->easy();
   // A streamed body's resume (rest/body_stream.h): un-pauses on this thread, and only while
-  // this very transfer runs (its easy handle may serve another transfer afterwards).
-  transfer->SetResume([this, easy, alive = transfer->alive()] {
-    Post([easy, alive] {
-      if (!alive.expired()) curl_easy_pause(easy, CURLPAUSE_CONT);
+  // this very transfer runs (its easy handle may serve another transfer afterwards). Only
+  // such a transfer needs one: the others cost no allocation for it.
+  if (transfer->streams_body()) {
+    transfer->SetResume([this, easy, alive = transfer->alive()] {
+      Post([easy, alive] {
+        if (!alive.expired()) curl_easy_pause(easy, CURLPAUSE_CONT);
+      });
     });
-  });
+  }
   const CURLMcode rc = curl_multi_add_handle(multi_.get(), easy);
   if (rc != CURLM_OK) {
     // Out of memory in libcurl: the step's answer, not a crash.
@@ -104,14 +107,16 @@ void EventLoop::Add(std::unique_ptr<Transfer> transfer, TransferDone done) {
     done(std::move(failed));
     return;
   }
-  running_.emplace(easy, Running{std::move(transfer), std::move(done)});
+  running_.push_back(Running{easy, std::move(transfer), std::move(done)});
 }
 
 void EventLoop::Finish(CURL* easy, Transfer::Stop stop, CURLcode result) {
-  auto it = running_.find(easy);
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [easy](const Running& r) { return r.easy == easy; });
   if (it == running_.end()) return;
-  Running run = std::move(it->second);
-  running_.erase(it);
+  Running run = std::move(*it);
+  if (it != running_.end() - 1) *it = std::move(running_.back());
+  running_.pop_back();
   curl_multi_remove_handle(multi_.get(), easy);
   Result<HttpResponse> response = run.transfer->End(stop, result);
   run.transfer.reset();
@@ -143,9 +148,7 @@ void EventLoop::Loop() {
     if (performed != CURLM_OK) {
       // libcurl could not drive its transfers (out of memory, or a defect): each running
       // one ends as failed, named, rather than hanging until its deadline.
-      for (const auto& [easy, run] : running_) {
-        stopped.emplace_back(easy, Transfer::Stop::kFinished);
-      }
+      for (const Running& run : running_) stopped.emplace_back(run.easy, Transfer::Stop::kFinished);
       for (const auto& [easy, stop] : stopped) {
         Finish(easy, stop,
                performed == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT);
@@ -161,12 +164,12 @@ void EventLoop::Loop() {
     // Cancelled or past their deadline; the earliest deadline left bounds the wait.
     const auto now = steady_clock::now();
     auto wake = now + kPollInterval;
-    for (const auto& [easy, run] : running_) {
+    for (const Running& run : running_) {
       const TransferLimits& limits = run.transfer->limits();
       if (limits.cancel != nullptr && limits.cancel->cancelled()) {
-        stopped.emplace_back(easy, Transfer::Stop::kCancelled);
+        stopped.emplace_back(run.easy, Transfer::Stop::kCancelled);
       } else if (now >= limits.deadline) {
-        stopped.emplace_back(easy, Transfer::Stop::kDeadline);
+        stopped.emplace_back(run.easy, Transfer::Stop::kDeadline);
       } else {
         wake = std::min(wake, limits.deadline);
       }

@@ -361,6 +361,7 @@ CURL* Transfer::easy() const { return s_->st.easy; }
 const TransferLimits& Transfer::limits() const { return s_->limits; }
 void Transfer::SetResume(ResumeTransfer resume) { s_->st.resume = std::move(resume); }
 std::weak_ptr<void> Transfer::alive() const { return s_->alive; }
+bool Transfer::streams_body() const { return s_->st.sink != nullptr || s_->st.source != nullptr; }
 
 Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> partition,
                                                   const HttpRequest& request,
