@@ -229,7 +229,7 @@ Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
 Result<core::CallCredentials> RestEngine::Impl::CredentialsFor(const StepRun& run,
                                                                 const UrlParts& target,
                                                                 CredentialPurpose purpose) {
-  if (target.Origin() == run.origin.Origin()) return run.credentials;
+  if (SameOrigin(target, run.origin)) return run.credentials;
   if (target.scheme != "https") return core::CallCredentials{};
   const RestStep& step = *run.step;
   if (!step.tls.ssl_verification || !options.credentials) return core::CallCredentials{};

@@ -147,6 +147,8 @@ size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
   std::string_view value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  // Room for a usual response's headers at once, rather than growing 1, 2, 4, 8, 16.
+  if (st->response.headers.capacity() == 0) st->response.headers.reserve(16);
   st->response.headers.push_back({std::string(line.substr(0, colon)), std::string(value)});
   return len;
 }
