@@ -229,7 +229,7 @@ Status RestEngine::Impl::Check(const RestStep& step, UrlParts* url_out,
 Result<core::CallCredentials> RestEngine::Impl::CredentialsFor(const StepRun& run,
                                                                 const UrlParts& target,
                                                                 CredentialPurpose purpose) {
-  if (target.Origin() == run.origin.Origin()) return run.credentials;
+  if (SameOrigin(target, run.origin)) return run.credentials;
   if (target.scheme != "https") return core::CallCredentials{};
   const RestStep& step = *run.step;
   if (!step.tls.ssl_verification || !options.credentials) return core::CallCredentials{};
@@ -265,19 +265,23 @@ void RestEngine::Impl::RelievePressure() {
 Result<std::shared_ptr<Partition>> RestEngine::Impl::PartitionFor(
     const StepRun& run, const UrlParts& target, const core::CallCredentials& creds,
     bool same_origin) {
-  TlsOptions tls = run.step->tls;
+  // The step's own options as they are for its own origin (no copy on the warm path).
+  std::optional<TlsOptions> other_host;
   std::string pin;
   if (same_origin) {
-    if (!tls.pinned_public_key.empty()) {
-      WSSTEP_ASSIGN_OR_RETURN(pin, NormalizePin(tls.pinned_public_key));
+    if (!run.step->tls.pinned_public_key.empty()) {
+      WSSTEP_ASSIGN_OR_RETURN(pin, NormalizePin(run.step->tls.pinned_public_key));
     }
   } else {
     // The pin and the server name describe the step's own host, not another one.
-    tls.pinned_public_key.clear();
-    tls.tls_server_name.clear();
+    other_host = run.step->tls;
+    other_host->pinned_public_key.clear();
+    other_host->tls_server_name.clear();
   }
+  const TlsOptions& tls = other_host ? *other_host : run.step->tls;
   // A client certificate is only ever attached to a TLS connection.
-  core::CallCredentials hop_creds = target.scheme == "https" ? creds : core::CallCredentials{};
+  static const core::CallCredentials kNoCredentials;
+  const core::CallCredentials& hop_creds = target.scheme == "https" ? creds : kNoCredentials;
   if (!engine_proxy.ok()) return engine_proxy.error();
   return partitions.Get(hop_creds, tls, pin, ChooseProxy(run.proxy, *engine_proxy, target),
                         OffersHttp2(*run.step));

@@ -113,19 +113,38 @@ PartitionStats Partition::Stats() const {
   return s;
 }
 
-std::string TrustStoreCache::Key(const core::TrustAnchors* trust, bool private_only) {
-  std::string ids;
+void TrustStoreCache::AppendKey(const core::TrustAnchors* trust, bool private_only,
+                                std::string& key) {
+  // Every step builds its partition's key: the ids as the store keeps them (sorted)
+  // are joined without a copy.
+  std::vector<std::string> sorted;
+  const std::vector<std::string>* parts = &sorted;
   if (trust != nullptr) {
-    std::vector<std::string> parts = trust->entry_ids;
-    if (parts.empty()) {
+    if (trust->entry_ids.empty()) {
       // Anchors built without store ids (tests, ad-hoc calls): key by content.
-      for (const auto& cert : trust->certs) parts.push_back(ossl::Sha256Fingerprint(cert.get()));
+      for (const auto& cert : trust->certs) sorted.push_back(ossl::Sha256Fingerprint(cert.get()));
+    } else if (std::is_sorted(trust->entry_ids.begin(), trust->entry_ids.end())) {
+      parts = &trust->entry_ids;
+    } else {
+      sorted = trust->entry_ids;
     }
-    std::sort(parts.begin(), parts.end());
-    for (const auto& p : parts) ids += (ids.empty() ? "" : ",") + p;
+    if (parts == &sorted) std::sort(sorted.begin(), sorted.end());
   }
-  if (private_only) return "private:" + ids;
-  return ids.empty() ? "system" : "system+" + ids;
+  if (private_only) {
+    key += "private:";
+  } else {
+    key += parts->empty() ? "system" : "system+";
+  }
+  for (size_t i = 0; i < parts->size(); ++i) {
+    if (i > 0) key += ',';
+    key += (*parts)[i];
+  }
+}
+
+std::string TrustStoreCache::Key(const core::TrustAnchors* trust, bool private_only) {
+  std::string key;
+  AppendKey(trust, private_only, key);
+  return key;
 }
 
 Result<ossl::X509StorePtr> TrustStoreCache::Get(const core::TrustAnchors* trust,
@@ -173,17 +192,29 @@ Result<std::shared_ptr<Partition>> PartitionTable::Get(const core::CallCredentia
                                                        const ProxyRoute& proxy, bool http2) {
   bool private_only = credentials.private_trust_only || tls.private_trust_only;
   const core::Identity* id = credentials.identity.get();
+  // Built for every request: appended piece by piece, without temporaries.
   std::string key;
   key.reserve(256);
   key += "id=";
-  if (id != nullptr) key += id->fingerprint + "|" + id->entry_id + "@" + std::to_string(id->version);
-  key += ";trust=" + TrustStoreCache::Key(credentials.trust.get(), private_only);
-  key += ";peer=" + std::string(tls.verify_peer ? "1" : "0");
-  key += ";host=" + std::string(tls.verify_host ? "1" : "0");
-  key += ";sni=" + tls.tls_server_name;
-  key += ";min=" + tls.min_tls_version;
-  key += ";pin=" + pin;
-  key += ";proxy=" + ProxyPartitionKey(proxy);
+  if (id != nullptr) {
+    key += id->fingerprint;
+    key += '|';
+    key += id->entry_id;
+    key += '@';
+    key += std::to_string(id->version);
+  }
+  key += ";trust=";
+  TrustStoreCache::AppendKey(credentials.trust.get(), private_only, key);
+  key += tls.verify_peer ? ";peer=1" : ";peer=0";
+  key += tls.verify_host ? ";host=1" : ";host=0";
+  key += ";sni=";
+  key += tls.tls_server_name;
+  key += ";min=";
+  key += tls.min_tls_version;
+  key += ";pin=";
+  key += pin;
+  key += ";proxy=";
+  key += ProxyPartitionKey(proxy);
   key += http2 ? ";h2" : ";h1";
 
   MutexLock lock(mu_);

@@ -104,6 +104,8 @@ class TrustStoreCache {
   explicit TrustStoreCache(SystemTrust system) : system_(std::move(system)) {}
   // The cache key of a trust set ("system", "private:<ids>", "system+<ids>").
   static std::string Key(const core::TrustAnchors* trust, bool private_only);
+  // The same key, appended to `key` (a partition's key holds it).
+  static void AppendKey(const core::TrustAnchors* trust, bool private_only, std::string& key);
   Result<ossl::X509StorePtr> Get(const core::TrustAnchors* trust, bool private_only);
 
  private:

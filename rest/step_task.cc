@@ -159,7 +159,7 @@ void StepTask::Begin(TransferExecutor executor, TransferDriver* driver,
 
 void StepTask::NextHop() {
   const RestStep& step = *run_.step;
-  const bool same_origin = current_.Origin() == run_.origin.Origin();
+  const bool same_origin = SameOrigin(current_, run_.origin);
   if (oauth_ != nullptr && same_origin && !token_) return FetchToken();
   request_ = HttpRequest();
   request_.method = method_;
@@ -224,8 +224,8 @@ void StepTask::FetchToken() {
         {"Authorization", Concat("Basic ", Base64Secret(*basic).view())});
   }
   token_creds_ = std::move(creds).value();
-  impl_->Send(run_, request_, target, token_creds_, target.Origin() == run_.origin.Origin(),
-              executor_, Continue(&StepTask::OnToken));
+  impl_->Send(run_, request_, target, token_creds_, SameOrigin(target, run_.origin), executor_,
+              Continue(&StepTask::OnToken));
 }
 
 void StepTask::OnToken(Result<HttpResponse> response) {
@@ -248,7 +248,7 @@ void StepTask::OnToken(Result<HttpResponse> response) {
 
 void StepTask::OnResponse(Result<HttpResponse> response) {
   const RestStep& step = *run_.step;
-  const bool same_origin = current_.Origin() == run_.origin.Origin();
+  const bool same_origin = SameOrigin(current_, run_.origin);
   if (ScheduleRetry(response)) return;
   if (!response.ok()) {
     Error e = response.error();

@@ -56,6 +56,21 @@ struct TransferState {
   char error[CURL_ERROR_SIZE] = {0};
 };
 
+// The header lines every request without lines of its own sends: no Content-Type label
+// (libcurl would add application/x-www-form-urlencoded to a body) and no Expect (no
+// 100-continue round trip). Built once and shared: libcurl only reads a header list, so
+// every transfer may send the same one at once. Null when it could not be allocated
+// (each transfer then builds its own).
+curl_slist* BareRequestHeaders() {
+  static curl_slist* const list = [] {
+    SlistPtr built;
+    if (!Append(built, "Content-Type:") || !Append(built, "Expect:"))
+      return static_cast<curl_slist*>(nullptr);
+    return built.release();  // lives as long as the process
+  }();
+  return list;
+}
+
 // Installs the partition's TLS material on the SSL_CTX libcurl just made for a new
 // connection: certificate, key and chain from memory (never a file), the cached trust
 // store, the host name to verify, and the observation callbacks.
@@ -132,6 +147,8 @@ size_t HeaderCallback(char* data, size_t size, size_t count, void* user) {
   std::string_view value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  // Room for a usual response's headers at once, rather than growing 1, 2, 4, 8, 16.
+  if (st->response.headers.capacity() == 0) st->response.headers.reserve(16);
   st->response.headers.push_back({std::string(line.substr(0, colon)), std::string(value)});
   return len;
 }
@@ -361,6 +378,7 @@ CURL* Transfer::easy() const { return s_->st.easy; }
 const TransferLimits& Transfer::limits() const { return s_->limits; }
 void Transfer::SetResume(ResumeTransfer resume) { s_->st.resume = std::move(resume); }
 std::weak_ptr<void> Transfer::alive() const { return s_->alive; }
+bool Transfer::streams_body() const { return s_->st.sink != nullptr || s_->st.source != nullptr; }
 
 Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> partition,
                                                   const HttpRequest& request,
@@ -393,6 +411,11 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   s.failure.verify_name = st.verify_name;
 
   bool has_content_type = false, has_user_agent = false;
+  // A request with no header lines of its own (a bare GET: the warm path's usual step)
+  // sends the shared list; otherwise its own list is built.
+  const bool bare =
+      request.headers.empty() && request.secret_headers.empty() && request.content_type.empty();
+  curl_slist* header_list = bare ? BareRequestHeaders() : nullptr;
   for (const auto& h : request.headers) {
     has_content_type = has_content_type || EqualsIgnoreCase(h.name, "Content-Type");
     has_user_agent = has_user_agent || EqualsIgnoreCase(h.name, "User-Agent");
@@ -410,14 +433,18 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   }
   bool send_body = !request.body.empty() || request.body_source != nullptr ||
                    request.method == "POST" || request.method == "PUT" || request.method == "PATCH";
-  bool ok = true;
-  if (!has_content_type) {
-    // Without this libcurl would label every body application/x-www-form-urlencoded.
-    ok = Append(s.headers, request.content_type.empty() ? "Content-Type:"
-                                                        : "Content-Type: " + request.content_type);
+  if (header_list == nullptr) {
+    bool ok = true;
+    if (!has_content_type) {
+      // Without this libcurl would label every body application/x-www-form-urlencoded.
+      ok =
+          Append(s.headers, request.content_type.empty() ? "Content-Type:"
+                                                         : "Content-Type: " + request.content_type);
+    }
+    ok = ok && Append(s.headers, "Expect:");  // no 100-continue round trip
+    if (!ok) return Error(Code::kInternal, "out of memory building headers");
+    header_list = s.headers.get();
   }
-  ok = ok && Append(s.headers, "Expect:");  // no 100-continue round trip
-  if (!ok) return Error(Code::kInternal, "out of memory building headers");
 
   CURL* easy = s.partition->Borrow();
   if (easy == nullptr) return Error(Code::kInternal, "curl_easy_init failed");
@@ -479,7 +506,7 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   if (!has_user_agent && !s.limits.user_agent.empty()) {
     Setopt(easy, CURLOPT_USERAGENT, s.limits.user_agent.c_str());
   }
-  Setopt(easy, CURLOPT_HTTPHEADER, s.headers.get());
+  Setopt(easy, CURLOPT_HTTPHEADER, header_list);
   Setopt(easy, CURLOPT_HEADERFUNCTION, &HeaderCallback);
   Setopt(easy, CURLOPT_HEADERDATA, &st);
   Setopt(easy, CURLOPT_WRITEFUNCTION, &WriteCallback);

@@ -109,6 +109,9 @@ class Transfer {
   void SetResume(ResumeTransfer resume);
   // Expires when the transfer is destroyed: a resume posted to the loop checks it.
   std::weak_ptr<void> alive() const;
+  // Whether a body streams (HttpRequest::body_source or response_body): only then can
+  // the transfer pause, and need SetResume.
+  bool streams_body() const;
 
   // Why the driving multi handle let go of the transfer.
   enum class Stop {
