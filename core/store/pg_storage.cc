@@ -19,426 +19,33 @@
 #include "core/store/bulk_load.h"
 #include "core/store/codec.h"
 #include "core/store/entry_columns.h"
+#include "core/store/pg_connection.h"
+#include "core/store/pg_schema.h"
 #include "core/store/validation.h"
 
 namespace wsstep::core {
 namespace {
 
-// Advisory lock keys (one bigint each, scoped to the database, held for a transaction):
-// the migration's, and the writers' (every plugin's write transactions, one at a time).
-constexpr int64_t kMigrationLockKey = 0x7773737470000002;  // "wsstp" + 2
-constexpr int64_t kWriteLockKey = 0x7773737470000003;      // "wsstp" + 3
+// The writers' advisory lock key (a bigint, scoped to the database, held for a
+// transaction): every plugin's write transactions, one at a time. The migration's is in
+// pg_schema.cc.
+constexpr int64_t kWriteLockKey = 0x7773737470000003;  // "wsstp" + 3
 
 // The channel every commit that changed an entry notifies, with its change cursor.
 constexpr const char* kChangeChannel = "wsstep_changes";
 
-// Reconnection attempts after a lost connection are at least this far apart, doubling
-// up to the maximum.
-constexpr std::chrono::milliseconds kFirstRetryDelay{100};
-constexpr std::chrono::milliseconds kMaxRetryDelay{2000};
-
-constexpr int kSchemaVersion = 5;
-// Version 1: the tables of the SQLite backend.
-constexpr const char* kSchemaV1 = R"sql(
-CREATE TABLE entries (
-  id TEXT PRIMARY KEY,
-  name TEXT NOT NULL,
-  name_key TEXT NOT NULL CONSTRAINT entries_name_key UNIQUE,
-  description TEXT NOT NULL,
-  type TEXT NOT NULL,
-  source_format TEXT NOT NULL,
-  key_alias TEXT NOT NULL,
-  has_private_key INTEGER NOT NULL,
-  has_password INTEGER NOT NULL,
-  private_trust_only INTEGER NOT NULL,
-  disabled INTEGER NOT NULL,
-  revoked INTEGER NOT NULL,
-  pending_certificate INTEGER NOT NULL,
-  created_at BIGINT NOT NULL,
-  updated_at BIGINT NOT NULL,
-  last_used_at BIGINT NOT NULL DEFAULT 0,
-  use_count BIGINT NOT NULL DEFAULT 0,
-  version BIGINT NOT NULL,
-  save_seq BIGINT NOT NULL,
-  notify_enabled INTEGER NOT NULL,
-  notify_warning_days INTEGER NOT NULL,
-  notify_frequency TEXT NOT NULL,
-  notify_alert_ref TEXT NOT NULL,
-  last_notified_at BIGINT NOT NULL,
-  chain_subjects BYTEA NOT NULL,
-  attributes BYTEA NOT NULL
-);
-CREATE INDEX entries_by_save_seq ON entries(save_seq);
-CREATE TABLE bindings (
-  entry_id TEXT NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
-  ordinal INTEGER NOT NULL,
-  host TEXT NOT NULL,
-  port INTEGER NOT NULL,
-  environment TEXT NOT NULL,
-  PRIMARY KEY (entry_id, ordinal)
-);
-CREATE TABLE certificates (
-  entry_id TEXT NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
-  role TEXT NOT NULL CHECK (role IN ('leaf', 'trusted')),
-  ordinal INTEGER NOT NULL,
-  subject TEXT NOT NULL,
-  issuer TEXT NOT NULL,
-  serial TEXT NOT NULL,
-  not_before BIGINT NOT NULL,
-  not_after BIGINT NOT NULL,
-  sans BYTEA NOT NULL,
-  key_algorithm TEXT NOT NULL,
-  key_bits INTEGER NOT NULL,
-  curve TEXT NOT NULL,
-  sha256_fingerprint TEXT NOT NULL,
-  is_ca INTEGER NOT NULL,
-  PRIMARY KEY (entry_id, role, ordinal)
-);
-CREATE TABLE material (
-  entry_id TEXT PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
-  version BIGINT NOT NULL,
-  leaf_der BYTEA NOT NULL,
-  chain_der BYTEA NOT NULL,
-  trusted_der BYTEA NOT NULL,
-  sealed_key BYTEA,
-  key_id TEXT,
-  csr_pem TEXT
-);
-CREATE TABLE audit (
-  sequence BIGSERIAL PRIMARY KEY,
-  at BIGINT NOT NULL,
-  action TEXT NOT NULL,
-  actor TEXT NOT NULL,
-  entry_id TEXT NOT NULL,
-  entry_name TEXT NOT NULL,
-  host TEXT NOT NULL,
-  port INTEGER NOT NULL,
-  environment TEXT NOT NULL,
-  step_id TEXT NOT NULL,
-  workflow_id TEXT NOT NULL,
-  outcome TEXT NOT NULL,
-  code TEXT NOT NULL,
-  detail TEXT NOT NULL
-);
-CREATE INDEX audit_by_entry ON audit(entry_id, sequence);
-CREATE INDEX audit_by_time ON audit(at);
-CREATE FUNCTION wsstep_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
-  $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
-CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
-  FOR EACH ROW EXECUTE FUNCTION wsstep_audit_append_only();
-)sql";
-
-// Version 2: several plugins on one database. Every change to an entry takes the next
-// value of change_cursor (one per transaction; transactions are serialized by the write
-// lock, so the values rise in commit order); a deleted entry leaves a tombstone with
-// its cursor; a due notification is claimed by one plugin.
-constexpr const char* kSchemaV2 = R"sql(
-CREATE SEQUENCE change_cursor;
-ALTER TABLE entries ADD COLUMN change_seq BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX entries_by_change_seq ON entries(change_seq);
-CREATE TABLE tombstones (
-  entry_id TEXT PRIMARY KEY,
-  change_seq BIGINT NOT NULL
-);
-CREATE INDEX tombstones_by_change_seq ON tombstones(change_seq);
-CREATE TABLE notification_claims (
-  entry_id TEXT NOT NULL,
-  day BIGINT NOT NULL,
-  claimed_by TEXT NOT NULL,
-  PRIMARY KEY (entry_id, day)
-);
-)sql";
-
-// Version 3: the urgent notification level (issue 15); existing entries get its default.
-constexpr const char* kSchemaV3 = R"sql(
-ALTER TABLE entries ADD COLUMN notify_urgent_days INTEGER NOT NULL DEFAULT 7;
-)sql";
-
-// Version 4: a claim is per level too, so that the same day's escalation from WARNING to
-// URGENT is claimed (and handed over) on its own. Existing claims were WARNING (1).
-constexpr const char* kSchemaV4 = R"sql(
-ALTER TABLE notification_claims ADD COLUMN level INTEGER NOT NULL DEFAULT 1;
-ALTER TABLE notification_claims DROP CONSTRAINT notification_claims_pkey;
-ALTER TABLE notification_claims ADD PRIMARY KEY (entry_id, day, level);
-)sql";
-
-// Version 5: proxy credentials (issue 18), the password sealed by the vault. Each set or
-// delete takes a change cursor too, kept in meta, so the other plugins reload them.
-constexpr const char* kSchemaV5 = R"sql(
-CREATE TABLE secrets (
-  name_key TEXT PRIMARY KEY,
-  name TEXT NOT NULL,
-  username TEXT NOT NULL,
-  sealed_value BYTEA NOT NULL,
-  key_id TEXT NOT NULL,
-  created_at BIGINT NOT NULL,
-  updated_at BIGINT NOT NULL
-);
-)sql";
+using pg::Connection;
+using pg::kFirstRetryDelay;
+using pg::Params;
+using pg::ReadMeta;
+using pg::ResultPtr;
+using pg::Row;
+using pg::StorageError;
+using pg::Unavailable;
+using pg::WriteMeta;
 
 // The meta key holding the change cursor of the latest proxy credential change.
 constexpr std::string_view kSecretsChangeKey = "secrets_change_seq";
-
-struct ConnCloser {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-using ConnPtr = std::unique_ptr<PGconn, ConnCloser>;
-struct ResultClearer {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ResultClearer>;
-
-// Statement parameters: text, or binary for BYTEA; null where absent.
-class Params {
- public:
-  Params& Text(std::string_view v) { return Add(std::string(v), 0, false); }
-  Params& Int(int64_t v) { return Add(std::to_string(v), 0, false); }
-  Params& Bytes(std::string_view v) { return Add(std::string(v), 1, false); }
-  Params& Null() { return Add("", 0, true); }
-
-  int size() const { return static_cast<int>(values_.size()); }
-  const char* const* values() {
-    pointers_.clear();
-    for (size_t i = 0; i < values_.size(); ++i) {
-      pointers_.push_back(nulls_[i] ? nullptr : values_[i].data());
-    }
-    return pointers_.data();
-  }
-  const int* lengths() {
-    lengths_.clear();
-    for (const auto& v : values_) lengths_.push_back(static_cast<int>(v.size()));
-    return lengths_.data();
-  }
-  const int* formats() const { return formats_.data(); }
-
- private:
-  Params& Add(std::string v, int format, bool null) {
-    values_.push_back(std::move(v));
-    formats_.push_back(format);
-    nulls_.push_back(null);
-    return *this;
-  }
-  std::vector<std::string> values_;
-  std::vector<int> formats_;
-  std::vector<bool> nulls_;
-  std::vector<const char*> pointers_;
-  std::vector<int> lengths_;
-};
-
-// Text columns of a result row.
-class Row {
- public:
-  Row(const PGresult* r, int row) : r_(r), row_(row) {}
-  bool IsNull(int col) const { return PQgetisnull(r_, row_, col) != 0; }
-  std::string_view View(int col) const {
-    return std::string_view(PQgetvalue(r_, row_, col),
-                            static_cast<size_t>(PQgetlength(r_, row_, col)));
-  }
-  std::string Text(int col) const { return std::string(View(col)); }
-  int64_t Int(int col) const {
-    const std::string_view v = View(col);
-    return v.empty() ? 0 : std::stoll(std::string(v));
-  }
-  bool Bool(int col) const { return Int(col) != 0; }
-  std::string Blob(int col) const { return Bytes(col); }
-  std::string Bytes(int col) const {
-    size_t n = 0;
-    unsigned char* raw =
-        PQunescapeBytea(reinterpret_cast<const unsigned char*>(PQgetvalue(r_, row_, col)), &n);
-    if (raw == nullptr) return {};
-    std::string out(reinterpret_cast<const char*>(raw), n);
-    PQfreemem(raw);
-    return out;
-  }
-
- private:
-  const PGresult* r_;
-  int row_;
-};
-
-Error StorageError(const std::string& location, const std::string& what) {
-  std::string msg = what;
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  return Error(Code::kStorageError, location + ": " + msg,
-               "check that the PostgreSQL server is reachable and the login may use the "
-               "database",
-               Side::kStore)
-      .With("location", location);
-}
-
-Error Unavailable(const std::string& location, const std::string& what) {
-  std::string msg = what;
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  return Error(Code::kStorageUnavailable,
-               location + ": the database cannot be reached (" + msg + ")",
-               "nothing was changed; steps go on with this plugin's copy of the store, and the "
-               "plugin reconnects by itself: retry when the database is back",
-               Side::kStore)
-      .With("location", location);
-}
-
-// One libpq connection and what runs on it. A connection that breaks (the server
-// restarted, the network went away) is reset on a later use, at most once per back-off
-// delay; until then its statements fail with STORAGE_UNAVAILABLE.
-class Connection {
- public:
-  Connection(ConnPtr conn, std::string location)
-      : conn_(std::move(conn)), location_(std::move(location)) {}
-
-  static Result<Connection> Open(const std::string& conninfo, const std::string& location,
-                                 const std::string& application_name) {
-    // The string's own settings win over the defaults before it; the application name
-    // after it names this plugin in pg_stat_activity. Keepalives notice a silent peer.
-    const char* keys[] = {"connect_timeout",
-                          "keepalives_idle",
-                          "keepalives_interval",
-                          "keepalives_count",
-                          "dbname",
-                          "application_name",
-                          nullptr};
-    const char* values[] = {"10",   "10", "5", "3", conninfo.c_str(), application_name.c_str(),
-                            nullptr};
-    ConnPtr conn(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
-    if (!conn) return StorageError(location, "cannot allocate a connection");
-    if (PQstatus(conn.get()) != CONNECTION_OK) {
-      return StorageError(location, std::string("cannot connect: ") + PQerrorMessage(conn.get()));
-    }
-    // The server's notices ("relation ... already exists, skipping") are not for the
-    // plugin's log, whose every line is one JSON object.
-    PQsetNoticeProcessor(
-        conn.get(), [](void*, const char*) {}, nullptr);
-    return Connection(std::move(conn), location);
-  }
-
-  bool broken() const { return PQstatus(conn_.get()) != CONNECTION_OK; }
-  PGconn* raw() { return conn_.get(); }
-
-  // Makes a broken connection usable again, or says why it is not (STORAGE_UNAVAILABLE).
-  // Sets `*reset` when it reconnected.
-  Status Ready(bool* reset = nullptr) {
-    if (!broken()) return {};
-    const auto now = std::chrono::steady_clock::now();
-    if (now < next_attempt_) return Unavailable(location_, "reconnecting");
-    PQreset(conn_.get());
-    if (broken()) {
-      delay_ = std::min(kMaxRetryDelay, delay_ * 2);
-      next_attempt_ = std::chrono::steady_clock::now() + delay_;
-      return Unavailable(location_, PQerrorMessage(conn_.get()));
-    }
-    delay_ = kFirstRetryDelay / 2;
-    next_attempt_ = {};
-    if (reset != nullptr) *reset = true;
-    return {};
-  }
-
-  // Runs `sql`; the result of a statement that returns rows or completes.
-  Result<ResultPtr> Run(const std::string& sql, Params params = {}) {
-    ResultPtr r(PQexecParams(conn_.get(), sql.c_str(), params.size(), nullptr, params.values(),
-                             params.lengths(), params.formats(), /*resultFormat=*/0));
-    const ExecStatusType status = PQresultStatus(r.get());
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
-    if (broken()) return Unavailable(location_, PQerrorMessage(conn_.get()));
-    const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
-    Error e = StorageError(location_, PQresultErrorMessage(r.get()));
-    if (state != nullptr) e.detail["sqlstate"] = state;
-    const char* constraint = PQresultErrorField(r.get(), PG_DIAG_CONSTRAINT_NAME);
-    if (constraint != nullptr) e.detail["constraint"] = constraint;
-    return e;
-  }
-  Status Exec(const std::string& sql, Params params = {}) {
-    auto r = Run(sql, std::move(params));
-    if (!r.ok()) return r.error();
-    return {};
-  }
-  // The first statement of a unit of work: on a connection found broken only now (the
-  // server restarted since its last use), reconnects once and runs it again.
-  Result<ResultPtr> RunFirst(const std::string& sql, const Params& params = {}) {
-    WSSTEP_RETURN_IF_ERROR(Ready());
-    auto r = Run(sql, params);
-    if (r.ok() || r.error().code != Code::kStorageUnavailable) return r;
-    next_attempt_ = {};
-    WSSTEP_RETURN_IF_ERROR(Ready());
-    return Run(sql, params);
-  }
-
-  // Several statements without parameters (the schema).
-  Status ExecScript(const char* sql) {
-    ResultPtr r(PQexec(conn_.get(), sql));
-    const ExecStatusType status = PQresultStatus(r.get());
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return {};
-    return StorageError(location_, PQresultErrorMessage(r.get()));
-  }
-
- private:
-  ConnPtr conn_;
-  std::string location_;
-  std::chrono::milliseconds delay_ = kFirstRetryDelay / 2;
-  std::chrono::steady_clock::time_point next_attempt_{};
-};
-
-Result<std::optional<std::string>> ReadMeta(Connection& c, std::string_view key) {
-  WSSTEP_ASSIGN_OR_RETURN(ResultPtr r,
-                          c.Run("SELECT value FROM meta WHERE key=$1", Params().Text(key)));
-  if (PQntuples(r.get()) == 0) return std::optional<std::string>();
-  return std::optional<std::string>(Row(r.get(), 0).Bytes(0));
-}
-
-Status WriteMeta(Connection& c, std::string_view key, std::string_view value) {
-  return c.Exec(
-      "INSERT INTO meta (key, value) VALUES ($1, $2) "
-      "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-      Params().Text(key).Bytes(value));
-}
-
-// Creates the tables of a new database, or checks an existing one's version, under a
-// transaction-scoped advisory lock (two plugins starting at once migrate once).
-Status Migrate(Connection& c, const std::string& location) {
-  WSSTEP_RETURN_IF_ERROR(c.Exec("BEGIN"));
-  auto rollback = [&c](Status s) {
-    (void)c.Exec("ROLLBACK");
-    return s;
-  };
-  Status s = c.Exec("SELECT pg_advisory_xact_lock($1)", Params().Int(kMigrationLockKey));
-  if (s.ok()) {
-    s = c.Exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL)");
-  }
-  if (!s.ok()) return rollback(s);
-  auto version_text = ReadMeta(c, "schema_version");
-  if (!version_text.ok()) return rollback(version_text.error());
-  const int version = version_text->has_value() ? std::stoi(**version_text) : 0;
-  if (version > kSchemaVersion) {
-    return rollback(Error(Code::kStorageError,
-                          location + ": the database holds a wsstep store of schema version " +
-                              std::to_string(version) + ", newer than this build's (" +
-                              std::to_string(kSchemaVersion) + ")",
-                          "run the newer wsstep this store was upgraded by", Side::kStore));
-  }
-  if (version < 1) {
-    s = c.ExecScript(kSchemaV1);
-    if (!s.ok()) return rollback(s);
-  }
-  if (version < 2) {
-    s = c.ExecScript(kSchemaV2);
-    if (!s.ok()) return rollback(s);
-  }
-  if (version < 3) {
-    s = c.ExecScript(kSchemaV3);
-    if (!s.ok()) return rollback(s);
-  }
-  if (version < 4) {
-    s = c.ExecScript(kSchemaV4);
-    if (!s.ok()) return rollback(s);
-  }
-  if (version < 5) {
-    s = c.ExecScript(kSchemaV5);
-    if (!s.ok()) return rollback(s);
-  }
-  if (version < kSchemaVersion) {
-    s = WriteMeta(c, "schema_version", std::to_string(kSchemaVersion));
-    if (!s.ok()) return rollback(s);
-  }
-  return c.Exec("COMMIT");
-}
 
 // One write transaction, begun under the writers' advisory lock (held until it ends).
 // Each entry it changes is stamped with the transaction's change cursor, and its commit
@@ -739,7 +346,6 @@ Result<EntryRows> ReadEntryRows(Connection& c, const std::string& condition, int
       condition.empty() ? "" : " WHERE entry_id IN (SELECT id FROM entries" + where + ")";
   // Child rows joined through an id index (COLLATE "C": byte order, as std::string).
   IdIndex by_id(entries);
-  auto find = [&](std::string_view id) { return by_id.Find(id); };
   {
     WSSTEP_ASSIGN_OR_RETURN(
         ResultPtr r, c.Run("SELECT entry_id, host, port, environment FROM bindings" + children +
@@ -747,7 +353,7 @@ Result<EntryRows> ReadEntryRows(Connection& c, const std::string& condition, int
                            filter));
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       const Row row(r.get(), i);
-      if (EntryMetadata* e = find(row.View(0))) {
+      if (EntryMetadata* e = by_id.Find(row.View(0))) {
         e->bindings.push_back(Binding{row.Text(1), static_cast<uint16_t>(row.Int(2)), row.Text(3)});
       }
     }
@@ -760,7 +366,7 @@ Result<EntryRows> ReadEntryRows(Connection& c, const std::string& condition, int
               filter));
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       const Row row(r.get(), i);
-      EntryMetadata* e = find(row.View(0));
+      EntryMetadata* e = by_id.Find(row.View(0));
       if (e == nullptr) continue;
       if (row.View(1) == "leaf") {
         e->certificate = ReadCertificateColumns(row, 2);
@@ -1063,7 +669,7 @@ StorageFactory PostgresStorageFactory(std::string conninfo) {
     }
     const std::string app = "wsstep pid " + std::to_string(::getpid()) + " on " + HostName();
     WSSTEP_ASSIGN_OR_RETURN(Connection writer, Connection::Open(conninfo, location, app));
-    WSSTEP_RETURN_IF_ERROR(Migrate(writer, location));
+    WSSTEP_RETURN_IF_ERROR(pg::Migrate(writer, location));
     WSSTEP_ASSIGN_OR_RETURN(Connection reader, Connection::Open(conninfo, location, app));
     WSSTEP_ASSIGN_OR_RETURN(Connection listener, Connection::Open(conninfo, location, app));
     // Unique per process and start: a claim made before a restart is not this one's.
