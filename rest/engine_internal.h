@@ -42,15 +42,10 @@ class StepTask;
 using StepTaskPtr = std::shared_ptr<StepTask>;
 
 // Whether a.Origin() == b.Origin(), without building either string: a step asks a few
-// times per request (is this hop its own origin?).
+// times per request (is this hop its own origin?). ParseHttpUrl keeps an IPv6 host without
+// its brackets, so equal hosts are equal text.
 inline bool SameOrigin(const UrlParts& a, const UrlParts& b) {
-  if (a.scheme != b.scheme || a.port != b.port) return false;
-  if (a.host_is_ipv6 == b.host_is_ipv6) return a.host == b.host;
-  // Origin() writes an IPv6 host in brackets: "[::1]" from either side is the same text.
-  const std::string& bare = a.host_is_ipv6 ? a.host : b.host;
-  const std::string& other = a.host_is_ipv6 ? b.host : a.host;
-  return other.size() == bare.size() + 2 && other.front() == '[' && other.back() == ']' &&
-         other.compare(1, bare.size(), bare) == 0;
+  return a.scheme == b.scheme && a.port == b.port && a.host == b.host;
 }
 
 // Where a step's transfers run: right here on a lent thread, or on an event loop.

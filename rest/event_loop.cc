@@ -96,8 +96,7 @@ void EventLoop::Signal() {
   }
 }
 
-int EventLoop::OnSocket(CURL* /*easy*/, curl_socket_t socket, int what, void* self,
-                        void* /*socketp*/) {
+int EventLoop::OnSocket(CURL* easy, curl_socket_t socket, int what, void* self, void* /*socketp*/) {
   auto* loop = static_cast<EventLoop*>(self);
   if (what == CURL_POLL_REMOVE) {
     // The socket may be closed already (then epoll dropped it by itself).
@@ -112,8 +111,11 @@ int EventLoop::OnSocket(CURL* /*easy*/, curl_socket_t socket, int what, void* se
   if (errno == ENOENT && ::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_ADD, socket, &ev) == 0) {
     return 0;
   }
-  // Not watched, the transfer would hang until its deadline: libcurl fails it instead.
-  return -1;
+  // Not watched (the kernel refused: out of memory, or max_user_watches), the transfer
+  // would hang until its deadline. Returning -1 would make libcurl abort every transfer
+  // of the loop; the loop ends this one alone once libcurl has returned.
+  loop->unwatched_.push_back(easy);
+  return 0;
 }
 
 int EventLoop::OnTimer(CURLM* /*multi*/, long timeout_ms, void* self) {
@@ -267,6 +269,10 @@ void EventLoop::Loop() {
       if (msg->msg == CURLMSG_DONE)
         Finish(msg->easy_handle, Transfer::Stop::kFinished, msg->data.result);
     }
+    // Transfers whose socket epoll would not watch: failed, as libcurl fails a transfer
+    // it cannot allocate for (Finish ignores one that ended meanwhile).
+    for (CURL* easy : unwatched_) Finish(easy, Transfer::Stop::kFinished, CURLE_OUT_OF_MEMORY);
+    unwatched_.clear();
 
     // Cancelled or past their deadline; the earliest deadline left bounds the wait.
     const auto now = steady_clock::now();

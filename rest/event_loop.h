@@ -123,6 +123,8 @@ class EventLoop {
   // The loop's thread only. A vector: a few dozen at most, and a step's entry costs no
   // allocation once the loop has run that many.
   std::vector<Running> running_;
+  // Transfers whose socket OnSocket could not add to the epoll set; the loop's thread only.
+  std::vector<CURL*> unwatched_;
   struct Timer {
     std::function<void()> fn;
     const CancelToken* cancel;
