@@ -351,7 +351,7 @@ int CertAudit(Client& client, const AuditFlags& f) {
     req.set_page_token(got.next_page_token());
   }
   return PrintResult(client.options(), all, [&] {
-    std::printf("%-20s %-18s %-24s %-24s %-20s %s\n", "TIME", "ACTION", "CERTIFICATE", "ACTOR",
+    std::printf("%-20s %-23s %-24s %-24s %-20s %s\n", "TIME", "ACTION", "CERTIFICATE", "ACTOR",
                 "OUTCOME", "DETAIL");
     for (const auto& e : all.events()) {
       std::string detail = e.message();
@@ -361,7 +361,7 @@ int CertAudit(Client& client, const AuditFlags& f) {
                  (e.step_id().empty() ? "" : " step " + e.step_id()) +
                  (detail.empty() ? "" : "; " + detail);
       }
-      std::printf("%-20s %-18s %-24s %-24s %-20s %s\n", FormatTime(e.time()).c_str(),
+      std::printf("%-20s %-23s %-24s %-24s %-20s %s\n", FormatTime(e.time()).c_str(),
                   EnumName(v1::AuditAction_Name(e.action()), "AUDIT_ACTION_").c_str(),
                   e.certificate_name().c_str(), e.actor().c_str(), e.outcome().c_str(),
                   detail.c_str());
