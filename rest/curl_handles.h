@@ -16,6 +16,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/ossl.h"
 
@@ -66,6 +68,62 @@ inline bool Append(SlistPtr& list, const std::string& line) {
   list.reset(next);
   return true;
 }
+
+// A request's own header lines as a curl_slist whose text and nodes this object owns,
+// ending in a tail it does not own (libcurl only reads a header list, so a tail built
+// once may end every request's list). One buffer holds the text of every line and one
+// vector the nodes, instead of libcurl's two allocations per line plus a walk to the end
+// for each append. The text may carry Authorization values: wiped on destruction, and
+// sized up front (Reserve) so that it is never moved, leaving a copy behind.
+class HeaderList {
+ public:
+  HeaderList() = default;
+  HeaderList(const HeaderList&) = delete;
+  HeaderList& operator=(const HeaderList&) = delete;
+  ~HeaderList() { OPENSSL_cleanse(text_.data(), text_.size()); }
+
+  // Room for `lines` lines whose names and values add up to `bytes`.
+  void Reserve(size_t lines, size_t bytes) {
+    text_.reserve(bytes + lines * 3);  // ": " and the terminating NUL
+    nodes_.reserve(lines);
+  }
+  // "name: value"; "name;" for an empty value (libcurl's way to send an empty header).
+  // A NUL ends the line there, as it would a C string handed to curl_slist_append.
+  void Add(std::string_view name, std::string_view value) {
+    const size_t start = text_.size();
+    text_.append(name);
+    if (value.empty()) {
+      text_.push_back(';');
+    } else {
+      text_.append(": ").append(value);
+    }
+    if (const size_t nul = text_.find('\0', start); nul != std::string::npos) {
+      OPENSSL_cleanse(text_.data() + nul, text_.size() - nul);
+      text_.resize(nul);
+    }
+    text_.push_back('\0');
+    ++lines_;
+  }
+  bool empty() const { return lines_ == 0; }
+  // The lines in the order added, then `tail`. Valid while this object lives and no line
+  // is added; null `tail` ends the list with the last line.
+  curl_slist* Link(curl_slist* tail) {
+    nodes_.clear();
+    nodes_.resize(lines_);
+    char* line = text_.data();
+    for (size_t i = 0; i < lines_; ++i) {
+      nodes_[i].data = line;
+      nodes_[i].next = i + 1 < lines_ ? &nodes_[i + 1] : tail;
+      line += std::strlen(line) + 1;
+    }
+    return lines_ == 0 ? tail : nodes_.data();
+  }
+
+ private:
+  std::string text_;  // the lines, each ended by a NUL
+  std::vector<curl_slist> nodes_;
+  size_t lines_ = 0;
+};
 
 }  // namespace wsstep::rest::curl
 

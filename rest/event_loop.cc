@@ -19,6 +19,9 @@ using std::chrono::steady_clock;
 
 using curl::CheckMulti;
 
+// The mark of a socket in the loop's epoll set (curl_multi_assign): its address only.
+char kWatched = 0;
+
 // A descriptor the loop cannot have (no epoll set, no eventfd) leaves it unable to wait
 // at all: loud, at construction, like a failed curl_multi_init.
 int CheckFd(int fd, const char* what) {
@@ -96,10 +99,11 @@ void EventLoop::Signal() {
   }
 }
 
-int EventLoop::OnSocket(CURL* easy, curl_socket_t socket, int what, void* self, void* /*socketp*/) {
+int EventLoop::OnSocket(CURL* easy, curl_socket_t socket, int what, void* self, void* socketp) {
   auto* loop = static_cast<EventLoop*>(self);
   if (what == CURL_POLL_REMOVE) {
-    // The socket may be closed already (then epoll dropped it by itself).
+    // The socket may be closed already (then epoll dropped it by itself). libcurl forgets
+    // the socket's mark (below) with it.
     (void)::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_DEL, socket, nullptr);
     return 0;
   }
@@ -107,8 +111,15 @@ int EventLoop::OnSocket(CURL* easy, curl_socket_t socket, int what, void* self, 
   ev.events =
       ((what & CURL_POLL_IN) != 0 ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) != 0 ? EPOLLOUT : 0u);
   ev.data.fd = socket;
-  if (::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_MOD, socket, &ev) == 0) return 0;
-  if (errno == ENOENT && ::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_ADD, socket, &ev) == 0) {
+  // A socket libcurl hands over again (a kept-alive connection's next transfer) was
+  // removed when the last one ended: added, then marked watched (curl_multi_assign) so
+  // that its changes of direction are one EPOLL_CTL_MOD each, never a failed MOD first.
+  if (socketp != nullptr && ::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_MOD, socket, &ev) == 0) {
+    return 0;
+  }
+  if (::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_ADD, socket, &ev) == 0 ||
+      (errno == EEXIST && ::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_MOD, socket, &ev) == 0)) {
+    if (socketp == nullptr) (void)curl_multi_assign(loop->multi_.get(), socket, &kWatched);
     return 0;
   }
   // Not watched (the kernel refused: out of memory, or max_user_watches), the transfer

@@ -56,20 +56,15 @@ struct TransferState {
   char error[CURL_ERROR_SIZE] = {0};
 };
 
-// The header lines every request without lines of its own sends: no Content-Type label
+// The header lines every request sends unless it sets them itself: no Content-Type label
 // (libcurl would add application/x-www-form-urlencoded to a body) and no Expect (no
-// 100-continue round trip). Built once and shared: libcurl only reads a header list, so
-// every transfer may send the same one at once. Null when it could not be allocated
-// (each transfer then builds its own).
-curl_slist* BareRequestHeaders() {
-  static curl_slist* const list = [] {
-    SlistPtr built;
-    if (!Append(built, "Content-Type:") || !Append(built, "Expect:"))
-      return static_cast<curl_slist*>(nullptr);
-    return built.release();  // lives as long as the process
-  }();
-  return list;
-}
+// 100-continue round trip). Static and shared: libcurl only reads a header list, so every
+// transfer may end its list with these nodes at once, and a request without lines of its
+// own (a bare GET, the warm path's usual step) sends them alone.
+char kNoContentTypeLine[] = "Content-Type:";
+char kNoExpectLine[] = "Expect:";
+curl_slist kNoExpect{kNoExpectLine, nullptr};
+curl_slist kNoContentTypeNoExpect{kNoContentTypeLine, &kNoExpect};
 
 // Installs the partition's TLS material on the SSL_CTX libcurl just made for a new
 // connection: certificate, key and chain from memory (never a file), the cached trust
@@ -354,7 +349,7 @@ struct Transfer::State {
   std::shared_ptr<Partition> partition;
   TransferLimits limits;
   TransferState st;
-  SlistPtr headers;
+  curl::HeaderList headers;  // the request's own lines, ending in the shared ones
   ConnectionTarget target;
   FailureContext failure;
   std::string shown_url;
@@ -411,40 +406,24 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   s.failure.verify_name = st.verify_name;
 
   bool has_content_type = false, has_user_agent = false;
-  // A request with no header lines of its own (a bare GET: the warm path's usual step)
-  // sends the shared list; otherwise its own list is built.
-  const bool bare =
-      request.headers.empty() && request.secret_headers.empty() && request.content_type.empty();
-  curl_slist* header_list = bare ? BareRequestHeaders() : nullptr;
+  size_t header_bytes = 0;
   for (const auto& h : request.headers) {
     has_content_type = has_content_type || EqualsIgnoreCase(h.name, "Content-Type");
     has_user_agent = has_user_agent || EqualsIgnoreCase(h.name, "User-Agent");
-    // "Name;" is libcurl's way to send a header with an empty value.
-    if (!Append(s.headers, h.value.empty() ? h.name + ";" : h.name + ": " + h.value)) {
-      return Error(Code::kInternal, "out of memory building headers");
-    }
+    header_bytes += h.name.size() + h.value.size();
   }
-  for (const auto& h : request.secret_headers) {
-    std::string line = h.name + ": ";
-    line.append(h.value.view());
-    bool ok = Append(s.headers, line);
-    OPENSSL_cleanse(line.data(), line.size());
-    if (!ok) return Error(Code::kInternal, "out of memory building headers");
-  }
+  for (const auto& h : request.secret_headers)
+    header_bytes += h.name.size() + h.value.view().size();
+  const bool own_content_type = !has_content_type && !request.content_type.empty();
+  s.headers.Reserve(request.headers.size() + request.secret_headers.size() + 1,
+                    header_bytes + 12 + request.content_type.size());
+  for (const auto& h : request.headers) s.headers.Add(h.name, h.value);
+  for (const auto& h : request.secret_headers) s.headers.Add(h.name, h.value.view());
+  if (own_content_type) s.headers.Add("Content-Type", request.content_type);
+  curl_slist* header_list =
+      s.headers.Link(has_content_type || own_content_type ? &kNoExpect : &kNoContentTypeNoExpect);
   bool send_body = !request.body.empty() || request.body_source != nullptr ||
                    request.method == "POST" || request.method == "PUT" || request.method == "PATCH";
-  if (header_list == nullptr) {
-    bool ok = true;
-    if (!has_content_type) {
-      // Without this libcurl would label every body application/x-www-form-urlencoded.
-      ok =
-          Append(s.headers, request.content_type.empty() ? "Content-Type:"
-                                                         : "Content-Type: " + request.content_type);
-    }
-    ok = ok && Append(s.headers, "Expect:");  // no 100-continue round trip
-    if (!ok) return Error(Code::kInternal, "out of memory building headers");
-    header_list = s.headers.get();
-  }
 
   CURL* easy = s.partition->Borrow();
   if (easy == nullptr) return Error(Code::kInternal, "curl_easy_init failed");
