@@ -191,12 +191,6 @@ std::string WorkersNote(const std::vector<int>& workers, double requests) {
          ", user + system CPU from /proc over " + FormatNumber(requests, 0) + " requests";
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return -1;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
 struct Figures {
   std::optional<Throughput> wrk1, wrk16, curl_ka, curl_ka16, curl_new, stime;
   // CPU µs per request or step (user + system, from /proc): the gateway's and the
@@ -206,8 +200,10 @@ struct Figures {
   // Single flow: each round's plugin p50 / (libcurl p50 + empty stream p50), per way.
   std::vector<double> single_unary_ratios, single_stream_ratios;
   std::string single_flow_error;
-  std::optional<Throughput> plugin1, plugin16, plugin_fresh, stream1, stream16, stream_noop1;
-  std::optional<Throughput> engine1, engine16, engine_fresh1, engine_full1;
+  // The plugin's CPU per refused stream call at 1 and N open: gRPC's and the dispatch's.
+  std::optional<double> stream_noop_cpu1, stream_noop_cpu16;
+  std::optional<Throughput> plugin16, plugin_fresh, stream16;
+  std::optional<Throughput> engine16, engine_fresh1, engine_full1;
   std::optional<double> p12_ratio, jks_ratio, p12_resolve_ratio, jks_resolve_ratio;
   std::optional<double> store_startup_s, store_resolve_p99_us, store_hot_p99_us, store_kib_per_entry;
   std::optional<double> cluster_startup_s, cluster_resolve_p99_us, cluster_propagation_p99_ms;
@@ -441,46 +437,56 @@ int RunAll(Options& o) {
       report.AddMissing(kSectionPlugin, "ExecuteRestStep (all rows)", r.error);
     } else {
       // A run's throughput rows, then the CPU each party spent per step in it.
-      auto run_rows = [&](const std::string& what, const std::optional<LoopOutcome>& loop, double plugin_us,
-                          double client_us, double origin_us) -> std::optional<Throughput> {
-        if (!loop) {
+      auto run_rows = [&](const std::string& what, const std::optional<PluginRun>& run) -> std::optional<Throughput> {
+        if (!run) {
           report.AddMissing(kSectionPlugin, what, r.error);
           return std::nullopt;
         }
-        auto t = FromLoop(report, kSectionPlugin, what, *loop, "steps/s");
+        auto t = FromLoop(report, kSectionPlugin, what, run->loop, "steps/s");
         if (!t) return t;
-        if (plugin_us >= 0) {
-          report.AddFigure(kSectionPlugin, what + ": plugin CPU per step (all threads)", plugin_us, "µs", 1,
-                           client_us >= 0 ? "load generator (this process) " + FormatNumber(client_us, 1) + " µs/step"
-                                          : "");
+        if (run->cpu_us_per_step >= 0) {
+          report.AddFigure(kSectionPlugin, what + ": plugin CPU per step (all threads)", run->cpu_us_per_step, "µs", 1,
+                           run->client_cpu_us_per_step >= 0
+                               ? "load generator (this process) " + FormatNumber(run->client_cpu_us_per_step, 1) +
+                                     " µs/step"
+                               : "");
         }
-        if (origin_us >= 0) {
-          report.AddFigure(kSectionPlugin, what + ": origin worker CPU per step", origin_us, "µs", 1,
+        if (run->origin_cpu_us_per_step >= 0) {
+          report.AddFigure(kSectionPlugin, what + ": origin worker CPU per step", run->origin_cpu_us_per_step, "µs", 1,
                            WorkersNote(origin_workers, static_cast<double>(t->count)));
         }
         return t;
       };
-      fig.plugin1 = run_rows("keep-alive, 1 in flight", r.warm_single, r.cpu_us_per_step_single,
-                             r.client_cpu_us_per_step_single, r.origin_cpu_us_per_step_single);
-      fig.plugin16 = run_rows("keep-alive, " + n + " in flight", r.warm_many, r.cpu_us_per_step_many,
-                              r.client_cpu_us_per_step_many, r.origin_cpu_us_per_step_many);
-      fig.stream1 = run_rows("ExecuteSteps stream, 1 call open", r.stream_single, r.cpu_us_per_step_stream_single,
-                             r.client_cpu_us_per_step_stream_single, r.origin_cpu_us_per_step_stream_single);
-      fig.stream16 = run_rows("ExecuteSteps stream, " + n + " calls open", r.stream_many,
-                              r.cpu_us_per_step_stream_many, r.client_cpu_us_per_step_stream_many,
-                              r.origin_cpu_us_per_step_stream_many);
+      run_rows("keep-alive, 1 in flight", r.warm_single);
+      fig.plugin16 = run_rows("keep-alive, " + n + " in flight", r.warm_many);
+      run_rows("ExecuteSteps stream, 1 call open", r.stream_single);
+      fig.stream16 = run_rows("ExecuteSteps stream, " + n + " calls open", r.stream_many);
       auto known = [](double v) { return v >= 0 ? std::optional<double>(v) : std::nullopt; };
       if (fig.plugin16) {
-        fig.plugin_cpu16 = known(r.cpu_us_per_step_many);
-        fig.plugin_origin_cpu16 = known(r.origin_cpu_us_per_step_many);
+        fig.plugin_cpu16 = known(r.warm_many->cpu_us_per_step);
+        fig.plugin_origin_cpu16 = known(r.warm_many->origin_cpu_us_per_step);
       }
       if (fig.stream16) {
-        fig.stream_cpu16 = known(r.cpu_us_per_step_stream_many);
-        fig.stream_origin_cpu16 = known(r.origin_cpu_us_per_step_stream_many);
+        fig.stream_cpu16 = known(r.stream_many->cpu_us_per_step);
+        fig.stream_origin_cpu16 = known(r.stream_many->origin_cpu_us_per_step);
       }
-      if (r.stream_noop_single) {
-        fig.stream_noop1 = FromLoop(report, kSectionPlugin, "ExecuteSteps stream round trip alone (a call refused at once), 1 open",
-                                    *r.stream_noop_single, "calls/s", "transport floor of a stream call, for comparison");
+      // The refused stream calls: the stream's round trip, and the CPU a call costs the
+      // plugin before any step work (alone on its messages, and 16 sharing them).
+      for (auto [open, run] : {std::pair{std::string("1"), &r.stream_noop_single}, std::pair{n, &r.stream_noop_many}}) {
+        const std::string what = "ExecuteSteps stream round trip alone (a call refused at once), " + open + " open";
+        if (!*run) {
+          report.AddMissing(kSectionPlugin, what, "the refused calls did not run");
+          continue;
+        }
+        if (open == "1") {
+          FromLoop(report, kSectionPlugin, what, (*run)->loop, "calls/s", "transport floor of a stream call, for comparison");
+        }
+        if ((*run)->cpu_us_per_step < 0) continue;
+        (open == "1" ? fig.stream_noop_cpu1 : fig.stream_noop_cpu16) = (*run)->cpu_us_per_step;
+        report.AddFigure(kSectionPlugin, what + ": plugin CPU per call (all threads)", (*run)->cpu_us_per_step, "µs", 1,
+                         open == "1" ? "gRPC and the dispatch, a message each way per call"
+                                     : "gRPC and the dispatch, the calls answered together share messages: " +
+                                           FormatNumber((*run)->loop.throughput.per_second, 0) + " calls/s");
       }
       if (r.health_single) {
         FromLoop(report, kSectionPlugin, "gRPC round trip alone (Health/Check), 1 in flight", *r.health_single,
@@ -524,12 +530,12 @@ int RunAll(Options& o) {
       std::filesystem::create_directories(p.work_dir + "/" + side);
     }
     p.warmup = o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1));
-    // Many short rounds: the median of 7 resolves a few percent where one long run
+    // Many short rounds: the median of 9 resolves a few percent where one long run
     // cannot (this machine's noise is larger than that).
     p.duration = o.smoke ? duration : std::max<Nanos>(duration / 4, std::chrono::seconds(2));
     p.max_count = o.max_count;
     p.in_flight = o.in_flight;
-    constexpr int kRounds = 7;
+    constexpr int kRounds = 9;
     const std::string what = "CPU per warm step (stream, " + n + " open): metrics + tracing on / off";
     ObservabilityBenchResult r = RunObservabilityBench(p, kRounds);
     if (!r.error.empty()) {
@@ -551,8 +557,22 @@ int RunAll(Options& o) {
                        rounds(r.on_cpu_us) + "; its endpoint counted " +
                            FormatNumber(r.scraped_http_steps, 0) + " HTTP steps (" +
                            std::to_string(r.on_steps) + " measured + warm-up)");
-      report.AddRatio(what, Ratio(r.on_median_us, r.off_median_us), RatioTarget::AtMost(1.03), "×",
-                      "metrics alone: " + FormatNumber(Ratio(r.metrics_median_us, r.off_median_us), 3) + "×");
+      // Paired by round: the three sides of one round ran back to back, so the machine's
+      // drift between rounds cancels out of each round's ratio.
+      auto paired = [&](const std::vector<double>& side) {
+        std::vector<double> ratios;
+        for (size_t i = 0; i < side.size() && i < r.off_cpu_us.size(); ++i) {
+          ratios.push_back(Ratio(side[i], r.off_cpu_us[i]));
+        }
+        return ratios;
+      };
+      const std::vector<double> on_ratios = paired(r.on_cpu_us), metrics_ratios = paired(r.metrics_cpu_us);
+      std::string per_round;
+      for (double x : on_ratios) per_round += (per_round.empty() ? "" : ", ") + FormatNumber(x, 3);
+      report.AddRatio(what, Median(on_ratios), RatioTarget::AtMost(1.03), "×",
+                      "median of the rounds' on / off: " + per_round +
+                          "; ratio of the medians: " + FormatNumber(Ratio(r.on_median_us, r.off_median_us), 3) +
+                          "×; metrics alone: " + FormatNumber(Median(metrics_ratios), 3) + "×");
     }
   } else {
     report.AddSkippedRatio("CPU per warm step: metrics + tracing on / off", RatioTarget::AtMost(1.03));
@@ -583,7 +603,7 @@ int RunAll(Options& o) {
             std::to_string(after.resumed_sessions - before.resumed_sessions) + " resumed)";
         return FromLoop(report, kSectionEngine, what, outcome, "steps/s", counters);
       };
-      fig.engine1 = run("keep-alive, 1 in flight", 1, Connections::kKeepAlive);
+      run("keep-alive, 1 in flight", 1, Connections::kKeepAlive);
       fig.engine16 = run("keep-alive, " + n + " in flight", o.in_flight, Connections::kKeepAlive);
       if (!o.keepalive_only) {
         fig.engine_fresh1 = run("no reuse (session resumed), 1 in flight", 1, Connections::kNewResumed);
@@ -838,6 +858,13 @@ int RunAll(Options& o) {
     if (fig.gateway_cpu16) cpu = "gateway " + FormatNumber(*fig.gateway_cpu16, 1) + " µs/request";
     if (fig.stream_cpu16) cpu += "; stream " + FormatNumber(*fig.stream_cpu16, 1) + " µs/step";
     if (fig.plugin_cpu16) cpu += "; ExecuteRestStep " + FormatNumber(*fig.plugin_cpu16, 1) + " µs/step";
+    // What gRPC and the dispatch cost a call before any step work (a refused call at the
+    // same concurrency): the rest of a stream step's CPU is the step's own.
+    if (fig.stream_noop_cpu1 && fig.stream_noop_cpu16) {
+      cpu += "; a refused stream call (gRPC and the dispatch alone) " + FormatNumber(*fig.stream_noop_cpu1, 1) +
+             " µs with a message each way, " + FormatNumber(*fig.stream_noop_cpu16, 1) + " µs with " + n +
+             " sharing messages";
+    }
     // The origin does the same work whoever calls it: shown so the reader can check.
     std::string origin;
     if (fig.origin_cpu_wrk16) origin = "origin workers " + FormatNumber(*fig.origin_cpu_wrk16, 1) + " µs/request under the gateway";

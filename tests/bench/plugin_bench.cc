@@ -430,38 +430,30 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
 
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
   Drive(&client, steps, warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
-  auto measure = [&](int in_flight, double* cpu_us_per_step, double* client_cpu_us_per_step,
-                     double* origin_cpu_us_per_step, bool stream = false) {
+  auto measure = [&](int in_flight, bool stream) -> std::optional<PluginRun> {
     PluginRun run = MeasureRun(process->pid(), o.origin_pids, [&] {
       return stream ? DriveStream(steps, &warm, in_flight, o.duration, o.max_count)
                     : Drive(&client, steps, warm, in_flight, o.duration, o.max_count, nullptr);
     });
-    *cpu_us_per_step = run.cpu_us_per_step;
-    *client_cpu_us_per_step = run.client_cpu_us_per_step;
-    *origin_cpu_us_per_step = run.origin_cpu_us_per_step;
-    return run.loop;
-  };
-  result.warm_single = measure(1, &result.cpu_us_per_step_single, &result.client_cpu_us_per_step_single,
-                               &result.origin_cpu_us_per_step_single);
-  result.warm_many = measure(o.in_flight, &result.cpu_us_per_step_many, &result.client_cpu_us_per_step_many,
-                             &result.origin_cpu_us_per_step_many);
-  result.stream_single = measure(1, &result.cpu_us_per_step_stream_single,
-                                 &result.client_cpu_us_per_step_stream_single,
-                                 &result.origin_cpu_us_per_step_stream_single, true);
-  result.stream_many = measure(o.in_flight, &result.cpu_us_per_step_stream_many,
-                               &result.client_cpu_us_per_step_stream_many,
-                               &result.origin_cpu_us_per_step_stream_many, true);
-  for (auto* run : {&result.warm_single, &result.warm_many, &result.stream_single, &result.stream_many}) {
-    if (std::string e = LoopError(**run); !e.empty()) {
+    if (std::string e = LoopError(run.loop); !e.empty()) {
       result.error = e;
-      run->reset();
+      return std::nullopt;
     }
-  }
+    return run;
+  };
+  result.warm_single = measure(1, false);
+  result.warm_many = measure(o.in_flight, false);
+  result.stream_single = measure(1, true);
+  result.stream_many = measure(o.in_flight, true);
 
   if (o.libcurl_round) RunSingleFlowRounds(o, launched, client, result);
 
-  LoopOutcome noop = DriveStream(steps, nullptr, 1, o.duration / 2, o.max_count);
-  if (LoopError(noop).empty()) result.stream_noop_single = noop;
+  for (auto [open, slot] : {std::pair{1, &result.stream_noop_single}, std::pair{o.in_flight, &result.stream_noop_many}}) {
+    PluginRun noop = MeasureRun(process->pid(), o.origin_pids, [&, open = open] {
+      return DriveStream(steps, nullptr, open, o.duration / 2, o.max_count);
+    });
+    if (LoopError(noop.loop).empty()) *slot = noop;
+  }
 
   auto health = grpc::health::v1::Health::NewStub(channel);
   LoopOutcome h = DriveHealth(&client, health.get(), o.duration / 2, o.max_count);
@@ -514,12 +506,6 @@ double SeriesValue(const std::string& text, const std::string& series) {
     }
   }
   return -1;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return -1;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 }  // namespace

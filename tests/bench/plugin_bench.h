@@ -68,14 +68,19 @@ struct SingleFlowRound {
 struct PluginBenchResult {
   // Why nothing could be measured (launch, import or the first step failed); "" if fine.
   std::string error;
-  std::optional<LoopOutcome> warm_single;  // keep-alive, 1 in flight
-  std::optional<LoopOutcome> warm_many;    // keep-alive, in_flight
+  std::optional<PluginRun> warm_single;  // ExecuteRestStep keep-alive, 1 in flight
+  std::optional<PluginRun> warm_many;    // ExecuteRestStep keep-alive, in_flight
   // The same steps as calls on one ExecuteSteps stream (1 and in_flight open at once).
-  std::optional<LoopOutcome> stream_single;
-  std::optional<LoopOutcome> stream_many;
+  std::optional<PluginRun> stream_single;
+  std::optional<PluginRun> stream_many;
   // A stream call that the plugin refuses at once (neither rest nor soap), 1 open: the
-  // stream's own round trip, so the table can tell transport cost from step cost.
-  std::optional<LoopOutcome> stream_noop_single;
+  // stream's own round trip, so the table can tell transport cost from step cost; with
+  // the plugin's CPU per call: what gRPC and the server's dispatch cost a call that has
+  // a message each way to itself.
+  std::optional<PluginRun> stream_noop_single;
+  // The same refused calls, in_flight open at once: answered together, so they share
+  // messages, and the CPU per call shows what batching saves.
+  std::optional<PluginRun> stream_noop_many;
   // grpc.health.v1.Health/Check, 1 in flight: the gRPC round trip alone, so the table
   // can tell transport cost from step cost.
   std::optional<LoopOutcome> health_single;
@@ -85,24 +90,6 @@ struct PluginBenchResult {
   std::optional<LoopOutcome> fresh_single;
   std::string fresh_error;
   std::string fresh_note;
-  // CPU time the plugin process used per step (user + system, all its threads) during
-  // the two keep-alive measurements: tells work from waiting; negative if unknown.
-  double cpu_us_per_step_single = -1;
-  double cpu_us_per_step_many = -1;
-  // The same for this process, the load generator (gRPC client): it shares the machine
-  // with the plugin, so a costly client would lower the plugin's figures.
-  double client_cpu_us_per_step_single = -1;
-  double client_cpu_us_per_step_many = -1;
-  double cpu_us_per_step_stream_single = -1;
-  double cpu_us_per_step_stream_many = -1;
-  double client_cpu_us_per_step_stream_single = -1;
-  double client_cpu_us_per_step_stream_many = -1;
-  // The origin's workers' CPU per step in the same four runs (single, many, stream
-  // single, stream many); negative if unknown.
-  double origin_cpu_us_per_step_single = -1;
-  double origin_cpu_us_per_step_many = -1;
-  double origin_cpu_us_per_step_stream_single = -1;
-  double origin_cpu_us_per_step_stream_many = -1;
   // The single-flow rounds, in the order they ran; `single_flow_error` says why there
   // are fewer than asked for ("" when all ran).
   std::vector<SingleFlowRound> single_flow;

@@ -30,9 +30,9 @@ inline Clock::time_point Now() { return Clock::now(); }
 
 // What one measured loop produced.
 struct Throughput {
-  uint64_t count = 0;        // operations completed successfully
-  double seconds = 0;        // wall time of the measured loop
-  double per_second = 0;     // count / seconds
+  uint64_t count = 0;     // operations completed successfully
+  double seconds = 0;     // wall time of the measured loop
+  double per_second = 0;  // count / seconds
   double p50_us = 0;
   double p99_us = 0;
   double mean_us = 0;
@@ -81,6 +81,9 @@ int CoreCount();
 
 // "12 345.6"-style formatting helpers for the report.
 std::string FormatNumber(double v, int decimals);
+
+// The median of `v`; -1 when it is empty.
+double Median(std::vector<double> v);
 
 }  // namespace wsstep::bench
 

@@ -178,7 +178,11 @@ FormatsResult RunFormatsBench(rest::RestEngine& engine, const FormatsOptions& o)
     round_options.workers = 1;
     rest::RestEngine round_engine(std::move(round_options));
     current = &round_engine;
-    for (size_t f = 0; f < requests.size(); ++f) {  // the round's connections, not timed
+    // The round's connections, not timed, made in the round's order too: the origin's
+    // workers take new connections in turn, so a fixed order would put one format on
+    // the same worker in every round.
+    for (size_t k = 0; k < requests.size(); ++k) {
+      const size_t f = (k + static_cast<size_t>(round)) % requests.size();
       if (std::string e = one_call(requests[f]); !e.empty()) {
         result.error = result.formats[f].format + ": " + e;
         return result;
