@@ -413,14 +413,14 @@ int RunAll(Options& o) {
     p.origin_port = origin.port();
     p.path = std::string(kPath);
     p.files = files;
+    std::istringstream prefix(o.plugin_prefix);
+    for (std::string word; prefix >> word;) p.prefix.push_back(word);
     return p;
   };
 
   if (o.Runs("plugin")) {
     std::cerr << "[bench] plugin " << o.plugin << "\n";
     PluginBenchOptions p = plugin_options("plugin");
-    std::istringstream prefix(o.plugin_prefix);
-    for (std::string word; prefix >> word;) p.prefix.push_back(word);
     p.warmup = o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1));
     p.duration = duration;
     p.max_count = o.max_count;
@@ -526,9 +526,6 @@ int RunAll(Options& o) {
   if (o.Runs("observability")) {
     std::cerr << "[bench] metrics and tracing off / on\n";
     PluginBenchOptions p = plugin_options("observability");
-    for (const char* side : {"off", "metrics", "on"}) {
-      std::filesystem::create_directories(p.work_dir + "/" + side);
-    }
     p.warmup = o.smoke ? Nanos(std::chrono::milliseconds(200)) : Nanos(std::chrono::seconds(1));
     // Many short rounds: the median of 9 resolves a few percent where one long run
     // cannot (this machine's noise is larger than that).
@@ -554,9 +551,9 @@ int RunAll(Options& o) {
       report.AddFigure(kSectionObservability,
                        "plugin CPU per step, metrics on + traceparent propagated", r.on_median_us,
                        "µs", 1,
-                       rounds(r.on_cpu_us) + "; its endpoint counted " +
-                           FormatNumber(r.scraped_http_steps, 0) + " HTTP steps (" +
-                           std::to_string(r.on_steps) + " measured + warm-up)");
+                       rounds(r.on_cpu_us) + "; their endpoints counted " +
+                           FormatNumber(r.scraped_http_steps, 0) + " HTTP steps of the " +
+                           std::to_string(r.on_steps) + " they ran");
       // Paired by round: the three sides of one round ran back to back, so the machine's
       // drift between rounds cancels out of each round's ratio.
       auto paired = [&](const std::vector<double>& side) {
@@ -1030,7 +1027,7 @@ int main(int argc, char** argv) {
   app.add_flag("--keepalive-only", o.keepalive_only,
                "skip the new-connection rows (e.g. to profile only the warm per-step path)");
   app.add_option("--plugin-prefix", o.plugin_prefix,
-                 "run the plugin under this command (absolute path first), e.g. \"/usr/bin/valgrind --tool=callgrind\"");
+                 "run every plugin the plugin, observability and isolation phases launch under this command (absolute path first), e.g. \"/usr/bin/valgrind --tool=callgrind\"");
   app.add_option("--only", o.only,
                  "comma-separated phases: wrk,curl,stime,plugin,observability,isolation,engine,formats,store,cluster");
 

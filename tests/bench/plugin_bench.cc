@@ -510,6 +510,20 @@ double SeriesValue(const std::string& text, const std::string& series) {
 
 }  // namespace
 
+// The endpoint a plugin launched with WSSTEP_METRICS_LISTEN announced on its stderr;
+// "" when none.
+std::string MetricsUrl(const std::string& log_path) {
+  std::ifstream log(log_path);
+  std::stringstream text;
+  text << log.rdbuf();
+  const std::string stderr_text = text.str();
+  const std::string key = "\"metrics\":\"";
+  const size_t at = stderr_text.find(key);
+  if (at == std::string::npos) return "";
+  const size_t from = at + key.size();
+  return stderr_text.substr(from, stderr_text.find('"', from) - from);
+}
+
 ObservabilityBenchResult RunObservabilityBench(const PluginBenchOptions& o, int rounds) {
   ObservabilityBenchResult result;
   // Every step on a traced stream is a span of the host's trace, and goes out with a
@@ -520,68 +534,64 @@ ObservabilityBenchResult RunObservabilityBench(const PluginBenchOptions& o, int 
     std::vector<std::pair<std::string, std::string>> env;
     bool traced;
     std::vector<double>* cpu;
-    LaunchedPlugin plugin;
   };
-  Side sides[] = {
-      {"off", {}, false, &result.off_cpu_us, {}},
-      {"metrics", {{"WSSTEP_METRICS_LISTEN", "127.0.0.1:0"}}, false, &result.metrics_cpu_us, {}},
+  const Side sides[] = {
+      {"off", {}, false, &result.off_cpu_us},
+      {"metrics", {{"WSSTEP_METRICS_LISTEN", "127.0.0.1:0"}}, false, &result.metrics_cpu_us},
       {"on",
        {{"WSSTEP_METRICS_LISTEN", "127.0.0.1:0"}, {"WSSTEP_PROPAGATE_TRACE_CONTEXT", "true"}},
        true,
-       &result.on_cpu_us,
-       {}},
+       &result.on_cpu_us},
   };
-  for (Side& side : sides) {
-    side.plugin = LaunchPlugin(o, o.work_dir + "/" + side.dir, side.env);
-    if (side.plugin.error.empty() || !result.error.empty()) continue;
-    result.error = side.plugin.error;
-    if (std::string tail = LogTail(side.plugin.log_path); !tail.empty()) {
-      result.error += "; plugin stderr: " + tail;
-    }
-  }
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
-  auto drive = [&](Side& side, Nanos duration, uint64_t max_count) {
-    return DriveStream(side.plugin.steps.get(), &warm, o.in_flight, duration, max_count,
-                       side.traced ? traceparent : "");
-  };
-  if (result.error.empty()) {
-    for (Side& side : sides) drive(side, o.warmup, 0);
-  }
   // Interleaved rounds, each in another order, so that a noisy moment of the machine
-  // (or running first) does not favour one side.
+  // (or running first) does not favour one side. Each side's plugin is a new process in
+  // every round: one process can stay several percent faster or slower than another
+  // running the same binary for as long as it lives (where its threads and heap
+  // landed), which interleaving alone cannot spread over the sides.
   constexpr size_t kSides = sizeof(sides) / sizeof(sides[0]);
+  double scraped = 0;
   for (int round = 0; round < rounds && result.error.empty(); ++round) {
     for (size_t i = 0; i < kSides && result.error.empty(); ++i) {
-      Side& side = sides[(static_cast<size_t>(round) + i) % kSides];
-      const double cpu0 = ProcessCpuSeconds(side.plugin.process->pid());
-      LoopOutcome out = drive(side, o.duration, o.max_count);
-      const double cpu1 = ProcessCpuSeconds(side.plugin.process->pid());
-      if (std::string e = LoopError(out); !e.empty()) {
-        result.error = e;
-        break;
+      const Side& side = sides[(static_cast<size_t>(round) + i) % kSides];
+      const std::string dir = o.work_dir + "/" + side.dir + "/round-" + std::to_string(round + 1);
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      LaunchedPlugin plugin = LaunchPlugin(o, dir, side.env);
+      auto drive = [&](Nanos duration, uint64_t max_count) {
+        return DriveStream(plugin.steps.get(), &warm, o.in_flight, duration, max_count,
+                           side.traced ? traceparent : "");
+      };
+      LoopOutcome warmed;
+      if (plugin.error.empty()) warmed = drive(o.warmup, 0);
+      const double cpu0 = plugin.error.empty() ? ProcessCpuSeconds(plugin.process->pid()) : -1;
+      LoopOutcome out;
+      if (plugin.error.empty()) out = drive(o.duration, o.max_count);
+      const double cpu1 = plugin.error.empty() ? ProcessCpuSeconds(plugin.process->pid()) : -1;
+      if (!plugin.error.empty()) {
+        result.error = std::string(side.dir) + ": " + plugin.error;
+      } else if (std::string e = LoopError(out); !e.empty()) {
+        result.error = std::string(side.dir) + ": " + e;
+      } else {
+        side.cpu->push_back((cpu1 - cpu0) * 1e6 / static_cast<double>(out.throughput.count));
       }
-      side.cpu->push_back((cpu1 - cpu0) * 1e6 / static_cast<double>(out.throughput.count));
-      if (side.traced) result.on_steps += out.throughput.count;
+      if (!result.error.empty()) {
+        if (std::string tail = LogTail(plugin.log_path); !tail.empty()) result.error += "; plugin stderr: " + tail;
+      } else if (side.traced) {
+        // The observed plugin really counted: what its endpoint says after its run (the
+        // launch's first step, the warm-up and the measured steps).
+        result.on_steps += out.throughput.count + warmed.throughput.count + 1;
+        const double counted = SeriesValue(HttpGet(MetricsUrl(plugin.log_path)),
+                                           R"(wsstep_steps_total{code="",kind="rest",outcome="http"})");
+        scraped = counted < 0 || scraped < 0 ? -1 : scraped + counted;
+      }
+      plugin.Stop();
     }
   }
   result.off_median_us = Median(result.off_cpu_us);
   result.metrics_median_us = Median(result.metrics_cpu_us);
   result.on_median_us = Median(result.on_cpu_us);
-  if (result.error.empty()) {
-    // The observed plugin really counted: what its endpoint says after the rounds.
-    std::ifstream log(sides[kSides - 1].plugin.log_path);
-    std::stringstream text;
-    text << log.rdbuf();
-    const std::string stderr_text = text.str();
-    const std::string key = "\"metrics\":\"";
-    if (const size_t at = stderr_text.find(key); at != std::string::npos) {
-      const size_t from = at + key.size();
-      const std::string url = stderr_text.substr(from, stderr_text.find('"', from) - from);
-      result.scraped_http_steps = SeriesValue(
-          HttpGet(url), R"(wsstep_steps_total{code="",kind="rest",outcome="http"})");
-    }
-  }
-  for (Side& side : sides) side.plugin.Stop();
+  if (result.error.empty()) result.scraped_http_steps = scraped;
   return result;
 }
 

@@ -99,20 +99,21 @@ struct PluginBenchResult {
 
 PluginBenchResult RunPluginBench(const PluginBenchOptions& options);
 
-// What metrics and tracing cost a warm step (PRODUCT.md §5: at most 3%). Three plugins
-// run side by side: one plain, one with Prometheus metrics on (WSSTEP_METRICS_LISTEN),
-// and one with metrics and trace propagation on (WSSTEP_PROPAGATE_TRACE_CONTEXT) whose
-// stream carries a host traceparent, so that every step is traced and sends a child
-// traceparent. Each round drives `in_flight` stream calls on each of them in turn for
-// `duration`; the plugin's CPU per step (all threads, /proc) is taken per round.
+// What metrics and tracing cost a warm step (PRODUCT.md §5: at most 3%). Three sides: a
+// plain plugin, one with Prometheus metrics on (WSSTEP_METRICS_LISTEN), and one with
+// metrics and trace propagation on (WSSTEP_PROPAGATE_TRACE_CONTEXT) whose stream carries
+// a host traceparent, so that every step is traced and sends a child traceparent. Each
+// round launches each side's plugin anew (in a rotating order), warms it and drives
+// `in_flight` stream calls for `duration`; the plugin's CPU per step (all threads,
+// /proc) is taken per round.
 struct ObservabilityBenchResult {
   std::string error;  // "" when every round ran
   std::vector<double> off_cpu_us, metrics_cpu_us, on_cpu_us;  // CPU µs per step, per round
   double off_median_us = -1;
   double metrics_median_us = -1;
   double on_median_us = -1;
-  uint64_t on_steps = 0;            // steps measured on the observed plugin
-  double scraped_http_steps = -1;   // its wsstep_steps_total for them, scraped at the end
+  uint64_t on_steps = 0;            // steps the observed plugins ran (launch, warm-up, measured)
+  double scraped_http_steps = -1;   // their wsstep_steps_total, scraped after each run
 };
 ObservabilityBenchResult RunObservabilityBench(const PluginBenchOptions& options, int rounds);
 
