@@ -13,6 +13,7 @@ WSSTEP_PACKAGES=(
   libxmlsec1-dev libxmlsec1-openssl xmlsec1 python3-xmlsec python3-zeep
   clang libclang-rt-14-dev
   prometheus-cpp-dev prometheus
+  libgoogle-perftools-dev
   postgresql-15 libpq-dev
   golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-goprotobuf-dev
 )
