@@ -11,6 +11,9 @@ namespace wsstep::core {
 
 namespace {
 
+// How many lookups ahead IdIndex::Find prefetches an entry.
+constexpr size_t kPrefetchAhead = 8;
+
 // The first 8 bytes of `id`, big-endian, zero-padded: integer order is byte order.
 uint64_t IdPrefix(std::string_view id) {
   uint64_t prefix = 0;
@@ -48,6 +51,18 @@ EntryMetadata* IdIndex::Find(std::string_view id) {
     while (pos < keys_.size() && Before(keys_[pos], prefix, id)) ++pos;
   }
   next_ = pos;
+  // Child rows come in id order, so the entries of the next keys are the next to be read
+  // (the id) and written (the caller attaches the row to the bindings or the leaf's
+  // facts): each was a cache miss, the entries being in table order (a seventh of Open's
+  // time with 100,000 entries). Prefetch them a few lookups ahead, from the id to the
+  // end of the leaf's facts.
+  if (pos + kPrefetchAhead < keys_.size()) {
+    const EntryMetadata& ahead = entries_[keys_[pos + kPrefetchAhead].pos];
+    const char* end = reinterpret_cast<const char*>(&ahead.certificate + 1);
+    for (const char* p = reinterpret_cast<const char*>(&ahead); p < end; p += 64) {
+      __builtin_prefetch(p, 1);
+    }
+  }
   if (pos == keys_.size() || keys_[pos].prefix != prefix) return nullptr;
   EntryMetadata& e = entries_[keys_[pos].pos];
   return e.id == id ? &e : nullptr;

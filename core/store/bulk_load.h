@@ -24,8 +24,9 @@ namespace wsstep::core {
 // are kept beside its position and sorted, so a lookup compares in sequential memory and
 // reads an entry's own id only on a prefix tie and to confirm a match: a binary search
 // or merge join through the entries' strings missed the cache at every comparison.
-// Lookups in ascending id order (ORDER BY entry_id) resume where the previous one ended;
-// an id that comes out of order is found by a binary search. `entries` must outlive the
+// Lookups in ascending id order (ORDER BY entry_id) resume where the previous one ended
+// and prefetch the entries of the next few ids; an id that comes out of order is found by
+// a binary search. `entries` must outlive the
 // index and keep its order and ids while the index is used.
 class IdIndex {
  public:

@@ -327,23 +327,79 @@ int StoreGenerateMain(const StoreScaleOptions& o) {
   return 0;
 }
 
-int StoreMeasureMain(const StoreScaleOptions& o) {
+namespace {
+
+// The bytes malloc holds for a heap block the entries own (its usable size and the
+// 8-byte chunk header), 0 for null.
+size_t ChunkBytes(const void* p) { return p == nullptr ? 0 : ::malloc_usable_size(const_cast<void*>(p)) + 8; }
+size_t HeapBytes(const std::string& s) { return s.capacity() > 15 ? ChunkBytes(s.data()) : 0; }
+template <typename T>
+size_t HeapBytes(const std::vector<T>& v) {
+  return v.capacity() > 0 ? ChunkBytes(v.data()) : 0;
+}
+size_t HeapBytes(const core::CertificateInfo& c) {
+  size_t n = HeapBytes(c.subject) + HeapBytes(c.issuer) + HeapBytes(c.serial) +
+             HeapBytes(c.key_algorithm) + HeapBytes(c.curve) + HeapBytes(c.sha256_fingerprint) +
+             HeapBytes(c.sans);
+  for (const auto& san : c.sans) n += HeapBytes(san);
+  return n;
+}
+
+// Where the entries' bytes are, per entry: the struct the snapshot holds, then the heap
+// blocks its fields own (malloc's usable size + chunk header; std::map nodes estimated
+// as 32 bytes of node header + key + value), and the rest of the heap growth (the
+// snapshot's index, its pointer vector, the slot array). Walks the entries once.
+void EmitEntryBytes(const CertificateStore& store, uint64_t heap_growth_kib) {
+  auto snapshot = store.snapshot();
+  const double n = static_cast<double>(std::max<size_t>(1, snapshot->size()));
+  size_t own = 0, bindings = 0, certificate = 0, chain = 0, trusted = 0, other = 0;
+  for (const auto& shared : snapshot->entries()) {
+    const core::EntryMetadata& e = *shared;
+    own += HeapBytes(e.id) + HeapBytes(e.name) + HeapBytes(e.description) + HeapBytes(e.key_alias) +
+           HeapBytes(e.notifications.alert_ref);
+    bindings += HeapBytes(e.bindings);
+    for (const auto& b : e.bindings) bindings += HeapBytes(b.host) + HeapBytes(b.environment);
+    if (e.certificate) certificate += HeapBytes(*e.certificate);
+    chain += HeapBytes(e.chain_subjects);
+    for (const auto& c : e.chain_subjects) chain += HeapBytes(c);
+    trusted += HeapBytes(e.trusted);
+    for (const auto& c : e.trusted) trusted += HeapBytes(c);
+    for (const auto& [k, v] : e.attributes) other += 32 + sizeof(k) + sizeof(v) + HeapBytes(k) + HeapBytes(v);
+  }
+  const size_t structs = snapshot->size() * sizeof(core::EntryMetadata);
+  const size_t counted = structs + own + bindings + certificate + chain + trusted + other;
+  const double growth = static_cast<double>(heap_growth_kib) * 1024;
+  Emit("entry_bytes_struct", structs / n);
+  Emit("entry_bytes_strings", own / n);
+  Emit("entry_bytes_bindings", bindings / n);
+  Emit("entry_bytes_certificate", certificate / n);
+  Emit("entry_bytes_chain_subjects", chain / n);
+  Emit("entry_bytes_trusted", trusted / n);
+  Emit("entry_bytes_attributes", other / n);
+  Emit("entry_bytes_index_and_rest", (growth - static_cast<double>(counted)) / n);
+}
+
+// Opens the store of `o` (SQLite in data_dir, or o.store's PostgreSQL).
+Result<std::unique_ptr<CertificateStore>> OpenScaleStore(const StoreScaleOptions& o) {
+  core::StoreOptions options;
+  options.data_dir = o.data_dir;
+  if (!o.store.empty()) options.storage = core::PostgresStorageFactory(o.store);
+  return CertificateStore::Open(std::move(options));
+}
+
+// The process's first Open, with where its time and memory went (the "first_open_*",
+// "rss_*", "heap_*" lines). Null after an "error" line.
+std::unique_ptr<CertificateStore> FirstOpen(const StoreScaleOptions& o) {
   const uint64_t rss_before = ResidentKib();
   const uint64_t heap_before = HeapInUseKib();
-  auto open = [&]() -> Result<std::unique_ptr<CertificateStore>> {
-    core::StoreOptions options;
-    options.data_dir = o.data_dir;
-    if (!o.store.empty()) options.storage = core::PostgresStorageFactory(o.store);
-    return CertificateStore::Open(std::move(options));
-  };
   const Usage usage_before_open = UsageNow();
-  auto t0 = Now();
-  auto opened = open();
+  const auto t0 = Now();
+  auto opened = OpenScaleStore(o);
   const double first_open_s = Seconds(Now() - t0);
   const Usage usage_after_open = UsageNow();
   if (!opened.ok()) {
     Emit("error", "CertificateStore::Open: " + opened.error().ToString());
-    return 1;
+    return nullptr;
   }
   std::unique_ptr<CertificateStore> store = std::move(opened).value();
   const uint64_t rss_open = ResidentKib();
@@ -363,8 +419,19 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   if (store->size() != o.entries) {
     Emit("error", "the store holds " + std::to_string(store->size()) + " entries, expected " +
                       std::to_string(o.entries));
-    return 1;
+    return nullptr;
   }
+  EmitEntryBytes(*store, heap_open - heap_before);
+  return store;
+}
+
+}  // namespace
+
+int StoreOpenMain(const StoreScaleOptions& o) { return FirstOpen(o) ? 0 : 1; }
+
+int StoreMeasureMain(const StoreScaleOptions& o) {
+  std::unique_ptr<CertificateStore> store = FirstOpen(o);
+  if (!store) return 1;
 
   // Random hosts, chosen before timing so that string building is not measured.
   std::mt19937_64 rng(42);
@@ -487,8 +554,8 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   // Startup again (the file is in the page cache now, as on a restart).
   std::vector<double> opens;
   for (int i = 0; i < o.reopens && !Stopping(); ++i) {
-    t0 = Now();
-    auto again = open();
+    const auto t0 = Now();
+    auto again = OpenScaleStore(o);
     opens.push_back(Seconds(Now() - t0));
     if (!again.ok()) {
       Emit("error", "CertificateStore::Open (again): " + again.error().ToString());

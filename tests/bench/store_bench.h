@@ -77,6 +77,9 @@ struct StoreScaleOptions {
 // Child-process entry points: print "key=value" lines, return the exit code.
 int StoreGenerateMain(const StoreScaleOptions& options);
 int StoreMeasureMain(const StoreScaleOptions& options);
+// Only the process's first Open, with the same first_open_* / rss_* / heap_* lines as
+// store-measure: the child to profile startup with (tests/bench/README.md, "Profiling").
+int StoreOpenMain(const StoreScaleOptions& options);
 // Several plugins on one PostgreSQL database (PRODUCT.md §1, issue 14): `cluster-load`
 // copies the generated store in data_dir into options.store (wsstep store copy);
 // `cluster-measure` times imports into PostgreSQL against SQLite, and how long a change
