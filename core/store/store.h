@@ -219,9 +219,10 @@ class CertificateStore {
   // Opens or creates the store in options.data_dir: runs schema migrations, loads the
   // master key (see the file comment), checks it against the store, completes an
   // interrupted key rotation, and loads every entry's metadata into the first snapshot
-  // without decrypting or parsing any key. With 100,000 entries this takes 0.7-1.0 s on a
-  // busy two-core machine (scripts/bench.sh --only store measures it) and about 115 MiB;
-  // it changes no allocator setting of the process.
+  // without decrypting or parsing any key. With 100,000 entries this takes 0.3-0.6 s on a
+  // two-core machine (more while the file is not in the page cache; scripts/bench.sh
+  // --only store measures it) and about 115 MiB; it changes no allocator setting of the
+  // process.
   // Errors: STORAGE_ERROR (directory, file, SQLite), MASTER_KEY_ERROR.
   static Result<std::unique_ptr<CertificateStore>> Open(StoreOptions options);
 

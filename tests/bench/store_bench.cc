@@ -567,7 +567,11 @@ int StoreMeasureMain(const StoreScaleOptions& o) {
   Emit("reopen_s", list);
   std::sort(opens.begin(), opens.end());
   if (!opens.empty()) Emit("reopen_median_s", opens[opens.size() / 2]);
-  return Stopping() ? 1 : 0;
+  if (Stopping()) {
+    Emit("error", "interrupted before every measurement ran");
+    return 1;
+  }
+  return 0;
 }
 
 int ClusterLoadMain(const StoreScaleOptions& o) {
