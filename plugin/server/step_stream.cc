@@ -45,9 +45,18 @@ class StepStream {
   // One call from its start until a write took its result. Kept afterwards for the
   // stream's next call: the context's strings, the request's messages and the arena's
   // block keep their room, so a warm call allocates next to nothing here.
+  // A message read from the host, parsed on an arena of its own: its calls' requests
+  // stay there while the calls run (`calls` counts them), then the arena is reset and
+  // kept for a later message. Under the stream's mutex.
+  struct ReadMessage {
+    StepArena arena;
+    v1::ExecuteStepsRequest* message = nullptr;  // on `arena`
+    int users = 0;                               // its running calls, and OnRead
+  };
   struct RunningCall {
     CallContext call;
-    v1::StepCall request;
+    const v1::StepCall* request = nullptr;  // in `read`'s message
+    ReadMessage* read = nullptr;
     StepArena arena;
     v1::StepCallResult* result = nullptr;  // on `arena`
   };
@@ -368,9 +377,10 @@ class StepStream {
       Settle(lock);
       return;
     }
-    // Parsed into the stream's own message, so that its calls' room is used again.
-    v1::ExecuteStepsRequest& request = in_message_;
+    ReadMessage* read = TakeReadMessageLocked();
+    v1::ExecuteStepsRequest& request = *read->message;
     if (!grpc::SerializationTraits<v1::ExecuteStepsRequest>::Deserialize(&in_, &request).ok()) {
+      ReleaseReadMessageLocked(read);
       // Nothing of this message ran; the calls already running are cancelled.
       end_status_ = UnparseableRequestStatus("/" + stream_call_.method);
       reading_done_ = true;
@@ -427,15 +437,15 @@ class StepStream {
         requests_.emplace(c.call_id(), flow);
         call.request_body = flow;
       }
-      running->request.Swap(&c);  // `c` keeps the spare's room for the next message
+      running->request = &c;
+      running->read = read;
+      ++read->users;
       starts.push_back(running);
     }
     for (auto& chunk : *request.mutable_body_chunks()) {
       if (dead_) break;
       TakeRequestChunkLocked(chunk);
     }
-    // A chunk not taken keeps its bytes: not kept for the next message.
-    if (request.body_chunks_size() > 0) v1::ExecuteStepsRequest().Swap(&request);
     // The next message is read while these calls run (one may run on this thread), unless
     // a call's request body has more waiting than its window: then gRPC's flow control
     // holds the host back until the transfer has taken some (RequestFlow::ReadSome).
@@ -462,6 +472,7 @@ class StepStream {
     lock.lock();
     starts.clear();
     if (starts_spare_.capacity() == 0) starts_spare_.swap(starts);
+    ReleaseReadMessageLocked(read);  // its calls hold it from here
     --ops_;
     Settle(lock);
   }
@@ -489,12 +500,39 @@ class StepStream {
     return running.release();
   }
 
-  // A call whose result was written (or dropped): cleared, and kept for a next call.
+  // A ReadMessage with an empty message on its arena, held by the caller.
+  ReadMessage* TakeReadMessageLocked() {
+    ReadMessage* read = nullptr;
+    if (free_reads_.empty()) {
+      reads_.push_back(std::make_unique<ReadMessage>());
+      read = reads_.back().get();
+    } else {
+      read = free_reads_.back();
+      free_reads_.pop_back();
+    }
+    read->message =
+        google::protobuf::Arena::CreateMessage<v1::ExecuteStepsRequest>(read->arena.get());
+    read->users = 1;
+    return read;
+  }
+
+  // One user less; the last frees what the message held (bodies too) and keeps the rest.
+  void ReleaseReadMessageLocked(ReadMessage* read) {
+    if (--read->users > 0) return;
+    read->message = nullptr;
+    read->arena.Reset();
+    free_reads_.push_back(read);
+  }
+
+  // A call whose result was written (or dropped): its request's message released, the
+  // call cleared and kept for a next call.
   void RecycleLocked(std::unique_ptr<RunningCall> running) {
+    if (running->read != nullptr) ReleaseReadMessageLocked(running->read);
+    running->read = nullptr;
+    running->request = nullptr;
     if (spare_.size() >= kSpareCalls) return;
     running->result = nullptr;
     running->arena.Reset();
-    running->request.Clear();
     running->call.response_body.reset();
     running->call.request_body.reset();
     spare_.push_back(std::move(running));
@@ -503,7 +541,7 @@ class StepStream {
   // Runs one call as the unary method would; its result joins the next write. The
   // call (its context, request and result) lives until a write took its result.
   void Start(RunningCall* running) {
-    const v1::StepCall& c = running->request;
+    const v1::StepCall& c = *running->request;
     CallContext& call = running->call;
     running->result =
         google::protobuf::Arena::CreateMessage<v1::StepCallResult>(running->arena.get());
@@ -712,7 +750,10 @@ class StepStream {
   static constexpr size_t kSpareCalls = 32;                         // ~7 KiB each
   std::vector<std::unique_ptr<RunningCall>> spare_;
   std::vector<RunningCall*> starts_spare_;  // OnRead's list of calls to start, for its room
-  v1::ExecuteStepsRequest in_message_;      // the message just read
+  // Every ReadMessage of the stream (a message's arena lives as long as the stream), and
+  // those no call uses.
+  std::vector<std::unique_ptr<ReadMessage>> reads_;
+  std::vector<ReadMessage*> free_reads_;
   // Results and body chunks waiting for the next write, in the order they came.
   struct Outbound {
     std::unique_ptr<v1::StepCallResult> result;  // a call refused by the stream itself
