@@ -165,7 +165,8 @@ void StepTask::NextHop() {
   request_.method = method_;
   request_.url = current_url_;
   request_.url_parts = &current_;
-  request_.display_url = display_url_;
+  // Only a URL that carries a secret is shown as another text (empty: `url`).
+  if (display_url_ != current_url_) request_.display_url = display_url_;
   for (const auto& h : step.headers) {
     if (!same_origin && IsCredentialHeader(h.name, step.auth)) continue;
     request_.headers.push_back(h);
@@ -324,7 +325,7 @@ void StepTask::OnResponse(Result<HttpResponse> response) {
   result.body_streamed = r.body_streamed;
   result.body_bytes = r.body_bytes;
   result.content_type = std::move(r.content_type);
-  result.effective_url = display_url_;
+  result.effective_url = std::move(display_url_);  // the step ends here
   result.redirects_followed = hops_;
   result.timings = r.timings;
   result.tls = std::move(r.tls);
@@ -338,7 +339,8 @@ void StepTask::OnResponse(Result<HttpResponse> response) {
   if (result.status == 401 || result.status == 403) {
     result.application_refused = true;
     result.application_refused_message = "TLS succeeded, the application refused: HTTP " +
-                                         std::to_string(result.status) + " from " + display_url_ +
+                                         std::to_string(result.status) + " from " +
+                                         result.effective_url +
                                          " (check the step's credentials or the identity's "
                                          "permissions, not the certificate setup)";
   }

@@ -567,24 +567,26 @@ std::optional<Error> ClassifyHttpRefusal(const HttpRefusalFacts& h) {
   bool rejected = h.status == 495 ||
                   (h.status == 400 && h.body.find("The SSL certificate error") != std::string_view::npos);
   if (!missing && !rejected) return std::nullopt;
+  const std::string url(h.url);
+  const std::string name(h.certificate_name);
   Error e;
   if (missing || !h.certificate_presented) {
     e = Error(Code::kClientCertRequired,
-              h.url + ": the server requires a client certificate and none was sent (HTTP " +
+              url + ": the server requires a client certificate and none was sent (HTTP " +
                   std::to_string(h.status) + " from its TLS front end)",
               "Upload the client certificate for this host, bind it to the host and port, and "
               "switch on SSL certificate verification for the step.",
               Side::kConfiguration);
   } else {
     e = Error(Code::kClientCertRejected,
-              h.url + ": the server rejected the client certificate \"" + h.certificate_name +
+              url + ": the server rejected the client certificate \"" + name +
                   "\" after the handshake (HTTP " + std::to_string(h.status) +
                   " \"The SSL certificate error\" from its TLS front end)",
               RejectionHint(0), Side::kClient);
-    e.With("certificate", h.certificate_name).With("fingerprint", h.certificate_fingerprint);
+    e.With("certificate", name).With("fingerprint", std::string(h.certificate_fingerprint));
   }
   e.With("alert", "none").With("alert_direction", "none");
-  e.With("http_status", std::to_string(h.status)).With("url", h.url);
+  e.With("http_status", std::to_string(h.status)).With("url", url);
   if (h.certificate_requested) e.With("certificate_requested", "true");
   return e;
 }

@@ -125,15 +125,16 @@ Error Classify(const FailureContext& failure);
 // was sent", "The SSL certificate error"; 496/495 when mapped). Given such a response on
 // a TLS connection, the catalog error it stands for (CLIENT_CERT_REQUIRED or
 // CLIENT_CERT_REJECTED, alert "none"); nullopt for any other response.
+// Every response of a step is looked at, so the facts only point at the caller's text.
 struct HttpRefusalFacts {
-  std::string url;
+  std::string_view url;
   int status = 0;
   std::string_view body;
   bool used_tls = false;
   bool certificate_requested = false;
   bool certificate_presented = false;
-  std::string certificate_name;  // of the presented certificate
-  std::string certificate_fingerprint;
+  std::string_view certificate_name;  // of the presented certificate
+  std::string_view certificate_fingerprint;
 };
 std::optional<Error> ClassifyHttpRefusal(const HttpRefusalFacts& facts);
 

@@ -318,13 +318,14 @@ class RestRunner final : public RestStepRunner {
     }
     // The engine watches the call's own cancelled flag (set by gRPC's OnCancel).
     rest::CancelToken token(call.cancelled);
-    auto t = t_;
-    auto res = std::make_shared<Resolved>(std::move(resolved).value());
-    core::CallCredentials credentials = res->credentials;
+    core::CallCredentials credentials = resolved->credentials;
     std::shared_ptr<rest::AttemptLog> attempts = prepared->step().attempts;
+    // `call` stays valid until `done` (backends.h): read where it is, not copied. `done`
+    // is moved along; the service calls it once.
     auto refusal = t_->engine().TrySubmit(
         std::move(prepared).value(), std::move(credentials), call.StepDeadline(), token,
-        [t, res, call, outcome, done, attempts, suggest_chunks](Result<rest::RestResult> r) {
+        [t = t_, res = std::move(resolved).value(), call = &call, outcome, done, attempts,
+         suggest_chunks](Result<rest::RestResult> r) {
           if (attempts) FillAttempts(*attempts, outcome);
           if (!r.ok()) {
             Error e = TranslateField(r.error(), RestFieldToProto);
@@ -338,10 +339,10 @@ class RestRunner final : public RestStepRunner {
                   "or ask for less data (paging, filters).";
             }
             FillStepError(e, outcome->mutable_error());
-            t->RecordUse(*res, call, CodeName(r.error().code));
+            t->RecordUse(res, *call, CodeName(r.error().code));
           } else {
-            FillHttpOutcome(std::move(r).value(), res->version, res->server_name, outcome);
-            t->RecordUse(*res, call, "OK");
+            FillHttpOutcome(std::move(r).value(), res.version, res.server_name, outcome);
+            t->RecordUse(res, *call, "OK");
           }
           done(Status());
         });
@@ -595,22 +596,23 @@ class SoapRunner final : public SoapStepRunner {
     }
     // The engine watches the call's own cancelled flag (set by gRPC's OnCancel).
     rest::CancelToken token(call.cancelled);
-    auto t = t_;
-    auto res = std::make_shared<Resolved>(std::move(resolved).value());
+    core::CallCredentials credentials = resolved->credentials;
     std::shared_ptr<rest::AttemptLog> attempts = prepared->request().step().attempts;
+    // `call` stays valid until `done` (backends.h): read where it is, not copied.
     auto refusal = t_->soap().TrySubmit(
-        std::move(prepared).value(), res->credentials, call.StepDeadline(), token,
-        [t, res, call, outcome, done, attempts](Result<soap::SoapResult> r) {
+        std::move(prepared).value(), std::move(credentials), call.StepDeadline(), token,
+        [t = t_, res = std::move(resolved).value(), call = &call, outcome, done,
+         attempts](Result<soap::SoapResult> r) {
           if (attempts) FillAttempts(*attempts, outcome);
           if (!r.ok()) {
             FillStepError(TranslateField(r.error(), SoapFieldToProto), outcome->mutable_error());
-            t->RecordUse(*res, call, CodeName(r.error().code));
+            t->RecordUse(res, *call, CodeName(r.error().code));
           } else {
             FillSoapResult(*r, outcome->mutable_soap());
             FillTimings(r->http.timings, outcome->mutable_timings());
-            FillTlsFacts(r->http.tls, res->version, res->server_name, outcome->mutable_tls());
+            FillTlsFacts(r->http.tls, res.version, res.server_name, outcome->mutable_tls());
             FillWarnings(r->http.warnings, outcome->mutable_warnings());
-            t->RecordUse(*res, call, r->response.fault ? "SOAP_FAULT" : "OK");
+            t->RecordUse(res, *call, r->response.fault ? "SOAP_FAULT" : "OK");
           }
           done(Status());
         });

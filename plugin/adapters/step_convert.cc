@@ -495,33 +495,33 @@ void FillTimings(const rest::Timings& t, v1::Timings* out) {
   SetDuration(t.total_us, out->mutable_total());
 }
 
-void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
-                  const std::string& server_name, v1::TlsFacts* out) {
+void FillTlsFacts(rest::TlsFacts tls, uint64_t client_version, const std::string& server_name,
+                  v1::TlsFacts* out) {
   // The route is a fact also when the proxy failed before any TLS: which proxy it was.
-  out->set_proxy(tls.proxy);
+  out->set_proxy(std::move(tls.proxy));
   if (!tls.used_tls) return;
-  out->set_protocol(tls.protocol);
-  out->set_cipher(tls.cipher);
+  out->set_protocol(std::move(tls.protocol));
+  out->set_cipher(std::move(tls.cipher));
   if (!tls.server_subject.empty()) {
     auto* sc = out->mutable_server_certificate();
     // The server's certificate says what it likes in its names.
-    sc->set_subject(ValidUtf8(tls.server_subject));
-    sc->set_issuer(ValidUtf8(tls.server_issuer));
+    sc->set_subject(TakeValidUtf8(std::move(tls.server_subject)));
+    sc->set_issuer(TakeValidUtf8(std::move(tls.server_issuer)));
     if (tls.server_not_after != 0) SetTimestamp(tls.server_not_after, sc->mutable_not_after());
     out->add_server_chain_subjects(sc->subject());
   }
   if (tls.client_certificate) {
     auto* c = out->mutable_client_certificate();
-    c->set_certificate_id(tls.client_certificate->entry_id);
-    c->set_name(tls.client_certificate->name);
-    c->set_sha256_fingerprint(tls.client_certificate->fingerprint);
+    c->set_certificate_id(std::move(tls.client_certificate->entry_id));
+    c->set_name(std::move(tls.client_certificate->name));
+    c->set_sha256_fingerprint(std::move(tls.client_certificate->fingerprint));
     c->set_version(client_version);
   }
   out->set_client_certificate_requested(tls.client_certificate_requested);
   out->set_connection_reused(tls.connection_reused);
   out->set_session_resumed(tls.session_resumed);
   out->set_server_name(server_name);
-  out->set_http_version(tls.http_version);
+  out->set_http_version(std::move(tls.http_version));
 }
 
 void FillPeerCertificate(const rest::PeerCertificateFacts& cert, v1::CertificateInfo* out) {
@@ -571,7 +571,7 @@ void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
   h->set_effective_url(TakeValidUtf8(std::move(r.effective_url)));
   h->set_redirect_count(r.redirects_followed);
   FillTimings(r.timings, out->mutable_timings());
-  FillTlsFacts(r.tls, client_version, server_name, out->mutable_tls());
+  FillTlsFacts(std::move(r.tls), client_version, server_name, out->mutable_tls());
   FillWarnings(r.warnings, out->mutable_warnings());
   if (r.application_refused && !r.application_refused_message.empty()) {
     FillWarningDiagnostic(v1::WARNING_CODE_APPLICATION_REFUSED, v1::SEVERITY_INFO,

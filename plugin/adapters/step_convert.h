@@ -67,8 +67,10 @@ Result<soap::SoapStep> SoapStepFromProto(const v1::SoapStep& step, const StepLim
 // The outcome parts of a finished exchange. `server_name` is the SNI name used.
 void FillHttpOutcome(rest::RestResult&& r, uint64_t client_version,
                      const std::string& server_name, v1::StepOutcome* out);
-void FillTlsFacts(const rest::TlsFacts& tls, uint64_t client_version,
-                  const std::string& server_name, v1::TlsFacts* out);
+// Takes `tls` by value: a caller done with its facts moves them, and their strings move
+// into `out` without a copy.
+void FillTlsFacts(rest::TlsFacts tls, uint64_t client_version, const std::string& server_name,
+                  v1::TlsFacts* out);
 void FillTimings(const rest::Timings& t, v1::Timings* out);
 // A certificate the server sent: subject, issuer, validity, SANs.
 void FillPeerCertificate(const rest::PeerCertificateFacts& cert, v1::CertificateInfo* out);

@@ -23,7 +23,8 @@ namespace {
 // hclog's JSON time layout, "2006-01-02T15:04:05.000000Z07:00" in Go's notation: go-plugin
 // parses @timestamp with exactly this layout (six fraction digits, Z for UTC) and drops
 // a line whose timestamp does not match.
-std::string NowHclogTimestamp() {
+// Appends the time now as hclog writes it.
+void AppendHclogTimestamp(std::string& out) {
   const auto now = std::chrono::system_clock::now();
   const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
   const auto micros =
@@ -35,16 +36,12 @@ std::string NowHclogTimestamp() {
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(micros));
-  return buf;
+  out += buf;
 }
 
-void WriteAllToStderr(std::string_view line) {
-  // One write for the line and its newline, so concurrent lines never interleave (and a
-  // host reading stderr line by line always gets whole objects).
-  std::string buf;
-  buf.reserve(line.size() + 1);
-  buf.append(line);
-  buf.push_back('\n');
+// `buf` is a whole line with its newline: one write, so concurrent lines never
+// interleave (and a host reading stderr line by line always gets whole objects).
+void WriteAllToStderr(std::string_view buf) {
   size_t off = 0;
   while (off < buf.size()) {
     const ssize_t n = ::write(STDERR_FILENO, buf.data() + off, buf.size() - off);
@@ -221,21 +218,22 @@ void LineFields::Add(std::string_view key, int64_t value) {
   text_ += std::to_string(value);
 }
 
-std::string Logger::Frame(LogLevel level, std::string_view msg) const {
-  std::string text;
-  text.reserve(256);
+void Logger::AppendFrame(LogLevel level, std::string_view msg, std::string& text) const {
   text += "{\"@timestamp\":\"";
-  text += NowHclogTimestamp();
+  AppendHclogTimestamp(text);
   text += "\",\"@level\":\"";
   text += LogLevelName(level);
   text += "\",\"@message\":";
   AppendJsonString(msg, text);
-  return text;
 }
 
 void Logger::Write(LogLevel level, std::string_view msg, const LineFields& fields) {
   if (!Enabled(level)) return;
-  std::string text = Frame(level, msg);
+  // A step writes a line on every call: each thread builds its lines in one buffer that
+  // keeps its room.
+  thread_local std::string text;
+  text.clear();
+  AppendFrame(level, msg, text);
   text += fields.text();
   text += '}';
   WriteLine(text);
@@ -251,7 +249,9 @@ void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields
   const auto dump = [](const LogFields& v, std::string& out) {
     out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   };
-  std::string text = Frame(level, msg);
+  std::string text;
+  text.reserve(256);
+  AppendFrame(level, msg, text);
   if (fields.is_object() && !fields.empty()) {
     if (!fields.contains("@timestamp") && !fields.contains("@level") &&
         !fields.contains("@message")) {
@@ -275,12 +275,14 @@ void Logger::Write(LogLevel level, std::string_view msg, const LogFields& fields
   WriteLine(text);
 }
 
-void Logger::WriteLine(const std::string& text) {
+void Logger::WriteLine(std::string& text) {
   std::lock_guard<std::mutex> lock(mu_);
   if (sink_) {
     sink_(text);
   } else {
+    text.push_back('\n');  // written with the line, not copied to it
     WriteAllToStderr(text);
+    text.pop_back();
   }
 }
 

@@ -96,9 +96,10 @@ class Logger {
   }
 
  private:
-  void WriteLine(const std::string& text);  // to the sink, under the lock
-  // {"@timestamp":..,"@level":..,"@message":..
-  std::string Frame(LogLevel level, std::string_view msg) const;
+  // To the sink, under the lock (`text` gets its newline for a moment).
+  void WriteLine(std::string& text);
+  // Appends {"@timestamp":..,"@level":..,"@message":.. to `text`.
+  void AppendFrame(LogLevel level, std::string_view msg, std::string& text) const;
 
   LogLevel level_ = LogLevel::kInfo;
   mutable std::mutex mu_;

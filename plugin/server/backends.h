@@ -33,7 +33,8 @@ using Done = std::function<void(Status)>;
 // Executes and validates one kind of step. Execute must not block the calling thread:
 // it queues the work (the REST engine's workers) and calls `done` when `response` is
 // filled. It must stop early when call.Cancelled() becomes true and never run past
-// call.deadline.
+// call.deadline. `call` and `request` stay valid until `done` is called (the service
+// keeps them with the call), so a runner reads them by reference until then.
 template <typename ExecuteRequest, typename ExecuteResponse, typename StepMessage>
 class StepRunner {
  public:

@@ -149,7 +149,6 @@ CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_
   c.trace =
       ParseTraceparent(MetadataValue(context, kTraceparentMetadata), TracestateValue(context));
   if (c.trace.valid()) c.trace.span_id = NewSpanId();
-  c.peer = context.peer();
   const auto deadline = context.deadline();
   // gRPC reports "no deadline" as a time far in the future.
   if (deadline < std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 10)) {

@@ -82,7 +82,6 @@ struct CallContext {
   std::string actor;        // x-wsstep-actor, "" if absent
   std::string step_id;      // x-wsstep-step-id
   std::string workflow_id;  // x-wsstep-workflow-id
-  std::string peer;         // "unix:...", "ipv4:127.0.0.1:port"
   // The call's deadline; time_point::max() when the client set none.
   std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -121,7 +120,7 @@ struct CallContext {
 // hold it: cut to 256 bytes, control characters dropped.
 std::string SanitizeClientValue(std::string_view value);
 
-// Reads metadata, peer and deadline. Metadata values are cut to 256 bytes and control
+// Reads metadata and deadline. Metadata values are cut to 256 bytes and control
 // characters dropped: they end up in logs and the audit log.
 CallContext ReadCallContext(const grpc::ServerContextBase& context, std::string_view method);
 

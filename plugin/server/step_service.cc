@@ -241,7 +241,7 @@ void StepPluginServiceImpl::Execute(const CallContext& call, const std::shared_p
   if (observer != nullptr) observer->Started(kind);
   runner->Execute(
       call, request, response,
-      [this, response, call, observer, finish = std::move(finish)](Status status) {
+      [this, response, &call, observer, finish = std::move(finish)](Status status) {
         const auto elapsed = std::chrono::steady_clock::now() - call.started;
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
         const bool ok = status.ok();
@@ -334,15 +334,17 @@ class StepCall {
     counts_->replying.fetch_add(1);
     counts_->live.fetch_add(1);
     Listen(service_, cq_, call_cq_, counts_);  // the next call of this method
-    CallContext call = ReadCallContext(context_, Method(M::kName));
-    call.cancelled = cancelled_;  // the flag OnEnded sets, maybe already
+    static const std::string kMethod = Method(M::kName);
+    call_ = ReadCallContext(context_, kMethod);
+    call_.cancelled = cancelled_;  // the flag OnEnded sets, maybe already
     grpc::Status parsed =
-        grpc::SerializationTraits<typename M::Request>::Deserialize(&payload_, &request_);
+        grpc::SerializationTraits<typename M::Request>::Deserialize(&payload_, request_);
     if (!parsed.ok()) {
-      Reply(UnparseableRequestStatus("/" + call.method));  // gRPC's spelling of the method
+      Reply(UnparseableRequestStatus("/" + call_.method));  // gRPC's spelling of the method
       return;
     }
-    service_->Execute(call, M::Runner(service_->backends()), M::kMissing, request_, &response_,
+    // call_, request_ and response_ live until the reply is sent and the call ended.
+    service_->Execute(call_, M::Runner(service_->backends()), M::kMissing, *request_, response_,
                       [this](grpc::Status status) { Reply(std::move(status)); });
   }
 
@@ -352,7 +354,7 @@ class StepCall {
     grpc::ByteBuffer out;
     if (status.ok()) {
       bool own = false;
-      status = grpc::SerializationTraits<typename M::Response>::Serialize(response_, &out, &own);
+      status = grpc::SerializationTraits<typename M::Response>::Serialize(*response_, &out, &own);
     }
     CallCounts* counts = counts_;  // `this` may be gone once Finish returns
     writer_.Finish(out, status, &replied_);
@@ -380,8 +382,12 @@ class StepCall {
   grpc::ServerContext context_;
   grpc::ByteBuffer payload_;
   grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> writer_{&context_};
-  typename M::Request request_;
-  typename M::Response response_;
+  CallContext call_;
+  StepArena arena_;  // before the messages on it
+  typename M::Request* request_ =
+      google::protobuf::Arena::CreateMessage<typename M::Request>(arena_.get());
+  typename M::Response* response_ =
+      google::protobuf::Arena::CreateMessage<typename M::Response>(arena_.get());
   std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>(false);
   std::atomic<int> pending_{2};
   Event<&StepCall::OnArrived> arrived_{this};

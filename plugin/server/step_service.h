@@ -97,7 +97,9 @@ class StepPluginServiceImpl final : public StepPluginServiceBase {
 
   // The step policy around a runner: refusals (stopping, limit, deadline, no backend),
   // the in-flight count, logging. `finish` runs exactly once, on any thread, with the
-  // call's status; `response` is filled when it is OK.
+  // call's status; `response` is filled when it is OK. `call`, `request` and `response`
+  // must stay where they are until `finish` has run (they belong to the call, which
+  // lives that long): nothing copies them on the step's way.
   template <typename Runner, typename Request, typename Response>
   void Execute(const CallContext& call, const std::shared_ptr<Runner>& runner,
                std::string_view missing_part, const Request& request, Response* response,

@@ -42,6 +42,25 @@ class StepStream {
   StepStream(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq, CallCounts* counts)
       : service_(service), cq_(cq), counts_(counts) {}
 
+  // One call from its start until a write took its result. Kept afterwards for the
+  // stream's next call: the context's strings, the request's messages and the arena's
+  // block keep their room, so a warm call allocates next to nothing here.
+  // A message read from the host, parsed on an arena of its own: its calls' requests
+  // stay there while the calls run (`calls` counts them), then the arena is reset and
+  // kept for a later message. Under the stream's mutex.
+  struct ReadMessage {
+    StepArena arena;
+    v1::ExecuteStepsRequest* message = nullptr;  // on `arena`
+    int users = 0;                               // its running calls, and OnRead
+  };
+  struct RunningCall {
+    CallContext call;
+    const v1::StepCall* request = nullptr;  // in `read`'s message
+    ReadMessage* read = nullptr;
+    StepArena arena;
+    v1::StepCallResult* result = nullptr;  // on `arena`
+  };
+
   // Bodies in chunks (StepCall response_body_chunks, request_body_chunks). Memory per call
   // stays within a small window in both directions: the transfer pauses when the host
   // reads slowly (a response) or has not sent the next bytes yet (a request), and the
@@ -137,7 +156,7 @@ class StepStream {
       chunk->set_data(std::move(pending_));
       pending_.clear();
       if (head_) chunk->set_allocated_head(head_.release());
-      stream_->out_.push_back(Outbound{nullptr, std::move(chunk), shared_from_this()});
+      stream_->out_.push_back(Outbound{nullptr, nullptr, std::move(chunk), shared_from_this()});
     }
 
     StepStream* stream_;
@@ -358,8 +377,10 @@ class StepStream {
       Settle(lock);
       return;
     }
-    v1::ExecuteStepsRequest request;
+    ReadMessage* read = TakeReadMessageLocked();
+    v1::ExecuteStepsRequest& request = *read->message;
     if (!grpc::SerializationTraits<v1::ExecuteStepsRequest>::Deserialize(&in_, &request).ok()) {
+      ReleaseReadMessageLocked(read);
       // Nothing of this message ran; the calls already running are cancelled.
       end_status_ = UnparseableRequestStatus("/" + stream_call_.method);
       reading_done_ = true;
@@ -370,7 +391,8 @@ class StepStream {
     for (uint64_t id : request.cancel_call_ids()) {
       if (auto it = running_.find(id); it != running_.end()) it->second->store(true);
     }
-    std::vector<std::pair<CallContext, std::shared_ptr<v1::StepCall>>> starts;
+    std::vector<RunningCall*> starts;
+    starts.swap(starts_spare_);  // its room, unless another read uses it right now
     for (auto& c : *request.mutable_calls()) {
       if (dead_) break;
       std::string field = "calls.call_id";
@@ -389,7 +411,8 @@ class StepStream {
         QueueLocked(std::move(result));
         continue;
       }
-      CallContext call = stream_call_;
+      RunningCall* running = TakeRunningCallLocked();
+      CallContext& call = running->call;
       if (call.trace.valid()) call.trace.span_id = NewSpanId();  // a span per call
       call.started = std::chrono::steady_clock::now();
       if (!c.step_id().empty()) call.step_id = SanitizeClientValue(c.step_id());
@@ -401,7 +424,6 @@ class StepStream {
                          std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout);
         call.deadline = std::min(call.deadline, own);
       }
-      call.cancelled = std::make_shared<std::atomic<bool>>(false);
       running_.emplace(c.call_id(), call.cancelled);
       if (c.response_body_chunks()) {
         const size_t chunk = std::min<size_t>(
@@ -415,9 +437,10 @@ class StepStream {
         requests_.emplace(c.call_id(), flow);
         call.request_body = flow;
       }
-      auto owned = std::make_shared<v1::StepCall>();
-      owned->Swap(&c);
-      starts.emplace_back(std::move(call), std::move(owned));
+      running->request = &c;
+      running->read = read;
+      ++read->users;
+      starts.push_back(running);
     }
     for (auto& chunk : *request.mutable_body_chunks()) {
       if (dead_) break;
@@ -444,21 +467,91 @@ class StepStream {
       if (t_dispatching.lease != nullptr) {
         t_dispatching.lease->AllowInline(i + 1 == starts.size() && t_dispatching.allow_inline);
       }
-      Start(std::move(starts[i].first), starts[i].second);
+      Start(starts[i]);
     }
     lock.lock();
+    starts.clear();
+    if (starts_spare_.capacity() == 0) starts_spare_.swap(starts);
+    ReleaseReadMessageLocked(read);  // its calls hold it from here
     --ops_;
     Settle(lock);
   }
 
+  // A spare RunningCall (or a new one) with the stream's context: the call's own
+  // cancelled flag, no body flows, the method still to set.
+  RunningCall* TakeRunningCallLocked() {
+    std::unique_ptr<RunningCall> running;
+    if (spare_.empty()) {
+      running = std::make_unique<RunningCall>();
+    } else {
+      running = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    // The flag of the spare's last call, when nothing else holds it any more (the
+    // engine's step keeps its copy while it lives).
+    std::shared_ptr<std::atomic<bool>> flag = std::move(running->call.cancelled);
+    running->call = stream_call_;  // copied into the spare's strings: their room stays
+    if (flag && flag.use_count() == 1) {
+      flag->store(false);
+    } else {
+      flag = std::make_shared<std::atomic<bool>>(false);
+    }
+    running->call.cancelled = std::move(flag);
+    return running.release();
+  }
+
+  // A ReadMessage with an empty message on its arena, held by the caller.
+  ReadMessage* TakeReadMessageLocked() {
+    ReadMessage* read = nullptr;
+    if (free_reads_.empty()) {
+      reads_.push_back(std::make_unique<ReadMessage>());
+      read = reads_.back().get();
+    } else {
+      read = free_reads_.back();
+      free_reads_.pop_back();
+    }
+    read->message =
+        google::protobuf::Arena::CreateMessage<v1::ExecuteStepsRequest>(read->arena.get());
+    read->users = 1;
+    return read;
+  }
+
+  // One user less; the last frees what the message held (bodies too) and keeps the rest.
+  void ReleaseReadMessageLocked(ReadMessage* read) {
+    if (--read->users > 0) return;
+    read->message = nullptr;
+    read->arena.Reset();
+    free_reads_.push_back(read);
+  }
+
+  // A call whose result was written (or dropped): its request's message released, the
+  // call cleared and kept for a next call.
+  void RecycleLocked(std::unique_ptr<RunningCall> running) {
+    if (running->read != nullptr) ReleaseReadMessageLocked(running->read);
+    running->read = nullptr;
+    running->request = nullptr;
+    if (spare_.size() >= kSpareCalls) return;
+    running->result = nullptr;
+    running->arena.Reset();
+    running->call.response_body.reset();
+    running->call.request_body.reset();
+    spare_.push_back(std::move(running));
+  }
+
   // Runs one call as the unary method would; its result joins the next write. The
-  // request lives until the call's result is in.
-  void Start(CallContext call, const std::shared_ptr<v1::StepCall>& request) {
-    const v1::StepCall& c = *request;
-    auto result = std::make_shared<v1::StepCallResult>();
+  // call (its context, request and result) lives until a write took its result.
+  void Start(RunningCall* running) {
+    const v1::StepCall& c = *running->request;
+    CallContext& call = running->call;
+    running->result =
+        google::protobuf::Arena::CreateMessage<v1::StepCallResult>(running->arena.get());
+    v1::StepCallResult* const result = running->result;
     result->set_call_id(c.call_id());
-    auto done = [this, result, request](grpc::Status status) {
+    // Two pointers: std::function keeps them without a heap allocation.
+    auto done = [this, running](grpc::Status status) {
       std::unique_lock<std::mutex> lock(mu_);
+      std::unique_ptr<RunningCall> owned(running);
+      v1::StepCallResult* const result = running->result;
       const uint64_t id = result->call_id();
       // A request body the host got wrong, or never finished, is the call's contract error.
       if (auto it = requests_.find(id); it != requests_.end()) {
@@ -489,23 +582,21 @@ class StepStream {
         it->second->FinishLocked(status.ok() ? &result->rest().outcome() : nullptr);
         responses_.erase(it);
       }
-      SetStatus(status, result.get());
-      auto owned = std::make_unique<v1::StepCallResult>();
-      owned->Swap(result.get());
+      SetStatus(status, result);
       running_.erase(id);
-      QueueLocked(std::move(owned));
+      QueueCallLocked(std::move(owned));
       Flush(lock);
       Settle(lock);
     };
     const Backends& backends = service_->backends();
     switch (c.request_case()) {
       case v1::StepCall::kRest:
-        call.method = Method("ExecuteRestStep");
+        call.method.assign(kService).append("ExecuteRestStep");
         service_->Execute(call, backends.rest, "the REST engine", c.rest(), result->mutable_rest(),
                           std::move(done));
         break;
       case v1::StepCall::kSoap:
-        call.method = Method("ExecuteSoapStep");
+        call.method.assign(kService).append("ExecuteSoapStep");
         service_->Execute(call, backends.soap, "the SOAP engine", c.soap(), result->mutable_soap(),
                           std::move(done));
         break;
@@ -526,7 +617,13 @@ class StepStream {
 
   void QueueLocked(std::unique_ptr<v1::StepCallResult> result) {
     if (dead_) return;  // nobody left to read it
-    out_.push_back(Outbound{std::move(result), nullptr, nullptr});
+    out_.push_back(Outbound{std::move(result), nullptr, nullptr, nullptr});
+  }
+
+  // A finished call: its result (on the call's arena) waits for the next write.
+  void QueueCallLocked(std::unique_ptr<RunningCall> running) {
+    if (dead_) return RecycleLocked(std::move(running));  // nobody left to read it
+    out_.push_back(Outbound{nullptr, std::move(running), nullptr, nullptr});
   }
 
   // Starts a write of what waits, in order, when none is on its way: every result, and
@@ -534,14 +631,17 @@ class StepStream {
   // does every result behind them, so that a call's chunks come before its result).
   void Flush(std::unique_lock<std::mutex>& /*held*/) {
     if (writing_ || dead_ || out_.empty()) return;
-    v1::ExecuteStepsResponse batch;
+    v1::ExecuteStepsResponse& batch = batch_;
     size_t chunk_bytes = 0;
     const size_t cap = MessageChunkCap();
     while (!out_.empty() && chunk_bytes < cap) {
       Outbound item = std::move(out_.front());
       out_.pop_front();
-      if (item.result) {
-        batch.mutable_results()->AddAllocated(item.result.release());
+      if (item.result || item.call) {
+        // Lent to the batch, not given: taken back below, right after serializing.
+        batch.mutable_results()->UnsafeArenaAddAllocated(item.result ? item.result.get()
+                                                                     : item.call->result);
+        batched_.push_back(std::move(item));
       } else {
         const size_t size = item.chunk->data().size();
         chunk_bytes += size;
@@ -551,7 +651,17 @@ class StepStream {
     }
     grpc::ByteBuffer out;
     bool own = false;
-    if (!grpc::SerializationTraits<v1::ExecuteStepsResponse>::Serialize(batch, &out, &own).ok()) {
+    const bool serialized =
+        grpc::SerializationTraits<v1::ExecuteStepsResponse>::Serialize(batch, &out, &own).ok();
+    // The results go back to their owners (a finished call's to the spares), the chunks
+    // are freed; the batch keeps its room for the next write.
+    batch.mutable_results()->UnsafeArenaExtractSubrange(0, batch.results_size(), nullptr);
+    batch.mutable_body_chunks()->DeleteSubrange(0, batch.body_chunks_size());
+    for (Outbound& item : batched_) {
+      if (item.call) RecycleLocked(std::move(item.call));
+    }
+    batched_.clear();
+    if (!serialized) {
       end_status_ = grpc::Status(grpc::StatusCode::INTERNAL, "a result could not be serialized");
       dead_ = true;
       return;
@@ -637,13 +747,23 @@ class StepStream {
   bool released_claim_ = false;
   grpc::Status end_status_;  // OK, or why the stream was ended
   std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> running_;  // call id -> cancelled
+  static constexpr size_t kSpareCalls = 32;                         // ~7 KiB each
+  std::vector<std::unique_ptr<RunningCall>> spare_;
+  std::vector<RunningCall*> starts_spare_;  // OnRead's list of calls to start, for its room
+  // Every ReadMessage of the stream (a message's arena lives as long as the stream), and
+  // those no call uses.
+  std::vector<std::unique_ptr<ReadMessage>> reads_;
+  std::vector<ReadMessage*> free_reads_;
   // Results and body chunks waiting for the next write, in the order they came.
   struct Outbound {
-    std::unique_ptr<v1::StepCallResult> result;
+    std::unique_ptr<v1::StepCallResult> result;  // a call refused by the stream itself
+    std::unique_ptr<RunningCall> call;           // or a finished call, its result on its arena
     std::unique_ptr<v1::BodyChunk> chunk;
     std::shared_ptr<ResponseFlow> flow;  // the chunk's
   };
   std::deque<Outbound> out_;
+  v1::ExecuteStepsResponse batch_;  // the write being built (Flush)
+  std::vector<Outbound> batched_;   // its results' owners until it is serialized
   // The chunks of the write on its way, by call, to release from their windows.
   std::vector<std::pair<std::shared_ptr<ResponseFlow>, size_t>> in_write_;
   std::map<uint64_t, std::shared_ptr<ResponseFlow>> responses_;  // running calls with chunks

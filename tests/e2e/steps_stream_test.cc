@@ -229,6 +229,56 @@ TEST_F(StepsStreamTest, CancelDeadlineAndDuplicateIdsAffectOnlyTheirCall) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// A stream runs its next call in what a finished call held (its context, the room of its
+// request and result): nothing of one call may reach another. A cancelled call with a
+// workflow id, then calls one at a time, with and without step ids of their own.
+TEST_F(StepsStreamTest, ACallCarriesNothingOfTheCallsBeforeIt) {
+  auto stream = engine_.OpenSteps();
+  v1::ExecuteStepsRequest first;
+  v1::StepCall held = RestCall(1, "/held?i=1");
+  held.set_workflow_id("w-first");
+  *first.add_calls() = held;
+  ASSERT_TRUE(stream->Send(first));
+  ASSERT_TRUE(gate_.WaitForWaiting(1, 10s)) << gate_.waiting();
+  v1::ExecuteStepsRequest cancel;
+  cancel.add_cancel_call_ids(1);
+  ASSERT_TRUE(stream->Send(cancel));
+  auto cancelled = stream->ReadResults(1);
+  ASSERT_EQ(cancelled.count(1), 1u);
+  EXPECT_EQ(cancelled[1].rest().outcome().error().code(), "CANCELLED");
+  gate_.Open();
+
+  // Each result comes before the next call is sent: each call runs in the one before it.
+  for (uint64_t id = 2; id <= 6; ++id) {
+    SCOPED_TRACE(id);
+    v1::StepCall c = RestCall(id, "/r" + std::to_string(id));
+    const bool own_id = id % 2 == 0;
+    if (!own_id) c.clear_step_id();
+    v1::ExecuteStepsRequest request;
+    *request.add_calls() = c;
+    ASSERT_TRUE(stream->Send(request));
+    auto results = stream->ReadResults(1);
+    ASSERT_EQ(results.count(id), 1u);
+    EXPECT_EQ(results[id].code(), 0) << results[id].message();
+    const v1::StepOutcome& o = results[id].rest().outcome();
+    ASSERT_TRUE(o.has_http()) << o.error().code();
+    EXPECT_EQ(o.http().status(), 200);
+    EXPECT_EQ(o.http().body(), "/r" + std::to_string(id));
+    EXPECT_EQ(o.step_id(), own_id ? "s" + std::to_string(id) : "");
+    EXPECT_EQ(o.tls().client_certificate().certificate_id(), identity_.id());
+  }
+  stream->CloseSend();
+  EXPECT_TRUE(stream->Finish().ok());
+  // Only the first call's own line names its workflow.
+  const std::string log = engine_.StderrText();
+  size_t lines = 0;
+  for (size_t at = log.find("\"workflow_id\":\"w-first\""); at != std::string::npos;
+       at = log.find("\"workflow_id\":\"w-first\"", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << log;
+}
+
 TEST_F(StepsStreamLimitTest, AHostThatCancelsTheStreamCancelsItsStepsAndTheSlotsComeBack) {
   auto stream = engine_.OpenSteps();
   v1::ExecuteStepsRequest request;
