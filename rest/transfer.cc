@@ -415,8 +415,11 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   for (const auto& h : request.secret_headers)
     header_bytes += h.name.size() + h.value.view().size();
   const bool own_content_type = !has_content_type && !request.content_type.empty();
-  s.headers.Reserve(request.headers.size() + request.secret_headers.size() + 1,
-                    header_bytes + 12 + request.content_type.size());
+  const size_t own_lines =
+      request.headers.size() + request.secret_headers.size() + (own_content_type ? 1 : 0);
+  if (own_lines > 0) {  // a bare request sends the static lines alone: nothing to allocate
+    s.headers.Reserve(own_lines, header_bytes + 12 + request.content_type.size());
+  }
   for (const auto& h : request.headers) s.headers.Add(h.name, h.value);
   for (const auto& h : request.secret_headers) s.headers.Add(h.name, h.value.view());
   if (own_content_type) s.headers.Add("Content-Type", request.content_type);
