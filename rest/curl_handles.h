@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -82,14 +83,16 @@ class HeaderList {
   HeaderList& operator=(const HeaderList&) = delete;
   ~HeaderList() { OPENSSL_cleanse(text_.data(), text_.size()); }
 
-  // Room for `lines` lines whose names and values add up to `bytes`.
+  // Room for `lines` lines whose names and values add up to `bytes`: one allocation for
+  // all of them. Only a hint: a line that does not fit moves the text itself.
   void Reserve(size_t lines, size_t bytes) {
-    text_.reserve(bytes + lines * 3);  // ": " and the terminating NUL
+    Grow(bytes + lines * 3);  // ": " and the terminating NUL
     nodes_.reserve(lines);
   }
   // "name: value"; "name;" for an empty value (libcurl's way to send an empty header).
   // A NUL ends the line there, as it would a C string handed to curl_slist_append.
   void Add(std::string_view name, std::string_view value) {
+    Grow(name.size() + value.size() + 3);
     const size_t start = text_.size();
     text_.append(name);
     if (value.empty()) {
@@ -104,7 +107,6 @@ class HeaderList {
     text_.push_back('\0');
     ++lines_;
   }
-  bool empty() const { return lines_ == 0; }
   // The lines in the order added, then `tail`. Valid while this object lives and no line
   // is added; null `tail` ends the list with the last line.
   curl_slist* Link(curl_slist* tail) {
@@ -120,6 +122,17 @@ class HeaderList {
   }
 
  private:
+  // Room for `more` bytes. The text is moved by hand, not by std::string, so that the
+  // buffer it leaves is wiped first.
+  void Grow(size_t more) {
+    if (text_.size() + more <= text_.capacity()) return;
+    std::string larger;
+    larger.reserve(std::max(text_.size() + more, 2 * text_.capacity()));
+    larger.append(text_);
+    OPENSSL_cleanse(text_.data(), text_.size());
+    text_.swap(larger);
+  }
+
   std::string text_;  // the lines, each ended by a NUL
   std::vector<curl_slist> nodes_;
   size_t lines_ = 0;

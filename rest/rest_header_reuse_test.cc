@@ -188,6 +188,18 @@ TEST(HeaderListTest, LinesInOrderThenTheTail) {
             (std::vector<std::string>{"X-One: 1", "X-Empty;", "X-Cut: ab", "Expect:"}));
   EXPECT_EQ(Lines(list.Link(nullptr)),
             (std::vector<std::string>{"X-One: 1", "X-Empty;", "X-Cut: ab"}));
+
+  // Lines beyond what was reserved (none here) move the text: every line is still whole.
+  curl::HeaderList grown;
+  std::vector<std::string> expected;
+  for (int i = 0; i < 20; ++i) {
+    const std::string name = "X-Line-" + std::to_string(i);
+    const std::string value(static_cast<size_t>(10 * i + 1), static_cast<char>('a' + i));
+    grown.Add(name, value);
+    expected.push_back(name + ": " + value);
+  }
+  expected.push_back("Expect:");
+  EXPECT_EQ(Lines(grown.Link(&tail)), expected);
 }
 
 }  // namespace

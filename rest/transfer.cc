@@ -61,6 +61,7 @@ struct TransferState {
 // 100-continue round trip). Static and shared: libcurl only reads a header list, so every
 // transfer may end its list with these nodes at once, and a request without lines of its
 // own (a bare GET, the warm path's usual step) sends them alone.
+constexpr std::string_view kContentType = "Content-Type";
 char kNoContentTypeLine[] = "Content-Type:";
 char kNoExpectLine[] = "Expect:";
 curl_slist kNoExpect{kNoExpectLine, nullptr};
@@ -408,7 +409,7 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   bool has_content_type = false, has_user_agent = false;
   size_t header_bytes = 0;
   for (const auto& h : request.headers) {
-    has_content_type = has_content_type || EqualsIgnoreCase(h.name, "Content-Type");
+    has_content_type = has_content_type || EqualsIgnoreCase(h.name, kContentType);
     has_user_agent = has_user_agent || EqualsIgnoreCase(h.name, "User-Agent");
     header_bytes += h.name.size() + h.value.size();
   }
@@ -418,11 +419,13 @@ Result<std::unique_ptr<Transfer>> Transfer::Begin(std::shared_ptr<Partition> par
   const size_t own_lines =
       request.headers.size() + request.secret_headers.size() + (own_content_type ? 1 : 0);
   if (own_lines > 0) {  // a bare request sends the static lines alone: nothing to allocate
-    s.headers.Reserve(own_lines, header_bytes + 12 + request.content_type.size());
+    s.headers.Reserve(
+        own_lines,
+        header_bytes + (own_content_type ? kContentType.size() + request.content_type.size() : 0));
   }
   for (const auto& h : request.headers) s.headers.Add(h.name, h.value);
   for (const auto& h : request.secret_headers) s.headers.Add(h.name, h.value.view());
-  if (own_content_type) s.headers.Add("Content-Type", request.content_type);
+  if (own_content_type) s.headers.Add(kContentType, request.content_type);
   curl_slist* header_list =
       s.headers.Link(has_content_type || own_content_type ? &kNoExpect : &kNoContentTypeNoExpect);
   bool send_body = !request.body.empty() || request.body_source != nullptr ||
