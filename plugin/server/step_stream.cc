@@ -42,17 +42,17 @@ class StepStream {
   StepStream(StepPluginServiceImpl* service, grpc::ServerCompletionQueue* cq, CallCounts* counts)
       : service_(service), cq_(cq), counts_(counts) {}
 
-  // One call from its start until a write took its result. Kept afterwards for the
-  // stream's next call: the context's strings, the request's messages and the arena's
-  // block keep their room, so a warm call allocates next to nothing here.
   // A message read from the host, parsed on an arena of its own: its calls' requests
-  // stay there while the calls run (`calls` counts them), then the arena is reset and
+  // stay there while the calls run (`users` counts them), then the arena is reset and
   // kept for a later message. Under the stream's mutex.
   struct ReadMessage {
     StepArena arena;
     v1::ExecuteStepsRequest* message = nullptr;  // on `arena`
     int users = 0;                               // its running calls, and OnRead
   };
+  // One call from its start until a write took its result. Kept afterwards for the
+  // stream's next call: the context's strings, the request's messages and the arena's
+  // block keep their room, so a warm call allocates next to nothing here.
   struct RunningCall {
     CallContext call;
     const v1::StepCall* request = nullptr;  // in `read`'s message
