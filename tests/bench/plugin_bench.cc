@@ -291,6 +291,9 @@ struct LaunchedPlugin {
   std::string error;     // "" when it is ready for steps
   std::string log_path;  // its stderr
   std::unique_ptr<plugin::PluginProcess> process;
+  // The process whose CPU time is the plugin's: `process` itself, or under a prefix that
+  // runs the plugin as its child (perf stat, perf record) that child.
+  int measured_pid = -1;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::StepPluginService::Stub> steps;
 
@@ -327,6 +330,13 @@ LaunchedPlugin LaunchPlugin(const PluginBenchOptions& o, const std::string& dir,
     return p;
   }
   p.process = std::move(launched).value();
+  p.measured_pid = p.process->pid();
+  if (!o.prefix.empty()) {
+    // The plugin has answered the handshake, so a forking prefix's child exists by now.
+    if (std::vector<int> children = ChildProcesses(p.measured_pid); children.size() == 1) {
+      p.measured_pid = children.front();
+    }
+  }
   p.channel = p.process->channel();
   if (!p.channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
     p.error = "could not connect to the plugin at " + p.process->target();
@@ -381,11 +391,11 @@ void RunSingleFlowRounds(const PluginBenchOptions& o, LaunchedPlugin& launched, 
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
   const Nanos d = o.single_flow_duration;
   auto unary = [&](LaunchedPlugin& p) {
-    return MeasureRun(p.process->pid(), o.origin_pids,
+    return MeasureRun(p.measured_pid, o.origin_pids,
                       [&] { return Drive(&client, p.steps.get(), warm, 1, d, o.max_count, nullptr); });
   };
   auto stream = [&](LaunchedPlugin& p) {
-    return MeasureRun(p.process->pid(), o.origin_pids,
+    return MeasureRun(p.measured_pid, o.origin_pids,
                       [&] { return DriveStream(p.steps.get(), &warm, 1, d, o.max_count); });
   };
   Drive(&client, no_spin.steps.get(), warm, 1, o.warmup, 0, nullptr);
@@ -423,7 +433,6 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   result.log_path = launched.log_path;
   result.error = launched.error;
   if (!result.error.empty()) return result;
-  plugin::PluginProcess* process = launched.process.get();
   auto channel = launched.channel;
   v1::StepPluginService::Stub* const steps = launched.steps.get();
   QueueClient client;
@@ -431,7 +440,7 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   const v1::ExecuteRestStepRequest warm = StepRequest(o, false);
   Drive(&client, steps, warm, o.in_flight, o.warmup, 0, nullptr);  // connections for all workers
   auto measure = [&](int in_flight, bool stream) -> std::optional<PluginRun> {
-    PluginRun run = MeasureRun(process->pid(), o.origin_pids, [&] {
+    PluginRun run = MeasureRun(launched.measured_pid, o.origin_pids, [&] {
       return stream ? DriveStream(steps, &warm, in_flight, o.duration, o.max_count)
                     : Drive(&client, steps, warm, in_flight, o.duration, o.max_count, nullptr);
     });
@@ -449,7 +458,7 @@ PluginBenchResult RunMeasurements(const PluginBenchOptions& o) {
   if (o.libcurl_round) RunSingleFlowRounds(o, launched, client, result);
 
   for (auto [open, slot] : {std::pair{1, &result.stream_noop_single}, std::pair{o.in_flight, &result.stream_noop_many}}) {
-    PluginRun noop = MeasureRun(process->pid(), o.origin_pids, [&, open = open] {
+    PluginRun noop = MeasureRun(launched.measured_pid, o.origin_pids, [&, open = open] {
       return DriveStream(steps, nullptr, open, o.duration / 2, o.max_count);
     });
     if (LoopError(noop.loop).empty()) *slot = noop;
@@ -563,17 +572,20 @@ ObservabilityBenchResult RunObservabilityBench(const PluginBenchOptions& o, int 
                            side.traced ? traceparent : "");
       };
       LoopOutcome warmed;
-      if (plugin.error.empty()) warmed = drive(o.warmup, 0);
-      const double cpu0 = plugin.error.empty() ? ProcessCpuSeconds(plugin.process->pid()) : -1;
-      LoopOutcome out;
-      if (plugin.error.empty()) out = drive(o.duration, o.max_count);
-      const double cpu1 = plugin.error.empty() ? ProcessCpuSeconds(plugin.process->pid()) : -1;
+      PluginRun run;
+      if (plugin.error.empty()) {
+        warmed = drive(o.warmup, 0);
+        run = MeasureRun(plugin.measured_pid, {}, [&] { return drive(o.duration, o.max_count); });
+      }
+      const LoopOutcome& out = run.loop;
       if (!plugin.error.empty()) {
         result.error = std::string(side.dir) + ": " + plugin.error;
       } else if (std::string e = LoopError(out); !e.empty()) {
         result.error = std::string(side.dir) + ": " + e;
+      } else if (run.cpu_us_per_step < 0) {
+        result.error = std::string(side.dir) + ": the plugin's CPU time could not be read from /proc";
       } else {
-        side.cpu->push_back((cpu1 - cpu0) * 1e6 / static_cast<double>(out.throughput.count));
+        side.cpu->push_back(run.cpu_us_per_step);
       }
       if (!result.error.empty()) {
         if (std::string tail = LogTail(plugin.log_path); !tail.empty()) result.error += "; plugin stderr: " + tail;
